@@ -1,0 +1,128 @@
+"""The Explainer base class that plugin authors subclass.
+
+An explainer declares a ``name``, a nested pydantic ``Params`` model (unknown
+keys are refused), its :class:`Capabilities` as data, and implements one
+method::
+
+    def explain(self, model, data, *, target, rng) -> Explanation
+
+``__init__`` only stores the validated params and the progress reporter; all
+work happens in ``explain``. Heavy libraries are imported inside ``explain``
+(or a module it imports), never at module level, so discovering plugins stays
+cheap.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from .data import DATA_KINDS, Dataset
+from .errors import CapabilityError
+from .explanation import Explanation
+from .model import Model
+from .progress import NullProgress, Progress
+from .targets import Target
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["Explainer", "ExplainerParams", "Capabilities"]
+
+ALL_TARGETS = frozenset(t.value for t in Target)
+
+
+class ExplainerParams(BaseModel):
+    """Base of every explainer's ``Params``: unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an explainer can do, as data the runner checks before calling it.
+
+    targets
+        targets it can explain (``latent``, ``reconstruction``, ``reconstruction_error``);
+    data_kinds
+        ``tabular``, ``image``, ``sequence``;
+    needs_gradients
+        it differentiates through the model (TorchScript and nn.Module models are fine);
+    deterministic
+        the same seed gives the same result;
+    local
+        it returns per-sample attributions in ``Explanation.local``.
+    """
+
+    targets: frozenset[str] = ALL_TARGETS
+    data_kinds: frozenset[str] = frozenset(DATA_KINDS)
+    needs_gradients: bool = False
+    deterministic: bool = True
+    local: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "targets": sorted(self.targets),
+            "data_kinds": sorted(self.data_kinds),
+            "needs_gradients": self.needs_gradients,
+            "deterministic": self.deterministic,
+            "local": self.local,
+        }
+
+
+class Explainer(ABC):
+    """Base class of every explainer plugin."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[ExplainerParams]] = ExplainerParams
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, params: ExplainerParams | Mapping[str, Any] | None = None, *, progress: Progress | None = None) -> None:
+        if isinstance(params, self.Params):
+            self.params = params
+        else:
+            self.params = self.Params.model_validate(dict(params or {}))
+        self.progress: Progress = progress or NullProgress()
+
+    @abstractmethod
+    def explain(self, model: Model, data: Dataset, *, target: Target | str, rng: np.random.Generator) -> Explanation:
+        """Explain every target of ``model`` on ``data`` at once."""
+
+    # --- optional hooks -------------------------------------------------------------
+    def check(self, model: Model, data: Dataset, target: Target | str) -> None:
+        """Raise :class:`CapabilityError` if this explainer cannot run here.
+
+        The default checks :attr:`capabilities`; override to add model-specific
+        checks, and call ``super().check(...)``.
+        """
+        target = Target(target).value
+        caps = self.capabilities
+        if target not in caps.targets:
+            raise CapabilityError(
+                f"{self.name} cannot explain target {target!r}; it supports {', '.join(sorted(caps.targets))}",
+                plugin=self.name,
+            )
+        if data.kind not in caps.data_kinds:
+            raise CapabilityError(
+                f"{self.name} does not support {data.kind} data; it supports {', '.join(sorted(caps.data_kinds))}",
+                plugin=self.name,
+            )
+
+    @classmethod
+    def figures(cls, explanation: Explanation) -> dict[str, Figure]:
+        """Extra matplotlib figures for this explainer's result, keyed by a short name.
+
+        Reporters save each as ``<alias>.<key>.png`` and embed it in the HTML
+        report. The default is none: every explainer gets the importance heatmap.
+        """
+        return {}
+
+    @classmethod
+    def describe(cls) -> str:
+        doc = (cls.__doc__ or "").strip().splitlines()
+        return doc[0] if doc else ""

@@ -1,0 +1,135 @@
+"""Helpers every explainer may use: perturbed copies in bounded memory, group
+reduction, background sampling.
+
+They live in the core because third-party explainers need them too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .data import FeatureGroup
+from .model import Model, as_tensor
+from .progress import NullProgress, Progress
+from .targets import Target, evaluate_target, target_change
+
+__all__ = ["perturbation_effects", "copies_per_batch", "reduce_groups", "sample_background", "subsample"]
+
+Fill = Callable[[torch.Tensor, Sequence[int]], None]
+
+
+def copies_per_batch(n_samples: int, n_features: int, *, memory_mb: float = 256.0, min_rows: int = 512) -> int:
+    """How many perturbed copies of an ``(n_samples, n_features)`` batch to stack per forward pass.
+
+    Stack copies only until a forward pass has ``min_rows`` rows: on a CPU a
+    loop of full-batch passes beats one huge pass once the batch is a few
+    hundred rows (bench/bench_perturbation.py measures both). Never exceeds
+    ``memory_mb`` for the stacked inputs.
+    """
+    per_copy = max(1, n_samples * n_features * 4)
+    by_memory = max(1, int(memory_mb * 2**20 // per_copy))
+    by_rows = max(1, math.ceil(min_rows / max(1, n_samples)))
+    return min(by_memory, by_rows)
+
+
+def perturbation_effects(
+    model: Model,
+    target: Target | str,
+    x: np.ndarray | torch.Tensor,
+    n_copies: int,
+    fill: Fill,
+    *,
+    copies: int | None = None,
+    memory_mb: float = 256.0,
+    batch_size: int = 4096,
+    progress: Progress | None = None,
+    description: str = "perturbing",
+) -> torch.Tensor:
+    """Evaluate ``target`` on ``n_copies`` perturbed copies of ``x``; return each copy's change.
+
+    ``fill(block, ids)`` receives a ``(len(ids), N, D)`` tensor holding copies
+    of the flattened ``x`` and perturbs copy ``k`` in place as copy ``ids[k]``.
+    The change of each target is measured by :func:`aeinterp.targets.target_change`
+    against the unperturbed ``x``; the result is ``(n_copies, n_targets)``.
+
+    ``copies`` copies are stacked per forward pass (default:
+    :func:`copies_per_batch`), so memory stays bounded by about ``memory_mb``
+    for the inputs plus the model's activations for ``copies * N`` rows (in
+    sub-batches of ``batch_size``).
+    """
+    progress = progress or NullProgress()
+    xt = as_tensor(x, model)
+    n, shape = xt.shape[0], tuple(xt.shape[1:])
+    flat = xt.reshape(n, -1)
+    d = flat.shape[1]
+    c = copies or copies_per_batch(n, d, memory_mb=memory_mb)
+    c = max(1, min(c, n_copies))
+    with torch.no_grad():
+        base = _eval_rows(model, target, xt, xt, batch_size)
+        out = torch.empty((n_copies, base.shape[1]), dtype=base.dtype)
+        ref = xt.unsqueeze(0).expand(c, *xt.shape).reshape(c * n, *shape)
+        starts = range(0, n_copies, c)
+        for start in progress.track(starts, total=len(starts), description=description):
+            ids = list(range(start, min(start + c, n_copies)))
+            block = flat.unsqueeze(0).repeat(len(ids), 1, 1)
+            fill(block, ids)
+            rows = block.reshape(len(ids) * n, *shape)
+            values = _eval_rows(model, target, rows, ref[: len(ids) * n], batch_size)
+            values = values.reshape(len(ids), n, -1)
+            out[start : start + len(ids)] = torch.stack([target_change(target, v, base) for v in values])
+    return out
+
+
+def _eval_rows(model: Model, target: Target | str, rows: torch.Tensor, reference: torch.Tensor, batch_size: int) -> torch.Tensor:
+    parts = [
+        evaluate_target(model, target, rows[s : s + batch_size], reference[s : s + batch_size]).float().cpu()
+        for s in range(0, rows.shape[0], batch_size)
+    ]
+    return torch.cat(parts)
+
+
+def reduce_groups(local: np.ndarray | torch.Tensor, groups: Sequence[FeatureGroup], how: Literal["sum", "mean", "abs_sum"] = "sum"):
+    """Reduce the last axis of per-element attributions to feature groups.
+
+    ``local`` is ``(..., n_features)``; the result is ``(..., n_groups)``.
+    Sums are the right reduction for additive attributions (SHAP, IG).
+    """
+    is_torch = isinstance(local, torch.Tensor)
+    arr = local if is_torch else torch.as_tensor(np.asarray(local))
+    if how == "abs_sum":
+        arr = arr.abs()
+    m = torch.zeros((arr.shape[-1], len(groups)), dtype=arr.dtype, device=arr.device)
+    for j, g in enumerate(groups):
+        m[torch.as_tensor(g.indices, device=arr.device), j] = 1.0 / len(g.indices) if how == "mean" else 1.0
+    out = arr @ m
+    return out if is_torch else out.numpy()
+
+
+def subsample(x: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
+    """At most ``n`` rows of ``x``, drawn without replacement (all of them if ``n`` is None)."""
+    if n is None or n >= x.shape[0]:
+        return x
+    return x[np.sort(rng.choice(x.shape[0], size=n, replace=False))]
+
+
+def sample_background(
+    x: np.ndarray, n: int | None, rng: np.random.Generator, method: Literal["random", "kmeans", "all"] = "random"
+) -> np.ndarray:
+    """A background sample: ``n`` random rows, a k-means summary of ``n`` centres, or all rows."""
+    if method == "all" or n is None or n >= x.shape[0]:
+        return x
+    if method == "random":
+        return subsample(x, n, rng)
+    if method == "kmeans":
+        from sklearn.cluster import KMeans
+
+        flat = x.reshape(x.shape[0], -1)
+        seed = int(rng.integers(0, 2**31 - 1))
+        centres = KMeans(n_clusters=n, n_init=3, random_state=seed).fit(flat).cluster_centers_
+        return centres.reshape((n, *x.shape[1:])).astype(x.dtype)
+    raise ValueError(f"unknown background method {method!r}; use random, kmeans or all")

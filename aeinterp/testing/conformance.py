@@ -1,0 +1,140 @@
+"""A conformance base class every explainer's tests subclass.
+
+Usage::
+
+    from aeinterp.testing import ExplainerConformance
+
+    class TestMyExplainer(ExplainerConformance):
+        explainer = MyExplainer
+        params = {"samples": 50}     # fast settings
+
+It checks, on a hand-built model: result shapes and names for every supported
+target, determinism under a seed, that the planted features come out on top
+(``ground_truth = True``), and that the model is left exactly as it was found —
+parameters, hooks, train/eval mode, ``requires_grad`` — after success and after
+a forced error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import torch
+
+from ..errors import ExplainerError
+from ..explainer import Explainer
+from ..model import TorchAutoencoder
+from ..step import run_explainer
+from ..targets import Target
+from .planted import Planted, planted_autoencoder
+
+__all__ = ["ExplainerConformance", "model_state", "FailingModel"]
+
+
+def model_state(module: torch.nn.Module) -> dict[str, Any]:
+    """Everything an explainer must leave untouched."""
+    return {
+        "params": {k: v.detach().clone() for k, v in module.state_dict().items()},
+        "requires_grad": [p.requires_grad for p in module.parameters()],
+        "training": [m.training for m in module.modules()],
+        "hooks": [
+            (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks), len(getattr(m, "_backward_pre_hooks", {})))
+            for m in module.modules()
+        ],
+    }
+
+
+def assert_same_state(before: dict[str, Any], after: dict[str, Any]) -> None:
+    assert before["training"] == after["training"], "train/eval mode changed"
+    assert before["requires_grad"] == after["requires_grad"], "requires_grad changed"
+    assert before["hooks"] == after["hooks"], "hooks left on the model"
+    for k, v in before["params"].items():
+        assert torch.equal(v, after["params"][k]), f"parameter {k} changed"
+
+
+class FailingModel(TorchAutoencoder):
+    """Raises from ``encode`` after ``fail_after`` successful calls."""
+
+    def __init__(self, inner: TorchAutoencoder, fail_after: int = 1) -> None:
+        super().__init__(inner.module, inner.input_shape, code=inner.code)
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls > self.fail_after:
+            raise RuntimeError("forced failure for the conformance test")
+        return super().encode(x)
+
+
+class ExplainerConformance:
+    explainer: ClassVar[type[Explainer]]
+    params: ClassVar[dict[str, Any]] = {}
+    ground_truth: ClassVar[bool] = True
+    linear_planted: ClassVar[bool] = False
+
+    @pytest.fixture(scope="class")
+    def planted(self) -> Planted:
+        return planted_autoencoder(linear=self.linear_planted)
+
+    def _run(self, planted: Planted, target: str = "latent", seed: int = 0, model: Any = None):
+        return run_explainer(self.explainer, model or planted.model, planted.data, target=target, seed=seed, params=self.params)
+
+    def test_registers_cleanly(self) -> None:
+        from ..registry import ExplainerRegistry
+
+        registry = ExplainerRegistry()
+        registry.add(self.explainer)
+        assert self.explainer.name in registry
+
+    @pytest.mark.parametrize("target", [t.value for t in Target])
+    def test_shapes_for_each_target(self, planted: Planted, target: str) -> None:
+        if target not in self.explainer.capabilities.targets:
+            pytest.skip(f"{self.explainer.name} does not support {target}")
+        result = self._run(planted, target)
+        n_targets = {"latent": len(planted.dependencies), "reconstruction": planted.data.n_features, "reconstruction_error": 1}[target]
+        assert result.importance.shape == (n_targets, len(planted.data.groups))
+        assert np.isfinite(result.importance).all()
+        assert result.feature_names == planted.data.group_names
+        assert len(result.target_names) == n_targets
+        assert result.target == target
+        if result.local is not None:
+            assert result.local.shape[1:] == result.importance.shape
+
+    def test_deterministic_under_seed(self, planted: Planted) -> None:
+        if not self.explainer.capabilities.deterministic:
+            pytest.skip("declared non-deterministic")
+        a, b = self._run(planted, seed=3), self._run(planted, seed=3)
+        np.testing.assert_allclose(a.importance, b.importance, rtol=1e-6, atol=1e-7)
+
+    def test_planted_features_on_top(self, planted: Planted) -> None:
+        if not self.ground_truth:
+            pytest.skip("no ground-truth claim for this explainer")
+        result = self._run(planted)
+        for j, deps in enumerate(planted.dependencies):
+            top = set(np.argsort(-result.importance[j])[: len(deps)].tolist())
+            assert top == set(deps), f"z{j}: expected {sorted(deps)} on top, got {sorted(top)}"
+
+    def test_model_unchanged_after_success(self, planted: Planted) -> None:
+        module = planted.model.module
+        module.train()  # the explainer must restore train mode too
+        try:
+            before = model_state(module)
+            self._run(planted)
+            assert_same_state(before, model_state(module))
+        finally:
+            module.eval()
+
+    def test_model_unchanged_after_error(self, planted: Planted) -> None:
+        module = planted.model.module
+        module.train()
+        try:
+            before = model_state(module)
+            failing = FailingModel(planted.model, fail_after=1)
+            with pytest.raises(ExplainerError, match="forced failure"):
+                self._run(planted, model=failing)
+            assert_same_state(before, model_state(module))
+        finally:
+            module.eval()

@@ -1,0 +1,15 @@
+"""Perturbation explainers: ``permutation`` and ``zero_ablation``."""
+
+from __future__ import annotations
+
+from aeinterp import hookimpl
+
+__version__ = "0.1.0"
+
+
+@hookimpl
+def aeinterp_register_explainers(registry):  # noqa: ANN001, ANN201 - hook signature
+    from .explainers import Permutation, ZeroAblation
+
+    registry.add(Permutation)
+    registry.add(ZeroAblation)
