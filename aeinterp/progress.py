@@ -23,6 +23,12 @@ class Progress(Protocol):
 class NullProgress:
     """Iterates, shows nothing."""
 
+    def __enter__(self) -> NullProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
     def track(self, iterable: Iterable[T], *, total: int | None = None, description: str = "") -> Iterable[T]:
         return iterable
 

@@ -90,7 +90,7 @@ def train_autoencoder(
                 loss = _loss(module, xb, config.beta)
                 loss.backward()
                 opt.step()
-                epoch_loss += float(loss) * len(xb)
+                epoch_loss += float(loss.detach()) * len(xb)
             result.train_loss.append(epoch_loss / len(x))
         module.eval()
     if x_val is not None and len(x_val):

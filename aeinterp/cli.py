@@ -1,0 +1,224 @@
+"""The ``aeinterp`` command line. Only this module turns exceptions into exit codes.
+
+Exit codes: 0 success; 1 some explainer steps failed (the others' results are
+kept); 2 bad input (recipe, data, model, arguments); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from ._version import __version__
+from .errors import AeinterpError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_FAILED_STEPS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aeinterp", description="Explain autoencoders from YAML recipes.")
+    parser.add_argument("--version", action="version", version=f"aeinterp {__version__}")
+    plug = parser.add_argument_group("plugins")
+    plug.add_argument("--no-plugin-autoload", action="store_true", help="load no entry-point plugins (env AEINTERP_DISABLE_PLUGIN_AUTOLOAD=1)")
+    plug.add_argument("--allow-plugins", metavar="A,B", help="load only these plugins (entry-point or distribution names; env AEINTERP_PLUGINS)")
+    plug.add_argument("--block-plugins", metavar="A,B", help="do not load these plugins (env AEINTERP_BLOCK_PLUGINS)")
+    plug.add_argument("--trace-plugins", action="store_true", help="print every hook call (env AEINTERP_TRACE_PLUGINS=1)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run a recipe and write results.json, PNGs and report.html")
+    run.add_argument("recipe", type=Path)
+    run.add_argument("--out", type=Path, help="output folder (overrides the recipe's `output`)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe value, e.g. --set explainers.0.params.repeats=3 (repeatable)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or terminal report")
+    run.add_argument("--traceback", action="store_true", help="print the full traceback of failing steps")
+
+    val = sub.add_parser("validate", help="check a recipe (both passes) without running it")
+    val.add_argument("recipe", type=Path)
+    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+
+    plugins = sub.add_parser("plugins", help="list installed explainers with their distribution, version and capabilities")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+
+    train = sub.add_parser("train", help="train a built-in autoencoder and save it")
+    train.add_argument("--data", required=True, help="builtin:NAME (breast_cancer, wine, digits, sines, synthetic_tabular) or a .csv/.npy/.npz path")
+    train.add_argument("--kind", choices=["tabular", "image", "sequence"], help="data kind when the array shape is ambiguous")
+    train.add_argument("--arch", default="auto", help="auto | mlp | conv2d | conv1d | lstm (auto picks by data kind)")
+    train.add_argument("--latent-dim", type=int, required=True)
+    train.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="architecture option, value as YAML, e.g. --option hidden=[64,32] --option variational=true")
+    train.add_argument("--epochs", type=int, default=100)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None, help="standardize features (default: on for bundled tabular sets)")
+    train.add_argument("-o", "--output", type=Path, required=True, help="where to save the model (.pt)")
+    train.add_argument("--torchscript", action="store_true", help="save as TorchScript (encode/decode methods) instead of a checkpoint")
+
+    rep = sub.add_parser("report", help="re-render the reports of a finished run from its output folder")
+    rep.add_argument("out", type=Path)
+    rep.add_argument("--no-html", action="store_true")
+    rep.add_argument("--top-k", type=int, default=5)
+
+    sub.add_parser("schema", help="print the JSON Schema of recipes, including installed explainers' params")
+    return parser
+
+
+def _runner(args: argparse.Namespace, console: Console, quiet: bool = False):  # noqa: ANN202
+    from .runner import Runner
+
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
+    return Runner(
+        autoload=False if args.no_plugin_autoload else None,
+        allow=split(args.allow_plugins),
+        block=split(args.block_plugins),
+        trace=True if args.trace_plugins else None,
+        console=console,
+        quiet=quiet,
+    )
+
+
+def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    runner = _runner(args, console, quiet=args.quiet)
+    outcome = runner.run_file(args.recipe, out=args.out, overrides=args.overrides)
+    if args.traceback:
+        for f in outcome.failures:
+            if f.get("traceback"):
+                console.print(f"--- {f['alias']} ---\n{f['traceback']}", markup=False, highlight=False)
+    html = next((p for p in outcome.reports if p.suffix == ".html"), None)
+    console.print(f"results: {outcome.out_dir / 'results.json'}" + (f"   report: {html}" if html else ""), highlight=False)
+    if outcome.failures:
+        console.print(f"[red]{len(outcome.failures)} step(s) failed[/red]; the other results are kept. Run with --traceback for details.")
+        return EXIT_FAILED_STEPS
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    runner = _runner(args, console, quiet=True)
+    _, steps = runner.validate(args.recipe, args.overrides)
+    console.print(f"[green]{args.recipe} is valid[/green]: " + ", ".join(f"{s.alias} ({s.explainer.name}, {s.target.value})" for s in steps), highlight=False)
+    return EXIT_OK
+
+
+def _cmd_plugins(args: argparse.Namespace, console: Console) -> int:
+    runner = _runner(args, console, quiet=True)
+    reg, infos = runner.registry, runner.host.infos
+    if args.json:
+        payload = {
+            "explainers": [{"name": e.name, "distribution": e.distribution, "version": e.version, "summary": e.summary, "capabilities": e.cls.capabilities.to_json()} for e in reg],
+            "plugins": [i.to_json() for i in infos],
+        }
+        print(json.dumps(payload, indent=1))
+    else:
+        from rich.table import Table
+
+        table = Table(title="installed explainers", title_justify="left")
+        for col in ("name", "distribution", "targets", "data", "gradients", "local", "summary"):
+            table.add_column(col)
+        for e in reg:
+            c = e.cls.capabilities
+            table.add_row(e.name, f"{e.distribution} {e.version}", ", ".join(sorted(c.targets)), ", ".join(sorted(c.data_kinds)), "yes" if c.needs_gradients else "no", "yes" if c.local else "no", e.summary)
+        console.print(table)
+        for i in infos:
+            if i.status == "failed":
+                console.print(f"[red]failed[/red] plugin {i.name} ({i.distribution} {i.version}): {i.error}", highlight=False)
+            elif i.status == "blocked":
+                console.print(f"[yellow]blocked[/yellow] plugin {i.name} ({i.distribution} {i.version})", highlight=False)
+    return EXIT_FAILED_STEPS if runner.host.failures else EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace, console: Console) -> int:
+    import yaml
+
+    import torch
+
+    from .datasets import load_dataset
+    from .loading import build_builtin
+    from .progress import RichProgress
+    from .training import TrainConfig
+
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise AeinterpError(f"--option {item!r}: expected KEY=VALUE")
+        options[key.strip()] = yaml.safe_load(value)
+    source = {"builtin": args.data.split(":", 1)[1]} if args.data.startswith("builtin:") else {"path": Path(args.data)}
+    data = load_dataset(**source, kind=args.kind, standardize=args.standardize, split_seed=args.seed)
+    with RichProgress(console, prefix="train: ") as progress:
+        module, result = build_builtin(
+            args.arch, data, latent_dim=args.latent_dim, options=options,
+            train=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed), progress=progress,
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.torchscript:
+        x = torch.as_tensor(data.x_explain[:4])
+        code = module.encode(x)
+        z = code[0] if isinstance(code, tuple) else code
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.trace_module(module, {"encode": x, "decode": z})
+        scripted.save(str(args.output))
+    else:
+        torch.save(module.checkpoint(), args.output)
+    console.print(
+        f"saved {module.architecture} autoencoder (latent_dim={args.latent_dim}) to {args.output}; "
+        f"held-out reconstruction MSE {result.val_error:.4f} after {args.epochs} epochs",
+        highlight=False,
+    )
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from types import SimpleNamespace
+
+    from .report import render_reports
+    from .results import load_results
+
+    results = load_results(args.out)
+    runner = _runner(args, console, quiet=True)
+    paths = render_reports(results, runner.registry, console=console, options=SimpleNamespace(terminal=True, plots=True, html=not args.no_html, top_k=args.top_k))
+    console.print(f"wrote {len(paths)} files in {args.out}", highlight=False)
+    return EXIT_FAILED_STEPS if results.failures else EXIT_OK
+
+
+def _cmd_schema(args: argparse.Namespace, console: Console) -> int:
+    from .recipe import recipe_schema
+
+    print(json.dumps(recipe_schema(_runner(args, console, quiet=True).registry), indent=1))
+    return EXIT_OK
+
+
+COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "plugins": _cmd_plugins, "train": _cmd_train, "report": _cmd_report, "schema": _cmd_schema}
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -> int:
+    """Entry point of the ``aeinterp`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    console = console or Console()
+    err = Console(stderr=True) if console.file is sys.stdout else console
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        try:
+            return COMMANDS[args.command](args, console)
+        except AeinterpError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]: finished steps are in results.json")
+            return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

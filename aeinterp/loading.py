@@ -1,0 +1,166 @@
+"""Loading a model from a recipe: TorchScript, checkpoint, state dict + factory, or a trained built-in.
+
+``torch.load`` runs with ``weights_only=True`` unless the recipe says
+``trust: true``; a factory is named by an import path (``package.module:Name``),
+never by code in the recipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .architectures import CHECKPOINT_FORMAT, DEFAULT_FOR_KIND, build_architecture, from_checkpoint
+from .data import ArrayDataset
+from .errors import ModelError
+from .model import TorchAutoencoder
+from .progress import Progress
+from .training import TrainConfig, TrainResult, train_autoencoder
+
+__all__ = ["load_module", "import_factory", "build_builtin", "adapt"]
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(n.endswith("/code/") or "/code/" in n for n in zf.namelist())
+
+
+@contextlib.contextmanager
+def _importable(base_dir: Path | None) -> Iterator[None]:
+    """Let ``package.module`` resolve against the recipe's folder while importing."""
+    if base_dir is None:
+        yield
+        return
+    sys.path.insert(0, str(base_dir))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(base_dir))
+
+
+def import_factory(spec: str, base_dir: Path | None = None) -> Any:
+    """Resolve ``package.module:Name`` (the recipe's folder is importable too)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ModelError(f"factory {spec!r} must look like 'package.module:Name'")
+    with _importable(base_dir):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ModelError(f"cannot import {module_name!r} for factory {spec!r}: {exc}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ModelError(f"{module_name!r} has no attribute {attr!r} (factory {spec!r})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ModelError(f"factory {spec!r} is not callable")
+    return obj
+
+
+def _torch_load(path: Path, trust: bool) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except Exception as exc:
+        if not trust and "weights_only" in str(exc):
+            raise ModelError(
+                f"{path} holds pickled Python objects, which aeinterp does not load by default "
+                "(loading them can run arbitrary code). Save a state dict and name its factory, "
+                "or, if you trust the file, set `trust: true` in the model section."
+            ) from None
+        raise ModelError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+
+
+def load_module(
+    path: Path,
+    *,
+    format: str = "auto",
+    factory: str | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    trust: bool = False,
+    base_dir: Path | None = None,
+) -> nn.Module:
+    """Load the torch module a recipe's ``model.path`` points at."""
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if format == "torchscript" or (format == "auto" and _is_torchscript(path)):
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise ModelError(f"cannot load TorchScript file {path}: {exc}") from None
+    obj = _torch_load(path, trust)
+    if isinstance(obj, nn.Module):
+        return obj
+    if not isinstance(obj, Mapping):
+        raise ModelError(f"{path} holds a {type(obj).__name__}; expected a TorchScript module, a checkpoint or a state dict")
+    if obj.get("format") == CHECKPOINT_FORMAT:
+        return from_checkpoint(dict(obj))
+    state = obj.get("state_dict", obj)
+    if factory is None:
+        raise ModelError(f"{path} is a state dict; name the class that builds the model with `factory: package.module:Class` (and `kwargs:`)")
+    build = import_factory(factory, base_dir)
+    try:
+        module = build(**dict(kwargs or {}))
+    except Exception as exc:
+        raise ModelError(f"factory {factory!r} failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(module, nn.Module):
+        raise ModelError(f"factory {factory!r} returned {type(module).__name__}, not a torch.nn.Module")
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelError(f"the state dict in {path} does not fit {factory!r}: {str(exc).splitlines()[0]}") from None
+    return module
+
+
+def build_builtin(
+    architecture: str,
+    data: ArrayDataset,
+    *,
+    latent_dim: int,
+    options: Mapping[str, Any] | None = None,
+    train: TrainConfig = TrainConfig(),
+    progress: Progress | None = None,
+) -> tuple[nn.Module, TrainResult]:
+    """Build a built-in architecture for ``data`` and train it on the fit split."""
+    name = DEFAULT_FOR_KIND[data.kind] if architecture == "auto" else architecture
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights, caller's RNG untouched
+        torch.manual_seed(train.seed)
+        module = build_architecture(name, data.sample_shape, latent_dim, **dict(options or {}))
+    result = train_autoencoder(module, data.x_fit, train, x_val=data.x_explain, progress=progress)
+    return module, result
+
+
+def adapt(module: nn.Module, data: ArrayDataset, *, encoder: str | None = None, decoder: str | None = None, code: int | str | None = None, description: str = "") -> TorchAutoencoder:
+    """Wrap ``module`` and check it fits ``data``: the code is 2-D, the reconstruction has the input's shape."""
+    model = TorchAutoencoder(module, data.sample_shape, encoder=encoder, decoder=decoder, code=code, description=description)
+    probe = torch.as_tensor(data.x_explain[:2], dtype=model.dtype)
+    from .model import frozen
+
+    with frozen(model), torch.no_grad():
+        try:
+            z = model.encode(probe)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(
+                f"the model cannot encode the data: samples have shape {data.sample_shape} ({data.kind}); "
+                f"the encoder raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
+        try:
+            x_hat = model.decode(z)
+        except Exception as exc:
+            raise ModelError(f"the model cannot decode its own code of shape {tuple(z.shape)}: {type(exc).__name__}: {exc}") from None
+    if tuple(x_hat.shape[1:]) != data.sample_shape:
+        raise ModelError(f"the decoder returns samples of shape {tuple(x_hat.shape[1:])}, but the data's samples have shape {data.sample_shape}")
+    return model
