@@ -92,7 +92,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             if f.get("traceback"):
                 console.print(f"--- {f['alias']} ---\n{f['traceback']}", markup=False, highlight=False)
     html = next((p for p in outcome.reports if p.suffix == ".html"), None)
-    console.print(f"results: {outcome.out_dir / 'results.json'}" + (f"   report: {html}" if html else ""), highlight=False)
+    console.print(f"results: {outcome.out_dir / 'results.json'}" + (f"   report: {html}" if html else ""), highlight=False, soft_wrap=True)
     if outcome.failures:
         console.print(f"[red]{len(outcome.failures)} step(s) failed[/red]; the other results are kept. Run with --traceback for details.")
         return EXIT_FAILED_STEPS
@@ -114,7 +114,7 @@ def _cmd_plugins(args: argparse.Namespace, console: Console) -> int:
             "explainers": [{"name": e.name, "distribution": e.distribution, "version": e.version, "summary": e.summary, "capabilities": e.cls.capabilities.to_json()} for e in reg],
             "plugins": [i.to_json() for i in infos],
         }
-        print(json.dumps(payload, indent=1))
+        console.out(json.dumps(payload, indent=1), highlight=False)
     else:
         from rich.table import Table
 
@@ -140,7 +140,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
 
     from .datasets import load_dataset
     from .loading import build_builtin
-    from .progress import RichProgress
+    from .progress import NullProgress, RichProgress
     from .training import TrainConfig
 
     options = {}
@@ -151,7 +151,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         options[key.strip()] = yaml.safe_load(value)
     source = {"builtin": args.data.split(":", 1)[1]} if args.data.startswith("builtin:") else {"path": Path(args.data)}
     data = load_dataset(**source, kind=args.kind, standardize=args.standardize, split_seed=args.seed)
-    with RichProgress(console, prefix="train: ") as progress:
+    with RichProgress(console, prefix="train: ") if console.is_terminal else NullProgress() as progress:
         module, result = build_builtin(
             args.arch, data, latent_dim=args.latent_dim, options=options,
             train=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed), progress=progress,
@@ -171,6 +171,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         f"saved {module.architecture} autoencoder (latent_dim={args.latent_dim}) to {args.output}; "
         f"held-out reconstruction MSE {result.val_error:.4f} after {args.epochs} epochs",
         highlight=False,
+        soft_wrap=True,
     )
     return EXIT_OK
 
@@ -191,7 +192,7 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
 def _cmd_schema(args: argparse.Namespace, console: Console) -> int:
     from .recipe import recipe_schema
 
-    print(json.dumps(recipe_schema(_runner(args, console, quiet=True).registry), indent=1))
+    console.out(json.dumps(recipe_schema(_runner(args, console, quiet=True).registry), indent=1), highlight=False)
     return EXIT_OK
 
 
@@ -213,7 +214,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
         try:
             return COMMANDS[args.command](args, console)
         except AeinterpError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             return EXIT_BAD_INPUT
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/yellow]: finished steps are in results.json")

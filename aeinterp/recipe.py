@@ -194,7 +194,7 @@ def _problems(exc: ValidationError, root: yaml.Node | None, model: type[BaseMode
             hint = f"; did you mean {close[0]!r}?" if close else (f" (valid keys: {', '.join(valid)})" if valid else "")
             msg = f"unknown key {str(loc[-1])!r}{hint}"
         elif err["type"] == "missing":
-            node, _ = _node_at(root, loc[:-1])
+            node = _node_at(root, loc[:-1])[0] if len(loc) > 1 else None
             msg = "required key is missing"
         else:
             node, _ = _node_at(root, loc)
@@ -347,7 +347,7 @@ def resolve(base: Path, value: str | None) -> Path | None:
     if value is None:
         return None
     p = Path(value).expanduser()
-    return p if p.is_absolute() else base / p
+    return (p if p.is_absolute() else base / p).resolve()
 
 
 def dump_recipe(recipe: Recipe) -> Mapping[str, Any]:

@@ -82,7 +82,9 @@ class Runner:
         return self.run(loaded, steps, out=out)
 
     def _progress(self, prefix: str = "") -> NullProgress | RichProgress:
-        return NullProgress() if self.quiet else RichProgress(self.console, prefix=prefix)
+        if self.quiet or not self.console.is_terminal:  # no bars in logs and captured output
+            return NullProgress()
+        return RichProgress(self.console, prefix=prefix)
 
     def load_data(self, loaded: LoadedRecipe) -> ArrayDataset:
         d = loaded.recipe.data
@@ -164,9 +166,10 @@ class Runner:
             )
             outcome.failures.append(failure)
             if not self.quiet:
-                self.console.print(f"[red]✗ {step.alias}[/red] ({entry.name} from {entry.distribution} {entry.version}): {exc}", markup=True, highlight=False)
+                self.console.print(f"[red]✗ {step.alias}[/red] ({entry.name} from {entry.distribution} {entry.version}): {exc}", highlight=False, soft_wrap=True)
             return
         store.add(step.alias, explanation)
         outcome.explanations[step.alias] = explanation
         if not self.quiet:
-            self.console.print(f"[green]✓ {step.alias}[/green] {entry.name} on {step.target.value} in {explanation.runtime_s:.2f} s", highlight=False)
+            label = step.alias if step.alias == entry.name else f"{step.alias} ({entry.name})"
+            self.console.print(f"[green]✓ {label}[/green] on {step.target.value} in {explanation.runtime_s:.2f} s", highlight=False)

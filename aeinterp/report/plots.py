@@ -19,7 +19,7 @@ MAX_HEATMAP_TARGETS = 64
 def heatmap_figure(e: Explanation) -> Figure:
     rows = min(len(e.target_names), MAX_HEATMAP_TARGETS)
     cols = len(e.feature_names)
-    fig = Figure(figsize=(min(2 + 0.28 * cols, 22), min(1.5 + 0.3 * rows, 16)), layout="constrained")
+    fig = Figure(figsize=(min(3 + 0.28 * cols, 22), min(3 + 0.3 * rows, 16)), layout="constrained")
     ax = fig.add_subplot()
     im = ax.imshow(e.importance[:rows], aspect="auto", cmap="magma", interpolation="nearest")
     ax.set_yticks(range(rows), e.target_names[:rows], fontsize=7 if rows > 20 else 9)

@@ -75,7 +75,7 @@ class ExplainerConformance:
     ground_truth: ClassVar[bool] = True
     linear_planted: ClassVar[bool] = False
 
-    @pytest.fixture(scope="class")
+    @pytest.fixture
     def planted(self) -> Planted:
         return planted_autoencoder(linear=self.linear_planted)
 

@@ -1,0 +1,38 @@
+"""Shared fixtures: small real models trained in seconds on bundled data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aeinterp.data import ArrayDataset
+from aeinterp.datasets import load_dataset
+from aeinterp.loading import adapt, build_builtin
+from aeinterp.model import TorchAutoencoder
+from aeinterp.training import TrainConfig
+
+torch.set_num_threads(2)
+
+
+def _trained(builtin: str, arch: str, latent: int, epochs: int, **options) -> tuple[TorchAutoencoder, ArrayDataset]:
+    data = load_dataset(builtin=builtin, max_samples=400)
+    module, _ = build_builtin(arch, data, latent_dim=latent, options=options, train=TrainConfig(epochs=epochs, lr=3e-3))
+    return adapt(module, data), data
+
+
+@pytest.fixture(scope="session")
+def tabular_model() -> tuple[TorchAutoencoder, ArrayDataset]:
+    """MLP autoencoder, breast_cancer (30 features) -> 4."""
+    return _trained("breast_cancer", "mlp", 4, 30, hidden=[16])
+
+
+@pytest.fixture(scope="session")
+def image_model() -> tuple[TorchAutoencoder, ArrayDataset]:
+    """Conv autoencoder, digits 1x8x8 -> 5."""
+    return _trained("digits", "conv2d", 5, 5, channels=[4, 8])
+
+
+@pytest.fixture(scope="session")
+def sequence_model() -> tuple[TorchAutoencoder, ArrayDataset]:
+    """LSTM sequence autoencoder, sines 24 steps x 3 features -> 3."""
+    return _trained("sines", "lstm", 3, 5, hidden=8)

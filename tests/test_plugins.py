@@ -1,0 +1,121 @@
+"""Plugin discovery, the registry's checks, switches, and a real third-party package."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from aeinterp import Explainer, RegistrationError
+from aeinterp.plugins import PluginHost, PluginWarning
+from aeinterp.registry import ExplainerRegistry
+from tests.fixtures import test_plugins as tp
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_builtin_explainers_come_from_installed_entry_points() -> None:
+    eps = {ep.name: ep for ep in entry_points(group="aeinterp")}
+    assert "perturbation" in eps and eps["perturbation"].dist.name == "aeinterp-perturbation"
+    host = PluginHost(autoload=True)
+    entry = host.registry["permutation"]
+    assert entry.distribution == "aeinterp-perturbation" and entry.version == "0.1.0"
+    assert "zero_ablation" in host.registry
+
+
+def test_core_imports_no_explainer() -> None:
+    code = "import sys, aeinterp, aeinterp.runner, aeinterp.cli; print([m for m in sys.modules if m.startswith('aeinterp_') or m in ('shap', 'pyoperon', 'pysr', 'captum')])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_no_autoload_loads_only_given_plugins() -> None:
+    host = PluginHost(autoload=False, plugins=[tp.crashing_plugin])
+    assert host.registry.names() == ["crashing", "interrupting", "latent_only"]
+
+
+def test_block_and_allow_by_distribution_or_entry_point(monkeypatch) -> None:  # noqa: ANN001
+    assert "permutation" not in PluginHost(block=["aeinterp-perturbation"]).registry
+    monkeypatch.setenv("AEINTERP_BLOCK_PLUGINS", "perturbation")
+    host = PluginHost()
+    assert "permutation" not in host.registry
+    assert any(i.status == "blocked" and i.distribution == "aeinterp-perturbation" for i in host.infos)
+    monkeypatch.delenv("AEINTERP_BLOCK_PLUGINS")
+    monkeypatch.setenv("AEINTERP_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert len(PluginHost().registry) == 0
+
+
+def test_registry_refuses_what_is_not_an_explainer() -> None:
+    reg = ExplainerRegistry()
+    with pytest.raises(RegistrationError, match="not a subclass of aeinterp.Explainer"):
+        reg.add(object)  # type: ignore[arg-type]
+
+    class NoName(Explainer):
+        def explain(self, model, data, *, target, rng):  # noqa: ANN001, ANN202
+            return None
+
+    with pytest.raises(RegistrationError, match="without a valid `name`"):
+        reg.add(NoName)
+
+    class Abstract(Explainer):
+        name = "abstract"
+
+    with pytest.raises(RegistrationError, match="does not implement explain"):
+        reg.add(Abstract)
+
+
+def test_a_broken_plugin_warns_with_its_name_and_the_others_work() -> None:
+    with pytest.warns(PluginWarning, match="bad_registration_plugin.*not a subclass"):
+        host = PluginHost(plugins=[tp.bad_registration_plugin, tp.raising_registration_plugin])
+    assert "permutation" in host.registry
+    failed = {i.name: i.error for i in host.failures}
+    assert "plugin bug at registration" in failed["raising_registration_plugin"]
+
+
+def test_two_plugins_claiming_one_name_is_an_error_naming_both() -> None:
+    with pytest.warns(PluginWarning, match="claimed by two plugins"):
+        host = PluginHost(plugins=[tp.duplicate_plugin])
+    assert "permutation" not in host.registry
+    message = host.registry.unknown_message("permutation")
+    assert "aeinterp-perturbation" in message and "duplicate_plugin" in message
+
+
+@pytest.fixture(scope="module")
+def thirdparty_site(tmp_path_factory) -> Path:  # noqa: ANN001
+    """pip-install the fixture package (a real wheel build) into a private folder."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(ROOT / "tests/fixtures/thirdparty")],
+        check=True, capture_output=True,
+    )
+    return target
+
+
+def _cli(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess:
+    # only the plugins this test is about, whatever else is installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "AEINTERP_PLUGINS": "aeinterp-hello,aeinterp-perturbation", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "aeinterp.cli", *args], capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def test_third_party_package_is_listed_and_usable_from_a_recipe(thirdparty_site: Path, tmp_path: Path) -> None:
+    listed = _cli(["plugins"], thirdparty_site, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "hello_correlation" in listed.stdout and "aeinterp-hello 1.2.3" in listed.stdout
+    (tmp_path / "r.yaml").write_text(
+        "data: {builtin: synthetic_tabular}\n"
+        "model: {builtin: mlp, latent_dim: 3, train: {epochs: 5}}\n"
+        "explainers:\n  - name: hello_correlation\n  - name: permutation\n    params: {repeats: 1}\n"
+        "report: {html: false, plots: false}\noutput: out\n"
+    )
+    ran = _cli(["run", "r.yaml", "--quiet"], thirdparty_site, tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    import json
+
+    results = json.loads((tmp_path / "out/results.json").read_text())
+    hello = results["explainers"][0]
+    assert hello["name"] == "hello_correlation" and hello["distribution"] == "aeinterp-hello" and hello["status"] == "ok"
+    assert len(hello["importance"]) == 3 and len(hello["importance"][0]) == 8

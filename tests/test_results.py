@@ -1,0 +1,48 @@
+"""Explanation: shape checks, JSON/npz round trip without pickle."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from aeinterp import Explanation
+from aeinterp.results import ResultsStore, load_results
+
+
+def make(**kw) -> Explanation:  # noqa: ANN003
+    base = dict(importance=np.arange(6.0).reshape(2, 3), feature_names=["a", "b", "c"], target_names=["z0", "z1"])
+    return Explanation(**{**base, **kw})
+
+
+def test_shapes_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"expected \(targets, features\) = \(2, 3\)"):
+        make(importance=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="local has shape"):
+        make(local=np.zeros((5, 3, 2)))
+    with pytest.raises(ValueError, match="reserved"):
+        make(arrays={"importance": np.zeros(1)})
+
+
+def test_top_features_and_normalized() -> None:
+    e = make(importance=np.array([[0.1, 0.7, 0.2], [0.0, 0.0, 0.0]]))
+    assert e.top_features(2)["z0"] == [("b", 0.7), ("c", 0.2)]
+    np.testing.assert_allclose(e.normalized(), [[0.1, 0.7, 0.2], [0, 0, 0]])
+
+
+def test_round_trip_through_results_json_and_npz(tmp_path) -> None:  # noqa: ANN001
+    e = make(std=np.ones((2, 3)), local=np.random.default_rng(0).normal(size=(4, 2, 3)), arrays={"tiles": np.zeros((2, 8, 8))},
+             extras={"gap": np.float32(0.5), "nan": float("nan"), "list": np.arange(3)}, explainer="x", runtime_s=1.5)
+    store = ResultsStore(tmp_path, recipe={}, model={}, data={}, plugins=[])
+    store.add("x", e)
+    store.finish("complete")
+    doc = json.loads((tmp_path / "results.json").read_text())  # strict JSON: NaN became null
+    assert doc["explainers"][0]["extras"] == {"gap": 0.5, "nan": None, "list": [0, 1, 2]}
+    back = load_results(tmp_path).explanations["x"]
+    np.testing.assert_array_equal(back.importance, e.importance)
+    np.testing.assert_array_equal(back.local, e.local)
+    np.testing.assert_array_equal(back.arrays["tiles"], e.arrays["tiles"])
+    assert back.runtime_s == 1.5 and back.feature_names == ["a", "b", "c"]
+    with np.load(tmp_path / "x.npz", allow_pickle=False) as npz:  # no object arrays inside
+        assert set(npz.files) == {"importance", "std", "local", "tiles"}
