@@ -4,6 +4,9 @@
 ``conv2d``  images ``(N, C, H, W)``: strided convolutions.
 ``conv1d``  sequences ``(N, T, F)``: strided 1-D convolutions over time.
 ``lstm``    sequences ``(N, T, F)``: "F features x T steps -> k -> F x T".
+``supervised_vae``  tabular or image: a VAE whose first ``task_dims`` latent
+            dims also feed a classifier head (Nguyen & Rodriguez Martinez,
+            arXiv 2007.07591); the other dims are nuisance dims.
 
 Every architecture has ``encode`` / ``decode`` methods, and ``variational=True``
 turns it into a VAE whose ``encode`` returns ``(mu, logvar)``; the Model
@@ -239,11 +242,72 @@ class LSTMAutoencoder(BuiltinAutoencoder):
         self.decoder = _LSTMDecoder(latent_dim, hidden, layers, t, f)
 
 
+class SupervisedVAE(BuiltinAutoencoder):
+    """VAE with latent ``z = [task | nuisance]``; a classifier head reads only the task dims.
+
+    ``forward`` returns ``(x_hat, mu, logvar, logits)``; trained with
+    reconstruction + beta * KL + alpha * cross-entropy (:mod:`aeinterp.training`).
+    The backbone is the ``mlp`` (tabular) or ``conv2d`` (image) architecture.
+    """
+
+    architecture = "supervised_vae"
+    supervised = True
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        latent_dim: int,
+        task_dims: int = 2,
+        n_classes: int = 2,
+        hidden: Sequence[int] = (64,),
+        channels: Sequence[int] = (16, 32),
+        activation: str = "relu",
+        head_hidden: int = 32,
+    ) -> None:
+        super().__init__({
+            "input_shape": list(input_shape), "latent_dim": latent_dim, "task_dims": task_dims, "n_classes": n_classes,
+            "hidden": list(hidden), "channels": list(channels), "activation": activation, "head_hidden": head_hidden,
+        })
+        if not 1 <= task_dims < latent_dim:
+            raise ModelError(f"task_dims must be between 1 and latent_dim - 1 = {latent_dim - 1}, got {task_dims}")
+        if n_classes < 2:
+            raise ModelError(f"a classifier needs at least 2 classes, got {n_classes}")
+        self.variational = True
+        if len(input_shape) == 1:
+            self.vae: BuiltinAutoencoder = MLPAutoencoder(input_shape, latent_dim, hidden, activation, variational=True)
+        elif len(input_shape) == 3:
+            self.vae = ConvAutoencoder2d(input_shape, latent_dim, channels, activation, variational=True)
+        else:
+            raise ModelError(f"supervised_vae supports tabular (D,) or image (C, H, W) samples, got {tuple(input_shape)}")
+        self.n_task = int(task_dims)
+        self.head = nn.Sequential(nn.Linear(task_dims, head_hidden), _activation(activation), nn.Linear(head_hidden, n_classes))
+
+    @property
+    def task_dims(self) -> list[int]:
+        return list(range(self.n_task))
+
+    def encode(self, x: torch.Tensor) -> Any:
+        return self.vae.encode(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(z)
+
+    def classify(self, z: torch.Tensor) -> torch.Tensor:
+        """Class logits from full codes (reads only the task dims)."""
+        return self.head(z[:, : self.n_task])
+
+    def forward(self, x: torch.Tensor) -> Any:
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+        return self.decode(z), mu, logvar, self.classify(z)
+
+
 ARCHITECTURES: dict[str, type[BuiltinAutoencoder]] = {
     "mlp": MLPAutoencoder,
     "conv2d": ConvAutoencoder2d,
     "conv1d": ConvAutoencoder1d,
     "lstm": LSTMAutoencoder,
+    "supervised_vae": SupervisedVAE,
 }
 
 DEFAULT_FOR_KIND = {"tabular": "mlp", "image": "conv2d", "sequence": "lstm"}

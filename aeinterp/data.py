@@ -112,6 +112,13 @@ class ArrayDataset:
     def y_explain(self) -> np.ndarray | None:
         return None if self.labels is None else self.labels[self.explain_index]
 
+    def label_codes(self) -> tuple[np.ndarray, list[str]]:
+        """Labels as integer codes ``0..C-1`` for every sample, and the class names."""
+        if self.labels is None:
+            raise DataError(f"dataset {self.name!r} has no labels; give `label:` (a CSV column or an .npz array) or use a labelled builtin set")
+        classes, codes = np.unique(self.labels, return_inverse=True)
+        return codes.astype(np.int64), [str(c) for c in classes]
+
     def group_matrix(self) -> np.ndarray:
         """``(n_groups, n_features)`` 0/1 matrix; ``local @ M.T`` sums elements per group."""
         m = np.zeros((len(self.groups), self.n_features), dtype=np.float32)

@@ -54,7 +54,8 @@ def _sklearn(name: str) -> tuple[np.ndarray, list[str] | None, np.ndarray, DataK
     bunch = loader()
     if name == "digits":
         return (bunch.images[:, None, :, :] / 16.0).astype(np.float32), None, bunch.target, "image"
-    return bunch.data.astype(np.float32), [str(n) for n in bunch.feature_names], bunch.target, "tabular"
+    labels = np.asarray(bunch.target_names)[bunch.target]  # class names, not codes
+    return bunch.data.astype(np.float32), [str(n) for n in bunch.feature_names], labels, "tabular"
 
 
 BUILTIN_DATASETS: dict[str, str] = {

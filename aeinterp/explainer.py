@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from .data import DATA_KINDS, Dataset
 from .errors import CapabilityError
 from .explanation import Explanation
-from .model import Model
+from .model import Model, is_supervised
 from .progress import NullProgress, Progress
 from .targets import Target
 
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Explainer", "ExplainerParams", "Capabilities"]
 
-ALL_TARGETS = frozenset(t.value for t in Target)
+# the unsupervised targets; explainers that handle ``prediction`` list it explicitly
+ALL_TARGETS = frozenset({"latent", "reconstruction", "reconstruction_error"})
 
 
 class ExplainerParams(BaseModel):
@@ -48,7 +49,8 @@ class Capabilities:
     """What an explainer can do, as data the runner checks before calling it.
 
     targets
-        targets it can explain (``latent``, ``reconstruction``, ``reconstruction_error``);
+        targets it can explain (``latent``, ``reconstruction``, ``reconstruction_error``,
+        and ``prediction`` for supervised models when listed explicitly);
     data_kinds
         ``tabular``, ``image``, ``sequence``;
     needs_gradients
@@ -105,6 +107,12 @@ class Explainer(ABC):
         if target not in caps.targets:
             raise CapabilityError(
                 f"{self.name} cannot explain target {target!r}; it supports {', '.join(sorted(caps.targets))}",
+                plugin=self.name,
+            )
+        if target == Target.PREDICTION.value and not is_supervised(model):
+            raise CapabilityError(
+                "target 'prediction' needs a supervised model: declare its classifier head and task dims "
+                "(`head:` and `task_dims:` in the recipe's model section) or use the builtin supervised_vae",
                 plugin=self.name,
             )
         if data.kind not in caps.data_kinds:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .architectures import CHECKPOINT_FORMAT, DEFAULT_FOR_KIND, build_architecture, from_checkpoint
+from .architectures import ARCHITECTURES, CHECKPOINT_FORMAT, DEFAULT_FOR_KIND, build_architecture, from_checkpoint
 from .data import ArrayDataset
 from .errors import ModelError
 from .model import TorchAutoencoder
@@ -134,16 +134,44 @@ def build_builtin(
 ) -> tuple[nn.Module, TrainResult]:
     """Build a built-in architecture for ``data`` and train it on the fit split."""
     name = DEFAULT_FOR_KIND[data.kind] if architecture == "auto" else architecture
+    options = dict(options or {})
+    y_fit = None
+    if getattr(ARCHITECTURES.get(name), "supervised", False):
+        codes, classes = data.label_codes()
+        options.setdefault("n_classes", len(classes))
+        y_fit = codes[data.fit_index]
     with torch.random.fork_rng(devices=[]):  # seeded initial weights, caller's RNG untouched
         torch.manual_seed(train.seed)
-        module = build_architecture(name, data.sample_shape, latent_dim, **dict(options or {}))
-    result = train_autoencoder(module, data.x_fit, train, x_val=data.x_explain, progress=progress)
+        module = build_architecture(name, data.sample_shape, latent_dim, **options)
+    result = train_autoencoder(module, data.x_fit, train, x_val=data.x_explain, y_fit=y_fit, progress=progress)
     return module, result
 
 
-def adapt(module: nn.Module, data: ArrayDataset, *, encoder: str | None = None, decoder: str | None = None, code: int | str | None = None, description: str = "") -> TorchAutoencoder:
-    """Wrap ``module`` and check it fits ``data``: the code is 2-D, the reconstruction has the input's shape."""
-    model = TorchAutoencoder(module, data.sample_shape, encoder=encoder, decoder=decoder, code=code, description=description)
+def adapt(
+    module: nn.Module,
+    data: ArrayDataset,
+    *,
+    encoder: str | None = None,
+    decoder: str | None = None,
+    code: int | str | None = None,
+    head: str | None = None,
+    task_dims: list[int] | None = None,
+    description: str = "",
+) -> TorchAutoencoder:
+    """Wrap ``module`` and check it fits ``data``: the code is 2-D, the reconstruction has the input's shape.
+
+    A built-in supervised model declares its own head and task dims; for other
+    models ``head`` (an attribute name, or ``package.module:callable`` building
+    the head) and ``task_dims`` come from the recipe.
+    """
+    if head is None and getattr(module, "supervised", False):
+        head, task_dims = "head", list(module.task_dims)  # type: ignore[attr-defined]
+    head_fn = import_factory(head)() if head is not None and ":" in head else head
+    class_names = data.label_codes()[1] if head is not None and data.labels is not None else None
+    model = TorchAutoencoder(
+        module, data.sample_shape, encoder=encoder, decoder=decoder, code=code, description=description,
+        head=head_fn, task_dims=task_dims, class_names=class_names,
+    )
     probe = torch.as_tensor(data.x_explain[:2], dtype=model.dtype)
     from .model import frozen
 
@@ -161,6 +189,17 @@ def adapt(module: nn.Module, data: ArrayDataset, *, encoder: str | None = None, 
             x_hat = model.decode(z)
         except Exception as exc:
             raise ModelError(f"the model cannot decode its own code of shape {tuple(z.shape)}: {type(exc).__name__}: {exc}") from None
-    if tuple(x_hat.shape[1:]) != data.sample_shape:
-        raise ModelError(f"the decoder returns samples of shape {tuple(x_hat.shape[1:])}, but the data's samples have shape {data.sample_shape}")
+        if tuple(x_hat.shape[1:]) != data.sample_shape:
+            raise ModelError(f"the decoder returns samples of shape {tuple(x_hat.shape[1:])}, but the data's samples have shape {data.sample_shape}")
+        if model.task_dims is not None:
+            if max(model.task_dims) >= z.shape[1] or min(model.task_dims) < 0:
+                raise ModelError(f"task_dims {model.task_dims} are outside the code's {z.shape[1]} dims")
+            try:
+                logits = model.predict(z)
+            except Exception as exc:
+                raise ModelError(f"the classifier head fails on the task code: {type(exc).__name__}: {exc}") from None
+            if class_names is not None and logits.shape[1] != len(class_names):
+                raise ModelError(f"the head returns {logits.shape[1]} logits but the labels have {len(class_names)} classes")
+            if model.class_names is None:
+                model.class_names = [f"class{c}" for c in range(logits.shape[1])]
     return model

@@ -25,7 +25,7 @@ from torch import nn
 
 from .errors import ModelError
 
-__all__ = ["Model", "TorchAutoencoder", "evaluate", "frozen", "select_code", "torch_modules"]
+__all__ = ["Model", "SupervisedModel", "TorchAutoencoder", "evaluate", "frozen", "is_supervised", "select_code", "torch_modules"]
 
 CODE_KEYS = ("mu", "mean", "z_mean", "loc", "z", "code", "latent")
 
@@ -50,6 +50,29 @@ class Model(Protocol):
     def decode(self, z: torch.Tensor) -> torch.Tensor: ...
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class SupervisedModel(Model, Protocol):
+    """A model whose code also feeds a classifier head.
+
+    ``task_dims`` are the latent dimensions the head reads; the others are
+    nuisance dimensions the decision ignores. ``predict(z)`` maps full codes
+    ``(N, latent_dim)`` to class logits ``(N, n_classes)``.
+    """
+
+    @property
+    def task_dims(self) -> list[int]: ...
+
+    @property
+    def class_names(self) -> list[str]: ...
+
+    def predict(self, z: torch.Tensor) -> torch.Tensor: ...
+
+
+def is_supervised(model: Any) -> bool:
+    """True when ``model`` has a classifier head (``predict``) and declared task dims."""
+    return callable(getattr(model, "predict", None)) and bool(getattr(model, "task_dims", None))
 
 
 def select_code(output: Any, code: int | str | None = None, *, where: str = "encoder") -> torch.Tensor:
@@ -113,6 +136,10 @@ class TorchAutoencoder:
     code:
         Which encoder output is the latent code when it returns several
         (index or key; default the mean, see :func:`select_code`).
+    head, task_dims, class_names:
+        For a supervised model: the classifier head (attribute name or a
+        callable) that maps the task part of the code, ``z[:, task_dims]``, to
+        class logits; which latent dims it reads; the class names.
     """
 
     def __init__(
@@ -124,6 +151,9 @@ class TorchAutoencoder:
         decoder: str | None = None,
         code: int | str | None = None,
         description: str = "",
+        head: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
+        task_dims: Sequence[int] | None = None,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         self.module = module
         self._input_shape = tuple(int(s) for s in input_shape)
@@ -132,6 +162,11 @@ class TorchAutoencoder:
         self.code = code
         self.description = description or type(module).__name__
         self._latent_dim: int | None = None
+        if (head is None) != (task_dims is None):
+            raise ModelError("a supervised model needs both a classifier head and its task dims")
+        self._head = _resolve(module, [head], "head") if isinstance(head, str) else head
+        self.task_dims: list[int] | None = [int(d) for d in task_dims] if task_dims is not None else None
+        self.class_names: list[str] | None = [str(c) for c in class_names] if class_names is not None else None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -174,6 +209,12 @@ class TorchAutoencoder:
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
+
+    def predict(self, z: torch.Tensor) -> torch.Tensor:
+        """Class logits from full codes (supervised models only)."""
+        if self._head is None or self.task_dims is None:
+            raise ModelError("this model has no classifier head; declare `head:` and `task_dims:` in the recipe's model section")
+        return select_code(self._head(z[:, self.task_dims]), 0, where="head")
 
     def __repr__(self) -> str:
         return f"TorchAutoencoder({self.description}, input_shape={self._input_shape})"

@@ -27,7 +27,7 @@ from .targets import Target
 
 __all__ = ["Recipe", "PlannedStep", "load_recipe", "parse_recipe", "plan_steps", "apply_overrides", "recipe_schema"]
 
-TargetName = Literal["latent", "reconstruction", "reconstruction_error"]
+TargetName = Literal["latent", "reconstruction", "reconstruction_error", "prediction"]
 
 
 class _Section(BaseModel):
@@ -66,6 +66,7 @@ class TrainSection(_Section):
     batch_size: int = Field(64, ge=1)
     weight_decay: float = Field(0.0, ge=0)
     beta: float = Field(1.0, ge=0, description="weight of the KL term for variational models")
+    alpha: float = Field(1.0, ge=0, description="weight of the cross-entropy term for supervised models")
 
 
 class ModelSection(_Section):
@@ -73,7 +74,7 @@ class ModelSection(_Section):
     format: Literal["auto", "torchscript", "checkpoint", "state_dict"] = "auto"
     factory: str | None = Field(None, description="import path package.module:Class building the module for a state dict")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the factory")
-    builtin: str | None = Field(None, description="auto | mlp | conv2d | conv1d | lstm: build and train on the fit split")
+    builtin: str | None = Field(None, description="auto | mlp | conv2d | conv1d | lstm | supervised_vae: build and train on the fit split")
     latent_dim: int | None = Field(None, ge=1, description="latent size of a builtin model")
     options: dict[str, Any] = Field(default_factory=dict, description="options of the builtin architecture (hidden, channels, activation, variational...)")
     train: TrainSection = Field(default_factory=TrainSection)
@@ -82,6 +83,8 @@ class ModelSection(_Section):
     decoder: str | None = Field(None, description="attribute name of the decoder (default decode, then decoder)")
     code: int | str | None = Field(None, description="which encoder output is the code (index or key; default the mean)")
     trust: bool = Field(False, description="allow torch.load to unpickle arbitrary objects (only for files you trust)")
+    head: str | None = Field(None, description="supervised models: the classifier head, an attribute name or package.module:callable, fed z[:, task_dims]")
+    task_dims: list[int] | None = Field(None, min_length=1, description="supervised models: the latent dims the head reads")
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSection:
@@ -91,6 +94,8 @@ class ModelSection(_Section):
             raise ValueError("a builtin model needs `latent_dim`")
         if self.factory is not None and self.path is None:
             raise ValueError("`factory` applies to a state dict given by `path`")
+        if (self.head is None) != (self.task_dims is None):
+            raise ValueError("a supervised model needs both `head` and `task_dims`")
         return self
 
 

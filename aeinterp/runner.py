@@ -119,8 +119,10 @@ class Runner:
             assert path is not None  # the recipe schema guarantees path or builtin
             module = load_module(path, format=m.format, factory=m.factory, kwargs=m.kwargs, trust=m.trust, base_dir=loaded.base_dir)
             info["source"] = str(path)
-        model = adapt(module, data, encoder=m.encoder, decoder=m.decoder, code=m.code, description=type(module).__name__)
+        model = adapt(module, data, encoder=m.encoder, decoder=m.decoder, code=m.code, head=m.head, task_dims=m.task_dims, description=type(module).__name__)
         info.update(description=model.description, latent_dim=model.latent_dim, input_shape=list(model.input_shape))
+        if model.task_dims is not None:
+            info.update(task_dims=model.task_dims, class_names=model.class_names)
         return model, info
 
     def run(self, loaded: LoadedRecipe, steps: list[PlannedStep] | None = None, *, out: str | Path | None = None) -> RunOutcome:

@@ -1,6 +1,6 @@
 """What an explanation can be about, and how to evaluate it.
 
-Three targets exist:
+Four targets exist:
 
 ``latent``
     each latent dimension ``z_j = encode(x)_j`` (the default);
@@ -8,7 +8,10 @@ Three targets exist:
     each element of the decoder output ``decode(encode(x))``, flattened;
 ``reconstruction_error``
     one number per sample, the mean squared error between the reconstruction
-    of the (possibly perturbed) input and the original, unperturbed input.
+    of the (possibly perturbed) input and the original, unperturbed input;
+``prediction``
+    the class logits of a supervised model (one whose code feeds a classifier
+    head, see :class:`aeinterp.model.SupervisedModel`); explainers opt in to it.
 
 Explainers evaluate targets through :func:`evaluate_target` so that all of
 them agree on what, for example, "reconstruction error" means.
@@ -22,13 +25,14 @@ import torch
 
 from .model import Model
 
-__all__ = ["Target", "evaluate_target", "target_names", "target_change"]
+__all__ = ["Target", "evaluate_target", "target_names", "target_names_for", "target_change"]
 
 
 class Target(str, Enum):
     LATENT = "latent"
     RECONSTRUCTION = "reconstruction"
     RECONSTRUCTION_ERROR = "reconstruction_error"
+    PREDICTION = "prediction"
 
     @property
     def is_loss(self) -> bool:
@@ -50,6 +54,8 @@ def evaluate_target(
     target = Target(target)
     if target is Target.LATENT:
         return model.encode(x)
+    if target is Target.PREDICTION:
+        return model.predict(model.encode(x))  # type: ignore[attr-defined]
     x_hat = model.reconstruct(x)
     if target is Target.RECONSTRUCTION:
         return x_hat.reshape(x_hat.shape[0], -1)
@@ -58,14 +64,30 @@ def evaluate_target(
     return diff.pow(2).mean(dim=1, keepdim=True)
 
 
-def target_names(target: Target | str, latent_dim: int, output_names: list[str]) -> list[str]:
-    """Names of the rows of an importance matrix for ``target``."""
+def target_names(target: Target | str, count: int, output_names: list[str], class_names: list[str] | None = None) -> list[str]:
+    """Names of the rows of an importance matrix for ``target``.
+
+    ``count`` is the number of latents (``latent``) or classes (``prediction``);
+    ``output_names`` name the reconstructed elements.
+    """
     target = Target(target)
     if target is Target.LATENT:
-        return [f"z{j}" for j in range(latent_dim)]
+        return [f"z{j}" for j in range(count)]
     if target is Target.RECONSTRUCTION:
         return [f"{name}^" for name in output_names]
+    if target is Target.PREDICTION:
+        return list(class_names) if class_names is not None and len(class_names) == count else [f"class{c}" for c in range(count)]
     return ["reconstruction_error"]
+
+
+def target_names_for(model: Model, data: object, target: Target | str) -> list[str]:
+    """Row names for ``target`` of ``model`` on ``data`` (latent count, class names, element names)."""
+    target = Target(target)
+    names = list(getattr(data, "feature_names", []))
+    if target is Target.PREDICTION:
+        classes = list(getattr(model, "class_names", None) or [])
+        return target_names(target, len(classes), names, classes)
+    return target_names(target, model.latent_dim, names)
 
 
 def target_change(target: Target | str, perturbed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:

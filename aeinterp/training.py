@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+from .errors import ModelError
 
 from .progress import NullProgress, Progress
 
@@ -24,6 +27,7 @@ class TrainConfig:
     batch_size: int = 64
     weight_decay: float = 0.0
     beta: float = 1.0  # weight of the KL term for VAEs
+    alpha: float = 1.0  # weight of the cross-entropy term for supervised models
     seed: int = 0
 
 
@@ -36,14 +40,20 @@ class TrainResult:
         return {"epochs": len(self.train_loss), "final_train_loss": self.train_loss[-1] if self.train_loss else None, "val_error": self.val_error}
 
 
-def _loss(module: nn.Module, xb: torch.Tensor, beta: float) -> torch.Tensor:
+def _loss(module: nn.Module, xb: torch.Tensor, yb: torch.Tensor | None, config: TrainConfig) -> torch.Tensor:
     out = module(xb)
-    if isinstance(out, tuple):  # VAE: (x_hat, mu, logvar)
-        x_hat, mu, logvar = out
-        rec = (x_hat - xb).pow(2).mean()
-        kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)) / xb[0].numel()
-        return rec + beta * kl
-    return (out - xb).pow(2).mean()
+    if not isinstance(out, tuple):
+        return (out - xb).pow(2).mean()
+    # VAE: (x_hat, mu, logvar); supervised VAE: (x_hat, mu, logvar, logits)
+    x_hat, mu, logvar = out[:3]
+    rec = (x_hat - xb).pow(2).mean()
+    kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)) / xb[0].numel()
+    loss = rec + config.beta * kl
+    if len(out) == 4:
+        if yb is None:
+            raise ModelError("this model has a classifier head: training it needs labels (a dataset with labels, e.g. digits, wine, breast_cancer, or `label:` for a CSV)")
+        loss = loss + config.alpha * F.cross_entropy(out[3], yb)
+    return loss
 
 
 def reconstruction_error(module: nn.Module, x: np.ndarray, batch_size: int = 1024) -> float:
@@ -70,12 +80,15 @@ def train_autoencoder(
     config: TrainConfig = TrainConfig(),
     *,
     x_val: np.ndarray | None = None,
+    y_fit: np.ndarray | None = None,
     progress: Progress | None = None,
 ) -> TrainResult:
-    """Train ``module`` in place on ``x_fit``; returns the loss history and held-out error."""
+    """Train ``module`` in place on ``x_fit`` (and integer labels ``y_fit`` for
+    supervised models); returns the loss history and held-out error."""
     progress = progress or NullProgress()
     result = TrainResult()
     x = torch.as_tensor(np.asarray(x_fit), dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(y_fit), dtype=torch.long) if y_fit is not None else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         gen = torch.Generator().manual_seed(config.seed)
@@ -85,12 +98,12 @@ def train_autoencoder(
             order = torch.randperm(len(x), generator=gen)
             epoch_loss = 0.0
             for s in range(0, len(x), config.batch_size):
-                xb = x[order[s : s + config.batch_size]]
+                idx = order[s : s + config.batch_size]
                 opt.zero_grad()
-                loss = _loss(module, xb, config.beta)
+                loss = _loss(module, x[idx], None if y is None else y[idx], config)
                 loss.backward()
                 opt.step()
-                epoch_loss += float(loss.detach()) * len(xb)
+                epoch_loss += float(loss.detach()) * len(idx)
             result.train_loss.append(epoch_loss / len(x))
         module.eval()
     if x_val is not None and len(x_val):

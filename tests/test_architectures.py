@@ -69,3 +69,38 @@ def test_unknown_architecture_and_bad_options() -> None:
         build_architecture("mlp", (4,), 2, depth=3)
     with pytest.raises(ModelError, match="needs image samples"):
         build_architecture("conv2d", (4,), 2)
+
+
+def test_supervised_vae_learns_the_labels_and_exposes_its_head(tmp_path) -> None:  # noqa: ANN001
+    from aeinterp.loading import build_builtin
+    from aeinterp.model import is_supervised
+    from aeinterp.targets import Target, evaluate_target
+
+    data = load_dataset(builtin="breast_cancer")
+    module, result = build_builtin("supervised_vae", data, latent_dim=5, options={"task_dims": 2, "hidden": [16]}, train=TrainConfig(epochs=25, lr=3e-3))
+    model = adapt(module, data)
+    assert is_supervised(model) and model.task_dims == [0, 1] and model.class_names == ["benign", "malignant"]
+    codes, _ = data.label_codes()
+    x = torch.as_tensor(data.x_explain)
+    with torch.no_grad():
+        logits = evaluate_target(model, Target.PREDICTION, x)
+        # the head reads only the task dims: changing a nuisance dim changes no logit
+        z = model.encode(x)
+        z2 = z.clone()
+        z2[:, 2:] += 3.0
+        torch.testing.assert_close(model.predict(z2), model.predict(z))
+    assert logits.shape == (len(x), 2)
+    assert (logits.argmax(1).numpy() == codes[data.explain_index]).mean() > 0.9
+    path = tmp_path / "svae.pt"
+    torch.save(module.checkpoint(), path)
+    again = adapt(load_module(path), data)
+    with torch.no_grad():
+        torch.testing.assert_close(again.predict(again.encode(x)), logits)
+
+
+def test_supervised_vae_without_labels_is_a_clear_error() -> None:
+    from aeinterp import DataError
+    from aeinterp.loading import build_builtin
+
+    with pytest.raises(DataError, match="has no labels"):
+        build_builtin("supervised_vae", load_dataset(builtin="sines"), latent_dim=4)

@@ -97,3 +97,25 @@ def test_model_in_float64_works() -> None:
     assert result.importance.dtype == np.float64 and np.isfinite(result.importance).all()
     planted.model.module.float()
     assert torch.get_default_dtype() == torch.float32
+
+
+def test_prediction_target_needs_a_supervised_model(planted) -> None:  # noqa: ANN001
+    from aeinterp import CapabilityError
+
+    with pytest.raises(CapabilityError, match="needs a supervised model"):
+        explain(Permutation, planted.model, planted.data, target="prediction")
+
+
+def test_prediction_target_on_a_user_declared_head() -> None:
+    """A user model declares its head and task dims; permutation explains the class logits."""
+    from aeinterp import TorchAutoencoder
+
+    planted = planted_autoencoder(linear=True)
+    module = planted.model.module
+    module.clf = torch.nn.Linear(1, 2)  # reads z1 only, which depends on x2, x3, x4
+    model = TorchAutoencoder(module, (10,), head="clf", task_dims=[1], class_names=["no", "yes"])
+    result = explain(Permutation, model, planted.data, target="prediction", params={"repeats": 2})
+    assert result.target_names == ["no", "yes"]
+    for row in result.importance:
+        assert set(np.flatnonzero(row > 0)) == {2, 3, 4}
+    del module.clf

@@ -82,6 +82,9 @@ class ExplainerConformance:
     def _run(self, planted: Planted, target: str = "latent", seed: int = 0, model: Any = None):
         return run_explainer(self.explainer, model or planted.model, planted.data, target=target, seed=seed, params=self.params)
 
+    def _planted_for(self, planted: Planted, target: str) -> Planted:
+        return planted_autoencoder(linear=self.linear_planted, supervised=True) if target == "prediction" else planted
+
     def test_registers_cleanly(self) -> None:
         from ..registry import ExplainerRegistry
 
@@ -93,8 +96,9 @@ class ExplainerConformance:
     def test_shapes_for_each_target(self, planted: Planted, target: str) -> None:
         if target not in self.explainer.capabilities.targets:
             pytest.skip(f"{self.explainer.name} does not support {target}")
+        planted = self._planted_for(planted, target)
         result = self._run(planted, target)
-        n_targets = {"latent": len(planted.dependencies), "reconstruction": planted.data.n_features, "reconstruction_error": 1}[target]
+        n_targets = {"latent": len(planted.dependencies), "reconstruction": planted.data.n_features, "reconstruction_error": 1, "prediction": 2}[target]
         assert result.importance.shape == (n_targets, len(planted.data.groups))
         assert np.isfinite(result.importance).all()
         assert result.feature_names == planted.data.group_names
@@ -102,6 +106,10 @@ class ExplainerConformance:
         assert result.target == target
         if result.local is not None:
             assert result.local.shape[1:] == result.importance.shape
+        if target == "prediction" and self.ground_truth:  # logits (-z0, z0) depend on z0's features only
+            deps = planted.dependencies[0]
+            for row in result.importance:
+                assert set(np.argsort(-row)[: len(deps)].tolist()) == set(deps)
 
     def test_deterministic_under_seed(self, planted: Planted) -> None:
         if not self.explainer.capabilities.deterministic:

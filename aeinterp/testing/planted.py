@@ -57,6 +57,10 @@ class PlantedAutoencoder(nn.Module):
         self.decoder = nn.Linear(k, n_features)
         self.decoder.weight.data = weights.T.clone() / max(1.0, float(weights.abs().sum(dim=1).max()))
         self.decoder.bias.data.zero_()
+        # a classifier head on z0 alone (used when the planted model is declared supervised)
+        self.head = nn.Linear(1, 2)
+        self.head.weight.data = torch.tensor([[-1.0], [1.0]])
+        self.head.bias.data.zero_()
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -88,17 +92,28 @@ def planted_autoencoder(
     *,
     n_samples: int = 400,
     linear: bool = False,
+    supervised: bool = False,
     seed: int = 0,
 ) -> Planted:
-    """A planted model with standard-normal tabular data (features ``x0``..)."""
+    """A planted model with standard-normal tabular data (features ``x0``..).
+
+    ``supervised=True`` declares the head: class logits ``(-z0, z0)`` for the
+    classes ``neg`` and ``pos``, so the prediction depends on exactly
+    ``dependencies[0]``; the labels are ``z0 > 0``.
+    """
     module = PlantedAutoencoder(n_features, dependencies, linear=linear, seed=seed)
     module.eval()
     x = np.random.default_rng(seed).normal(size=(n_samples, n_features)).astype(np.float32)
     names = element_names("tabular", (n_features,))
     fit, explain = split_indices(n_samples, seed=seed)
+    labels = None
+    if supervised:
+        with torch.no_grad():
+            labels = np.where(module.encode(torch.as_tensor(x))[:, 0].numpy() > 0, "pos", "neg")
     data = ArrayDataset(
         x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (n_features,), feature_names=names),
-        fit_index=fit, explain_index=explain, name="planted",
+        fit_index=fit, explain_index=explain, name="planted", labels=labels,
     )
-    model = TorchAutoencoder(module, (n_features,), description="PlantedAutoencoder")
+    head = dict(head="head", task_dims=[0], class_names=["neg", "pos"]) if supervised else {}
+    model = TorchAutoencoder(module, (n_features,), description="PlantedAutoencoder", **head)
     return Planted(model=model, data=data, dependencies=[tuple(d) for d in dependencies])

@@ -17,7 +17,8 @@ from pydantic import Field
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
 from aeinterp.perturb import perturbation_effects, subsample
-from aeinterp.targets import Target, target_names
+from aeinterp.explainer import ALL_TARGETS
+from aeinterp.targets import Target, target_names_for
 
 
 class _PerturbationParams(ExplainerParams):
@@ -58,7 +59,7 @@ class Permutation(Explainer):
     class Params(_PerturbationParams):
         repeats: int = Field(5, ge=1, description="independent shuffles per feature group; importance is their mean, std their spread")
 
-    capabilities = Capabilities()
+    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"})
 
     def explain(self, model, data, *, target, rng):  # noqa: ANN001 - signature fixed by Explainer
         p = self.params
@@ -86,7 +87,7 @@ class Permutation(Explainer):
             importance=imp,
             std=sd,
             feature_names=data.group_names,
-            target_names=target_names(target, imp.shape[0], data.feature_names),
+            target_names=target_names_for(model, data, target),
             target=target.value,
             extras={"unit": "share of the target's total" if p.normalize else _unit(target), "n_samples": n, "split": p.split, "repeats": p.repeats},
         )
@@ -100,7 +101,7 @@ class ZeroAblation(Explainer):
     class Params(_PerturbationParams):
         baseline: Literal["zero", "mean", "median"] = Field("zero", description="value that replaces the feature: 0, or the fit split's mean or median")
 
-    capabilities = Capabilities()
+    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"})
 
     def explain(self, model, data, *, target, rng):  # noqa: ANN001
         p = self.params
@@ -125,7 +126,7 @@ class ZeroAblation(Explainer):
         return Explanation(
             importance=imp,
             feature_names=data.group_names,
-            target_names=target_names(target, imp.shape[0], data.feature_names),
+            target_names=target_names_for(model, data, target),
             target=target.value,
             extras={"unit": "share of the target's total" if p.normalize else _unit(target), "n_samples": n, "split": p.split, "baseline": p.baseline},
         )
