@@ -22,7 +22,7 @@ from .errors import (
     RecipeError,
     RegistrationError,
 )
-from .explainer import Capabilities, Explainer, ExplainerParams
+from .explainer import Capabilities, Explainer, ExplainerParams, StepRef
 from .explanation import Explanation
 from .hookspecs import hookimpl
 from .model import Model, TorchAutoencoder
@@ -50,6 +50,7 @@ __all__ = [
     "RecipeError",
     "RegistrationError",
     "Runner",
+    "StepRef",
     "Target",
     "TorchAutoencoder",
     "explain",

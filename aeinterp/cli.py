@@ -1,13 +1,15 @@
 """The ``aeinterp`` command line. Only this module turns exceptions into exit codes.
 
 Exit codes: 0 success; 1 some explainer steps failed (the others' results are
-kept); 2 bad input (recipe, data, model, arguments); 130 interrupted.
+kept); 2 bad input (recipe, data, model, arguments); 3 an unexpected internal
+error (a bug: ``AEINTERP_TRACEBACK=1`` shows its traceback); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -20,7 +22,7 @@ from .errors import AeinterpError
 
 __all__ = ["main", "build_parser"]
 
-EXIT_OK, EXIT_FAILED_STEPS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED_STEPS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,6 +221,15 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/yellow]: finished steps are in results.json")
             return EXIT_INTERRUPTED
+        except Exception as exc:
+            if os.environ.get("AEINTERP_TRACEBACK"):
+                raise
+            err.print(
+                f"[red]internal error:[/red] {type(exc).__name__}: {exc}\n"
+                "This is a bug in aeinterp or a plugin; set AEINTERP_TRACEBACK=1 to see the traceback and please report it.",
+                highlight=False, soft_wrap=True,
+            )
+            return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

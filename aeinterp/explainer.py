@@ -14,10 +14,12 @@ cheap.
 
 from __future__ import annotations
 
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -32,7 +34,7 @@ from .targets import Target
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["Explainer", "ExplainerParams", "Capabilities"]
+__all__ = ["Explainer", "ExplainerParams", "Capabilities", "StepRef", "step_ref_fields"]
 
 # the unsupervised targets; explainers that handle ``prediction`` list it explicitly
 ALL_TARGETS = frozenset({"latent", "reconstruction", "reconstruction_error"})
@@ -42,6 +44,33 @@ class ExplainerParams(BaseModel):
     """Base of every explainer's ``Params``: unknown keys are an error."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _StepRefMarker:
+    """Marks a params field whose value is the alias of an earlier step."""
+
+
+StepRef = Annotated[str, _StepRefMarker]
+"""A param naming an earlier step of the same recipe by alias, e.g.
+``features_from: StepRef | None = None``. The recipe validator checks it names
+an earlier step; the explainer reads that step's Explanation from
+``self.results[alias]``."""
+
+
+def _marks_step_ref(annotation: Any) -> bool:
+    if annotation is _StepRefMarker:
+        return True
+    return any(_marks_step_ref(arg) for arg in typing.get_args(annotation)) or any(
+        m is _StepRefMarker for m in getattr(annotation, "__metadata__", ())
+    )
+
+
+def step_ref_fields(params: type[BaseModel]) -> list[str]:
+    """Names of the fields of ``params`` declared as :data:`StepRef`."""
+    return [
+        name for name, f in params.model_fields.items()
+        if _marks_step_ref(f.annotation) or any(m is _StepRefMarker for m in f.metadata)
+    ]
 
 
 @dataclass(frozen=True)
@@ -84,12 +113,30 @@ class Explainer(ABC):
     Params: ClassVar[type[ExplainerParams]] = ExplainerParams
     capabilities: ClassVar[Capabilities] = Capabilities()
 
-    def __init__(self, params: ExplainerParams | Mapping[str, Any] | None = None, *, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        params: ExplainerParams | Mapping[str, Any] | None = None,
+        *,
+        progress: Progress | None = None,
+        results: Mapping[str, Explanation] | None = None,
+    ) -> None:
         if isinstance(params, self.Params):
             self.params = params
         else:
             self.params = self.Params.model_validate(dict(params or {}))
         self.progress: Progress = progress or NullProgress()
+        #: results of the earlier steps of the run, by alias (read-only)
+        self.results: Mapping[str, Explanation] = MappingProxyType(dict(results or {}))
+
+    def result_of(self, alias: str) -> Explanation:
+        """The Explanation of an earlier step (for :data:`StepRef` params)."""
+        try:
+            return self.results[alias]
+        except KeyError:
+            raise CapabilityError(
+                f"{self.name} needs the result of step {alias!r}, which did not produce one (it failed or has not run)",
+                plugin=self.name,
+            ) from None
 
     @abstractmethod
     def explain(self, model: Model, data: Dataset, *, target: Target | str, rng: np.random.Generator) -> Explanation:

@@ -5,7 +5,9 @@ important; ``features`` are the dataset's feature groups. Optional arrays:
 ``std`` (same shape, spread over repeats) and ``local`` (``(samples, targets,
 features)`` per-sample attributions). ``arrays`` holds any other numeric
 output an explainer wants kept (saved in the ``.npz``); ``extras`` holds small
-JSON-able facts shown in reports and ``results.json``.
+JSON-able facts shown in reports and ``results.json``. ``extras["summary"]``,
+a list of short human-readable lines (one formula or headline per target),
+is printed as is by the terminal and HTML reports.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import RecipeError
-from .explainer import ExplainerParams
+from .explainer import ExplainerParams, step_ref_fields
 from .registry import ExplainerRegistry, RegisteredExplainer
 from .targets import Target
 
@@ -304,6 +304,14 @@ def plan_steps(loaded: LoadedRecipe, registry: ExplainerRegistry) -> list[Planne
         except ValidationError as exc:
             problems += _problems(exc, loaded.node, entry.cls.Params, prefix=[*loc, "params"])
             continue
+        for field in step_ref_fields(entry.cls.Params):
+            ref = getattr(params, field)
+            if ref is not None and ref not in seen:
+                node, _ = _node_at(loaded.node, [*loc, "params", field])
+                line = f" (line {node.start_mark.line + 1})" if node is not None else ""
+                close = difflib.get_close_matches(str(ref), list(seen), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else (f" (earlier steps: {', '.join(seen)})" if seen else " (there are no earlier steps)")
+                problems.append(f"{_format_loc([*loc, 'params', field])}{line}: {ref!r} is not the alias of an earlier step{hint}")
         targets = step.targets or loaded.recipe.targets
         base = step.alias or step.name
         for t in dict.fromkeys(targets):

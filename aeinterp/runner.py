@@ -8,6 +8,7 @@ anything failed, and the CLI turns that into the exit code.
 from __future__ import annotations
 
 import traceback
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,7 +149,10 @@ class Runner:
             from .report import render_reports
 
             results = RunResults(out_dir=out_dir, doc=store.doc, explanations=outcome.explanations)
-            outcome.reports = render_reports(results, self.registry, console=None if self.quiet else self.console, options=recipe.report)
+            try:
+                outcome.reports = render_reports(results, self.registry, console=None if self.quiet else self.console, options=recipe.report)
+            except Exception as exc:  # the results are on disk already; a report bug must not hide them
+                warnings.warn(f"writing the reports failed ({type(exc).__name__}: {exc}); the results are in {out_dir / 'results.json'}, retry with `aeinterp report {out_dir}`", stacklevel=2)
         return outcome
 
     def _run_step(self, step: PlannedStep, model: TorchAutoencoder, data: ArrayDataset, seed: int, store: ResultsStore, outcome: RunOutcome) -> None:
@@ -157,7 +161,7 @@ class Runner:
         try:
             with progress:
                 explanation = run_explainer(
-                    entry.cls(step.params, progress=progress), model, data, target=step.target, seed=seed,
+                    entry.cls(step.params, progress=progress, results=outcome.explanations), model, data, target=step.target, seed=seed,
                     distribution=entry.distribution, version=entry.version,
                 )
         except Exception as exc:  # one failing step must not lose the others

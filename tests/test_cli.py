@@ -237,7 +237,7 @@ def test_plugins_lists_the_builtins_with_their_distribution() -> None:
     payload = json.loads(out)
     by_name = {e["name"]: e for e in payload["explainers"]}
     assert by_name["permutation"]["distribution"] == "aeinterp-perturbation"
-    assert by_name["zero_ablation"]["capabilities"]["targets"] == ["latent", "reconstruction", "reconstruction_error"]
+    assert by_name["zero_ablation"]["capabilities"]["targets"] == ["latent", "prediction", "reconstruction", "reconstruction_error"]
 
 
 def test_schema_is_json() -> None:
@@ -255,3 +255,21 @@ def test_train_saves_a_checkpoint_and_torchscript(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text("data: {builtin: wine}\nmodel: {path: m.pt}\nexplainers: [{name: zero_ablation}]\n")
     code, out = run_cli("run", str(tmp_path / "r.yaml"), "--quiet")
     assert code == 0, out
+
+
+def test_a_step_can_read_an_earlier_step_by_alias(recipe: Path) -> None:
+    recipe.write_text(RECIPE.replace("  - name: zero_ablation\n", "  - name: follower\n    params: {source: permutation, top_k: 2}\n  - name: zero_ablation\n"))
+    outcome = Runner(plugins=[tp.crashing_plugin], quiet=True).run_file(recipe)
+    perm, follow = outcome.explanations["permutation"], outcome.explanations["follower"]
+    top = np.argsort(-perm.importance, axis=1)[:, :2]
+    assert (follow.importance.sum(axis=1) == 2).all()
+    assert all(follow.importance[r, top[r]].all() for r in range(len(top)))
+
+
+def test_a_step_reference_must_name_an_earlier_step(recipe: Path) -> None:
+    from aeinterp import RecipeError
+
+    recipe.write_text(RECIPE.replace("  - name: permutation\n", "  - name: follower\n    params: {source: zero_ablaton}\n  - name: permutation\n"))
+    with pytest.raises(RecipeError) as info:
+        Runner(plugins=[tp.crashing_plugin], quiet=True).validate(recipe)
+    assert info.value.problems == ["explainers[0].params.source (line 10): 'zero_ablaton' is not the alias of an earlier step (there are no earlier steps)"]

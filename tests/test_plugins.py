@@ -88,16 +88,17 @@ def test_two_plugins_claiming_one_name_is_an_error_naming_both() -> None:
 def thirdparty_site(tmp_path_factory) -> Path:  # noqa: ANN001
     """pip-install the fixture package (a real wheel build) into a private folder."""
     target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(ROOT / "tests/fixtures/thirdparty")],
-        check=True, capture_output=True,
-    )
+    for package in ("thirdparty", "broken"):
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(ROOT / "tests/fixtures" / package)],
+            check=True, capture_output=True,
+        )
     return target
 
 
-def _cli(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess:
+def _cli(args: list[str], site: Path, cwd: Path, plugins: str = "aeinterp-hello,aeinterp-perturbation") -> subprocess.CompletedProcess:
     # only the plugins this test is about, whatever else is installed
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "AEINTERP_PLUGINS": "aeinterp-hello,aeinterp-perturbation", "COLUMNS": "200"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "AEINTERP_PLUGINS": plugins, "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "aeinterp.cli", *args], capture_output=True, text=True, env=env, cwd=cwd)
 
 
@@ -119,3 +120,21 @@ def test_third_party_package_is_listed_and_usable_from_a_recipe(thirdparty_site:
     hello = results["explainers"][0]
     assert hello["name"] == "hello_correlation" and hello["distribution"] == "aeinterp-hello" and hello["status"] == "ok"
     assert len(hello["importance"]) == 3 and len(hello["importance"][0]) == 8
+
+
+def test_a_plugin_that_fails_to_import_is_named_and_the_others_work(thirdparty_site: Path, tmp_path: Path) -> None:
+    listed = _cli(["plugins"], thirdparty_site, tmp_path, plugins="aeinterp-broken,aeinterp-perturbation")
+    assert listed.returncode == 1  # a broken plugin is worth a non-zero exit here
+    assert "plugin 'broken' from aeinterp-broken 0.0.1: failed to import aeinterp_broken: ModuleNotFoundError" in listed.stderr
+    assert "permutation" in listed.stdout and "Traceback" not in listed.stderr + listed.stdout
+    (tmp_path / "r.yaml").write_text(
+        "data: {builtin: wine}\nmodel: {builtin: mlp, latent_dim: 2, train: {epochs: 2}}\n"
+        "explainers: [{name: zero_ablation}]\nreport: {html: false, plots: false}\noutput: out\n"
+    )
+    ran = _cli(["run", "r.yaml", "--quiet"], thirdparty_site, tmp_path, plugins="aeinterp-broken,aeinterp-perturbation")
+    assert ran.returncode == 0 and "aeinterp-broken" in ran.stderr
+
+
+def test_trace_prints_hook_calls(capsys) -> None:  # noqa: ANN001
+    PluginHost(autoload=False, plugins=[tp.crashing_plugin], trace=True)
+    assert "aeinterp_register_explainers" in capsys.readouterr().err

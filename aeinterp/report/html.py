@@ -48,6 +48,9 @@ def write_html(results: RunResults, plots: dict[str, list[Path]], *, top_k: int 
         parts.append(f"<h2 id='{e_(alias)}'>{e_(alias)} <span class='muted'>{e_(ex.explainer)} · {e_(ex.distribution)} {e_(ex.version)} · target {e_(ex.target)}</span></h2>")
         for p in plots.get(alias, []):
             parts.append(_img(p))
+        summary = ex.extras.get("summary") or []
+        if summary:
+            parts.append("<ul>" + "".join(f"<li>{e_(str(line))}</li>" for line in summary) + "</ul>")
         order = np.argsort(-ex.importance, axis=1, kind="stable")[:, :top_k]
         rows = [[e_(t), e_(", ".join(f"{ex.feature_names[i]} ({ex.importance[r, i]:.3g})" for i in order[r]))] for r, t in enumerate(ex.target_names[:64])]
         parts.append(_table(rows, ["target", f"top {top_k} features"]))

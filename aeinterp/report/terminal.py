@@ -62,6 +62,8 @@ def top_table(e: Explanation, k: int) -> Table:
 
 def _facts(e: Explanation) -> Text:
     text = Text()
+    for line in (e.extras.get("summary") or [])[:MAX_ROWS]:  # an explainer's own headline lines
+        text.append(str(line) + "\n")
     redundant = redundant_features(e)
     if redundant:
         shown = ", ".join(redundant[:12]) + (f" (+{len(redundant) - 12} more)" if len(redundant) > 12 else "")
@@ -69,7 +71,7 @@ def _facts(e: Explanation) -> Text:
     dead = dead_targets(e) if e.target == "latent" else []
     if dead:
         text.append("dead latents (depend on no feature): ", style="yellow").append(", ".join(dead) + "\n")
-    scalars = {k: v for k, v in e.extras.items() if isinstance(v, (int, float, str, bool)) and len(str(v)) < 80}
+    scalars = {k: v for k, v in e.extras.items() if isinstance(v, (int, float, str, bool)) and len(str(v)) < 80 and k != "summary"}
     if scalars:
         text.append("details: ", style="dim").append(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in scalars.items()), style="dim")
     return text

@@ -74,6 +74,9 @@ class ExplainerConformance:
     params: ClassVar[dict[str, Any]] = {}
     ground_truth: ClassVar[bool] = True
     linear_planted: ClassVar[bool] = False
+    #: what the columns of a ``reconstruction`` explanation are: the data's feature
+    #: groups, or the latent code (for explainers of the decoder, e.g. formulas x^ = f(z))
+    reconstruction_inputs: ClassVar[str] = "groups"
 
     @pytest.fixture
     def planted(self) -> Planted:
@@ -99,9 +102,13 @@ class ExplainerConformance:
         planted = self._planted_for(planted, target)
         result = self._run(planted, target)
         n_targets = {"latent": len(planted.dependencies), "reconstruction": planted.data.n_features, "reconstruction_error": 1, "prediction": 2}[target]
-        assert result.importance.shape == (n_targets, len(planted.data.groups))
+        n_columns = len(planted.dependencies) if target == "reconstruction" and self.reconstruction_inputs == "latent" else len(planted.data.groups)
+        assert result.importance.shape == (n_targets, n_columns)
         assert np.isfinite(result.importance).all()
-        assert result.feature_names == planted.data.group_names
+        if target == "reconstruction" and self.reconstruction_inputs == "latent":
+            assert result.feature_names == [f"z{j}" for j in range(len(planted.dependencies))]
+        else:
+            assert result.feature_names == planted.data.group_names
         assert len(result.target_names) == n_targets
         assert result.target == target
         if result.local is not None:
