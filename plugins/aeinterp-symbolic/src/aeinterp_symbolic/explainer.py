@@ -1,0 +1,247 @@
+"""``symbolic_regression``: a closed-form formula per latent, with held-out fidelity.
+
+For every target (latent dimension, reconstructed element, or the
+reconstruction error; ``dims`` may restrict which) a symbolic regression
+backend searches formulas on part of the fit split; the formula is chosen on
+the rest of the fit split by the parsimony rule of :mod:`.search`, simplified
+with sympy and rendered with the real feature names as text and LaTeX. Its
+fidelity (R^2, RMSE) is measured on the held-out explain split. Formulas below
+``fidelity_threshold`` are flagged "not explained".
+
+Importance (targets x inputs), by ``importance``:
+
+``fidelity_usage`` (default)
+    ``max(R^2, 0)`` of the target's formula where the formula uses the input,
+    0 where it does not: a feature counts as much as the formula that uses it
+    is faithful.
+``usage``
+    1 where the formula uses the input, 0 otherwise.
+``sensitivity``
+    ``max(R^2, 0) * mean |df/dx_j|`` over the held-out split (derivatives of
+    the sympy formula), so inputs a formula barely moves with count little.
+
+"Uses" is read from the formula's expression tree (its set of symbols), never
+from its text. Redundant inputs are those no formula with fidelity at or above
+the threshold uses. For the ``reconstruction`` target the inputs are the
+latent code (``z0 .. zk``), so ``feature_names`` are latent names.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation, StepRef
+from aeinterp.errors import CapabilityError, DataError, require
+from aeinterp.targets import Target
+
+from .backends import BINARY, Operator, SearchSettings, make_backend
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .search import TargetFit
+
+__all__ = ["SymbolicRegression", "SELECTION_RULE", "IMPORTANCE_RULES"]
+
+DEFAULT_OPERATORS: list[str] = ["add", "sub", "mul", "div", "square", "sin", "cos", "exp", "tanh"]
+
+SELECTION_RULE = (
+    "the least complex formula of the Pareto front whose R^2 on a validation part of the fit split "
+    "is within `parsimony` of the best; fidelity is then measured on the held-out explain split"
+)
+IMPORTANCE_RULES = {
+    "fidelity_usage": "max(R^2, 0) of the formula where it uses the input (from the expression tree), else 0",
+    "usage": "1 where the formula uses the input (from the expression tree), else 0",
+    "sensitivity": "max(R^2, 0) * mean |df/dx| of the formula over the held-out split",
+}
+
+
+def available_cpus() -> int:
+    """CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class SymbolicRegression(Explainer):
+    """A closed-form formula per latent (pyoperon or PySR), with held-out R^2 and the exact inputs it uses."""
+
+    name = "symbolic_regression"
+
+    class Params(ExplainerParams):
+        backend: Literal["pyoperon", "pysr"] = Field("pyoperon", description="search engine: pyoperon (no extra runtime) or pysr (needs Julia)")
+        dims: list[int] | None = Field(None, description="explain only these target rows (e.g. latent indices); default all. Rows left out get importance 0 and no formula")
+        operators: list[Operator] = Field(default_factory=lambda: list(DEFAULT_OPERATORS), min_length=1, description="operators formulas may use (same names for both backends)")
+        max_size: int = Field(25, ge=5, le=200, description="largest formula, in nodes (Operon max_length, PySR maxsize)")
+        generations: int = Field(100, ge=1, description="generations (Operon) / iterations (PySR) per target")
+        population_size: int = Field(500, ge=10, description="population size per target")
+        time_budget: float | None = Field(60.0, gt=0, description="seconds each target's search may take (Operon: whole seconds, checked once per generation); None for no limit. A search cut short by it is not reproducible")
+        threads: int | None = Field(None, ge=1, description="CPU threads for all searches together; default all available. Targets are fitted in parallel within it")
+        seed: int | None = Field(None, description="search seed; default drawn from the run's seed")
+        optimizer_iterations: int = Field(10, ge=0, description="iterations of constant optimisation per formula (both backends)")
+        max_samples: int | None = Field(1000, ge=20, description="rows of the fit split used for searching and selecting formulas (random, seeded)")
+        validation_fraction: float = Field(0.25, gt=0.0, lt=0.9, description="part of those rows held back to choose among the Pareto front")
+        parsimony: float = Field(0.01, ge=0.0, description="choose the least complex formula whose validation R^2 is within this of the best")
+        fidelity_threshold: float = Field(0.9, le=1.0, description="formulas with held-out R^2 below this are flagged 'not explained'")
+        importance: Literal["fidelity_usage", "usage", "sensitivity"] = Field("fidelity_usage", description="how usage becomes importance: fidelity-weighted usage, 0/1 usage, or fidelity-weighted mean |df/dx|")
+        features: list[str] | None = Field(None, description="use only these inputs (feature group names, or latent names for target reconstruction), e.g. the top features of another explainer")
+        features_from: StepRef | None = Field(None, description="alias of an earlier step: each target keeps its top `max_features` inputs (default 10) by that step's importance")
+        max_features: int | None = Field(None, ge=1, description="when there are more inputs, each target keeps its top ones by `prescreen` (or by `features_from`)")
+        prescreen: Literal["mutual_info", "correlation", "variance"] = Field("mutual_info", description="how to pick max_features inputs per target")
+        precision: int = Field(4, ge=1, le=15, description="significant digits of numbers in the printed formulas")
+        allow_julia_install: bool = Field(False, description="pysr only: let juliapkg download Julia when none is found (needs internet)")
+
+        @model_validator(mode="after")
+        def _needs_a_binary_operator(self) -> "SymbolicRegression.Params":
+            if not BINARY.intersection(self.operators):
+                raise ValueError(f"operators must include at least one of {', '.join(sorted(BINARY))}")
+            if self.dims is not None and any(d < 0 for d in self.dims):
+                raise ValueError("dims must be non-negative indices")
+            return self
+
+    capabilities = Capabilities(needs_gradients=False, deterministic=True, local=False)
+
+    def check(self, model, data, target) -> None:  # noqa: ANN001 - signature fixed by Explainer
+        super().check(model, data, target)
+        if self.params.backend == "pysr":
+            from .julia import require_pysr
+
+            require_pysr(allow_julia_install=self.params.allow_julia_install, plugin=self.name)
+
+    def _top_from_earlier(self, names: list[str], target_names: list[str], dims: list[int]) -> list[np.ndarray]:
+        """Per target, the top inputs by an earlier step's importance (its row for the same target, else its column sums)."""
+        earlier = self.result_of(str(self.params.features_from))
+        if list(earlier.feature_names) != list(names):
+            raise CapabilityError(
+                f"step {self.params.features_from!r} explains other inputs ({len(earlier.feature_names)} columns) than this search ({len(names)})",
+                plugin=self.name,
+            )
+        k = self.params.max_features or 10
+        rows = {t: r for r, t in enumerate(earlier.target_names)}
+        overall = earlier.importance.sum(axis=0)
+        picks = []
+        for d in dims:
+            score = earlier.importance[rows[target_names[d]]] if target_names[d] in rows else overall
+            picks.append(np.sort(np.argsort(-score, kind="stable")[:k]))
+        return picks
+
+    def explain(self, model, data, *, target, rng):  # noqa: ANN001 - signature fixed by Explainer
+        p = self.params
+        require("sympy", "symbolic", "symbolic_regression")
+        from .formulas import make_symbols
+        from .inputs import build_inputs, screen
+        from .search import Job, run_jobs
+
+        backend = make_backend(p.backend, allow_julia_install=p.allow_julia_install)
+        target = Target(target)
+        inputs = build_inputs(model, data, target, rng, p.max_samples)
+        n_targets, n_inputs = inputs.n_targets, len(inputs.names)
+        dims = _dims(p.dims, n_targets, target)
+        n = inputs.x_fit.shape[0]
+        if n < 20:
+            raise DataError(f"symbolic_regression needs at least 20 fit samples, got {n}")
+        order = rng.permutation(n)
+        n_val = max(5, int(round(p.validation_fraction * n)))
+        val, train = order[:n_val], order[n_val:]
+        x_train, x_val = inputs.x_fit[train], inputs.x_fit[val]  # shared by every job, not copied per target
+        if p.features_from is not None:
+            screened = self._top_from_earlier(inputs.names, inputs.target_names, dims)
+        else:
+            screened = screen(x_train, inputs.y_fit[train][:, dims], inputs.names, features=p.features, max_features=p.max_features, method=p.prescreen, rng=rng)
+        columns = dict(zip(dims, screened))
+        base_seed = p.seed if p.seed is not None else int(rng.integers(0, 2**31 - 1))
+        seeds = np.random.default_rng(base_seed).integers(0, 2**31 - 1, size=n_targets)
+        settings = SearchSettings(
+            operators=tuple(p.operators), max_size=p.max_size, generations=p.generations, population_size=p.population_size,
+            time_budget=p.time_budget, threads=1, seed=0, optimizer_iterations=p.optimizer_iterations,
+        )
+        jobs = [
+            Job(
+                index=t, columns=columns[t],
+                x_train=x_train, y_train=inputs.y_fit[train, t],
+                x_val=x_val, y_val=inputs.y_fit[val, t],
+                x_test=inputs.x_test, y_test=inputs.y_test[:, t],
+                settings=replace(settings, seed=int(seeds[t])),
+                parsimony=p.parsimony, precision=p.precision,
+            )
+            for t in dims
+        ]
+        symbols = make_symbols(n_inputs)
+        fits = run_jobs(backend, jobs, symbols, inputs.names, threads=p.threads or available_cpus(), progress=self.progress, description=f"symbolic regression ({target.value})")
+        return _explanation(fits, inputs.names, inputs.target_names, target, p, backend.name, backend.version(), {t: len(c) for t, c in columns.items()})
+
+    @classmethod
+    def figures(cls, explanation: Explanation) -> dict[str, Figure]:
+        from .figures import fidelity_figure, pareto_figure
+
+        if "r2" not in explanation.arrays:
+            return {}
+        return {"fidelity": fidelity_figure(explanation), "pareto": pareto_figure(explanation)}
+
+
+def _dims(dims: list[int] | None, n_targets: int, target: Target) -> list[int]:
+    if dims is None:
+        return list(range(n_targets))
+    bad = [d for d in dims if d >= n_targets]
+    if bad:
+        raise DataError(f"symbolic_regression: dims {bad} out of range; target {target.value} has rows 0..{n_targets - 1}")
+    return sorted(set(dims))
+
+
+def _explanation(
+    fits: dict[int, TargetFit], names: list[str], tnames: list[str], target: Target, p: SymbolicRegression.Params,
+    backend: str, backend_version: str, n_considered: dict[int, int],
+) -> Explanation:
+    from .inputs import REDUCTION
+
+    n_t, n_in = len(tnames), len(names)
+    usage = np.zeros((n_t, n_in))
+    sens = np.zeros((n_t, n_in))
+    r2, rmse, r2_val, r2_shown, complexity = (np.full(n_t, np.nan) for _ in range(5))
+    max_front = max((len(f.front) for f in fits.values()), default=0)
+    front_c, front_r2 = np.full((n_t, max_front), np.nan), np.full((n_t, max_front), np.nan)
+    records, summary = [], []
+    for t, fit in sorted(fits.items()):
+        usage[t, fit.used] = 1.0
+        sens[t] = fit.sensitivity
+        r2[t], rmse[t], r2_val[t], r2_shown[t], complexity[t] = fit.r2, fit.rmse, fit.r2_validation, fit.r2_displayed, fit.complexity
+        for i, entry in enumerate(fit.front):
+            front_c[t, i], front_r2[t, i] = entry["complexity"], entry["r2_validation"]
+        explained = fit.r2 >= p.fidelity_threshold
+        used_names = [names[j] for j in fit.used]
+        records.append({
+            "target": tnames[t], "formula": fit.text, "latex": fit.latex, "r2": fit.r2, "rmse": fit.rmse,
+            "r2_validation": fit.r2_validation, "r2_displayed": fit.r2_displayed, "explained": explained,
+            "features": used_names, "complexity": fit.complexity, "simplified": fit.simplified,
+            "engine_formula": fit.engine_text, "inputs_considered": n_considered[t], "runtime_s": fit.runtime_s,
+            "pareto_front": fit.front, **fit.info,
+        })
+        flag = "" if explained else "  [NOT EXPLAINED]"
+        summary.append(f"{tnames[t]} = {fit.text}   (held-out R^2 {fit.r2:.3f}, RMSE {fit.rmse:.3g}; uses {', '.join(used_names) or 'nothing'}){flag}")
+    fidelity = np.clip(np.nan_to_num(r2, nan=0.0, neginf=0.0), 0.0, 1.0)[:, None]
+    importance = {"usage": usage, "fidelity_usage": fidelity * usage, "sensitivity": fidelity * sens}[p.importance]
+    adequate = [t for t in fits if fits[t].r2 >= p.fidelity_threshold]
+    redundant = [names[j] for j in range(n_in) if adequate and not usage[adequate, j].any()]
+    return Explanation(
+        importance=importance,
+        feature_names=list(names),
+        target_names=list(tnames),
+        target=target.value,
+        arrays={
+            "r2": r2, "rmse": rmse, "r2_validation": r2_val, "r2_displayed": r2_shown, "complexity": complexity,
+            "usage": usage, "sensitivity": sens, "pareto_complexity": front_c, "pareto_r2_validation": front_r2,
+        },
+        extras={
+            "backend": backend, "backend_version": backend_version, "formulas": records, "summary": summary,
+            "dims": sorted(fits), "fidelity_threshold": p.fidelity_threshold,
+            "not_explained": [tnames[t] for t in sorted(fits) if not fits[t].r2 >= p.fidelity_threshold],
+            "redundant_features": redundant, "selection_rule": SELECTION_RULE,
+            "importance_rule": IMPORTANCE_RULES[p.importance], "inputs": REDUCTION[target.value],
+        },
+    )
