@@ -454,3 +454,21 @@ def test_features_from_an_earlier_step_limits_each_search(formulas_case) -> None
         top2 = {data.group_names[i] for i in np.argsort(-earlier.importance[d])[:2]}
         used = {data.group_names[i] for i in np.flatnonzero(r.arrays["usage"][d])}
         assert used <= top2 and used, (d, used, top2)
+
+
+def test_latent_size_law_step_reports_errors_and_a_law(tmp_path: Path) -> None:
+    from aeinterp.datasets import load_dataset
+    from aeinterp.report.plots import write_plots
+    from aeinterp.runner import Runner
+    from aeinterp_symbolic.law_explainer import LatentSizeLawExplainer
+
+    data = load_dataset(builtin="wine")
+    params = {"sizes": [1, 2, 4, 8], "epochs": 15, "generations": 10, "population_size": 50, "time_budget": None, "threads": 1}
+    r = explain(LatentSizeLawExplainer, None, data, target="reconstruction_error", params=params)
+    assert r.feature_names == ["latent=1", "latent=2", "latent=4", "latent=8"]
+    errors = r.arrays["errors"]
+    assert errors.shape == (4,) and errors[-1] < errors[0]  # more latent dims reconstruct better
+    np.testing.assert_allclose(r.importance[0], (errors[0] - errors) / errors[0])
+    assert "latent_size" in r.extras["law"] and r.extras["summary"][-1].startswith("error = ")
+    paths = write_plots(tmp_path, {"law": r}, Runner(allow=["aeinterp-symbolic"], quiet=True).registry)
+    assert [p.name for p in paths["law"]] == ["law.png", "law.law.png"]
