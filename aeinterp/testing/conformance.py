@@ -55,18 +55,25 @@ def assert_same_state(before: dict[str, Any], after: dict[str, Any]) -> None:
 
 
 class FailingModel(TorchAutoencoder):
-    """Raises from ``encode`` after ``fail_after`` successful calls."""
+    """Raises from ``encode`` or ``decode`` once more than ``fail_after`` calls were made to either."""
 
     def __init__(self, inner: TorchAutoencoder, fail_after: int = 1) -> None:
         super().__init__(inner.module, inner.input_shape, code=inner.code)
         self.calls = 0
         self.fail_after = fail_after
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def _count(self) -> None:
         self.calls += 1
         if self.calls > self.fail_after:
             raise RuntimeError("forced failure for the conformance test")
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        self._count()
         return super().encode(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        self._count()
+        return super().decode(z)
 
 
 class ExplainerConformance:
