@@ -35,7 +35,7 @@ def test_core_imports_no_explainer() -> None:
 
 def test_no_autoload_loads_only_given_plugins() -> None:
     host = PluginHost(autoload=False, plugins=[tp.crashing_plugin])
-    assert host.registry.names() == ["crashing", "interrupting", "latent_only"]
+    assert host.registry.names() == ["crashing", "follower", "interrupting", "latent_only"]
 
 
 def test_block_and_allow_by_distribution_or_entry_point(monkeypatch) -> None:  # noqa: ANN001

@@ -58,7 +58,10 @@ class FailingModel(TorchAutoencoder):
     """Raises from ``encode`` or ``decode`` once more than ``fail_after`` calls were made to either."""
 
     def __init__(self, inner: TorchAutoencoder, fail_after: int = 1) -> None:
-        super().__init__(inner.module, inner.input_shape, code=inner.code)
+        super().__init__(
+            inner.module, inner.input_shape, code=inner.code,
+            head=getattr(inner, "_head", None), task_dims=getattr(inner, "task_dims", None), class_names=getattr(inner, "class_names", None),
+        )
         self.calls = 0
         self.fail_after = fail_after
 
@@ -89,11 +92,23 @@ class ExplainerConformance:
     def planted(self) -> Planted:
         return planted_autoencoder(linear=self.linear_planted)
 
-    def _run(self, planted: Planted, target: str = "latent", seed: int = 0, model: Any = None):
-        return run_explainer(self.explainer, model or planted.model, planted.data, target=target, seed=seed, params=self.params)
+    @property
+    def default_target(self) -> str:
+        """The target the generic checks use: ``latent`` if supported, else the first supported one."""
+        targets = self.explainer.capabilities.targets
+        return "latent" if "latent" in targets else sorted(targets)[0]
+
+    def _run(self, planted: Planted, target: str | None = None, seed: int = 0, model: Any = None):
+        target = target or self.default_target
+        if model is None:
+            planted = self._planted_for(planted, target)
+            model = planted.model
+        return run_explainer(self.explainer, model, planted.data, target=target, seed=seed, params=self.params)
 
     def _planted_for(self, planted: Planted, target: str) -> Planted:
-        return planted_autoencoder(linear=self.linear_planted, supervised=True) if target == "prediction" else planted
+        if target == "prediction" and getattr(planted.model, "task_dims", None) is None:
+            return planted_autoencoder(linear=self.linear_planted, supervised=True)
+        return planted
 
     def test_registers_cleanly(self) -> None:
         from ..registry import ExplainerRegistry
@@ -134,12 +149,15 @@ class ExplainerConformance:
     def test_planted_features_on_top(self, planted: Planted) -> None:
         if not self.ground_truth:
             pytest.skip("no ground-truth claim for this explainer")
-        result = self._run(planted)
+        if "latent" not in self.explainer.capabilities.targets:
+            pytest.skip("checked per target in test_shapes_for_each_target")
+        result = self._run(planted, "latent")
         for j, deps in enumerate(planted.dependencies):
             top = set(np.argsort(-result.importance[j])[: len(deps)].tolist())
             assert top == set(deps), f"z{j}: expected {sorted(deps)} on top, got {sorted(top)}"
 
     def test_model_unchanged_after_success(self, planted: Planted) -> None:
+        planted = self._planted_for(planted, self.default_target)
         module = planted.model.module
         module.train()  # the explainer must restore train mode too
         try:
@@ -150,6 +168,7 @@ class ExplainerConformance:
             module.eval()
 
     def test_model_unchanged_after_error(self, planted: Planted) -> None:
+        planted = self._planted_for(planted, self.default_target)
         module = planted.model.module
         module.train()
         try:

@@ -31,7 +31,7 @@ def traversal_figures(explanation: Any) -> dict[str, Any]:
     levels = np.asarray(arrays["quantile_levels"])
     ref_out = np.asarray(arrays["reference_decoded"]).reshape(r, -1)
     ref_index = np.asarray(arrays["reference_index"])
-    mean, scale = np.asarray(arrays["data_mean"]), np.asarray(arrays["data_scale"])
+    scale = np.asarray(arrays["data_scale"])
     shown = rows_to_show(explanation.importance, MAX_ROWS)
     step_labels = [f"q{100 * q:.0f}%" for q in levels]
     figs: dict[str, Any] = {}
