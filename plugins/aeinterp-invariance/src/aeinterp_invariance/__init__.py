@@ -1,0 +1,14 @@
+"""Invariance explainer: what a supervised VAE's decision ignores (``invariance``)."""
+
+from __future__ import annotations
+
+from aeinterp import hookimpl
+
+__version__ = "0.1.0"
+
+
+@hookimpl
+def aeinterp_register_explainers(registry):  # noqa: ANN001, ANN201 - hook signature
+    from .explainers import Invariance
+
+    registry.add(Invariance)
