@@ -100,6 +100,10 @@ def reduce_groups(local: np.ndarray | torch.Tensor, groups: Sequence[FeatureGrou
     Sums are the right reduction for additive attributions (SHAP, IG).
     """
     is_torch = isinstance(local, torch.Tensor)
+    if how in ("sum", "mean") and len(groups) == local.shape[-1] and all(
+        g.indices.size == 1 and int(g.indices[0]) == j for j, g in enumerate(groups)
+    ):
+        return local  # every element is its own group, in order: nothing to reduce (and no copy)
     arr = local if is_torch else torch.as_tensor(np.asarray(local))
     if how == "abs_sum":
         arr = arr.abs()

@@ -119,3 +119,15 @@ def test_prediction_target_on_a_user_declared_head() -> None:
     for row in result.importance:
         assert set(np.flatnonzero(row > 0)) == {2, 3, 4}
     del module.clf
+
+
+def test_reduce_groups_sums_means_and_skips_identity_groups() -> None:
+    from aeinterp.data import FeatureGroup
+    from aeinterp.perturb import reduce_groups
+
+    local = np.arange(12.0).reshape(2, 2, 3)
+    groups = [FeatureGroup("ab", [0, 1]), FeatureGroup("c", [2])]
+    np.testing.assert_allclose(reduce_groups(local, groups), np.stack([local[..., :2].sum(-1), local[..., 2]], -1))
+    np.testing.assert_allclose(reduce_groups(local, groups, "mean")[..., 0], local[..., :2].mean(-1))
+    identity = [FeatureGroup(str(j), [j]) for j in range(3)]
+    assert reduce_groups(local, identity) is local
