@@ -21,30 +21,20 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _scenario import scenario  # noqa: E402  (the reference scenario of DESIGN.md)
 
 from aeinterp import TorchAutoencoder, explain
-from aeinterp.data import ArrayDataset, element_names, make_groups, split_indices
+from aeinterp.data import ArrayDataset
 from aeinterp_visualize.feature_visualization import FeatureVisualization
 from aeinterp_visualize.traversal import LatentTraversal
-
-
-class _AE(nn.Module):
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        h, k = int(0.75 * n), int(0.5 * n)
-        self.encoder = nn.Sequential(nn.Linear(n, h), nn.ReLU(), nn.Linear(h, k))
-        self.decoder = nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, n))
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
 
 
 class _OneLatent:
@@ -64,16 +54,6 @@ class _OneLatent:
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
-
-
-def _scenario(n: int, seed: int = 0) -> tuple[TorchAutoencoder, ArrayDataset]:
-    torch.manual_seed(seed)
-    module = _AE(n).eval()
-    x = np.random.default_rng(seed).normal(size=(950, n)).astype(np.float32)
-    names = element_names("tabular", (n,))
-    fit, exp = split_indices(950, seed=seed)
-    data = ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (n,), feature_names=names), fit_index=fit, explain_index=exp)
-    return TorchAutoencoder(module, (n,)), data
 
 
 def _peak_mb() -> float:
@@ -155,11 +135,11 @@ def main() -> None:
     sizes = [200] if args.quick else [200, 1000]
     steps = 10 if args.quick else args.steps
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    warm_model, warm_data = _scenario(8)  # imports (scikit-learn, torch.optim) out of the timings
+    warm_model, warm_data = scenario(8)  # imports (scikit-learn, torch.optim) out of the timings
     explain(FeatureVisualization, warm_model, warm_data, params={"steps": 2, "starts": 1})
     explain(LatentTraversal, warm_model, warm_data)
     for n in sizes:
-        model, data = _scenario(n)
+        model, data = scenario(n)
         print(f"n = {n} features, {model.latent_dim} latents, 950 samples")
         bench_feature_visualization(model, data, steps, starts=4, loop_latents=model.latent_dim if n <= 200 else 50)
         bench_traversal(model, data, steps=7)

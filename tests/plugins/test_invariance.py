@@ -35,15 +35,6 @@ from aeinterp_invariance.diagnostics import leakage_probe
 from aeinterp_invariance.explainers import Invariance
 from aeinterp_invariance.sampling import invariant_codes, nuisance_draws
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # noqa: ANN202
-    """These models are tiny: one intra-op thread is faster (and much faster on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 FAST = {"max_samples": 8, "n_draws": 4, "ig_steps": 8, "classifier_epochs": 1, "probe_samples": 200}
 
 

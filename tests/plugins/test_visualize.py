@@ -43,15 +43,6 @@ FAST = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():  # noqa: ANN202
-    """Small models on a shared 2-core machine: intra-op threads only contend (8x slower); restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # --- conformance ------------------------------------------------------------------------
 class TestFeatureVisualizationConformance(ExplainerConformance):
     explainer = FeatureVisualization
