@@ -1,0 +1,164 @@
+"""deepshap (native backend) against shap.DeepExplainer and Captum's DeepLiftShap, in the same run.
+
+    python bench/bench_deepshap.py            # n = 200 and 1000, deep SiLU / Tanh encoders
+    python bench/bench_deepshap.py --quick    # n = 200 only, small subsets of the references
+
+Reference scenario (DESIGN.md): encoder Linear(n, 0.75n)-ReLU-Linear(0.75n, 0.5n),
+950 samples, 100 background samples, all latent dims. shap.DeepExplainer is timed
+on ``--shap-samples`` samples (default 50 at n = 200, 5 at n = 1000, 5 / - with
+--quick) and extrapolated linearly to 950: it loops over samples x latents with
+one backward pass each, so its time is linear in the number of samples; pass
+``--shap-samples 950`` to time it on everything. The deep scenario (Linear(200,150)-act-Linear(150,150)-act-
+Linear(150,100)) compares with Captum's DeepLiftShap called once per latent,
+timed on ``--captum-latents`` latents and extrapolated to all 100. Captum has no
+SiLU rule (it silently uses the gradient there), so values are compared on the
+Tanh twin, and for SiLU only Captum's additivity error is shown.
+
+Peak memory is the process's peak RSS (resource.getrusage) right after our
+run, before the reference tools run; the result itself (950 x latents x n
+float32) is part of it and printed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _scenario import scenario  # noqa: E402
+from aeinterp_deepshap.explainer import DeepShap  # noqa: E402
+
+from aeinterp import TorchAutoencoder, explain  # noqa: E402
+from aeinterp.perturb import sample_background  # noqa: E402
+
+SEED = 0
+N_BACKGROUND = 100
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def background(data) -> np.ndarray:  # noqa: ANN001
+    """The background ``explain`` draws with this seed (no ``max_samples``: the first draw is the background)."""
+    return sample_background(data.x_fit, N_BACKGROUND, np.random.default_rng(SEED))
+
+
+def ours(model, data):  # noqa: ANN001, ANN201
+    start = time.perf_counter()
+    result = explain(DeepShap, model, data, seed=SEED, params={"n_background": N_BACKGROUND})
+    return time.perf_counter() - start, result
+
+
+def per_element(result) -> np.ndarray:  # noqa: ANN001
+    return result.arrays.get("phi", result.local)
+
+
+def shap_deep(encoder: nn.Module, x: np.ndarray, bg: np.ndarray) -> tuple[float, np.ndarray]:
+    import shap
+
+    start = time.perf_counter()
+    explainer = shap.DeepExplainer(encoder, torch.as_tensor(bg))
+    values = explainer.shap_values(torch.as_tensor(x), check_additivity=False)
+    elapsed = time.perf_counter() - start
+    return elapsed, np.asarray(values).reshape(len(x), x.shape[1], -1).transpose(0, 2, 1)
+
+
+def captum_looped(encoder: nn.Module, x: np.ndarray, bg: np.ndarray, latents: list[int]) -> tuple[float, np.ndarray]:
+    from captum.attr import DeepLiftShap
+
+    dl = DeepLiftShap(encoder)
+    xt, bt = torch.as_tensor(x), torch.as_tensor(bg)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = [dl.attribute(xt, bt, target=k).detach().numpy() for k in latents]
+    return time.perf_counter() - start, np.stack(out, axis=1)
+
+
+def reference_scenario(n: int, shap_samples: int) -> None:
+    model, data = scenario(n)
+    encoder = model.module.encoder
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    t_ours, result = ours(model, data)
+    rss = peak_rss_mb()
+    phi = per_element(result)
+    m = min(shap_samples, len(data.x_explain))
+    t_shap, ref = shap_deep(encoder, data.x_explain[:m], background(data))
+    t_shap_all = t_shap * len(data.x_explain) / m
+    note = "measured" if m == len(data.x_explain) else f"extrapolated from {m} samples"
+    k = result.importance.shape[0]
+    print(f"\n== reference scenario n={n}: Linear({n},{int(0.75 * n)})-ReLU-Linear({int(0.75 * n)},{k}), {len(data.x_explain)} samples, {N_BACKGROUND} background, {k} latents")
+    print(f"  deepshap native        {t_ours:9.2f} s   ({result.extras['factorised_nonlinearities']} factorised nonlinearity, "
+          f"{result.extras['samples_per_chunk']} samples per chunk)")
+    print(f"  shap.DeepExplainer     {t_shap_all:9.2f} s   ({note}: {t_shap:.2f} s for {m})")
+    print(f"  ratio shap / native    {t_shap_all / t_ours:9.1f} x")
+    print(f"  max |diff| (first {m} samples, all latents): {np.abs(phi[:m] - ref).max():.2e}   (max |phi| {np.abs(ref).max():.2e})")
+    print(f"  additivity max rel error (native): {result.extras['additivity']['max_rel']:.2e}")
+    print(f"  peak RSS after native: {rss:.0f} MiB (result phi alone: {phi.nbytes / 2**20:.0f} MiB; "
+          f"estimated working memory {result.extras['estimated_peak_mb']} MiB, bound memory_mb=1024)")
+
+
+class DeepAE(nn.Module):
+    def __init__(self, act: type[nn.Module], n: int = 200) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(n, 150), act(), nn.Linear(150, 150), act(), nn.Linear(150, 100))
+        self.decoder = nn.Sequential(nn.Linear(100, 150), act(), nn.Linear(150, n))
+
+
+def deep_scenario(act: type[nn.Module], captum_latents: int, samples: int) -> None:
+    _, data = scenario(200, samples=samples)
+    torch.manual_seed(SEED)
+    module = DeepAE(act).eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    model = TorchAutoencoder(module, (200,))
+    t_ours, result = ours(model, data)
+    rss = peak_rss_mb()
+    latents = list(range(captum_latents))
+    t_cap, cap = captum_looped(module.encoder, data.x_explain, background(data), latents)
+    k = result.importance.shape[0]
+    t_cap_all = t_cap * k / len(latents)
+    phi = per_element(result)
+    print(f"\n== deep encoder Linear(200,150)-{act.__name__}-Linear(150,150)-{act.__name__}-Linear(150,100), {len(data.x_explain)} samples, {N_BACKGROUND} background")
+    print(f"  deepshap native                 {t_ours:9.2f} s   ({result.extras['samples_per_chunk']} samples per chunk)")
+    print(f"  Captum DeepLiftShap x {k} latents {t_cap_all:9.2f} s   (extrapolated from {len(latents)} latents: {t_cap:.2f} s)")
+    print(f"  ratio captum / native           {t_cap_all / t_ours:9.1f} x")
+    delta = result.arrays["target_values"][:, latents] - result.arrays["expected_value"][latents]
+    cap_err = np.abs(cap.sum(axis=2) - delta).max() / np.abs(delta).mean()
+    print(f"  additivity max rel error: native {result.extras['additivity']['max_rel']:.2e}, captum {cap_err:.2e}")
+    if act is nn.SiLU:
+        print(f"  max |diff| vs captum: {np.abs(phi[:, latents] - cap).max():.2e} (captum has no SiLU rule: it uses the gradient there)")
+    else:
+        print(f"  max |diff| vs captum (first {len(latents)} latents): {np.abs(phi[:, latents] - cap).max():.2e}   (max |phi| {np.abs(cap).max():.2e})")
+    print(f"  peak RSS after native: {rss:.0f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="n = 200 only, small reference subsets")
+    parser.add_argument("--shap-samples", type=int, default=None, help="samples shap.DeepExplainer is timed on (default: 50 at n=200, 5 at n=1000; 5 with --quick)")
+    parser.add_argument("--captum-latents", type=int, default=None, help="latents Captum is timed on (default 10; 2 with --quick)")
+    args = parser.parse_args()
+    torch.manual_seed(SEED)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; the machine may be shared, timings are wall clock")
+    sizes = [200] if args.quick else [200, 1000]
+    for n in sizes:
+        default = 5 if args.quick else (50 if n == 200 else 5)
+        reference_scenario(n, args.shap_samples or default)
+    latents = args.captum_latents or (2 if args.quick else 10)
+    for act in (nn.SiLU, nn.Tanh):
+        deep_scenario(act, latents, samples=200 if args.quick else 950)
+
+
+if __name__ == "__main__":
+    main()

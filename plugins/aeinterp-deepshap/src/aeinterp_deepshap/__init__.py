@@ -1,0 +1,14 @@
+"""DeepSHAP explainer for aeinterp: ``deepshap`` (native vectorised rescale rule, or shap as reference)."""
+
+from __future__ import annotations
+
+from aeinterp import hookimpl
+
+__version__ = "0.1.0"
+
+
+@hookimpl
+def aeinterp_register_explainers(registry):  # noqa: ANN001, ANN201 - hook signature
+    from .explainer import DeepShap
+
+    registry.add(DeepShap)
