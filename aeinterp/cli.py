@@ -120,12 +120,14 @@ def _cmd_plugins(args: argparse.Namespace, console: Console) -> int:
     else:
         from rich.table import Table
 
-        table = Table(title="installed explainers", title_justify="left")
-        for col in ("name", "distribution", "targets", "data", "gradients", "local", "summary"):
-            table.add_column(col)
+        table = Table(title="installed explainers", title_justify="left", show_lines=True)
+        table.add_column("explainer", no_wrap=True)
+        table.add_column("what it does")
         for e in reg:
             c = e.cls.capabilities
-            table.add_row(e.name, f"{e.distribution} {e.version}", ", ".join(sorted(c.targets)), ", ".join(sorted(c.data_kinds)), "yes" if c.needs_gradients else "no", "yes" if c.local else "no", e.summary)
+            flags = [f"targets: {', '.join(sorted(c.targets))}", f"data: {', '.join(sorted(c.data_kinds))}"]
+            flags += ["needs gradients"] * c.needs_gradients + ["per-sample attributions"] * c.local
+            table.add_row(f"[bold]{e.name}[/bold]\n[dim]{e.distribution} {e.version}[/dim]", f"{e.summary}\n[dim]{' · '.join(flags)}[/dim]")
         console.print(table)
         for i in infos:
             if i.status == "failed":

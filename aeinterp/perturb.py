@@ -107,10 +107,24 @@ def reduce_groups(local: np.ndarray | torch.Tensor, groups: Sequence[FeatureGrou
     arr = local if is_torch else torch.as_tensor(np.asarray(local))
     if how == "abs_sum":
         arr = arr.abs()
-    m = torch.zeros((arr.shape[-1], len(groups)), dtype=arr.dtype, device=arr.device)
+    d = arr.shape[-1]
+    owner = torch.full((d,), len(groups), dtype=torch.long)  # elements in no group go to a dropped column
+    disjoint = True
     for j, g in enumerate(groups):
-        m[torch.as_tensor(g.indices, device=arr.device), j] = 1.0 / len(g.indices) if how == "mean" else 1.0
-    out = arr @ m
+        idx = torch.as_tensor(g.indices)
+        disjoint &= bool((owner[idx] == len(groups)).all())
+        owner[idx] = j
+    if disjoint:  # O(B*T*D) scatter instead of a dense (D x G) product
+        out = torch.zeros((*arr.shape[:-1], len(groups) + 1), dtype=arr.dtype, device=arr.device)
+        out.index_add_(-1, owner.to(arr.device), arr)
+        out = out[..., :-1]
+        if how == "mean":
+            out = out / torch.as_tensor([len(g.indices) for g in groups], dtype=arr.dtype, device=arr.device)
+    else:  # overlapping groups: each element counts in every group that holds it
+        m = torch.zeros((d, len(groups)), dtype=arr.dtype, device=arr.device)
+        for j, g in enumerate(groups):
+            m[torch.as_tensor(g.indices, device=arr.device), j] = 1.0 / len(g.indices) if how == "mean" else 1.0
+        out = arr @ m
     return out if is_torch else out.numpy()
 
 

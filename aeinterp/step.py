@@ -55,9 +55,9 @@ def run_explainer(
     """
     instance = explainer if isinstance(explainer, Explainer) else explainer(params, progress=progress)
     target = Target(target)
-    instance.check(model, data, target)
     start = time.perf_counter()
     try:
+        instance.check(model, data, target)
         with frozen(model):
             result = instance.explain(model, data, target=target, rng=np.random.default_rng(seed))
     except AeinterpError:

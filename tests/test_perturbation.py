@@ -131,3 +131,14 @@ def test_reduce_groups_sums_means_and_skips_identity_groups() -> None:
     np.testing.assert_allclose(reduce_groups(local, groups, "mean")[..., 0], local[..., :2].mean(-1))
     identity = [FeatureGroup(str(j), [j]) for j in range(3)]
     assert reduce_groups(local, identity) is local
+
+
+def test_reduce_groups_handles_overlaps_and_ungrouped_elements() -> None:
+    from aeinterp.data import FeatureGroup
+    from aeinterp.perturb import reduce_groups
+
+    local = torch.arange(8.0).reshape(2, 4)
+    overlapping = [FeatureGroup("ab", [0, 1]), FeatureGroup("bc", [1, 2])]  # element 3 is in no group
+    torch.testing.assert_close(reduce_groups(local, overlapping), torch.tensor([[1.0, 3.0], [9.0, 11.0]]))
+    partial = [FeatureGroup("a", [0]), FeatureGroup("cd", [2, 3])]
+    torch.testing.assert_close(reduce_groups(local, partial, "mean"), torch.tensor([[0.0, 2.5], [4.0, 6.5]]))

@@ -173,7 +173,7 @@ class ExplainerConformance:
         module.train()
         try:
             before = model_state(module)
-            failing = FailingModel(planted.model, fail_after=1)
+            failing = FailingModel(planted.model, fail_after=0)  # the first model call raises
             with pytest.raises(ExplainerError, match="forced failure"):
                 self._run(planted, model=failing)
             assert_same_state(before, model_state(module))
