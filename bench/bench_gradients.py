@@ -1,0 +1,127 @@
+"""Benchmark: gradients of every latent at once vs Captum looped over targets.
+
+Reference scenario (DESIGN.md): a tabular autoencoder with n features, encoder
+Linear(n, 0.75n) -> ReLU -> Linear(0.75n, 0.5n). Rows:
+
+* ``jacobian`` (saliency, all n/2 latents in one torch.func transform per
+  block) vs Captum's ``Saliency`` called once per latent (``abs=False``);
+* ``integrated_gradients`` (all latents share one path) vs Captum's
+  ``IntegratedGradients`` called once per latent, same steps, rule
+  (Gauss-Legendre) and zero baseline.
+
+Captum's loop is timed on the first ``--ref-targets`` latents and
+extrapolated to all of them when it would take too long (the output says so).
+Max abs diff compares per-sample attributions of the timed latents. Peak
+memory is the growth of the process's peak RSS during our run. Rows are
+skipped when captum is not installed.
+
+    python bench/bench_gradients.py            # n = 200 and n = 1000
+    python bench/bench_gradients.py --quick    # a small sanity run
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import resource
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from bench_dependence import scenario  # the same reference autoencoder
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _ours(cls, model, data, params):  # noqa: ANN001, ANN202
+    from aeinterp import explain
+
+    before = peak_rss_mb()
+    start = time.perf_counter()
+    result = explain(cls, model, data, seed=0, params={"split": "explain", "local_max_mb": 4096, **params})
+    return result, time.perf_counter() - start, peak_rss_mb() - before
+
+
+def _report(quiet: bool, name: str, ours: float, grew: float, ref: float | None, timed: float, m: int, n_t: int, diff: float | None, extra: str) -> None:
+    if quiet:
+        return
+    print(f"  {name:<22} ours {ours:8.2f} s (peak RSS +{grew:.0f} MiB){extra}")
+    if ref is None:
+        print("  captum not installed: reference row skipped")
+        return
+    note = "" if m == n_t else f"  (timed on {m} of {n_t} targets: {timed:.1f} s, extrapolated x{n_t / m:.1f})"
+    print(f"  {'':<22} captum loop {ref:8.2f} s{note}")
+    print(f"  {'':<22} ratio {ref / ours:6.1f} x   max |diff| {diff:.2e}")
+
+
+def run(n: int, samples: int, steps: int, ref_targets: int, quiet: bool = False) -> None:
+    from aeinterp_gradients.explainers import IntegratedGradients, Jacobian
+
+    model, data = scenario(n, samples)
+    data_n = len(data.explain_index)
+    has_captum = importlib.util.find_spec("captum") is not None
+    x = torch.as_tensor(data.x_explain)
+    if not quiet:
+        print(f"\nn = {n} features x {n // 2} latents, {data_n} explained samples")
+    module = model.module
+    for p in module.parameters():
+        p.requires_grad_(False)
+
+    sal, ours, grew = _ours(Jacobian, model, data, {})
+    n_t = sal.importance.shape[0]
+    m = min(ref_targets, n_t)
+    ref = diff = None
+    timed = 0.0
+    if has_captum:
+        from captum.attr import Saliency
+
+        s = Saliency(model.encode)
+        start = time.perf_counter()
+        maps = [s.attribute(x, target=t, abs=False) for t in range(m)]
+        timed = time.perf_counter() - start
+        ref = timed * n_t / m
+        jac = torch.stack(maps, dim=1).numpy()
+        diff = float(np.abs(sal.arrays["jacobian_mean"][:m] - jac.mean(axis=0)).max())
+    _report(quiet, "jacobian (saliency)", ours, grew, ref, timed, m, n_t, diff, f", mode {sal.extras['mode']}")
+
+    ig, ours, grew = _ours(IntegratedGradients, model, data, {"steps": steps, "baseline": "zero", "rule": "gausslegendre"})
+    ref = diff = None
+    if has_captum:
+        from captum.attr import IntegratedGradients as CaptumIG
+
+        cig = CaptumIG(model.encode)
+        start = time.perf_counter()
+        maps = [cig.attribute(x, baselines=0.0, target=t, n_steps=steps, method="gausslegendre") for t in range(m)]
+        timed = time.perf_counter() - start
+        ref = timed * n_t / m
+        diff = float(np.abs(ig.local[:, :m] - torch.stack(maps, dim=1).numpy()).max()) if ig.local is not None else float("nan")
+    _report(quiet, f"integrated_gradients ({steps} steps)", ours, grew, ref, timed, m, n_t, diff,
+            f", completeness gap <= {ig.extras['max_relative_completeness_gap']:.1e} relative")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="a fast sanity run (n = 40, 200 samples, 8 steps)")
+    ap.add_argument("--n", type=int, nargs="*", default=[200, 1000])
+    ap.add_argument("--samples", type=int, default=950, help="samples in the data set; a quarter (the explain split) is explained")
+    ap.add_argument("--steps", type=int, default=32, help="integration steps for both tools")
+    ap.add_argument("--ref-targets", type=int, nargs="*", default=None,
+                    help="latents Captum is timed on, one per n (default: all for n <= 200, else 25)")
+    args = ap.parse_args()
+    if args.quick:
+        args.n, args.samples, args.steps = [40], 200, 8
+    refs = args.ref_targets or [n // 2 if n <= 200 else 25 for n in args.n]
+    warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
+    start = time.perf_counter()
+    run(8, 40, 4, 4, quiet=True)  # one-off first-call costs (torch.func, captum) out of the timings
+    print(f"warm-up {time.perf_counter() - start:.1f} s; torch threads: {torch.get_num_threads()}; timings depend on machine load")
+    for n, ref in zip(args.n, refs):
+        run(n, args.samples, args.steps, ref)
+
+
+if __name__ == "__main__":
+    main()

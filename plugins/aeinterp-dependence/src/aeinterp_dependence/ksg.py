@@ -1,0 +1,245 @@
+"""The Kraskov (KSG) mutual-information matrix between feature groups and targets.
+
+``mi_matrix`` estimates MI(group_g ; t_j) for every group and every target
+column in one call:
+
+* scalar continuous features against continuous targets: Kraskov et al.'s
+  algorithm 1 with the max-norm, exactly as scikit-learn's
+  ``mutual_info_regression`` computes it (same preprocessing, same counts);
+* scalar discrete features: Ross' estimator for a discrete / continuous pair,
+  as scikit-learn does for features it is told are discrete;
+* groups of several elements (a sequence feature over its steps, an image
+  patch): the multivariate KSG estimator, with the max-norm over the group's
+  standardised elements and the target.
+
+Scalar pairs run in the compiled kernels of :mod:`._kernels` when numba is
+installed (all pairs in parallel, sorted orders shared across the matrix), and
+otherwise, like every multivariate group, in chunked brute-force torch code
+(``O(N^2)`` per pair).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.special import digamma
+
+from aeinterp.errors import DataError
+from aeinterp.progress import NullProgress, Progress
+
+__all__ = ["Prepared", "prepare", "detect_discrete", "mi_matrix", "has_numba", "entropy_discrete"]
+
+
+def has_numba() -> bool:
+    """Whether the compiled kernels can be used."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def detect_discrete(x: np.ndarray, max_levels: int) -> np.ndarray:
+    """Columns of ``x`` (N, D) with at most ``max_levels`` distinct values (``max_levels=0``: none)."""
+    if max_levels <= 0:
+        return np.zeros(x.shape[1], dtype=bool)
+    srt = np.sort(x, axis=0)
+    levels = 1 + (np.diff(srt, axis=0) != 0).sum(axis=0)
+    return levels <= max_levels
+
+
+def entropy_discrete(codes: np.ndarray) -> float:
+    """Plug-in entropy (nats) of integer codes."""
+    p = np.bincount(codes) / len(codes)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Data after scikit-learn's preprocessing, ready for the estimators.
+
+    ``x`` (N, D) float64: continuous columns scaled to unit variance (no
+    centring) plus noise of relative size 1e-10; discrete columns untouched.
+    ``z`` (N, T) likewise for the targets. ``codes`` (D, N) int label codes for
+    discrete columns (zeros elsewhere), ``n_codes`` their number of labels.
+    """
+
+    x: np.ndarray
+    z: np.ndarray
+    discrete: np.ndarray
+    codes: np.ndarray
+    n_codes: np.ndarray
+
+
+def prepare(x: np.ndarray, z: np.ndarray, discrete: np.ndarray, noise_seed: int) -> Prepared:
+    """Apply ``mutual_info_regression``'s preprocessing, noise included.
+
+    With ``random_state=noise_seed``, scikit-learn draws the feature noise
+    first (``N x n_continuous``) and then the target noise (``N``) from a fresh
+    ``RandomState`` on every call, so every target gets the same noise vector:
+    this reproduces it, so results match scikit-learn's to rounding.
+    """
+    from sklearn.preprocessing import scale
+
+    x = np.array(x, dtype=np.float64)
+    z = np.array(z, dtype=np.float64)
+    n = x.shape[0]
+    rs = np.random.RandomState(noise_seed)
+    cont = ~discrete
+    if cont.any():
+        xc = scale(x[:, cont], with_mean=False, copy=True)
+        means = np.maximum(1, np.mean(np.abs(xc), axis=0))
+        xc += 1e-10 * means * rs.standard_normal(size=(n, int(cont.sum())))
+        x[:, cont] = xc
+    else:
+        rs.standard_normal(size=(n, 0))
+    noise = rs.standard_normal(size=n)
+    z = scale(z, with_mean=False, copy=True)
+    z += 1e-10 * np.maximum(1, np.mean(np.abs(z), axis=0)) * noise[:, None]
+    codes = np.zeros((x.shape[1], n), dtype=np.int64)
+    n_codes = np.ones(x.shape[1], dtype=np.int64)
+    for col in np.flatnonzero(discrete):
+        _, inv = np.unique(x[:, col], return_inverse=True)
+        codes[col] = inv.reshape(-1)
+        n_codes[col] = int(inv.max()) + 1
+    return Prepared(x=x, z=z, discrete=discrete.copy(), codes=codes, n_codes=n_codes)
+
+
+def _sorted(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row-wise sort of ``a`` (R, N): values, argsort, rank of each entry."""
+    order = np.argsort(a, axis=1, kind="stable")
+    srt = np.take_along_axis(a, order, axis=1)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(a.shape[1])[None, :].repeat(a.shape[0], 0), axis=1)
+    return np.ascontiguousarray(srt), np.ascontiguousarray(order), np.ascontiguousarray(rank)
+
+
+def mi_matrix(
+    prepared: Prepared,
+    groups: Sequence[np.ndarray],
+    k: int,
+    *,
+    backend: str = "auto",
+    progress: Progress | None = None,
+    memory_mb: float = 256.0,
+) -> tuple[np.ndarray, str]:
+    """``(n_groups, T)`` MI matrix (nats) and the backend used for the scalar pairs.
+
+    ``groups`` are index arrays into the columns of ``prepared.x``. Single
+    columns use the scalar estimators (continuous or discrete); larger groups
+    the multivariate KSG estimator (their discrete members are treated as
+    continuous, a documented simplification).
+    """
+    progress = progress or NullProgress()
+    n = prepared.x.shape[0]
+    if n <= k:
+        raise DataError(f"mutual information with n_neighbors={k} needs more than {k} samples, got {n}")
+    if backend == "auto":
+        backend = "numba" if has_numba() else "torch"
+    psi = digamma(np.arange(n + 1, dtype=np.float64))
+    psi[0] = 0.0  # never used; keeps the table finite
+    n_t = prepared.z.shape[1]
+    out = np.zeros((len(groups), n_t))
+    single = np.array([len(g) == 1 for g in groups], dtype=bool)
+    cols = np.array([int(g[0]) if len(g) == 1 else -1 for g in groups])
+    disc = np.zeros(len(groups), dtype=bool)
+    disc[single] = prepared.discrete[cols[single]]
+    cont_rows = np.flatnonzero(single & ~disc)
+    disc_rows = np.flatnonzero(single & disc)
+    multi_rows = np.flatnonzero(~single)
+    zt = np.ascontiguousarray(prepared.z.T)
+    if backend == "numba":
+        from ._kernels import ksg_cd, ksg_eps, ksg_finish
+
+        zsrt, zord, zrank = _sorted(zt)
+        zrow = np.ascontiguousarray(prepared.z)
+        step = max(1, min(64, int(memory_mb * 2**20 // (16 * n * n_t))))
+        chunks = _chunks(len(cont_rows), step)
+        for rows in progress.track(chunks, total=len(chunks), description="KSG (continuous)"):
+            ids = cont_rows[rows]
+            xt = np.ascontiguousarray(prepared.x[:, cols[ids]].T)
+            xsrt, xord, xrank = _sorted(xt)
+            eps = np.empty((len(ids), n_t, n))
+            nx = np.empty((len(ids), n_t, n), dtype=np.int64)
+            ksg_eps(xt, xsrt, xord, xrank, zrow, k, eps, nx)
+            block = np.empty((len(ids), n_t))
+            ksg_finish(eps, nx, zsrt, zord, k, psi, block)
+            out[ids] = block
+        if len(disc_rows):
+            block = np.empty((len(disc_rows), n_t))
+            ksg_cd(prepared.codes[cols[disc_rows]], prepared.n_codes[cols[disc_rows]], zt, zord, k, psi, block)
+            out[disc_rows] = block
+    elif backend == "torch":
+        multi_rows = np.concatenate([cont_rows, multi_rows])
+        if len(disc_rows):
+            out[disc_rows] = _cd_torch(prepared, cols[disc_rows], k, psi, progress, memory_mb)
+    else:
+        raise ValueError(f"unknown KSG backend {backend!r}")
+    if len(multi_rows):
+        out[multi_rows] = _cc_torch(prepared, [groups[g] for g in multi_rows], k, psi, progress, memory_mb)
+    return out, backend
+
+
+def _chunks(n: int, size: int) -> list[slice]:
+    return [slice(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def _target_chunk(n: int, memory_mb: float) -> int:
+    return max(1, int(memory_mb * 2**20 // (3 * 8 * n * n)))
+
+
+def _cc_torch(prepared: Prepared, groups: Sequence[np.ndarray], k: int, psi: np.ndarray, progress: Progress, memory_mb: float) -> np.ndarray:
+    """Multivariate KSG by brute force: max-norm distances, k-th neighbour, marginal counts."""
+    x = torch.from_numpy(prepared.x)
+    z = torch.from_numpy(prepared.z)
+    n, n_t = z.shape
+    psi_t = torch.from_numpy(psi)
+    out = torch.empty((len(groups), n_t), dtype=torch.float64)
+    eye = torch.eye(n, dtype=torch.bool)
+    step = _target_chunk(n, memory_mb)
+    for g in progress.track(range(len(groups)), total=len(groups), description="KSG (groups)"):
+        xg = x[:, torch.as_tensor(groups[g])]
+        dx = (xg[:, None, :] - xg[None, :, :]).abs().amax(dim=2)  # (N, N) max-norm
+        for s in range(0, n_t, step):
+            zc = z[:, s : s + step].T  # (t, N)
+            dz = (zc[:, :, None] - zc[:, None, :]).abs()  # (t, N, N)
+            joint = torch.maximum(dz, dx).masked_fill_(eye, float("inf"))
+            eps = joint.kthvalue(k, dim=2).values.unsqueeze(2)
+            nx = (dx < eps).sum(dim=2) - 1
+            ny = (dz < eps).sum(dim=2) - 1
+            mi = psi[n] + psi[k] - (psi_t[nx + 1] + psi_t[ny + 1]).mean(dim=1)
+            out[g, s : s + step] = mi.clamp_min(0.0)
+    return out.numpy()
+
+
+def _cd_torch(prepared: Prepared, cols: np.ndarray, k: int, psi: np.ndarray, progress: Progress, memory_mb: float) -> np.ndarray:
+    """Ross' discrete/continuous estimator by brute force (used without numba)."""
+    z = torch.from_numpy(prepared.z)
+    n, n_t = z.shape
+    psi_t = torch.from_numpy(psi)
+    out = torch.zeros((len(cols), n_t), dtype=torch.float64)
+    step = _target_chunk(n, memory_mb)
+    for r in progress.track(range(len(cols)), total=len(cols), description="KSG (discrete)"):
+        codes = torch.from_numpy(prepared.codes[cols[r]])
+        counts = torch.bincount(codes)[codes]
+        keep = counts > 1
+        if not bool(keep.any()):
+            continue
+        c, lab, cnt = z[keep], codes[keep], counts[keep]
+        m_n = c.shape[0]
+        kk = torch.clamp(cnt - 1, max=k)
+        other = (lab[:, None] != lab[None, :]) | torch.eye(m_n, dtype=torch.bool)
+        kmax = int(kk.max())
+        for s in range(0, n_t, step):
+            zc = c[:, s : s + step].T
+            dz = (zc[:, :, None] - zc[:, None, :]).abs()
+            within = dz.masked_fill(other, float("inf"))
+            radius = within.topk(kmax, dim=2, largest=False).values.gather(2, (kk - 1).expand(zc.shape[0], m_n).unsqueeze(2))
+            m = (dz < radius).sum(dim=2)
+            mi = psi[m_n] + (psi_t[kk] - psi_t[cnt]).mean() - psi_t[m].mean(dim=1)
+            out[r, s : s + step] = mi.clamp_min(0.0)
+    return out.numpy()

@@ -1,0 +1,206 @@
+"""Tests of the gradients plugin: ``jacobian`` (saliency, input x gradient) and ``integrated_gradients``.
+
+Ground truth: a linear planted encoder whose Jacobian is its weight matrix,
+autograd loops over targets on real MLP / conv2d / LSTM models, and Captum's
+``IntegratedGradients`` called once per target.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import IntegratedGradients as CaptumIG
+
+from aeinterp import TorchAutoencoder, explain
+from aeinterp.architectures import build_architecture
+from aeinterp.datasets import load_dataset
+from aeinterp.perturb import reduce_groups, subsample
+from aeinterp.testing import ExplainerConformance, planted_autoencoder
+from aeinterp.training import TrainConfig, train_autoencoder
+from aeinterp_gradients.explainers import IntegratedGradients, Jacobian
+from aeinterp_gradients.paths import quadrature
+
+
+class TestSaliencyConformance(ExplainerConformance):
+    explainer = Jacobian
+    params = {}
+
+
+class TestInputXGradientConformance(ExplainerConformance):
+    explainer = Jacobian
+    params = {"method": "input_x_gradient"}
+
+
+class TestIntegratedGradientsConformance(ExplainerConformance):
+    explainer = IntegratedGradients
+    params = {"steps": 8}
+
+
+def _explained(data, seed: int = 0, max_samples: int | None = None) -> np.ndarray:  # noqa: ANN001
+    """The samples an explainer with ``split: explain`` sees under ``seed``."""
+    return subsample(data.x_explain, max_samples, np.random.default_rng(seed))
+
+
+def _autograd_jacobian(fn, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    """(N, T, D) by a plain loop of autograd calls over targets (the reference)."""
+    x = x.clone().requires_grad_(True)
+    y = fn(x)
+    rows = [torch.autograd.grad(y[:, t].sum(), x, retain_graph=True)[0].reshape(len(x), -1) for t in range(y.shape[1])]
+    return torch.stack(rows, dim=1)
+
+
+def test_registered_through_the_entry_point() -> None:
+    assert "aeinterp_gradients" in {ep.value for ep in entry_points(group="aeinterp")}
+
+
+@pytest.mark.parametrize("mode", ["rev", "fwd"])
+def test_linear_encoder_jacobian_is_its_weight(mode: str) -> None:
+    planted = planted_autoencoder(linear=True)
+    w = planted.model.module.encoder.weight.detach().numpy()
+    sal = explain(Jacobian, planted.model, planted.data, params={"mode": mode})
+    assert sal.extras["mode"] == mode
+    np.testing.assert_allclose(sal.arrays["jacobian_mean"], w, atol=1e-6)
+    np.testing.assert_allclose(sal.arrays["jacobian_abs_mean"], np.abs(w), atol=1e-6)
+    np.testing.assert_allclose(sal.importance, np.abs(w), atol=1e-6)
+    np.testing.assert_allclose(sal.std, 0.0, atol=1e-6)
+    x = _explained(planted.data)
+    ixg = explain(Jacobian, planted.model, planted.data, params={"mode": mode, "method": "input_x_gradient"})
+    np.testing.assert_allclose(ixg.local, x[:, None, :] * w[None], atol=1e-6)
+    np.testing.assert_allclose(ixg.importance, np.abs(x[:, None, :] * w[None]).mean(axis=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("baseline", ["zero", "mean"])
+def test_linear_encoder_integrated_gradients_are_exact(baseline: str) -> None:
+    planted = planted_autoencoder(linear=True)
+    w = planted.model.module.encoder.weight.detach().numpy()
+    result = explain(IntegratedGradients, planted.model, planted.data, params={"steps": 4, "baseline": baseline, "rule": "riemann_middle"})
+    x = _explained(planted.data)
+    b = np.zeros(10) if baseline == "zero" else planted.data.x_fit.mean(axis=0)
+    np.testing.assert_allclose(result.local, (x - b)[:, None, :] * w[None], atol=1e-5)
+    assert max(result.extras["completeness_gap"].values()) < 1e-5
+
+
+def test_nonlinear_jacobian_matches_an_autograd_loop() -> None:
+    planted = planted_autoencoder()
+    result = explain(Jacobian, planted.model, planted.data)
+    ref = _autograd_jacobian(planted.model.encode, torch.as_tensor(_explained(planted.data)))
+    np.testing.assert_allclose(result.arrays["jacobian_mean"], ref.mean(dim=0).numpy(), atol=1e-6)
+    np.testing.assert_allclose(result.local, ref.abs().numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("rule", ["gausslegendre", "riemann_right"])
+def test_integrated_gradients_match_captum_per_target(rule: str) -> None:
+    planted = planted_autoencoder()
+    result = explain(IntegratedGradients, planted.model, planted.data, params={"steps": 20, "rule": rule, "baseline": "mean"})
+    x = torch.as_tensor(_explained(planted.data))
+    base = torch.as_tensor(planted.data.x_fit.mean(axis=0, keepdims=True))
+    ig = CaptumIG(planted.model.encode)
+    ref = torch.stack([ig.attribute(x, baselines=base, target=t, n_steps=20, method=rule) for t in range(3)], dim=1)
+    np.testing.assert_allclose(result.local, ref.detach().numpy(), atol=2e-6)
+    # completeness: the attributions sum to z(x) - z(baseline), up to the quadrature error
+    assert result.extras["max_relative_completeness_gap"] < (1e-3 if rule == "gausslegendre" else 0.1)
+
+
+def _trained(arch: str, dataset: str, **options) -> tuple[TorchAutoencoder, object]:  # noqa: ANN003
+    data = load_dataset(builtin=dataset, max_samples=240)
+    module = build_architecture(arch, data.sample_shape, 3, **options)
+    train_autoencoder(module, data.x_fit, TrainConfig(epochs=2, batch_size=64))
+    return TorchAutoencoder(module, data.sample_shape), data
+
+
+@pytest.fixture(scope="module")
+def lstm():  # noqa: ANN201
+    return _trained("lstm", "sines", hidden=12)
+
+
+@pytest.fixture(scope="module")
+def conv():  # noqa: ANN201
+    return _trained("conv2d", "digits", channels=[4, 8])
+
+
+@pytest.mark.parametrize("target", ["latent", "reconstruction", "reconstruction_error"])
+def test_lstm_jacobian_matches_autograd_for_every_target(lstm, target: str) -> None:  # noqa: ANN001
+    model, data = lstm
+    result = explain(Jacobian, model, data, target=target, params={"max_samples": 6})
+    x = torch.as_tensor(_explained(data, max_samples=6))
+    ref0 = x.clone()
+    fns = {
+        "latent": model.encode,
+        "reconstruction": lambda v: model.reconstruct(v).reshape(len(v), -1),
+        "reconstruction_error": lambda v: (model.reconstruct(v) - ref0).pow(2).reshape(len(v), -1).mean(1, keepdim=True),
+    }
+    ref = _autograd_jacobian(fns[target], x)
+    np.testing.assert_allclose(result.arrays["jacobian_mean"], ref.mean(dim=0).numpy(), atol=1e-6)
+    # a group is one sequence feature over all its steps: the sum of |J| over those elements
+    np.testing.assert_allclose(result.local, reduce_groups(ref.abs().numpy(), data.groups), rtol=1e-5, atol=1e-7)
+    assert result.feature_names == ["sine", "cosine", "walk"]
+
+
+def test_lstm_modes_agree_and_forward_mode_falls_back(lstm) -> None:  # noqa: ANN001
+    model, data = lstm
+    fwd = explain(Jacobian, model, data, params={"mode": "fwd", "max_samples": 5})
+    rev = explain(Jacobian, model, data, params={"mode": "rev", "max_samples": 5})
+    auto = explain(Jacobian, model, data, params={"max_samples": 5})
+    assert fwd.extras["mode"] == "loop" and "forward" in fwd.extras["mode_fallback"]
+    assert auto.extras["mode"] == "loop" and "recurrent" in auto.extras["mode_reason"]
+    assert rev.extras["mode"] == "rev"  # vmap over the targets' cotangents works too, only slower
+    np.testing.assert_allclose(fwd.importance, rev.importance, rtol=1e-5)
+    np.testing.assert_allclose(auto.importance, rev.importance, rtol=1e-5)
+
+
+def test_lstm_integrated_gradients_complete(lstm) -> None:  # noqa: ANN001
+    model, data = lstm
+    result = explain(IntegratedGradients, model, data, params={"steps": 24, "max_samples": 6, "baseline": "mean"})
+    assert result.extras["max_relative_completeness_gap"] < 1e-3
+
+
+@pytest.mark.parametrize("mode", ["rev", "fwd"])
+def test_conv2d_jacobian_and_integrated_gradients(conv, mode: str) -> None:  # noqa: ANN001
+    model, data = conv
+    x = torch.as_tensor(_explained(data, max_samples=5))
+    sal = explain(Jacobian, model, data, params={"max_samples": 5, "mode": mode})
+    ref = _autograd_jacobian(model.encode, x)
+    np.testing.assert_allclose(sal.arrays["jacobian_mean"], ref.mean(dim=0).numpy(), atol=1e-6)
+    assert sal.importance.shape == (3, 64)
+    ig = explain(IntegratedGradients, model, data, target="reconstruction_error", params={"max_samples": 5, "steps": 64, "mode": mode})
+    assert ig.importance.shape == (1, 64)
+    assert ig.extras["max_relative_completeness_gap"] < 0.05  # ReLU kinks: the quadrature converges slowly
+
+
+def test_sample_baselines_are_averaged() -> None:
+    planted = planted_autoencoder(linear=True)
+    w = planted.model.module.encoder.weight.detach().numpy()
+    result = explain(IntegratedGradients, planted.model, planted.data, seed=4,
+                     params={"steps": 2, "baseline": "sample", "n_baselines": 3, "max_samples": 7})
+    rng = np.random.default_rng(4)
+    x = subsample(planted.data.x_explain, 7, rng)
+    base = planted.data.x_fit[rng.choice(len(planted.data.x_fit), size=3, replace=False)]
+    expected = ((x[:, None, :] - base[None]).mean(axis=1))[:, None, :] * w[None]
+    np.testing.assert_allclose(result.local, expected, atol=1e-5)
+    assert result.extras["n_baselines"] == 3
+
+
+def test_local_is_dropped_when_too_large_and_blocks_are_bounded() -> None:
+    planted = planted_autoencoder()
+    result = explain(Jacobian, planted.model, planted.data, params={"local_max_mb": 0.001, "memory_mb": 0.01})
+    assert result.local is None and "local_skipped" in result.extras
+    assert result.extras["samples_per_block"] < len(planted.data.explain_index)
+    full = explain(Jacobian, planted.model, planted.data)
+    np.testing.assert_allclose(result.importance, full.importance, rtol=1e-6)
+
+
+@pytest.mark.parametrize("rule", ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"])
+def test_quadrature_rules_integrate(rule: str) -> None:
+    alpha, w = quadrature(rule, 50)
+    assert alpha.min() >= 0 and alpha.max() <= 1
+    assert np.sum(w) == pytest.approx(1.0)
+    assert np.sum(w * alpha**2) == pytest.approx(1 / 3, abs=0.011)
+
+
+def test_completeness_figure() -> None:
+    planted = planted_autoencoder()
+    result = explain(IntegratedGradients, planted.model, planted.data, params={"steps": 4})
+    assert set(IntegratedGradients.figures(result)) == {"completeness"}
