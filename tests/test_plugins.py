@@ -33,6 +33,16 @@ def test_core_imports_no_explainer() -> None:
     assert out.strip() == "[]"
 
 
+def test_discovering_every_installed_plugin_imports_no_heavy_library() -> None:
+    code = (
+        "import sys; from aeinterp.plugins import PluginHost; h = PluginHost();"
+        "assert len(h.registry) >= 2, h.infos;"
+        "print([m for m in ('shap', 'captum', 'sklearn', 'numba', 'pyoperon', 'pysr', 'sympy', 'umap', 'matplotlib') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_no_autoload_loads_only_given_plugins() -> None:
     host = PluginHost(autoload=False, plugins=[tp.crashing_plugin])
     assert host.registry.names() == ["crashing", "follower", "interrupting", "latent_only"]

@@ -14,16 +14,18 @@ in ``extras`` (and the report's summary lines); ``arrays`` hold ``sizes`` and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
 from pydantic import Field
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
 from aeinterp.targets import Target
 
 from .backends import Operator
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["LatentSizeLawExplainer"]
 
@@ -84,6 +86,8 @@ class LatentSizeLawExplainer(Explainer):
 
     @classmethod
     def figures(cls, explanation: Explanation) -> dict[str, Figure]:
+        from matplotlib.figure import Figure
+
         sizes, errors = explanation.arrays["sizes"], explanation.arrays["errors"]
         fig = Figure(figsize=(5, 3.5), layout="constrained")
         ax = fig.add_subplot()
