@@ -173,6 +173,16 @@ class TorchAutoencoder:
         return self._input_shape
 
     @property
+    def encoder_fn(self) -> Callable[..., Any]:
+        """The resolved encoder callable (submodule or method), before code selection."""
+        return self._encoder
+
+    @property
+    def decoder_fn(self) -> Callable[..., Any]:
+        """The resolved decoder callable (submodule or method)."""
+        return self._decoder
+
+    @property
     def device(self) -> torch.device:
         for p in self.module.parameters():
             return p.device

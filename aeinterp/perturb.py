@@ -20,7 +20,7 @@ from .targets import Target, evaluate_target, target_change
 
 __all__ = ["perturbation_effects", "copies_per_batch", "reduce_groups", "sample_background", "subsample"]
 
-Fill = Callable[[torch.Tensor, Sequence[int]], None]
+Fill = Callable[[torch.Tensor, Sequence[int]], "Sequence[torch.Tensor] | None"]
 
 
 def copies_per_batch(n_samples: int, n_features: int, *, memory_mb: float = 256.0, min_rows: int = 512) -> int:
@@ -54,6 +54,9 @@ def perturbation_effects(
 
     ``fill(block, ids)`` receives a ``(len(ids), N, D)`` tensor holding copies
     of the flattened ``x`` and perturbs copy ``k`` in place as copy ``ids[k]``.
+    If it returns, for each copy, the column indices it changed, the block is
+    reused and only those columns are restored afterwards (no full copy of
+    ``x`` per perturbation); if it returns None, the block is rebuilt.
     The change of each target is measured by :func:`aeinterp.targets.target_change`
     against the unperturbed ``x``; the result is ``(n_copies, n_targets)``.
 
@@ -74,14 +77,20 @@ def perturbation_effects(
         out = torch.empty((n_copies, base.shape[1]), dtype=base.dtype)
         ref = xt.unsqueeze(0).expand(c, *xt.shape).reshape(c * n, *shape)
         starts = range(0, n_copies, c)
+        buffer = flat.unsqueeze(0).repeat(c, 1, 1)
         for start in progress.track(starts, total=len(starts), description=description):
             ids = list(range(start, min(start + c, n_copies)))
-            block = flat.unsqueeze(0).repeat(len(ids), 1, 1)
-            fill(block, ids)
+            block = buffer[: len(ids)]
+            changed = fill(block, ids)
             rows = block.reshape(len(ids) * n, *shape)
             values = _eval_rows(model, target, rows, ref[: len(ids) * n], batch_size)
             values = values.reshape(len(ids), n, -1)
             out[start : start + len(ids)] = torch.stack([target_change(target, v, base) for v in values])
+            if changed is None:
+                block.copy_(flat.unsqueeze(0).expand_as(block))
+            else:
+                for k, cols in enumerate(changed):
+                    block[k][:, cols] = flat[:, cols]
     return out
 
 

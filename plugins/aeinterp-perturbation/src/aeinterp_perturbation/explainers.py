@@ -71,10 +71,13 @@ class Permutation(Explainer):
         idx = [torch.as_tensor(g.indices) for g in groups]
         flat = torch.as_tensor(x.reshape(n, -1))
 
-        def fill(block: torch.Tensor, ids) -> None:  # noqa: ANN001
+        def fill(block: torch.Tensor, ids) -> list[torch.Tensor]:  # noqa: ANN001
+            changed = []
             for k, cid in enumerate(ids):
                 cols = idx[cid % n_groups]
-                block[k][:, cols] = flat[perms[cid]][:, cols].to(block.dtype)
+                block[k][:, cols] = flat[perms[cid][:, None], cols].to(block.dtype)  # gather only the group's columns
+                changed.append(cols)
+            return changed
 
         effects = perturbation_effects(
             model, target, x, p.repeats * n_groups, fill,
@@ -113,9 +116,10 @@ class ZeroAblation(Explainer):
         base_t = torch.as_tensor(base)
         idx = [torch.as_tensor(g.indices) for g in groups]
 
-        def fill(block: torch.Tensor, ids) -> None:  # noqa: ANN001
+        def fill(block: torch.Tensor, ids) -> list[torch.Tensor]:  # noqa: ANN001
             for k, cid in enumerate(ids):
                 block[k][:, idx[cid]] = base_t[idx[cid]].to(block.dtype)
+            return [idx[cid] for cid in ids]
 
         effects = perturbation_effects(
             model, target, x, len(groups), fill,
