@@ -204,3 +204,111 @@ def test_completeness_figure() -> None:
     planted = planted_autoencoder()
     result = explain(IntegratedGradients, planted.model, planted.data, params={"steps": 4})
     assert set(IntegratedGradients.figures(result)) == {"completeness"}
+
+
+# --- the affine first layer factorised out of integrated gradients -------------------------------
+
+
+@pytest.fixture(scope="module")
+def tabular_models():  # noqa: ANN201
+    """Briefly trained built-in tabular models (on breast_cancer): MLP AEs with two and one hidden layers, an MLP VAE, a supervised VAE."""
+    from aeinterp.loading import adapt, build_builtin
+
+    data = load_dataset(builtin="breast_cancer")
+    models = {}
+    for name, options in {"mlp": {"hidden": [24, 12]}, "mlp1": {"hidden": [24]}, "vae": {"hidden": [24], "variational": True}}.items():
+        module = build_architecture("mlp", data.sample_shape, 3, **options)
+        train_autoencoder(module, data.x_fit, TrainConfig(epochs=3, batch_size=64))
+        models[name] = TorchAutoencoder(module, data.sample_shape)
+    module, _ = build_builtin("supervised_vae", data, latent_dim=4, options={"task_dims": 2, "hidden": [16]}, train=TrainConfig(epochs=3))
+    models["supervised_vae"] = adapt(module, data)
+    return models, data
+
+
+def _both_paths(model, data, target: str, **params):  # noqa: ANN001, ANN003, ANN202
+    params = {"steps": 8, "max_samples": 40, "baseline": "mean", **params}
+    fast = explain(IntegratedGradients, model, data, target=target, params=params)
+    slow = explain(IntegratedGradients, model, data, target=target, params={**params, "factorize": "off"})
+    assert fast.extras["path"] == "first-layer factorised", fast.extras["path_reason"]
+    assert slow.extras["path"] == "generic" and slow.extras["path_reason"] == "factorize: off"
+    return fast, slow
+
+
+def _assert_same(fast, slow) -> None:  # noqa: ANN001
+    scale = np.abs(slow.local).max()
+    np.testing.assert_allclose(fast.importance, slow.importance, rtol=1e-5, atol=1e-6 * scale)
+    np.testing.assert_allclose(fast.local, slow.local, rtol=1e-5, atol=1e-6 * scale)
+    np.testing.assert_allclose(fast.std, slow.std, rtol=1e-5, atol=1e-6 * scale)
+    for key in ("attribution_mean", "attribution_abs_mean", "target_change"):
+        np.testing.assert_allclose(fast.arrays[key], slow.arrays[key], rtol=1e-5, atol=1e-6 * scale)
+    # the completeness gap is a small difference of large numbers: equal up to float32 rounding of the sums
+    np.testing.assert_allclose(fast.arrays["completeness_gap"], slow.arrays["completeness_gap"], rtol=1e-3, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize(("name", "target"), [
+    ("mlp", "latent"), ("mlp", "reconstruction"), ("mlp", "reconstruction_error"),
+    ("mlp1", "latent"), ("mlp1", "reconstruction"), ("vae", "latent"), ("vae", "reconstruction_error"),
+    ("supervised_vae", "latent"), ("supervised_vae", "prediction"),
+])
+def test_first_layer_factorisation_matches_the_generic_path(tabular_models, name: str, target: str) -> None:  # noqa: ANN001
+    models, data = tabular_models
+    fast, slow = _both_paths(models[name], data, target)
+    _assert_same(fast, slow)
+    assert fast.extras["first_layer"] == [30, models[name].module.config["hidden"][0]]
+    # one hidden layer and the latent target: the code is W act(a) + c, its Jacobian needs no autodiff
+    closed_form = name != "mlp" and target == "latent"
+    assert (fast.extras["mode"] == "none") == closed_form and ("slope" in fast.extras["path_reason"]) == closed_form
+    if closed_form:  # and autodiff from the first layer's output agrees with it
+        mid = explain(IntegratedGradients, models[name], data, target=target, params={"steps": 8, "max_samples": 40, "baseline": "mean", "factorize": "first_layer"})
+        assert mid.extras["path"] == "first-layer factorised" and mid.extras["mode"] == "rev"
+        _assert_same(mid, slow)
+
+
+@pytest.mark.parametrize("target", ["latent", "prediction"])
+def test_linear_planted_encoder_factorises_exactly(target: str) -> None:
+    planted = planted_autoencoder(linear=True, supervised=True)
+    fast, slow = _both_paths(planted.model, planted.data, target, rule="riemann_middle", baseline="zero")
+    _assert_same(fast, slow)
+    w = planted.model.module.encoder.weight.detach().numpy()
+    x = _explained(planted.data, max_samples=40)
+    expected = x[:, None, :] * w[None] if target == "latent" else np.stack([-x * w[0], x * w[0]], axis=1)
+    np.testing.assert_allclose(fast.local, expected, atol=1e-5)
+    assert max(fast.extras["completeness_gap"].values()) < 1e-5
+
+
+def test_factorised_blocks_are_bounded(tabular_models) -> None:  # noqa: ANN001
+    models, data = tabular_models
+    small = explain(IntegratedGradients, models["mlp"], data, params={"steps": 8, "max_samples": 40, "memory_mb": 0.05})
+    assert small.extras["path"] == "first-layer factorised" and small.extras["samples_per_block"] < 40
+    full = explain(IntegratedGradients, models["mlp"], data, params={"steps": 8, "max_samples": 40})
+    np.testing.assert_allclose(small.local, full.local, rtol=1e-5, atol=1e-7)
+
+
+class _Residual(torch.nn.Module):
+    """An encoder that reads the input besides its first layer: must not be factorised."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = torch.nn.Linear(10, 6)
+        self.out = torch.nn.Linear(6, 3)
+        self.decoder = torch.nn.Linear(3, 10)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.first(x))) + x[:, :3]
+
+
+def test_generic_path_for_models_it_cannot_split(conv, lstm) -> None:  # noqa: ANN001
+    for (model, data), why in [(conv, "not tabular"), (lstm, "not tabular")]:
+        result = explain(IntegratedGradients, model, data, params={"steps": 4, "max_samples": 3})
+        assert result.extras["path"] == "generic" and why in result.extras["path_reason"]
+    planted = planted_autoencoder()
+    residual = TorchAutoencoder(_Residual(), (10,))
+    result = explain(IntegratedGradients, residual, planted.data, params={"steps": 4, "max_samples": 5})
+    assert result.extras["path"] == "generic" and "not a known encode method" in result.extras["path_reason"]
+    hooked = planted_autoencoder()
+    handle = hooked.model.module.encoder[0].register_forward_hook(lambda m, i, o: o)
+    try:
+        result = explain(IntegratedGradients, hooked.model, hooked.data, params={"steps": 4, "max_samples": 5})
+    finally:
+        handle.remove()
+    assert result.extras["path"] == "generic" and "hooks" in result.extras["path_reason"]

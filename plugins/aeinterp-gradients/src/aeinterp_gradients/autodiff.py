@@ -103,12 +103,13 @@ def weighted_jacobian(
 
     ``points`` is ``(A, B, *shape)`` (A weighted copies of B samples, e.g. the
     points of an integration path), ``reference`` ``(B, *shape)``, ``weights``
-    ``(A,)``. The copies share one input-shaped offset, so autograd sums the
+    ``(A,)``; the points need not have the reference's shape (they may be a
+    layer's outputs, see :mod:`aeinterp_gradients.factorised`). The copies share one input-shaped offset, so autograd sums the
     A gradients of a sample before returning (nothing of size A x T x D is kept).
     """
     a, b = points.shape[:2]
     shape = tuple(points.shape[2:])
-    ref = reference.unsqueeze(0).expand(a, *reference.shape).reshape(a * b, *shape)
+    ref = reference.unsqueeze(0).expand(a, *reference.shape).reshape(a * b, *reference.shape[1:])
     w = weights.to(points.dtype).view(a, 1, 1)
 
     if mode == "loop":

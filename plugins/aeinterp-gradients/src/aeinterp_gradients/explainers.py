@@ -12,7 +12,14 @@ dataset's feature groups:
 * ``integrated_gradients``: ``(x - b) * integral_0^1 dz_t/dx(b + a (x - b)) da``
   for all targets along one shared path (quadrature points are weighted copies
   of the batch), importance the mean absolute group attribution, with the
-  completeness gap ``|sum_e IG_e - (z_t(x) - z_t(b))|`` per target.
+  completeness gap ``|sum_e IG_e - (z_t(x) - z_t(b))|`` per target. When the
+  targets read a tabular input only through an affine first layer
+  ``a = A x + b``, the gradients stop at ``a``, the steps are summed there and
+  ``A`` is applied once per sample; when moreover the latent code is an
+  affine map of one elementwise activation of ``a``, the summed Jacobian is
+  that map's weight times the activation's summed slope, without autodiff
+  (:mod:`aeinterp_gradients.factorised`; ``extras["path"]``,
+  ``extras["path_reason"]`` and ``extras["mode"]`` say what ran and why).
 
 Mean element maps (signed and absolute, ``(targets, elements)``) are kept in
 ``arrays``; per-sample group attributions are kept as ``local`` when they fit
@@ -39,6 +46,7 @@ from aeinterp.explainer import ALL_TARGETS
 from aeinterp.targets import Target, target_names_for
 
 from .autodiff import choose_mode, has_recurrent_layers, target_function, weighted_jacobian
+from .factorised import FirstLayer, first_layer_split, layer_target_function, summed_code_jacobian
 from .paths import Baseline, Rule, baselines, quadrature
 
 __all__ = ["Jacobian", "IntegratedGradients"]
@@ -147,6 +155,34 @@ def _jacobian_blocks(f, points, reference, weights, mode, chunk, info):  # noqa:
     return weighted_jacobian(f, points, reference, weights, "rev", chunk_size=chunk), "rev"
 
 
+def _factorised_plan(p, model, data, target: Target, n_t: int, n_e: int, info: dict[str, Any]):  # noqa: ANN001, ANN202
+    """The affine first layer to factorise out (or None), its autodiff mode, rows and chunk; records the path in ``info``."""
+    layer: FirstLayer | None = None
+    if p.factorize == "off":
+        reason = "factorize: off"
+    else:
+        layer, reason = first_layer_split(model, data, target)
+        if layer is not None and layer.width > n_e and n_t > n_e:
+            layer, reason = None, f"the first layer widens the input ({n_e} -> {layer.width}) and there are more targets than inputs: no saving"
+    info["path"] = "generic" if layer is None else "first-layer factorised"
+    info["path_reason"] = reason
+    if layer is None:
+        return None, None, None, None
+    h = layer.width
+    if layer.tail is not None and (target is not Target.LATENT or p.factorize == "first_layer"):
+        layer = FirstLayer(layer.linear, layer.rest)
+    mode = choose_mode(p.mode, h, n_t, info["recurrent_layers"])
+    per_sample = 4.0 * (3 * p.steps * n_t * h + 2 * n_t * n_e)  # the Jacobian w.r.t. the layer's output over the steps, then x A
+    if layer.tail is not None:
+        mode = "none"
+        info["path_reason"] += f"; the code is an affine map of an elementwise {type(layer.tail[0]).__name__}: its Jacobian is the weight times the activation's slope"
+        per_sample = 4.0 * (2 * p.steps * h + 2 * n_t * h + 2 * n_t * n_e)  # slopes over the steps, weight x slope, then x A
+    rows = max(1, int(p.memory_mb * 2**20 // per_sample))
+    chunk = max(1, int(p.memory_mb * 2**20 // (4.0 * 3 * p.steps * h))) if rows == 1 and mode == "rev" else None
+    info.update(mode=mode, samples_per_block=rows, first_layer=[int(layer.linear.in_features), h])
+    return layer, mode, rows, chunk
+
+
 def _result(acc: _Accumulator, data, names, target: Target, extras: dict[str, Any], arrays: dict[str, np.ndarray]) -> Explanation:  # noqa: ANN001
     mean, std, elem, elem_abs = acc.finish()
     return Explanation(
@@ -212,6 +248,12 @@ class IntegratedGradients(Explainer):
         rule: Rule = Field("gausslegendre", description="quadrature rule (Captum's names): gausslegendre or riemann_middle/left/right/trapezoid")
         baseline: Baseline = Field("zero", description="path start: zero, the fit split's mean, or random fit samples (averaged)")
         n_baselines: int = Field(1, ge=1, le=64, description="random fit samples averaged over when baseline is 'sample'")
+        factorize: Literal["auto", "first_layer", "off"] = Field(
+            "auto",
+            description="auto: when the targets read a tabular input only through an affine first layer, stop the gradients there and apply its weight "
+            "once per sample (and when the code is an affine map of one elementwise activation of it, use the activation's slope instead of autodiff); "
+            "first_layer: only the former; off: always differentiate w.r.t. the input",
+        )
 
     capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"}, needs_gradients=True, deterministic=True, local=True)
 
@@ -222,6 +264,11 @@ class IntegratedGradients(Explainer):
         x, names, mode, rows, chunk, acc, info = _setup(self, model, data, target, rng, copies=p.steps)
         base = baselines(p.baseline, data.x_fit, p.n_baselines, rng)
         f = target_function(model, target)
+        layer, *plan = _factorised_plan(p, model, data, target, len(names), int(np.prod(x.shape[1:])), info)
+        if layer is not None:
+            g = layer_target_function(model, layer, target)
+            mode, rows, chunk = plan
+            a_weight = layer.linear.weight.detach()  # (h, n)
         xt = as_tensor(x, model)
         base_t = as_tensor(base, model)
         a_t = torch.as_tensor(alpha, dtype=xt.dtype).view(-1, 1, *([1] * (xt.dim() - 1)))
@@ -236,8 +283,19 @@ class IntegratedGradients(Explainer):
             ig = torch.zeros((xb.shape[0], n_t, xb[0].numel()), dtype=torch.float32)
             for b in base_t:  # one pass per baseline (1 unless baseline is 'sample')
                 diff = xb - b
-                points = b + a_t * diff.unsqueeze(0)  # (steps, B, *shape)
-                grad, mode = _jacobian_blocks(f, points, xb, w_t, mode, chunk, info)
+                if layer is None:
+                    points = b + a_t * diff.unsqueeze(0)  # (steps, B, *shape)
+                    grad, mode = _jacobian_blocks(f, points, xb, w_t, mode, chunk, info)
+                else:  # the layer is affine: its outputs along the path interpolate those at both ends
+                    with torch.no_grad():
+                        a_x, a_b = layer(xb), layer(b.unsqueeze(0))
+                    a_path = a_b + a_t * (a_x - a_b).unsqueeze(0)
+                    if layer.tail is not None:
+                        with torch.no_grad():
+                            grad = summed_code_jacobian(layer, a_path, w_t)
+                    else:
+                        grad, mode = _jacobian_blocks(g, a_path, xb, w_t, mode, chunk, info)
+                    grad = grad.detach() @ a_weight  # (B, T, h) @ (h, n): sum_s w_s dT/dx(x_s)
                 ig += grad.detach().reshape(xb.shape[0], n_t, -1).cpu() * diff.reshape(xb.shape[0], 1, -1).cpu()
                 with torch.no_grad():
                     delta[s : s + xb.shape[0]] += (fx[s : s + xb.shape[0]] - f(b.expand_as(xb), xb).cpu()).double()
