@@ -27,6 +27,18 @@ def test_builtin_explainers_come_from_installed_entry_points() -> None:
     assert "zero_ablation" in host.registry
 
 
+def test_every_builtin_plugin_enters_through_its_entry_point() -> None:
+    import tomllib
+
+    registered = {ep.dist.name: ep for ep in entry_points(group="aeinterp") if ep.dist is not None}
+    host = PluginHost(autoload=True)
+    loaded = {i.distribution for i in host.infos if i.status == "loaded"}
+    for pyproject in sorted((ROOT / "plugins").glob("*/pyproject.toml")):
+        meta = tomllib.loads(pyproject.read_text())["project"]
+        assert meta["name"] in registered, f"{meta['name']} is not installed with an aeinterp entry point"
+        assert meta["name"] in loaded, f"{meta['name']} did not load"
+
+
 def test_core_imports_no_explainer() -> None:
     code = "import sys, aeinterp, aeinterp.runner, aeinterp.cli; print([m for m in sys.modules if m.startswith('aeinterp_') or m in ('shap', 'pyoperon', 'pysr', 'captum')])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
