@@ -143,6 +143,32 @@ class _Transpose(nn.Module):
         return x.transpose(1, 2)
 
 
+def _downsampling(conv: type[nn.Module], width: int, channels: Sequence[int], activation: str) -> list[nn.Module]:
+    """Stride-2 convolutions, each halving the length (rounding up), with activations."""
+    layers: list[nn.Module] = []
+    for ch in channels:
+        layers += [conv(width, ch, 3, stride=2, padding=1), _activation(activation)]
+        width = ch
+    return layers
+
+
+def _upsampling(deconv: type[nn.Module], channels: Sequence[int], out_channels: int, activation: str) -> list[nn.Module]:
+    """Stride-2 transposed convolutions mirroring :func:`_downsampling`, ending at ``out_channels``."""
+    rev = list(reversed(list(channels)))
+    layers: list[nn.Module] = []
+    for i, ch in enumerate(rev):
+        last = i + 1 == len(rev)
+        layers.append(deconv(ch, out_channels if last else rev[i + 1], 4, stride=2, padding=1))
+        if not last:
+            layers.append(_activation(activation))
+    return layers
+
+
+def _halved(size: int, times: int) -> int:
+    """``size`` after ``times`` stride-2 convolutions (each rounds up)."""
+    return math.ceil(size / 2**times)
+
+
 class ConvAutoencoder2d(BuiltinAutoencoder):
     architecture = "conv2d"
 
@@ -151,26 +177,14 @@ class ConvAutoencoder2d(BuiltinAutoencoder):
         if len(input_shape) != 3:
             raise ModelError(f"the conv2d architecture needs image samples (C, H, W), got {tuple(input_shape)}")
         c, h, w = (int(s) for s in input_shape)
-        enc: list[nn.Module] = []
-        width = c
-        for ch in channels:
-            enc += [nn.Conv2d(width, ch, 3, stride=2, padding=1), _activation(activation)]
-            width = ch
-        hh, ww = h, w
-        for _ in channels:
-            hh, ww = math.ceil(hh / 2), math.ceil(ww / 2)
+        width, hh, ww = (channels[-1] if channels else c), _halved(h, len(channels)), _halved(w, len(channels))
         flat = width * hh * ww
-        self.encoder = nn.Sequential(*enc, nn.Flatten())
+        self.encoder = nn.Sequential(*_downsampling(nn.Conv2d, c, channels, activation), nn.Flatten())
         self._heads(flat, latent_dim)
-        dec: list[nn.Module] = [nn.Linear(latent_dim, flat), _activation(activation), _Unflatten([width, hh, ww])]
-        rev = list(reversed(list(channels)))
-        for i, ch in enumerate(rev):
-            out = rev[i + 1] if i + 1 < len(rev) else c
-            dec.append(nn.ConvTranspose2d(ch, out, 4, stride=2, padding=1))
-            if i + 1 < len(rev):
-                dec.append(_activation(activation))
-        dec.append(_Resize([h, w]))
-        self.decoder = nn.Sequential(*dec)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, flat), _activation(activation), _Unflatten([width, hh, ww]),
+            *_upsampling(nn.ConvTranspose2d, channels, c, activation), _Resize([h, w]),
+        )
 
 
 class ConvAutoencoder1d(BuiltinAutoencoder):
@@ -181,26 +195,14 @@ class ConvAutoencoder1d(BuiltinAutoencoder):
         if len(input_shape) != 2:
             raise ModelError(f"the conv1d architecture needs sequence samples (T, F), got {tuple(input_shape)}")
         t, f = (int(s) for s in input_shape)
-        enc: list[nn.Module] = [_Transpose()]
-        width = f
-        for ch in channels:
-            enc += [nn.Conv1d(width, ch, 3, stride=2, padding=1), _activation(activation)]
-            width = ch
-        tt = t
-        for _ in channels:
-            tt = math.ceil(tt / 2)
+        width, tt = (channels[-1] if channels else f), _halved(t, len(channels))
         flat = width * tt
-        self.encoder = nn.Sequential(*enc, nn.Flatten())
+        self.encoder = nn.Sequential(_Transpose(), *_downsampling(nn.Conv1d, f, channels, activation), nn.Flatten())
         self._heads(flat, latent_dim)
-        dec: list[nn.Module] = [nn.Linear(latent_dim, flat), _activation(activation), _Unflatten([width, tt])]
-        rev = list(reversed(list(channels)))
-        for i, ch in enumerate(rev):
-            out = rev[i + 1] if i + 1 < len(rev) else f
-            dec.append(nn.ConvTranspose1d(ch, out, 4, stride=2, padding=1))
-            if i + 1 < len(rev):
-                dec.append(_activation(activation))
-        dec += [_Resize([t]), _Transpose()]
-        self.decoder = nn.Sequential(*dec)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, flat), _activation(activation), _Unflatten([width, tt]),
+            *_upsampling(nn.ConvTranspose1d, channels, f, activation), _Resize([t]), _Transpose(),
+        )
 
 
 class _LSTMEncoder(nn.Module):

@@ -144,6 +144,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
 
     from .datasets import load_dataset
     from .loading import build_builtin
+    from .model import select_code
     from .progress import NullProgress, RichProgress
     from .training import TrainConfig
 
@@ -163,8 +164,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     if args.torchscript:
         x = torch.as_tensor(data.x_explain[:4])
-        code = module.encode(x)
-        z = code[0] if isinstance(code, tuple) else code
+        z = select_code(module.encode(x))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scripted = torch.jit.trace_module(module, {"encode": x, "decode": z})

@@ -119,13 +119,6 @@ class ArrayDataset:
         classes, codes = np.unique(self.labels, return_inverse=True)
         return codes.astype(np.int64), [str(c) for c in classes]
 
-    def group_matrix(self) -> np.ndarray:
-        """``(n_groups, n_features)`` 0/1 matrix; ``local @ M.T`` sums elements per group."""
-        m = np.zeros((len(self.groups), self.n_features), dtype=np.float32)
-        for i, g in enumerate(self.groups):
-            m[i, g.indices] = 1.0
-        return m
-
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -83,6 +83,9 @@ def _builtin(name: str) -> tuple[np.ndarray, list[str] | None, np.ndarray | None
     raise DataError(f"unknown builtin dataset {name!r}{hint} (available: {', '.join(BUILTIN_DATASETS)})")
 
 
+MISSING = ("", "NA", "nan", "NaN")  # CSV cells read as NaN
+
+
 def _read_csv(path: Path, label: str | None) -> tuple[np.ndarray, list[str], np.ndarray | None]:
     with path.open(newline="") as fh:
         rows = list(csv.reader(fh))
@@ -103,7 +106,7 @@ def _read_csv(path: Path, label: str | None) -> tuple[np.ndarray, list[str], np.
     data = np.empty((len(body), len(names)), dtype=np.float32)
     for j, h in enumerate(names):
         try:
-            data[:, j] = [float(v) if v.strip() not in ("", "NA", "nan", "NaN") else np.nan for v in columns[h]]
+            data[:, j] = [np.nan if v.strip() in MISSING else float(v) for v in columns[h]]
         except ValueError:
             bad = next(v for v in columns[h] if not _is_float(v))
             raise DataError(f"{path}: column {h!r} is not numeric (value {bad!r}); mark it with `label: {h}` or remove it") from None
@@ -116,7 +119,7 @@ def _is_float(v: str) -> bool:
         float(v)
         return True
     except ValueError:
-        return v.strip() in ("", "NA", "nan", "NaN")
+        return v.strip() in MISSING
 
 
 def _read_array(path: Path, key: str | None, label: str | None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -21,7 +21,7 @@ from torch import nn
 from .architectures import ARCHITECTURES, CHECKPOINT_FORMAT, DEFAULT_FOR_KIND, build_architecture, from_checkpoint
 from .data import ArrayDataset
 from .errors import ModelError
-from .model import TorchAutoencoder
+from .model import TorchAutoencoder, frozen
 from .progress import Progress
 from .training import TrainConfig, TrainResult, train_autoencoder
 
@@ -173,8 +173,6 @@ def adapt(
         head=head_fn, task_dims=task_dims, class_names=class_names,
     )
     probe = torch.as_tensor(data.x_explain[:2], dtype=model.dtype)
-    from .model import frozen
-
     with frozen(model), torch.no_grad():
         try:
             z = model.encode(probe)

@@ -178,11 +178,6 @@ class TorchAutoencoder:
         return self._encoder
 
     @property
-    def decoder_fn(self) -> Callable[..., Any]:
-        """The resolved decoder callable (submodule or method)."""
-        return self._decoder
-
-    @property
     def device(self) -> torch.device:
         for p in self.module.parameters():
             return p.device

@@ -18,7 +18,7 @@ from .model import Model, as_tensor
 from .progress import NullProgress, Progress
 from .targets import Target, evaluate_target, target_change
 
-__all__ = ["perturbation_effects", "copies_per_batch", "reduce_groups", "sample_background", "subsample"]
+__all__ = ["perturbation_effects", "copies_per_batch", "reduce_groups", "sample_background", "subsample", "subsample_indices"]
 
 Fill = Callable[[torch.Tensor, Sequence[int]], "Sequence[torch.Tensor] | None"]
 
@@ -75,7 +75,8 @@ def perturbation_effects(
     with torch.no_grad():
         base = _eval_rows(model, target, xt, xt, batch_size)
         out = torch.empty((n_copies, base.shape[1]), dtype=base.dtype)
-        ref = xt.unsqueeze(0).expand(c, *xt.shape).reshape(c * n, *shape)
+        # only the reconstruction error compares with the unperturbed input
+        ref = xt.unsqueeze(0).expand(c, *xt.shape).reshape(c * n, *shape) if Target(target).is_loss else None
         starts = range(0, n_copies, c)
         buffer = flat.unsqueeze(0).repeat(c, 1, 1)
         for start in progress.track(starts, total=len(starts), description=description):
@@ -83,7 +84,7 @@ def perturbation_effects(
             block = buffer[: len(ids)]
             changed = fill(block, ids)
             rows = block.reshape(len(ids) * n, *shape)
-            values = _eval_rows(model, target, rows, ref[: len(ids) * n], batch_size)
+            values = _eval_rows(model, target, rows, rows if ref is None else ref[: len(ids) * n], batch_size)
             values = values.reshape(len(ids), n, -1)
             out[start : start + len(ids)] = torch.stack([target_change(target, v, base) for v in values])
             if changed is None:
@@ -137,11 +138,19 @@ def reduce_groups(local: np.ndarray | torch.Tensor, groups: Sequence[FeatureGrou
     return out if is_torch else out.numpy()
 
 
+def subsample_indices(total: int, n: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of at most ``n`` of ``total`` rows, drawn without replacement
+    (all of them, drawing nothing, if ``n`` is None or not smaller than ``total``)."""
+    if n is None or n >= total:
+        return np.arange(total)
+    return np.sort(rng.choice(total, size=n, replace=False))
+
+
 def subsample(x: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
     """At most ``n`` rows of ``x``, drawn without replacement (all of them if ``n`` is None)."""
     if n is None or n >= x.shape[0]:
         return x
-    return x[np.sort(rng.choice(x.shape[0], size=n, replace=False))]
+    return x[subsample_indices(x.shape[0], n, rng)]
 
 
 def sample_background(

@@ -133,24 +133,27 @@ class PlannedStep:
 
 
 # --- locating problems in the YAML ----------------------------------------------------
-def _node_at(node: yaml.Node | None, loc: Sequence[Any]) -> tuple[yaml.Node | None, bool]:
-    """The deepest YAML node along ``loc``; the flag says whether all of ``loc`` was found."""
+def _node_at(node: yaml.Node | None, loc: Sequence[Any]) -> yaml.Node | None:
+    """The deepest YAML node along ``loc``: where the path stops existing, the last node found."""
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             match = next((v for k, v in node.value if k.value == str(part)), None)
             if match is None:
-                key = next((k for k, _ in node.value if k.value == str(part)), None)
-                return (key or node), key is not None
+                return node
             node = match
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
         else:
-            return node, False
-    return node, True
+            return node
+    return node
+
+
+def _line(node: yaml.Node | None) -> str:
+    return f" (line {node.start_mark.line + 1})" if node is not None else ""
 
 
 def _key_node(node: yaml.Node | None, loc: Sequence[Any]) -> yaml.Node | None:
-    parent, _ = _node_at(node, loc[:-1])
+    parent = _node_at(node, loc[:-1])
     if isinstance(parent, yaml.MappingNode):
         return next((k for k, _ in parent.value if k.value == str(loc[-1])), parent)
     return parent
@@ -199,15 +202,14 @@ def _problems(exc: ValidationError, root: yaml.Node | None, model: type[BaseMode
             hint = f"; did you mean {close[0]!r}?" if close else (f" (valid keys: {', '.join(valid)})" if valid else "")
             msg = f"unknown key {str(loc[-1])!r}{hint}"
         elif err["type"] == "missing":
-            node = _node_at(root, loc[:-1])[0] if len(loc) > 1 else None
+            node = _node_at(root, loc[:-1]) if len(loc) > 1 else None
             msg = "required key is missing"
         else:
-            node, _ = _node_at(root, loc)
+            node = _node_at(root, loc)
             msg = err["msg"]
             if err["type"] == "literal_error":
                 msg = f"{msg}, got {err.get('input')!r}"
-        line = f" (line {node.start_mark.line + 1})" if node is not None else ""
-        problems.append(f"{_format_loc(loc)}{line}: {msg}")
+        problems.append(f"{_format_loc(loc)}{_line(node)}: {msg}")
     return problems
 
 
@@ -295,8 +297,7 @@ def plan_steps(loaded: LoadedRecipe, registry: ExplainerRegistry) -> list[Planne
         loc = ["explainers", i]
         entry = registry.get(step.name)
         if entry is None:
-            node, _ = _node_at(loaded.node, [*loc, "name"])
-            line = f" (line {node.start_mark.line + 1})" if node is not None else ""
+            line = _line(_node_at(loaded.node, [*loc, "name"]))
             problems.append(f"{_format_loc([*loc, 'name'])}{line}: {registry.unknown_message(step.name)}")
             continue
         try:
@@ -307,8 +308,7 @@ def plan_steps(loaded: LoadedRecipe, registry: ExplainerRegistry) -> list[Planne
         for field in step_ref_fields(entry.cls.Params):
             ref = getattr(params, field)
             if ref is not None and ref not in seen:
-                node, _ = _node_at(loaded.node, [*loc, "params", field])
-                line = f" (line {node.start_mark.line + 1})" if node is not None else ""
+                line = _line(_node_at(loaded.node, [*loc, "params", field]))
                 close = difflib.get_close_matches(str(ref), list(seen), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else (f" (earlier steps: {', '.join(seen)})" if seen else " (there are no earlier steps)")
                 problems.append(f"{_format_loc([*loc, 'params', field])}{line}: {ref!r} is not the alias of an earlier step{hint}")
@@ -317,8 +317,7 @@ def plan_steps(loaded: LoadedRecipe, registry: ExplainerRegistry) -> list[Planne
         for t in dict.fromkeys(targets):
             alias = base if len(targets) == 1 else f"{base}-{t}"
             if alias in seen:
-                node, _ = _node_at(loaded.node, loc)
-                line = f" (line {node.start_mark.line + 1})" if node is not None else ""
+                line = _line(_node_at(loaded.node, loc))
                 problems.append(f"{_format_loc(loc)}{line}: result name {alias!r} is already used by explainers[{seen[alias]}]; give this step an `alias:`")
                 continue
             seen[alias] = i

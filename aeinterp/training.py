@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import ModelError
+from .model import select_code
 
 from .progress import NullProgress, Progress
 
@@ -66,9 +67,7 @@ def reconstruction_error(module: nn.Module, x: np.ndarray, batch_size: int = 102
         with torch.no_grad():
             for s in range(0, len(xt), batch_size):
                 xb = xt[s : s + batch_size]
-                code = module.encode(xb)
-                z = code[0] if isinstance(code, tuple) else code
-                total += float((module.decode(z) - xb).pow(2).sum())
+                total += float((module.decode(select_code(module.encode(xb))) - xb).pow(2).sum())
         return total / xt.numel()
     finally:
         module.train(was)

@@ -7,7 +7,6 @@ import html
 import json
 from pathlib import Path
 
-import numpy as np
 
 from ..results import RunResults
 from .summary import agreements, dead_targets, redundant_features
@@ -51,8 +50,8 @@ def write_html(results: RunResults, plots: dict[str, list[Path]], *, top_k: int 
         summary = ex.extras.get("summary") or []
         if summary:
             parts.append("<ul>" + "".join(f"<li>{e_(str(line))}</li>" for line in summary) + "</ul>")
-        order = np.argsort(-ex.importance, axis=1, kind="stable")[:, :top_k]
-        rows = [[e_(t), e_(", ".join(f"{ex.feature_names[i]} ({ex.importance[r, i]:.3g})" for i in order[r]))] for r, t in enumerate(ex.target_names[:64])]
+        top = list(ex.top_features(top_k).items())[:64]
+        rows = [[e_(t), e_(", ".join(f"{name} ({value:.3g})" for name, value in features))] for t, features in top]
         parts.append(_table(rows, ["target", f"top {top_k} features"]))
         red, dead = redundant_features(ex), dead_targets(ex) if ex.target == "latent" else []
         if red:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-
 from matplotlib.figure import Figure
 
 from ..explanation import Explanation
