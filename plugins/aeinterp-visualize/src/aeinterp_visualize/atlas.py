@@ -25,6 +25,7 @@ from pydantic import Field, model_validator
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
 from aeinterp.errors import require
+from aeinterp.perturb import subsample_indices
 from aeinterp.targets import Target, target_names
 
 from ._common import Geometry, decode, encode, fit_stats, group_mean, label_codes
@@ -135,9 +136,7 @@ class ActivationAtlas(Explainer):
         geo = Geometry.of(data)
         stats = fit_stats(data)
         x, labels = self._samples(data)
-        keep = np.arange(len(x))
-        if p.max_samples is not None and p.max_samples < len(x):
-            keep = np.sort(rng.choice(len(x), size=p.max_samples, replace=False))
+        keep = subsample_indices(len(x), p.max_samples, rng)
         x = x[keep]
         codes = encode(model, x, p.batch_size)
         n, k = codes.shape

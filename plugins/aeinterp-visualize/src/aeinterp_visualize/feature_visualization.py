@@ -36,7 +36,7 @@ from pydantic import Field
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
 from aeinterp.model import as_tensor, evaluate
-from aeinterp.perturb import subsample
+from aeinterp.perturb import subsample, subsample_indices
 from aeinterp.targets import Target, evaluate_target, target_names
 
 from ._common import Geometry, FitStats, columns_to_show, fit_stats, group_mean, rows_to_show, torch_seed
@@ -99,9 +99,7 @@ class FeatureVisualization(Explainer):
         x_opt, achieved, trace = self._optimize(model, data, target, geo, stats, x_fit, spread, n_targets, rng)
 
         # the data-driven view: top and bottom real samples of the explain split
-        explain_idx = np.arange(len(data.x_explain))
-        if p.max_samples is not None and p.max_samples < len(explain_idx):
-            explain_idx = np.sort(rng.choice(len(explain_idx), size=p.max_samples, replace=False))
+        explain_idx = subsample_indices(len(data.x_explain), p.max_samples, rng)
         x_exp = np.asarray(data.x_explain)[explain_idx]
         exp_values = evaluate(values, x_exp, batch_size=p.batch_size, model=model).double().numpy()
         k = min(p.n_top, len(explain_idx))

@@ -30,7 +30,7 @@ import torch
 from pydantic import Field, model_validator
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
-from aeinterp.perturb import subsample
+from aeinterp.perturb import subsample, subsample_indices
 from aeinterp.targets import Target, target_names
 
 from ._common import Geometry, decode, encode, fit_stats, group_mean
@@ -162,7 +162,7 @@ class ComponentContributions(Explainer):
         stats = fit_stats(data)
         all_codes = encode(model, np.asarray(data.x_explain), p.batch_size)
         n_all, k = all_codes.shape
-        pick = np.arange(n_all) if p.max_samples is None or p.max_samples >= n_all else np.sort(rng.choice(n_all, size=p.max_samples, replace=False))
+        pick = subsample_indices(n_all, p.max_samples, rng)
         codes = all_codes[pick]
         base = all_codes.mean(axis=0) if p.baseline == "mean" else np.median(all_codes, axis=0)
         n, d, g = len(codes), geo.n_elements, len(data.groups)
