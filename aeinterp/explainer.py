@@ -87,7 +87,11 @@ class Capabilities:
     deterministic
         the same seed gives the same result;
     local
-        it returns per-sample attributions in ``Explanation.local``.
+        it returns per-sample attributions in ``Explanation.local``;
+    splits
+        how its work splits for an executor: ``none``, ``samples`` (a reduction
+        over sample chunks) or ``targets`` (one piece per target); explainers
+        that split subclass :class:`aeinterp.chunks.ChunkedExplainer`.
     """
 
     targets: frozenset[str] = ALL_TARGETS
@@ -95,6 +99,7 @@ class Capabilities:
     needs_gradients: bool = False
     deterministic: bool = True
     local: bool = False
+    splits: str = "none"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -103,6 +108,7 @@ class Capabilities:
             "needs_gradients": self.needs_gradients,
             "deterministic": self.deterministic,
             "local": self.local,
+            "splits": self.splits,
         }
 
 
