@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation, StepRef
+from aeinterp import Capabilities, ExplainerParams, Explanation, StepRef
+from aeinterp.chunks import ChunkedExplainer, Partial
 from aeinterp.errors import CapabilityError, DataError, require
 from aeinterp.targets import Target
 
@@ -69,8 +70,16 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class SymbolicRegression(Explainer):
-    """A closed-form formula per latent (pyoperon or PySR), with held-out R^2 and the exact inputs it uses."""
+class SymbolicRegression(ChunkedExplainer):
+    """A closed-form formula per latent (pyoperon or PySR), with held-out R^2 and the exact inputs it uses.
+
+    Its work splits over targets (``splits="targets"``): ``prepare`` builds one
+    search job per target, ``explain_chunk`` fits a chunk of them. On an
+    executor that runs chunks in parallel (Ray) each target is its own task
+    with its own time budget; locally all targets are one chunk, fitted in
+    parallel threads. Each target's search has its own seed, so the formulas do
+    not depend on the chunking.
+    """
 
     name = "symbolic_regression"
 
@@ -105,7 +114,7 @@ class SymbolicRegression(Explainer):
                 raise ValueError("dims must be non-negative indices")
             return self
 
-    capabilities = Capabilities(needs_gradients=False, deterministic=True, local=False)
+    capabilities = Capabilities(needs_gradients=False, deterministic=True, local=False, splits="targets")
 
     def check(self, model, data, target) -> None:  # noqa: ANN001 - signature fixed by Explainer
         super().check(model, data, target)
@@ -131,12 +140,12 @@ class SymbolicRegression(Explainer):
             picks.append(np.sort(np.argsort(-score, kind="stable")[:k]))
         return picks
 
-    def explain(self, model, data, *, target, rng):  # noqa: ANN001 - signature fixed by Explainer
+    def prepare(self, model, data, *, target, rng):  # noqa: ANN001 - signature fixed by ChunkedExplainer
+        """One search job per target (inputs, screening, seeds); the chunks fit them."""
         p = self.params
         require("sympy", "symbolic", "symbolic_regression")
-        from .formulas import make_symbols
         from .inputs import build_inputs, screen
-        from .search import Job, run_jobs
+        from .search import Job
 
         backend = make_backend(p.backend, allow_julia_install=p.allow_julia_install)
         target = Target(target)
@@ -172,9 +181,37 @@ class SymbolicRegression(Explainer):
             )
             for t in dims
         ]
-        symbols = make_symbols(n_inputs)
-        fits = run_jobs(backend, jobs, symbols, inputs.names, threads=p.threads or available_cpus(), progress=self.progress, description=f"symbolic regression ({target.value})")
-        return _explanation(fits, inputs.names, inputs.target_names, target, p, backend.name, backend.version(), {t: len(c) for t, c in columns.items()})
+        return {
+            "jobs": {job.index: job for job in jobs}, "dims": dims, "names": inputs.names, "target_names": inputs.target_names,
+            "backend": backend.name, "backend_version": backend.version(), "considered": {t: len(c) for t, c in columns.items()},
+        }
+
+    def units(self, model, data, state, *, target):  # noqa: ANN001 - signature fixed by ChunkedExplainer
+        """The target rows; one per chunk where chunks run in parallel, else all in one chunk (fitted in threads)."""
+        dims = np.asarray(state["dims"], dtype=np.int64)
+        return dims, 1 if getattr(self.executor, "workers", 1) > 1 else max(1, len(dims))
+
+    def explain_chunk(self, model, data, state, units, *, target, rng):  # noqa: ANN001 - signature fixed by ChunkedExplainer
+        """Fit the targets of this chunk; the fits travel as one object row per target."""
+        from .formulas import make_symbols
+        from .search import run_jobs
+
+        p = self.params
+        backend = make_backend(p.backend, allow_julia_install=p.allow_julia_install)
+        threads = p.threads or available_cpus()
+        if self.cpus:  # a task's share of a cluster
+            threads = min(threads, self.cpus)
+        jobs = [state["jobs"][int(t)] for t in units]
+        symbols = make_symbols(len(state["names"]))
+        fits = run_jobs(backend, jobs, symbols, state["names"], threads=threads, progress=self.progress, description=f"symbolic regression ({Target(target).value})")
+        row = np.empty(len(jobs), dtype=object)
+        for i, job in enumerate(jobs):
+            row[i] = fits[job.index]
+        return Partial(rows={"fits": row}, count=len(jobs))
+
+    def finish(self, model, data, state, total, *, target):  # noqa: ANN001 - signature fixed by ChunkedExplainer
+        fits = {int(f.index): f for f in total.rows.get("fits", [])}
+        return _explanation(fits, state["names"], state["target_names"], Target(target), self.params, state["backend"], state["backend_version"], state["considered"])
 
     @classmethod
     def figures(cls, explanation: Explanation) -> dict[str, Figure]:
