@@ -12,7 +12,8 @@ What runs where
 Object store
     The model and the data are put into Ray's object store once per run (and
     kept until :meth:`RayExecutor.release`); a step's shared ``state`` once per
-    step. Tasks receive references, never copies in their arguments.
+    step. Tasks receive references, never copies in their arguments; numpy
+    arrays arrive in a task zero-copy and therefore **read-only**.
 
 Failures
     An exception in a task is re-raised on the driver as itself, with the

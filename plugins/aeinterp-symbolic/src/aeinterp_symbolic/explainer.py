@@ -201,7 +201,7 @@ class SymbolicRegression(ChunkedExplainer):
         threads = p.threads or available_cpus()
         if self.cpus:  # a task's share of a cluster
             threads = min(threads, self.cpus)
-        jobs = [state["jobs"][int(t)] for t in units]
+        jobs = [_writable(state["jobs"][int(t)]) for t in units]
         symbols = make_symbols(len(state["names"]))
         fits = run_jobs(backend, jobs, symbols, state["names"], threads=threads, progress=self.progress, description=f"symbolic regression ({Target(target).value})")
         row = np.empty(len(jobs), dtype=object)
@@ -220,6 +220,12 @@ class SymbolicRegression(ChunkedExplainer):
         if "r2" not in explanation.arrays:
             return {}
         return {"fidelity": fidelity_figure(explanation), "pareto": pareto_figure(explanation)}
+
+
+def _writable(job):  # noqa: ANN001, ANN202 - a search.Job
+    """The job with its arrays writable (arrays from Ray's object store are read-only; the engines want writable ones)."""
+    arrays = {k: np.array(v) for k, v in vars(job).items() if isinstance(v, np.ndarray) and not v.flags.writeable}
+    return replace(job, **arrays) if arrays else job
 
 
 def _dims(dims: list[int] | None, n_targets: int, target: Target) -> list[int]:
