@@ -198,8 +198,20 @@ report: {{plots: false, html: false, terminal: false}}
     got = load_results(tmp_path / "out").explanations["rerun"]
     np.testing.assert_allclose(got.importance, want.importance, rtol=1e-10)
     # Python API: the same executor object works for a single explainer
-    again = explain(NoisyMeanAbs, model, data, seed=1, params={"chunk": 10}, executor=make_executor({"kind": "ray"}))
+    class Recorder:
+        def __init__(self) -> None:
+            self.steps: list[tuple[str, int]] = []
+
+        def track(self, iterable, *, total=None, description=""):  # noqa: ANN001, ANN201
+            for item in iterable:
+                self.steps.append((description, total))
+                yield item
+
+    rec = Recorder()
+    again = explain(NoisyMeanAbs, model, data, seed=1, params={"chunk": 10}, progress=rec, executor=make_executor({"kind": "ray"}))
     np.testing.assert_allclose(again.importance, want.importance, rtol=1e-10)
+    n_chunks = -(-len(data.x_explain) // 10)
+    assert rec.steps == [("samples chunks on ray", n_chunks)] * n_chunks  # the bar advances once per arriving partial
 
 
 def test_ctrl_c_cancels_remote_tasks_and_keeps_finished_steps(ray_cluster, tmp_path: Path) -> None:  # noqa: ANN001
@@ -222,9 +234,9 @@ report: {plots: false, html: false, terminal: false}
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
-                if "quick" in (out / "results.json").read_text():
+                if any(e["alias"] == "quick" for e in json.loads((out / "results.json").read_text())["explainers"]):
                     break
-            except OSError:
+            except (OSError, ValueError, KeyError):
                 pass
             time.sleep(0.05)
         time.sleep(1.0)
