@@ -4,8 +4,9 @@ The public surface: the :class:`Model` protocol and its :class:`TorchAutoencoder
 adapter, :class:`Dataset` and :class:`ArrayDataset`, the :class:`Explainer` base
 class with :class:`ExplainerParams` and :class:`Capabilities`, the
 :class:`Explanation` result, :class:`Target`, the plugin marker
-:data:`hookimpl`, :func:`explain` to run one explainer from Python, and the
-:class:`Runner` for recipes.
+:data:`hookimpl`, :func:`explain` / :func:`explain_all` to explain your own
+model and arrays from Python, :func:`run_explainer` (the path every run takes,
+for plugin authors and tests), and the :class:`Runner` for recipes.
 """
 
 from ._version import __version__
@@ -26,7 +27,8 @@ from .explainer import Capabilities, Explainer, ExplainerParams, StepRef
 from .explanation import Explanation
 from .hookspecs import hookimpl
 from .model import Model, TorchAutoencoder
-from .step import run_explainer as explain
+from .api import Explanations, explain, explain_all
+from .step import run_explainer
 from .targets import Target
 
 __all__ = [
@@ -53,7 +55,10 @@ __all__ = [
     "StepRef",
     "Target",
     "TorchAutoencoder",
+    "Explanations",
     "explain",
+    "explain_all",
+    "run_explainer",
     "hookimpl",
 ]
 
