@@ -70,8 +70,8 @@ class TrainSection(_Section):
 
 
 class ModelSection(_Section):
-    path: str | None = Field(None, description="TorchScript file, aeinterp checkpoint, or state dict (with factory)")
-    format: Literal["auto", "torchscript", "checkpoint", "state_dict"] = "auto"
+    path: str | None = Field(None, description="TorchScript file, aeinterp checkpoint, whole pickled model (trust), or state dict / training checkpoint / .safetensors (with factory)")
+    format: Literal["auto", "torchscript", "checkpoint", "state_dict", "safetensors"] = "auto"
     factory: str | None = Field(None, description="import path package.module:Class building the module for a state dict")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the factory")
     builtin: str | None = Field(None, description="auto | mlp | conv2d | conv1d | lstm | supervised_vae: build and train on the fit split")
