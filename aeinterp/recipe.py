@@ -329,8 +329,13 @@ def plan_steps(loaded: LoadedRecipe, registry: ExplainerRegistry) -> list[Planne
 
 def recipe_schema(registry: ExplainerRegistry) -> dict[str, Any]:
     """JSON Schema of a recipe, with each installed explainer's params."""
+    from .datasets import BUILTIN_DATASETS
+
     schema = Recipe.model_json_schema()
     defs = schema.setdefault("$defs", {})
+    builtin = defs.get("DataSection", {}).get("properties", {}).get("builtin")
+    if builtin is not None:  # completion and hover docs for the bundled sets in editors
+        builtin["anyOf"] = [{"enum": sorted(BUILTIN_DATASETS), "description": "; ".join(f"{k}: {v}" for k, v in BUILTIN_DATASETS.items())}, {"type": "null"}]
     variants = []
     for entry in registry:
         params_schema = entry.cls.Params.model_json_schema()
