@@ -166,6 +166,9 @@ def _progress(progress: bool | Progress | None) -> tuple[Any, Progress]:
 
 
 def _registry(registry: ExplainerRegistry | None) -> ExplainerRegistry:
+    from .notebook import enable_figure_display
+
+    enable_figure_display()  # figures returned to a notebook cell are drawn
     if registry is not None:
         return registry
     from .plugins import PluginHost
@@ -308,7 +311,7 @@ class Explanations(Mapping[str, Explanation]):
         store.finish("failed" if self.failures else "complete")
         results = RunResults(out_dir=out, doc=store.doc, explanations=dict(self.explanations))
         options = _ReportOptions(terminal=console is not None, top_k=top_k)
-        return render_reports(results, self.registry, console=console, options=options)
+        return [out / "results.json", *render_reports(results, self.registry, console=console, options=options)]
 
 
 @dataclass(frozen=True)
