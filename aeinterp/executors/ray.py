@@ -45,6 +45,12 @@ class ChunkLostError(RuntimeError):
     """A task's worker died more often than ``max_retries`` allows."""
 
 
+def _LOST(ray: Any) -> tuple[type[BaseException], ...]:  # noqa: N802 - a tuple of exception classes
+    """Ray's errors that mean a task's worker (or its node, or its result) was lost."""
+    x = ray.exceptions
+    return tuple(c for c in (getattr(x, n, None) for n in ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "LocalRayletDiedError", "RayActorError")) if c is not None)
+
+
 def _threads(cpus: float | None) -> int:
     return max(1, int(cpus or 1))
 
@@ -177,12 +183,14 @@ class RayExecutor:
                 cause.add_note(f"{where}; worker traceback:\n{getattr(err, 'traceback_str', '')}")
                 raise cause from None
             raise RuntimeError(f"{where}: {err}") from None
-        except ray.exceptions.RayError as err:  # the worker or its node died, also on every retry
+        except _LOST(ray) as err:  # the worker or its node died, also on every retry
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise ChunkLostError(
                 f"{what} was lost: its Ray worker died, and so did the {self.max_retries} re-run(s) Ray allows "
                 f"(executor max_retries) [{type(err).__name__}: {first}]"
             ) from None
+        except ray.exceptions.RayError as err:  # Ray itself failed (e.g. an error it could not deserialize)
+            raise RuntimeError(f"Ray failed running {what}: {type(err).__name__}: {err}") from None
         finally:
             with self._lock:
                 self._inflight.discard(ref)
