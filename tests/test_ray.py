@@ -138,6 +138,7 @@ def _arrays(out: Path) -> tuple[list[str], dict[str, Explanation], dict]:
     return [e["alias"] for e in res.entries], res.explanations, res.doc
 
 
+@pytest.mark.slow
 def test_recipe_on_ray_gives_the_local_results(ray_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     from aeinterp import cli
 
@@ -162,6 +163,7 @@ def test_recipe_on_ray_gives_the_local_results(ray_cluster, tmp_path: Path, monk
     assert not np.allclose(exp_l["noisy"].importance, exp_l["noisy2"].importance)
 
 
+@pytest.mark.slow
 def test_killed_worker_is_rerun_and_a_dead_or_failing_chunk_fails_only_its_step(ray_cluster, tmp_path: Path) -> None:  # noqa: ANN001
     from aeinterp import explain
     from aeinterp.executors import make_executor
@@ -214,6 +216,7 @@ report: {{plots: false, html: false, terminal: false}}
     assert rec.steps == [("samples chunks on ray", n_chunks)] * n_chunks  # the bar advances once per arriving partial
 
 
+@pytest.mark.slow
 def test_ctrl_c_cancels_remote_tasks_and_keeps_finished_steps(ray_cluster, tmp_path: Path) -> None:  # noqa: ANN001
     import threading
 
