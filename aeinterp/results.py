@@ -57,17 +57,7 @@ class ResultsStore:
             "plugins": plugins,
             "explainers": [],
         }
-        self._order: dict[str, int] = {}
         self._write()
-
-    def keep_order(self, aliases: list[str]) -> None:
-        """Keep entries in this order of aliases however the steps finish (steps that run at once)."""
-        self._order = {a: i for i, a in enumerate(aliases)}
-
-    def _append(self, entry: dict[str, Any]) -> None:
-        self.doc["explainers"].append(entry)
-        if self._order:
-            self.doc["explainers"].sort(key=lambda e: self._order.get(e.get("alias"), len(self._order)))
 
     def _write(self) -> None:
         write_json_atomic(self.out_dir / RESULTS_FILE, self.doc)
@@ -77,7 +67,7 @@ class ResultsStore:
         explanation.save_arrays(self.out_dir / arrays)
         entry = {"alias": alias, "status": "ok", **explanation.to_json(), "arrays": arrays}
         entry = {"name": entry.pop("name"), **entry}
-        self._append(entry)
+        self.doc["explainers"].append(entry)
         self._write()
         return entry
 
@@ -94,7 +84,7 @@ class ResultsStore:
             "version": version,
             "traceback": traceback,
         }
-        self._append(jsonable(entry))
+        self.doc["explainers"].append(jsonable(entry))
         self._write()
         return entry
 

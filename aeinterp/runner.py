@@ -210,22 +210,37 @@ class Runner:
         """Every step whose dependencies have finished runs at once on ``executor`` (driver threads wait on its tasks).
 
         A step sees the results of the steps its StepRef params name (finished
-        or failed, as in a local run). Ctrl-C cancels the tasks in flight; the
-        finished steps stay in ``results.json``.
+        or failed, as in a local run). Finished steps are written to
+        ``results.json`` in recipe order: a step that finishes before an
+        earlier one waits for it, except on Ctrl-C or an error, where every
+        finished step is written before the tasks in flight are cancelled.
         """
         from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
         needs = step_dependencies(steps)
-        store.keep_order([s.alias for s in steps])
         waiting: list[PlannedStep] = list(steps)
         running: dict[Future[Explanation], PlannedStep] = {}
-        finished: set[str] = set()
+        finished: dict[str, tuple[Explanation | None, BaseException | None]] = {}
+        written = 0
+
+        def write(upto: int) -> None:  # results.json in recipe order, up to the first unfinished step (or all: len)
+            nonlocal written
+            for step in steps[written:upto]:
+                if step.alias in finished:
+                    explanation, exc = finished.pop(step.alias)
+                    if exc is not None:
+                        self._record_failure(step, exc, store, outcome)  # type: ignore[arg-type]
+                    else:
+                        self._record(step, explanation, store, outcome)  # type: ignore[arg-type]
+            written = max(written, upto)
+
         pool = ThreadPoolExecutor(max_workers=max(1, min(len(steps), 32)), thread_name_prefix="aeinterp-step")
         progress = self._progress()
+        done_aliases: set[str] = set()
         try:
             with progress, frozen(model):  # frozen once here: the steps' own nested frozen() then change nothing
                 while waiting or running:
-                    for step in [s for s in waiting if needs[s.alias] <= finished]:
+                    for step in [s for s in waiting if needs[s.alias] <= done_aliases]:
                         waiting.remove(step)
                         entry = step.explainer
                         results = {a: outcome.explanations[a] for a in needs[step.alias] if a in outcome.explanations}
@@ -237,17 +252,19 @@ class Runner:
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for fut in done:
                         step = running.pop(fut)
-                        finished.add(step.alias)
                         exc = fut.exception()
                         if isinstance(exc, KeyboardInterrupt):
                             raise exc
-                        if exc is not None:
-                            self._record_failure(step, exc, store, outcome)  # type: ignore[arg-type]
-                        else:
-                            self._record(step, fut.result(), store, outcome)
+                        done_aliases.add(step.alias)
+                        finished[step.alias] = (None, exc) if exc is not None else (fut.result(), None)
+                        if exc is None:
+                            outcome.explanations[step.alias] = fut.result()  # for the steps that name it
+                    first_open = next((i for i, s in enumerate(steps) if s.alias not in done_aliases), len(steps))
+                    write(first_open)
         except BaseException:
             executor.cancel_all()
             pool.shutdown(wait=False, cancel_futures=True)
+            write(len(steps))  # keep every finished step, even after an unfinished one
             raise
         pool.shutdown(wait=True)
 

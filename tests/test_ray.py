@@ -48,6 +48,7 @@ class NoisyMeanAbs(ChunkedExplainer):
         at_chunk: int = 1
         marker: str | None = None
         sleep: float = 0.0
+        touch: str | None = None  # a file created when the step finishes (on the driver)
 
     def prepare(self, model, data, *, target, rng):  # noqa: ANN001, ANN201
         x = np.asarray(data.x_explain, dtype=np.float64).reshape(len(data.x_explain), -1)
@@ -71,6 +72,8 @@ class NoisyMeanAbs(ChunkedExplainer):
         return Partial(sums={"s": np.einsum("nk,nj->kj", z, a)}, rows={"local": z[:, :, None] * a[:, None, :]}, count=len(units))
 
     def finish(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
+        if self.params.touch:
+            Path(self.params.touch).touch()
         names = list(data.feature_names)
         k = total.sums["s"].shape[0]
         return Explanation(importance=total.sums["s"] / total.count, feature_names=names, target_names=[f"z{i}" for i in range(k)], local=total.rows["local"])
@@ -221,28 +224,24 @@ def test_ctrl_c_cancels_remote_tasks_and_keeps_finished_steps(ray_cluster, tmp_p
     import threading
 
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("""\
-data: {builtin: synthetic_tabular, max_samples: 120}
-model: {builtin: mlp, latent_dim: 2, options: {hidden: [8]}, train: {epochs: 3}}
-executor: {kind: ray}
+    recipe.write_text(f"""\
+data: {{builtin: synthetic_tabular, max_samples: 120}}
+model: {{builtin: mlp, latent_dim: 2, options: {{hidden: [8]}}, train: {{epochs: 3}}}}
+executor: {{kind: ray}}
 explainers:
-  - {name: noisy_mean_abs, alias: quick, params: {chunk: 30}}
-  - {name: noisy_mean_abs, alias: slow, params: {chunk: 1, sleep: 1.0}}
-report: {plots: false, html: false, terminal: false}
+  - {{name: noisy_mean_abs, alias: quick, params: {{chunk: 30}}}}
+  - {{name: noisy_mean_abs, alias: slow, params: {{chunk: 1, sleep: 1.0}}}}
+  - {{name: noisy_mean_abs, alias: later, params: {{chunk: 30, touch: "{tmp_path / 'later.done'}"}}}}
+report: {{plots: false, html: false, terminal: false}}
 """)
     out = tmp_path / "out"
     sent: list[float] = []
 
     def interrupt_when_quick_is_written() -> None:
         deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if any(e["alias"] == "quick" for e in json.loads((out / "results.json").read_text())["explainers"]):
-                    break
-            except (OSError, ValueError, KeyError):
-                pass
+        while time.time() < deadline and not (tmp_path / "later.done").exists():  # finished, not yet written: slow is before it
             time.sleep(0.05)
-        time.sleep(1.0)
+        time.sleep(0.5)
         sent.append(time.time())
         os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
 
@@ -252,7 +251,8 @@ report: {plots: false, html: false, terminal: false}
     # 30 chunks of 1 s on 2 CPUs: the slow step had >= 10 s to go; it stopped at once instead
     assert sent and time.time() - sent[0] < 5
     doc = json.loads((out / "results.json").read_text())
-    assert doc["status"] == "interrupted" and [e["alias"] for e in doc["explainers"]] == ["quick"]
+    # every finished step is kept, in recipe order, also the one that finished after the unfinished one
+    assert doc["status"] == "interrupted" and [e["alias"] for e in doc["explainers"]] == ["quick", "later"]
     ray = ray_cluster
     # the cluster is free again: cancelled tasks do not hold its CPUs
     assert ray.get(ray.remote(lambda: 1).remote(), timeout=60) == 1
