@@ -98,7 +98,7 @@ def main() -> None:
     n_samples = 2 * 10**4 if args.quick else 10**5
     model, data = scenario(64, samples=n_samples)
     sym_model, sym_data = scenario(16, samples=950)
-    sym_params = {"dims": [0, 1] if args.quick else [0, 1, 2, 3], "generations": 10 if args.quick else 40, "population_size": 300,
+    sym_params = {"dims": [0, 1] if args.quick else [0, 1, 2, 3], "generations": 10, "population_size": 200 if args.quick else 300,
                   "time_budget": None, "threads": 1, "max_samples": 500, "operators": ["add", "sub", "mul", "tanh"]}
     cases = {"samples": (Occlusion, model, data, {})}
     try:
@@ -116,6 +116,7 @@ def main() -> None:
     for case, (cls, m, d, params) in cases.items():
         explain(cls, m, d, seed=0, params=params)  # warm: imports and first-call costs, as "warm" on Ray
         times[case, "local"], results[case, "local"] = _timed(lambda: explain(cls, m, d, seed=0, params=params))
+        print(f"{case}: local {times[case, 'local']:.2f} s", flush=True)
     rss = {"driver": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     for workers in (1, 2):
@@ -127,6 +128,7 @@ def main() -> None:
             times[case, f"ray{workers}-cold"], _ = _timed(lambda: explain(cls, m, d, seed=0, params=params, executor=executor))
             times[case, f"ray{workers}"], results[case, f"ray{workers}"] = _timed(lambda: explain(cls, m, d, seed=0, params=params, executor=executor))
             executor.release()
+            print(f"{case}: ray {workers} worker(s) {times[case, f'ray{workers}-cold']:.2f} s cold, {times[case, f'ray{workers}']:.2f} s warm", flush=True)
         rss[f"worker (ray {workers})"] = _worker_rss_mb(ray, workers)
         print(f"ray.init with {workers} CPU(s): {start_s:.1f} s", flush=True)
         ray.shutdown()

@@ -20,6 +20,12 @@ when it first connects, never before.
 ``max_retries``
     how often a task whose worker died (killed, out of memory, node lost) is
     re-run before its step fails with a message saying so.
+
+An executor implements :class:`aeinterp.chunks.Executor` (``map_chunks``,
+``workers``). One that sets ``concurrent_steps = True`` also provides
+``run_explainer(explainer, model, data, *, target, seed, distribution, version)``
+(one whole step), ``cancel_all()`` (Ctrl-C) and ``release()`` (end of a run);
+the runner then starts every step whose dependencies have finished at once.
 """
 
 from __future__ import annotations
