@@ -165,7 +165,10 @@ def test_dims_restrict_the_targets(formulas_case) -> None:  # noqa: ANN001
     model, data = formulas_case
     r = explain(SymbolicRegression, model, data, seed=0, params={**FAST, "dims": [2], "operators": ["add", "mul", "square"]})
     assert r.extras["dims"] == [2] and [f["target"] for f in r.extras["formulas"]] == ["z2"]
-    assert (r.importance[[0, 1, 3]] == 0).all() and np.isnan(r.arrays["r2"][[0, 1, 3]]).all()
+    # only the searched rows: no zero rows a report could call dead latents
+    assert r.target_names == ["z2"] and r.importance.shape == (1, 12) and r.arrays["r2"].shape == (1,)
+    assert r.extras["n_rows_total"] == 4 and r.extras["formulas"][0]["index"] == 2
+    assert r.extras["never_used"] == [n for n in data.feature_names if n != "x5"] == r.extras["redundant_features"]
     with pytest.raises(DataError, match="out of range"):
         explain(SymbolicRegression, model, data, seed=0, params={**FAST, "dims": [7]})
 
@@ -298,7 +301,7 @@ def test_images_with_a_prescreen_of_pixels(image_model) -> None:  # noqa: ANN001
     model, data = image_model
     params = {**FAST, "dims": [0, 1], "max_features": 8, "prescreen": "correlation", "operators": ["add", "sub", "mul"]}
     r = explain(SymbolicRegression, model, data, seed=0, params=params)
-    assert r.importance.shape == (model.latent_dim, 64) and r.feature_names == data.group_names
+    assert r.importance.shape == (2, 64) and r.feature_names == data.group_names
     z = evaluate(model.encode, data.x_fit, model=model).double().numpy()
     pixels = data.x_fit.reshape(len(z), -1).astype(np.float64)  # one channel: a pixel group is one element
     for rec, t in zip(r.extras["formulas"], (0, 1)):
@@ -330,7 +333,7 @@ def test_figures_survive_a_round_trip(planted_result: Explanation, tmp_path: Pat
     planted_result.save_arrays(path)
     again = Explanation.from_json(json.loads(json.dumps(planted_result.to_json())), path)
     figs = SymbolicRegression.figures(again)
-    assert set(figs) == {"fidelity", "pareto"}
+    assert set(figs) == {"fidelity", "pareto", "usage"}
     assert all(f.axes for f in figs.values())
 
 
@@ -449,9 +452,9 @@ def test_features_from_an_earlier_step_limits_each_search(formulas_case) -> None
     earlier = run_explainer(ZeroAblation, model, data)
     params = {**FAST, "dims": [0, 2], "features_from": "ablation", "max_features": 2, "operators": ["add", "sub", "mul"]}
     r = SymbolicRegression(params, results={"ablation": earlier}).explain(model, data, target="latent", rng=np.random.default_rng(0))
-    for d in (0, 2):
+    for row, d in enumerate((0, 2)):
         top2 = {data.group_names[i] for i in np.argsort(-earlier.importance[d])[:2]}
-        used = {data.group_names[i] for i in np.flatnonzero(r.arrays["usage"][d])}
+        used = {data.group_names[i] for i in np.flatnonzero(r.arrays["usage"][row])}
         assert used <= top2 and used, (d, used, top2)
 
 
