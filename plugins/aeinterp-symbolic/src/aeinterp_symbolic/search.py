@@ -131,7 +131,7 @@ def choose(
         if floor is None:
             return True
         need = floor + (parsimony if floor_inputs is not None and inputs[i] > floor_inputs else 0.0)
-        return val_r2[i] >= min(need, best)
+        return val_r2[i] >= need
 
     eligible = [i for i in finite if ok(i)] or [max(finite, key=lambda i: val_r2[i])]
     return min(eligible, key=lambda i: (complexity[i], inputs[i], -val_r2[i]))
