@@ -568,7 +568,7 @@ def test_latent_size_law_step_reports_errors_and_a_law(tmp_path: Path) -> None:
     np.testing.assert_allclose(r.importance[0], (errors[0] - errors) / errors[0])
     assert "latent_size" in r.extras["law"] and any(line.startswith("error = ") for line in r.extras["summary"])
     assert r.extras["fitted_on"].startswith("log error") and len(r.extras["loso_ratio"]) == 4
-    paths = write_plots(tmp_path, {"law": r}, Runner(allow=["aeinterp-symbolic"], quiet=True).registry)
+    paths = write_plots(tmp_path, {"law": r}, Runner(allow=["symbolic"], quiet=True).registry)
     assert [p.name for p in paths["law"]] == ["law.png", "law.law.png"]
 
 
