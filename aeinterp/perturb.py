@@ -49,6 +49,7 @@ def perturbation_effects(
     batch_size: int = 4096,
     progress: Progress | None = None,
     description: str = "perturbing",
+    measure: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Evaluate ``target`` on ``n_copies`` perturbed copies of ``x``; return each copy's change.
 
@@ -59,6 +60,9 @@ def perturbation_effects(
     ``x`` per perturbation); if it returns None, the block is rebuilt.
     The change of each target is measured by :func:`aeinterp.targets.target_change`
     against the unperturbed ``x``; the result is ``(n_copies, n_targets)``.
+    ``measure(perturbed, original)`` replaces that measure (both
+    ``(N, n_targets)``, returning ``(n_targets,)``), e.g. the mean of the
+    perturbed target for partial dependence.
 
     ``copies`` copies are stacked per forward pass (default:
     :func:`copies_per_batch`), so memory stays bounded by about ``memory_mb``
@@ -86,7 +90,7 @@ def perturbation_effects(
             rows = block.reshape(len(ids) * n, *shape)
             values = _eval_rows(model, target, rows, rows if ref is None else ref[: len(ids) * n], batch_size)
             values = values.reshape(len(ids), n, -1)
-            out[start : start + len(ids)] = torch.stack([target_change(target, v, base) for v in values])
+            out[start : start + len(ids)] = torch.stack([measure(v, base) if measure else target_change(target, v, base) for v in values])
             if changed is None:
                 block.copy_(flat.unsqueeze(0).expand_as(block))
             else:
