@@ -156,16 +156,14 @@ class Interactions(Explainer):
         x = subsample(data.x_explain, p.grid_samples, rng)
         columns = [g.indices for g in data.groups]
         n_g = len(columns)
-        main_pd, _ = partial_dependences(model, target, x, columns, [], memory_mb=p.memory_mb, progress=self.progress)
-        centred = main_pd - main_pd.mean(axis=1, keepdims=True)
-        strength = np.sqrt((centred**2).mean(axis=1))  # (G, T)
-        if n_g > p.pair_groups:  # pairs among the groups that matter most to any target
-            score = (strength / np.maximum(strength.max(axis=0, keepdims=True), 1e-300)).max(axis=1)
+        main_pd, _, total = partial_dependences(model, target, x, columns, [], memory_mb=p.memory_mb, progress=self.progress)
+        if n_g > p.pair_groups:  # pairs among the groups with the largest total effect (main + interactions) on any target
+            score = (total / np.maximum(total.max(axis=0, keepdims=True), 1e-300)).max(axis=1)
             chosen = np.sort(np.argsort(-score, kind="stable")[: p.pair_groups])
         else:
             chosen = np.arange(n_g)
         pairs = [(int(a), int(b)) for i, a in enumerate(chosen) for b in chosen[i + 1 :]]
-        _, pair_pd = partial_dependences(model, target, x, columns, pairs, memory_mb=p.memory_mb, progress=self.progress, mains=False)
+        _, pair_pd, _ = partial_dependences(model, target, x, columns, pairs, memory_mb=p.memory_mb, progress=self.progress, mains=False)
         stats = h_statistics(main_pd, pair_pd, pairs, n_g)
         extras = {
             "n_samples": int(x.shape[0]), "n_pairs": len(pairs), "paired_groups": [data.group_names[i] for i in chosen],

@@ -31,8 +31,9 @@ __all__ = ["partial_dependences", "h_statistics"]
 def partial_dependences(
     model, target, x: np.ndarray, columns: Sequence[np.ndarray], pairs: Sequence[tuple[int, int]], *,
     memory_mb: float, progress: Progress | None = None, mains: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-    """``(G, S, T)`` main (``(0, S, T)`` unless ``mains``) and ``(P, S, T)`` pairwise partial dependences (uncentred)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
+    """``(G, S, T)`` main (``(0, S, T)`` unless ``mains``) and ``(P, S, T)`` pairwise partial dependences (uncentred),
+    and each group's total effect ``(G, T)``: the RMS change of the targets when the group alone takes another sample's value."""
     s = x.shape[0]
     flat = torch.as_tensor(x.reshape(s, -1))
     cols = [torch.as_tensor(np.asarray(c), dtype=torch.long) for c in columns]
@@ -48,15 +49,17 @@ def partial_dependences(
             changed.append(c)
         return changed
 
-    def mean(perturbed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-        return perturbed.double().mean(dim=0)
+    def measure(perturbed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+        # the partial dependence, and the mean squared change (for the groups' total effects)
+        return torch.cat([perturbed.double().mean(dim=0), (perturbed - original).double().pow(2).mean(dim=0)])
 
     out = perturbation_effects(
         model, target, x, s * (g + len(pairs)), fill, memory_mb=memory_mb, progress=progress,
-        description="partial dependence", measure=mean,
-    ).double().numpy()
-    n_t = out.shape[1]
-    return out[: g * s].reshape(g, s, n_t), out[g * s :].reshape(len(pairs), s, n_t)
+        description="partial dependence", measure=measure,
+    ).numpy()
+    n_t = out.shape[1] // 2
+    main = out[: g * s].reshape(g, s, 2, n_t)
+    return main[:, :, 0], out[g * s :, :n_t].reshape(len(pairs), s, n_t), np.sqrt(main[:, :, 1].mean(axis=1))
 
 
 def h_statistics(main: np.ndarray, pair: np.ndarray, pairs: Sequence[tuple[int, int]], n_groups: int) -> dict[str, np.ndarray]:
