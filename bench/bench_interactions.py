@@ -6,9 +6,12 @@ is Tanh here (``--activation relu`` for the literal scenario): a ReLU network
 has a zero Hessian almost everywhere, so its Integrated Hessians are main
 effects only — correct, but a benchmark of nothing.
 
-* ours: ``interactions`` (``method: integrated_hessians``), one
-  ``vmap(jacfwd(jacrev(f)))`` transform per block of samples for all targets
-  and all input directions, memory-bounded by ``memory_mb``;
+* ours: ``interactions`` (``method: integrated_hessians``). The reference
+  encoder is Linear-act-Linear, so it takes the factorised path (the
+  activation's slope and curvature integrated along the path, ``A`` applied
+  once per sample, no autodiff through the network); also timed with
+  ``factorize: off``: one ``vmap(jacfwd(jacrev(f)))`` transform per block of
+  samples for all targets and all input directions;
 * reference, in the style of ``path_explain``'s ``PathExplainerTorch.interactions``:
   one scalar output at a time; per output, the gradient with ``create_graph``
   and one more backward pass per input feature for the Hessian rows, on the
@@ -92,19 +95,25 @@ def reference_loop(encoder: nn.Module, x: torch.Tensor, steps: int, targets: lis
     return out
 
 
-def run(n: int, samples: int, steps: int, ref_targets: int, activation: str, memory_mb: float) -> None:
+def run(n: int, samples: int, steps: int, ref_targets: int, activation: str, memory_mb: float, compare_generic: bool = True) -> None:
     model, data = scenario(n, samples, activation)
     k = model.latent_dim
     torch.set_num_threads(max(1, torch.get_num_threads()))
     x = torch.as_tensor(data.x_explain)
     # warm-up, untimed: torch.func's first transform in a process costs seconds of one-time set-up
-    run_explainer(Interactions, model, data, params={"steps": 1, "max_samples": 1})
+    for factorize in ("auto", "off"):
+        run_explainer(Interactions, model, data, params={"steps": 1, "max_samples": 1, "factorize": factorize})
     reference_loop(model.module.encoder, x[:1], 1, [0])
     before = peak_rss_mb()
     start = time.perf_counter()
     result = run_explainer(Interactions, model, data, params={"steps": steps, "max_samples": None, "memory_mb": memory_mb, "local_max_mb": 4096.0})
     ours = time.perf_counter() - start
     peak = peak_rss_mb() - before
+    generic = None
+    if compare_generic:
+        start = time.perf_counter()
+        run_explainer(Interactions, model, data, params={"steps": steps, "max_samples": None, "memory_mb": memory_mb, "factorize": "off", "keep_local": False})
+        generic = time.perf_counter() - start
     timed = list(range(min(ref_targets, k)))
     start = time.perf_counter()
     ref = reference_loop(model.module.encoder, x, steps, timed)
@@ -114,7 +123,9 @@ def run(n: int, samples: int, steps: int, ref_targets: int, activation: str, mem
     scale = float(np.abs(ref.numpy()).max())
     extrapolated = "" if len(timed) == k else f" (timed on {len(timed)} latents, x{k / len(timed):.0f})"
     print(f"n = {n}, {k} latents, {samples} samples, {steps} path points, {activation}")
-    print(f"  ours (all latents, torch.func)         {ours:8.2f} s   peak RSS +{peak:.0f} MiB   mode={result.extras['mode']}")
+    print(f"  ours (all latents, {result.extras['path']:>10})          {ours:8.2f} s   peak RSS +{peak:.0f} MiB   mode={result.extras['mode']}")
+    if generic is not None:
+        print(f"  ours, factorize: off (torch.func)           {generic:8.2f} s   ({ref_time / generic:.1f}x vs the loop)")
     print(f"  per-target loop (path_explain style)   {ref_time:8.2f} s{extrapolated}")
     print(f"  speed-up                               {ref_time / ours:8.1f}x   max abs diff {diff:.2e} (largest entry {scale:.2e})")
 
@@ -127,11 +138,12 @@ def main() -> None:
     parser.add_argument("--ref-targets", type=int, default=4)
     parser.add_argument("--activation", choices=["tanh", "relu"], default="tanh")
     parser.add_argument("--memory-mb", type=float, default=512.0)
+    parser.add_argument("--no-generic", action="store_true", help="skip the factorize: off row")
     args = parser.parse_args()
     if args.quick:
-        run(40, 8, args.steps, args.ref_targets, args.activation, args.memory_mb)
+        run(40, 8, args.steps, args.ref_targets, args.activation, args.memory_mb, not args.no_generic)
     else:
-        run(200, args.samples, args.steps, args.ref_targets, args.activation, args.memory_mb)
+        run(200, args.samples, args.steps, args.ref_targets, args.activation, args.memory_mb, not args.no_generic)
 
 
 if __name__ == "__main__":

@@ -203,3 +203,21 @@ def test_figures_from_saved_explanation(pairs, tmp_path) -> None:  # noqa: ANN00
     labels = [t.get_text() for t in figures["top_pairs"].axes[0].get_yticklabels()]
     assert labels == ["x1 x x2", "x4 x x5"]
     assert len([ax for ax in figures["heatmap"].axes if ax.get_title()]) == 3
+
+
+@pytest.mark.parametrize("activation", ["tanh", "softplus", "sigmoid"])
+@pytest.mark.parametrize("target", ["latent", "latent_pca"])
+def test_factorised_path_equals_torch_func_hessians(activation: str, target: str) -> None:
+    """Linear-activation-Linear encoders skip autodiff: same matrices as the generic torch.func path."""
+    from aeinterp.architectures import build_architecture
+
+    torch.manual_seed(0)
+    module = build_architecture("mlp", (6,), 3, hidden=[5], activation=activation)
+    model = TorchAutoencoder(module, (6,))
+    data = _data(np.random.default_rng(4).normal(size=(40, 6)).astype(np.float32))
+    params = {"max_samples": None, "steps": 6, "baseline": "mean"}
+    fast = explain(Interactions, model, data, target=target, params=params)
+    slow = explain(Interactions, model, data, target=target, params={**params, "factorize": "off"})
+    assert fast.extras["path"] == "factorised" and slow.extras["path"] == "generic"
+    np.testing.assert_allclose(fast.arrays["local_interaction"], slow.arrays["local_interaction"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fast.importance, slow.importance, rtol=1e-4, atol=1e-6)

@@ -56,6 +56,10 @@ class Interactions(Explainer):
         grid_samples: int = Field(40, ge=2, le=2000, description="h_statistic: samples used as grid and background (copies = samples x (groups + pairs))")
         pair_groups: int = Field(30, ge=2, description="h_statistic: pairs among at most this many groups with the largest main effects")
         top_pairs: int = Field(5, ge=1, description="strongest pairs listed per target")
+        factorize: Literal["auto", "off"] = Field(
+            "auto", description="integrated_hessians, auto: when the code is W act(A x + b) + c (a Linear-activation-Linear encoder on tabular data), "
+            "integrate the activation's slope and curvature and apply A once per sample instead of differentiating the network; off: always torch.func Hessians",
+        )
         keep_local: bool = Field(True, description="integrated_hessians: keep per-sample interaction sums (samples x targets x groups) as local")
         local_max_mb: float = Field(64.0, gt=0, description="largest per-sample array kept (local; full per-sample matrices in arrays when they fit)")
         memory_mb: float = Field(256.0, gt=0, description="bound on the Hessian blocks / perturbed copies computed at once, in MiB")
@@ -83,7 +87,7 @@ class Interactions(Explainer):
 
     # --- Integrated Hessians ---------------------------------------------------------------
     def _integrated_hessians(self, model, data, target: Target, rng: np.random.Generator) -> dict[str, Any]:  # noqa: ANN001
-        from .hessians import integrated_hessians
+        from .hessians import factorised_integrated_hessians, integrated_hessians
 
         p = self.params
         x = subsample(data.x_explain, p.max_samples, rng)
@@ -103,7 +107,12 @@ class Interactions(Explainer):
         n_t = fx.shape[1]
         groups = data.groups
         n_g = len(groups)
-        per_sample = 4.0 * 4 * p.steps * n_t * e * e  # Hessians at the points, their weighted sums and autograd's copies
+        plan, reason = _factorised_plan(model, data, target) if p.factorize == "auto" else (None, "factorize: off")
+        if plan is None:
+            per_sample = 4.0 * 4 * p.steps * n_t * e * e  # Hessians at the points, their weighted sums and autograd's copies
+        else:
+            h = plan[0].out_features
+            per_sample = 4.0 * (2 * n_t * e * e + 2 * n_t * h * e + 4 * p.steps * h)  # result, scaled weights, slopes
         rows = max(1, int(p.memory_mb * 2**20 // per_sample))
         keep_local = p.keep_local and n * n_t * n_g * 4 <= p.local_max_mb * 2**20
         keep_full = p.keep_local and n * n_t * n_g * n_g * 4 <= p.local_max_mb * 2**20
@@ -116,8 +125,12 @@ class Interactions(Explainer):
         starts = range(0, n, rows)
         for s in self.progress.track(starts, total=len(starts), description=f"integrated hessians ({target})"):
             xb = xt[s : s + rows]
-            with torch.enable_grad():
-                gamma, mode = integrated_hessians(f, xb, base, p.steps, mode=mode)  # (B, T, E, E)
+            if plan is not None:
+                with torch.no_grad():
+                    gamma = factorised_integrated_hessians(plan[0], plan[1], plan[2], xb, base, p.steps)
+            else:
+                with torch.enable_grad():
+                    gamma, mode = integrated_hessians(f, xb, base, p.steps, mode=mode)  # (B, T, E, E)
             gamma = gamma.detach().cpu()
             gg = reduce_groups(reduce_groups(gamma, groups).transpose(-1, -2), groups).transpose(-1, -2)  # (B, T, G, G)
             abs_sum += gg.abs().sum(dim=0).double()
@@ -135,7 +148,8 @@ class Interactions(Explainer):
         inter[:, np.arange(n_g), np.arange(n_g)] = 0.0
         scale = np.abs(fx.double().numpy() - fb.double().numpy()).max(axis=0)
         extras: dict[str, Any] = {
-            "n_samples": n, "steps": p.steps, "baseline": p.baseline, "mode": mode,
+            "n_samples": n, "steps": p.steps, "baseline": p.baseline, "mode": "none" if plan is not None else mode,
+            "path": "generic" if plan is None else "factorised", "path_reason": reason,
             "quadrature": f"{p.steps}-point Gauss rule for the weight -ln t (t = a*b), exact to degree {2 * p.steps - 1}",
             "unit": "mean |Integrated Hessian| over samples, in the target's units; diagonal = main effect",
             "completeness_gap": gap.tolist(),
@@ -180,6 +194,27 @@ class Interactions(Explainer):
             return {}
         return {"heatmap": interaction_heatmaps(inter, explanation.feature_names, explanation.target_names),
                 "top_pairs": top_pairs_figure(inter, explanation.feature_names, explanation.target_names)}
+
+
+def _factorised_plan(model, data, target: Target) -> tuple[tuple[Any, Any, torch.Tensor] | None, str]:  # noqa: ANN001
+    """``(first Linear, activation, code weight (T, h))`` when every target is ``W act(A x + b) + c``, and why (not)."""
+    if target not in (Target.LATENT, Target.LATENT_PCA):
+        return None, f"the {target} target is not an affine map of the code"
+    try:
+        from aeinterp_gradients.factorised import first_layer_split  # the same structural detection as integrated_gradients
+    except ImportError:  # pragma: no cover - the gradients family ships in the same wheel
+        return None, "aeinterp_gradients is not installed"
+    base = getattr(model, "base", model)
+    layer, reason = first_layer_split(base, data, Target.LATENT)
+    if layer is None:
+        return None, reason
+    if layer.tail is None:
+        return None, reason + ", but the code is not an affine map of one elementwise activation of it"
+    act, out, _ = layer.tail
+    weight = out.weight.detach()
+    if target is Target.LATENT_PCA:  # pc = C (z - mean): another affine map of the same activation
+        weight = torch.as_tensor(model.latent_pca.components, dtype=weight.dtype, device=weight.device) @ weight
+    return (layer.linear, act, weight), reason + f"; the code is an affine map of an elementwise {type(act).__name__}: its Hessian is A^T diag(W act'') A"
 
 
 def top_pairs(inter: np.ndarray, groups: list[str], targets: list[str], k: int) -> dict[str, list[dict[str, Any]]]:
