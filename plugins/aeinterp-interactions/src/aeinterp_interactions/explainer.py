@@ -138,8 +138,7 @@ class Interactions(Explainer):
             total = gamma.sum(dim=(-1, -2))
             gap = torch.maximum(gap, (total - (fx[s : s + rows] - fb[s : s + rows])).abs().max(dim=0).values.double())
             if local is not None:
-                off = gg - torch.diag_embed(torch.diagonal(gg, dim1=-2, dim2=-1))
-                local[s : s + xb.shape[0]] = off.sum(dim=-1).numpy()
+                local[s : s + xb.shape[0]] = (gg.sum(dim=-1) - torch.diagonal(gg, dim1=-2, dim2=-1)).numpy()  # off-diagonal row sums
             if full is not None:
                 full[s : s + xb.shape[0]] = gg.numpy()
         mean_abs = (abs_sum / n).numpy()
@@ -222,7 +221,11 @@ def top_pairs(inter: np.ndarray, groups: list[str], targets: list[str], k: int) 
     n_t, n_g, _ = inter.shape
     iu, ju = np.triu_indices(n_g, k=1)
     values = inter[:, iu, ju]  # (T, P)
-    order = np.argsort(-values, axis=1, kind="stable")[:, :k]
+    k = min(k, values.shape[1])
+    if k == 0:
+        return {name: [] for name in targets}
+    cand = np.argpartition(-values, k - 1, axis=1)[:, :k] if k < values.shape[1] else np.tile(np.arange(values.shape[1]), (n_t, 1))
+    order = np.take_along_axis(cand, np.argsort(-np.take_along_axis(values, cand, axis=1), axis=1, kind="stable"), axis=1)
     floor = ZERO * max(float(np.abs(inter).max()), 1e-300)
     out: dict[str, list[dict[str, Any]]] = {}
     for t, name in enumerate(targets):  # formatting only: the numbers are computed above for all targets
@@ -276,7 +279,8 @@ def top_pairs_figure(inter: np.ndarray, groups: list[str], targets: list[str], p
     n_t, n_g, _ = inter.shape
     iu, ju = np.triu_indices(n_g, k=1)
     values = inter[:, iu, ju]
-    best = np.argsort(-values, axis=1, kind="stable")[:, :per_target]
+    per_target = min(per_target, values.shape[1])
+    best = np.argpartition(-values, per_target - 1, axis=1)[:, :per_target] if 0 < per_target < values.shape[1] else np.tile(np.arange(values.shape[1]), (n_t, 1))
     floor = ZERO * max(float(np.abs(inter).max()), 1e-300)
     keep = [q for q in dict.fromkeys(best.ravel().tolist()) if values[:, q].max() > floor][:limit]
     fig = Figure(figsize=(max(4.0, 0.5 * n_t + 2.5), max(2.5, 0.3 * len(keep) + 1.5)), constrained_layout=True)
