@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--ref-targets", type=int, default=4)
     parser.add_argument("--activation", choices=["tanh", "relu"], default="tanh")
-    parser.add_argument("--memory-mb", type=float, default=512.0)
+    parser.add_argument("--memory-mb", type=float, default=256.0)
     parser.add_argument("--no-generic", action="store_true", help="skip the factorize: off row")
     args = parser.parse_args()
     if args.quick:

@@ -133,14 +133,17 @@ class Interactions(Explainer):
                     gamma, mode = integrated_hessians(f, xb, base, p.steps, mode=mode)  # (B, T, E, E)
             gamma = gamma.detach().cpu()
             gg = reduce_groups(reduce_groups(gamma, groups).transpose(-1, -2), groups).transpose(-1, -2)  # (B, T, G, G)
-            abs_sum += gg.abs().sum(dim=0).double()
-            signed_sum += gg.sum(dim=0).double()
-            total = gamma.sum(dim=(-1, -2))
+            row = gg.sum(dim=-1)  # (B, T, G): the IG attribution of each group (completeness)
+            total = row.sum(dim=-1)  # f(x) - f(baseline), when the groups cover every element once
+            if len(groups) != e or gg is not gamma:
+                total = gamma.sum(dim=(-1, -2))
             gap = torch.maximum(gap, (total - (fx[s : s + rows] - fb[s : s + rows])).abs().max(dim=0).values.double())
             if local is not None:
-                local[s : s + xb.shape[0]] = (gg.sum(dim=-1) - torch.diagonal(gg, dim1=-2, dim2=-1)).numpy()  # off-diagonal row sums
+                local[s : s + xb.shape[0]] = (row - torch.diagonal(gg, dim1=-2, dim2=-1)).numpy()  # off-diagonal row sums
             if full is not None:
                 full[s : s + xb.shape[0]] = gg.numpy()
+            signed_sum += gg.sum(dim=0).double()
+            abs_sum += gg.abs_().sum(dim=0).double()  # in place: gg is not used after this
         mean_abs = (abs_sum / n).numpy()
         main = np.diagonal(mean_abs, axis1=1, axis2=2).copy()
         inter = mean_abs.copy()
