@@ -109,3 +109,24 @@ def test_explanations_list_is_validated_alias_by_alias(tmp_path) -> None:  # noq
     message = str(info.value)
     assert "explainers[1].params.explanations[1]" in message and "did you mean 'saliency'" in message
     assert "explanations[0]" not in message
+
+
+def test_randomisation_runs_on_a_copy_and_leaves_the_model_as_it_was() -> None:
+    from aeinterp.testing.conformance import assert_same_state, model_state
+    from aeinterp_perturbation.explainers import Permutation
+
+    planted = planted_autoencoder(n_features=10)
+    module = planted.model.module
+    module.train()
+    try:
+        before = model_state(module)
+        perm = run_explainer(Permutation, planted.model, planted.data, target="latent", seed=0, params={"repeats": 1})
+        step = Faithfulness({"explanations": ["perm"], "random_orders": 5, "steps": 5}, results={"perm": perm})
+        result = run_explainer(step, planted.model, planted.data, target="latent", seed=0)
+        assert_same_state(before, model_state(module))
+    finally:
+        module.eval()
+    info = result.extras["randomization"]["perm"]
+    assert info["explainer"] == "permutation" and info["of_layers"] == 2 and len(info["rank_correlation"]) == 2
+    # the planted encoder's blocks are zero outside the planted inputs; re-initialised layers read every input
+    assert info["rank_correlation"][-1] < 0.9
