@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["Explainer", "ExplainerParams", "Capabilities", "StepRef", "step_ref_fields"]
 
 # the unsupervised targets; explainers that handle ``prediction`` list it explicitly
-ALL_TARGETS = frozenset({"latent", "reconstruction", "reconstruction_error"})
+ALL_TARGETS = frozenset({"latent", "latent_pca", "reconstruction", "reconstruction_error"})
 
 
 class ExplainerParams(BaseModel):
@@ -78,7 +78,7 @@ class Capabilities:
     """What an explainer can do, as data the runner checks before calling it.
 
     targets
-        targets it can explain (``latent``, ``reconstruction``, ``reconstruction_error``,
+        targets it can explain (``latent``, ``latent_pca``, ``reconstruction``, ``reconstruction_error``,
         and ``prediction`` for supervised models when listed explicitly);
     data_kinds
         ``tabular``, ``image``, ``sequence``;

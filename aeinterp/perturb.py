@@ -49,6 +49,7 @@ def perturbation_effects(
     batch_size: int = 4096,
     progress: Progress | None = None,
     description: str = "perturbing",
+    measure: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Evaluate ``target`` on ``n_copies`` perturbed copies of ``x``; return each copy's change.
 
@@ -59,6 +60,10 @@ def perturbation_effects(
     ``x`` per perturbation); if it returns None, the block is rebuilt.
     The change of each target is measured by :func:`aeinterp.targets.target_change`
     against the unperturbed ``x``; the result is ``(n_copies, n_targets)``.
+    ``measure(perturbed, original)`` replaces that measure: both are
+    ``(N, n_targets)`` and it returns one tensor of a fixed shape per copy
+    (e.g. the mean of the perturbed target, for partial dependence); the
+    result is then ``(n_copies, *that shape)``.
 
     ``copies`` copies are stacked per forward pass (default:
     :func:`copies_per_batch`), so memory stays bounded by about ``memory_mb``
@@ -74,7 +79,7 @@ def perturbation_effects(
     c = max(1, min(c, n_copies))
     with torch.no_grad():
         base = _eval_rows(model, target, xt, xt, batch_size)
-        out = torch.empty((n_copies, base.shape[1]), dtype=base.dtype)
+        out: torch.Tensor | None = None  # (n_copies, *measure's shape), allocated at the first block
         # only the reconstruction error compares with the unperturbed input
         ref = xt.unsqueeze(0).expand(c, *xt.shape).reshape(c * n, *shape) if Target(target).is_loss else None
         starts = range(0, n_copies, c)
@@ -86,12 +91,16 @@ def perturbation_effects(
             rows = block.reshape(len(ids) * n, *shape)
             values = _eval_rows(model, target, rows, rows if ref is None else ref[: len(ids) * n], batch_size)
             values = values.reshape(len(ids), n, -1)
-            out[start : start + len(ids)] = torch.stack([target_change(target, v, base) for v in values])
+            measured = torch.stack([measure(v, base) if measure else target_change(target, v, base) for v in values])
+            if out is None:
+                out = torch.empty((n_copies, *measured.shape[1:]), dtype=measured.dtype)
+            out[start : start + len(ids)] = measured
             if changed is None:
                 block.copy_(flat.unsqueeze(0).expand_as(block))
             else:
                 for k, cols in enumerate(changed):
                     block[k][:, cols] = flat[:, cols]
+    assert out is not None  # n_copies >= 1
     return out
 
 

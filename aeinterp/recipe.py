@@ -28,7 +28,7 @@ from .targets import Target
 
 __all__ = ["Recipe", "PlannedStep", "load_recipe", "parse_recipe", "plan_steps", "apply_overrides", "recipe_schema"]
 
-TargetName = Literal["latent", "reconstruction", "reconstruction_error", "prediction"]
+TargetName = Literal["latent", "latent_pca", "reconstruction", "reconstruction_error", "prediction"]
 
 
 class _Section(BaseModel):
@@ -308,12 +308,16 @@ def plan_steps(loaded: LoadedRecipe, registry: ExplainerRegistry) -> list[Planne
             problems += _problems(exc, loaded.node, entry.cls.Params, prefix=[*loc, "params"])
             continue
         for field in step_ref_fields(entry.cls.Params):
-            ref = getattr(params, field)
-            if ref is not None and ref not in seen:
-                line = _line(_node_at(loaded.node, [*loc, "params", field]))
+            value = getattr(params, field)
+            many = isinstance(value, (list, tuple))  # list[StepRef]: check every alias, located by index
+            for k, ref in enumerate(value if many else [value]):
+                if ref is None or ref in seen:
+                    continue
+                where = [*loc, "params", field, *([k] if many else [])]
+                line = _line(_node_at(loaded.node, where))
                 close = difflib.get_close_matches(str(ref), list(seen), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else (f" (earlier steps: {', '.join(seen)})" if seen else " (there are no earlier steps)")
-                problems.append(f"{_format_loc([*loc, 'params', field])}{line}: {ref!r} is not the alias of an earlier step{hint}")
+                problems.append(f"{_format_loc(where)}{line}: {ref!r} is not the alias of an earlier step{hint}")
         targets = step.targets or loaded.recipe.targets
         base = step.alias or step.name
         for t in dict.fromkeys(targets):

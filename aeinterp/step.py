@@ -22,7 +22,7 @@ from .explainer import Explainer, ExplainerParams
 from .explanation import Explanation
 from .model import Model, frozen
 from .progress import Progress
-from .targets import Target
+from .targets import Target, with_latent_pca
 
 __all__ = ["run_explainer", "library_versions"]
 
@@ -73,7 +73,8 @@ def run_explainer(
     try:
         instance.check(model, data, target)
         with frozen(model):
-            result = instance.explain(model, data, target=target, rng=np.random.default_rng(seed))
+            work = with_latent_pca(model, data) if target is Target.LATENT_PCA else model
+            result = instance.explain(work, data, target=target, rng=np.random.default_rng(seed))
     except AeinterpError:
         raise
     except Exception as exc:
@@ -84,6 +85,10 @@ def run_explainer(
     runtime = time.perf_counter() - start
     if not isinstance(result, Explanation):
         raise ExplainerError(f"explainer {instance.name!r} returned {type(result).__name__}, not an Explanation", plugin=instance.name, distribution=distribution)
+    if target is Target.LATENT_PCA:  # which directions were explained, and how much of the code each carries
+        pca = work.latent_pca  # type: ignore[attr-defined]
+        summary = [*result.extras.get("summary", []), pca.summary()]
+        result = result.replace(extras={**result.extras, "latent_pca": pca.to_json(), "summary": summary})
     return result.replace(
         explainer=instance.name,
         distribution=distribution,

@@ -237,7 +237,7 @@ def test_plugins_lists_the_builtins_with_their_distribution() -> None:
     payload = json.loads(out)
     by_name = {e["name"]: e for e in payload["explainers"]}
     assert by_name["permutation"]["distribution"] == "aeinterp"
-    assert by_name["zero_ablation"]["capabilities"]["targets"] == ["latent", "prediction", "reconstruction", "reconstruction_error"]
+    assert by_name["zero_ablation"]["capabilities"]["targets"] == ["latent", "latent_pca", "prediction", "reconstruction", "reconstruction_error"]
 
 
 def test_schema_is_json() -> None:

@@ -123,7 +123,7 @@ class ExplainerConformance:
             pytest.skip(f"{self.explainer.name} does not support {target}")
         planted = self._planted_for(planted, target)
         result = self._run(planted, target)
-        n_targets = {"latent": len(planted.dependencies), "reconstruction": planted.data.n_features, "reconstruction_error": 1, "prediction": 2}[target]
+        n_targets = {"latent": len(planted.dependencies), "latent_pca": len(planted.dependencies), "reconstruction": planted.data.n_features, "reconstruction_error": 1, "prediction": 2}[target]
         n_columns = len(planted.dependencies) if target == "reconstruction" and self.reconstruction_inputs == "latent" else len(planted.data.groups)
         assert result.importance.shape == (n_targets, n_columns)
         assert np.isfinite(result.importance).all()
@@ -133,6 +133,10 @@ class ExplainerConformance:
             assert result.feature_names == planted.data.group_names
         assert len(result.target_names) == n_targets
         assert result.target == target
+        if target == "latent_pca":  # the core records which directions were explained
+            assert result.target_names == [f"pc{j}" for j in range(n_targets)]
+            ratio = result.extras["latent_pca"]["explained_variance_ratio"]
+            assert len(ratio) == n_targets and abs(sum(ratio) - 1.0) < 1e-6 and ratio == sorted(ratio, reverse=True)
         if result.local is not None:
             assert result.local.shape[1:] == result.importance.shape
         if target == "prediction" and self.ground_truth:  # logits (-z0, z0) depend on z0's features only

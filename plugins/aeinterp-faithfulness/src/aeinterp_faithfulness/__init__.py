@@ -1,0 +1,14 @@
+"""Explanation quality: ``faithfulness`` (deletion / insertion against random order, model randomisation)."""
+
+from __future__ import annotations
+
+from aeinterp import hookimpl
+
+__version__ = "0.1.0"
+
+
+@hookimpl
+def aeinterp_register_explainers(registry):  # noqa: ANN001, ANN201 - hook signature
+    from .explainer import Faithfulness
+
+    registry.add(Faithfulness)

@@ -1,0 +1,14 @@
+"""Interaction explainers: ``interactions`` (Integrated Hessians or Friedman's H-statistic)."""
+
+from __future__ import annotations
+
+from aeinterp import hookimpl
+
+__version__ = "0.1.0"
+
+
+@hookimpl
+def aeinterp_register_explainers(registry):  # noqa: ANN001, ANN201 - hook signature
+    from .explainer import Interactions
+
+    registry.add(Interactions)
