@@ -22,9 +22,9 @@ skipped when captum is not installed.
 The LSTM rows: integrated gradients (32 Gauss-Legendre steps, zero
 baseline) on the sequence engineer's two-stack LSTM autoencoder
 (bench/_lstm.py, 6 features x 30 steps -> 4 latents, and a 64-latent
-variant), ours (recurrent layers written out as gates, one forward pass and
-one backward pass per latent) against Captum looped over latents, and against
-our previous path (the fused kernel, same loop), timed in the same run.
+variant), ours (one forward pass shared by all latents, then one backward
+pass per latent through the fused kernel) against Captum looped over latents
+(one forward and one backward pass per latent), timed in the same run.
 
     python bench/bench_gradients.py            # n = 200 and n = 1000
     python bench/bench_gradients.py --quick    # a small sanity run
@@ -124,7 +124,6 @@ def run(n: int, samples: int, steps: int, ref_targets: int, quiet: bool = False,
 
 
 def lstm_rows(samples: int, steps: int, latents: list[int], ref_targets: int) -> None:
-    import aeinterp_gradients.explainers as gx
     from _lstm import trained
     from aeinterp_gradients.explainers import IntegratedGradients
 
@@ -141,15 +140,8 @@ def lstm_rows(samples: int, steps: int, latents: list[int], ref_targets: int) ->
         model = TorchAutoencoder(module, x.shape[1:])
         params = {"steps": steps, "baseline": "zero", "rule": "gausslegendre"}
         ig, t_ours, grew = _ours(IntegratedGradients, model, data, params)
-        original = gx.scripted_recurrent
-        gx.scripted_recurrent = lambda m: True  # bench only: force the fused kernel (the previous path)
-        try:
-            fused, t_fused, _ = _ours(IntegratedGradients, model, data, params)
-        finally:
-            gx.scripted_recurrent = original
         print(f"\ntwo-stack LSTM AE 6 x 30 -> {k}, {samples} samples, {steps} steps")
-        print(f"  {'integrated_gradients':<22} ours {t_ours:8.2f} s (peak RSS +{grew:.0f} MiB), mode {ig.extras['mode']}, written out: {ig.extras['recurrent_unrolled']}")
-        print(f"  {'':<22} fused kernel (previous path) {t_fused:8.2f} s: {t_fused / t_ours:.1f} x slower, max |diff| {np.abs(ig.local - fused.local).max():.2e}")
+        print(f"  {'integrated_gradients':<22} ours {t_ours:8.2f} s (peak RSS +{grew:.0f} MiB), mode {ig.extras['mode']}")
         if importlib.util.find_spec("captum") is None:
             continue
         from captum.attr import IntegratedGradients as CaptumIG

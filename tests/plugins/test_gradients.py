@@ -145,7 +145,7 @@ def test_lstm_modes_agree_and_forward_mode_works_on_written_out_gates(lstm) -> N
     rev = explain(Jacobian, model, data, params={"mode": "rev", "max_samples": 5})
     auto = explain(Jacobian, model, data, params={"max_samples": 5})
     assert fwd.extras["mode"] == "fwd" and "mode_fallback" not in fwd.extras  # the fused kernel has no forward mode; the gates do
-    assert fwd.extras["recurrent_unrolled"] and auto.extras["recurrent_unrolled"]
+    assert fwd.extras["recurrent_unrolled"] and not auto.extras["recurrent_unrolled"]
     assert auto.extras["mode"] == "loop" and "recurrent" in auto.extras["mode_reason"]
     assert rev.extras["mode"] == "rev"  # vmap over the targets' cotangents works too, only slower
     np.testing.assert_allclose(fwd.importance, rev.importance, rtol=1e-5)
@@ -155,7 +155,7 @@ def test_lstm_modes_agree_and_forward_mode_works_on_written_out_gates(lstm) -> N
 def test_lstm_integrated_gradients_equal_captum_looped_over_latents(lstm) -> None:  # noqa: ANN001
     model, data = lstm
     ours = explain(IntegratedGradients, model, data, seed=0, params={"steps": 16, "max_samples": 6})
-    assert ours.extras["recurrent_unrolled"] and ours.extras["mode"] == "loop"
+    assert ours.extras["recurrent_layers"] and ours.extras["mode"] == "loop"
     x = torch.as_tensor(_explained(data, 0, 6))
     ig = CaptumIG(lambda t: model.encode(t))
     for j in range(ours.local.shape[1]):

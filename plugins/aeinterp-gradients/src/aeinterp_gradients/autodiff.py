@@ -31,14 +31,17 @@ transforms give every target at once:
 ``auto`` takes ``loop`` for models with recurrent layers, else ``fwd`` when
 D < T and ``rev`` otherwise.
 
-Recurrent layers (``nn.LSTM``/``GRU``/``RNN``) run as their written-out
-gates (:class:`aeinterp.recurrent.Unrolled`: linear maps, sigmoid, tanh and
-products, one step at a time, the same values as the fused kernel) unless
-they sit inside TorchScript. Measured on the two-stack LSTM autoencoder
-(6 x 30 -> 4, 2048 rows, one thread): forward with autograd 0.57 s written
-out vs 0.44 s fused, each backward pass 0.32 s vs 0.70 s; a backward vmapped
-over the 4 targets (``jacrev`` or ``is_grads_batched``) takes 2.8 s, more
-than four plain ones, so ``loop`` stays the mode. With the fused kernel on CPU, vmapping the model over
+Recurrent layers (``nn.LSTM``/``GRU``/``RNN``) keep their fused kernel in
+``loop`` and ``rev``; ``fwd`` runs them as written-out gates
+(:class:`aeinterp.recurrent.Unrolled`, the same values), which have a
+forward-mode derivative. Written out, the two-stack LSTM autoencoder
+(6 x 30 -> 4, 2048 rows, one thread) measured: forward with autograd 0.57 s
+vs 0.44 s fused, each backward pass 0.32 s vs 0.70 s in isolation, but over
+a whole explanation no faster (2.6 s vs 2.8 s for 4 latents, 126 s vs 83 s
+for 64 on a loaded machine: autograd walks ~2000 nodes per backward pass);
+a backward vmapped over the targets (``jacrev``, ``is_grads_batched``, or a
+hand-written LSTM backward with a vmap rule) took longer than the per-target
+passes. With the fused kernel on CPU, vmapping the model over
 *samples* (``vmap(jacrev(f))``) has no batching rule for the mkldnn RNN
 (measured 70x slower, a per-sample loop); vmapping over cotangents works but
 its RNN backward is not batched either (measured 2x slower than the loop of

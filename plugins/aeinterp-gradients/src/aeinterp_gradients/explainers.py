@@ -135,13 +135,12 @@ def _setup(explainer: Explainer, model, data, target: Target, rng: np.random.Gen
     keep_local = p.keep_local and n * n_t * n_g * 4 <= p.local_max_mb * 2**20
     acc = _Accumulator(n, n_t, n_e, owner, n_g, keep_local)
     info: dict[str, Any] = {"n_samples": n, "split": p.split, "mode": mode, "samples_per_block": rows, "recurrent_layers": recurrent,
-                            "recurrent_unrolled": recurrent and not fused}
+                            "recurrent_unrolled": recurrent and not fused and mode == "fwd"}
     if p.mode == "auto" and recurrent:
-        info["mode_reason"] = (
-            "recurrent layers: one forward pass, then one backward pass per target (vmap has no batched RNN backward on CPU); "
-            + ("the layers run as written-out gates (aeinterp.recurrent), whose backward pass is about 2x cheaper than the fused kernel's"
-               if not fused else "inside TorchScript the fused kernel cannot be written out")
-        )
+        info["mode_reason"] = "recurrent layers: vmap has no batched RNN backward on CPU, one backward pass per target is faster" + (
+            " (inside TorchScript)" if fused else "")
+    if info["recurrent_unrolled"]:
+        info["mode_reason"] = "forward mode: the recurrent layers run as written-out gates (aeinterp.recurrent), the fused kernel has no forward-mode derivative"
     if p.keep_local and not keep_local:
         info["local_skipped"] = f"per-sample attributions would take {n * n_t * n_g * 4 / 2**20:.0f} MiB > local_max_mb"
     return x, names, mode, rows, chunk, acc, info
