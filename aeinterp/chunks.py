@@ -90,7 +90,14 @@ ChunkFn = Callable[[int, np.ndarray], Partial]
 
 
 class Executor(Protocol):
-    """Runs the chunks of one step and yields their partials in chunk order."""
+    """Runs the chunks of one step and yields their partials in chunk order.
+
+    ``workers`` says how many chunks may run at once (1: one after another);
+    an explainer whose result does not depend on its chunking may use it to
+    choose chunk sizes (e.g. one target per chunk when chunks run in parallel).
+    """
+
+    workers: int
 
     def map_chunks(self, explainer: ChunkedExplainer, model: Any, data: Any, state: Any, chunks: Sequence[np.ndarray], *, target: Target, base_seed: int) -> Iterator[Partial]: ...
 
@@ -98,9 +105,13 @@ class Executor(Protocol):
 class LocalExecutor:
     """Runs every chunk in this process, one after another (the default; imports nothing)."""
 
+    kind = "local"
+    workers = 1
+
     def map_chunks(self, explainer: ChunkedExplainer, model: Any, data: Any, state: Any, chunks: Sequence[np.ndarray], *, target: Target, base_seed: int) -> Iterator[Partial]:
         label = f"{explainer.capabilities.splits} chunks"
-        for i, units in enumerate(explainer.progress.track(chunks, total=len(chunks), description=label)):
+        tracked = chunks if len(chunks) == 1 else explainer.progress.track(chunks, total=len(chunks), description=label)  # no bar for 1 of 1
+        for i, units in enumerate(tracked):
             yield explainer.explain_chunk(model, data, state, units, target=target, rng=chunk_rng(base_seed, i))
 
 
@@ -113,6 +124,8 @@ class ChunkedExplainer(Explainer):
 
     #: where the chunks run; the runner sets it per step (default: this process)
     executor: Executor = LocalExecutor()
+    #: CPU threads the executor grants each chunk (a Ray task's ``num_cpus``); None: this process's own
+    cpus: int | None = None
 
     @abstractmethod
     def prepare(self, model: Any, data: Any, *, target: Target, rng: np.random.Generator) -> Any:

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--out", type=Path, help="output folder (default: the recipe's `output`)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe value, e.g. --set explainers.0.params.repeats=3 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or terminal report")
+    run.add_argument("--executor", choices=["local", "ray"], help="where steps run (overrides the recipe's executor.kind; ray needs aeinterp[ray])")
     run.add_argument("--traceback", action="store_true", help="print the full traceback of failing steps")
 
     val = _sub(sub, "validate", "check a recipe (both passes) without loading data or running it", "aeinterp validate configs/quickstart.yaml")
@@ -113,7 +114,8 @@ def _runner(args: argparse.Namespace, console: Console, quiet: bool = False):  #
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     runner = _runner(args, console, quiet=args.quiet)
-    outcome = runner.run_file(args.recipe, out=args.out, overrides=args.overrides)
+    overrides = [*args.overrides, f"executor.kind={args.executor}"] if args.executor else args.overrides
+    outcome = runner.run_file(args.recipe, out=args.out, overrides=overrides)
     if args.traceback:
         for f in outcome.failures:
             if f.get("traceback"):

@@ -32,6 +32,9 @@ class NullProgress:
     def track(self, iterable: Iterable[T], *, total: int | None = None, description: str = "") -> Iterable[T]:
         return iterable
 
+    def view(self, prefix: str) -> NullProgress:
+        return self
+
 
 class RichProgress:
     """A rich progress bar per tracked loop, removed when the loop ends."""
@@ -48,6 +51,12 @@ class RichProgress:
             console=console,
             transient=True,
         )
+
+    def view(self, prefix: str) -> RichProgress:
+        """The same bars with another label prefix: steps running at once share one live display."""
+        other = object.__new__(RichProgress)
+        other.prefix, other._bar = prefix, self._bar
+        return other
 
     def __enter__(self) -> RichProgress:
         self._bar.start()

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import RecipeError
+from .executors import ExecutorConfig
 from .explainer import ExplainerParams, step_ref_fields
 from .registry import ExplainerRegistry, RegisteredExplainer
 from .targets import Target
@@ -121,6 +122,7 @@ class Recipe(_Section):
     targets: list[TargetName] = Field(default_factory=lambda: ["latent"], min_length=1)
     output: str = Field("out", description="output folder (relative to the recipe); --out overrides it")
     report: ReportSection = Field(default_factory=ReportSection)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig, description="where steps run: {kind: local | ray, address, num_cpus, num_gpus, max_retries}")
 
 
 @dataclass(frozen=True)

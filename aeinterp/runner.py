@@ -3,13 +3,19 @@
 It knows no explainer by name. A failing step is recorded (which plugin,
 which distribution, the error) and the run goes on; the outcome says whether
 anything failed, and the CLI turns that into the exit code.
+
+Steps run where the executor says (:mod:`aeinterp.executors`): the ``local``
+one runs them one after another in this process; one with
+``concurrent_steps`` (Ray) gets every step whose :data:`~aeinterp.StepRef`
+dependencies have finished at the same time, and ``results.json`` still lists
+the steps in recipe order.
 """
 
 from __future__ import annotations
 
 import traceback
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +25,11 @@ from rich.console import Console
 from .data import ArrayDataset
 from .datasets import load_dataset
 from .errors import AeinterpError
+from .executors import make_executor
+from .explainer import step_ref_fields
 from .explanation import Explanation
 from .loading import adapt, build_builtin, load_module
-from .model import TorchAutoencoder
+from .model import TorchAutoencoder, frozen
 from .plugins import PluginHost
 from .progress import NullProgress, RichProgress
 from .recipe import LoadedRecipe, PlannedStep, dump_recipe, load_recipe, plan_steps, resolve
@@ -50,6 +58,8 @@ class Runner:
 
     ``console`` receives the terminal report and progress bars (default: stdout);
     pass ``rich.Console(file=io.StringIO())`` to capture it, or ``quiet=True``.
+    ``executor`` (an executor, ``"local"``, ``"ray"`` or an ``executor:`` mapping)
+    replaces the recipe's ``executor:`` section for every run.
     """
 
     def __init__(
@@ -62,8 +72,10 @@ class Runner:
         trace: bool | None = None,
         console: Console | None = None,
         quiet: bool = False,
+        executor: Any = None,
     ) -> None:
         self.host = PluginHost(autoload=autoload, allow=allow, block=block, plugins=plugins, trace=trace)
+        self.executor = executor
         self.console = console or Console()
         self.quiet = quiet
 
@@ -138,12 +150,18 @@ class Runner:
         model, model_info = self.load_model(loaded, data, out_dir)
         store = ResultsStore(out_dir, recipe=dump_recipe(recipe), model=model_info, data=data.describe(), plugins=[i.to_json() for i in self.host.infos])
         outcome = RunOutcome(out_dir=out_dir)
+        executor = make_executor(self.executor if self.executor is not None else recipe.executor)
         status = "interrupted"
         try:
-            for step in steps:
-                self._run_step(step, model, data, recipe.seed, store, outcome)
+            if getattr(executor, "concurrent_steps", False):
+                self._run_concurrently(steps, executor, model, data, recipe.seed, store, outcome)
+            else:
+                for step in steps:
+                    self._run_step(step, model, data, recipe.seed, store, outcome)
             status = "failed" if outcome.failures else "complete"
         finally:
+            if hasattr(executor, "release"):
+                executor.release()
             store.finish(status)
         if status != "interrupted":
             from .report import render_reports
@@ -165,17 +183,96 @@ class Runner:
                     distribution=entry.distribution, version=entry.version,
                 )
         except Exception as exc:  # one failing step must not lose the others
-            tb = "".join(traceback.format_exception(exc.__cause__ or exc)) if not isinstance(exc, AeinterpError) or exc.__cause__ else ""
-            failure = store.add_error(
-                step.alias, entry.name, step.target.value, exc, params=step.params.model_dump(mode="json"),
-                distribution=entry.distribution, version=entry.version, traceback=tb,
-            )
-            outcome.failures.append(failure)
-            if not self.quiet:
-                self.console.print(f"[red]✗ {step.alias}[/red] ({entry.name} from {entry.distribution} {entry.version}): {exc}", highlight=False, soft_wrap=True)
+            self._record_failure(step, exc, store, outcome)
             return
+        self._record(step, explanation, store, outcome)
+
+    def _record_failure(self, step: PlannedStep, exc: Exception, store: ResultsStore, outcome: RunOutcome) -> None:
+        entry = step.explainer
+        tb = "".join(traceback.format_exception(exc.__cause__ or exc)) if not isinstance(exc, AeinterpError) or exc.__cause__ or getattr(exc, "__notes__", None) else ""
+        failure = store.add_error(
+            step.alias, entry.name, step.target.value, exc, params=step.params.model_dump(mode="json"),
+            distribution=entry.distribution, version=entry.version, traceback=tb,
+        )
+        outcome.failures.append(failure)
+        if not self.quiet:
+            self.console.print(f"[red]✗ {step.alias}[/red] ({entry.name} from {entry.distribution} {entry.version}): {exc}", highlight=False, soft_wrap=True)
+
+    def _record(self, step: PlannedStep, explanation: Explanation, store: ResultsStore, outcome: RunOutcome) -> None:
+        entry = step.explainer
         store.add(step.alias, explanation)
         outcome.explanations[step.alias] = explanation
         if not self.quiet:
             label = step.alias if step.alias == entry.name else f"{step.alias} ({entry.name})"
             self.console.print(f"[green]✓ {label}[/green] on {step.target.value} in {explanation.runtime_s:.2f} s", highlight=False)
+
+    def _run_concurrently(self, steps: list[PlannedStep], executor: Any, model: TorchAutoencoder, data: ArrayDataset, seed: int, store: ResultsStore, outcome: RunOutcome) -> None:
+        """Every step whose dependencies have finished runs at once on ``executor`` (driver threads wait on its tasks).
+
+        A step sees the results of the steps its StepRef params name (finished
+        or failed, as in a local run). Finished steps are written to
+        ``results.json`` in recipe order: a step that finishes before an
+        earlier one waits for it, except on Ctrl-C or an error, where every
+        finished step is written before the tasks in flight are cancelled.
+        """
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+        needs = step_dependencies(steps)
+        waiting: list[PlannedStep] = list(steps)
+        running: dict[Future[Explanation], PlannedStep] = {}
+        finished: dict[str, tuple[Explanation | None, BaseException | None]] = {}
+        written = 0
+
+        def write(upto: int) -> None:  # results.json in recipe order, up to the first unfinished step (or all: len)
+            nonlocal written
+            for step in steps[written:upto]:
+                if step.alias in finished:
+                    explanation, exc = finished.pop(step.alias)
+                    if exc is not None:
+                        self._record_failure(step, exc, store, outcome)  # type: ignore[arg-type]
+                    else:
+                        self._record(step, explanation, store, outcome)  # type: ignore[arg-type]
+            written = max(written, upto)
+
+        pool = ThreadPoolExecutor(max_workers=max(1, min(len(steps), 32)), thread_name_prefix="aeinterp-step")
+        progress = self._progress()
+        done_aliases: set[str] = set()
+        try:
+            with progress, frozen(model):  # frozen once here: the steps' own nested frozen() then change nothing
+                while waiting or running:
+                    for step in [s for s in waiting if needs[s.alias] <= done_aliases]:
+                        waiting.remove(step)
+                        entry = step.explainer
+                        results = {a: outcome.explanations[a] for a in needs[step.alias] if a in outcome.explanations}
+                        instance = entry.cls(step.params, progress=progress.view(f"{step.alias}: "), results=results)
+                        running[pool.submit(
+                            executor.run_explainer, instance, model, data, target=step.target, seed=seed,
+                            distribution=entry.distribution, version=entry.version,
+                        )] = step
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        step = running.pop(fut)
+                        exc = fut.exception()
+                        if isinstance(exc, KeyboardInterrupt):
+                            raise exc
+                        done_aliases.add(step.alias)
+                        finished[step.alias] = (None, exc) if exc is not None else (fut.result(), None)
+                        if exc is None:
+                            outcome.explanations[step.alias] = fut.result()  # for the steps that name it
+                    first_open = next((i for i, s in enumerate(steps) if s.alias not in done_aliases), len(steps))
+                    write(first_open)
+        except BaseException:
+            executor.cancel_all()
+            pool.shutdown(wait=False, cancel_futures=True)
+            write(len(steps))  # keep every finished step, even after an unfinished one
+            raise
+        pool.shutdown(wait=True)
+
+
+def step_dependencies(steps: Sequence[PlannedStep]) -> Mapping[str, frozenset[str]]:
+    """For each step's alias, the aliases of the steps its StepRef params name (the dependency graph)."""
+    aliases = {s.alias for s in steps}
+    return {
+        s.alias: frozenset(ref for f in step_ref_fields(type(s.params)) if (ref := getattr(s.params, f, None)) in aliases)
+        for s in steps
+    }

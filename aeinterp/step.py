@@ -48,14 +48,27 @@ def run_explainer(
     progress: Progress | None = None,
     distribution: str = "",
     version: str = "",
+    executor: Any = None,
 ) -> Explanation:
     """Check capabilities, run ``explain`` with the model frozen, return a stamped Explanation.
+
+    ``executor`` (an executor, ``"local"``, ``"ray"`` or an ``executor:`` mapping,
+    see :func:`aeinterp.executors.make_executor`) says where the work runs; the
+    default is this process.
 
     Errors from the explainer itself come back as :class:`ExplainerError`
     naming the explainer and its distribution, with the cause attached.
     """
     instance = explainer if isinstance(explainer, Explainer) else explainer(params, progress=progress)
     target = Target(target)
+    if executor is not None:
+        from .executors import make_executor
+
+        chosen = make_executor(executor)
+        if hasattr(chosen, "run_explainer"):  # it decides what fans out; its tasks call back here without one
+            return chosen.run_explainer(instance, model, data, target=target, seed=seed, distribution=distribution, version=version)
+        if hasattr(instance, "executor"):
+            instance.executor = chosen  # type: ignore[attr-defined]
     start = time.perf_counter()
     try:
         instance.check(model, data, target)

@@ -1,0 +1,96 @@
+"""Where a run's work runs: ``local`` (this process, one step after another) or ``ray``.
+
+A recipe chooses with its ``executor:`` section, the CLI with ``--executor``,
+Python code with ``Runner(executor=...)`` or ``aeinterp.explain(..., executor=...)``;
+all of them go through :func:`make_executor`. The ``local`` executor is
+:class:`aeinterp.chunks.LocalExecutor` and imports nothing; the ``ray``
+executor (:mod:`aeinterp.executors.ray`, extra ``aeinterp[ray]``) imports Ray
+when it first connects, never before.
+
+``address`` (Ray only)
+    ``auto``: the cluster named by ``RAY_ADDRESS`` or started on this machine
+    with ``ray start``, else a new local one; ``local``: always a new local
+    cluster of this machine's CPUs; ``ray://host:port``: a remote cluster via
+    Ray Client; ``host:port``: a cluster's head node, from a job running in it.
+``num_cpus`` / ``num_gpus``
+    what **each task** asks the cluster for (Ray's own meaning): a chunk or a
+    step runs with ``num_cpus`` CPU threads (default 1) and ``num_gpus`` GPUs
+    (default 0; fractions share a GPU). How many tasks run at once is the
+    cluster's CPUs divided by ``num_cpus``.
+``max_retries``
+    how often a task whose worker died (killed, out of memory, node lost) is
+    re-run before its step fails with a message saying so.
+
+An executor implements :class:`aeinterp.chunks.Executor` (``map_chunks``,
+``workers``). One that sets ``concurrent_steps = True`` also provides
+``run_explainer(explainer, model, data, *, target, seed, distribution, version)``
+(one whole step), ``cancel_all()`` (Ctrl-C) and ``release()`` (end of a run);
+the runner then starts every step whose dependencies have finished at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..chunks import Executor, LocalExecutor
+
+__all__ = ["ExecutorConfig", "make_executor", "EXECUTOR_KINDS"]
+
+EXECUTOR_KINDS = ("local", "ray")
+_ADDRESS = re.compile(r"^(auto|local|ray://[^\s:/]+:\d+|[^\s:/]+:\d+)$")
+
+
+class ExecutorConfig(BaseModel):
+    """The ``executor:`` section of a recipe (also accepted as a dict by :func:`make_executor`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["local", "ray"] = Field("local", description="local: this process, steps one after another; ray: steps, sample chunks and targets as Ray tasks")
+    address: str = Field("auto", description="ray only: auto | local | ray://host:port | host:port (see the README)")
+    num_cpus: float | None = Field(None, gt=0, description="ray only: CPUs each task asks for, also its torch threads (default 1)")
+    num_gpus: float | None = Field(None, ge=0, description="ray only: GPUs each task asks for (default 0; fractions share a GPU)")
+    max_retries: int = Field(2, ge=0, description="ray only: re-runs of a task whose worker died before its step fails")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        value = value.strip()
+        if not _ADDRESS.match(value):
+            raise ValueError(f"address must be auto, local, ray://host:port or host:port, got {value!r}")
+        return value
+
+
+def make_executor(spec: Executor | ExecutorConfig | Mapping[str, Any] | str | None = None) -> Executor:
+    """The executor a spec names: ``None`` or ``"local"`` -> local; ``"ray"`` -> Ray with defaults;
+    a mapping or :class:`ExecutorConfig` -> as configured; an executor object -> itself.
+
+    Raises :class:`aeinterp.errors.RecipeError` for a malformed spec. Building a
+    Ray executor does not import Ray yet; its first use does (and raises
+    :class:`aeinterp.errors.MissingDependencyError` when Ray is not installed).
+    """
+    from pydantic import ValidationError
+
+    from ..errors import RecipeError
+
+    if spec is None:
+        return LocalExecutor()
+    if hasattr(spec, "map_chunks"):
+        return spec  # type: ignore[return-value]
+    if isinstance(spec, str):
+        spec = {"kind": spec}
+    if not isinstance(spec, ExecutorConfig):
+        try:
+            spec = ExecutorConfig.model_validate(dict(spec))
+        except ValidationError as exc:
+            raise RecipeError([f"executor.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]) from None
+        except (TypeError, ValueError):
+            raise RecipeError(f"executor: expected local, ray or a mapping, got {spec!r}") from None
+    if spec.kind == "local":
+        return LocalExecutor()
+    from .ray import RayExecutor
+
+    return RayExecutor(address=spec.address, num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_retries=spec.max_retries)
