@@ -14,6 +14,15 @@ timed on ``--captum-latents`` latents and extrapolated to all 100. Captum has no
 SiLU rule (it silently uses the gradient there), so values are compared on the
 Tanh twin, and for SiLU only Captum's additivity error is shown.
 
+The LSTM scenario is the sequence engineer's two-stack LSTM autoencoder
+(shared/USERS.md; bench/_lstm.py: 6 features x 30 steps -> 4 latents, hidden
+32, briefly trained): native exact DeepSHAP (the LSTM written out as gates)
+against shap's GradientExplainer (expected gradients, 200 draws per sample,
+shap's DeepExplainer has no LSTM rule) and Captum's DeepLiftShap looped over
+the latents (no LSTM rule either: gradients through the fused kernel), time
+and additivity side by side; the references are timed on ``--lstm-ref-samples``
+samples and extrapolated.
+
 Peak memory is the process's peak RSS (resource.getrusage) right after our
 run, before the reference tools run; the result itself (950 x latents x n
 float32) is part of it and printed separately.
@@ -143,14 +152,76 @@ def deep_scenario(act: type[nn.Module], captum_latents: int, samples: int) -> No
     print(f"  peak RSS after native: {rss:.0f} MiB")
 
 
+def lstm_scenario(samples: int, ref_samples: int, n_background: int) -> None:
+    import shap
+    from captum.attr import DeepLiftShap
+    from _lstm import trained
+
+    from aeinterp import ArrayDataset
+    from aeinterp.data import element_names, make_groups
+
+    module, x = trained(n=samples + n_background, epochs=10)
+    for p in module.parameters():
+        p.requires_grad_(False)
+    names = element_names("sequence", x.shape[1:])
+    fit, exp = np.arange(samples, samples + n_background), np.arange(samples)
+    data = ArrayDataset(x=x, kind="sequence", feature_names=names, groups=make_groups("sequence", x.shape[1:], feature_names=names), fit_index=fit, explain_index=exp)
+    model = TorchAutoencoder(module, x.shape[1:])
+    start = time.perf_counter()
+    result = explain(DeepShap, model, data, seed=SEED, params={"n_background": n_background, "background": "all"})
+    t_ours = time.perf_counter() - start
+    rss = peak_rss_mb()
+    xe, bg = torch.as_tensor(x[exp]), torch.as_tensor(x[fit])
+    m = min(ref_samples, samples)
+    with torch.no_grad():
+        delta = (module.encode(xe[:m]) - module.encode(bg).mean(0)).numpy()
+
+    def additivity(phi: np.ndarray) -> float:  # (m, k, ...) -> max relative error, as the explainer measures it
+        err = np.abs(phi.reshape(m, phi.shape[1], -1).sum(2) - delta)
+        return float((err / np.abs(delta).mean(0)).max())
+
+    class Encode(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return self.inner.encode(t)
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ge = shap.GradientExplainer(Encode(), bg)
+        sv = np.asarray(ge.shap_values(xe[:m], nsamples=200, rseed=SEED))  # (m, T, F, k)
+    t_shap = (time.perf_counter() - start) * samples / m
+    sv = np.moveaxis(sv, -1, 1)
+    dl = DeepLiftShap(Encode())
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cap = np.stack([dl.attribute(xe[:m], bg, target=k).detach().numpy() for k in range(delta.shape[1])], axis=1)
+    t_cap = (time.perf_counter() - start) * samples / m
+    phi = result.arrays["phi"][:m].astype(np.float64)
+    print(f"\n== two-stack LSTM autoencoder 6 x 30 -> 4 (hidden 32), {samples} samples, {n_background} background, all 4 latents")
+    print(f"  deepshap native (exact)            {t_ours:9.2f} s   method {result.extras['method']}, additivity max rel {result.extras['additivity']['max_rel']:.2e} (float32)")
+    print(f"  shap GradientExplainer (200 draws) {t_shap:9.2f} s   additivity max rel {additivity(sv):.2e}   ratio {t_shap / t_ours:.1f} x   (timed on {m} samples)")
+    print(f"  Captum DeepLiftShap x 4 latents    {t_cap:9.2f} s   additivity max rel {additivity(cap):.2e}   ratio {t_cap / t_ours:.1f} x   (timed on {m} samples)")
+    print(f"  peak RSS after native: {rss:.0f} MiB; {result.extras['samples_per_chunk']} samples per chunk")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="n = 200 only, small reference subsets")
     parser.add_argument("--shap-samples", type=int, default=None, help="samples shap.DeepExplainer is timed on (default: 50 at n=200, 5 at n=1000; 5 with --quick)")
     parser.add_argument("--captum-latents", type=int, default=None, help="latents Captum is timed on (default 10; 2 with --quick)")
+    parser.add_argument("--lstm-only", action="store_true", help="only the two-stack LSTM scenario")
+    parser.add_argument("--lstm-ref-samples", type=int, default=8, help="samples the LSTM references are timed on")
     args = parser.parse_args()
     torch.manual_seed(SEED)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; the machine may be shared, timings are wall clock")
+    lstm_scenario(samples=16 if args.quick else 128, ref_samples=min(args.lstm_ref_samples, 4 if args.quick else 128), n_background=20 if args.quick else N_BACKGROUND)
+    if args.lstm_only:
+        return
     sizes = [200] if args.quick else [200, 1000]
     for n in sizes:
         default = 5 if args.quick else (50 if n == 200 else 5)

@@ -19,6 +19,13 @@ Max abs diff compares per-sample attributions of the timed latents. Peak
 memory is the growth of the process's peak RSS during our run. Rows are
 skipped when captum is not installed.
 
+The LSTM rows: integrated gradients (32 Gauss-Legendre steps, zero
+baseline) on the sequence engineer's two-stack LSTM autoencoder
+(bench/_lstm.py, 6 features x 30 steps -> 4 latents, and a 64-latent
+variant), ours (one forward pass shared by all latents, then one backward
+pass per latent through the fused kernel) against Captum looped over latents
+(one forward and one backward pass per latent), timed in the same run.
+
     python bench/bench_gradients.py            # n = 200 and n = 1000
     python bench/bench_gradients.py --quick    # a small sanity run
 """
@@ -29,12 +36,16 @@ import argparse
 import importlib.util
 import resource
 import time
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from bench_dependence import scenario  # the same reference autoencoder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def peak_rss_mb() -> float:
@@ -112,6 +123,39 @@ def run(n: int, samples: int, steps: int, ref_targets: int, quiet: bool = False,
                   f" auto is {t_other / ours:.1f} x faster, max |diff| {np.abs(ig.local - other.local).max():.2e}")
 
 
+def lstm_rows(samples: int, steps: int, latents: list[int], ref_targets: int) -> None:
+    from _lstm import trained
+    from aeinterp_gradients.explainers import IntegratedGradients
+
+    from aeinterp import ArrayDataset, TorchAutoencoder
+    from aeinterp.data import element_names, make_groups
+
+    for k in latents:
+        module, x = trained(latent=k, n=samples + 32, epochs=3)
+        for p in module.parameters():
+            p.requires_grad_(False)
+        names = element_names("sequence", x.shape[1:])
+        data = ArrayDataset(x=x, kind="sequence", feature_names=names, groups=make_groups("sequence", x.shape[1:], feature_names=names),
+                            fit_index=np.arange(samples, samples + 32), explain_index=np.arange(samples))
+        model = TorchAutoencoder(module, x.shape[1:])
+        params = {"steps": steps, "baseline": "zero", "rule": "gausslegendre"}
+        ig, t_ours, grew = _ours(IntegratedGradients, model, data, params)
+        print(f"\ntwo-stack LSTM AE 6 x 30 -> {k}, {samples} samples, {steps} steps")
+        print(f"  {'integrated_gradients':<22} ours {t_ours:8.2f} s (peak RSS +{grew:.0f} MiB), mode {ig.extras['mode']}")
+        if importlib.util.find_spec("captum") is None:
+            continue
+        from captum.attr import IntegratedGradients as CaptumIG
+
+        xt = torch.as_tensor(data.x_explain)
+        cig = CaptumIG(model.encode)
+        m = min(ref_targets, k)
+        start = time.perf_counter()
+        maps = [cig.attribute(xt, baselines=0.0, target=t, n_steps=steps, method="gausslegendre") for t in range(m)]
+        timed = time.perf_counter() - start
+        diff = float(np.abs(ig.local[:, :m] - torch.stack(maps, dim=1).sum(2).numpy()).max())
+        _report(False, "", t_ours, grew, timed * k / m, timed, m, k, diff, "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a fast sanity run (n = 40, 200 samples, 8 steps)")
@@ -120,6 +164,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=32, help="integration steps for both tools")
     ap.add_argument("--ref-targets", type=int, nargs="*", default=None,
                     help="latents Captum is timed on, one per n (default: all for n <= 200, else 25)")
+    ap.add_argument("--lstm-only", action="store_true", help="only the LSTM rows")
+    ap.add_argument("--lstm-samples", type=int, default=64, help="explained sequences in the LSTM rows")
     ap.add_argument("--compare-generic", action="store_true", help="also time integrated gradients with factorize: off for every n (default: n <= 200 only; slow)")
     args = ap.parse_args()
     if args.quick:
@@ -129,6 +175,9 @@ def main() -> None:
     start = time.perf_counter()
     run(8, 40, 4, 4, quiet=True)  # one-off first-call costs (torch.func, captum) out of the timings
     print(f"warm-up {time.perf_counter() - start:.1f} s; torch threads: {torch.get_num_threads()}; timings depend on machine load")
+    lstm_rows(16 if args.quick else args.lstm_samples, args.steps, [4] if args.quick else [4, 64], 4 if args.quick else 8)
+    if args.lstm_only:
+        return
     for n, ref in zip(args.n, refs):
         run(n, args.samples, args.steps, ref, compare_generic=args.compare_generic or n <= 200)
 

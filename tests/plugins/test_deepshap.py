@@ -201,16 +201,18 @@ def test_inplace_relu_matches_out_of_place() -> None:
 # --- fallback: expected gradients -------------------------------------------------------------------
 
 
-def test_lstm_falls_back_to_expected_gradients(sequence_model) -> None:  # noqa: ANN001
+def test_lstm_expected_gradients_match_shap(sequence_model) -> None:  # noqa: ANN001
+    """Forced expected gradients (the fallback) reproduce shap.GradientExplainer's draws; the layout of sequence results."""
     model, data = sequence_model
     params = {"n_background": 10, "max_samples": 4, "eg_samples": 30}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        native = explain(DeepShap, model, data, params={**params, "backend": "native"})
+        native = explain(DeepShap, model, data, params={**params, "backend": "native", "method": "expected_gradients"})
         ref = explain(DeepShap, model, data, params={**params, "backend": "shap"})
-    for r in (native, ref):
-        assert r.extras["method"] == "expected_gradients"
-        assert "lstm" in r.extras["method_reason"]
+        exact = explain(DeepShap, model, data, params=params)
+    assert native.extras["method"] == "expected_gradients"
+    assert ref.extras["method"] == "expected_gradients" and "LSTM" in ref.extras["method_reason"]  # shap has no LSTM rule
+    assert exact.extras["method"] == "deeplift_rescale"
     t, f = data.sample_shape
     n, k = 4, 3
     assert native.feature_names == ["sine", "cosine", "walk"]
@@ -225,10 +227,14 @@ def test_lstm_falls_back_to_expected_gradients(sequence_model) -> None:  # noqa:
     assert set(DeepShap.figures(native)) == {"additivity", "steps"}
 
 
-def test_rescale_only_refuses_lstm(sequence_model) -> None:  # noqa: ANN001
-    model, data = sequence_model
-    with pytest.raises(CapabilityError, match="lstm"):
-        explain(DeepShap, model, data, params={**FAST, "method": "rescale"})
+def test_rescale_only_refuses_an_op_without_a_rule() -> None:
+    class Sorted(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.sort(x, dim=1).values[:, :3]
+
+    model = TorchAutoencoder(SeqAE(Sorted(), nn.Linear(3, 8)), (8,))
+    with pytest.raises(CapabilityError, match="sort"):
+        explain(DeepShap, model, tabular(), params={**FAST, "method": "rescale"})
 
 
 def test_unsupported_op_is_named_and_falls_back() -> None:

@@ -246,3 +246,31 @@ def test_gap_figure() -> None:
     figs = MutualInformation.figures(result)
     assert set(figs) == {"gaps"}
     assert len(figs["gaps"].axes[0].patches) == 6
+
+
+@pytest.mark.parametrize("n", [8, 12, 20])
+def test_few_samples_never_make_continuous_columns_discrete(n: int) -> None:
+    """With 20 samples every continuous column has 20 values (<= discrete_max_levels): still continuous, MI not zero."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(n, 4))
+    assert not detect_discrete(x, 20).any()
+    labels = np.repeat([0.0, 1.0, 2.0], n)[: n]
+    assert detect_discrete(np.c_[x, labels], 20).tolist() == [False] * 4 + [True]
+    module = planted_autoencoder(n_features=4, dependencies=((0,), (1, 2))).model.module
+    data = _tabular(x.astype(np.float32))
+    result = explain(MutualInformation, TorchAutoencoder(module, (4,)), data, seed=0, params={"split": "all", "n_neighbors": 3})
+    assert result.extras["discrete_features"] == []
+    assert result.importance.max() > 0.1
+
+
+def test_breast_cancer_with_max_samples_20_has_no_discrete_features(tabular_model) -> None:  # noqa: ANN001
+    model, data = tabular_model
+    result = explain(MutualInformation, model, data, seed=0, params={"max_samples": 20, "n_neighbors": 3})
+    assert result.extras["discrete_features"] == []
+    assert (result.importance > 0).any()
+
+
+def test_fewer_samples_than_neighbours_is_a_clear_error(tabular_model) -> None:  # noqa: ANN001
+    model, data = tabular_model
+    with pytest.raises(DataError, match="needs more than 5 samples"):
+        explain(MutualInformation, model, data, seed=0, params={"max_samples": 5, "n_neighbors": 4})

@@ -139,16 +139,42 @@ def test_lstm_jacobian_matches_autograd_for_every_target(lstm, target: str) -> N
     assert result.feature_names == ["sine", "cosine", "walk"]
 
 
-def test_lstm_modes_agree_and_forward_mode_falls_back(lstm) -> None:  # noqa: ANN001
+def test_lstm_modes_agree_and_forward_mode_works_on_written_out_gates(lstm) -> None:  # noqa: ANN001
     model, data = lstm
     fwd = explain(Jacobian, model, data, params={"mode": "fwd", "max_samples": 5})
     rev = explain(Jacobian, model, data, params={"mode": "rev", "max_samples": 5})
     auto = explain(Jacobian, model, data, params={"max_samples": 5})
-    assert fwd.extras["mode"] == "loop" and "forward" in fwd.extras["mode_fallback"]
+    assert fwd.extras["mode"] == "fwd" and "mode_fallback" not in fwd.extras  # the fused kernel has no forward mode; the gates do
+    assert fwd.extras["recurrent_unrolled"] and not auto.extras["recurrent_unrolled"]
     assert auto.extras["mode"] == "loop" and "recurrent" in auto.extras["mode_reason"]
     assert rev.extras["mode"] == "rev"  # vmap over the targets' cotangents works too, only slower
     np.testing.assert_allclose(fwd.importance, rev.importance, rtol=1e-5)
     np.testing.assert_allclose(auto.importance, rev.importance, rtol=1e-5)
+
+
+def test_lstm_integrated_gradients_equal_captum_looped_over_latents(lstm) -> None:  # noqa: ANN001
+    model, data = lstm
+    ours = explain(IntegratedGradients, model, data, seed=0, params={"steps": 16, "max_samples": 6})
+    assert ours.extras["recurrent_layers"] and ours.extras["mode"] == "loop"
+    x = torch.as_tensor(_explained(data, 0, 6))
+    ig = CaptumIG(lambda t: model.encode(t))
+    for j in range(ours.local.shape[1]):
+        ref = ig.attribute(x, baselines=torch.zeros_like(x), target=j, n_steps=16, method="gausslegendre").sum(1).numpy()
+        np.testing.assert_allclose(ours.local[:, j], ref, atol=1e-6, rtol=1e-4)
+
+
+def test_torchscript_lstm_is_detected_as_recurrent(lstm) -> None:  # noqa: ANN001
+    model, data = lstm
+    import copy
+
+    clone = copy.deepcopy(model.module)
+    clone.encoder = torch.jit.script(clone.encoder)
+    wrapped = TorchAutoencoder(clone, data.sample_shape)
+    result = explain(IntegratedGradients, wrapped, data, params={"steps": 8, "max_samples": 3})
+    assert result.extras["recurrent_layers"] and not result.extras["recurrent_unrolled"]
+    assert result.extras["mode"] == "loop" and "TorchScript" in result.extras["mode_reason"]
+    plain = explain(IntegratedGradients, model, data, params={"steps": 8, "max_samples": 3})
+    np.testing.assert_allclose(result.importance, plain.importance, rtol=1e-4, atol=1e-7)
 
 
 def test_lstm_integrated_gradients_complete(lstm) -> None:  # noqa: ANN001

@@ -33,7 +33,7 @@ import torch
 
 from aeinterp.progress import NullProgress, Progress
 
-from ._rules import affine, maxpool, product, rescale
+from ._rules import affine, maxpool, maxreduce, product, rescale
 from ._tape import Tape, Unsupported, check_tape, record
 
 __all__ = ["DeepLiftResult", "Unsupported", "deeplift_shap"]
@@ -74,14 +74,16 @@ def _plan(tape: Tape, d: int, b: int) -> _Plan:
         for v in node.outputs:
             affine_from_x[v] = ok
     has, pair, factored, contracted = {tape.output}, set(), set(), set()
+    held = 0  # elements of the contraction matrices kept so far
     for node in reversed(tape.nodes):
         outs = [o for o in node.outputs if o in has]
         if not tape.used[node.index] or not outs:
             continue
         p = any(o in pair for o in outs)
         h = _numel(tape.feat(outs[0]))
-        if len(node.outputs) == 1 and p and affine_from_x[outs[0]] and h * d <= MAX_JACOBIAN and b * h * d <= MAX_CONTRACTION:
+        if len(node.outputs) == 1 and p and affine_from_x[outs[0]] and h * d <= MAX_JACOBIAN and held + b * h * d <= MAX_CONTRACTION:
             contracted.add(outs[0])
+            held += b * h * d
         elif node.kind == "affine":
             has.update(node.inputs)
             if p:
@@ -98,7 +100,7 @@ def _per_sample(tape: Tape, plan: _Plan, k: int, b: int, d: int) -> int:
     """Approximate peak elements per explained sample for ``k`` targets at once."""
     feats = [_numel(tape.feat(v)) for v in range(len(tape.values))]
     pair_cot = max((k * b * feats[v] for v in plan.pair), default=0)
-    unary = max((b * feats[n.inputs[0]] for n in tape.nodes if n.kind in ("unary", "maxpool") and tape.used[n.index]), default=0)
+    unary = max((b * feats[n.inputs[0]] for n in tape.nodes if n.kind in ("unary", "maxpool", "maxreduce") and tape.used[n.index]), default=0)
     fact = max((feats[tape.nodes[i].inputs[0]] * (d + k) for i in plan.factored), default=0)
     return 3 * pair_cot + 5 * unary + fact + 3 * k * d + sum(feats) + 2 * b * d
 
@@ -179,6 +181,8 @@ def _backward(tape: Tape, probe: Tape, plan: _Plan, n: int, x: torch.Tensor, bg:
             contribs = product(node, tape, n, local[node.outputs[0]])
         elif node.kind == "maxpool":
             contribs = maxpool(node, tape, n, local[node.outputs[0]])
+        elif node.kind == "maxreduce":
+            contribs = maxreduce(node, tape, n, local[node.outputs[0]])
         else:  # pragma: no cover - check_tape refuses these
             raise Unsupported(node.reason)
         for v, c in contribs:
@@ -242,6 +246,7 @@ def deeplift_shap(
         tape = record(fn, torch.cat([xc, background]))
         if len(tape.nodes) != len(first.nodes):
             raise Unsupported("the model runs different operations for different inputs (data-dependent control flow)")
+        tape.bdim = first.bdim
         out = tape.values[tape.output].reshape(n + b, -1)
         f_x[start : start + n] = out[:n]
         for k0 in range(0, k_all, kb):

@@ -17,7 +17,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ._tape import _IDENTITY, _RESHAPE, Node, Ref, Tape
 
-__all__ = ["affine", "maxpool", "product", "rescale", "sum_to"]
+__all__ = ["affine", "maxpool", "maxreduce", "product", "rescale", "sum_to"]
 
 LEAD = 3  # (targets, samples, background)
 
@@ -44,7 +44,7 @@ def affine(node: Node, twin: Node, tape: Tape, probe: Tape, cots: dict[int, torc
     """
     name = node.name
     out = node.outputs[0]
-    if len(node.outputs) == 1 and out in cots:
+    if len(node.outputs) == 1 and out in cots and not twin.generic:
         g = cots[out]
         lead = g.shape[:LEAD]
         if name == "linear":
@@ -106,13 +106,16 @@ def _generic(node: Node, twin: Node, tape: Tape, probe: Tape, cots: dict[int, to
     any_cot = next(cots[o] for o in node.outputs if o in cots)
     lead = tuple(max(cots[o].shape[i] for o in node.outputs if o in cots) for i in range(LEAD))
     rows = lead[0] * lead[1] * lead[2]
+    bdim = probe.bdim or [0] * len(probe.values)
     flat = []
     for o, primal in zip(node.outputs, outs):
         g = cots.get(o)
-        g = torch.zeros((1, 1, 1, *primal.shape[1:]), dtype=any_cot.dtype, device=any_cot.device) if g is None else g
-        flat.append(g.expand(*lead, *g.shape[LEAD:]).reshape(rows, 1, *primal.shape[1:]))
+        feat = probe.feat(o) if o < len(bdim) and bdim[o] >= 0 else tuple(primal.shape[1:])
+        axis = bdim[o] if o < len(bdim) and bdim[o] >= 0 else 0
+        g = torch.zeros((1, 1, 1, *feat), dtype=any_cot.dtype, device=any_cot.device) if g is None else g
+        flat.append(g.expand(*lead, *g.shape[LEAD:]).reshape(rows, *feat).unsqueeze(1 + axis))  # the probe's one-row layout
     grads = torch.func.vmap(vjp_fn)(tuple(flat))
-    return [(v, gr.reshape(*lead, *gr.shape[2:])) for v, gr in zip(twin.inputs, grads)]
+    return [(v, gr.squeeze(1 + bdim[v]).reshape(*lead, *probe.feat(v))) for v, gr in zip(twin.inputs, grads)]
 
 
 # --- rules that depend on the (sample, background) pair --------------------------------------
@@ -125,8 +128,13 @@ def _split(t: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 def rescale(node: Node, tape: Tape, n: int, eps: float = 1e-6) -> torch.Tensor:
     """Rescale multipliers ``(n, b, *row)`` of an elementwise nonlinearity.
 
-    ``(f(x) - f(ref)) / (x - ref)`` for every (sample, background) pair, and the
-    derivative ``f'(x)`` where ``|x - ref| < eps`` (shap's DeepExplainer rule).
+    ``(f(x) - f(ref)) / (x - ref)`` for every (sample, background) pair; where
+    ``|x - ref| < eps`` (a near-tie) the derivative at the explained sample,
+    ``f'(x)``. shap's DeepExplainer also switches to the gradient there but
+    takes it at the reference; the two differ by ``O(eps)`` times the second
+    derivative, and either choice leaves ``multiplier * (x - ref)`` within
+    ``eps * |f'|`` of ``f(x) - f(ref)``. Rounding functions (no derivative
+    between their jumps) get slope 0 there.
     """
     u, v = node.inputs[0], node.outputs[0]
     hx, hb = _split(tape.values[u], n)
@@ -134,7 +142,11 @@ def rescale(node: Node, tape: Tape, n: int, eps: float = 1e-6) -> torch.Tensor:
     with torch.enable_grad():
         leaf = hx.detach().requires_grad_(True)
         out = node.call(tape.values, {u: leaf})
-        (deriv,) = torch.autograd.grad(out.sum(), leaf)
+        if out.requires_grad:
+            (deriv,) = torch.autograd.grad(out.sum(), leaf, allow_unused=True)
+            deriv = torch.zeros_like(hx) if deriv is None else deriv
+        else:  # piecewise constant (rounding): slope 0 between its jumps
+            deriv = torch.zeros_like(hx)
     dh = hx.unsqueeze(1) - hb.unsqueeze(0)
     ratio = (yx.unsqueeze(1) - yb.unsqueeze(0)).div_(dh)
     small = dh.abs_() < eps
@@ -158,10 +170,14 @@ def maxpool(node: Node, tape: Tape, n: int, g: torch.Tensor, eps: float = 1e-7) 
 
     u = node.inputs[0]
     dims = int(node.name[-2])
-    pool = {1: F.max_pool1d_with_indices, 2: F.max_pool2d_with_indices, 3: F.max_pool3d_with_indices}[dims]
+    adaptive = node.name.startswith("adaptive")
+    if adaptive:
+        pool = {1: F.adaptive_max_pool1d_with_indices, 2: F.adaptive_max_pool2d_with_indices, 3: F.adaptive_max_pool3d_with_indices}[dims]
+    else:
+        pool = {1: F.max_pool1d_with_indices, 2: F.max_pool2d_with_indices, 3: F.max_pool3d_with_indices}[dims]
     args, kwargs = tree_unflatten([tape.values[u] if isinstance(leaf, Ref) else leaf for leaf in node.leaves], node.spec)
     kwargs = {k: v for k, v in kwargs.items() if k != "return_indices"}
-    y, idx = pool(*args[:6], **kwargs)
+    y, idx = pool(*args[: 2 if adaptive else 6], **kwargs)
     yx, yb = _split(y, n)
     ix, ib = _split(idx, n)
     hx, hb = _split(tape.values[u], n)
@@ -177,5 +193,47 @@ def maxpool(node: Node, tape: Tape, n: int, g: torch.Tensor, eps: float = 1e-7) 
     res.scatter_add_(-1, flat_out(ib).unsqueeze(0).unsqueeze(0).expand(flat_out(to_ref).shape), flat_out(to_ref))
     dh = (hx.unsqueeze(1) - hb.unsqueeze(0)).unsqueeze(0)
     res = res.reshape(*lead_in, *hx.shape[-dims:])
+    small = dh.abs() < eps
+    return [(u, torch.where(small, torch.zeros_like(res), res / torch.where(small, torch.ones_like(dh), dh)))]
+
+
+def maxreduce(node: Node, tape: Tape, n: int, g: torch.Tensor, eps: float = 1e-7) -> list[tuple[int, torch.Tensor]]:
+    """``max`` / ``amax`` / ``min`` / ``amin`` over dims: shap's max-pooling rule with the reduced dims as one window.
+
+    The change ``y(x) - y(ref)`` is split into ``cross - y(ref)``, credited to
+    the sample's arg-max, and ``y(x) - cross``, credited to the reference's,
+    with ``cross`` the larger (for min: smaller) of the two; both are divided
+    by the input change at their position, so the split is exactly additive.
+    """
+    u = node.inputs[0]
+    h = tape.values[u]
+    dim = node.arg(1, keyword="dim")
+    keepdim = bool(node.arg(2, False, keyword="keepdim"))
+    dims = sorted({d % h.dim() for d in (dim if isinstance(dim, (tuple, list)) else (dim,))})
+    kept = [d for d in range(1, h.dim()) if d not in dims]
+    kept_shape = [h.shape[d] for d in kept]
+    hp = h.permute(0, *kept, *dims).reshape(h.shape[0], *kept_shape, -1)
+    largest = node.name in ("max", "amax")
+    idx = hp.argmax(-1) if largest else hp.argmin(-1)
+    y = hp.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+    yx, yb = _split(y, n)
+    ix, ib = _split(idx, n)
+    pick = torch.maximum if largest else torch.minimum
+    cross = pick(yx.unsqueeze(1), yb.unsqueeze(0))
+    k = g.shape[0]
+    g = g.reshape(k, *g.shape[1:LEAD], *kept_shape)
+    to_x = ((cross - yb.unsqueeze(0)).unsqueeze(0) * g).unsqueeze(-1)
+    to_ref = ((yx.unsqueeze(1) - cross).unsqueeze(0) * g).unsqueeze(-1)
+    b = yb.shape[0]
+    full = (k, n, b, *kept_shape, hp.shape[-1])
+    res = torch.zeros(full, dtype=g.dtype, device=g.device)
+    res.scatter_add_(-1, ix.unsqueeze(1).unsqueeze(0).unsqueeze(-1).expand(*full[:-1], 1), to_x.expand(*full[:-1], 1))
+    res.scatter_add_(-1, ib.unsqueeze(0).unsqueeze(0).unsqueeze(-1).expand(*full[:-1], 1), to_ref.expand(*full[:-1], 1))
+    res = res.reshape(k, n, b, *kept_shape, *[h.shape[d] for d in dims])
+    order = [0] + kept + dims  # row axes of the permuted layout, in original numbering
+    inverse = [order.index(d) for d in range(1, h.dim())]
+    res = res.permute(0, 1, 2, *[LEAD - 1 + i for i in inverse])
+    hx, hb = _split(h, n)
+    dh = (hx.unsqueeze(1) - hb.unsqueeze(0)).unsqueeze(0)
     small = dh.abs() < eps
     return [(u, torch.where(small, torch.zeros_like(res), res / torch.where(small, torch.ones_like(dh), dh)))]

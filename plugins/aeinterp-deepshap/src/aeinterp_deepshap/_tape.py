@@ -20,7 +20,9 @@ A node's ``kind`` names the DeepLIFT rule that applies:
     the product of two dependent tensors: the Shapley split of a product
     (multipliers are the partner's midpoint between input and reference);
 ``maxpool``
-    shap's max-pooling rule;
+    shap's max-pooling rule (also adaptive max pooling);
+``maxreduce``
+    ``max`` / ``amax`` (``min`` / ``amin``) over a dim: the same rule with the whole dim as one window;
 ``unsupported``
     anything else; the explainer falls back to expected gradients when such
     a node lies between the input and the target.
@@ -43,6 +45,10 @@ import torch
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from aeinterp.recurrent import UnsupportedRecurrence
+
+from ._decompose import DECOMPOSED, decompose
 
 __all__ = ["Node", "Ref", "Tape", "Unsupported", "record"]
 
@@ -76,6 +82,7 @@ class Node:
     inputs: tuple[int, ...]  # value index of each Ref, in leaf order
     outputs: tuple[int, ...]
     reason: str = ""
+    generic: bool = False  # affine rule by autodiff only (moved batch dim or a per-batch constant); set by check_tape
 
     def call(self, values: list[torch.Tensor], replace: dict[int, torch.Tensor] | None = None) -> Any:
         """Re-run the call on ``values`` (or ``replace[value]`` where given)."""
@@ -102,10 +109,13 @@ class Tape:
     output: int
     rows: int
     used: list[bool] = field(default_factory=list)  # node lies on a path input -> output
+    bdim: list[int] = field(default_factory=list)  # the batch axis of each value (0 unless moved); set by check_tape
 
     def feat(self, value: int) -> tuple[int, ...]:
-        """Shape of one row of ``value``."""
-        return tuple(self.values[value].shape[1:])
+        """Shape of one row of ``value`` (its shape without the batch axis)."""
+        shape = tuple(self.values[value].shape)
+        bd = self.bdim[value] if self.bdim else 0
+        return shape[:bd] + shape[bd + 1 :]
 
 
 # --- op classification ------------------------------------------------------------------
@@ -140,7 +150,13 @@ _UNARY = {
     "log2", "log10", "sqrt", "rsqrt", "reciprocal", "square", "pow", "__pow__", "__rpow__", "abs", "sin", "cos",
     "erf", "clamp", "clip", "threshold", "sinh", "cosh", "atan", "asinh", "softshrink", "hardshrink",
 }
-_MAXPOOL = {"max_pool1d", "max_pool2d", "max_pool3d"}
+# elementwise but piecewise constant (or with jumps): the rescale rule splits f(x) - f(ref) exactly;
+# their derivative (used only at near-ties) is 0 where autograd has none
+_PIECEWISE = {"floor", "ceil", "round", "trunc", "fix", "frac", "sign", "sgn", "floor_divide", "__floordiv__",
+              "__rfloordiv__", "remainder", "__mod__", "__rmod__", "fmod", "div_rounded"}
+_UNARY |= _PIECEWISE | {"prelu", "rrelu", "maximum", "minimum", "fmax", "fmin"}  # the last four with a constant
+_MAXPOOL = {"max_pool1d", "max_pool2d", "max_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"}
+_MAXREDUCE = {"max", "amax", "min", "amin"}
 _INPLACE_DUNDER = {"__iadd__": "add", "__isub__": "sub", "__imul__": "mul", "__itruediv__": "div", "__ipow__": "pow"}
 _FACTORY_LIKE = {"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like",
                  "new_zeros", "new_ones", "new_empty", "new_full", "new_tensor", "size"}
@@ -150,7 +166,9 @@ _HINTS = {
     "lstm": "the recurrent kernel of nn.LSTM", "gru": "the recurrent kernel of nn.GRU", "rnn_tanh": "nn.RNN",
     "rnn_relu": "nn.RNN", "embedding": "nn.Embedding", "softmax": "softmax mixes elements",
     "log_softmax": "log_softmax mixes elements", "group_norm": "nn.GroupNorm", "instance_norm": "nn.InstanceNorm",
-    "scaled_dot_product_attention": "attention", "multi_head_attention_forward": "nn.MultiheadAttention",
+    "scaled_dot_product_attention": "attention multiplies two input-dependent tensors (q k^T, then the weights by v)",
+    "multi_head_attention_forward": "nn.MultiheadAttention: its fused kernel multiplies input-dependent queries, keys and values; "
+    "no rule for it yet",
 }
 
 
@@ -178,6 +196,8 @@ def classify(name: str, args: tuple, kwargs: dict, dep: list[int], leaves: list[
             return "unsupported", f"{name} in training mode"
         return ("affine", "") if first_only else ("unsupported", f"{name} with a dependent probability")
     if name in _IDENTITY:
+        if isinstance(out, torch.Tensor) and not out.is_floating_point():
+            return "unsupported", f"{name} casts an input-dependent tensor to {out.dtype} (integer values have no gradient and no DeepLIFT rule)"
         return ("affine", "") if first_only else ("unsupported", f"{name} of a dependent argument")
     if name == "batch_norm":
         training = kwargs.get("training", args[5] if len(args) > 5 else False)
@@ -203,9 +223,16 @@ def classify(name: str, args: tuple, kwargs: dict, dep: list[int], leaves: list[
             return "unsupported", f"{name} that broadcasts its input"
         return "unary", ""
     if name in _MAXPOOL:
-        if kwargs.get("return_indices") or (len(args) > 6 and args[6]):
+        if kwargs.get("return_indices") or (name.startswith("max") and len(args) > 6 and args[6]) or (name.startswith("adaptive") and len(args) > 2 and args[2]):
             return "unsupported", f"{name} with return_indices"
         return ("maxpool", "") if first_only else ("unsupported", f"{name} of a non-input argument")
+    if name in _MAXREDUCE:
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        if first_only and isinstance(dim, torch.Tensor) and isinstance(out, torch.Tensor) and out.shape == args[0].shape:
+            return "unary", ""  # elementwise max / min with a constant tensor
+        if not first_only or dim is None or isinstance(dim, torch.Tensor):
+            return "unsupported", f"{name} of several tensors or over all elements (use {name} over a dim)"
+        return "maxreduce", ""
     hint = f" ({_HINTS[name]})" if name in _HINTS else ""
     return "unsupported", f"no DeepLIFT rule for {name}{hint}"
 
@@ -239,6 +266,16 @@ class _Recorder(TorchFunctionMode):
         if name in _INPLACE_DUNDER or (name.endswith("_") and not name.startswith("_")):
             return self._inplace(func, _INPLACE_DUNDER.get(name, name.rstrip("_")), args, kwargs)
         args, kwargs = _no_inplace_flag(func, args, kwargs)
+        if name in DECOMPOSED:
+            plan = decompose(name, args, kwargs, self._dep)
+            if isinstance(plan, str):
+                return self.call(func, name, args, kwargs, reason=f"{name}: {plan}")
+            if plan is not None:
+                try:
+                    with self:
+                        return plan()
+                except UnsupportedRecurrence as exc:  # raised before anything is recorded
+                    return self.call(func, name, args, kwargs, reason=str(exc))
         if name == "layer_norm":
             return self._layer_norm(*args, **kwargs)
         if name in _DIV or name == "__rtruediv__":
@@ -248,12 +285,12 @@ class _Recorder(TorchFunctionMode):
     def _dep(self, leaf: Any) -> bool:
         return isinstance(leaf, torch.Tensor) and id(leaf) in self.ids
 
-    def call(self, func: Callable[..., Any], name: str, args: tuple, kwargs: dict) -> Any:
-        """Run ``func`` and record it as a node."""
+    def call(self, func: Callable[..., Any], name: str, args: tuple, kwargs: dict, reason: str = "") -> Any:
+        """Run ``func`` and record it as a node (unsupported, with ``reason``, when one is given)."""
         leaves, spec = tree_flatten((args, kwargs))
         dep = [i for i, leaf in enumerate(leaves) if self._dep(leaf)]
         out = func(*args, **kwargs)
-        kind, reason = classify(name, args, kwargs, dep, leaves, out)
+        kind, reason = ("unsupported", reason) if reason else classify(name, args, kwargs, dep, leaves, out)
         inputs = tuple(self.ids[id(leaves[i])] for i in dep)
         stored = [Ref(self.ids[id(leaf)]) if i in dep else leaf for i, leaf in enumerate(leaves)]
         out_leaves, _ = tree_flatten(out)
@@ -279,12 +316,14 @@ class _Recorder(TorchFunctionMode):
 
     def _div(self, func: Callable[..., Any], name: str, args: tuple, kwargs: dict) -> Any:
         num, den = (args[1], args[0]) if name == "__rtruediv__" else (args[0], args[1])
-        if not self._dep(den) or kwargs.get("rounding_mode") is not None:
+        if kwargs.get("rounding_mode") is not None:  # floor / trunc division: piecewise constant, not affine
+            return self.call(func, "div_rounded", args, kwargs)
+        if not self._dep(den):
             if name == "__rtruediv__":
                 return self.call(func, "div_by_dependent", args, kwargs)  # classified unsupported
             return self.call(func, name, args, kwargs)
         inv = self.call(torch.reciprocal, "reciprocal", (den,), {})
-        return self.call(torch.mul, "mul", (num, inv), {})
+        return self.call(torch.mul, "mul", (num, inv) if isinstance(num, torch.Tensor) else (inv, num), {})
 
     def _layer_norm(self, x: torch.Tensor, normalized_shape: Any, weight: Any = None, bias: Any = None, eps: float = 1e-5) -> Any:
         dims = tuple(range(-len(tuple(normalized_shape)), 0))
@@ -345,25 +384,61 @@ def _mark_used(tape: Tape) -> None:
     tape.used = used
 
 
+def _batch_axis(main: torch.Tensor, one: torch.Tensor, rows: int) -> int | None:
+    """The axis of ``main`` (recorded on ``rows`` rows) that is the batch, given the one-row ``one``; None if none is."""
+    if main.dim() == 0 or main.dim() != one.dim():
+        return None
+    differ = [i for i, (a, b) in enumerate(zip(main.shape, one.shape)) if a != b]
+    if len(differ) == 1 and main.shape[differ[0]] == rows and one.shape[differ[0]] == 1:
+        return differ[0]
+    if not differ and rows == 1 and main.shape[0] == 1:
+        return 0
+    return None
+
+
+def _batch_constant(leaf: torch.Tensor, other: Any, rows: int) -> bool:
+    """Whether a constant argument is one row repeated for every sample (``torch.ones(N, 1)``, ``buf.expand(N, -1)``)."""
+    if not isinstance(other, torch.Tensor) or leaf.dtype != other.dtype or _batch_axis(leaf, other, rows) is None:
+        return False
+    return bool(torch.equal(leaf, other.expand_as(leaf)))
+
+
 def check_tape(tape: Tape, probe: Tape) -> None:
     """Raise :class:`Unsupported` unless every used node has a rule and both tapes have the same structure.
 
     ``probe`` is the tape of a one-row input: its nodes are where the affine
-    rules evaluate their (sample-independent) transposed maps.
+    rules evaluate their (sample-independent) transposed maps. Sets the batch
+    axis of every value on both tapes; a value whose batch axis is not the
+    first may pass only through affine calls (evaluated by autodiff on the
+    probe), and a constant repeated once per sample is accepted as a constant.
     """
     if len(tape.nodes) != len(probe.nodes) or tape.output != probe.output:
         raise Unsupported("the model runs different operations for different batch sizes (batch-dependent control flow)")
     for node, twin in zip(tape.nodes, probe.nodes):
         if node.name != twin.name or node.inputs != twin.inputs:
             raise Unsupported(f"the model runs different operations for different batch sizes ({node.name} vs {twin.name})")
-        if not tape.used[node.index]:
-            continue
+    used = [n for n in tape.nodes if tape.used[n.index]]
+    for node in used:  # a missing rule is the reason, whatever the layout
         if node.kind == "unsupported":
             raise Unsupported(node.reason)
+    bdim = [0] * len(tape.values)
+    for v, (main, one) in enumerate(zip(tape.values, probe.values)):
+        axis = _batch_axis(main, one, tape.rows)
+        bdim[v] = -1 if axis is None else axis
+    for node in used:
+        twin = probe.nodes[node.index]
         for leaf, other in zip(node.leaves, twin.leaves):
             if isinstance(leaf, torch.Tensor) and (not isinstance(other, torch.Tensor) or leaf.shape != other.shape):
-                raise Unsupported(f"{node.name} uses a constant with one row per sample; DeepLIFT needs the same map for every sample")
-        for v in node.outputs:
-            main, one = tape.values[v], probe.values[v]
-            if main.dim() == 0 or main.shape[0] != tape.rows or one.shape != (1, *main.shape[1:]):
+                if node.kind != "affine" or not _batch_constant(leaf, other, tape.rows):
+                    raise Unsupported(f"{node.name} uses a constant with one row per sample; DeepLIFT needs the same map for every sample")
+                twin.generic = True
+        for v in (*node.inputs, *node.outputs):
+            if bdim[v] < 0:
                 raise Unsupported(f"{node.name} moves, squeezes or reduces the batch dimension; samples must be processed independently")
+            if bdim[v] != 0:
+                if node.kind != "affine":
+                    raise Unsupported(f"{node.name} ({node.kind}) acts on a tensor whose batch dimension is not the first")
+                twin.generic = True
+    if bdim[tape.output] != 0:
+        raise Unsupported("the target's batch dimension is not the first")
+    tape.bdim = probe.bdim = bdim

@@ -36,6 +36,11 @@ from aeinterp.targets import Target, evaluate_target, target_names, target_names
 
 METHOD_RESCALE = "deeplift_rescale"
 METHOD_EG = "expected_gradients"
+TORCHSCRIPT_REASON = (
+    "the model is TorchScript: a scripted module runs its operations inside the TorchScript interpreter, hidden from "
+    "the recorder, so no DeepLIFT rule can be applied; expected gradients ran instead (approximate, and about 100x "
+    "slower on an MLP). For exact values load the same weights as a state dict with `factory:` naming your nn.Module class"
+)
 
 
 class DeepShap(Explainer):
@@ -83,7 +88,7 @@ class DeepShap(Explainer):
         def fn(t: torch.Tensor) -> torch.Tensor:
             return evaluate_target(work, target, t).reshape(t.shape[0], -1)
 
-        phi, method, reason, info = self._attribute(work, fn, x, bg, seeds)
+        phi, method, reason, info = self._attribute(work, fn, x, bg, seeds, target)
         with torch.no_grad():
             f_x = fn(x).double().cpu().numpy()
             f_bg = fn(bg).double().cpu().numpy()
@@ -92,7 +97,7 @@ class DeepShap(Explainer):
             names = target_names(target, phi.shape[1], data.feature_names)
         return _explanation(phi, f_x, f_bg, data, names, target, p, method, reason, info, len(bg_np))
 
-    def _attribute(self, work: Any, fn, x: torch.Tensor, bg: torch.Tensor, seeds: np.ndarray) -> tuple[np.ndarray, str, str, dict[str, Any]]:  # noqa: ANN001
+    def _attribute(self, work: Any, fn, x: torch.Tensor, bg: torch.Tensor, seeds: np.ndarray, target: Target) -> tuple[np.ndarray, str, str, dict[str, Any]]:  # noqa: ANN001
         from ._engine import deeplift_shap
         from ._tape import Unsupported, check_tape, record
 
@@ -100,11 +105,15 @@ class DeepShap(Explainer):
         method, reason, info = METHOD_RESCALE, "every operation between input and target has a DeepLIFT rule", {}
         if p.method == "expected_gradients":
             method, reason = METHOD_EG, "requested with method: expected_gradients"
+        elif _scripted(work):
+            method, reason = METHOD_EG, TORCHSCRIPT_REASON
         elif p.backend == "shap":
             try:
                 check_tape(record(fn, torch.cat([x[:1], bg])), record(fn, x[:1]))
             except Unsupported as exc:
                 method, reason = METHOD_EG, str(exc)
+            if method == METHOD_RESCALE and _recurrent(work):
+                method, reason = METHOD_EG, "shap's DeepExplainer has no rule for nn.LSTM / GRU / RNN (the native backend writes them out exactly)"
         else:
             try:
                 result = deeplift_shap(fn, x, bg, memory_mb=p.memory_mb, progress=self.progress)
@@ -119,8 +128,12 @@ class DeepShap(Explainer):
             module = TargetModule(torch_modules(work)[0], fn)
             if method == METHOD_RESCALE:
                 return shap_deep(module, x, bg, progress=self.progress), method, reason, info
-            if x.dtype != torch.float32:  # shap's GradientExplainer builds float32 inputs
-                module, x, bg = module.float(), x.float(), bg.float()
+            if x.dtype != torch.float32:  # shap's GradientExplainer builds float32 inputs: a float32 copy, the working copy stays
+                work32 = copy.deepcopy(work)
+                for m in torch_modules(work32):
+                    m.float()
+                module = TargetModule(torch_modules(work32)[0], lambda t: evaluate_target(work32, target, t).reshape(t.shape[0], -1))
+                x, bg = x.float(), bg.float()
             return shap_gradient(module, x, bg, seeds, samples=p.eg_samples, progress=self.progress), method, reason, info
         from ._expected_gradients import expected_gradients
 
@@ -132,6 +145,15 @@ class DeepShap(Explainer):
         from ._figures import figures
 
         return figures(explanation)
+
+
+def _scripted(model: Any) -> bool:
+    """Whether any module behind ``model`` is TorchScript (its operations are invisible to the recorder)."""
+    return any(isinstance(m, torch.jit.ScriptModule) for root in torch_modules(model) for m in root.modules())
+
+
+def _recurrent(model: Any) -> bool:
+    return any(isinstance(m, (torch.nn.RNNBase, torch.nn.RNNCellBase)) for root in torch_modules(model) for m in root.modules())
 
 
 def _working_copy(model: Any, dtype: str, *, force: bool) -> Any:
@@ -186,7 +208,8 @@ def _explanation(phi, f_x, f_bg, data, names, target, p, method, reason, info, n
     }
     if not additivity["ok"]:
         bad = int((max_rel > p.tolerance).sum())
-        hint = f"; expected gradients is approximate, raise eg_samples (now {p.eg_samples})" if method == METHOD_EG else ""
+        cure = "load a state dict with `factory:` for exact values" if reason == TORCHSCRIPT_REASON else f"raise eg_samples (now {p.eg_samples})"
+        hint = f"; expected gradients is approximate ({reason.split(';')[0]}): {cure}" if method == METHOD_EG else ""
         warnings.warn(
             f"deepshap: attributions of {bad} of {k} targets do not add up to f(x) - E[f(background)]: "
             f"max relative error {additivity['max_rel']:.2e} on {additivity['worst_target']} (tolerance {p.tolerance:g}){hint}",

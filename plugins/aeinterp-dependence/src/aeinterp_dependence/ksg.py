@@ -43,12 +43,18 @@ def has_numba() -> bool:
 
 
 def detect_discrete(x: np.ndarray, max_levels: int) -> np.ndarray:
-    """Columns of ``x`` (N, D) with at most ``max_levels`` distinct values (``max_levels=0``: none)."""
-    if max_levels <= 0:
+    """Columns of ``x`` (N, D) with at most ``max_levels`` distinct values (``max_levels=0``: none).
+
+    A column also needs its values to repeat, on average at least twice each
+    (``levels <= N / 2``): with few samples every continuous column has few
+    distinct values (20 samples, 20 values), and taking those for labels made
+    every mutual information exactly 0.
+    """
+    if max_levels <= 0 or x.shape[0] == 0:
         return np.zeros(x.shape[1], dtype=bool)
     srt = np.sort(x, axis=0)
     levels = 1 + (np.diff(srt, axis=0) != 0).sum(axis=0)
-    return levels <= max_levels
+    return (levels <= max_levels) & (2 * levels <= x.shape[0])
 
 
 def entropy_discrete(codes: np.ndarray) -> float:

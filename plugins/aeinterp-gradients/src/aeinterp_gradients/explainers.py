@@ -45,7 +45,7 @@ from aeinterp.perturb import subsample
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.targets import Target, target_names_for
 
-from .autodiff import choose_mode, has_recurrent_layers, target_function, weighted_jacobian
+from .autodiff import choose_mode, has_recurrent_layers, scripted_recurrent, target_function, weighted_jacobian
 from .factorised import FirstLayer, first_layer_split, layer_target_function, summed_code_jacobian
 from .paths import Baseline, Rule, baselines, quadrature
 
@@ -124,6 +124,7 @@ def _setup(explainer: Explainer, model, data, target: Target, rng: np.random.Gen
     n, n_t = x.shape[0], len(names)
     n_e = int(np.prod(x.shape[1:]))
     recurrent = has_recurrent_layers(model)
+    fused = recurrent and scripted_recurrent(model)  # TorchScript: the kernel cannot be written out
     mode = choose_mode(p.mode, n_e, n_t, recurrent)
     per_sample = 4.0 * 3 * copies * n_t * n_e  # the Jacobian block and autograd's copies of it
     rows = max(1, int(p.memory_mb * 2**20 // per_sample))
@@ -133,9 +134,13 @@ def _setup(explainer: Explainer, model, data, target: Target, rng: np.random.Gen
     owner, n_g = _element_groups(data, n_e)
     keep_local = p.keep_local and n * n_t * n_g * 4 <= p.local_max_mb * 2**20
     acc = _Accumulator(n, n_t, n_e, owner, n_g, keep_local)
-    info: dict[str, Any] = {"n_samples": n, "split": p.split, "mode": mode, "samples_per_block": rows, "recurrent_layers": recurrent}
+    info: dict[str, Any] = {"n_samples": n, "split": p.split, "mode": mode, "samples_per_block": rows, "recurrent_layers": recurrent,
+                            "recurrent_unrolled": recurrent and not fused and mode == "fwd"}
     if p.mode == "auto" and recurrent:
-        info["mode_reason"] = "recurrent layers: vmap has no batched RNN backward on CPU, one backward pass per target is faster"
+        info["mode_reason"] = "recurrent layers: vmap has no batched RNN backward on CPU, one backward pass per target is faster" + (
+            " (inside TorchScript)" if fused else "")
+    if info["recurrent_unrolled"]:
+        info["mode_reason"] = "forward mode: the recurrent layers run as written-out gates (aeinterp.recurrent), the fused kernel has no forward-mode derivative"
     if p.keep_local and not keep_local:
         info["local_skipped"] = f"per-sample attributions would take {n * n_t * n_g * 4 / 2**20:.0f} MiB > local_max_mb"
     return x, names, mode, rows, chunk, acc, info
@@ -211,7 +216,7 @@ class Jacobian(Explainer):
         p = self.params
         target = Target(target)
         x, names, mode, rows, chunk, acc, info = _setup(self, model, data, target, rng, copies=1)
-        f = target_function(model, target)
+        f = target_function(model, target, unroll=info["recurrent_unrolled"])
         xt = as_tensor(x, model)
         one = torch.ones(1)
         starts = range(0, x.shape[0], rows)
@@ -263,7 +268,7 @@ class IntegratedGradients(Explainer):
         alpha, weight = quadrature(p.rule, p.steps)
         x, names, mode, rows, chunk, acc, info = _setup(self, model, data, target, rng, copies=p.steps)
         base = baselines(p.baseline, data.x_fit, p.n_baselines, rng)
-        f = target_function(model, target)
+        f = target_function(model, target, unroll=info["recurrent_unrolled"])
         layer, *plan = _factorised_plan(p, model, data, target, len(names), int(np.prod(x.shape[1:])), info)
         if layer is not None:
             g = layer_target_function(model, layer, target)
