@@ -24,7 +24,7 @@ VENV = Path(os.environ.get("AEINTERP_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 CONSTRAINTS = ROOT / ".ci" / "constraints.txt"
-EXTRAS = "dev,shap,symbolic,captum"
+EXTRAS = "dev,shap,symbolic,captum,anndata,parquet"
 
 
 def _plugins() -> list[Path]:

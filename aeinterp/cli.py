@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe value, e.g. --set explainers.0.params.repeats=3 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or terminal report")
     run.add_argument("--traceback", action="store_true", help="print the full traceback of failing steps")
+    run.add_argument("--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:<index> | mps (overrides the recipe's `device`, default auto)")
+    run.add_argument("--no-cache", action="store_true", help="recompute every step and retrain the built-in model (nothing read from or written to the cache)")
+    run.add_argument("--cache-dir", type=Path, metavar="DIR", help="cache folder (default $AEINTERP_CACHE_DIR or ~/.cache/aeinterp; overrides the recipe's `cache`)")
 
     val = sub.add_parser("validate", help="check a recipe (both passes) without running it")
     val.add_argument("recipe", type=Path)
@@ -62,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None, help="standardize features (default: on for bundled tabular sets)")
     train.add_argument("-o", "--output", type=Path, required=True, help="where to save the model (.pt)")
     train.add_argument("--torchscript", action="store_true", help="save as TorchScript (encode/decode methods) instead of a checkpoint")
+    train.add_argument("--device", default="auto", metavar="DEVICE", help="where to train: auto | cpu | cuda | cuda:<index> | mps (default auto); the saved model loads on any device")
 
     rep = sub.add_parser("report", help="re-render the reports of a finished run from its output folder")
     rep.add_argument("out", type=Path)
@@ -76,7 +80,10 @@ def _runner(args: argparse.Namespace, console: Console, quiet: bool = False):  #
     from .runner import Runner
 
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
+    cache = False if getattr(args, "no_cache", False) else (args.cache_dir.resolve() if getattr(args, "cache_dir", None) else None)
     return Runner(
+        device=getattr(args, "device", None),
+        cache=cache,
         autoload=False if args.no_plugin_autoload else None,
         allow=split(args.allow_plugins),
         block=split(args.block_plugins),
@@ -155,12 +162,16 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
             raise AeinterpError(f"--option {item!r}: expected KEY=VALUE")
         options[key.strip()] = yaml.safe_load(value)
     source = {"builtin": args.data.split(":", 1)[1]} if args.data.startswith("builtin:") else {"path": Path(args.data)}
+    from .device import resolve_device
+
+    device = resolve_device(args.device)
     data = load_dataset(**source, kind=args.kind, standardize=args.standardize, split_seed=args.seed)
     with RichProgress(console, prefix="train: ") if console.is_terminal else NullProgress() as progress:
         module, result = build_builtin(
             args.arch, data, latent_dim=args.latent_dim, options=options,
-            train=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed), progress=progress,
+            train=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed), progress=progress, device=device,
         )
+    module = module.cpu()  # saved from the CPU: it loads anywhere, and `device:` moves it at run time
     args.output.parent.mkdir(parents=True, exist_ok=True)
     if args.torchscript:
         x = torch.as_tensor(data.x_explain[:4])
