@@ -20,7 +20,7 @@ from .errors import DataError
 __all__ = ["DataKind", "Dataset", "ArrayDataset", "FeatureGroup", "make_groups", "element_names", "split_indices", "finite_rows", "SPLIT_FILE"]
 
 SPLIT_FILE = "split.npz"  # where the runner writes the split's row indices, beside results.json
-_CHUNK_BYTES = 64 * 2**20  # rows checked at a time, so a memory-mapped array is never copied whole
+_CHUNK_BYTES = 16 * 2**20  # rows checked at a time, so a memory-mapped array is never copied whole
 
 
 def finite_rows(x: np.ndarray) -> np.ndarray:
