@@ -85,6 +85,8 @@ class ArrayDataset:
     row_ids: np.ndarray | None = None
     #: how the split was made: ``{"method": "random" | "column" | "rows" | "files", ...}``
     split_info: dict[str, Any] = field(default_factory=dict)
+    #: check every value is finite (a loader that checked already passes False: one pass over a large file)
+    check_finite: bool = field(default=True, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -94,7 +96,7 @@ class ArrayDataset:
             raise DataError(f"{self.kind} data must have {expected_ndim} dimensions, got shape {self.x.shape}")
         if len(self.feature_names) != self.n_features:
             raise DataError(f"{len(self.feature_names)} feature names for {self.n_features} features")
-        if not finite_rows(self.x).all():
+        if self.check_finite and not finite_rows(self.x).all():
             raise DataError("the data contains NaN or infinite values")
         for g in self.groups:
             if g.indices.size == 0 or g.indices.min() < 0 or g.indices.max() >= self.n_features:

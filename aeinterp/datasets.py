@@ -321,5 +321,5 @@ def load_dataset(
     grp = make_groups(kind, x.shape[1:], groups, feature_names=names, x=x[fit_idx] if needs_rows else None, base_names=base_names)
     return ArrayDataset(
         x=x, kind=kind, feature_names=names, groups=grp, fit_index=fit_idx, explain_index=explain_idx, name=name, labels=labels,
-        info=info, row_ids=row_ids, split_info=split_info,
+        info=info, row_ids=row_ids, split_info=split_info, check_finite=False,  # checked above (and standardizing keeps it finite)
     )

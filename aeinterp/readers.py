@@ -122,8 +122,7 @@ def _read_csv(path: Path, keep: Sequence[str], encoding: str, sep: str) -> RawTa
             warnings.simplefilter("error", pd.errors.ParserWarning)  # a long first row: pandas would drop values
             frame = pd.read_csv(
                 path, sep=sep, header=0, names=header, index_col=False, encoding=encoding, skip_blank_lines=True,
-                na_values=list(MISSING), keep_default_na=False, skipinitialspace=True,
-                dtype={k: str for k in keep}, low_memory=False,
+                na_values=list(MISSING), keep_default_na=False, dtype={k: str for k in keep},
             )
     except pd.errors.ParserWarning:
         _ragged(path, len(header), encoding, sep)
