@@ -5,9 +5,10 @@ feature names when the file has them, and the file's *other* columns by name
 (a CSV's label or split column, an AnnData ``obs`` column, an ``.npz``
 array), so the label and the split can be read from any of them.
 
-- CSV through pandas' C parser (about 9x faster than a cell-by-cell reader,
-  see ``bench/bench_io.py``), with located errors for ragged rows, duplicate
-  header names and non-UTF-8 bytes (``encoding:`` reads other encodings).
+- CSV through pandas' C parser when pandas is installed (``aeinterp[pandas]``;
+  several times faster than a cell-by-cell reader, see ``bench/bench_io.py``),
+  else through the csv module, with the same located errors for ragged rows,
+  duplicate header names and non-UTF-8 bytes (``encoding:`` reads other encodings).
 - Parquet through pandas with pyarrow (``aeinterp[parquet]``).
 - ``.h5ad`` through anndata (``aeinterp[anndata]``): ``X`` (dense or sparse)
   or a layer (``key:``), ``var_names`` as feature names, ``obs`` columns as
@@ -112,11 +113,14 @@ def _ragged(path: Path, n_columns: int, encoding: str, sep: str) -> None:
 
 
 def _read_csv(path: Path, keep: Sequence[str], encoding: str, sep: str) -> RawTable:
-    pd = require("pandas", "pandas", "reading CSV files")
     header = _header(path, encoding, sep)
     missing = [k for k in keep if k not in header]
     if missing:
         raise DataError(f"{path}: column {missing[0]!r} is not in the header ({', '.join(header)})")
+    try:
+        import pandas as pd
+    except ImportError:  # the core does not need pandas: the same checks, parsed in Python (slower)
+        return _read_csv_python(path, header, keep, encoding, sep)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # a long first row: pandas would drop values
@@ -151,6 +155,34 @@ def _read_csv(path: Path, keep: Sequence[str], encoding: str, sep: str) -> RawTa
         _ragged(path, len(header), encoding, sep)
     columns = {k: frame[k].fillna("").to_numpy(dtype=str) for k in keep}
     return RawTable(x=x, feature_names=names, columns=columns)
+
+
+def _read_csv_python(path: Path, header: list[str], keep: Sequence[str], encoding: str, sep: str) -> RawTable:
+    """The CSV reader without pandas (``pip install 'aeinterp[pandas]'`` parses ~5-10x faster)."""
+    columns: dict[str, list[str]] = {h: [] for h in header}
+    with path.open(newline="", encoding=encoding) as fh:
+        rows = csv.reader(fh, delimiter=sep)
+        next(rows, None)
+        for lineno, row in enumerate(rows, start=2):
+            if not row:
+                continue  # blank lines
+            if len(row) != len(header):
+                raise DataError(f"{path}:{lineno}: {len(row)} values, but the header has {len(header)} columns")
+            for h, v in zip(header, row):
+                columns[h].append(v)
+    n = len(columns[header[0]])
+    if n == 0:
+        raise DataError(f"{path} has a header but no rows")
+    names = [h for h in header if h not in keep]
+    x = np.empty((n, len(names)), dtype=np.float32)
+    for j, h in enumerate(names):
+        for i, v in enumerate(columns[h]):
+            v = v.strip()
+            try:
+                x[i, j] = np.nan if v in MISSING else float(v)
+            except ValueError:
+                raise DataError(f"{path}: column {h!r} is not numeric (value {v!r}, data row {i + 1}); mark it with `label: {h}` or remove it") from None
+    return RawTable(x=x, feature_names=names, columns={k: np.asarray(columns[k], dtype=str) for k in keep})
 
 
 # --- Parquet -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -65,14 +66,23 @@ def test_csv_missing_values_as_before(tmp_path: Path) -> None:
     ],
     ids=["duplicate-header", "short-row", "long-row", "long-first-row", "not-numeric", "empty", "header-only"],
 )
-def test_csv_bad_files_are_located_errors(tmp_path: Path, text: str, message: str) -> None:
+@pytest.mark.parametrize("reader", ["pandas", "python"])
+def test_csv_bad_files_are_located_errors(tmp_path: Path, text: str, message: str, reader: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if reader == "python":
+        monkeypatch.setitem(sys.modules, "pandas", None)  # the reader without pandas (a core-only install)
     with pytest.raises(DataError, match=message):
         load_dataset(path=_write(tmp_path / "short.csv", text))
 
 
-def test_csv_trailing_blank_lines_are_accepted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reader", ["pandas", "python"])
+def test_csv_trailing_blank_lines_are_accepted(tmp_path: Path, reader: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if reader == "python":
+        monkeypatch.setitem(sys.modules, "pandas", None)
     data = load_dataset(path=_write(tmp_path / "t.csv", "a,b\n1,2\n3,4\n5,6\n\n\n"))
     np.testing.assert_array_equal(data.x, [[1, 2], [3, 4], [5, 6]])
+    labelled = load_dataset(path=_write(tmp_path / "l.csv", "a,y,b\n1,u,2\n3,v,4\n5,w,6\n"), label="y")
+    assert labelled.feature_names == ["a", "b"] and labelled.labels.tolist() == ["u", "v", "w"]
+    np.testing.assert_array_equal(labelled.x, [[1, 2], [3, 4], [5, 6]])
 
 
 def test_latin1_csv_needs_its_encoding(tmp_path: Path) -> None:
