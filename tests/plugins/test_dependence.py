@@ -253,3 +253,40 @@ def test_gap_figure() -> None:
     figs = MutualInformation.figures(result)
     assert set(figs) == {"gaps"}
     assert len(figs["gaps"].axes[0].patches) == 6
+
+
+def test_numba_cache_falls_back_to_a_writable_folder(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    numba_config = pytest.importorskip("numba.core.config")
+    from aeinterp_dependence import ksg
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "placeholder")
+    monkeypatch.delenv("NUMBA_CACHE_DIR")  # restored (absent) after the test
+    monkeypatch.setattr(numba_config, "CACHE_DIR", numba_config.CACHE_DIR)
+    monkeypatch.setenv("AEINTERP_CACHE_DIR", str(tmp_path / "aeinterp"))
+    monkeypatch.setattr(ksg, "_writable", lambda folder: str(folder).startswith(str(tmp_path)))  # package and home read-only
+    chosen = ksg.ensure_numba_cache()
+    assert chosen == str(tmp_path / "aeinterp" / "numba")
+    assert numba_config.CACHE_DIR == chosen and __import__("os").environ["NUMBA_CACHE_DIR"] == chosen
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
+    assert ksg.ensure_numba_cache() == str(tmp_path / "mine")  # the user's choice wins
+
+
+@pytest.mark.slow
+def test_only_the_first_run_compiles_and_says_so(tmp_path) -> None:  # noqa: ANN001
+    """Two fresh processes sharing one numba cache folder: the first compiles, the second loads."""
+    pytest.importorskip("numba")
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json; from aeinterp.testing.planted import planted_autoencoder; from aeinterp import explain;"
+        "from aeinterp_dependence.explainers import MutualInformation; p = planted_autoencoder();"
+        "r = explain(MutualInformation, p.model, p.data, seed=0); print(json.dumps([r.extras['numba_kernels'], r.extras.get('summary')]))"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    first, second = (json.loads(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout.splitlines()[-1]) for _ in range(2))
+    assert first[0]["compiled"] and first[0]["cache_misses"] > 0 and "compiled the KSG kernels" in first[1][0]
+    assert not second[0]["compiled"] and second[0]["cache_hits"] > 0 and second[1] is None
+    assert first[0]["cache_dir"] == str(tmp_path / "numba")
