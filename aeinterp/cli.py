@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars or terminal report")
     run.add_argument("--executor", choices=["local", "ray"], help="where steps run (overrides the recipe's executor.kind; ray needs aeinterp[ray])")
     run.add_argument("--traceback", action="store_true", help="print the full traceback of failing steps")
+    run.add_argument("--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:<index> | mps (overrides the recipe's `device`, default auto)")
+    run.add_argument("--no-cache", action="store_true", help="recompute every step and retrain the built-in model (nothing read from or written to the cache)")
+    run.add_argument("--cache-dir", type=Path, metavar="DIR", help="cache folder (default $AEINTERP_CACHE_DIR or ~/.cache/aeinterp; overrides the recipe's `cache`)")
 
     val = _sub(sub, "validate", "check a recipe (both passes) without loading data or running it", "aeinterp validate configs/quickstart.yaml")
     val.add_argument("recipe", type=Path, help="the YAML recipe")
@@ -81,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None, help="standardize features (default: on for bundled tabular sets)")
     train.add_argument("-o", "--output", "--out", type=Path, required=True, help="where to save the model (.pt)")
     train.add_argument("--torchscript", action="store_true", help="save as TorchScript (encode/decode methods) instead of a checkpoint")
+    train.add_argument("--device", default="auto", metavar="DEVICE", help="where to train: auto | cpu | cuda | cuda:<index> | mps (default auto); the saved model loads on any device")
 
     rep = _sub(sub, "report", "re-render the reports of a finished run from its output folder", "aeinterp report out/quickstart --top-k 8")
     rep.add_argument("out", type=Path, help="the output folder of a run (holds results.json)")
@@ -102,7 +106,10 @@ def _runner(args: argparse.Namespace, console: Console, quiet: bool = False):  #
     from .runner import Runner
 
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
+    cache = False if getattr(args, "no_cache", False) else (args.cache_dir.resolve() if getattr(args, "cache_dir", None) else None)
     return Runner(
+        device=getattr(args, "device", None),
+        cache=cache,
         autoload=False if args.no_plugin_autoload else None,
         allow=split(args.allow_plugins),
         block=split(args.block_plugins),
@@ -182,12 +189,16 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
             raise AeinterpError(f"--option {item!r}: expected KEY=VALUE")
         options[key.strip()] = yaml.safe_load(value)
     source = {"builtin": args.data.split(":", 1)[1]} if args.data.startswith("builtin:") else {"path": Path(args.data)}
+    from .device import resolve_device
+
+    device = resolve_device(args.device)
     data = load_dataset(**source, kind=args.kind, standardize=args.standardize, split_seed=args.seed)
     with RichProgress(console, prefix="train: ") if console.is_terminal else NullProgress() as progress:
         module, result = build_builtin(
             args.arch, data, latent_dim=args.latent_dim, options=options,
-            train=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed), progress=progress,
+            train=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed), progress=progress, device=device,
         )
+    module = module.cpu()  # saved from the CPU: it loads anywhere, and `device:` moves it at run time
     args.output.parent.mkdir(parents=True, exist_ok=True)
     if args.torchscript:
         x = torch.as_tensor(data.x_explain[:4])

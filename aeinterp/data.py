@@ -17,7 +17,21 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["DataKind", "Dataset", "ArrayDataset", "FeatureGroup", "make_groups", "element_names", "split_indices"]
+__all__ = ["DataKind", "Dataset", "ArrayDataset", "FeatureGroup", "make_groups", "element_names", "split_indices", "finite_rows", "SPLIT_FILE"]
+
+SPLIT_FILE = "split.npz"  # where the runner writes the split's row indices, beside results.json
+_CHUNK_BYTES = 16 * 2**20  # rows checked at a time, so a memory-mapped array is never copied whole
+
+
+def finite_rows(x: np.ndarray) -> np.ndarray:
+    """For each sample, whether all its values are finite (in chunks of rows, for memory-mapped data)."""
+    n = x.shape[0]
+    row_bytes = max(1, int(np.prod(x.shape[1:])) * x.itemsize)
+    step = max(1, _CHUNK_BYTES // row_bytes)
+    out = np.empty(n, dtype=bool)
+    for s in range(0, n, step):
+        out[s : s + step] = np.isfinite(np.asarray(x[s : s + step]).reshape(min(step, n - s), -1)).all(axis=1)
+    return out
 
 DataKind = Literal["tabular", "image", "sequence"]
 DATA_KINDS: tuple[str, ...] = ("tabular", "image", "sequence")
@@ -67,6 +81,12 @@ class ArrayDataset:
     name: str = "data"
     labels: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: the row of the source file each sample came from (``None``: row i is sample i)
+    row_ids: np.ndarray | None = None
+    #: how the split was made: ``{"method": "random" | "column" | "rows" | "files", ...}``
+    split_info: dict[str, Any] = field(default_factory=dict)
+    #: check every value is finite (a loader that checked already passes False: one pass over a large file)
+    check_finite: bool = field(default=True, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -76,13 +96,18 @@ class ArrayDataset:
             raise DataError(f"{self.kind} data must have {expected_ndim} dimensions, got shape {self.x.shape}")
         if len(self.feature_names) != self.n_features:
             raise DataError(f"{len(self.feature_names)} feature names for {self.n_features} features")
-        if not np.isfinite(self.x).all():
+        if self.check_finite and not finite_rows(self.x).all():
             raise DataError("the data contains NaN or infinite values")
         for g in self.groups:
             if g.indices.size == 0 or g.indices.min() < 0 or g.indices.max() >= self.n_features:
                 raise DataError(f"feature group {g.name!r} has indices outside 0..{self.n_features - 1}")
         if len(self.explain_index) == 0:
             raise DataError("the explain split is empty")
+        for what in ("fit_index", "explain_index"):
+            idx = np.asarray(getattr(self, what), dtype=np.int64)
+            if idx.size and (idx.min() < 0 or idx.max() >= self.x.shape[0]):
+                raise DataError(f"{what} holds rows outside 0..{self.x.shape[0] - 1}")
+            object.__setattr__(self, what, idx)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -119,6 +144,15 @@ class ArrayDataset:
         classes, codes = np.unique(self.labels, return_inverse=True)
         return codes.astype(np.int64), [str(c) for c in classes]
 
+    def split_arrays(self) -> dict[str, np.ndarray]:
+        """The split as row indices: ``explain_index`` / ``fit_index`` into the samples,
+        ``explain_rows`` / ``fit_rows`` into the source file (they differ when rows were dropped)."""
+        rows = np.arange(self.x.shape[0]) if self.row_ids is None else np.asarray(self.row_ids)
+        return {
+            "explain_index": self.explain_index, "fit_index": self.fit_index,
+            "explain_rows": rows[self.explain_index], "fit_rows": rows[self.fit_index],
+        }
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -129,6 +163,7 @@ class ArrayDataset:
             "n_explain": int(len(self.explain_index)),
             "n_features": self.n_features,
             "n_groups": len(self.groups),
+            "split": {"method": "given", **self.split_info, "arrays": SPLIT_FILE, "arrays_keys": sorted(self.split_arrays())},
             **self.info,
         }
 

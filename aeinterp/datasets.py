@@ -1,4 +1,4 @@
-"""Dataset loaders: CSV with a header, ``.npy`` / ``.npz``, and bundled sets.
+"""Dataset loaders: files (see :mod:`aeinterp.readers`), bundled sets, and the fit / explain split.
 
 Bundled sets need no network: scikit-learn's ``breast_cancer`` (30 tabular
 features), ``wine`` (13), ``digits`` (8x8 images), and the synthetic sequence
@@ -7,7 +7,6 @@ set ``sines`` (and ``synthetic_tabular``, a tabular set with planted factors).
 
 from __future__ import annotations
 
-import csv
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from .data import ArrayDataset, DataKind, element_names, make_groups, split_indices
+from .data import ArrayDataset, DataKind, element_names, finite_rows, make_groups, split_indices
 from .errors import DataError
+from .readers import MISSING, RawTable, read_file
 
-__all__ = ["load_dataset", "BUILTIN_DATASETS", "make_sines", "make_synthetic_tabular"]
+__all__ = ["load_dataset", "BUILTIN_DATASETS", "make_sines", "make_synthetic_tabular", "MISSING", "read_rows"]
 
 
 def make_sines(n: int = 600, steps: int = 24, seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -83,60 +83,6 @@ def _builtin(name: str) -> tuple[np.ndarray, list[str] | None, np.ndarray | None
     raise DataError(f"unknown builtin dataset {name!r}{hint} (available: {', '.join(BUILTIN_DATASETS)})")
 
 
-MISSING = ("", "NA", "nan", "NaN")  # CSV cells read as NaN
-
-
-def _read_csv(path: Path, label: str | None) -> tuple[np.ndarray, list[str], np.ndarray | None]:
-    with path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
-    if not rows:
-        raise DataError(f"{path} is empty")
-    header, body = [h.strip() for h in rows[0]], rows[1:]
-    if not body:
-        raise DataError(f"{path} has a header but no rows")
-    if label is not None and label not in header:
-        raise DataError(f"{path}: label column {label!r} not in the header ({', '.join(header)})")
-    columns: dict[str, list[str]] = {h: [] for h in header}
-    for lineno, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise DataError(f"{path}:{lineno}: {len(row)} values, but the header has {len(header)} columns")
-        for h, v in zip(header, row):
-            columns[h].append(v)
-    names = [h for h in header if h != label]
-    data = np.empty((len(body), len(names)), dtype=np.float32)
-    for j, h in enumerate(names):
-        try:
-            data[:, j] = [np.nan if v.strip() in MISSING else float(v) for v in columns[h]]
-        except ValueError:
-            bad = next(v for v in columns[h] if not _is_float(v))
-            raise DataError(f"{path}: column {h!r} is not numeric (value {bad!r}); mark it with `label: {h}` or remove it") from None
-    labels = np.asarray(columns[label]) if label is not None else None
-    return data, names, labels
-
-
-def _is_float(v: str) -> bool:
-    try:
-        float(v)
-        return True
-    except ValueError:
-        return v.strip() in MISSING
-
-
-def _read_array(path: Path, key: str | None, label: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False), None
-    with np.load(path, allow_pickle=False) as npz:
-        keys = list(npz.files)
-        if key is None:
-            key = "x" if "x" in keys else (keys[0] if len(keys) == 1 else None)
-            if key is None:
-                raise DataError(f"{path} holds arrays {keys}; say which one is the data with `key:`")
-        if key not in keys:
-            raise DataError(f"{path} has no array {key!r}; it has {keys}")
-        labels = npz[label] if label is not None and label in keys else (npz["y"] if label is None and "y" in keys else None)
-        return npz[key], labels
-
-
 def _infer_kind(x: np.ndarray, kind: str | None, source: str) -> tuple[np.ndarray, DataKind]:
     if kind is None:
         if x.ndim == 2:
@@ -150,6 +96,86 @@ def _infer_kind(x: np.ndarray, kind: str | None, source: str) -> tuple[np.ndarra
     if x.ndim != expected:
         raise DataError(f"{source} has shape {x.shape}, which is not {kind} data ({expected} dimensions expected)")
     return x, kind  # type: ignore[return-value]
+
+
+def read_rows(spec: str | Path | Sequence[int], n_rows: int, what: str, base_dir: Path | None = None) -> np.ndarray:
+    """Row indices from a list or an index file (``.npy`` of integers, or ``.txt``/``.csv`` with one per line)."""
+    if isinstance(spec, (str, Path)):
+        p = Path(spec)
+        p = p if p.is_absolute() or base_dir is None else base_dir / p
+        if not p.is_file():
+            raise DataError(f"{what}: index file not found: {p}")
+        try:
+            raw = np.load(p, allow_pickle=False) if p.suffix.lower() == ".npy" else np.loadtxt(p, dtype=np.float64, ndmin=1, delimiter=",")
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{what}: cannot read row indices from {p}: {exc}") from None
+        source = str(p)
+    else:
+        raw, source = np.asarray(list(spec)), what
+    arr = np.asarray(raw).reshape(-1)
+    if arr.size and not (np.issubdtype(arr.dtype, np.integer) or (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr)))):
+        raise DataError(f"{what}: {source} holds non-integer values; row indices are 0-based integers")
+    rows = arr.astype(np.int64)
+    if rows.size == 0:
+        raise DataError(f"{what}: {source} holds no row indices")
+    bad = rows[(rows < 0) | (rows >= n_rows)]
+    if bad.size:
+        raise DataError(f"{what}: row index {int(bad[0])} is outside the data's rows 0..{n_rows - 1}")
+    values, counts = np.unique(rows, return_counts=True)
+    if (counts > 1).any():
+        raise DataError(f"{what}: row {int(values[counts > 1][0])} is listed more than once")
+    return rows
+
+
+def _read(path: str | Path, key: str | None, keep: Sequence[str], encoding: str) -> tuple[RawTable, str]:
+    p = Path(path)
+    return read_file(p, key=key, keep=keep, encoding=encoding), p.name
+
+
+def _labels(table: RawTable, label: str | None, name: str, suffix: str) -> np.ndarray | None:
+    if label is not None:
+        return table.column(label, name, "label")
+    return table.columns.get("y") if suffix == ".npz" else None  # an .npz's `y` is its labels unless told otherwise
+
+
+def _user_split(
+    n: int,
+    table: RawTable,
+    name: str,
+    *,
+    column: str | None,
+    explain_values: Sequence[Any],
+    fit_values: Sequence[Any] | None,
+    explain_rows: str | Path | Sequence[int] | None,
+    fit_rows: str | Path | Sequence[int] | None,
+    base_dir: Path | None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+    """The user's (fit, explain) rows of the file, in the user's order, or None for a random split."""
+    if column is not None:
+        values = np.asarray(table.column(column, name, "split")).astype(str)
+        want = [str(v) for v in explain_values]
+        explain = np.flatnonzero(np.isin(values, want))
+        fit = np.flatnonzero(np.isin(values, [str(v) for v in fit_values]) if fit_values is not None else ~np.isin(values, want))
+        found = sorted(set(values.tolist()))
+        if explain.size == 0:
+            raise DataError(f"{name}: no row has {column} in {want} for the explain split (values found: {', '.join(found[:10])})")
+        if fit.size == 0:
+            raise DataError(f"{name}: no row of {column} is in the fit split (values found: {', '.join(found[:10])})")
+        return fit, explain, {"method": "column", "column": column, "explain": want, "fit": None if fit_values is None else [str(v) for v in fit_values]}
+    if explain_rows is None and fit_rows is None:
+        return None
+    if explain_rows is None:
+        raise DataError("split.fit_rows needs split.explain_rows (which rows are explained)")
+    explain = read_rows(explain_rows, n, "split.explain_rows", base_dir)
+    if fit_rows is None:
+        fit = np.setdiff1d(np.arange(n), explain)
+        if fit.size == 0:
+            raise DataError("split.explain_rows lists every row: no rows are left for the fit split")
+    else:
+        fit = read_rows(fit_rows, n, "split.fit_rows", base_dir)
+    info: dict[str, Any] = {"method": "rows"}
+    info.update({k: str(v) for k, v in (("explain_rows", explain_rows), ("fit_rows", fit_rows)) if isinstance(v, (str, Path))})
+    return fit, explain, info
 
 
 def load_dataset(
@@ -167,19 +193,43 @@ def load_dataset(
     standardize: bool | None = None,
     nan: str = "error",
     max_samples: int | None = None,
+    encoding: str = "utf-8",
+    fit_path: str | Path | None = None,
+    explain_path: str | Path | None = None,
+    split_column: str | None = None,
+    explain_values: Sequence[Any] = ("test",),
+    fit_values: Sequence[Any] | None = None,
+    explain_rows: str | Path | Sequence[int] | None = None,
+    fit_rows: str | Path | Sequence[int] | None = None,
+    base_dir: Path | None = None,
 ) -> ArrayDataset:
     """Load a dataset from a file or a bundled set and cut it into fit / explain splits.
+
+    The split is the user's when one is given, kept exactly (never
+    re-shuffled): separate files (``fit_path`` or ``path`` for the fit rows,
+    ``explain_path`` for the explained rows), a ``split_column`` whose values
+    ``explain_values`` mark explained rows (``fit_values``, default every
+    other row, mark fit rows), or row indices ``explain_rows`` / ``fit_rows``
+    (lists or index files; fit defaults to the other rows). Otherwise a seeded
+    random split (``explain_fraction`` / ``explain_size`` / ``split_seed``).
 
     ``standardize`` (default: on for bundled tabular sets, off otherwise) scales
     each element by the fit split's mean and standard deviation. ``nan`` is
     ``error`` (refuse data with NaN or infinite values) or ``drop`` (drop
-    those rows with a warning).
+    those rows with a warning). ``encoding`` is the text encoding of a CSV.
     """
-    if (path is None) == (builtin is None):
-        raise DataError("give exactly one of `path` or `builtin` for the data")
+    sources = sum(v is not None for v in (path, builtin, fit_path))
+    if explain_path is None and fit_path is not None:
+        raise DataError("`fit_path` needs `explain_path` (the file of the rows to explain)")
+    if sources != 1:
+        raise DataError("give exactly one of `path` or `builtin` for the data (or `fit_path` with `explain_path`)")
     labels: np.ndarray | None = None
     base_names: list[str] | None = None
+    user: tuple[np.ndarray, np.ndarray, dict[str, Any]] | None = None
+    keep = [c for c in dict.fromkeys((label, split_column)) if c is not None]
     if builtin is not None:
+        if explain_path is not None or split_column is not None:
+            raise DataError("a bundled dataset has no split column and no separate explain file; use `split.explain_rows` for your own split")
         x, base_names, labels, builtin_kind = _builtin(builtin)
         if kind is not None and kind != builtin_kind:
             raise DataError(f"builtin dataset {builtin!r} is {builtin_kind} data, not {kind}")
@@ -187,31 +237,49 @@ def load_dataset(
         name = builtin
         if standardize is None:
             standardize = kind == "tabular"
+        table = RawTable(x=x)
     else:
-        p = Path(path)  # type: ignore[arg-type]
-        if not p.exists():
-            raise DataError(f"data file not found: {p}")
-        suffix = p.suffix.lower()
-        if suffix == ".csv":
-            x, base_names, labels = _read_csv(p, label)
-        elif suffix in (".npy", ".npz"):
-            try:
-                x, labels = _read_array(p, key, label)
-            except (OSError, ValueError) as exc:
-                raise DataError(f"cannot read {p}: {exc}") from None
-        else:
-            raise DataError(f"unsupported data file {p.name}: use .csv, .npy or .npz")
-        name = p.name
-    if not np.issubdtype(np.asarray(x).dtype, np.number):
-        raise DataError(f"data from {name} is not numeric (dtype {np.asarray(x).dtype})")
-    x, kind = _infer_kind(np.asarray(x, dtype=np.float32), kind, name)
+        fit_source = fit_path if fit_path is not None else path
+        table, name = _read(fit_source, key, keep, encoding)  # type: ignore[arg-type]
+        labels = _labels(table, label, name, Path(fit_source).suffix)  # type: ignore[arg-type]
+        if explain_path is not None:
+            if split_column is not None or explain_rows is not None or fit_rows is not None:
+                raise DataError("`explain_path` is the split already; drop `split.column` / `split.explain_rows`")
+            other, other_name = _read(explain_path, key, keep, encoding)
+            if other.feature_names is not None and table.feature_names is not None and other.feature_names != table.feature_names:
+                diff = next((a, b) for a, b in zip(other.feature_names + [None], table.feature_names + [None]) if a != b)  # type: ignore[operator]
+                raise DataError(f"{other_name} and {name} have different columns (first difference: {diff[0]!r} vs {diff[1]!r})")
+            if other.x.shape[1:] != table.x.shape[1:]:
+                raise DataError(f"{other_name} has samples of shape {other.x.shape[1:]}, but {name} has {table.x.shape[1:]}")
+            other_labels = _labels(other, label, other_name, Path(explain_path).suffix)
+            n_fit = table.x.shape[0]
+            if labels is not None and other_labels is not None:
+                labels = np.concatenate([np.asarray(labels), np.asarray(other_labels)])
+            elif (labels is None) != (other_labels is None):
+                labels = None
+            table = RawTable(x=np.concatenate([np.asarray(table.x), np.asarray(other.x)]), feature_names=table.feature_names)
+            user = (np.arange(n_fit), np.arange(n_fit, table.x.shape[0]), {"method": "files", "fit_path": str(fit_source), "explain_path": str(explain_path)})
+            name = f"{name}+{other_name}"
+        base_names = table.feature_names
+    x = table.x
+    if not np.issubdtype(np.asarray(x[:0]).dtype, np.number):
+        raise DataError(f"data from {name} is not numeric (dtype {x.dtype})")
+    if x.dtype != np.float32:
+        x = np.asarray(x, dtype=np.float32)
+    x, kind = _infer_kind(x, kind, name)
     if x.shape[0] == 0:
         raise DataError(f"{name} holds no samples")
     if feature_names is not None:
         if kind == "image":
             raise DataError("feature_names do not apply to image data (pixels are named by position)")
         base_names = [str(n) for n in feature_names]
-    finite = np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
+    if user is None:
+        user = _user_split(
+            x.shape[0], table, name, column=split_column, explain_values=explain_values, fit_values=fit_values,
+            explain_rows=explain_rows, fit_rows=fit_rows, base_dir=base_dir,
+        )
+    row_ids = np.arange(x.shape[0])
+    finite = finite_rows(x)
     if not finite.all():
         bad = np.flatnonzero(~finite)
         if nan != "drop":
@@ -220,19 +288,38 @@ def load_dataset(
                 "clean the data, or set `nan: drop` in the data section to drop those samples"
             )
         warnings.warn(f"dropping {len(bad)} of {len(x)} samples of {name} with NaN or infinite values", stacklevel=2)
+        row_ids = np.flatnonzero(finite)
         x = x[finite]
         labels = labels[finite] if labels is not None else None
-    if max_samples is not None and x.shape[0] > max_samples:
-        keep = np.sort(np.random.default_rng(split_seed).choice(x.shape[0], size=max_samples, replace=False))
-        x, labels = x[keep], (labels[keep] if labels is not None else None)
-    fit_idx, explain_idx = split_indices(x.shape[0], explain_fraction=explain_fraction, explain_size=explain_size, seed=split_seed)
+    split_info: dict[str, Any]
+    if user is not None:
+        if max_samples is not None:
+            raise DataError("`max_samples` would subsample your own split; drop it (explainers have their own `max_samples`)")
+        position = np.full(len(finite), -1, dtype=np.int64)
+        position[row_ids] = np.arange(len(row_ids))
+        fit_idx, explain_idx = position[user[0]], position[user[1]]
+        fit_idx, explain_idx = fit_idx[fit_idx >= 0], explain_idx[explain_idx >= 0]
+        if explain_idx.size == 0:
+            raise DataError(f"every row of the explain split of {name} has NaN or infinite values")
+        split_info = user[2]
+    else:
+        if max_samples is not None and x.shape[0] > max_samples:
+            keep_rows = np.sort(np.random.default_rng(split_seed).choice(x.shape[0], size=max_samples, replace=False))
+            x, labels, row_ids = x[keep_rows], (labels[keep_rows] if labels is not None else None), row_ids[keep_rows]
+        fit_idx, explain_idx = split_indices(x.shape[0], explain_fraction=explain_fraction, explain_size=explain_size, seed=split_seed)
+        split_info = {"method": "random", "seed": split_seed, "explain_fraction": explain_fraction, "explain_size": explain_size}
     info: dict[str, Any] = {}
     if standardize:
-        mean = x[fit_idx].mean(axis=0)
-        std = x[fit_idx].std(axis=0)
+        x_fit = x[fit_idx]
+        mean = x_fit.mean(axis=0)
+        std = x_fit.std(axis=0)
         std = np.where(std > 0, std, 1.0)
         x = ((x - mean) / std).astype(np.float32)
         info["standardized"] = True
     names = element_names(kind, x.shape[1:], base_names if kind != "image" else None)
-    grp = make_groups(kind, x.shape[1:], groups, feature_names=names, x=x[fit_idx], base_names=base_names)
-    return ArrayDataset(x=x, kind=kind, feature_names=names, groups=grp, fit_index=fit_idx, explain_index=explain_idx, name=name, labels=labels, info=info)
+    needs_rows = isinstance(groups, str) and groups.startswith("correlation")
+    grp = make_groups(kind, x.shape[1:], groups, feature_names=names, x=x[fit_idx] if needs_rows else None, base_names=base_names)
+    return ArrayDataset(
+        x=x, kind=kind, feature_names=names, groups=grp, fit_index=fit_idx, explain_index=explain_idx, name=name, labels=labels,
+        info=info, row_ids=row_ids, split_info=split_info, check_finite=False,  # checked above (and standardizing keeps it finite)
+    )

@@ -133,6 +133,22 @@ class Explainer(ABC):
         self.progress: Progress = progress or NullProgress()
         #: results of the earlier steps of the run, by alias (read-only)
         self.results: Mapping[str, Explanation] = MappingProxyType(dict(results or {}))
+        #: rows of each split this explanation used, recorded by :meth:`take_rows`
+        self.rows_used: dict[str, np.ndarray] = {}
+
+    def take_rows(self, data: Dataset, split: str, n: int | None, rng: np.random.Generator) -> np.ndarray:
+        """At most ``n`` samples of ``data``'s ``split`` (``"explain"`` or ``"fit"``), drawn
+        without replacement (all of them if ``n`` is None), *recorded*: the step's
+        ``.npz`` then holds ``explain_index`` / ``fit_index``, the dataset rows
+        the step used, so a result can be checked row by row against another tool."""
+        from .perturb import subsample_indices
+
+        if split not in ("explain", "fit"):
+            raise ValueError(f"split must be 'explain' or 'fit', got {split!r}")
+        x = data.x_explain if split == "explain" else data.x_fit
+        idx = subsample_indices(x.shape[0], n, rng)
+        self.rows_used[split] = idx
+        return x if len(idx) == x.shape[0] else x[idx]
 
     def result_of(self, alias: str) -> Explanation:
         """The Explanation of an earlier step (for :data:`StepRef` params)."""

@@ -24,8 +24,9 @@ from torch import nn
 
 from .architectures import ARCHITECTURES, CHECKPOINT_FORMAT, DEFAULT_FOR_KIND, build_architecture, from_checkpoint
 from .data import ArrayDataset
+from .device import map_location, resolve_device
 from .errors import ModelError
-from .model import TorchAutoencoder, frozen
+from .model import TorchAutoencoder, as_tensor, frozen
 from .progress import Progress
 from .training import TrainConfig, TrainResult, train_autoencoder
 
@@ -73,10 +74,10 @@ def import_factory(spec: str, base_dir: Path | None = None) -> Any:
     return obj
 
 
-def _torch_load(path: Path, trust: bool, base_dir: Path | None = None) -> Any:
+def _torch_load(path: Path, trust: bool, base_dir: Path | None = None, map_location: torch.device | str = "cpu") -> Any:
     try:
         with _importable(base_dir):  # a trusted whole-model pickle finds its class beside the recipe
-            return torch.load(path, map_location="cpu", weights_only=not trust)
+            return torch.load(path, map_location=map_location, weights_only=not trust)
     except Exception as exc:
         if not trust and "weights_only" in str(exc):
             raise ModelError(
@@ -159,19 +160,25 @@ def load_module(
     kwargs: Mapping[str, Any] | None = None,
     trust: bool = False,
     base_dir: Path | None = None,
+    device: str | torch.device | None = None,
 ) -> nn.Module:
-    """Load the torch module a recipe's ``model.path`` points at."""
+    """Load the torch module a recipe's ``model.path`` points at.
+
+    Saved tensors are mapped to ``device`` (``torch.load(map_location=...)``;
+    default the CPU), so a model saved on a GPU loads on a machine without one.
+    """
     if not path.exists():
         raise ModelError(f"model file not found: {path}")
+    location = map_location(device)
     if format == "torchscript" or (format == "auto" and _is_torchscript(path)):
         try:
-            return torch.jit.load(str(path), map_location="cpu")
+            return torch.jit.load(str(path), map_location=location)
         except Exception as exc:
             raise ModelError(f"cannot load TorchScript file {path}: {exc}") from None
     if format == "safetensors" or (format == "auto" and path.suffix == ".safetensors"):
         state, where = _load_safetensors(path), ""
     else:
-        obj = _torch_load(path, trust, base_dir)
+        obj = _torch_load(path, trust, base_dir, location)
         if isinstance(obj, nn.Module):
             return obj
         if not isinstance(obj, Mapping):
@@ -208,8 +215,11 @@ def build_builtin(
     options: Mapping[str, Any] | None = None,
     train: TrainConfig = TrainConfig(),
     progress: Progress | None = None,
+    device: str | torch.device | None = None,
 ) -> tuple[nn.Module, TrainResult]:
-    """Build a built-in architecture for ``data`` and train it on the fit split."""
+    """Build a built-in architecture for ``data`` and train it on the fit split
+    (on ``device``, default the CPU; initial weights are drawn on the CPU, so a
+    seed gives the same starting point everywhere)."""
     name = DEFAULT_FOR_KIND[data.kind] if architecture == "auto" else architecture
     options = dict(options or {})
     y_fit = None
@@ -220,6 +230,8 @@ def build_builtin(
     with torch.random.fork_rng(devices=[]):  # seeded initial weights, caller's RNG untouched
         torch.manual_seed(train.seed)
         module = build_architecture(name, data.sample_shape, latent_dim, **options)
+    if device is not None:
+        module = module.to(resolve_device(device))
     result = train_autoencoder(module, data.x_fit, train, x_val=data.x_explain, y_fit=y_fit, progress=progress)
     return module, result
 
@@ -234,6 +246,7 @@ def adapt(
     head: str | None = None,
     task_dims: list[int] | None = None,
     description: str = "",
+    device: str | torch.device | None = None,
 ) -> TorchAutoencoder:
     """Wrap ``module`` and check it fits ``data``: the code is 2-D, the reconstruction has the input's shape.
 
@@ -244,12 +257,14 @@ def adapt(
     if head is None and getattr(module, "supervised", False):
         head, task_dims = "head", list(module.task_dims)  # type: ignore[attr-defined]
     head_fn = import_factory(head)() if head is not None and ":" in head else head
+    if device is not None and isinstance(head_fn, nn.Module):
+        head_fn = head_fn.to(resolve_device(device))
     class_names = data.label_codes()[1] if head is not None and data.labels is not None else None
     model = TorchAutoencoder(
         module, data.sample_shape, encoder=encoder, decoder=decoder, code=code, description=description,
-        head=head_fn, task_dims=task_dims, class_names=class_names,
+        head=head_fn, task_dims=task_dims, class_names=class_names, device=device,
     )
-    probe = torch.as_tensor(data.x_explain[:2], dtype=model.dtype)
+    probe = as_tensor(data.x_explain[:2], model)
     with frozen(model), torch.no_grad():
         try:
             z = model.encode(probe)

@@ -140,6 +140,10 @@ class TorchAutoencoder:
         For a supervised model: the classifier head (attribute name or a
         callable) that maps the task part of the code, ``z[:, task_dims]``, to
         class logits; which latent dims it reads; the class names.
+    device:
+        Move the module there first (``auto``, ``cpu``, ``cuda[:i]``, ``mps``;
+        see :func:`aeinterp.device.resolve_device`); default: leave it where
+        its parameters are. Inputs follow the module (:func:`as_tensor`).
     """
 
     def __init__(
@@ -154,7 +158,12 @@ class TorchAutoencoder:
         head: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
         task_dims: Sequence[int] | None = None,
         class_names: Sequence[str] | None = None,
+        device: str | torch.device | None = None,
     ) -> None:
+        if device is not None:  # the module moves in place, as ``module.to`` does
+            from .device import resolve_device
+
+            module = module.to(resolve_device(device))
         self.module = module
         self._input_shape = tuple(int(s) for s in input_shape)
         self._encoder = _resolve(module, [encoder] if encoder else ["encode", "encoder"], "encoder")
@@ -181,6 +190,8 @@ class TorchAutoencoder:
     def device(self) -> torch.device:
         for p in self.module.parameters():
             return p.device
+        for b in self.module.buffers():
+            return b.device
         return torch.device("cpu")
 
     @property

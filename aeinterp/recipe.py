@@ -36,18 +36,38 @@ class _Section(BaseModel):
 
 
 class SplitSection(_Section):
-    explain_fraction: float = Field(0.25, gt=0, lt=1, description="share of samples held out for explaining")
+    explain_fraction: float = Field(0.25, gt=0, lt=1, description="share of samples held out for explaining (random split)")
     explain_size: int | None = Field(None, ge=1, description="number of held-out samples (overrides explain_fraction)")
-    seed: int = Field(0, description="seed of the shuffle that makes the split")
+    seed: int = Field(0, description="seed of the shuffle that makes the random split")
+    column: str | None = Field(None, description="your own split: a column (CSV/Parquet column, .h5ad obs column, .npz array) whose values say which rows are explained")
+    explain: str | list[str] = Field("test", description="with `column`: the value(s) marking the rows to explain")
+    fit: str | list[str] | None = Field(None, description="with `column`: the value(s) marking the fit/background rows (default: every other row)")
+    explain_rows: str | list[int] | None = Field(None, description="your own split: 0-based row indices to explain, a list or an index file (.npy, or .txt with one per line)")
+    fit_rows: str | list[int] | None = Field(None, description="with `explain_rows`: the fit/background rows (default: every other row)")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SplitSection:
+        if self.column is not None and (self.explain_rows is not None or self.fit_rows is not None):
+            raise ValueError("give either `column` or `explain_rows` for your own split, not both")
+        if self.fit_rows is not None and self.explain_rows is None:
+            raise ValueError("`fit_rows` needs `explain_rows`")
+        return self
+
+    def values(self, which: str) -> list[str] | None:
+        v = getattr(self, which)
+        return None if v is None else ([v] if isinstance(v, str) else list(v))
 
 
 class DataSection(_Section):
-    path: str | None = Field(None, description="CSV with a header row, .npy or .npz (relative to the recipe)")
+    path: str | None = Field(None, description="CSV with a header row, Parquet, AnnData .h5ad, .npy (memory-mapped) or .npz (relative to the recipe)")
+    explain_path: str | None = Field(None, description="your own split: a file of the rows to explain (the fit rows come from `path` or `fit_path`)")
+    fit_path: str | None = Field(None, description="with `explain_path`: the file of the fit/background rows")
+    encoding: str = Field("utf-8", description="text encoding of a CSV file, e.g. latin-1")
     builtin: str | None = Field(None, description="breast_cancer | wine | digits | sines | synthetic_tabular")
     kind: Literal["tabular", "image", "sequence"] | None = Field(None, description="needed when the array shape is ambiguous")
     feature_names: list[str] | None = Field(None, description="names of the columns (tabular) or of the last axis (sequences)")
     label: str | None = Field(None, description="CSV column / .npz array holding labels (not a feature)")
-    key: str | None = Field(None, description="which array of an .npz holds the samples (default x)")
+    key: str | None = Field(None, description="which array of an .npz holds the samples (default x), or which layer of an .h5ad (default X)")
     groups: str | dict[str, list[str]] = Field("auto", description="auto | elements | features | steps | pixels | channels | patches:K | correlation:R | {group: [features]}")
     split: SplitSection = Field(default_factory=SplitSection)
     standardize: bool | None = Field(None, description="scale by the fit split's mean/std (default: on for bundled tabular sets)")
@@ -56,8 +76,10 @@ class DataSection(_Section):
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSection:
-        if (self.path is None) == (self.builtin is None):
-            raise ValueError("give exactly one of `path` or `builtin`")
+        if self.fit_path is not None and self.explain_path is None:
+            raise ValueError("`fit_path` needs `explain_path`")
+        if sum(v is not None for v in (self.path, self.builtin, self.fit_path)) != 1:
+            raise ValueError("give exactly one of `path` or `builtin` (or `fit_path` with `explain_path`)")
         return self
 
 
@@ -116,6 +138,8 @@ class ReportSection(_Section):
 
 class Recipe(_Section):
     seed: int = Field(0, description="seed passed to every explainer")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="where the model trains and the explainers run: auto | cpu | cuda | cuda:<index> | mps; --device overrides it")
+    cache: bool | str = Field(True, description="reuse trained built-in models and finished steps whose inputs are unchanged: true (folder $AEINTERP_CACHE_DIR or ~/.cache/aeinterp), false, or a folder; --no-cache / --cache-dir override it")
     data: DataSection
     model: ModelSection
     explainers: list[StepSection] = Field(min_length=1)

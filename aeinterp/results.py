@@ -62,10 +62,11 @@ class ResultsStore:
     def _write(self) -> None:
         write_json_atomic(self.out_dir / RESULTS_FILE, self.doc)
 
-    def add(self, alias: str, explanation: Explanation) -> dict[str, Any]:
+    def add(self, alias: str, explanation: Explanation, **meta: Any) -> dict[str, Any]:
+        """Write a step's arrays and entry; ``meta`` adds fields to the entry (e.g. ``cached=True``)."""
         arrays = f"{alias}.npz"
         explanation.save_arrays(self.out_dir / arrays)
-        entry = {"alias": alias, "status": "ok", **explanation.to_json(), "arrays": arrays}
+        entry = {"alias": alias, "status": "ok", **explanation.to_json(), "arrays": arrays, **jsonable(meta)}
         entry = {"name": entry.pop("name"), **entry}
         self.doc["explainers"].append(entry)
         self._write()

@@ -20,10 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
-from .data import ArrayDataset
+from .cache import Cache, data_fingerprint, model_fingerprint
+from .data import SPLIT_FILE, ArrayDataset
 from .datasets import load_dataset
+from .device import device_name, resolve_device
+from .explainer import step_ref_fields
 from .errors import AeinterpError
 from .executors import make_executor
 from .explainer import step_ref_fields
@@ -60,6 +64,8 @@ class Runner:
     pass ``rich.Console(file=io.StringIO())`` to capture it, or ``quiet=True``.
     ``executor`` (an executor, ``"local"``, ``"ray"`` or an ``executor:`` mapping)
     replaces the recipe's ``executor:`` section for every run.
+    ``device`` overrides the recipe's ``device:``; ``cache`` overrides its
+    ``cache:`` (``False`` turns caching off, a path names the cache folder).
     """
 
     def __init__(
@@ -73,11 +79,15 @@ class Runner:
         console: Console | None = None,
         quiet: bool = False,
         executor: Any = None,
+        device: str | None = None,
+        cache: bool | str | Path | None = None,
     ) -> None:
         self.host = PluginHost(autoload=autoload, allow=allow, block=block, plugins=plugins, trace=trace)
         self.executor = executor
         self.console = console or Console()
         self.quiet = quiet
+        self.device = device
+        self.cache = cache
 
     @property
     def registry(self) -> ExplainerRegistry:
@@ -101,24 +111,56 @@ class Runner:
 
     def load_data(self, loaded: LoadedRecipe) -> ArrayDataset:
         d = loaded.recipe.data
+        base = loaded.base_dir
         return load_dataset(
-            path=resolve(loaded.base_dir, d.path), builtin=d.builtin, kind=d.kind, feature_names=d.feature_names,
+            path=resolve(base, d.path), builtin=d.builtin, kind=d.kind, feature_names=d.feature_names,
             label=d.label, key=d.key, groups=d.groups, explain_fraction=d.split.explain_fraction,
             explain_size=d.split.explain_size, split_seed=d.split.seed, standardize=d.standardize, nan=d.nan,
-            max_samples=d.max_samples,
+            max_samples=d.max_samples, encoding=d.encoding, fit_path=resolve(base, d.fit_path), explain_path=resolve(base, d.explain_path),
+            split_column=d.split.column, explain_values=d.split.values("explain") or ("test",), fit_values=d.split.values("fit"),
+            explain_rows=d.split.explain_rows, fit_rows=d.split.fit_rows, base_dir=base,
         )
 
-    def load_model(self, loaded: LoadedRecipe, data: ArrayDataset, out_dir: Path) -> tuple[TorchAutoencoder, dict[str, Any]]:
+    def resolve_cache(self, loaded: LoadedRecipe) -> Cache | None:
+        """The cache this run uses (the Runner's ``cache`` over the recipe's ``cache:``), or None."""
+        setting = self.cache if self.cache is not None else loaded.recipe.cache
+        if setting is False:
+            return None
+        if setting is True:
+            return Cache()
+        return Cache(resolve(loaded.base_dir, str(setting)))
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    def load_model(
+        self, loaded: LoadedRecipe, data: ArrayDataset, out_dir: Path, *, device: Any = None, cache: Cache | None = None, data_hash: str | None = None,
+    ) -> tuple[TorchAutoencoder, dict[str, Any]]:
         m = loaded.recipe.model
-        info: dict[str, Any] = {}
+        device = resolve_device(device if device is not None else (self.device or loaded.recipe.device))
+        info: dict[str, Any] = {"device": device_name(device)}
         if m.builtin is not None:
-            progress = self._progress("model: ")
-            with progress:
-                module, trained = build_builtin(
-                    m.builtin, data, latent_dim=int(m.latent_dim or 0), options=m.options,
-                    train=TrainConfig(**m.train.model_dump(), seed=loaded.recipe.seed), progress=progress,
-                )
-            info.update(source=f"builtin:{getattr(module, 'architecture', m.builtin)}", training=trained.to_json())
+            key = None
+            hit = None
+            if cache is not None:
+                section = m.model_dump(mode="json", include={"builtin", "latent_dim", "options", "train"})
+                key = cache.model_key(section, seed=loaded.recipe.seed, data_hash=data_hash or data_fingerprint(data), device=device.type)
+                hit = cache.load_model(key, device)
+            if hit is not None:
+                module, training = hit
+                info.update(source=f"builtin:{getattr(module, 'architecture', m.builtin)}", training=training, cached=True)
+                self._say(f"model: builtin {getattr(module, 'architecture', m.builtin)} from the cache (cached; trained {training.get('epochs')} epochs earlier)")
+            else:
+                progress = self._progress("model: ")
+                with progress:
+                    module, trained = build_builtin(
+                        m.builtin, data, latent_dim=int(m.latent_dim or 0), options=m.options,
+                        train=TrainConfig(**m.train.model_dump(), seed=loaded.recipe.seed), progress=progress, device=device,
+                    )
+                info.update(source=f"builtin:{getattr(module, 'architecture', m.builtin)}", training=trained.to_json())
+                if cache is not None and key is not None:
+                    cache.save_model(key, module, trained.to_json())
             if m.save:
                 import torch
 
@@ -130,9 +172,11 @@ class Runner:
         else:
             path = resolve(loaded.base_dir, m.path)
             assert path is not None  # the recipe schema guarantees path or builtin
-            module = load_module(path, format=m.format, factory=m.factory, kwargs=m.kwargs, trust=m.trust, base_dir=loaded.base_dir)
+            module = load_module(path, format=m.format, factory=m.factory, kwargs=m.kwargs, trust=m.trust, base_dir=loaded.base_dir, device=device)
             info["source"] = str(path)
-        model = adapt(module, data, encoder=m.encoder, decoder=m.decoder, code=m.code, head=m.head, task_dims=m.task_dims, description=type(module).__name__)
+        model = adapt(
+            module, data, encoder=m.encoder, decoder=m.decoder, code=m.code, head=m.head, task_dims=m.task_dims, description=type(module).__name__, device=device,
+        )
         info.update(description=model.description, latent_dim=model.latent_dim, input_shape=list(model.input_shape))
         if model.task_dims is not None:
             info.update(task_dims=model.task_dims, class_names=model.class_names)
@@ -146,18 +190,25 @@ class Runner:
         out_dir = Path(out) if out is not None else resolve(loaded.base_dir, recipe.output)
         assert out_dir is not None
         out_dir.mkdir(parents=True, exist_ok=True)
+        device = resolve_device(self.device or recipe.device)
+        cache = self.resolve_cache(loaded)
         data = self.load_data(loaded)
-        model, model_info = self.load_model(loaded, data, out_dir)
+        data_hash = data_fingerprint(data) if cache is not None else None
+        model, model_info = self.load_model(loaded, data, out_dir, device=device, cache=cache, data_hash=data_hash)
         store = ResultsStore(out_dir, recipe=dump_recipe(recipe), model=model_info, data=data.describe(), plugins=[i.to_json() for i in self.host.infos])
+        np.savez(out_dir / SPLIT_FILE, **data.split_arrays())  # which rows were explained, which were fit/background
         outcome = RunOutcome(out_dir=out_dir)
         executor = make_executor(self.executor if self.executor is not None else recipe.executor)
+        keying = None
+        if cache is not None and not getattr(executor, "concurrent_steps", False):  # the cache serves sequential (local) runs
+            keying = _StepKeys(cache, data_hash=data_hash or "", model_hash=model_fingerprint(model), device=device.type, seed=recipe.seed)
         status = "interrupted"
         try:
             if getattr(executor, "concurrent_steps", False):
                 self._run_concurrently(steps, executor, model, data, recipe.seed, store, outcome)
             else:
                 for step in steps:
-                    self._run_step(step, model, data, recipe.seed, store, outcome)
+                    self._run_step(step, model, data, recipe.seed, store, outcome, keying)
             status = "failed" if outcome.failures else "complete"
         finally:
             if hasattr(executor, "release"):
@@ -173,8 +224,20 @@ class Runner:
                 warnings.warn(f"writing the reports failed ({type(exc).__name__}: {exc}); the results are in {out_dir / 'results.json'}, retry with `aeinterp report {out_dir}`", stacklevel=2)
         return outcome
 
-    def _run_step(self, step: PlannedStep, model: TorchAutoencoder, data: ArrayDataset, seed: int, store: ResultsStore, outcome: RunOutcome) -> None:
+    def _run_step(
+        self, step: PlannedStep, model: TorchAutoencoder, data: ArrayDataset, seed: int, store: ResultsStore, outcome: RunOutcome, keying: _StepKeys | None = None,
+    ) -> None:
         entry = step.explainer
+        key = keying.key(step) if keying is not None else None
+        cached = keying.cache.load_step(key) if keying is not None and key is not None else None
+        if cached is not None:
+            store.add(step.alias, cached, cached=True)
+            outcome.explanations[step.alias] = cached
+            keying.done(step, key)  # type: ignore[union-attr]
+            label = step.alias if step.alias == entry.name else f"{step.alias} ({entry.name})"
+            took = f" (computed in {cached.runtime_s:.2f} s)" if cached.runtime_s is not None else ""
+            self._say(f"✓ {label} on {step.target.value}: cached{took}")
+            return
         progress = self._progress(f"{step.alias}: ")
         try:
             with progress:
@@ -202,6 +265,9 @@ class Runner:
         entry = step.explainer
         store.add(step.alias, explanation)
         outcome.explanations[step.alias] = explanation
+        if keying is not None and key is not None:
+            keying.cache.save_step(key, explanation, inputs={"alias": step.alias, "explainer": entry.name, "target": step.target.value})
+            keying.done(step, key)
         if not self.quiet:
             label = step.alias if step.alias == entry.name else f"{step.alias} ({entry.name})"
             self.console.print(f"[green]✓ {label}[/green] on {step.target.value} in {explanation.runtime_s:.2f} s", highlight=False)
@@ -269,10 +335,41 @@ class Runner:
         pool.shutdown(wait=True)
 
 
+def step_refs(params: Any) -> list[str]:
+    """The aliases a step's StepRef params name (a single alias or a list of them)."""
+    refs: list[str] = []
+    for f in step_ref_fields(type(params)):
+        value = getattr(params, f, None)
+        refs += [str(v) for v in value] if isinstance(value, (list, tuple)) else ([str(value)] if value is not None else [])
+    return refs
+
+
 def step_dependencies(steps: Sequence[PlannedStep]) -> Mapping[str, frozenset[str]]:
     """For each step's alias, the aliases of the steps its StepRef params name (the dependency graph)."""
     aliases = {s.alias for s in steps}
     return {
-        s.alias: frozenset(ref for f in step_ref_fields(type(s.params)) if (ref := getattr(s.params, f, None)) in aliases)
+        s.alias: frozenset(ref for ref in step_refs(s.params) if ref in aliases)
         for s in steps
     }
+
+class _StepKeys:
+    """Cache keys of a run's steps; a step reading earlier steps (``StepRef``) includes their keys."""
+
+    def __init__(self, cache: Cache, *, data_hash: str, model_hash: str, device: str, seed: int) -> None:
+        self.cache, self.data_hash, self.model_hash, self.device, self.seed = cache, data_hash, model_hash, device, seed
+        self.finished: dict[str, str] = {}
+
+    def key(self, step: PlannedStep) -> str | None:
+        depends = []
+        for ref in step_refs(step.params):
+            if ref not in self.finished:  # the step it reads failed: nothing to reuse
+                return None
+            depends.append(f"{ref}={self.finished[ref]}")
+        e = step.explainer
+        return self.cache.step_key(
+            name=e.name, distribution=e.distribution, version=e.version, params=step.params.model_dump(mode="json"), seed=self.seed,
+            target=step.target.value, data_hash=self.data_hash, model_hash=self.model_hash, device=self.device, depends_on=depends,
+        )
+
+    def done(self, step: PlannedStep, key: str) -> None:
+        self.finished[step.alias] = key

@@ -37,6 +37,16 @@ def library_versions(*extra: str) -> dict[str, str]:
     return versions
 
 
+def _with_rows(arrays: Mapping[str, Any], used: Mapping[str, np.ndarray], data: Dataset) -> dict[str, Any]:
+    """The explainer's arrays plus ``<split>_index``: the dataset rows each split it sampled contributed."""
+    out = dict(arrays)
+    for split, local in used.items():
+        base = getattr(data, f"{split}_index", None)
+        rows = np.asarray(base)[local] if base is not None else np.asarray(local)
+        out.setdefault(f"{split}_index", rows.astype(np.int64))
+    return out
+
+
 def run_explainer(
     explainer: type[Explainer] | Explainer,
     model: Model,
@@ -60,6 +70,7 @@ def run_explainer(
     naming the explainer and its distribution, with the cause attached.
     """
     instance = explainer if isinstance(explainer, Explainer) else explainer(params, progress=progress)
+    instance.rows_used = {}
     target = Target(target)
     if executor is not None:
         from .executors import make_executor
@@ -90,6 +101,7 @@ def run_explainer(
         summary = [*result.extras.get("summary", []), pca.summary()]
         result = result.replace(extras={**result.extras, "latent_pca": pca.to_json(), "summary": summary})
     return result.replace(
+        arrays=_with_rows(result.arrays, instance.rows_used, data),
         explainer=instance.name,
         distribution=distribution,
         version=version,

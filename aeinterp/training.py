@@ -18,7 +18,7 @@ from .model import select_code
 
 from .progress import NullProgress, Progress
 
-__all__ = ["TrainConfig", "TrainResult", "train_autoencoder", "reconstruction_error"]
+__all__ = ["TrainConfig", "TrainResult", "train_autoencoder", "reconstruction_error", "module_device"]
 
 
 @dataclass(frozen=True)
@@ -59,16 +59,24 @@ def _loss(module: nn.Module, xb: torch.Tensor, yb: torch.Tensor | None, config: 
     return loss
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """Where ``module``'s parameters live (the CPU for a module without any)."""
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
 def reconstruction_error(module: nn.Module, x: np.ndarray, batch_size: int = 1024) -> float:
     """Mean squared reconstruction error of ``module`` (through ``encode``/``decode``) on ``x``."""
     was = module.training
     module.eval()
+    device = module_device(module)
     try:
         xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
         total = 0.0
         with torch.no_grad():
             for s in range(0, len(xt), batch_size):
-                xb = xt[s : s + batch_size]
+                xb = xt[s : s + batch_size].to(device)
                 total += float((module.decode(select_code(module.encode(xb))) - xb).pow(2).sum())
         return total / xt.numel()
     finally:
@@ -85,11 +93,17 @@ def train_autoencoder(
     progress: Progress | None = None,
 ) -> TrainResult:
     """Train ``module`` in place on ``x_fit`` (and integer labels ``y_fit`` for
-    supervised models); returns the loss history and held-out error."""
+    supervised models); returns the loss history and held-out error.
+
+    Training runs where the module's parameters are (move it first, e.g. with
+    ``module.to(aeinterp.device.resolve_device("auto"))``); the batch order
+    is drawn on the CPU, so a seed gives the same batches on every device.
+    """
     progress = progress or NullProgress()
     result = TrainResult()
-    x = torch.as_tensor(np.asarray(x_fit), dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(y_fit), dtype=torch.long) if y_fit is not None else None
+    device = module_device(module)
+    x = torch.as_tensor(np.asarray(x_fit), dtype=torch.float32).to(device)
+    y = torch.as_tensor(np.asarray(y_fit), dtype=torch.long).to(device) if y_fit is not None else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         gen = torch.Generator().manual_seed(config.seed)
@@ -99,7 +113,7 @@ def train_autoencoder(
             order = torch.randperm(len(x), generator=gen)
             epoch_loss = 0.0
             for s in range(0, len(x), config.batch_size):
-                idx = order[s : s + config.batch_size]
+                idx = order[s : s + config.batch_size].to(device)
                 opt.zero_grad()
                 loss = _loss(module, x[idx], None if y is None else y[idx], config)
                 loss.backward()

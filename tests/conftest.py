@@ -14,6 +14,12 @@ from aeinterp.training import TrainConfig
 torch.set_num_threads(1)  # small models: one thread is faster and does not oversubscribe 2 cores
 
 
+@pytest.fixture(autouse=True)
+def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets an empty result cache of its own (never ~/.cache/aeinterp)."""
+    monkeypatch.setenv("AEINTERP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 def _trained(builtin: str, arch: str, latent: int, epochs: int, **options) -> tuple[TorchAutoencoder, ArrayDataset]:
     data = load_dataset(builtin=builtin, max_samples=400)
     module, _ = build_builtin(arch, data, latent_dim=latent, options=options, train=TrainConfig(epochs=epochs, lr=3e-3))

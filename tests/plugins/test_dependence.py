@@ -33,7 +33,7 @@ class TestMutualInformationConformance(ExplainerConformance):
 
 class TestHSICConformance(ExplainerConformance):
     explainer = MutualInformation
-    params = {"method": "hsic", "max_samples": 200}
+    params = {"method": "hsic", "max_samples": 200, "split": "all"}  # 200 of all rows: the planted dependencies need them
     ground_truth = True
 
 
@@ -56,7 +56,7 @@ def test_registered_through_the_entry_point() -> None:
 
 def test_ksg_equals_sklearn_with_the_same_noise() -> None:
     planted = planted_autoencoder()
-    result = explain(MutualInformation, planted.model, planted.data, seed=1)
+    result = explain(MutualInformation, planted.model, planted.data, seed=1, params={"split": "all"})  # compared with scikit-learn on every row
     z = _latents(planted)
     seed = result.extras["noise_seed"]
     x = planted.data.x.astype(np.float64)
@@ -103,7 +103,7 @@ def test_explainer_reports_discrete_features_and_entropy_normalised_gap() -> Non
     x[:, 2] = rng.integers(0, 4, n)
     data = _tabular(x)
     module = planted_autoencoder(n_features=4, dependencies=((2,), (0, 1))).model.module
-    result = explain(MutualInformation, TorchAutoencoder(module, (4,)), data, seed=0)
+    result = explain(MutualInformation, TorchAutoencoder(module, (4,)), data, seed=0, params={"split": "all"})
     assert result.extras["discrete_features"] == ["x2"]
     gap = result.extras["gaps"]["z0"]
     assert gap["top"] == "x2"
@@ -111,7 +111,7 @@ def test_explainer_reports_discrete_features_and_entropy_normalised_gap() -> Non
     assert result.arrays["feature_entropy"][2] == pytest.approx(h)
     assert gap["normalized_gap"] == pytest.approx(gap["gap"] / h)
     assert result.extras["gaps"]["z1"]["normalized_gap"] is None  # continuous top feature: entropy undefined
-    forced = explain(MutualInformation, TorchAutoencoder(module, (4,)), data, seed=0, params={"discrete_features": "none"})
+    forced = explain(MutualInformation, TorchAutoencoder(module, (4,)), data, seed=0, params={"discrete_features": "none", "split": "all"})
     assert forced.extras["discrete_features"] == []
 
 
@@ -169,13 +169,13 @@ def _sequences(n: int = 300, steps: int = 12, seed: int = 0) -> ArrayDataset:
 def test_sequence_groups_use_the_feature_over_all_steps() -> None:
     data = _sequences()
     model = TorchAutoencoder(_MeanOverTime(*data.sample_shape), data.sample_shape)
-    result = explain(MutualInformation, model, data, seed=0)
+    result = explain(MutualInformation, model, data, seed=0, params={"split": "all"})
     assert result.feature_names == ["a", "b", "c"]
     assert result.extras["multivariate_groups"] == 3
     assert np.argmax(result.importance, axis=1).tolist() == [0, 1, 2]
     off_diagonal = result.importance[~np.eye(3, dtype=bool)]
     assert result.importance.diagonal().min() > 0.5 and off_diagonal.max() < 0.1
-    hsic = explain(MutualInformation, model, data, seed=0, params={"method": "hsic"})
+    hsic = explain(MutualInformation, model, data, seed=0, params={"method": "hsic", "split": "all"})
     assert np.argmax(hsic.importance, axis=1).tolist() == [0, 1, 2]
 
 
@@ -183,7 +183,7 @@ def test_dead_latent_and_redundant_features_are_reported() -> None:
     planted = planted_autoencoder(dependencies=((0, 1), (2,), (3,)))
     module = planted.model.module
     module.encoder[2].weight.data[2] = 0.0  # z2 no longer depends on anything: a constant, dead latent
-    result = explain(MutualInformation, planted.model, planted.data, seed=0)
+    result = explain(MutualInformation, planted.model, planted.data, seed=0, params={"split": "all"})
     assert result.extras["dead_latents"] == ["z2"]
     assert result.extras["constant_targets"] == ["z2"]
     assert set(result.extras["redundant_features"]) >= {"x5", "x6", "x7", "x8", "x9"}
@@ -218,9 +218,16 @@ def test_hsic_matches_the_explicit_formula() -> None:
     assert ours[0, 0] > 0.3 and ours[0, 1] < 0.05
 
 
+def test_the_explain_split_is_the_default() -> None:
+    planted = planted_autoencoder()
+    result = explain(MutualInformation, planted.model, planted.data, seed=0)
+    assert result.extras["split"] == "explain" and result.extras["n_samples"] == len(planted.data.explain_index)
+    assert result.arrays["explain_index"].tolist() == planted.data.explain_index.tolist()
+
+
 def test_hsic_caps_the_samples() -> None:
     planted = planted_autoencoder(n_samples=700)
-    result = explain(MutualInformation, planted.model, planted.data, seed=0, params={"method": "hsic"})
+    result = explain(MutualInformation, planted.model, planted.data, seed=0, params={"method": "hsic", "split": "all"})
     assert result.extras["n_samples"] == 500 and result.extras["sample_cap"] == 500
 
 
@@ -274,3 +281,40 @@ def test_fewer_samples_than_neighbours_is_a_clear_error(tabular_model) -> None: 
     model, data = tabular_model
     with pytest.raises(DataError, match="needs more than 5 samples"):
         explain(MutualInformation, model, data, seed=0, params={"max_samples": 5, "n_neighbors": 4})
+
+
+def test_numba_cache_falls_back_to_a_writable_folder(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    numba_config = pytest.importorskip("numba.core.config")
+    from aeinterp_dependence import ksg
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "placeholder")
+    monkeypatch.delenv("NUMBA_CACHE_DIR")  # restored (absent) after the test
+    monkeypatch.setattr(numba_config, "CACHE_DIR", numba_config.CACHE_DIR)
+    monkeypatch.setenv("AEINTERP_CACHE_DIR", str(tmp_path / "aeinterp"))
+    monkeypatch.setattr(ksg, "_writable", lambda folder: str(folder).startswith(str(tmp_path)))  # package and home read-only
+    chosen = ksg.ensure_numba_cache()
+    assert chosen == str(tmp_path / "aeinterp" / "numba")
+    assert numba_config.CACHE_DIR == chosen and __import__("os").environ["NUMBA_CACHE_DIR"] == chosen
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
+    assert ksg.ensure_numba_cache() == str(tmp_path / "mine")  # the user's choice wins
+
+
+@pytest.mark.slow
+def test_only_the_first_run_compiles_and_says_so(tmp_path) -> None:  # noqa: ANN001
+    """Two fresh processes sharing one numba cache folder: the first compiles, the second loads."""
+    pytest.importorskip("numba")
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json; from aeinterp.testing.planted import planted_autoencoder; from aeinterp import explain;"
+        "from aeinterp_dependence.explainers import MutualInformation; p = planted_autoencoder();"
+        "r = explain(MutualInformation, p.model, p.data, seed=0); print(json.dumps([r.extras['numba_kernels'], r.extras.get('summary')]))"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    first, second = (json.loads(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout.splitlines()[-1]) for _ in range(2))
+    assert first[0]["compiled"] and first[0]["cache_misses"] > 0 and "compiled the KSG kernels" in first[1][0]
+    assert not second[0]["compiled"] and second[0]["cache_hits"] > 0 and second[1] is None
+    assert first[0]["cache_dir"] == str(tmp_path / "numba")

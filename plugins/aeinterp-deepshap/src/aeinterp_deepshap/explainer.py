@@ -31,7 +31,7 @@ from pydantic import Field
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
 from aeinterp.errors import CapabilityError
 from aeinterp.model import torch_modules
-from aeinterp.perturb import reduce_groups, sample_background, subsample
+from aeinterp.perturb import reduce_groups, sample_background
 from aeinterp.targets import Target, evaluate_target, target_names, target_names_for
 
 METHOD_RESCALE = "deeplift_rescale"
@@ -77,8 +77,8 @@ class DeepShap(Explainer):
     def explain(self, model, data, *, target, rng):  # noqa: ANN001 - signature fixed by Explainer
         p = self.params
         target = Target(target)
-        x_np = subsample(data.x_explain, p.max_samples, rng)
-        bg_np = sample_background(data.x_fit, p.n_background, rng, p.background)
+        x_np = self.take_rows(data, "explain", p.max_samples, rng)
+        bg_np = self.take_rows(data, "fit", p.n_background, rng) if p.background == "random" else sample_background(data.x_fit, p.n_background, rng, p.background)
         seeds = rng.integers(0, 2**31 - 1, size=len(x_np))
         work = _working_copy(model, p.dtype, force=p.backend == "shap")
         dtype, device = _dtype_device(work)

@@ -42,7 +42,7 @@ class MutualInformation(Explainer):
     class Params(ExplainerParams):
         method: Literal["ksg", "hsic"] = Field("ksg", description="ksg: Kraskov k-NN mutual information in nats (as scikit-learn); hsic: normalised HSIC in [0, 1] with Gaussian kernels")
         n_neighbors: int = Field(3, ge=1, description="k of the KSG estimator (scikit-learn's n_neighbors)")
-        split: Literal["all", "fit", "explain"] = Field("all", description="samples to use: all of them, the fit split or the explain split")
+        split: Literal["explain", "fit", "all"] = Field("explain", description="samples to use: the explain split (default, as every explainer), the fit split, or all of them")
         max_samples: int | None = Field(None, ge=5, description="use at most this many samples (random, seeded); hsic uses at most 500 unless set")
         discrete_features: Literal["auto", "none"] | list[str] = Field(
             "auto", description="auto: single features with at most discrete_max_levels distinct values are discrete; none; or a list of feature names"
@@ -63,11 +63,14 @@ class MutualInformation(Explainer):
 
         p = self.params
         target = Target(target)
-        x = {"all": getattr(data, "x", None), "fit": data.x_fit, "explain": data.x_explain}[p.split]
-        if x is None:  # a Dataset protocol object without the full array
-            x = np.concatenate([data.x_fit, data.x_explain])
         cap = p.max_samples if p.max_samples is not None else (DEFAULT_CAP if p.method == "hsic" else None)
-        x = subsample(np.asarray(x), cap, rng)
+        if p.split == "all":
+            x = getattr(data, "x", None)
+            if x is None:  # a Dataset protocol object without the full array
+                x = np.concatenate([data.x_fit, data.x_explain])
+            x = subsample(np.asarray(x), cap, rng)
+        else:
+            x = np.asarray(self.take_rows(data, p.split, cap, rng))  # recorded in the npz
         n = x.shape[0]
         if p.method == "ksg" and n <= p.n_neighbors + 1:
             raise DataError(f"mutual_information needs more than {p.n_neighbors + 1} samples for n_neighbors={p.n_neighbors}, got {n}")
@@ -84,7 +87,12 @@ class MutualInformation(Explainer):
             discrete = self._discrete_mask(flat, data, groups)
             noise_seed = int(rng.integers(0, 2**31 - 1))
             prepared = prepare(flat, values, discrete, noise_seed)
-            dep, backend = mi_matrix(prepared, groups, p.n_neighbors, backend=p.backend, progress=self.progress, memory_mb=p.memory_mb)
+            kernels: dict[str, Any] = {}
+            dep, backend = mi_matrix(prepared, groups, p.n_neighbors, backend=p.backend, progress=self.progress, memory_mb=p.memory_mb, status=kernels)
+            if kernels:
+                extras["numba_kernels"] = kernels
+                if kernels["compiled"]:  # the one run on this machine that pays for compiling says so
+                    extras["summary"] = [kernels["note"]]
             for gi, g in enumerate(groups):
                 if len(g) == 1 and discrete[g[0]]:
                     entropy[gi] = entropy_discrete(prepared.codes[g[0]])

@@ -20,8 +20,14 @@ otherwise, like every multivariate group, in chunked brute-force torch code
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +36,62 @@ from scipy.special import digamma
 from aeinterp.errors import DataError
 from aeinterp.progress import NullProgress, Progress
 
-__all__ = ["Prepared", "prepare", "detect_discrete", "mi_matrix", "has_numba", "entropy_discrete"]
+__all__ = ["Prepared", "prepare", "detect_discrete", "mi_matrix", "has_numba", "entropy_discrete", "ensure_numba_cache", "kernel_status"]
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_numba_cache() -> str:
+    """The folder numba caches the compiled kernels in, so only a machine's first run compiles them.
+
+    numba writes beside the sources (``__pycache__``) or, where that is
+    read-only, in the user's cache folder. Where neither can be written (a
+    read-only install and home), ``NUMBA_CACHE_DIR`` is pointed at
+    ``<aeinterp cache>/numba`` or a per-user temporary folder; a
+    ``NUMBA_CACHE_DIR`` set by the user is always kept.
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return os.environ["NUMBA_CACHE_DIR"]
+    here = Path(__file__).resolve().parent / "__pycache__"
+    if _writable(here):
+        return str(here)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    user = (Path(xdg) if xdg else Path.home() / ".cache") / "numba"
+    if _writable(user):
+        return str(user)
+    from aeinterp.cache import default_cache_dir
+
+    fallback = default_cache_dir() / "numba"
+    if not _writable(fallback):
+        fallback = Path(tempfile.gettempdir()) / f"aeinterp-numba-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    os.environ["NUMBA_CACHE_DIR"] = str(fallback)
+    numba_config = sys.modules.get("numba.core.config")
+    if numba_config is not None:  # numba read its settings already
+        numba_config.CACHE_DIR = str(fallback)
+    return str(fallback)
+
+
+def kernel_counts(kernels: Sequence[Any]) -> tuple[int, int]:
+    """(cache misses, cache hits) so far of numba dispatchers, from their own counters."""
+    return (sum(sum(k.stats.cache_misses.values()) for k in kernels), sum(sum(k.stats.cache_hits.values()) for k in kernels))
+
+
+def kernel_status(kernels: Sequence[Any], seconds: float, cache_dir: str, before: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+    """Whether a call compiled the kernels or loaded them from numba's disk cache (counters since ``before``)."""
+    misses, hits = (a - b for a, b in zip(kernel_counts(kernels), before))
+    compiled = misses > 0
+    note = (
+        f"numba compiled the KSG kernels in this run ({seconds:.1f} s, once per machine); later runs load them from {cache_dir}"
+        if compiled else f"KSG kernels loaded from numba's cache ({cache_dir})" if hits else "KSG kernels already loaded in this process"
+    )
+    return {"compiled": compiled, "cache_hits": hits, "cache_misses": misses, "seconds": round(seconds, 3), "cache_dir": cache_dir, "note": note}
 
 
 def has_numba() -> bool:
@@ -132,8 +193,12 @@ def mi_matrix(
     backend: str = "auto",
     progress: Progress | None = None,
     memory_mb: float = 256.0,
+    status: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, str]:
     """``(n_groups, T)`` MI matrix (nats) and the backend used for the scalar pairs.
+
+    With the numba backend, ``status`` (if given) receives :func:`kernel_status`:
+    whether this call compiled the kernels or loaded them from the disk cache.
 
     ``groups`` are index arrays into the columns of ``prepared.x``. Single
     columns use the scalar estimators (continuous or discrete); larger groups
@@ -159,7 +224,11 @@ def mi_matrix(
     multi_rows = np.flatnonzero(~single)
     zt = np.ascontiguousarray(prepared.z.T)
     if backend == "numba":
+        cache_dir = ensure_numba_cache()
+        started = time.perf_counter()
         from ._kernels import ksg_cd, ksg_eps, ksg_finish
+
+        before = kernel_counts((ksg_eps, ksg_finish, ksg_cd))
 
         zsrt, zord, zrank = _sorted(zt)
         zrow = np.ascontiguousarray(prepared.z)
@@ -179,6 +248,8 @@ def mi_matrix(
             block = np.empty((len(disc_rows), n_t))
             ksg_cd(prepared.codes[cols[disc_rows]], prepared.n_codes[cols[disc_rows]], zt, zord, k, psi, block)
             out[disc_rows] = block
+        if status is not None:
+            status.update(kernel_status((ksg_eps, ksg_finish, ksg_cd), time.perf_counter() - started, cache_dir, before))
     elif backend == "torch":
         multi_rows = np.concatenate([cont_rows, multi_rows])
         if len(disc_rows):

@@ -41,7 +41,6 @@ from pydantic import Field
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
 from aeinterp.model import as_tensor, evaluate
-from aeinterp.perturb import subsample
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.targets import Target, target_names_for
 
@@ -119,7 +118,7 @@ def _element_groups(data, n_e: int) -> tuple[torch.Tensor, int]:  # noqa: ANN001
 
 def _setup(explainer: Explainer, model, data, target: Target, rng: np.random.Generator, copies: int):  # noqa: ANN001, ANN202
     p = explainer.params
-    x = subsample(data.x_explain if p.split == "explain" else data.x_fit, p.max_samples, rng)
+    x = explainer.take_rows(data, p.split, p.max_samples, rng)
     names = target_names_for(model, data, target)
     n, n_t = x.shape[0], len(names)
     n_e = int(np.prod(x.shape[1:]))

@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
-from aeinterp.perturb import perturbation_effects, subsample
+from aeinterp.perturb import perturbation_effects
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.targets import Target, target_names_for
 
@@ -30,9 +30,8 @@ class _PerturbationParams(ExplainerParams):
     batch_size: int = Field(4096, ge=1, description="rows per forward pass")
 
 
-def _samples(data, params: _PerturbationParams, rng: np.random.Generator) -> np.ndarray:
-    x = data.x_explain if params.split == "explain" else data.x_fit
-    return subsample(x, params.max_samples, rng)
+def _samples(explainer: Explainer, data, params: _PerturbationParams, rng: np.random.Generator) -> np.ndarray:
+    return explainer.take_rows(data, params.split, params.max_samples, rng)  # recorded: the npz says which rows
 
 
 def _finish(effects: torch.Tensor, std: torch.Tensor | None, normalize: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -64,7 +63,7 @@ class Permutation(Explainer):
     def explain(self, model, data, *, target, rng):  # noqa: ANN001 - signature fixed by Explainer
         p = self.params
         target = Target(target)
-        x = _samples(data, p, rng)
+        x = _samples(self, data, p, rng)
         n, groups = x.shape[0], data.groups
         n_groups = len(groups)
         perms = torch.as_tensor(np.stack([rng.permutation(n) for _ in range(p.repeats * n_groups)]))
@@ -75,7 +74,7 @@ class Permutation(Explainer):
             changed = []
             for k, cid in enumerate(ids):
                 cols = idx[cid % n_groups]
-                block[k][:, cols] = flat[perms[cid][:, None], cols].to(block.dtype)  # gather only the group's columns
+                block[k][:, cols] = flat[perms[cid][:, None], cols].to(block)  # gather only the group's columns
                 changed.append(cols)
             return changed
 
@@ -109,7 +108,7 @@ class ZeroAblation(Explainer):
     def explain(self, model, data, *, target, rng):  # noqa: ANN001
         p = self.params
         target = Target(target)
-        x = _samples(data, p, rng)
+        x = _samples(self, data, p, rng)
         n, groups = x.shape[0], data.groups
         fit = data.x_fit.reshape(len(data.x_fit), -1)
         base = {"zero": np.zeros(fit.shape[1], dtype=np.float32), "mean": fit.mean(axis=0), "median": np.median(fit, axis=0)}[p.baseline]
@@ -118,7 +117,7 @@ class ZeroAblation(Explainer):
 
         def fill(block: torch.Tensor, ids) -> list[torch.Tensor]:  # noqa: ANN001
             for k, cid in enumerate(ids):
-                block[k][:, idx[cid]] = base_t[idx[cid]].to(block.dtype)
+                block[k][:, idx[cid]] = base_t[idx[cid]].to(block)
             return [idx[cid] for cid in ids]
 
         effects = perturbation_effects(
