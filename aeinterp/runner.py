@@ -16,6 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
+from .chunks import ChunkedExplainer
 from .data import ArrayDataset
 from .datasets import load_dataset
 from .errors import AeinterpError
@@ -158,10 +159,13 @@ class Runner:
     def _run_step(self, step: PlannedStep, model: TorchAutoencoder, data: ArrayDataset, seed: int, store: ResultsStore, outcome: RunOutcome) -> None:
         entry = step.explainer
         progress = self._progress(f"{step.alias}: ")
+        instance = entry.cls(step.params, progress=progress, results=outcome.explanations)
+        if isinstance(instance, ChunkedExplainer):
+            instance.rows_dir = store.out_dir  # per-sample rows spilled to disk land next to results.json
         try:
             with progress:
                 explanation = run_explainer(
-                    entry.cls(step.params, progress=progress, results=outcome.explanations), model, data, target=step.target, seed=seed,
+                    instance, model, data, target=step.target, seed=seed,
                     distribution=entry.distribution, version=entry.version,
                 )
         except Exception as exc:  # one failing step must not lose the others
