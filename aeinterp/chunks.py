@@ -52,21 +52,24 @@ Splits = Literal["none", "samples", "targets"]
 
 @dataclass
 class Partial:
-    """One chunk's contribution: ``sums`` add up, ``rows`` concatenate in unit order."""
+    """One chunk's contribution: ``sums`` add up, ``maxima`` combine by elementwise maximum,
+    ``rows`` concatenate in unit order."""
 
     sums: dict[str, np.ndarray] = field(default_factory=dict)
     rows: dict[str, np.ndarray] = field(default_factory=dict)
     count: int = 0
+    maxima: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __add__(self, other: Partial) -> Partial:
-        if not self.sums and not self.rows and not self.count:
+        if not self.sums and not self.rows and not self.count and not self.maxima:
             return other
-        if set(self.sums) != set(other.sums) or set(self.rows) != set(other.rows):
+        if set(self.sums) != set(other.sums) or set(self.rows) != set(other.rows) or set(self.maxima) != set(other.maxima):
             raise ValueError("partials with different keys cannot be combined")
         return Partial(
             sums={k: self.sums[k] + other.sums[k] for k in self.sums},
             rows={k: np.concatenate([self.rows[k], other.rows[k]]) for k in self.rows},
             count=self.count + other.count,
+            maxima={k: np.maximum(self.maxima[k], other.maxima[k]) for k in self.maxima},
         )
 
 
@@ -172,16 +175,16 @@ class ChunkedExplainer(Explainer):
         return frozenset()
 
     def stopping(self, state: Any) -> Stopping | None:
-        """The anytime rule, or None to run every unit (default: from ``tolerance`` / ``max_samples: auto`` params)."""
+        """The anytime rule, or None to run every unit (default: from ``anytime_tolerance`` / ``max_samples: auto`` params)."""
         p = self.params
-        tol = getattr(p, "tolerance", None)
+        tol = getattr(p, "anytime_tolerance", None)
         if tol is None and getattr(p, "max_samples", None) != "auto":
             return None
         return Stopping(tolerance=tol if tol is not None else 0.05, top_k=getattr(p, "stable_top_k", 5), first_round=getattr(p, "first_round", 128))
 
     def interval(self, model: Any, data: Any, state: Any, total: Partial, *, target: Target) -> tuple[np.ndarray, np.ndarray]:
         """``(importance, 95 % half-width)``, both ``(targets, features)``, from the partials so far (anytime only)."""
-        raise NotImplementedError(f"{self.name} has no anytime interval: leave tolerance and max_samples: auto unset")
+        raise NotImplementedError(f"{self.name} has no anytime interval: leave anytime_tolerance and max_samples: auto unset")
 
     def explain(self, model: Any, data: Any, *, target: Target | str, rng: np.random.Generator) -> Explanation:
         target = Target(target)

@@ -20,10 +20,10 @@ user's choice, the ``local`` param (the same values for every explainer):
     ``arrays["local_top_index"]`` (int32) and ``arrays["local_top_value"]``
     (float32), both ``(samples, targets, K)``.
 
-Anytime estimates: ``max_samples: auto`` (or a ``tolerance``) makes the seam
+Anytime estimates: ``max_samples: auto`` (or an ``anytime_tolerance``) makes the seam
 run the sample chunks in rounds of growing size (:func:`round_sizes`) and stop
 after a round where :func:`converged` holds: for every target the largest
-half-width of the importance's confidence interval is within ``tolerance``
+half-width of the importance's confidence interval is within ``anytime_tolerance``
 of the target's largest importance, and the top-``k`` ranking of every target
 is the one of the round before.
 """
@@ -62,7 +62,7 @@ class StreamParams(ExplainerParams):
     local: str = Field("auto", description="per-sample output: auto (full if it fits in local_max_mb, else none), none, full (on disk beyond local_max_mb) or top_k:K")
     local_max_mb: float = Field(64.0, gt=0, description="largest per-sample array kept in memory, in MiB (auto keeps none above it, full writes it to disk)")
     chunk_size: int | None = Field(None, ge=1, description="samples per chunk handed to the executor (default: the explainer's choice from its memory bound)")
-    tolerance: float | None = Field(None, gt=0, lt=1, description="anytime: stop drawing sample rounds once every target's 95 % interval half-width is within this share of its largest importance and the top-k ranking is stable (max_samples: auto uses 0.05)")
+    anytime_tolerance: float | None = Field(None, gt=0, lt=1, description="anytime: stop drawing sample rounds once every target's 95 % interval half-width is within this share of its largest importance and the top-k ranking is stable (max_samples: auto uses 0.05)")
     stable_top_k: int = Field(5, ge=1, description="anytime: how many top features per target must keep their order between two rounds")
     first_round: int = Field(128, ge=2, description="anytime: samples in the first round (each next round doubles the total)")
 
