@@ -177,6 +177,11 @@ class Explanation:
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, **data)  # uncompressed: float noise does not compress, and members can be memory-mapped
         tmp.replace(path)
+        for value in self.arrays.values():  # spilled rows now copied into the npz: drop their temporary files
+            source = _mapped_file(np.asarray(value)) if isinstance(value, np.ndarray) else None
+            if source is not None and source.parent.name.startswith(".rows-"):
+                source.unlink(missing_ok=True)  # an open map stays valid after the unlink
+                _remove_empty_parent(source)
         return local_file
 
     @classmethod

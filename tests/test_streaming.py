@@ -76,9 +76,10 @@ def test_rank_update_on_a_builtin_mlp_and_flatten_first(tabular_model) -> None: 
     np.testing.assert_allclose(fast.importance, plain.importance, rtol=1e-5, atol=1e-7)
 
 
-def test_local_on_disk_equals_local_in_memory(planted, tmp_path) -> None:  # noqa: ANN001
-    memory = explain(Jacobian, planted.model, planted.data, params={"local": "full"})
-    exp = Jacobian({"local": "full", "local_max_mb": 0.001, "chunk_size": 50})
+@pytest.mark.parametrize(("cls", "params"), [(Jacobian, {}), (DeepShap, {"n_background": 20})])
+def test_local_on_disk_equals_local_in_memory(planted, tmp_path, cls, params) -> None:  # noqa: ANN001
+    memory = explain(cls, planted.model, planted.data, params={**params, "local": "full"})
+    exp = cls({**params, "local": "full", "local_max_mb": 0.001, "chunk_size": 50})
     exp.rows_dir = tmp_path
     disk = explain(exp, planted.model, planted.data)
     assert _mapped(disk.local)
@@ -92,6 +93,7 @@ def test_local_on_disk_equals_local_in_memory(planted, tmp_path) -> None:  # noq
     back = load_results(tmp_path / "out").explanations["jac"]
     assert _mapped(back.local)
     np.testing.assert_allclose(np.asarray(back.local), memory.local, rtol=1e-6)
+    assert not list((tmp_path).glob(".rows-*")), "the temporary rows folder is removed once the file has moved"
 
 
 def test_local_auto_none_and_top_k(planted) -> None:  # noqa: ANN001
