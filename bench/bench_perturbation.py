@@ -61,8 +61,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--n", type=int, action="append", help="feature counts to run (default 200 and 1000)")
+    parser.add_argument("--auto-only", action="store_true", help="only the default copies per pass")
     args = parser.parse_args()
-    sizes = [200] if args.quick else [200, 1000]
+    sizes = args.n or ([200] if args.quick else [200, 1000])
     repeats = args.repeats or (1 if args.quick else 3)
     print(f"torch threads: {torch.get_num_threads()}, repeats: {repeats}, samples: 950")
     for n in sizes:
@@ -71,7 +73,7 @@ def main() -> None:
         t_naive, ref = timed(lambda: naive_permutation(model, data.x_explain, repeats))
         print(f"\nn = {n} features, {model.latent_dim} latents; naive per-feature loop: {t_naive:.2f} s")
         for first_layer in ("off", "auto"):
-            for copies in sorted({1, 4, 16, auto}):
+            for copies in [auto] if args.auto_only else sorted({1, 4, 16, auto}):
                 t, e = timed(lambda: explain(Permutation, model, data, params={"repeats": repeats, "copies_per_batch": copies, "first_layer": first_layer}))
                 block_mb = copies * 950 * n * 4 / 2**20
                 tag = " (auto)" if copies == auto else ""
