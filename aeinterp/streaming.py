@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -168,4 +168,3 @@ def converged(value: np.ndarray, halfwidth: np.ndarray, previous: np.ndarray | N
     return bool(worst <= tolerance and same), worst
 
 
-MaxSamples = int | Literal["auto"] | None

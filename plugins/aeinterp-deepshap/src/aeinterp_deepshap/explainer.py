@@ -268,6 +268,7 @@ def _explanation(explainer: DeepShap, data, state, total, target, info) -> Expla
     for key in ("phi", "phi_steps", "local_top_index", "local_top_value"):
         if key in total.rows:
             arrays[key] = total.rows[key]
+    arrays["sample_index"] = np.asarray(state["index"][: total.count], dtype=np.int64)  # rows of the explain split, in local's order
     if "abs_steps" in total.sums:
         arrays["importance_steps"] = total.sums["abs_steps"] / n
     shape = tuple(data.x_explain.shape[1:])

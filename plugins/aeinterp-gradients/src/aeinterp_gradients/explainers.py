@@ -202,6 +202,8 @@ class _GradientExplainer(ChunkedExplainer):
         arrays = {**arrays, "attribution_mean": (total.sums["elem"] / n).astype(np.float32), "attribution_abs_mean": (total.sums["elem_abs"] / n).astype(np.float32)}
         if "local_top_index" in total.rows:
             arrays.update(local_top_index=total.rows["local_top_index"], local_top_value=total.rows["local_top_value"])
+        if local is not None or "local_top_index" in total.rows:  # which rows of the split the per-sample arrays are
+            arrays["sample_index"] = np.asarray(state["index"][: total.count], dtype=np.int64)
         return Explanation(
             importance=mean,
             std=np.sqrt(var),
