@@ -68,6 +68,14 @@ class Dataset(Protocol):
     def x_explain(self) -> np.ndarray: ...
 
 
+def _rows(x: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``x[index]``; for a memory map and a contiguous ascending ``index``, a slice of the map (no copy: it stays lazy)."""
+    index = np.asarray(index)
+    if isinstance(x, np.memmap) and index.ndim == 1 and len(index) and index[-1] - index[0] == len(index) - 1 and (len(index) < 2 or bool((np.diff(index) == 1).all())):
+        return x[int(index[0]) : int(index[-1]) + 1]
+    return x[index]
+
+
 @dataclass(frozen=True)
 class ArrayDataset:
     """A dataset held in memory; the concrete :class:`Dataset` every loader returns."""
@@ -123,11 +131,11 @@ class ArrayDataset:
 
     @property
     def x_fit(self) -> np.ndarray:
-        return self.x[self.fit_index]
+        return _rows(self.x, self.fit_index)
 
     @property
     def x_explain(self) -> np.ndarray:
-        return self.x[self.explain_index]
+        return _rows(self.x, self.explain_index)
 
     @property
     def y_fit(self) -> np.ndarray | None:

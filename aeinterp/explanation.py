@@ -8,6 +8,16 @@ output an explainer wants kept (saved in the ``.npz``); ``extras`` holds small
 JSON-able facts shown in reports and ``results.json``. ``extras["summary"]``,
 a list of short human-readable lines (one formula or headline per target),
 is printed as is by the terminal and HTML reports.
+
+On disk (see the README's result contract): ``<alias>.npz`` is an
+*uncompressed* ``np.savez`` of ``importance``, ``std``, ``arrays`` and a small
+``local``; a ``local`` above :data:`LOCAL_FILE_MB` (or one that already lives
+in a memory-mapped file) is a separate ``<alias>.local.npy``. The
+``results.json`` entry embeds ``importance`` / ``std`` as lists only up to
+:data:`INLINE_MAX_VALUES` numbers; above it they are ``null`` and the entry
+says ``"inline": false`` (the matrices are under the same keys in the
+entry's ``arrays`` file). :meth:`Explanation.from_json` memory-maps every
+uncompressed member, so reading a result costs what is used.
 """
 
 from __future__ import annotations
@@ -15,6 +25,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import shutil
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +35,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Explanation", "jsonable"]
+__all__ = ["Explanation", "jsonable", "INLINE_MAX_VALUES", "LOCAL_FILE_MB", "open_npz"]
+
+#: importance / std with more numbers than this are referenced from results.json, not embedded
+INLINE_MAX_VALUES = 100_000
+#: a per-sample array larger than this (MiB) is written to its own ``.npy`` (memory-mappable)
+LOCAL_FILE_MB = 64.0
 
 
 def jsonable(value: Any) -> Any:
@@ -153,16 +171,25 @@ class Explanation:
         return xr.Dataset(variables, coords=coords, attrs=attrs)
 
     # --- serialisation ---------------------------------------------------------
-    def to_json(self) -> dict[str, Any]:
-        """The ``results.json`` entry for this explanation (arrays referenced, not embedded)."""
+    def to_json(self, *, inline: bool | None = None) -> dict[str, Any]:
+        """The ``results.json`` entry for this explanation (arrays referenced, not embedded).
+
+        ``importance`` / ``std`` are lists when ``inline`` (default: when they
+        hold at most :data:`INLINE_MAX_VALUES` numbers), else ``null`` with
+        ``"inline": false``: read them from the entry's arrays file.
+        """
+        inline = self.importance.size <= INLINE_MAX_VALUES if inline is None else inline
         return jsonable(
             {
                 "name": self.explainer,
                 "target": self.target,
                 "feature_names": list(self.feature_names),
                 "target_names": list(self.target_names),
-                "importance": self.importance,
-                "std": self.std,
+                "importance": self.importance if inline else None,
+                "std": self.std if inline else None,
+                "inline": bool(inline),
+                "shape": list(self.importance.shape),
+                "has_std": self.std is not None,
                 "runtime_s": self.runtime_s,
                 "params": self.params,
                 "extras": self.extras,
@@ -171,38 +198,66 @@ class Explanation:
                 "version": self.version,
                 "library_versions": self.library_versions,
                 "has_local": self.local is not None,
+                "local_shape": None if self.local is None else list(self.local.shape),
                 "array_names": sorted(self.arrays),
             }
         )
 
-    def save_arrays(self, path: str | Path) -> None:
-        """Write ``importance``, ``std``, ``local`` and ``arrays`` to an ``.npz`` (atomically)."""
+    def save_arrays(self, path: str | Path) -> str | None:
+        """Write ``importance``, ``std``, ``local`` and ``arrays`` to an uncompressed ``.npz`` (atomically).
+
+        A ``local`` above :data:`LOCAL_FILE_MB`, or one memory-mapped from a
+        file, goes to ``<stem>.local.npy`` beside it instead (moved there when
+        it is a file on the same file system, else copied in slices); the
+        name of that file is returned (None when ``local`` is in the npz).
+        """
         path = Path(path)
         data: dict[str, np.ndarray] = {"importance": self.importance}
         if self.std is not None:
             data["std"] = self.std
+        local_file = None
         if self.local is not None:
-            data["local"] = self.local
+            if _mapped_file(self.local) is not None or self.local.nbytes > LOCAL_FILE_MB * 2**20:
+                local_file = path.name[: -len(path.suffix)] + ".local.npy" if path.suffix else path.name + ".local.npy"
+                _write_npy(self.local, path.with_name(local_file))
+            else:
+                data["local"] = self.local
         data.update({k: np.asarray(v) for k, v in self.arrays.items()})
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, **data)
+        np.savez(tmp, **data)  # uncompressed: float noise does not compress, and members can be memory-mapped
         tmp.replace(path)
+        for value in self.arrays.values():  # spilled rows now copied into the npz: drop their temporary files
+            source = _mapped_file(np.asarray(value)) if isinstance(value, np.ndarray) else None
+            if source is not None and source.parent.name.startswith(".rows-"):
+                source.unlink(missing_ok=True)  # an open map stays valid after the unlink
+                _remove_empty_parent(source)
+        return local_file
 
     @classmethod
     def from_json(cls, entry: Mapping[str, Any], arrays_path: str | Path | None = None) -> Explanation:
-        """Rebuild an explanation from its ``results.json`` entry and ``.npz`` (no pickle)."""
+        """Rebuild an explanation from its ``results.json`` entry and ``.npz`` (no pickle).
+
+        Uncompressed members and the ``local_file`` are memory-mapped
+        read-only: nothing is read until it is used.
+        """
         std = entry.get("std")
         local = None
         arrays: dict[str, np.ndarray] = {}
-        importance = np.asarray(entry["importance"], dtype=np.float64)
+        importance = entry.get("importance")
         if arrays_path is not None and Path(arrays_path).exists():
-            with np.load(arrays_path, allow_pickle=False) as npz:
-                importance = npz["importance"]
-                std = npz["std"] if "std" in npz.files else std
-                local = npz["local"] if "local" in npz.files else None
-                arrays = {k: npz[k] for k in npz.files if k not in ("importance", "std", "local")}
+            npz = open_npz(arrays_path)
+            importance = npz.pop("importance")
+            std = npz.pop("std", std)
+            local = npz.pop("local", None)
+            arrays = npz
+            if entry.get("local_file"):
+                local_path = Path(arrays_path).with_name(entry["local_file"])
+                if local_path.exists():
+                    local = np.load(local_path, mmap_mode="r", allow_pickle=False)
+        if importance is None:
+            raise ValueError(f"the entry of {entry.get('alias', entry.get('name'))!r} references its matrices in {arrays_path}, which is missing")
         return cls(
-            importance=importance,
+            importance=np.asarray(importance, dtype=np.float64),
             feature_names=list(entry["feature_names"]),
             target_names=list(entry["target_names"]),
             target=entry.get("target", "latent"),
@@ -221,3 +276,73 @@ class Explanation:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json())
+
+
+def _mapped_file(array: np.ndarray) -> Path | None:
+    """The file behind a memory-mapped array (or a view of one), if any."""
+    base: Any = array
+    while isinstance(base, np.ndarray):
+        if isinstance(base, np.memmap) and getattr(base, "filename", None):
+            return Path(base.filename)
+        base = base.base
+    return None
+
+
+def _write_npy(array: np.ndarray, target: Path, rows_per_slice: int = 64) -> None:
+    """``array`` as ``target`` (an ``.npy``): moved when it is a whole mapped ``.npy`` file, else copied in slices."""
+    source = _mapped_file(array)
+    if source is not None and source.suffix == ".npy" and source.resolve() != target.resolve():
+        whole = np.load(source, mmap_mode="r")
+        if whole.shape == array.shape and whole.dtype == array.dtype:
+            try:
+                os.replace(source, target)
+                _remove_empty_parent(source)
+                return
+            except OSError:  # another file system: copy below
+                pass
+    if source is not None and source.resolve() == target.resolve():
+        return
+    tmp = target.with_name(target.name + ".tmp")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=array.dtype, shape=array.shape)
+    for s in range(0, array.shape[0], rows_per_slice):
+        out[s : s + rows_per_slice] = array[s : s + rows_per_slice]
+    out.flush()
+    del out
+    os.replace(tmp, target)
+
+
+def _remove_empty_parent(path: Path) -> None:
+    """Remove the temporary rows folder a moved file came from, once it is empty."""
+    parent = path.parent
+    if parent.name.startswith((".rows-", "aeinterp-rows-")) and not any(parent.iterdir()):
+        parent.rmdir()
+
+
+def open_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Every member of an ``.npz``: uncompressed ones memory-mapped read-only, compressed ones (older runs) loaded."""
+    path = Path(path)
+    out: dict[str, np.ndarray] = {}
+    eager: list[str] = []
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+        for info in zf.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if info.compress_type != zipfile.ZIP_STORED:
+                eager.append(key)
+                continue
+            fh.seek(info.header_offset)
+            header = fh.read(30)
+            start = info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+            fh.seek(start)
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+            if dtype.hasobject:
+                raise ValueError(f"{path}: member {key!r} holds Python objects; refusing to load it (no pickle)")
+            if int(np.prod(shape)) == 0:
+                eager.append(key)
+                continue
+            out[key] = np.memmap(path, dtype=dtype, mode="r", offset=fh.tell(), shape=shape, order="F" if fortran else "C")
+    if eager:
+        with np.load(path, allow_pickle=False) as npz:
+            out.update({k: npz[k] for k in eager})
+    return out

@@ -7,18 +7,19 @@ They live in the core because third-party explainers need them too.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import numpy as np
 import torch
 
 from .data import FeatureGroup
+from .first_layer import FirstLayer
 from .model import Model, as_tensor
 from .progress import NullProgress, Progress
-from .targets import Target, evaluate_target, target_change
+from .targets import Target, evaluate_target
 
-__all__ = ["perturbation_effects", "copies_per_batch", "reduce_groups", "sample_background", "subsample", "subsample_indices"]
+__all__ = ["perturbation_effects", "perturbation_sums", "change_from_sums", "copies_per_batch", "reduce_groups", "sample_background", "subsample", "subsample_indices"]
 
 Fill = Callable[[torch.Tensor, Sequence[int]], "Sequence[torch.Tensor] | None"]
 
@@ -49,6 +50,7 @@ def perturbation_effects(
     batch_size: int = 4096,
     progress: Progress | None = None,
     description: str = "perturbing",
+    layer: FirstLayer | None = None,
     measure: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Evaluate ``target`` on ``n_copies`` perturbed copies of ``x``; return each copy's change.
@@ -69,8 +71,82 @@ def perturbation_effects(
     :func:`copies_per_batch`), so memory stays bounded by about ``memory_mb``
     for the inputs plus the model's activations for ``copies * N`` rows (in
     sub-batches of ``batch_size``).
+
+    ``layer`` (an affine first layer ``a = A x + b`` of the encoder, from
+    :func:`aeinterp.first_layer.first_layer_split`) evaluates the copies from
+    ``a``: when ``fill`` reports the changed columns ``C``, a copy's
+    pre-activations are ``a(x) + (x'_C - x_C) A_C^T``, a rank-|C| update
+    instead of the full first matmul (exact up to float rounding).
     """
+    if measure is None:
+        sums, count = perturbation_sums(
+            model, target, x, n_copies, fill, copies=copies, memory_mb=memory_mb, batch_size=batch_size,
+            progress=progress, description=description, layer=layer,
+        )
+        return change_from_sums(target, sums, count)
+    out: torch.Tensor | None = None  # (n_copies, *measure's shape), allocated at the first block
+    for start, values, base in _perturbed_values(model, target, x, n_copies, fill, copies, memory_mb, batch_size, progress, description, layer):
+        measured = torch.stack([measure(v, base) for v in values])
+        if out is None:
+            out = torch.empty((n_copies, *measured.shape[1:]), dtype=measured.dtype)
+        out[start : start + len(values)] = measured
+    assert out is not None  # n_copies >= 1
+    return out
+
+
+def change_from_sums(target: Target | str, sums: torch.Tensor, count: int) -> torch.Tensor:
+    """:func:`aeinterp.targets.target_change` from :func:`perturbation_sums`' additive sums over ``count`` samples."""
+    mean = sums / max(1, int(count))
+    return mean if Target(target).is_loss else mean.clamp_min(0).sqrt()
+
+
+def perturbation_sums(
+    model: Model,
+    target: Target | str,
+    x: np.ndarray | torch.Tensor,
+    n_copies: int,
+    fill: Fill,
+    *,
+    copies: int | None = None,
+    memory_mb: float = 256.0,
+    batch_size: int = 4096,
+    progress: Progress | None = None,
+    description: str = "perturbing",
+    layer: FirstLayer | None = None,
+    squares: bool = False,
+) -> tuple[torch.Tensor, int]:
+    """Like :func:`perturbation_effects`, but the additive sums over the samples of ``x`` and their count.
+
+    Per copy and target the sum over samples of the squared change (vector
+    targets) or of the change (the reconstruction error), as float64: sums of
+    sample chunks add up to the sums of the whole batch, which is what a
+    sample-chunked explainer needs. With ``squares`` the result also holds
+    the sums of the squares of those per-sample terms, as a second slice
+    ``(2, n_copies, n_targets)`` (for running variances).
+    """
+    target = Target(target)
+    out: torch.Tensor | None = None
+    n = 0
+    for start, values, base in _perturbed_values(model, target, x, n_copies, fill, copies, memory_mb, batch_size, progress, description, layer):
+        n = values.shape[1]
+        if out is None:
+            out = torch.zeros((2 if squares else 1, n_copies, base.shape[1]), dtype=torch.float64)
+        delta = (values - base.unsqueeze(0)).double()
+        terms = delta if target.is_loss else delta.pow(2)
+        out[0, start : start + len(values)] = terms.sum(dim=1)
+        if squares:
+            out[1, start : start + len(values)] = terms.pow(2).sum(dim=1)
+    assert out is not None  # n_copies >= 1
+    return (out if squares else out[0]), n
+
+
+def _perturbed_values(
+    model: Model, target: Target | str, x: np.ndarray | torch.Tensor, n_copies: int, fill: Fill, copies: int | None,
+    memory_mb: float, batch_size: int, progress: Progress | None, description: str, layer: FirstLayer | None,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """For each block of copies: its first copy index, the target on the copies ``(copies, N, T)`` and on ``x``."""
     progress = progress or NullProgress()
+    target = Target(target)
     xt = as_tensor(x, model)
     n, shape = xt.shape[0], tuple(xt.shape[1:])
     flat = xt.reshape(n, -1)
@@ -79,9 +155,14 @@ def perturbation_effects(
     c = max(1, min(c, n_copies))
     with torch.no_grad():
         base = _eval_rows(model, target, xt, xt, batch_size)
-        out: torch.Tensor | None = None  # (n_copies, *measure's shape), allocated at the first block
         # only the reconstruction error compares with the unperturbed input
-        ref = xt.unsqueeze(0).expand(c, *xt.shape).reshape(c * n, *shape) if Target(target).is_loss else None
+        ref = xt.unsqueeze(0).expand(c, *xt.shape).reshape(c * n, *shape) if target.is_loss else None
+        if layer is not None:
+            from .first_layer import layer_target_function
+
+            g = layer_target_function(model, layer, target)  # type: ignore[arg-type]
+            weight_t = layer.linear.weight.detach().T  # (D, h)
+            a0 = layer(flat.to(weight_t.dtype))
         starts = range(0, n_copies, c)
         buffer = flat.unsqueeze(0).repeat(c, 1, 1)
         for start in progress.track(starts, total=len(starts), description=description):
@@ -89,19 +170,24 @@ def perturbation_effects(
             block = buffer[: len(ids)]
             changed = fill(block, ids)
             rows = block.reshape(len(ids) * n, *shape)
-            values = _eval_rows(model, target, rows, rows if ref is None else ref[: len(ids) * n], batch_size)
-            values = values.reshape(len(ids), n, -1)
-            measured = torch.stack([measure(v, base) if measure else target_change(target, v, base) for v in values])
-            if out is None:
-                out = torch.empty((n_copies, *measured.shape[1:]), dtype=measured.dtype)
-            out[start : start + len(ids)] = measured
+            reference = rows if ref is None else ref[: len(ids) * n]
+            if layer is None:
+                values = _eval_rows(model, target, rows, reference, batch_size)
+            else:
+                if changed is None:
+                    a = layer(block.reshape(len(ids) * n, d).to(weight_t.dtype))
+                else:
+                    a = a0.unsqueeze(0).repeat(len(ids), 1, 1)
+                    for k, cols in enumerate(changed):
+                        a[k].addmm_(block[k][:, cols] - flat[:, cols], weight_t[cols])
+                    a = a.reshape(len(ids) * n, -1)
+                values = torch.cat([g(a[s : s + batch_size], reference[s : s + batch_size]).float().cpu() for s in range(0, a.shape[0], batch_size)])
+            yield start, values.reshape(len(ids), n, -1), base
             if changed is None:
                 block.copy_(flat.unsqueeze(0).expand_as(block))
             else:
                 for k, cols in enumerate(changed):
                     block[k][:, cols] = flat[:, cols]
-    assert out is not None  # n_copies >= 1
-    return out
 
 
 def _eval_rows(model: Model, target: Target | str, rows: torch.Tensor, reference: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -1,7 +1,23 @@
-"""``OUT/results.json`` and the ``.npz`` files beside it: written atomically after every step.
+"""``OUT/results.json`` and the array files beside it.
 
 The shape of ``results.json`` is a stable contract (see the README): fields are
 added, never renamed. An interrupted run leaves every finished step readable.
+
+Layout (compact and append-friendly; any JSON reader sees the same document)::
+
+    {"aeinterp_version": ..., "recipe": ..., "model": ..., "data": ..., "plugins": ..., "layout": "append-v1", "explainers": [
+    {entry of step 1}
+    ,{entry of step 2}
+    ],"status": "running", "finished": null}
+
+The header is written once (atomically). Each finished step appends its entry,
+one line of compact JSON, by overwriting only the closing tail (``]`` and the
+status) in place: the cost of a step is its own entry, never the document so
+far, and entries above the inline threshold hold references, not matrices
+(:meth:`aeinterp.explanation.Explanation.to_json`). ``finish`` rewrites the
+tail alone. Should a crash cut an append short, :func:`load_results` reads
+the header line and every complete entry line and marks the run
+``interrupted``.
 """
 
 from __future__ import annotations
@@ -21,17 +37,22 @@ from .explanation import Explanation, jsonable
 __all__ = ["ResultsStore", "RunResults", "load_results", "RESULTS_FILE"]
 
 RESULTS_FILE = "results.json"
+LAYOUT = "append-v1"
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
+def _dumps(payload: Any) -> str:
+    return json.dumps(jsonable(payload), separators=(",", ":"), allow_nan=False)
+
+
+def write_json_atomic(path: Path, payload: Any, *, text: str | None = None) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(jsonable(payload), fh, indent=1, allow_nan=False)
+            fh.write(text if text is not None else _dumps(payload))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -41,7 +62,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 class ResultsStore:
-    """Accumulates a run's results and rewrites ``results.json`` after each change."""
+    """Accumulates a run's results: the header once, then one appended line per step (see the module docstring)."""
 
     def __init__(self, out_dir: Path, *, recipe: Any, model: dict[str, Any], data: dict[str, Any], plugins: list[dict[str, Any]]) -> None:
         self.out_dir = out_dir
@@ -55,25 +76,43 @@ class ResultsStore:
             "model": model,
             "data": data,
             "plugins": plugins,
+            "layout": LAYOUT,
             "explainers": [],
         }
-        self._write()
+        head = {k: v for k, v in self.doc.items() if k not in ("status", "finished", "explainers")}
+        self._head = _dumps(head)[:-1] + ',"explainers":['
+        self._offset = len(self._head.encode())
+        write_json_atomic(self.out_dir / RESULTS_FILE, None, text=self._head + self._tail())
 
-    def _write(self) -> None:
-        write_json_atomic(self.out_dir / RESULTS_FILE, self.doc)
+    def _tail(self) -> str:
+        return "\n]," + _dumps({"status": self.doc["status"], "finished": self.doc["finished"]})[1:] + "\n"
+
+    def _append(self, entry: dict[str, Any] | None) -> None:
+        """Write ``entry`` (if any) and the tail at the end of the entries, in place."""
+        piece = b""
+        if entry is not None:
+            piece = (("\n," if self.doc["explainers"] else "\n") + _dumps(entry)).encode()
+        with open(self.out_dir / RESULTS_FILE, "r+b") as fh:
+            fh.seek(self._offset)
+            fh.write(piece + self._tail().encode())
+            fh.truncate()
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._offset += len(piece)
 
     def add(self, alias: str, explanation: Explanation, **meta: Any) -> dict[str, Any]:
         """Write a step's arrays and entry; ``meta`` adds fields to the entry (e.g. ``cached=True``)."""
         arrays = f"{alias}.npz"
-        explanation.save_arrays(self.out_dir / arrays)
-        entry = {"alias": alias, "status": "ok", **explanation.to_json(), "arrays": arrays, **jsonable(meta)}
+        local_file = explanation.save_arrays(self.out_dir / arrays)
+        entry = {"alias": alias, "status": "ok", **explanation.to_json(), "arrays": arrays, "local_file": local_file, **jsonable(meta)}
         entry = {"name": entry.pop("name"), **entry}
+        entry = jsonable(entry)
+        self._append(entry)
         self.doc["explainers"].append(entry)
-        self._write()
         return entry
 
     def add_error(self, alias: str, name: str, target: str, error: BaseException, *, params: dict[str, Any], distribution: str = "", version: str = "", traceback: str = "") -> dict[str, Any]:
-        entry = {
+        entry = jsonable({
             "name": name,
             "alias": alias,
             "target": target,
@@ -84,15 +123,35 @@ class ResultsStore:
             "distribution": distribution,
             "version": version,
             "traceback": traceback,
-        }
-        self.doc["explainers"].append(jsonable(entry))
-        self._write()
+        })
+        self._append(entry)
+        self.doc["explainers"].append(entry)
         return entry
 
     def finish(self, status: str) -> None:
         self.doc["status"] = status
         self.doc["finished"] = _now()
-        self._write()
+        self._append(None)
+
+
+def _repair(text: str) -> dict[str, Any] | None:
+    """The document of an append cut short: the header line and every complete entry line."""
+    lines = text.split("\n")
+    head = lines[0]
+    if not head.endswith(',"explainers":['):
+        return None
+    try:
+        doc = json.loads(head[: -len(',"explainers":[')] + "}")
+    except json.JSONDecodeError:
+        return None
+    entries = []
+    for line in lines[1:]:
+        try:
+            entries.append(json.loads(line[1:] if line.startswith(",") else line))
+        except json.JSONDecodeError:
+            break
+    doc.update(explainers=[e for e in entries if isinstance(e, dict)], status="interrupted", finished=None)
+    return doc
 
 
 @dataclass
@@ -113,15 +172,18 @@ class RunResults:
 
 
 def load_results(out_dir: str | Path) -> RunResults:
-    """Read ``results.json`` and every step's arrays (no pickle)."""
+    """Read ``results.json`` and every step's arrays (no pickle; array files memory-mapped, read when used)."""
     out_dir = Path(out_dir)
     path = out_dir / RESULTS_FILE
     if not path.exists():
         raise AeinterpError(f"no {RESULTS_FILE} in {out_dir}: is it the output folder of a run?")
+    text = path.read_text()
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise AeinterpError(f"{path} is not valid JSON: {exc}") from None
+        doc = _repair(text)
+        if doc is None:
+            raise AeinterpError(f"{path} is not valid JSON: {exc}") from None
     explanations = {}
     for entry in doc.get("explainers", []):
         if entry.get("status") == "ok":

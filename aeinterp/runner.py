@@ -24,6 +24,7 @@ import numpy as np
 from rich.console import Console
 
 from .cache import Cache, data_fingerprint, model_fingerprint
+from .chunks import ChunkedExplainer
 from .data import SPLIT_FILE, ArrayDataset
 from .datasets import load_dataset
 from .device import device_name, resolve_device
@@ -239,10 +240,13 @@ class Runner:
             self._say(f"✓ {label} on {step.target.value}: cached{took}")
             return
         progress = self._progress(f"{step.alias}: ")
+        instance = entry.cls(step.params, progress=progress, results=outcome.explanations)
+        if isinstance(instance, ChunkedExplainer):
+            instance.rows_dir = store.out_dir  # per-sample rows spilled to disk land next to results.json
         try:
             with progress:
                 explanation = run_explainer(
-                    entry.cls(step.params, progress=progress, results=outcome.explanations), model, data, target=step.target, seed=seed,
+                    instance, model, data, target=step.target, seed=seed,
                     distribution=entry.distribution, version=entry.version,
                 )
         except Exception as exc:  # one failing step must not lose the others

@@ -7,6 +7,14 @@ Result layout
     feature group (for sequences a group is one feature over all steps).
 ``importance``
     ``(targets, groups)``: mean absolute ``local`` over the explained samples.
+
+The explainer streams over sample chunks (:class:`aeinterp.chunks.ChunkedExplainer`,
+``splits="samples"``): each chunk returns sums of ``|local|`` (and their
+squares, for ``max_samples: auto``), of the additivity errors and their
+maxima; per-sample arrays (``local``, ``phi``, ``phi_steps``) follow the
+shared ``local`` param (:mod:`aeinterp.streaming`), ``target_values`` are
+always kept. Chunks hold at most about ``memory_mb / 2`` of per-element
+attributions.
 ``arrays["phi"]``
     ``(samples, targets, *sample_shape)``: per-element SHAP values, kept when
     the groups are not the single elements.
@@ -26,12 +34,14 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
+from aeinterp import Capabilities, Explanation
+from aeinterp.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.errors import CapabilityError
 from aeinterp.model import torch_modules
-from aeinterp.perturb import reduce_groups, sample_background
+from aeinterp.perturb import reduce_groups, sample_background, subsample_indices
+from aeinterp.streaming import Z_95, StreamParams, local_plan, top_k_rows
 from aeinterp.targets import Target, evaluate_target, target_names, target_names_for
 
 METHOD_RESCALE = "deeplift_rescale"
@@ -43,26 +53,33 @@ TORCHSCRIPT_REASON = (
 )
 
 
-class DeepShap(Explainer):
+class DeepShap(ChunkedExplainer):
     """DeepSHAP: DeepLIFT rescale multipliers averaged over a background sample, all targets in one pass."""
 
     name = "deepshap"
 
-    class Params(ExplainerParams):
+    class Params(StreamParams):
         backend: Literal["native", "shap"] = Field("native", description="native: vectorised rules for all targets at once; shap: shap.DeepExplainer / GradientExplainer as the reference")
         method: Literal["auto", "rescale", "expected_gradients"] = Field("auto", description="auto: DeepLIFT rescale rules where every operation has one, else expected gradients; or force either")
         background: Literal["random", "kmeans", "all"] = Field("random", description="background from the fit split: a random sample, a k-means summary, or all of it")
         n_background: int = Field(100, ge=1, description="background size (random rows or k-means centres)")
-        max_samples: int | None = Field(None, ge=1, description="explain at most this many samples of the explain split (random, seeded)")
+        max_samples: int | Literal["auto"] | None = Field(None, description="explain at most this many samples of the explain split (random, seeded); auto: rounds of samples until the importance is within tolerance")
         dtype: Literal["model", "float32", "float64"] = Field("model", description="precision of the computation; a different one runs on a converted copy of the model")
         tolerance: float = Field(1e-3, gt=0, description="warn when the additivity error of a target, relative to its mean |f(x) - E f(background)|, exceeds this")
         eg_samples: int = Field(200, ge=1, description="expected gradients: draws (background sample, interpolation point) per explained sample")
         memory_mb: float = Field(1024.0, gt=0, description="approximate bound on the working memory of the native backend; samples and targets are chunked to fit")
         batch_rows: int = Field(8192, ge=1, description="expected gradients: rows per forward/backward pass")
 
+        @field_validator("max_samples")
+        @classmethod
+        def _at_least_one(cls, value):  # noqa: ANN001, ANN206
+            if isinstance(value, int) and value < 1:
+                raise ValueError("max_samples must be >= 1")
+            return value
+
     capabilities = Capabilities(
         targets=frozenset({"latent", "reconstruction", "reconstruction_error", "prediction"}),
-        needs_gradients=True, deterministic=True, local=True,
+        needs_gradients=True, deterministic=True, local=True, splits="samples",
     )
 
     def check(self, model: Any, data: Any, target: Target | str) -> None:
@@ -74,71 +91,141 @@ class DeepShap(Explainer):
                 "use backend: native, dtype: model for other models", plugin=self.name,
             )
 
-    def explain(self, model, data, *, target, rng):  # noqa: ANN001 - signature fixed by Explainer
-        p = self.params
-        target = Target(target)
-        x_np = self.take_rows(data, "explain", p.max_samples, rng)
-        bg_np = self.take_rows(data, "fit", p.n_background, rng) if p.background == "random" else sample_background(data.x_fit, p.n_background, rng, p.background)
-        seeds = rng.integers(0, 2**31 - 1, size=len(x_np))
-        work = _working_copy(model, p.dtype, force=p.backend == "shap")
-        dtype, device = _dtype_device(work)
-        x = torch.as_tensor(np.asarray(x_np), dtype=dtype, device=device)
-        bg = torch.as_tensor(np.asarray(bg_np), dtype=dtype, device=device)
+    # --- the chunk seam ----------------------------------------------------------------
+    def _work(self, model: Any) -> Any:
+        """The model or its converted copy, made once per explainer instance (and worker)."""
+        cached = getattr(self, "_work_cache", None)
+        if cached is None or cached[0] is not model:
+            p = self.params
+            cached = (model, _working_copy(model, p.dtype, force=p.backend == "shap"))
+            self._work_cache = cached
+        return cached[1]
+
+    def _fn(self, model: Any, target: Target):  # noqa: ANN202
+        work = self._work(model)
 
         def fn(t: torch.Tensor) -> torch.Tensor:
             return evaluate_target(work, target, t).reshape(t.shape[0], -1)
 
-        phi, method, reason, info = self._attribute(work, fn, x, bg, seeds, target)
-        with torch.no_grad():
-            f_x = fn(x).double().cpu().numpy()
-            f_bg = fn(bg).double().cpu().numpy()
-        names = target_names_for(model, data, target)
-        if len(names) != phi.shape[1]:
-            names = target_names(target, phi.shape[1], data.feature_names)
-        return _explanation(phi, f_x, f_bg, data, names, target, p, method, reason, info, len(bg_np))
+        return work, fn
 
-    def _attribute(self, work: Any, fn, x: torch.Tensor, bg: torch.Tensor, seeds: np.ndarray, target: Target) -> tuple[np.ndarray, str, str, dict[str, Any]]:  # noqa: ANN001
-        from ._engine import deeplift_shap
+    def prepare(self, model, data, *, target, rng):  # noqa: ANN001, ANN201
         from ._tape import Unsupported, check_tape, record
 
         p = self.params
-        method, reason, info = METHOD_RESCALE, "every operation between input and target has a DeepLIFT rule", {}
+        total = data.x_explain.shape[0]
+        index = rng.permutation(total) if p.max_samples == "auto" else subsample_indices(total, p.max_samples, rng)
+        if p.max_samples != "auto":
+            self.rows_used["explain"] = index  # recorded: the step's npz says which rows it explained
+        bg_np = np.asarray(sample_background(data.x_fit, p.n_background, rng, p.background))
+        seeds = rng.integers(0, 2**31 - 1, size=len(index))
+        work, fn = self._fn(model, target)
+        dtype, device = _dtype_device(work)
+        x0 = torch.as_tensor(np.asarray(data.x_explain[index[:1]]), dtype=dtype, device=device)
+        bg = torch.as_tensor(bg_np, dtype=dtype, device=device)
+        method, reason = METHOD_RESCALE, "every operation between input and target has a DeepLIFT rule"
         if p.method == "expected_gradients":
             method, reason = METHOD_EG, "requested with method: expected_gradients"
         elif _scripted(work):
             method, reason = METHOD_EG, TORCHSCRIPT_REASON
         elif p.backend == "shap":
             try:
-                check_tape(record(fn, torch.cat([x[:1], bg])), record(fn, x[:1]))
+                check_tape(record(fn, torch.cat([x0, bg])), record(fn, x0))
             except Unsupported as exc:
                 method, reason = METHOD_EG, str(exc)
             if method == METHOD_RESCALE and _recurrent(work):
                 method, reason = METHOD_EG, "shap's DeepExplainer has no rule for nn.LSTM / GRU / RNN (the native backend writes them out exactly)"
         else:
-            try:
-                result = deeplift_shap(fn, x, bg, memory_mb=p.memory_mb, progress=self.progress)
-                return result.phi.cpu().numpy(), method, reason, result.info
+            from ._engine import deeplift_shap
+
+            try:  # one sample through the engine: it says whether every operation has a rule (recurrent layers written out)
+                deeplift_shap(fn, x0, bg, memory_mb=p.memory_mb / 2)
             except Unsupported as exc:
                 method, reason = METHOD_EG, str(exc)
         if method == METHOD_EG and p.method == "rescale":
             raise CapabilityError(f"deepshap cannot use DeepLIFT rules here: {reason}", plugin=self.name)
+        with torch.no_grad():
+            f_bg = fn(bg).double().cpu().numpy()
+        names = target_names_for(model, data, target)
+        if len(names) != f_bg.shape[1]:
+            names = target_names(target, f_bg.shape[1], data.feature_names)
+        n, k, d = len(index), f_bg.shape[1], int(np.prod(data.x_explain.shape[1:]))
+        plan = local_plan(p.local, n, k, len(data.groups), p.local_max_mb)
+        return {"index": index, "bg": bg_np, "seeds": seeds, "method": method, "reason": reason, "f_bg": f_bg, "names": names,
+                "plan": plan, "k": k, "d": d, "grouped": not _identity_groups(data.groups, d)}
+
+    def units(self, model, data, state, *, target):  # noqa: ANN001, ANN201
+        n = len(state["index"])
+        per = 4.0 * state["k"] * state["d"] * 3  # phi, |local| and the grouped copy of one sample
+        return np.arange(n), self.params.chunk_size or chunk_size_for(per, self.params.memory_mb / 2, n)
+
+    def spill(self, state: Any) -> frozenset[str]:
+        if state["plan"].mode != "disk":
+            return frozenset()
+        return frozenset({"local", "phi", "phi_steps"})
+
+    def explain_chunk(self, model, data, state, units, *, target, rng):  # noqa: ANN001, ANN201
+        work, fn = self._fn(model, target)
+        dtype, device = _dtype_device(work)
+        x = torch.as_tensor(np.asarray(data.x_explain[state["index"][units]]), dtype=dtype, device=device)
+        bg = torch.as_tensor(state["bg"], dtype=dtype, device=device)
+        phi, info = self._attribute(work, fn, x, bg, state["seeds"][units], state["method"], target)
+        with torch.no_grad():
+            f_x = fn(x).double().cpu().numpy()
+        local = reduce_groups(phi, data.groups)  # phi itself when every element is its own group
+        mag = np.abs(local).astype(np.float64)
+        err = np.abs(phi.sum(axis=2, dtype=np.float64) - (f_x - state["f_bg"].mean(axis=0)))
+        sums = {"abs": mag.sum(axis=0), "abs_sq": (mag**2).sum(axis=0), "err": err.sum(axis=0),
+                "delta": np.abs(f_x - state["f_bg"].mean(axis=0)).sum(axis=0)}
+        rows: dict[str, np.ndarray] = {"target_values": f_x}
+        plan, shape = state["plan"], tuple(data.x_explain.shape[1:])
+        if data.kind == "sequence":
+            steps = phi.reshape(len(units), state["k"], *shape).sum(axis=3)
+            sums["abs_steps"] = np.abs(steps).sum(axis=0, dtype=np.float64)
+            if plan.mode in ("memory", "disk"):
+                rows["phi_steps"] = steps
+        if plan.mode in ("memory", "disk"):
+            rows["local"] = np.asarray(local)
+            if state["grouped"]:
+                rows["phi"] = phi.reshape(len(units), state["k"], *shape).astype(np.float32, copy=False)
+        elif plan.mode == "top_k":
+            rows["local_top_index"], rows["local_top_value"] = top_k_rows(np.asarray(local), plan.k or 1)
+        self._last_info = info  # engine facts (rules, chunk sizes): the same for every chunk
+        return Partial(sums=sums, rows=rows, count=len(units), maxima={"err": err.max(axis=0)})
+
+    def interval(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
+        n = max(2, total.count)
+        mean = total.sums["abs"] / n
+        var = np.clip((total.sums["abs_sq"] - n * mean**2) / (n - 1), 0.0, None)
+        return mean, Z_95 * np.sqrt(var / n)
+
+    def finish(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
+        return _explanation(self, data, state, total, target, getattr(self, "_last_info", {}))
+
+    def _attribute(self, work: Any, fn, x: torch.Tensor, bg: torch.Tensor, seeds: np.ndarray, method: str, target: Target) -> tuple[np.ndarray, dict[str, Any]]:  # noqa: ANN001
+        from ._engine import deeplift_shap
+
+        p = self.params
         if p.backend == "shap":
             from ._shap_backend import TargetModule, shap_deep, shap_gradient
 
             module = TargetModule(torch_modules(work)[0], fn)
             if method == METHOD_RESCALE:
-                return shap_deep(module, x, bg, progress=self.progress), method, reason, info
+                return shap_deep(module, x, bg, progress=self.progress), {}
             if x.dtype != torch.float32:  # shap's GradientExplainer builds float32 inputs: a float32 copy, the working copy stays
                 work32 = copy.deepcopy(work)
                 for m in torch_modules(work32):
                     m.float()
                 module = TargetModule(torch_modules(work32)[0], lambda t: evaluate_target(work32, target, t).reshape(t.shape[0], -1))
                 x, bg = x.float(), bg.float()
-            return shap_gradient(module, x, bg, seeds, samples=p.eg_samples, progress=self.progress), method, reason, info
+            return shap_gradient(module, x, bg, seeds, samples=p.eg_samples, progress=self.progress), {"eg_samples": p.eg_samples}
+        if method == METHOD_RESCALE:
+            result = deeplift_shap(fn, x, bg, memory_mb=p.memory_mb / 2, progress=self.progress)
+            return result.phi.cpu().numpy(), result.info
         from ._expected_gradients import expected_gradients
 
         phi = expected_gradients(fn, x, bg, seeds, samples=p.eg_samples, batch_rows=p.batch_rows, progress=self.progress)
-        return phi.cpu().numpy(), method, reason, {"eg_samples": p.eg_samples}
+        return phi.cpu().numpy(), {"eg_samples": p.eg_samples}
 
     @classmethod
     def figures(cls, explanation: Explanation) -> dict[str, Any]:
@@ -175,29 +262,18 @@ def _dtype_device(model: Any) -> tuple[torch.dtype, torch.device]:
     return getattr(model, "dtype", torch.float32), getattr(model, "device", torch.device("cpu"))
 
 
-def _additivity(phi: np.ndarray, f_x: np.ndarray, f_bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per target: max and mean of ``|sum phi - (f(x) - E f)|`` over the target's mean ``|f(x) - E f|``."""
-    delta = f_x - f_bg.mean(axis=0)
-    err = np.abs(phi.sum(axis=2, dtype=np.float64) - delta)
-    scale = np.abs(delta).mean(axis=0)
+def _identity_groups(groups, d: int) -> bool:  # noqa: ANN001
+    return len(groups) == d and all(g.indices.size == 1 and int(g.indices[0]) == j for j, g in enumerate(groups))
+
+
+def _explanation(explainer: DeepShap, data, state, total, target, info) -> Explanation:  # noqa: ANN001
+    p = explainer.params
+    n, k = max(1, total.count), state["k"]
+    names, method = state["names"], state["method"]
+    scale = total.sums["delta"] / n
     floor = max(1e-6 * float(scale.max(initial=0.0)), np.finfo(np.float64).tiny)
-    rel = err / np.maximum(scale, floor)
-    return rel.max(axis=0), rel.mean(axis=0)
-
-
-def _mean_abs(local: np.ndarray, chunk: int = 64) -> np.ndarray:
-    """Mean of ``|local|`` over samples, without a full-size temporary."""
-    total = np.zeros(local.shape[1:], dtype=np.float64)
-    for start in range(0, local.shape[0], chunk):
-        total += np.abs(local[start : start + chunk]).sum(axis=0, dtype=np.float64)
-    return total / max(1, local.shape[0])
-
-
-def _explanation(phi, f_x, f_bg, data, names, target, p, method, reason, info, n_bg) -> Explanation:  # noqa: ANN001
-    n, k, d = phi.shape
-    local = reduce_groups(phi, data.groups)  # returns phi itself when every element is its own group
-    elements = local is phi
-    max_rel, mean_rel = _additivity(phi, f_x, f_bg)
+    max_rel = total.maxima["err"] / np.maximum(scale, floor)
+    mean_rel = total.sums["err"] / n / np.maximum(scale, floor)
     worst = int(np.argmax(max_rel)) if k else 0
     additivity = {
         "max_rel": float(max_rel.max(initial=0.0)),
@@ -216,38 +292,39 @@ def _explanation(phi, f_x, f_bg, data, names, target, p, method, reason, info, n
             stacklevel=3,
         )
     arrays: dict[str, np.ndarray] = {
-        "target_values": f_x,
-        "expected_value": f_bg.mean(axis=0),
+        "target_values": total.rows["target_values"],
+        "expected_value": state["f_bg"].mean(axis=0),
         "additivity_max_rel": max_rel,
         "additivity_mean_rel": mean_rel,
     }
+    for key in ("phi", "phi_steps", "local_top_index", "local_top_value"):
+        if key in total.rows:
+            arrays[key] = total.rows[key]
+    arrays["sample_index"] = np.asarray(state["index"][: total.count], dtype=np.int64)  # rows of the explain split, in local's order
+    if "abs_steps" in total.sums:
+        arrays["importance_steps"] = total.sums["abs_steps"] / n
     shape = tuple(data.x_explain.shape[1:])
-    if not elements:
-        arrays["phi"] = phi.reshape(n, k, *shape).astype(np.float32, copy=False)
-    if data.kind == "sequence":
-        steps = phi.reshape(n, k, *shape).sum(axis=3)
-        arrays["phi_steps"] = steps
-        arrays["importance_steps"] = _mean_abs(steps)
     extras = {
         "backend": p.backend,
         "method": method,
-        "method_reason": reason,
-        "n_samples": n,
-        "n_background": n_bg,
+        "method_reason": state["reason"],
+        "n_samples": int(total.count),
+        "n_background": int(len(state["bg"])),
         "background": p.background,
         "additivity": additivity,
         "additivity_max_rel": additivity["max_rel"],
         "additivity_mean_rel": additivity["mean_rel"],
         "local_shape": "samples x targets x groups",
         "phi_shape": "samples x targets x " + " x ".join(str(s) for s in shape),
+        **state["plan"].info(),
         **info,
     }
     return Explanation(
-        importance=_mean_abs(local),
+        importance=total.sums["abs"] / n,
         feature_names=data.group_names,
         target_names=names,
         target=target.value,
-        local=local,
+        local=total.rows.get("local"),
         arrays=arrays,
         extras=extras,
     )

@@ -21,10 +21,15 @@ dataset's feature groups:
   (:mod:`aeinterp_gradients.factorised`; ``extras["path"]``,
   ``extras["path_reason"]`` and ``extras["mode"]`` say what ran and why).
 
-Mean element maps (signed and absolute, ``(targets, elements)``) are kept in
-``arrays``; per-sample group attributions are kept as ``local`` when they fit
-in ``local_max_mb``; ``std`` is the spread of the per-sample values over
-samples. Elements are summed into groups with one ``index_add`` (cost
+Both stream over sample chunks (:class:`aeinterp.chunks.ChunkedExplainer`,
+``splits="samples"``): a chunk returns additive sums (of the importance terms
+and their squares, of the element maps, of the completeness terms), so the
+result is the same for any chunking and never holds samples x targets x
+features unless ``local`` asks for it (:mod:`aeinterp.streaming`: ``auto``
+keeps it when it fits in ``local_max_mb``, ``full`` writes it to disk beyond
+that, ``top_k:K`` keeps the K largest per sample and target). Mean element
+maps (signed and absolute, ``(targets, elements)``) are kept in ``arrays``;
+``std`` is the spread of the per-sample values over samples. Elements are summed into groups with one ``index_add`` (cost
 ``samples x targets x elements``) rather than
 :func:`aeinterp.perturb.reduce_groups`, whose dense ``elements x groups``
 product costs ``x groups`` more (1000x for 1000 single-column groups); the
@@ -37,11 +42,14 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
-from aeinterp.model import as_tensor, evaluate
+from aeinterp import Capabilities, Explanation
+from aeinterp.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.explainer import ALL_TARGETS
+from aeinterp.model import as_tensor
+from aeinterp.perturb import subsample_indices
+from aeinterp.streaming import Z_95, LocalPlan, StreamParams, local_plan, top_k_rows
 from aeinterp.targets import Target, target_names_for
 
 from .autodiff import choose_mode, has_recurrent_layers, scripted_recurrent, target_function, weighted_jacobian
@@ -51,30 +59,37 @@ from .paths import Baseline, Rule, baselines, quadrature
 __all__ = ["Jacobian", "IntegratedGradients"]
 
 
-class _GradientParams(ExplainerParams):
+class _GradientParams(StreamParams):
     split: Literal["explain", "fit"] = Field("explain", description="which split to explain: the held-out explain split or the fit split")
-    max_samples: int | None = Field(None, ge=1, description="explain at most this many samples (random, seeded)")
+    max_samples: int | Literal["auto"] | None = Field(None, description="explain at most this many samples (random, seeded); auto: rounds of samples until the importance is within tolerance")
     mode: Literal["auto", "rev", "fwd", "loop"] = Field(
         "auto", description="autodiff: rev (vmap, cost ~ targets), fwd (vmap, cost ~ input elements), loop (one backward per target, for RNNs); auto picks"
     )
-    keep_local: bool = Field(True, description="keep per-sample group attributions (samples x targets x groups) when they fit in local_max_mb")
-    local_max_mb: float = Field(64.0, gt=0, description="largest per-sample attribution array to keep, in MiB")
+    keep_local: bool = Field(True, description="keep per-sample group attributions at all (false is local: none)")
     memory_mb: float = Field(256.0, gt=0, description="bound on the Jacobian blocks computed at once, in MiB (smaller blocks are often faster on a CPU)")
 
+    @field_validator("max_samples")
+    @classmethod
+    def _at_least_one(cls, value):  # noqa: ANN001, ANN206
+        if isinstance(value, int) and value < 1:
+            raise ValueError("max_samples must be >= 1")
+        return value
 
-class _Accumulator:
-    """Running sums over sample blocks: group importance (mean, std), element maps, local."""
 
-    def __init__(self, n: int, n_t: int, n_e: int, elem_group: torch.Tensor, n_g: int, keep_local: bool) -> None:
-        self.n, self.n_g, self.elem_group = n, n_g, elem_group
+class _Sums:
+    """One chunk's additive sums: importance terms and their squares, element maps, per-sample rows."""
+
+    def __init__(self, n_t: int, n_e: int, elem_group: torch.Tensor, n_g: int, plan: LocalPlan) -> None:
+        self.n_g, self.elem_group, self.plan = n_g, elem_group, plan
         # one group per element, in order (tabular data): group sums are the values themselves
         self.identity = n_g == n_e and bool(torch.equal(elem_group, torch.arange(n_e)))
-        self.seen = 0
-        self.mean = torch.zeros((n_t, n_g), dtype=torch.float64)
-        self.m2 = torch.zeros((n_t, n_g), dtype=torch.float64)  # sum of squared deviations (Chan et al.'s merge)
+        self.count = 0
+        self.score = torch.zeros((n_t, n_g), dtype=torch.float64)
+        self.score_sq = torch.zeros((n_t, n_g), dtype=torch.float64)
         self.elem = torch.zeros((n_t, n_e), dtype=torch.float64)
         self.elem_abs = torch.zeros((n_t, n_e), dtype=torch.float64)
-        self.local = torch.empty((n, n_t, n_g), dtype=torch.float32) if keep_local else None
+        self.rows: dict[str, list[np.ndarray]] = {}
+        self.extra: dict[str, np.ndarray] = {}
 
     def group_sum(self, values: torch.Tensor) -> torch.Tensor:
         """Sum the last axis of ``values`` (..., elements) into groups (elements in no group are dropped)."""
@@ -84,27 +99,25 @@ class _Accumulator:
         out.index_add_(values.dim() - 1, self.elem_group, values)
         return out[..., : self.n_g]
 
-    def add(
-        self, start: int, element_values: torch.Tensor, group_values: torch.Tensor, score: torch.Tensor, element_abs: torch.Tensor | None = None
-    ) -> None:
+    def add(self, element_values: torch.Tensor, group_values: torch.Tensor, score: torch.Tensor, element_abs: torch.Tensor | None = None) -> None:
         """``element_values`` (B, T, E) for the maps (``element_abs`` their absolute values if already computed),
         ``group_values`` (B, T, G) local, ``score`` (B, T, G) importance terms."""
         self.elem += element_values.sum(dim=0).double()
         self.elem_abs += (element_values.abs() if element_abs is None else element_abs).sum(dim=0).double()
-        nb = score.shape[0]
-        block_mean = score.mean(dim=0)
-        block_m2 = (score - block_mean).pow(2).sum(dim=0).double()
-        delta = block_mean.double() - self.mean
-        total = self.seen + nb
-        self.mean += delta * (nb / total)
-        self.m2 += block_m2 + delta.pow(2) * (self.seen * nb / total)
-        self.seen = total
-        if self.local is not None:
-            self.local[start : start + group_values.shape[0]] = group_values.float()
+        sc = score.double()
+        self.score += sc.sum(dim=0)
+        self.score_sq += sc.pow(2).sum(dim=0)
+        self.count += score.shape[0]
+        if self.plan.mode in ("memory", "disk"):
+            self.rows.setdefault("local", []).append(group_values.float().numpy())
+        elif self.plan.mode == "top_k":
+            index, value = top_k_rows(group_values.float().numpy(), self.plan.k or 1)
+            self.rows.setdefault("local_top_index", []).append(index)
+            self.rows.setdefault("local_top_value", []).append(value)
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        var = self.m2 / max(1, self.n - 1)
-        return self.mean.numpy(), var.sqrt().numpy(), (self.elem / self.n).numpy(), (self.elem_abs / self.n).numpy()
+    def partial(self) -> Partial:
+        sums = {"score": self.score.numpy(), "score_sq": self.score_sq.numpy(), "elem": self.elem.numpy(), "elem_abs": self.elem_abs.numpy(), **self.extra}
+        return Partial(sums=sums, rows={k: np.concatenate(v) for k, v in self.rows.items()}, count=self.count)
 
 
 def _element_groups(data, n_e: int) -> tuple[torch.Tensor, int]:  # noqa: ANN001
@@ -116,12 +129,20 @@ def _element_groups(data, n_e: int) -> tuple[torch.Tensor, int]:  # noqa: ANN001
     return owner, len(groups)
 
 
-def _setup(explainer: Explainer, model, data, target: Target, rng: np.random.Generator, copies: int):  # noqa: ANN001, ANN202
+def _samples(data, split: str) -> np.ndarray:  # noqa: ANN001
+    return data.x_explain if split == "explain" else data.x_fit
+
+
+def _setup(explainer: ChunkedExplainer, model, data, target: Target, rng: np.random.Generator, copies: int) -> dict[str, Any]:  # noqa: ANN001
+    """The chunk-independent state: which samples, autodiff mode, block sizes, where local goes."""
     p = explainer.params
-    x = explainer.take_rows(data, p.split, p.max_samples, rng)
+    source = _samples(data, p.split)
+    index = rng.permutation(source.shape[0]) if p.max_samples == "auto" else subsample_indices(source.shape[0], p.max_samples, rng)
+    if p.max_samples != "auto":
+        explainer.rows_used[p.split] = index  # recorded: the step's npz says which rows of the split it used
     names = target_names_for(model, data, target)
-    n, n_t = x.shape[0], len(names)
-    n_e = int(np.prod(x.shape[1:]))
+    n, n_t = len(index), len(names)
+    n_e = int(np.prod(source.shape[1:]))
     recurrent = has_recurrent_layers(model)
     fused = recurrent and scripted_recurrent(model)  # TorchScript: the kernel cannot be written out
     mode = choose_mode(p.mode, n_e, n_t, recurrent)
@@ -130,19 +151,76 @@ def _setup(explainer: Explainer, model, data, target: Target, rng: np.random.Gen
     chunk = None
     if rows == 1 and mode == "rev":  # even one sample is too big: vmap over the targets in chunks
         chunk = max(1, int(p.memory_mb * 2**20 // (4.0 * 3 * copies * n_e)))
-    owner, n_g = _element_groups(data, n_e)
-    keep_local = p.keep_local and n * n_t * n_g * 4 <= p.local_max_mb * 2**20
-    acc = _Accumulator(n, n_t, n_e, owner, n_g, keep_local)
+    n_g = len(data.groups)
+    plan = local_plan("none" if not p.keep_local else p.local, n, n_t, n_g, p.local_max_mb)
     info: dict[str, Any] = {"n_samples": n, "split": p.split, "mode": mode, "samples_per_block": rows, "recurrent_layers": recurrent,
-                            "recurrent_unrolled": recurrent and not fused and mode == "fwd"}
+                            "recurrent_unrolled": recurrent and not fused and mode == "fwd", **plan.info()}
     if p.mode == "auto" and recurrent:
         info["mode_reason"] = "recurrent layers: vmap has no batched RNN backward on CPU, one backward pass per target is faster" + (
             " (inside TorchScript)" if fused else "")
     if info["recurrent_unrolled"]:
         info["mode_reason"] = "forward mode: the recurrent layers run as written-out gates (aeinterp.recurrent), the fused kernel has no forward-mode derivative"
-    if p.keep_local and not keep_local:
-        info["local_skipped"] = f"per-sample attributions would take {n * n_t * n_g * 4 / 2**20:.0f} MiB > local_max_mb"
-    return x, names, mode, rows, chunk, acc, info
+    if p.keep_local and plan.mode == "none" and plan.note:
+        info["local_skipped"] = plan.note
+    return {"index": index, "names": names, "mode": mode, "rows": rows, "chunk": chunk, "plan": plan, "info": info, "n_e": n_e}
+
+
+def _probe_mode(f, x: torch.Tensor, state: dict[str, Any], key: str = "mode") -> None:  # noqa: ANN001
+    """Settle forward mode's fallback once, on one sample, so every chunk runs the same mode."""
+    if state[key] != "fwd":
+        return
+    _, mode = _jacobian_blocks(f, x[:1].unsqueeze(0), x[:1], torch.ones(1, dtype=x.dtype), "fwd", None, state["info"])
+    state[key] = mode
+
+
+class _GradientExplainer(ChunkedExplainer):
+    """Shared chunk plumbing of the gradient family."""
+
+    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"}, needs_gradients=True, deterministic=True, local=True, splits="samples")
+
+    def units(self, model, data, state, *, target):  # noqa: ANN001, ANN201
+        n = len(state["index"])
+        if self.params.chunk_size:
+            return np.arange(n), self.params.chunk_size
+        if state["plan"].mode in ("memory", "none"):
+            return np.arange(n), n  # one chunk: the sums are as large as the result itself
+        per = 4.0 * len(state["names"]) * len(data.groups)  # a sample's rows while they travel to the sink
+        return np.arange(n), max(state["rows"], chunk_size_for(per, self.params.memory_mb, n))
+
+    def spill(self, state: Any) -> frozenset[str]:
+        return frozenset({"local"}) if state["plan"].mode == "disk" else frozenset()
+
+    def _chunk(self, model, data, state, units) -> tuple[torch.Tensor, _Sums]:  # noqa: ANN001
+        x = np.asarray(_samples(data, self.params.split)[state["index"][units]])
+        owner, n_g = _element_groups(data, state["n_e"])
+        return as_tensor(x, model), _Sums(len(state["names"]), state["n_e"], owner, n_g, state["plan"])
+
+    def interval(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
+        n = max(2, total.count)
+        mean = total.sums["score"] / n
+        var = np.clip((total.sums["score_sq"] - n * mean**2) / (n - 1), 0.0, None)
+        return mean, Z_95 * np.sqrt(var / n)
+
+    def _result(self, data, state, total: Partial, target: Target, extras: dict[str, Any], arrays: dict[str, np.ndarray]) -> Explanation:  # noqa: ANN001
+        n = max(1, total.count)
+        mean = total.sums["score"] / n
+        var = np.clip((total.sums["score_sq"] - n * mean**2) / max(1, n - 1), 0.0, None)
+        local = total.rows.get("local")
+        arrays = {**arrays, "attribution_mean": (total.sums["elem"] / n).astype(np.float32), "attribution_abs_mean": (total.sums["elem_abs"] / n).astype(np.float32)}
+        if "local_top_index" in total.rows:
+            arrays.update(local_top_index=total.rows["local_top_index"], local_top_value=total.rows["local_top_value"])
+        if local is not None or "local_top_index" in total.rows:  # which rows of the split the per-sample arrays are
+            arrays["sample_index"] = np.asarray(state["index"][: total.count], dtype=np.int64)
+        return Explanation(
+            importance=mean,
+            std=np.sqrt(var),
+            local=local,
+            feature_names=data.group_names,
+            target_names=state["names"],
+            target=target.value,
+            arrays=arrays,
+            extras={**extras, "n_samples": int(total.count)},
+        )
 
 
 def _jacobian_blocks(f, points, reference, weights, mode, chunk, info):  # noqa: ANN001, ANN202
@@ -187,21 +265,7 @@ def _factorised_plan(p, model, data, target: Target, n_t: int, n_e: int, info: d
     return layer, mode, rows, chunk
 
 
-def _result(acc: _Accumulator, data, names, target: Target, extras: dict[str, Any], arrays: dict[str, np.ndarray]) -> Explanation:  # noqa: ANN001
-    mean, std, elem, elem_abs = acc.finish()
-    return Explanation(
-        importance=mean,
-        std=std,
-        local=None if acc.local is None else acc.local.numpy(),
-        feature_names=data.group_names,
-        target_names=names,
-        target=target.value,
-        arrays={**arrays, "attribution_mean": elem.astype(np.float32), "attribution_abs_mean": elem_abs.astype(np.float32)},
-        extras=extras,
-    )
-
-
-class Jacobian(Explainer):
+class Jacobian(_GradientExplainer):
     """Per-sample Jacobians of every target: saliency (mean |dz/dx|) or input x gradient."""
 
     name = "jacobian"
@@ -209,31 +273,36 @@ class Jacobian(Explainer):
     class Params(_GradientParams):
         method: Literal["saliency", "input_x_gradient"] = Field("saliency", description="saliency: mean |dz/dx| per group; input_x_gradient: mean |sum of x * dz/dx| per group")
 
-    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"}, needs_gradients=True, deterministic=True, local=True)
+    def prepare(self, model, data, *, target, rng):  # noqa: ANN001, ANN201
+        state = _setup(self, model, data, target, rng, copies=1)
+        x0 = as_tensor(np.asarray(_samples(data, self.params.split)[state["index"][:1]]), model)
+        _probe_mode(target_function(model, target, unroll=state["info"]["recurrent_unrolled"]), x0, state)
+        return state
 
-    def explain(self, model, data, *, target, rng):  # noqa: ANN001 - signature fixed by Explainer
+    def explain_chunk(self, model, data, state, units, *, target, rng):  # noqa: ANN001, ANN201
         p = self.params
-        target = Target(target)
-        x, names, mode, rows, chunk, acc, info = _setup(self, model, data, target, rng, copies=1)
-        f = target_function(model, target, unroll=info["recurrent_unrolled"])
-        xt = as_tensor(x, model)
-        one = torch.ones(1)
-        starts = range(0, x.shape[0], rows)
+        xt, acc = self._chunk(model, data, state, units)
+        f = target_function(model, target, unroll=state["info"]["recurrent_unrolled"])
+        one, rows, n_t = torch.ones(1), state["rows"], len(state["names"])
+        starts = range(0, xt.shape[0], rows)
         for s in self.progress.track(starts, total=len(starts), description=f"jacobian ({target})"):
             xb = xt[s : s + rows]
-            jac, mode = _jacobian_blocks(f, xb.unsqueeze(0), xb, one, mode, chunk, info)
-            jac = jac.detach().reshape(xb.shape[0], len(names), -1).cpu()
+            jac, _ = _jacobian_blocks(f, xb.unsqueeze(0), xb, one, state["mode"], state["chunk"], {})
+            jac = jac.detach().reshape(xb.shape[0], n_t, -1).cpu()
             if p.method == "saliency":
                 absj = jac.abs()
                 local = acc.group_sum(absj)
-                acc.add(s, jac, local, local, element_abs=absj)
+                acc.add(jac, local, local, element_abs=absj)
             else:
                 elem = jac * xb.reshape(xb.shape[0], 1, -1).cpu()
                 local = acc.group_sum(elem)
-                acc.add(s, elem, local, local.abs())
+                acc.add(elem, local, local.abs())
+        return acc.partial()
+
+    def finish(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
+        p = self.params
         unit = "mean |dz/dx| summed over the group" if p.method == "saliency" else "mean |sum of x * dz/dx| over the group"
-        extras = {**info, "method": p.method, "unit": unit}
-        result = _result(acc, data, names, target, extras, {})
+        result = self._result(data, state, total, target, {**state["info"], "method": p.method, "unit": unit}, {})
         if p.method == "saliency":  # the element maps are the Jacobian itself
             arrays = dict(result.arrays)
             arrays["jacobian_mean"] = arrays.pop("attribution_mean")
@@ -242,7 +311,7 @@ class Jacobian(Explainer):
         return result
 
 
-class IntegratedGradients(Explainer):
+class IntegratedGradients(_GradientExplainer):
     """Integrated gradients of every target along one shared path, with the completeness gap per target."""
 
     name = "integrated_gradients"
@@ -259,37 +328,48 @@ class IntegratedGradients(Explainer):
             "first_layer: only the former; off: always differentiate w.r.t. the input",
         )
 
-    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"}, needs_gradients=True, deterministic=True, local=True)
-
-    def explain(self, model, data, *, target, rng):  # noqa: ANN001 - signature fixed by Explainer
+    def prepare(self, model, data, *, target, rng):  # noqa: ANN001, ANN201
         p = self.params
-        target = Target(target)
-        alpha, weight = quadrature(p.rule, p.steps)
-        x, names, mode, rows, chunk, acc, info = _setup(self, model, data, target, rng, copies=p.steps)
-        base = baselines(p.baseline, data.x_fit, p.n_baselines, rng)
-        f = target_function(model, target, unroll=info["recurrent_unrolled"])
-        layer, *plan = _factorised_plan(p, model, data, target, len(names), int(np.prod(x.shape[1:])), info)
+        state = _setup(self, model, data, target, rng, copies=p.steps)
+        state["base"] = baselines(p.baseline, data.x_fit, p.n_baselines, rng)
+        layer, *plan = _factorised_plan(p, model, data, target, len(state["names"]), state["n_e"], state["info"])
+        state["use_layer"] = layer is not None
         if layer is not None:
+            state["mode"], state["rows"], state["chunk"] = plan
+        else:
+            x0 = as_tensor(np.asarray(_samples(data, p.split)[state["index"][:1]]), model)
+            _probe_mode(target_function(model, target, unroll=state["info"]["recurrent_unrolled"]), x0, state)
+        return state
+
+    def explain_chunk(self, model, data, state, units, *, target, rng):  # noqa: ANN001, ANN201
+        p = self.params
+        alpha, weight = quadrature(p.rule, p.steps)
+        xt, acc = self._chunk(model, data, state, units)
+        f = target_function(model, target, unroll=state["info"]["recurrent_unrolled"])
+        mode, rows, chunk = state["mode"], state["rows"], state["chunk"]
+        layer = None
+        if state["use_layer"]:
+            layer = _factorised_plan(p, model, data, target, len(state["names"]), state["n_e"], dict(state["info"]))[0]
             g = layer_target_function(model, layer, target)
-            mode, rows, chunk = plan
             a_weight = layer.linear.weight.detach()  # (h, n)
-        xt = as_tensor(x, model)
-        base_t = as_tensor(base, model)
+        base_t = as_tensor(state["base"], model)
         a_t = torch.as_tensor(alpha, dtype=xt.dtype).view(-1, 1, *([1] * (xt.dim() - 1)))
         w_t = torch.as_tensor(weight, dtype=xt.dtype)
-        fx = evaluate(lambda b: f(b, b), xt, model=model)
-        n, n_t = xt.shape[0], len(names)
-        sum_ig = torch.zeros((n, n_t), dtype=torch.float64)
-        delta = torch.zeros((n, n_t), dtype=torch.float64)
-        starts = range(0, n, rows)
+        n_t = len(state["names"])
+        gap_sum = torch.zeros(n_t, dtype=torch.float64)
+        scale_sum = torch.zeros(n_t, dtype=torch.float64)
+        starts = range(0, xt.shape[0], rows)
         for s in self.progress.track(starts, total=len(starts), description=f"integrated_gradients ({target})"):
             xb = xt[s : s + rows]
+            with torch.no_grad():
+                fx = f(xb, xb).cpu().double()
             ig = torch.zeros((xb.shape[0], n_t, xb[0].numel()), dtype=torch.float32)
+            delta = torch.zeros((xb.shape[0], n_t), dtype=torch.float64)
             for b in base_t:  # one pass per baseline (1 unless baseline is 'sample')
                 diff = xb - b
                 if layer is None:
                     points = b + a_t * diff.unsqueeze(0)  # (steps, B, *shape)
-                    grad, mode = _jacobian_blocks(f, points, xb, w_t, mode, chunk, info)
+                    grad, mode = _jacobian_blocks(f, points, xb, w_t, mode, chunk, {})
                 else:  # the layer is affine: its outputs along the path interpolate those at both ends
                     with torch.no_grad():
                         a_x, a_b = layer(xb), layer(b.unsqueeze(0))
@@ -298,31 +378,37 @@ class IntegratedGradients(Explainer):
                         with torch.no_grad():
                             grad = summed_code_jacobian(layer, a_path, w_t)
                     else:
-                        grad, mode = _jacobian_blocks(g, a_path, xb, w_t, mode, chunk, info)
+                        grad, mode = _jacobian_blocks(g, a_path, xb, w_t, mode, chunk, {})
                     grad = grad.detach() @ a_weight  # (B, T, h) @ (h, n): sum_s w_s dT/dx(x_s)
                 ig += grad.detach().reshape(xb.shape[0], n_t, -1).cpu() * diff.reshape(xb.shape[0], 1, -1).cpu()
                 with torch.no_grad():
-                    delta[s : s + xb.shape[0]] += (fx[s : s + xb.shape[0]] - f(b.expand_as(xb), xb).cpu()).double()
+                    delta += fx - f(b.expand_as(xb), xb).cpu().double()
             ig /= base_t.shape[0]
+            delta /= base_t.shape[0]
             local = acc.group_sum(ig)
-            acc.add(s, ig, local, local.abs())
-            sum_ig[s : s + xb.shape[0]] = ig.sum(dim=2).double()
-        delta /= base_t.shape[0]
-        gap = (sum_ig - delta).abs().mean(dim=0).numpy()
-        scale = delta.abs().mean(dim=0).numpy()
+            acc.add(ig, local, local.abs())
+            gap_sum += (ig.sum(dim=2).double() - delta).abs().sum(dim=0)
+            scale_sum += delta.abs().sum(dim=0)
+        acc.extra = {"gap": gap_sum.numpy(), "scale": scale_sum.numpy()}
+        return acc.partial()
+
+    def finish(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
+        p = self.params
+        n = max(1, total.count)
+        gap, scale = total.sums["gap"] / n, total.sums["scale"] / n
         relative = np.divide(gap, scale, out=np.full_like(gap, np.nan), where=scale > 0)
+        names = state["names"]
         extras = {
-            **info,
+            **state["info"],
             "unit": "mean |integrated gradients| summed over the group",
             "rule": p.rule,
             "steps": p.steps,
             "baseline": p.baseline,
-            "n_baselines": int(base_t.shape[0]),
+            "n_baselines": int(len(state["base"])),
             "completeness_gap": {t: float(g) for t, g in zip(names, gap)},
             "max_relative_completeness_gap": float(np.nanmax(relative)) if np.isfinite(relative).any() else None,
         }
-        arrays = {"completeness_gap": gap, "target_change": scale}
-        return _result(acc, data, names, target, extras, arrays)
+        return self._result(data, state, total, target, extras, {"completeness_gap": gap, "target_change": scale})
 
     @classmethod
     def figures(cls, explanation: Explanation) -> dict[str, Any]:

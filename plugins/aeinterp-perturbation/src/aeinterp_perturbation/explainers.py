@@ -1,101 +1,205 @@
-"""Permutation and zero-ablation importance for every target at once.
+"""Permutation and zero-ablation importance for every target at once, streamed over sample chunks.
 
-Both perturb one feature group at a time across the whole batch, re-evaluate
-the target and measure the change with :func:`aeinterp.targets.target_change`:
-the root mean squared change of each latent / reconstructed element, or the
-mean increase of the reconstruction error. Perturbed copies are evaluated in
-memory-bounded blocks by :func:`aeinterp.perturb.perturbation_effects`.
+Both perturb one feature group at a time across a chunk of samples,
+re-evaluate the target and add up the change per copy and target
+(:func:`aeinterp.perturb.perturbation_sums`): the squared change of each
+latent / reconstructed element, or the increase of the reconstruction error.
+The sums of all chunks give the root mean squared change (the mean increase
+for the error), whatever the chunking (:class:`aeinterp.chunks.ChunkedExplainer`,
+``splits="samples"``).
+
+Permutation draws, for copy ``c`` and sample ``i``, the sample whose values
+replace the group's: ``donor(c, i)``, uniform over the explained samples and
+drawn with replacement from a counter-based hash of (seed, c, i)
+(:func:`donors`), so any chunking, executor or anytime round draws the same
+donors. In expectation this is a shuffle (a random permutation has one fixed
+point on average, as has this draw).
+
+For encoders whose first operation is an ``nn.Linear`` (after an optional
+flatten; :func:`aeinterp.first_layer.first_layer_split`), the perturbed copies
+update the first layer's pre-activations by a rank-|group| term instead of
+recomputing the first matmul (``first_layer: auto``); ``extras["path"]``
+says which path ran and why.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
-from aeinterp.perturb import perturbation_effects
+from aeinterp import Capabilities, Explanation
+from aeinterp.chunks import ChunkedExplainer, Partial
 from aeinterp.explainer import ALL_TARGETS
+from aeinterp.first_layer import first_layer_split
+from aeinterp.perturb import change_from_sums, perturbation_sums, subsample_indices
+from aeinterp.streaming import Z_95, StreamParams
 from aeinterp.targets import Target, target_names_for
 
+__all__ = ["Permutation", "ZeroAblation", "donors"]
 
-class _PerturbationParams(ExplainerParams):
+_M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def donors(seed: int, copies: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
+    """``(len(copies), len(positions))`` donor positions in ``[0, n)``: splitmix64 of (seed, copy, position)."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed % 2**64) + np.asarray(copies, dtype=np.uint64)[:, None] * _M1 + np.asarray(positions, dtype=np.uint64)[None, :] * _M3
+        z = (z ^ (z >> np.uint64(30))) * _M2
+        z = (z ^ (z >> np.uint64(27))) * _M3
+        z = z ^ (z >> np.uint64(31))
+    return (z % np.uint64(n)).astype(np.int64)
+
+
+class _PerturbationParams(StreamParams):
     normalize: bool = Field(False, description="scale each target's importances to sum to 1 (negative values count as 0)")
     split: Literal["explain", "fit"] = Field("explain", description="which split to perturb: the held-out explain split or the fit split")
-    max_samples: int | None = Field(None, ge=2, description="use at most this many samples of the split (random, seeded)")
+    max_samples: int | Literal["auto"] | None = Field(None, description="use at most this many samples of the split (random, seeded); auto: rounds of samples until the importance is within tolerance")
     copies_per_batch: int | None = Field(None, ge=1, description="perturbed copies per forward pass; default: enough for ~512 rows")
     memory_mb: float = Field(256.0, gt=0, description="bound on the stacked perturbed inputs, in MiB")
     batch_size: int = Field(4096, ge=1, description="rows per forward pass")
+    first_layer: Literal["auto", "off"] = Field("auto", description="auto: for encoders starting with nn.Linear, update its pre-activations by a rank-|group| term per copy instead of recomputing it; off: always the full forward pass")
 
 
-def _samples(explainer: Explainer, data, params: _PerturbationParams, rng: np.random.Generator) -> np.ndarray:
-    return explainer.take_rows(data, params.split, params.max_samples, rng)  # recorded: the npz says which rows
-
-
-def _finish(effects: torch.Tensor, std: torch.Tensor | None, normalize: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(groups, targets)`` effects -> ``(targets, groups)`` importance (and std), normalised if asked."""
-    imp = effects.T.double().numpy()
-    sd = None if std is None else std.T.double().numpy()
-    if normalize:
-        total = np.clip(imp, 0.0, None).sum(axis=1, keepdims=True)
-        scale = np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)
-        imp = np.clip(imp, 0.0, None) * scale
-        sd = None if sd is None else sd * scale
-    return imp, sd
+def _source(data, split: str) -> np.ndarray:  # noqa: ANN001
+    return data.x_explain if split == "explain" else data.x_fit
 
 
 def _unit(target: Target) -> str:
     return "mean increase of reconstruction error" if target.is_loss else "root mean squared change of the target"
 
 
-class Permutation(Explainer):
-    """Shuffle each feature group across samples; importance = how much each target moves."""
+class _Perturbation(ChunkedExplainer):
+    """Shared chunk plumbing: sample selection, the first-layer path, sums -> importance."""
 
-    name = "permutation"
+    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"}, splits="samples")
 
-    class Params(_PerturbationParams):
-        repeats: int = Field(5, ge=1, description="independent shuffles per feature group; importance is their mean, std their spread")
+    def _n_copies(self, n_groups: int) -> int:
+        raise NotImplementedError
 
-    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"})
-
-    def explain(self, model, data, *, target, rng):  # noqa: ANN001 - signature fixed by Explainer
+    def prepare(self, model, data, *, target, rng):  # noqa: ANN001, ANN201
         p = self.params
-        target = Target(target)
-        x = _samples(self, data, p, rng)
-        n, groups = x.shape[0], data.groups
-        n_groups = len(groups)
-        perms = torch.as_tensor(np.stack([rng.permutation(n) for _ in range(p.repeats * n_groups)]))
-        idx = [torch.as_tensor(g.indices) for g in groups]
-        flat = torch.as_tensor(x.reshape(n, -1))
+        x = _source(data, p.split)
+        total = x.shape[0]
+        if p.max_samples == "auto":
+            index = rng.permutation(total)  # rounds take the samples in a random order
+        else:
+            index = subsample_indices(total, p.max_samples, rng)
+            self.rows_used[p.split] = index  # recorded: the step's npz says which rows of the split it used
+        if len(index) < 2:
+            from aeinterp.errors import DataError
 
-        def fill(block: torch.Tensor, ids) -> list[torch.Tensor]:  # noqa: ANN001
-            changed = []
-            for k, cid in enumerate(ids):
-                cols = idx[cid % n_groups]
-                block[k][:, cols] = flat[perms[cid][:, None], cols].to(block)  # gather only the group's columns
-                changed.append(cols)
-            return changed
+            raise DataError(f"{self.name} needs at least 2 samples, the {p.split} split has {len(index)}")
+        layer, reason = (None, "first_layer: off") if p.first_layer == "off" else first_layer_split(model, data, target)
+        path = {"path": "generic" if layer is None else "first-layer rank update", "path_reason": reason}
+        return {"index": index, "seed": int(rng.integers(2**62)), "path": path, "use_layer": layer is not None,
+                "squares": self.stopping(None) is not None, **self._prepare_extra(model, data, rng)}
 
-        effects = perturbation_effects(
-            model, target, x, p.repeats * n_groups, fill,
-            copies=p.copies_per_batch, memory_mb=p.memory_mb, batch_size=p.batch_size,
-            progress=self.progress, description=f"permutation ({target})",
-        ).reshape(p.repeats, n_groups, -1)
-        std = effects.std(dim=0, correction=1) if p.repeats > 1 else torch.zeros_like(effects[0])
-        imp, sd = _finish(effects.mean(dim=0), std, p.normalize)
+    def _prepare_extra(self, model, data, rng) -> dict[str, Any]:  # noqa: ANN001
+        return {}
+
+    def units(self, model, data, state, *, target):  # noqa: ANN001, ANN201
+        n = len(state["index"])
+        return np.arange(n), self.params.chunk_size or n
+
+    def _sums(self, model, data, state, units, target: Target, fill_for) -> Partial:  # noqa: ANN001
+        p = self.params
+        x = _source(data, p.split)
+        flat_all = x.reshape(x.shape[0], -1)
+        rows = np.asarray(flat_all[state["index"][units]])
+        chunk = rows.reshape((len(units), *x.shape[1:]))
+        layer = first_layer_split(model, data, target)[0] if state["use_layer"] else None
+        n_copies = self._n_copies(len(data.groups))
+        sums, count = perturbation_sums(
+            model, target, chunk, n_copies, fill_for(flat_all, units), copies=p.copies_per_batch, memory_mb=p.memory_mb,
+            batch_size=p.batch_size, progress=self.progress, description=f"{self.name} ({target})", layer=layer, squares=state["squares"],
+        )
+        if state["squares"]:
+            return Partial(sums={"change": sums[0].numpy(), "change_sq": sums[1].numpy()}, count=count)
+        return Partial(sums={"change": sums.numpy()}, count=count)
+
+    def _effects(self, target: Target, total: Partial) -> torch.Tensor:
+        return change_from_sums(target, torch.as_tensor(total.sums["change"]), total.count)
+
+    def _copy_halfwidth(self, target: Target, total: Partial) -> np.ndarray:
+        """95 % half-width of each copy's effect (delta method through the square root for vector targets)."""
+        n = max(2, total.count)
+        s1, s2 = total.sums["change"], total.sums["change_sq"]
+        mean = s1 / n
+        var = np.clip((s2 - n * mean**2) / (n - 1), 0.0, None)
+        se = np.sqrt(var / n)
+        if not target.is_loss:
+            root = np.sqrt(np.clip(mean, 0.0, None))
+            se = np.divide(se, 2 * root, out=np.sqrt(se), where=root > 0)
+        return Z_95 * se
+
+    def _explanation(self, model, data, state, total: Partial, target: Target, imp: np.ndarray, sd: np.ndarray | None, extras: dict[str, Any]) -> Explanation:  # noqa: ANN001
+        p = self.params
+        if p.normalize:
+            tot = np.clip(imp, 0.0, None).sum(axis=1, keepdims=True)
+            scale = np.divide(1.0, tot, out=np.zeros_like(tot), where=tot > 0)
+            imp = np.clip(imp, 0.0, None) * scale
+            sd = None if sd is None else sd * scale
         return Explanation(
             importance=imp,
             std=sd,
             feature_names=data.group_names,
             target_names=target_names_for(model, data, target),
             target=target.value,
-            extras={"unit": "share of the target's total" if p.normalize else _unit(target), "n_samples": n, "split": p.split, "repeats": p.repeats},
+            extras={"unit": "share of the target's total" if p.normalize else _unit(target), "n_samples": int(total.count), "split": p.split,
+                    **state["path"], **extras},
         )
 
 
-class ZeroAblation(Explainer):
+class Permutation(_Perturbation):
+    """Replace each feature group by another sample's values; importance = how much each target moves."""
+
+    name = "permutation"
+
+    class Params(_PerturbationParams):
+        repeats: int = Field(5, ge=1, description="independent draws of donor samples per feature group; importance is their mean, std their spread")
+
+    def _n_copies(self, n_groups: int) -> int:
+        return self.params.repeats * n_groups
+
+    def explain_chunk(self, model, data, state, units, *, target, rng):  # noqa: ANN001, ANN201
+        groups = data.groups
+        n_groups, n = len(groups), len(state["index"])
+        idx = [torch.as_tensor(g.indices) for g in groups]
+        cols_np = [np.asarray(g.indices) for g in groups]
+
+        def fill_for(flat_all, units_):  # noqa: ANN001, ANN202
+            def fill(block: torch.Tensor, ids) -> list[torch.Tensor]:  # noqa: ANN001
+                rows = state["index"][donors(state["seed"], np.asarray(ids), units_, n)]  # (copies, chunk) source rows
+                changed = []
+                for k, cid in enumerate(ids):
+                    g = cid % n_groups
+                    values = np.asarray(flat_all[rows[k][:, None], cols_np[g][None, :]])  # only the group's columns
+                    block[k][:, idx[g]] = torch.as_tensor(values).to(block.dtype)
+                    changed.append(idx[g])
+                return changed
+
+            return fill
+
+        return self._sums(model, data, state, units, target, fill_for)
+
+    def interval(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
+        r, g = self.params.repeats, len(data.groups)
+        imp = self._effects(target, total).reshape(r, g, -1).mean(dim=0).T.double().numpy()
+        hw = np.sqrt((self._copy_halfwidth(target, total).reshape(r, g, -1) ** 2).sum(axis=0)) / r
+        return imp, hw.T
+
+    def finish(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
+        p = self.params
+        effects = self._effects(target, total).reshape(p.repeats, len(data.groups), -1)
+        std = effects.std(dim=0, correction=1) if p.repeats > 1 else torch.zeros_like(effects[0])
+        imp, sd = effects.mean(dim=0).T.double().numpy(), std.T.double().numpy()
+        return self._explanation(model, data, state, total, target, imp, sd, {"repeats": p.repeats, "donors": "uniform over the samples, with replacement, seeded per copy and sample"})
+
+
+class ZeroAblation(_Perturbation):
     """Replace each feature group by a baseline (zero, mean or median); importance = how much each target moves."""
 
     name = "zero_ablation"
@@ -103,33 +207,32 @@ class ZeroAblation(Explainer):
     class Params(_PerturbationParams):
         baseline: Literal["zero", "mean", "median"] = Field("zero", description="value that replaces the feature: 0, or the fit split's mean or median")
 
-    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"})
+    def _n_copies(self, n_groups: int) -> int:
+        return n_groups
 
-    def explain(self, model, data, *, target, rng):  # noqa: ANN001
-        p = self.params
-        target = Target(target)
-        x = _samples(self, data, p, rng)
-        n, groups = x.shape[0], data.groups
+    def _prepare_extra(self, model, data, rng) -> dict[str, Any]:  # noqa: ANN001
         fit = data.x_fit.reshape(len(data.x_fit), -1)
-        base = {"zero": np.zeros(fit.shape[1], dtype=np.float32), "mean": fit.mean(axis=0), "median": np.median(fit, axis=0)}[p.baseline]
-        base_t = torch.as_tensor(base)
-        idx = [torch.as_tensor(g.indices) for g in groups]
+        b = self.params.baseline
+        base = np.zeros(fit.shape[1], dtype=np.float32) if b == "zero" else (fit.mean(axis=0) if b == "mean" else np.median(fit, axis=0))
+        return {"baseline": np.asarray(base)}
 
-        def fill(block: torch.Tensor, ids) -> list[torch.Tensor]:  # noqa: ANN001
-            for k, cid in enumerate(ids):
-                block[k][:, idx[cid]] = base_t[idx[cid]].to(block)
-            return [idx[cid] for cid in ids]
+    def explain_chunk(self, model, data, state, units, *, target, rng):  # noqa: ANN001, ANN201
+        base_t = torch.as_tensor(state["baseline"])
+        idx = [torch.as_tensor(g.indices) for g in data.groups]
 
-        effects = perturbation_effects(
-            model, target, x, len(groups), fill,
-            copies=p.copies_per_batch, memory_mb=p.memory_mb, batch_size=p.batch_size,
-            progress=self.progress, description=f"zero_ablation ({target})",
-        )
-        imp, _ = _finish(effects, None, p.normalize)
-        return Explanation(
-            importance=imp,
-            feature_names=data.group_names,
-            target_names=target_names_for(model, data, target),
-            target=target.value,
-            extras={"unit": "share of the target's total" if p.normalize else _unit(target), "n_samples": n, "split": p.split, "baseline": p.baseline},
-        )
+        def fill_for(flat_all, units_):  # noqa: ANN001, ANN202
+            def fill(block: torch.Tensor, ids) -> list[torch.Tensor]:  # noqa: ANN001
+                for k, cid in enumerate(ids):
+                    block[k][:, idx[cid]] = base_t[idx[cid]].to(block.dtype)
+                return [idx[cid] for cid in ids]
+
+            return fill
+
+        return self._sums(model, data, state, units, target, fill_for)
+
+    def interval(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
+        return self._effects(target, total).T.double().numpy(), self._copy_halfwidth(target, total).T
+
+    def finish(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
+        imp = self._effects(target, total).T.double().numpy()
+        return self._explanation(model, data, state, total, target, imp, None, {"baseline": self.params.baseline})

@@ -1,0 +1,170 @@
+"""What streamed explainers share: the ``local`` choice, on-disk rows and the anytime stopping rule.
+
+Explainers that reduce over sample chunks (:mod:`aeinterp.chunks`) hold only
+the running sums of the global importance. What they keep per sample is the
+user's choice, the ``local`` param (the same values for every explainer):
+
+``auto`` (the default)
+    ``full`` when the per-sample array (samples x targets x groups, float32)
+    fits in ``local_max_mb``, else ``none`` with a one-line note in
+    ``extras["local_note"]``;
+``none``
+    no per-sample output;
+``full``
+    every per-sample attribution; beyond ``local_max_mb`` it is written chunk
+    by chunk to an ``.npy`` file (:class:`RowsSink`) and ``Explanation.local``
+    is a read-only memory map of it; the results store moves it next to
+    ``results.json`` as ``<alias>.local.npy``;
+``top_k:K``
+    per sample and target the ``K`` groups of largest absolute attribution:
+    ``arrays["local_top_index"]`` (int32) and ``arrays["local_top_value"]``
+    (float32), both ``(samples, targets, K)``.
+
+Anytime estimates: ``max_samples: auto`` (or an ``anytime_tolerance``) makes the seam
+run the sample chunks in rounds of growing size (:func:`round_sizes`) and stop
+after a round where :func:`converged` holds: for every target the largest
+half-width of the importance's confidence interval is within ``anytime_tolerance``
+of the target's largest importance, and the top-``k`` ranking of every target
+is the one of the round before.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from .explainer import ExplainerParams
+
+__all__ = ["StreamParams", "LocalPlan", "local_plan", "parse_local", "RowsSink", "top_k_rows", "round_sizes", "converged", "Z_95"]
+
+Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
+_TOP_K = re.compile(r"^top_k:(\d+)$")
+
+
+def parse_local(value: str) -> tuple[str, int | None]:
+    """``"top_k:5"`` -> ``("top_k", 5)``; ``auto``/``none``/``full`` -> ``(value, None)``."""
+    if value in ("auto", "none", "full"):
+        return value, None
+    m = _TOP_K.match(value)
+    if m is None or int(m.group(1)) < 1:
+        raise ValueError(f"local must be auto, none, full or top_k:K with K >= 1, not {value!r}")
+    return "top_k", int(m.group(1))
+
+
+class StreamParams(ExplainerParams):
+    """Params every streamed explainer shares (mix into its ``Params``)."""
+
+    local: str = Field("auto", description="per-sample output: auto (full if it fits in local_max_mb, else none), none, full (on disk beyond local_max_mb) or top_k:K")
+    local_max_mb: float = Field(64.0, gt=0, description="largest per-sample array kept in memory, in MiB (auto keeps none above it, full writes it to disk)")
+    chunk_size: int | None = Field(None, ge=1, description="samples per chunk handed to the executor (default: the explainer's choice from its memory bound)")
+    anytime_tolerance: float | None = Field(None, gt=0, lt=1, description="anytime: stop drawing sample rounds once every target's 95 % interval half-width is within this share of its largest importance and the top-k ranking is stable (max_samples: auto uses 0.05)")
+    stable_top_k: int = Field(5, ge=1, description="anytime: how many top features per target must keep their order between two rounds")
+    first_round: int = Field(128, ge=2, description="anytime: samples in the first round (each next round doubles the total)")
+
+    @field_validator("local")
+    @classmethod
+    def _check_local(cls, value: str) -> str:
+        parse_local(value)
+        return value
+
+
+class LocalPlan:
+    """Where the per-sample rows of one step go: ``mode`` is ``none``, ``memory``, ``disk`` or ``top_k``."""
+
+    def __init__(self, mode: str, k: int | None = None, note: str | None = None) -> None:
+        self.mode, self.k, self.note = mode, k, note
+
+    @property
+    def rows(self) -> bool:
+        return self.mode != "none"
+
+    def info(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"local": self.mode if self.mode != "top_k" else f"top_k:{self.k}"}
+        if self.note:
+            out["local_note"] = self.note
+        return out
+
+
+def local_plan(requested: str, n_samples: int, n_targets: int, n_groups: int, max_mb: float) -> LocalPlan:
+    """The :class:`LocalPlan` for a ``(n_samples, n_targets, n_groups)`` float32 array and the ``local`` param."""
+    mode, k = parse_local(requested)
+    mb = n_samples * n_targets * n_groups * 4 / 2**20
+    if mode == "none":
+        return LocalPlan("none")
+    if mode == "top_k":
+        return LocalPlan("top_k", min(k or 1, n_groups))
+    if mb <= max_mb:
+        return LocalPlan("memory")
+    if mode == "full":
+        return LocalPlan("disk", note=f"per-sample attributions ({mb:.0f} MiB > local_max_mb) written to disk and read lazily")
+    return LocalPlan("none", note=f"per-sample attributions not kept: {mb:.0f} MiB > local_max_mb = {max_mb:g} (set local: full to write them to disk, or top_k:K)")
+
+
+def top_k_rows(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(index, value)`` of the ``k`` largest ``|values|`` along the last axis, largest first."""
+    mag = np.abs(values)
+    part = np.argpartition(-mag, kth=min(k, mag.shape[-1]) - 1, axis=-1)[..., :k]
+    order = np.argsort(-np.take_along_axis(mag, part, axis=-1), axis=-1, kind="stable")
+    index = np.take_along_axis(part, order, axis=-1)
+    return index.astype(np.int32), np.take_along_axis(values, index, axis=-1).astype(np.float32)
+
+
+class RowsSink:
+    """Rows of one key written chunk by chunk into an ``.npy`` file (a memory map; nothing held in RAM).
+
+    ``write(key, start, rows)`` puts ``rows`` at unit offset ``start`` of the
+    ``(total, *rows.shape[1:])`` array ``<dir>/<key>.npy``; ``arrays()``
+    returns each file opened read-only with ``mmap_mode="r"``.
+    """
+
+    def __init__(self, total: int, directory: str | Path | None = None) -> None:
+        self.total = int(total)
+        self.dir = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="aeinterp-rows-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._maps: dict[str, np.memmap] = {}
+
+    def path(self, key: str) -> Path:
+        return self.dir / f"{key}.npy"
+
+    def write(self, key: str, start: int, rows: np.ndarray) -> None:
+        rows = np.asarray(rows)
+        if key not in self._maps:
+            self._maps[key] = np.lib.format.open_memmap(self.path(key), mode="w+", dtype=rows.dtype, shape=(self.total, *rows.shape[1:]))
+        self._maps[key][start : start + rows.shape[0]] = rows
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {}
+        for key, mm in self._maps.items():
+            mm.flush()
+            out[key] = np.load(self.path(key), mmap_mode="r")
+        self._maps.clear()
+        return out
+
+
+def round_sizes(total: int, first: int) -> list[int]:
+    """Cumulative sample counts of the anytime rounds: ``first``, then doubling, ending at ``total``."""
+    sizes, n = [], max(2, int(first))
+    while n < total:
+        sizes.append(n)
+        n *= 2
+    sizes.append(total)
+    return sizes
+
+
+def converged(value: np.ndarray, halfwidth: np.ndarray, previous: np.ndarray | None, tolerance: float, top_k: int) -> tuple[bool, float]:
+    """The anytime stopping rule and the largest relative half-width (see the module docstring)."""
+    scale = np.abs(value).max(axis=1, keepdims=True)
+    rel = np.divide(halfwidth, scale, out=np.zeros_like(halfwidth, dtype=np.float64), where=scale > 0)
+    worst = float(rel.max(initial=0.0))
+    if previous is None:
+        return False, worst
+    k = min(top_k, value.shape[1])
+    same = np.array_equal(np.argsort(-value, axis=1, kind="stable")[:, :k], np.argsort(-previous, axis=1, kind="stable")[:, :k])
+    return bool(worst <= tolerance and same), worst
+
+
