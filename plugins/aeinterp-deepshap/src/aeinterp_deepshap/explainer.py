@@ -269,7 +269,7 @@ def _identity_groups(groups, d: int) -> bool:  # noqa: ANN001
 def _explanation(explainer: DeepShap, data, state, total, target, info) -> Explanation:  # noqa: ANN001
     p = explainer.params
     n, k = max(1, total.count), state["k"]
-    names, method = state["names"], state["method"]
+    names, method, reason = state["names"], state["method"], state["reason"]
     scale = total.sums["delta"] / n
     floor = max(1e-6 * float(scale.max(initial=0.0)), np.finfo(np.float64).tiny)
     max_rel = total.maxima["err"] / np.maximum(scale, floor)
