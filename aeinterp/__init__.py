@@ -54,6 +54,7 @@ __all__ = [
     "Target",
     "TorchAutoencoder",
     "explain",
+    "factory",
     "hookimpl",
 ]
 
@@ -63,4 +64,8 @@ def __getattr__(name: str):  # the runner pulls in reporting; load it on first u
         from .runner import Runner
 
         return Runner
+    if name == "factory":  # @aeinterp.factory marks a function that recipes may name as a factory
+        from .loading import factory
+
+        return factory
     raise AttributeError(f"module 'aeinterp' has no attribute {name!r}")

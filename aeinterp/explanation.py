@@ -135,6 +135,9 @@ class Explanation:
         if self.local is not None:
             data["local"] = self.local
         data.update({k: np.asarray(v) for k, v in self.arrays.items()})
+        for key, arr in data.items():
+            if arr.dtype == object:  # np.savez would pickle it
+                raise ValueError(f"array {key!r} has dtype object; only numeric arrays are saved (no pickle)")
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(tmp, **data)
         tmp.replace(path)

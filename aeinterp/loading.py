@@ -2,16 +2,20 @@
 
 ``torch.load`` runs with ``weights_only=True`` unless the recipe says
 ``trust: true``; a factory is named by an import path (``package.module:Name``),
-never by code in the recipe.
+never by code in the recipe, and is only called when it is a ``torch.nn.Module``
+subclass, a function marked with :func:`factory`, or a name the caller trusts
+(``trusted_factories``, ``--trust-factory``). Standard-library and builtin
+callables are never called.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import sys
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +23,36 @@ import torch
 from torch import nn
 
 from .architectures import ARCHITECTURES, CHECKPOINT_FORMAT, DEFAULT_FOR_KIND, build_architecture, from_checkpoint
+from .checks import check_model_memory
 from .data import ArrayDataset
 from .errors import ModelError
 from .model import TorchAutoencoder, frozen
 from .progress import Progress
 from .training import TrainConfig, TrainResult, train_autoencoder
 
-__all__ = ["load_module", "import_factory", "build_builtin", "adapt"]
+__all__ = ["load_module", "import_factory", "resolve_factory", "factory", "build_builtin", "adapt"]
+
+_FACTORY_MARK = "__aeinterp_factory__"
+
+
+def factory(fn: Any) -> Any:
+    """Mark ``fn`` as a model factory (or head factory) that recipes may name.
+
+    Recipes can name any ``torch.nn.Module`` subclass; a plain function is only
+    called when marked::
+
+        @aeinterp.factory
+        def build(n_features: int) -> nn.Module: ...
+    """
+    setattr(fn, _FACTORY_MARK, True)
+    return fn
+
+
+def _is_marked(obj: Any) -> bool:
+    try:
+        return vars(obj).get(_FACTORY_MARK) is True  # not getattr: objects with __getattr__ answer anything
+    except TypeError:
+        return False
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -49,37 +76,96 @@ def _importable(base_dir: Path | None) -> Iterator[None]:
             sys.path.remove(str(base_dir))
 
 
-def import_factory(spec: str, base_dir: Path | None = None) -> Any:
-    """Resolve ``package.module:Name`` (the recipe's folder is importable too)."""
+def import_factory(spec: str, base_dir: Path | None = None, *, role: str = "factory") -> Any:
+    """Resolve ``package.module:Name`` (the recipe's folder is importable too) without calling it.
+
+    Standard-library and builtin modules are refused before anything is imported.
+    """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ModelError(f"factory {spec!r} must look like 'package.module:Name'")
+        raise ModelError(f"{role} {spec!r} must look like 'package.module:Name'")
+    top = module_name.split(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names or top.startswith("_"):
+        raise ModelError(
+            f"{role} {spec!r} names the Python standard library ({top}); a recipe may only name a torch.nn.Module "
+            "class or a function marked with @aeinterp.factory, so it was not called"
+        )
     with _importable(base_dir):
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise ModelError(f"cannot import {module_name!r} for factory {spec!r}: {exc}") from None
+        except Exception as exc:  # importing the user's module failed inside it
+            raise ModelError(f"importing {module_name!r} for {role} {spec!r} raised {type(exc).__name__}: {exc}") from None
     obj: Any = module
     for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ModelError(f"{module_name!r} has no attribute {attr!r} (factory {spec!r})")
+        if part.startswith("__") or not hasattr(obj, part):
+            raise ModelError(f"{module_name!r} has no attribute {attr!r} ({role} {spec!r})")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ModelError(f"factory {spec!r} is not callable")
+        raise ModelError(f"{role} {spec!r} is not callable")
     return obj
+
+
+def resolve_factory(spec: str, base_dir: Path | None = None, *, role: str = "factory", trusted: Collection[str] = ()) -> Any:
+    """The callable ``spec`` names, checked before anyone calls it.
+
+    Allowed: a ``torch.nn.Module`` subclass, a function marked with
+    :func:`factory`, or a spec listed in ``trusted``. Anything else is a
+    :class:`ModelError` and is not called.
+    """
+    obj = import_factory(spec, base_dir, role=role)
+    if inspect.isclass(obj) and issubclass(obj, nn.Module):
+        return obj
+    if _is_marked(obj) or spec in set(trusted):
+        return obj
+    kind = f"the class {obj.__qualname__}" if inspect.isclass(obj) else f"a {type(obj).__name__}"
+    raise ModelError(
+        f"{role} {spec!r} is {kind}, not a torch.nn.Module subclass, so it was not called: a recipe may only name "
+        "module classes, or functions their author marked with @aeinterp.factory (or that you trust with "
+        "--trust-factory / Runner(trusted_factories=...))"
+    )
+
+
+def _unrecognised(path: Path) -> str | None:
+    """Why ``path`` cannot be a file ``torch.save`` wrote, or None when it could be one."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not head:
+        return "is empty"
+    if head[:2] == b"PK" or head[:1] == b"\x80":  # torch's zip format, or a legacy pickle
+        return None
+    start = head.lstrip()[:1]
+    if start in (b"{", b"["):
+        return "is JSON text, not a torch file"
+    if start == b"<":
+        return "is HTML or XML text (a saved web page or download error?), not a torch file"
+    try:
+        head.decode("utf-8")
+        return "is a text file, not a torch file"
+    except UnicodeDecodeError:
+        return "is not a file torch.save writes (unrecognised binary content; damaged or another format?)"
 
 
 def _torch_load(path: Path, trust: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as exc:
-        if not trust and "weights_only" in str(exc):
+        why = _unrecognised(path)
+        if why is not None:
+            raise ModelError(f"cannot load model file {path}: it {why}") from None
+        text = str(exc)
+        if not trust and ("Unsupported global" in text or "not an allowed global" in text):
             raise ModelError(
                 f"{path} holds pickled Python objects, which aeinterp does not load by default "
                 "(loading them can run arbitrary code). Save a state dict and name its factory, "
                 "or, if you trust the file, set `trust: true` in the model section."
             ) from None
-        raise ModelError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        raise ModelError(f"cannot load model file {path}: it looks damaged or truncated ({type(exc).__name__}: {first[:200]})") from None
 
 
 def load_module(
@@ -90,10 +176,13 @@ def load_module(
     kwargs: Mapping[str, Any] | None = None,
     trust: bool = False,
     base_dir: Path | None = None,
+    trusted_factories: Collection[str] = (),
 ) -> nn.Module:
     """Load the torch module a recipe's ``model.path`` points at."""
     if not path.exists():
         raise ModelError(f"model file not found: {path}")
+    if path.is_dir():
+        raise ModelError(f"model path {path} is a folder; give the model file")
     if format == "torchscript" or (format == "auto" and _is_torchscript(path)):
         try:
             return torch.jit.load(str(path), map_location="cpu")
@@ -105,11 +194,11 @@ def load_module(
     if not isinstance(obj, Mapping):
         raise ModelError(f"{path} holds a {type(obj).__name__}; expected a TorchScript module, a checkpoint or a state dict")
     if obj.get("format") == CHECKPOINT_FORMAT:
-        return from_checkpoint(dict(obj))
+        return _from_checkpoint(path, dict(obj))
     state = obj.get("state_dict", obj)
     if factory is None:
         raise ModelError(f"{path} is a state dict; name the class that builds the model with `factory: package.module:Class` (and `kwargs:`)")
-    build = import_factory(factory, base_dir)
+    build = resolve_factory(factory, base_dir, trusted=trusted_factories)
     try:
         module = build(**dict(kwargs or {}))
     except Exception as exc:
@@ -121,6 +210,23 @@ def load_module(
     except RuntimeError as exc:
         raise ModelError(f"the state dict in {path} does not fit {factory!r}: {str(exc).splitlines()[0]}") from None
     return module
+
+
+def _from_checkpoint(path: Path, checkpoint: dict[str, Any]) -> nn.Module:
+    """An aeinterp checkpoint, its config checked and its size estimated before anything is allocated."""
+    config, arch = checkpoint.get("config"), checkpoint.get("architecture")
+    if not isinstance(config, Mapping) or not isinstance(arch, str) or "state_dict" not in checkpoint:
+        missing = [k for k, ok in (("config", isinstance(config, Mapping)), ("architecture", isinstance(arch, str)), ("state_dict", "state_dict" in checkpoint)) if not ok]
+        raise ModelError(f"{path} says it is an aeinterp checkpoint but lacks {', '.join(missing)}; re-save it with `aeinterp train` or model.checkpoint()")
+    config = dict(config)
+    try:
+        shape, latent = config.pop("input_shape"), config.pop("latent_dim")
+        check_model_memory(lambda: build_architecture(arch, shape, latent, **config), f"the checkpoint {path.name} (latent_dim {latent}, {arch})")
+        return from_checkpoint(checkpoint)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"the aeinterp checkpoint {path} is damaged: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
 
 
 def build_builtin(
@@ -140,6 +246,10 @@ def build_builtin(
         codes, classes = data.label_codes()
         options.setdefault("n_classes", len(classes))
         y_fit = codes[data.fit_index]
+    check_model_memory(
+        lambda: build_architecture(name, data.sample_shape, latent_dim, **options),
+        f"model.builtin {name} with latent_dim {latent_dim:,} on samples of shape {data.sample_shape}", training=True,
+    )
     with torch.random.fork_rng(devices=[]):  # seeded initial weights, caller's RNG untouched
         torch.manual_seed(train.seed)
         module = build_architecture(name, data.sample_shape, latent_dim, **options)
@@ -157,6 +267,8 @@ def adapt(
     head: str | None = None,
     task_dims: list[int] | None = None,
     description: str = "",
+    base_dir: Path | None = None,
+    trusted_factories: Collection[str] = (),
 ) -> TorchAutoencoder:
     """Wrap ``module`` and check it fits ``data``: the code is 2-D, the reconstruction has the input's shape.
 
@@ -166,7 +278,15 @@ def adapt(
     """
     if head is None and getattr(module, "supervised", False):
         head, task_dims = "head", list(module.task_dims)  # type: ignore[attr-defined]
-    head_fn = import_factory(head)() if head is not None and ":" in head else head
+    head_fn: Any = head
+    if head is not None and ":" in head:
+        build_head = resolve_factory(head, base_dir, role="head", trusted=trusted_factories)
+        try:
+            head_fn = build_head()
+        except Exception as exc:
+            raise ModelError(f"head {head!r} failed to build: {type(exc).__name__}: {exc}") from None
+        if not callable(head_fn):
+            raise ModelError(f"head {head!r} built a {type(head_fn).__name__}, which cannot be called on the code")
     class_names = data.label_codes()[1] if head is not None and data.labels is not None else None
     model = TorchAutoencoder(
         module, data.sample_shape, encoder=encoder, decoder=decoder, code=code, description=description,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,17 @@ def _now() -> str:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``payload`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    The file is created with mode 0666 less the umask, like every other output
+    (``tempfile.mkstemp`` would make it 0600).
+    """
+    text = json.dumps(jsonable(payload), indent=1, allow_nan=False)  # fails before anything is written
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(jsonable(payload), fh, indent=1, allow_nan=False)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -46,6 +53,10 @@ class ResultsStore:
     def __init__(self, out_dir: Path, *, recipe: Any, model: dict[str, Any], data: dict[str, Any], plugins: list[dict[str, Any]]) -> None:
         self.out_dir = out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in out_dir.glob(f".{RESULTS_FILE}.*.tmp"):  # left by a run that was killed mid-write
+            stale.unlink(missing_ok=True)
+        for stale in out_dir.glob("*.tmp.npz"):
+            stale.unlink(missing_ok=True)
         self.doc: dict[str, Any] = {
             "aeinterp_version": __version__,
             "status": "running",
@@ -67,6 +78,7 @@ class ResultsStore:
         explanation.save_arrays(self.out_dir / arrays)
         entry = {"alias": alias, "status": "ok", **explanation.to_json(), "arrays": arrays}
         entry = {"name": entry.pop("name"), **entry}
+        json.dumps(entry, allow_nan=False)  # a step whose entry is not JSON fails alone, before the document changes
         self.doc["explainers"].append(entry)
         self._write()
         return entry
@@ -118,11 +130,26 @@ def load_results(out_dir: str | Path) -> RunResults:
     if not path.exists():
         raise AeinterpError(f"no {RESULTS_FILE} in {out_dir}: is it the output folder of a run?")
     try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AeinterpError(f"{path} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise AeinterpError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not isinstance(doc, dict):
+        raise AeinterpError(f"{path} holds a JSON {type(doc).__name__}, not the object aeinterp writes; was it edited?")
+    entries = doc.get("explainers", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise AeinterpError(f"{path}: `explainers` must be a list of objects; was the file edited?")
     explanations = {}
-    for entry in doc.get("explainers", []):
+    for i, entry in enumerate(entries):
+        if not isinstance(entry.get("alias"), str) or not isinstance(entry.get("name", ""), str):
+            raise AeinterpError(f"{path}: explainers[{i}] has no valid `alias`; was the file edited?")
         if entry.get("status") == "ok":
-            explanations[entry["alias"]] = Explanation.from_json(entry, out_dir / entry.get("arrays", f"{entry['alias']}.npz"))
+            arrays = entry.get("arrays", f"{entry['alias']}.npz")
+            if not isinstance(arrays, str) or Path(arrays).name != arrays:
+                raise AeinterpError(f"{path}: explainers[{i}].arrays must be a file name in the run's folder, got {str(arrays)[:80]!r}")
+            try:
+                explanations[entry["alias"]] = Explanation.from_json(entry, out_dir / arrays)
+            except Exception as exc:  # a tampered entry or npz: say which, never a traceback
+                raise AeinterpError(f"{path}: explainers[{i}] ({entry['alias']}) cannot be read back: {type(exc).__name__}: {str(exc)[:300]}") from None
     return RunResults(out_dir=out_dir, doc=doc, explanations=explanations)

@@ -2,23 +2,32 @@
 
 It knows no explainer by name. A failing step is recorded (which plugin,
 which distribution, the error) and the run goes on; the outcome says whether
-anything failed, and the CLI turns that into the exit code.
+anything failed, and the CLI turns that into the exit code. A step with a
+``timeout`` runs in a worker thread that is abandoned when the time is up (the
+step is recorded as failed). SIGTERM is handled like Ctrl-C: the run stops,
+``results.json`` says ``interrupted`` and keeps the finished steps.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+import time
 import traceback
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
+from .checks import check_finite_outputs
 from .data import ArrayDataset
 from .datasets import load_dataset
-from .errors import AeinterpError
+from .errors import AeinterpError, DataError, RecipeError, StepTimeout
 from .explanation import Explanation
 from .loading import adapt, build_builtin, load_module
 from .model import TorchAutoencoder
@@ -30,7 +39,70 @@ from .results import ResultsStore, RunResults
 from .step import run_explainer
 from .training import TrainConfig
 
-__all__ = ["Runner", "RunOutcome"]
+__all__ = ["Runner", "RunOutcome", "RunInterrupted"]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the run; ``results`` is the results.json written so far, or None."""
+
+    def __init__(self, results: Path | None) -> None:
+        self.results = results
+        super().__init__(f"interrupted; finished steps are in {results}" if results else "interrupted before any result was written")
+
+
+def marks(console: Console) -> tuple[str, str]:
+    """The ok / failed marks: check marks where the terminal can print them, plain words elsewhere."""
+    encoding = (getattr(console, "encoding", "") or "").lower().replace("_", "-")
+    return ("✓", "✗") if encoding.startswith("utf") else ("ok", "FAILED")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt while inside (main thread only), so results are written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):  # pragma: no cover - no signals here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _with_timeout(fn: Callable[[], Any], timeout: float | None, what: str) -> Any:
+    """``fn()``, or :class:`StepTimeout` after ``timeout`` seconds (the worker thread is abandoned)."""
+    if timeout is None:
+        return fn()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"aeinterp-step-{what}", daemon=True)
+    worker.start()
+    deadline = time.monotonic() + timeout
+    while worker.is_alive() and time.monotonic() < deadline:
+        worker.join(min(0.1, max(0.0, deadline - time.monotonic())))  # short joins keep Ctrl-C responsive
+    if worker.is_alive():
+        raise StepTimeout(
+            f"step {what!r} did not finish within its timeout of {timeout:g} s and was abandoned "
+            "(it may keep using CPU until aeinterp exits); raise `timeout:` for this step or --timeout",
+            plugin=what,
+        )
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 @dataclass
@@ -62,10 +134,16 @@ class Runner:
         trace: bool | None = None,
         console: Console | None = None,
         quiet: bool = False,
+        timeout: float | None = None,
+        trusted_factories: Iterable[str] = (),
     ) -> None:
         self.host = PluginHost(autoload=autoload, allow=allow, block=block, plugins=plugins, trace=trace)
         self.console = console or Console()
         self.quiet = quiet
+        #: seconds after which a step without its own ``timeout`` is abandoned (None: never)
+        self.timeout = timeout
+        #: ``package.module:name`` factories that recipes may call although they are no nn.Module class
+        self.trusted_factories = tuple(trusted_factories)
 
     @property
     def registry(self) -> ExplainerRegistry:
@@ -74,7 +152,7 @@ class Runner:
     # --- validation ----------------------------------------------------------------
     def validate(self, path: str | Path, overrides: Sequence[str] = ()) -> tuple[LoadedRecipe, list[PlannedStep]]:
         """Both passes of validation, without loading data or model."""
-        loaded = load_recipe(path, overrides)
+        loaded = load_recipe(path, overrides, registry=self.registry)
         return loaded, plan_steps(loaded, self.registry)
 
     # --- running -------------------------------------------------------------------
@@ -89,12 +167,21 @@ class Runner:
 
     def load_data(self, loaded: LoadedRecipe) -> ArrayDataset:
         d = loaded.recipe.data
-        return load_dataset(
-            path=resolve(loaded.base_dir, d.path), builtin=d.builtin, kind=d.kind, feature_names=d.feature_names,
-            label=d.label, key=d.key, groups=d.groups, explain_fraction=d.split.explain_fraction,
-            explain_size=d.split.explain_size, split_seed=d.split.seed, standardize=d.standardize, nan=d.nan,
-            max_samples=d.max_samples,
-        )
+        path = resolve(loaded.base_dir, d.path)
+        if path is not None and path.is_dir():
+            raise DataError(f"data.path {path} is a folder; give a data file (.csv, .npy or .npz)")
+        try:
+            return load_dataset(
+                path=path, builtin=d.builtin, kind=d.kind, feature_names=d.feature_names,
+                label=d.label, key=d.key, groups=d.groups, explain_fraction=d.split.explain_fraction,
+                explain_size=d.split.explain_size, split_seed=d.split.seed, standardize=d.standardize, nan=d.nan,
+                max_samples=d.max_samples,
+            )
+        except (AeinterpError, KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:  # a reader tripping over a damaged file is still bad input
+            where = path if path is not None else f"builtin {d.builtin}"
+            raise DataError(f"cannot read the data {where}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (is the file complete and of the format its name says?)") from None
 
     def load_model(self, loaded: LoadedRecipe, data: ArrayDataset, out_dir: Path) -> tuple[TorchAutoencoder, dict[str, Any]]:
         m = loaded.recipe.model
@@ -111,16 +198,23 @@ class Runner:
                 import torch
 
                 target = resolve(out_dir, m.save)
-                assert target is not None
+                if target is None or not target.is_relative_to(out_dir.resolve()):
+                    raise RecipeError(f"model.save {m.save!r} points outside the output folder {out_dir}")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(module.checkpoint(), target)
                 info["saved"] = str(target)
         else:
             path = resolve(loaded.base_dir, m.path)
             assert path is not None  # the recipe schema guarantees path or builtin
-            module = load_module(path, format=m.format, factory=m.factory, kwargs=m.kwargs, trust=m.trust, base_dir=loaded.base_dir)
+            module = load_module(
+                path, format=m.format, factory=m.factory, kwargs=m.kwargs, trust=m.trust, base_dir=loaded.base_dir,
+                trusted_factories=self.trusted_factories,
+            )
             info["source"] = str(path)
-        model = adapt(module, data, encoder=m.encoder, decoder=m.decoder, code=m.code, head=m.head, task_dims=m.task_dims, description=type(module).__name__)
+        model = adapt(
+            module, data, encoder=m.encoder, decoder=m.decoder, code=m.code, head=m.head, task_dims=m.task_dims,
+            description=type(module).__name__, base_dir=loaded.base_dir, trusted_factories=self.trusted_factories,
+        )
         info.update(description=model.description, latent_dim=model.latent_dim, input_shape=list(model.input_shape))
         if model.task_dims is not None:
             info.update(task_dims=model.task_dims, class_names=model.class_names)
@@ -132,19 +226,32 @@ class Runner:
         steps = steps if steps is not None else plan_steps(loaded, self.registry)
         recipe = loaded.recipe
         out_dir = Path(out) if out is not None else resolve(loaded.base_dir, recipe.output)
-        assert out_dir is not None
-        out_dir.mkdir(parents=True, exist_ok=True)
-        data = self.load_data(loaded)
-        model, model_info = self.load_model(loaded, data, out_dir)
-        store = ResultsStore(out_dir, recipe=dump_recipe(recipe), model=model_info, data=data.describe(), plugins=[i.to_json() for i in self.host.infos])
-        outcome = RunOutcome(out_dir=out_dir)
-        status = "interrupted"
-        try:
-            for step in steps:
-                self._run_step(step, model, data, recipe.seed, store, outcome)
-            status = "failed" if outcome.failures else "complete"
-        finally:
-            store.finish(status)
+        if out_dir is None:  # pragma: no cover - the recipe always has an output
+            raise RecipeError("no output folder")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise RecipeError(f"the output folder {out_dir} is a file; name a folder for the results (--out or `output:`)")
+        with _sigterm_as_interrupt():
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                data = self.load_data(loaded)
+                model, model_info = self.load_model(loaded, data, out_dir)
+                for target in dict.fromkeys(s.target for s in steps):  # NaN outputs fail the run before any step
+                    check_finite_outputs(model, data, target)
+            except KeyboardInterrupt:
+                raise RunInterrupted(None) from None
+            except OSError as exc:
+                raise AeinterpError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc}") from None
+            store = ResultsStore(out_dir, recipe=dump_recipe(recipe), model=model_info, data=data.describe(), plugins=[i.to_json() for i in self.host.infos])
+            outcome = RunOutcome(out_dir=out_dir)
+            status = "interrupted"
+            try:
+                for step in steps:
+                    self._run_step(step, model, data, recipe.seed, store, outcome)
+                status = "failed" if outcome.failures else "complete"
+            except KeyboardInterrupt:
+                raise RunInterrupted(out_dir / "results.json") from None
+            finally:
+                store.finish(status)
         if status != "interrupted":
             from .report import render_reports
 
@@ -157,13 +264,19 @@ class Runner:
 
     def _run_step(self, step: PlannedStep, model: TorchAutoencoder, data: ArrayDataset, seed: int, store: ResultsStore, outcome: RunOutcome) -> None:
         entry = step.explainer
-        progress = self._progress(f"{step.alias}: ")
+        timeout = step.timeout if step.timeout is not None else self.timeout
+        progress = self._progress(f"{step.alias}: ") if timeout is None else NullProgress()  # no live bar from a thread that may be abandoned
+        ok_mark, fail_mark = marks(self.console)
         try:
             with progress:
-                explanation = run_explainer(
-                    entry.cls(step.params, progress=progress, results=outcome.explanations), model, data, target=step.target, seed=seed,
-                    distribution=entry.distribution, version=entry.version,
+                explanation = _with_timeout(
+                    lambda: run_explainer(
+                        entry.cls(step.params, progress=progress, results=outcome.explanations), model, data, target=step.target, seed=seed,
+                        distribution=entry.distribution, version=entry.version,
+                    ),
+                    timeout, step.alias,
                 )
+            store.add(step.alias, explanation)
         except Exception as exc:  # one failing step must not lose the others
             tb = "".join(traceback.format_exception(exc.__cause__ or exc)) if not isinstance(exc, AeinterpError) or exc.__cause__ else ""
             failure = store.add_error(
@@ -172,10 +285,12 @@ class Runner:
             )
             outcome.failures.append(failure)
             if not self.quiet:
-                self.console.print(f"[red]✗ {step.alias}[/red] ({entry.name} from {entry.distribution} {entry.version}): {exc}", highlight=False, soft_wrap=True)
+                self.console.print(
+                    f"[red]{fail_mark} {escape(step.alias)}[/red] ({escape(entry.name)} from {escape(entry.distribution)} {escape(entry.version)}): {escape(str(exc))}",
+                    highlight=False, soft_wrap=True,
+                )
             return
-        store.add(step.alias, explanation)
         outcome.explanations[step.alias] = explanation
         if not self.quiet:
             label = step.alias if step.alias == entry.name else f"{step.alias} ({entry.name})"
-            self.console.print(f"[green]✓ {label}[/green] on {step.target.value} in {explanation.runtime_s:.2f} s", highlight=False)
+            self.console.print(f"[green]{ok_mark} {escape(label)}[/green] on {step.target.value} in {explanation.runtime_s:.2f} s", highlight=False)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
+from .checks import check_explanation, check_finite_outputs, check_gradient_path
 from .data import Dataset
 from .errors import AeinterpError, ExplainerError
 from .explainer import Explainer, ExplainerParams
@@ -52,12 +53,20 @@ def run_explainer(
 
     Errors from the explainer itself come back as :class:`ExplainerError`
     naming the explainer and its distribution, with the cause attached.
+    Before ``explain`` the target's outputs are checked to be finite (a
+    :class:`ModelError` names the first bad sample) and, for explainers that
+    declare ``needs_gradients``, to depend on the input through autograd (a
+    :class:`CapabilityError` names the likely cause). After it, the result is
+    checked against the data (:func:`aeinterp.checks.check_explanation`).
     """
     instance = explainer if isinstance(explainer, Explainer) else explainer(params, progress=progress)
     target = Target(target)
     start = time.perf_counter()
     try:
         instance.check(model, data, target)
+        check_finite_outputs(model, data, target)
+        if instance.capabilities.needs_gradients:
+            check_gradient_path(model, data, target, explainer=instance.name)
         with frozen(model):
             result = instance.explain(model, data, target=target, rng=np.random.default_rng(seed))
     except AeinterpError:
@@ -68,8 +77,7 @@ def run_explainer(
             f"explainer {instance.name!r}{where} failed: {type(exc).__name__}: {exc}", plugin=instance.name, distribution=distribution
         ) from exc
     runtime = time.perf_counter() - start
-    if not isinstance(result, Explanation):
-        raise ExplainerError(f"explainer {instance.name!r} returned {type(result).__name__}, not an Explanation", plugin=instance.name, distribution=distribution)
+    result = check_explanation(result, model, data, target, explainer=instance.name, distribution=distribution)
     return result.replace(
         explainer=instance.name,
         distribution=distribution,
