@@ -84,6 +84,8 @@ def check_model_memory(build: Callable[[], torch.nn.Module], what: str, *, train
 def check_finite_outputs(model: Model, data: Any, target: Target | str) -> None:
     """Raise :class:`ModelError` naming the target and the first sample whose output is NaN or infinite."""
     target = Target(target)
+    if not hasattr(model, "encode"):  # explainers that build their own models get none
+        return
     x = np.asarray(data.x_explain)
     with frozen(model), torch.no_grad():
         for start in range(0, len(x), FINITE_BATCH):
@@ -157,7 +159,9 @@ def plain_extras(value: Any, where: str = "extras") -> Any:
     raise TypeError(f"{where} holds a {type(value).__name__}, which is not JSON data (use numbers, strings, lists, dicts)")
 
 
-def check_explanation(result: Any, model: Model, data: Any, target: Target | str, *, explainer: str, distribution: str = "") -> Explanation:
+def check_explanation(
+    result: Any, model: Model, data: Any, target: Target | str, *, explainer: str, distribution: str = "", features: str = "groups",
+) -> Explanation:
     """The explainer's result if it fits the data and target; extras made plain JSON. Raises :class:`ExplainerError`."""
 
     def fail(problem: str) -> ExplainerError:
@@ -167,9 +171,14 @@ def check_explanation(result: Any, model: Model, data: Any, target: Target | str
         raise fail(f"a {type(result).__name__}, not an Explanation")
     target = Target(target)
     names = [g.name for g in data.groups] if getattr(data, "groups", None) else list(data.feature_names)
-    if list(result.feature_names) != names:
-        raise fail(f"{len(result.feature_names)} feature names {_head(result.feature_names)}, but the data has {len(names)} feature groups {_head(names)}")
-    expected = len(target_names_for(model, data, target))
+    has_model = hasattr(model, "latent_dim")
+    latents = target_names_for(model, data, Target.LATENT) if has_model else []  # decoder-side explanations are in terms of the code
+    if features == "groups" and list(result.feature_names) not in (names, latents):
+        raise fail(
+            f"{len(result.feature_names)} feature names {_head(result.feature_names)}, but the data has {len(names)} "
+            f"feature groups {_head(names)} (and the code {len(latents)} dims)"
+        )
+    expected = len(target_names_for(model, data, target)) if has_model else (1 if target is Target.RECONSTRUCTION_ERROR else len(result.target_names))
     if len(result.target_names) != expected:
         raise fail(f"{len(result.target_names)} target rows, but target {target.value!r} has {expected}")
     if result.local is not None and not 1 <= result.local.shape[0] <= len(data.x_explain):

@@ -66,6 +66,8 @@ class ExplainerRegistry:
         if not isinstance(getattr(cls, "capabilities", None), Capabilities):
             raise RegistrationError(f"{dist}: {cls.__qualname__}.capabilities must be a Capabilities instance", plugin=name, distribution=dist)
         splits = cls.capabilities.splits
+        if cls.capabilities.features not in ("groups", "own"):
+            raise RegistrationError(f"{dist}: {cls.__qualname__}.capabilities.features must be 'groups' or 'own', got {cls.capabilities.features!r}", plugin=name, distribution=dist)
         if splits not in SPLITS:
             raise RegistrationError(f"{dist}: {cls.__qualname__}.capabilities.splits must be one of {', '.join(SPLITS)}, got {splits!r}", plugin=name, distribution=dist)
         if splits != "none" and not issubclass(cls, ChunkedExplainer):

@@ -77,7 +77,7 @@ def run_explainer(
             f"explainer {instance.name!r}{where} failed: {type(exc).__name__}: {exc}", plugin=instance.name, distribution=distribution
         ) from exc
     runtime = time.perf_counter() - start
-    result = check_explanation(result, model, data, target, explainer=instance.name, distribution=distribution)
+    result = check_explanation(result, model, data, target, explainer=instance.name, distribution=distribution, features=instance.capabilities.features)
     return result.replace(
         explainer=instance.name,
         distribution=distribution,

@@ -131,8 +131,9 @@ def load_yaml(text: str, *, source: str | None = None, what: str = "YAML", synta
     """
     if len(text) > MAX_CHARS:
         raise RecipeError(f"{what} is {len(text):,} characters long; the limit is {MAX_CHARS:,} (a recipe holds settings, not data)", source=source)
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)  # the reader refuses control characters here
         node = loader.get_single_node()
         if node is None:
             return None, None
@@ -151,4 +152,5 @@ def load_yaml(text: str, *, source: str | None = None, what: str = "YAML", synta
     except RecursionError:  # pragma: no cover - MAX_DEPTH keeps the composer far from the limit
         raise RecipeError(f"{what} nests too deeply", source=source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
