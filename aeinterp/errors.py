@@ -42,10 +42,10 @@ class RecipeError(AeinterpError):
     :data:`MAX_PROBLEM_CHARS` characters each.
     """
 
-    def __init__(self, problems: list[str] | str, *, source: str | None = None) -> None:
+    def __init__(self, problems: list[str] | str, *, source: str | None = None, what: str = "recipe") -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         self.source = source
-        head = f"invalid recipe {clip(source, 200)}" if source else "invalid recipe"
+        head = f"invalid {what} {clip(source, 200)}" if source else f"invalid {what}"
         shown = [f"  - {clip(p)}" for p in self.problems[:MAX_PROBLEMS]]
         if len(self.problems) > MAX_PROBLEMS:
             shown.append(f"  ... and {len(self.problems) - MAX_PROBLEMS} more problems")

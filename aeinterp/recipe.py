@@ -100,8 +100,8 @@ class TrainSection(_Section):
 
 
 class ModelSection(_Section):
-    path: str | None = Field(None, description="TorchScript file, aeinterp checkpoint, or state dict (with factory)")
-    format: Literal["auto", "torchscript", "checkpoint", "state_dict"] = "auto"
+    path: str | None = Field(None, description="TorchScript file, aeinterp checkpoint, whole pickled model (trust), or state dict / training checkpoint / .safetensors (with factory)")
+    format: Literal["auto", "torchscript", "checkpoint", "state_dict", "safetensors"] = "auto"
     factory: str | None = Field(None, description="import path package.module:Class building the module for a state dict")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the factory")
     builtin: str | None = Field(None, description="auto | mlp | conv2d | conv1d | lstm | supervised_vae: build and train on the fit split")
@@ -459,8 +459,13 @@ def recipe_schema(registry: ExplainerRegistry) -> dict[str, Any]:
     An explainer whose params cannot be put in a JSON Schema gets an open
     params object (and a warning naming it); the others are unaffected.
     """
+    from .datasets import BUILTIN_DATASETS
+
     schema = Recipe.model_json_schema()
     defs = schema.setdefault("$defs", {})
+    builtin = defs.get("DataSection", {}).get("properties", {}).get("builtin")
+    if builtin is not None:  # completion and hover docs for the bundled sets in editors
+        builtin["anyOf"] = [{"enum": sorted(BUILTIN_DATASETS), "description": "; ".join(f"{k}: {v}" for k, v in BUILTIN_DATASETS.items())}, {"type": "null"}]
     variants = []
     for entry in registry:
         try:
