@@ -32,9 +32,19 @@ __all__ = ["Recipe", "PlannedStep", "load_recipe", "parse_recipe", "plan_steps",
 
 TargetName = Literal["latent", "reconstruction", "reconstruction_error", "prediction"]
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeds both accept 0 .. 2**32 - 1
-BUILTIN_DATA = ("breast_cancer", "wine", "digits", "sines", "synthetic_tabular")
-BUILTIN_MODELS = ("auto", "mlp", "conv2d", "conv1d", "lstm", "supervised_vae")
 SUPERVISED_MODELS = ("supervised_vae",)
+
+
+def _builtin_data() -> list[str]:
+    from .datasets import BUILTIN_DATASETS
+
+    return list(BUILTIN_DATASETS)
+
+
+def _builtin_models() -> list[str]:
+    from .architectures import ARCHITECTURES
+
+    return ["auto", *ARCHITECTURES]
 
 
 def _name_check(value: str | None, valid: Sequence[str], what: str) -> str | None:
@@ -81,7 +91,7 @@ class DataSection(_Section):
     @field_validator("builtin")
     @classmethod
     def _known_builtin(cls, v: str | None) -> str | None:
-        return _name_check(v, BUILTIN_DATA, "builtin dataset")
+        return _name_check(v, _builtin_data(), "builtin dataset")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSection:
@@ -119,7 +129,7 @@ class ModelSection(_Section):
     @field_validator("builtin")
     @classmethod
     def _known_builtin(cls, v: str | None) -> str | None:
-        return _name_check(v, BUILTIN_MODELS, "builtin model")
+        return _name_check(v, _builtin_models(), "builtin model")
 
     @field_validator("save")
     @classmethod

@@ -137,6 +137,9 @@ def load_results(out_dir: str | Path) -> RunResults:
         raise AeinterpError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(doc, dict):
         raise AeinterpError(f"{path} holds a JSON {type(doc).__name__}, not the object aeinterp writes; was it edited?")
+    for section in ("data", "model", "recipe"):
+        if not isinstance(doc.get(section, {}), dict):
+            raise AeinterpError(f"{path}: `{section}` must be an object, got a JSON {type(doc[section]).__name__}; was the file edited?")
     entries = doc.get("explainers", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise AeinterpError(f"{path}: `explainers` must be a list of objects; was the file edited?")

@@ -436,7 +436,7 @@ def test_train_output_under_a_file_or_onto_a_folder_is_exit_2(tmp_path: Path) ->
     assert code == 2 and "is a folder" in out, out
 
 
-@pytest.mark.parametrize("content", ["[1, 2]", '"text"', '{"explainers": 5}', '{"explainers": [{"status": "ok", "alias": "a", "name": "x", "feature_names": ["f"], "target_names": ["t"], "importance": [[1, 2, 3]]}]}', '{"explainers": [{"status": "ok", "alias": "a", "arrays": "../../etc/passwd"}]}', "\xff\xfe"])
+@pytest.mark.parametrize("content", ["[1, 2]", '"text"', '{"explainers": 5}', '{"data": "x", "explainers": []}', '{"explainers": [{"alias": 3}]}', '{"explainers": [{"status": "ok", "alias": "a", "name": "x", "feature_names": ["f"], "target_names": ["t"], "importance": [[1, 2, 3]]}]}', '{"explainers": [{"status": "ok", "alias": "a", "arrays": "../../etc/passwd"}]}', "\xff\xfe"])
 def test_report_on_a_tampered_results_file_is_exit_2(tmp_path: Path, content: str) -> None:
     (tmp_path / "results.json").write_text(content, encoding="latin-1")
     code, out = run_cli("report", str(tmp_path), "--no-html")
