@@ -250,6 +250,13 @@ class SupervisedVAE(BuiltinAutoencoder):
     ``forward`` returns ``(x_hat, mu, logvar, logits)``; trained with
     reconstruction + beta * KL + alpha * cross-entropy (:mod:`aeinterp.training`).
     The backbone is the ``mlp`` (tabular) or ``conv2d`` (image) architecture.
+
+    ``cycle`` (default 0: off; the digits recipe uses 1) adds the invariance the model is
+    meant to have to its training: in training mode ``forward`` also decodes
+    each sample's task code with nuisance dims drawn from the prior, encodes
+    that again and classifies it, returning those logits fifth; the trainer
+    adds ``alpha * cycle`` times their cross-entropy with the sample's label
+    (a cycle-consistency term, as in Jha et al., ECCV 2018).
     """
 
     architecture = "supervised_vae"
@@ -265,11 +272,16 @@ class SupervisedVAE(BuiltinAutoencoder):
         channels: Sequence[int] = (16, 32),
         activation: str = "relu",
         head_hidden: int = 32,
+        cycle: float = 0.0,
     ) -> None:
         super().__init__({
             "input_shape": list(input_shape), "latent_dim": latent_dim, "task_dims": task_dims, "n_classes": n_classes,
             "hidden": list(hidden), "channels": list(channels), "activation": activation, "head_hidden": head_hidden,
+            "cycle": float(cycle),
         })
+        if cycle < 0:
+            raise ModelError(f"cycle must be >= 0, got {cycle}")
+        self.cycle_weight = float(cycle)
         if not 1 <= task_dims < latent_dim:
             raise ModelError(f"task_dims must be between 1 and latent_dim - 1 = {latent_dim - 1}, got {task_dims}")
         if n_classes < 2:
@@ -301,7 +313,12 @@ class SupervisedVAE(BuiltinAutoencoder):
     def forward(self, x: torch.Tensor) -> Any:
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-        return self.decode(z), mu, logvar, self.classify(z)
+        out = (self.decode(z), mu, logvar, self.classify(z))
+        if not (self.training and self.cycle_weight > 0):
+            return out
+        redrawn = torch.cat([z[:, : self.n_task], torch.randn_like(z[:, self.n_task :])], dim=1)
+        again, _ = self.encode(self.decode(redrawn))
+        return (*out, self.classify(again))
 
 
 ARCHITECTURES: dict[str, type[BuiltinAutoencoder]] = {

@@ -45,15 +45,17 @@ def _loss(module: nn.Module, xb: torch.Tensor, yb: torch.Tensor | None, config: 
     out = module(xb)
     if not isinstance(out, tuple):
         return (out - xb).pow(2).mean()
-    # VAE: (x_hat, mu, logvar); supervised VAE: (x_hat, mu, logvar, logits)
+    # VAE: (x_hat, mu, logvar); supervised VAE: (x_hat, mu, logvar, logits[, logits of re-encoded redrawn-nuisance samples])
     x_hat, mu, logvar = out[:3]
     rec = (x_hat - xb).pow(2).mean()
     kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)) / xb[0].numel()
     loss = rec + config.beta * kl
-    if len(out) == 4:
+    if len(out) >= 4:
         if yb is None:
             raise ModelError("this model has a classifier head: training it needs labels (a dataset with labels, e.g. digits, wine, breast_cancer, or `label:` for a CSV)")
         loss = loss + config.alpha * F.cross_entropy(out[3], yb)
+    if len(out) >= 5:  # the supervised VAE's cycle term: redrawn nuisance must keep the label
+        loss = loss + config.alpha * float(getattr(module, "cycle_weight", 1.0)) * F.cross_entropy(out[4], yb)
     return loss
 
 

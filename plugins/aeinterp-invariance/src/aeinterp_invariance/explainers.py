@@ -1,10 +1,11 @@
 """``invariance``: what a supervised VAE's decision ignores (Nguyen & Rodriguez Martinez, arXiv 2007.07591).
 
 For each explained sample the task code is held at the sample's posterior
-mean while the nuisance code is redrawn (from the prior, from other samples'
-posteriors, or by traversing one nuisance dim at a time); decoding gives
-*invariant samples*, inputs transformed in ways the decision should not see.
-The explainer reports
+mean while the nuisance code is redrawn (from the prior, from the aggregate
+posterior — other samples' posteriors, with their spread where the model
+exposes it, see :mod:`.posterior` — or by traversing one nuisance dim at a
+time); decoding gives *invariant samples*, inputs transformed in ways the
+decision should not see. The explainer reports
 
 * **label preservation**: the share of invariant samples that, re-encoded and
   classified (through the encoder again, not just the head), keep the
@@ -18,7 +19,11 @@ The explainer reports
   logit through encoder -> task dims -> head, kept where they stay stable
   across the invariant samples (:func:`aeinterp_invariance.attribution.stable_importance`);
 * the **invariance map**: groups that nuisance sampling changes while they
-  carry little attribution (:func:`aeinterp_invariance.maps.invariance_map`).
+  carry little attribution (:func:`aeinterp_invariance.maps.invariance_map`);
+* the **collapse check** (:func:`aeinterp_invariance.posterior.collapse_check`):
+  nuisance dims whose posterior is the prior or whose decoded variation is
+  negligible are collapsed; when all are, preservation and the map say
+  "not informative" (redrawing them changes nothing, so nothing is shown).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from aeinterp.targets import Target, target_names_for
 from .attribution import class_integrated_gradients, stable_importance
 from .diagnostics import dataset_labels, leakage_probe, plain_classifier_accuracy
 from .maps import STATUS, invariance_map
+from .posterior import collapse_check, encode_posterior
 from .sampling import Sampling, invariant_codes, nuisance_draws
 
 __all__ = ["Invariance"]
@@ -84,6 +90,8 @@ class Invariance(Explainer):
         attribution_threshold: float = Field(0.25, ge=0, le=1, description="invariance map: scaled stable attribution at or above which a group drives the decision")
         n_figures: int = Field(4, ge=0, description="image data: how many explained samples get a grid figure")
         memory_mb: float = Field(256.0, gt=0, description="bound on the gradient blocks computed at once, in MiB")
+        kl_threshold: float = Field(0.01, ge=0, description="collapse check: a nuisance dim whose mean KL to the prior is below this (nats) is collapsed")
+        variation_threshold: float = Field(0.02, ge=0, description="collapse check: a nuisance dim whose move from -2 to +2 changes the decoded sample by less than this share of the data's mean absolute deviation is collapsed")
 
     capabilities = Capabilities(
         targets=frozenset({"prediction"}), data_kinds=frozenset({"tabular", "image"}), needs_gradients=True, deterministic=True, local=True
@@ -118,10 +126,13 @@ class Invariance(Explainer):
         s, shape, d = x.shape[0], tuple(x.shape[1:]), int(np.prod(x.shape[1:]))
 
         # invariant samples: each sample's own code (posterior mean) with the nuisance dims redrawn
-        codes = evaluate(model.encode, x, model=model).numpy()
-        pool = evaluate(model.encode, x_pool, model=model).numpy()
+        own_post, pool_post = encode_posterior(model, x), encode_posterior(model, x_pool)  # mean and spread, one encoder call
+        codes, pool = own_post.mean, pool_post.mean
         pred = evaluate(logits_of, x, model=model).argmax(dim=1).numpy()
-        draws = nuisance_draws(p.sampling, codes[:, nuisance], pool[:, nuisance], rng, n_draws=p.n_draws, steps=p.traverse_steps, span=p.traverse_range)
+        pool_std = pool_post.std[:, nuisance] if pool_post.std is not None else None
+        draws = nuisance_draws(p.sampling, codes[:, nuisance], pool[:, nuisance], rng, n_draws=p.n_draws, steps=p.traverse_steps,
+                               span=p.traverse_range, pool_std=pool_std)
+        collapse = collapse_check(model, pool_post, x_pool, nuisance, kl_threshold=p.kl_threshold, variation_threshold=p.variation_threshold)
         k = draws.shape[1]
         x_gen = evaluate(model.decode, invariant_codes(codes, nuisance, draws).reshape(s * k, -1), model=model)
         x_rec = evaluate(model.decode, codes, model=model)
@@ -145,6 +156,8 @@ class Invariance(Explainer):
         own = torch.as_tensor(pred)
         ig_pred = torch.cat([ig[torch.arange(s), own].unsqueeze(1), ig[s:].reshape(s, k, n_classes, d)[torch.arange(s), :, own]], dim=1)
         status, score, _, _ = invariance_map(change, importance, diversity_threshold=p.diversity_threshold, attribution_threshold=p.attribution_threshold)
+        if collapse["all_collapsed"]:  # any "free" variation is decoder noise, not an invariance of the decision
+            status[status == 1] = STATUS.index("not informative")
 
         seed = int(rng.integers(0, 2**31 - 1))
         labels = dataset_labels(data, n_classes)
@@ -154,8 +167,16 @@ class Invariance(Explainer):
         leakage["high"] = leakage["score"] is not None and leakage["score"] > p.leakage_threshold
         accuracy = self._accuracy(model, data, labels, logits_of, n_classes, seed)
 
+        posterior_note = (
+            f"aggregate posterior: a random fit sample's N(mu, std^2) on the nuisance dims, std from {pool_post.source}"
+            if pool_post.std is not None else f"other fit samples' posterior means (no posterior spread: {pool_post.source})"
+        )
         extras: dict[str, Any] = {
             "label_preservation": float(preserved.mean()),
+            "label_preservation_informative": not collapse["all_collapsed"],
+            "posterior": pool_post.source,
+            "posterior_sampling": posterior_note if p.sampling == "posterior" else None,
+            "collapse": collapse,
             "diversity": float(diversity_elements.mean()),
             "nuisance_change": float(change_elements.mean()),
             "leakage": leakage["score"],
@@ -178,6 +199,20 @@ class Invariance(Explainer):
             "invariance_map": _status_lists(data.group_names, status),
             **info,
         }
+        summary = [
+            f"label preservation {preserved.mean():.3f} over {s} samples x {k} draws ({p.sampling} sampling"
+            + (f"; {posterior_note}" if p.sampling == "posterior" else "") + ")"
+        ]
+        if collapse["all_collapsed"]:
+            extras["label_preservation_verdict"] = "not informative: every nuisance dim is collapsed"
+            extras["collapse_warning"] = (
+                f"all nuisance dims {nuisance} are collapsed (posterior = prior or no decoded variation): redrawing them changes "
+                "nothing, so label preservation and the invariance map are not informative"
+            )
+            summary.append("NOT INFORMATIVE: " + extras["collapse_warning"])
+        elif collapse["collapsed"]:
+            summary.append(f"collapsed nuisance dims {collapse['collapsed']} (nothing encoded); informative: {collapse['informative']}")
+        extras["summary"] = summary
         if extras["leakage_high"]:
             extras["warning"] = (
                 f"the nuisance dims predict the label well above chance ({leakage['probe_accuracy']:.2f} vs {leakage['chance']:.2f}): "

@@ -28,7 +28,7 @@ __all__ = ["invariance_figures"]
 MAX_COLUMNS = 8  # invariant samples shown per grid
 MAX_ROWS = 40  # features shown in the tabular table
 MAX_CLASS_PANELS = 20  # per-class importance images
-STATUS_COLORS = ("#9e9e9e", "#2e7d32", "#c62828")  # fixed, free, decision
+STATUS_COLORS = ("#9e9e9e", "#2e7d32", "#c62828", "#f9a825")  # fixed, free, decision, not informative
 
 
 def invariance_figures(explanation: Explanation) -> dict[str, Figure]:
@@ -160,9 +160,9 @@ def _image_map(explanation: Explanation) -> Figure:
         im = ax.imshow(values, cmap=cmap, interpolation="nearest")
         ax.set_title(title, fontsize=10)
         fig.colorbar(im, ax=ax, shrink=0.85)
-    im = axes[2].imshow(status, cmap=ListedColormap(STATUS_COLORS), vmin=-0.5, vmax=2.5, interpolation="nearest")
+    im = axes[2].imshow(status, cmap=ListedColormap(STATUS_COLORS), vmin=-0.5, vmax=3.5, interpolation="nearest")
     axes[2].set_title("invariance map", fontsize=10)
-    bar = fig.colorbar(im, ax=axes[2], ticks=[0, 1, 2], shrink=0.85)
+    bar = fig.colorbar(im, ax=axes[2], ticks=[0, 1, 2, 3], shrink=0.85)
     bar.ax.set_yticklabels(list(STATUS), fontsize=9)
     for ax in axes:
         ax.set_xticks([])
@@ -178,8 +178,11 @@ def _summary(extras: dict[str, Any]) -> str:
     leak = f"leakage {fmt(extras.get('leakage'))} (probe {fmt(extras.get('leakage_probe_accuracy'))} vs chance {fmt(extras.get('leakage_chance'))})"
     if extras.get("leakage_high"):
         leak += " HIGH"
+    preservation = fmt(extras.get("label_preservation"))
+    if (extras.get("collapse") or {}).get("all_collapsed"):
+        preservation += " (NOT INFORMATIVE: nuisance dims collapsed)"
     return (
-        f"preservation {fmt(extras.get('label_preservation'))}, {leak}, "
+        f"preservation {preservation}, {leak}, "
         f"head accuracy {fmt(extras.get('head_accuracy'))} vs plain classifier {fmt(extras.get('plain_classifier_accuracy'))}"
     )
 
@@ -211,6 +214,6 @@ def _table(explanation: Explanation) -> Figure:
     left.set_yticklabels(names[order], fontsize=8)
     for ax in (left, right):
         ax.grid(axis="x", alpha=0.3)
-    fig.legend(handles=[Patch(color=c, label=s) for c, s in zip(STATUS_COLORS, STATUS)], loc="outside lower center", ncol=3, fontsize=9)
+    fig.legend(handles=[Patch(color=c, label=s) for c, s in zip(STATUS_COLORS, STATUS)], loc="outside lower center", ncol=4, fontsize=9)
     fig.suptitle(_summary(extras), fontsize=10)
     return fig

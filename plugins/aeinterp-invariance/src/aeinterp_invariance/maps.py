@@ -7,7 +7,8 @@ import numpy as np
 __all__ = ["STATUS", "invariance_map"]
 
 # status codes stored in the ``status`` array
-STATUS: tuple[str, ...] = ("stays fixed", "varies freely", "drives the decision")
+# "not informative": the group would vary freely, but only through collapsed nuisance dims (or not at all)
+STATUS: tuple[str, ...] = ("stays fixed", "varies freely", "drives the decision", "not informative")
 
 
 def _unit(values: np.ndarray) -> np.ndarray:

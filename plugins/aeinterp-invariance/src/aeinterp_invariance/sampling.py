@@ -5,9 +5,11 @@ Three ways (the ``sampling`` param of the ``invariance`` explainer):
 ``prior``
     each draw is ``N(0, I)`` on the nuisance dims, the VAE prior;
 ``posterior``
-    each draw is the nuisance code (posterior mean) of a random sample of the
-    fit split, so the generated inputs combine this sample's task code with
-    another real sample's nuisance;
+    each draw comes from the aggregate posterior: a random sample of the fit
+    split, and a draw from its posterior ``N(mu, std^2)`` on the nuisance dims
+    where the model exposes the spread (:mod:`.posterior`), else its mean; the
+    generated inputs combine this sample's task code with another real
+    sample's nuisance;
 ``traverse``
     one nuisance dim at a time over ``mean +- range * std`` of that dim's codes
     on the fit split (``steps`` values), the other nuisance dims at the
@@ -34,18 +36,23 @@ def nuisance_draws(
     n_draws: int,
     steps: int = 5,
     span: float = 2.0,
+    pool_std: np.ndarray | None = None,
 ) -> np.ndarray:
     """Nuisance codes ``(samples, draws, nuisance_dims)`` for the samples whose own nuisance code is ``own``.
 
     ``pool`` holds nuisance codes of the fit split (``posterior`` draws from
-    it; ``traverse`` takes its mean and spread). ``traverse`` gives
+    it, adding ``pool_std``-scaled normal noise when the posterior spread is
+    known; ``traverse`` takes its mean and spread). ``traverse`` gives
     ``nuisance_dims * steps`` draws per sample, ordered dim by dim.
     """
     s, m = own.shape
     if mode == "prior":
         return rng.standard_normal((s, n_draws, m)).astype(np.float32)
     if mode == "posterior":
-        return pool[rng.integers(0, pool.shape[0], size=(s, n_draws))].astype(np.float32)
+        pick = rng.integers(0, pool.shape[0], size=(s, n_draws))
+        if pool_std is None:
+            return pool[pick].astype(np.float32)
+        return (pool[pick] + pool_std[pick] * rng.standard_normal((s, n_draws, m))).astype(np.float32)
     if mode == "traverse":
         grid = np.linspace(-span, span, steps, dtype=np.float32)
         centre, scale = pool.mean(axis=0), pool.std(axis=0)

@@ -21,8 +21,13 @@ Importance (targets x inputs), by ``importance``:
     the sympy formula), so inputs a formula barely moves with count little.
 
 "Uses" is read from the formula's expression tree (its set of symbols), never
-from its text. Redundant inputs are those no formula with fidelity at or above
-the threshold uses. For the ``reconstruction`` target the inputs are the
+from its text. Redundant (never used) inputs are those no searched formula
+uses; the usage table, its figure and the summary line are built once from
+the searched formulas (:mod:`.result`).
+
+Every formula is at least as faithful on the validation rows as the sparse
+linear baseline (:mod:`.linear`), whose held-out R^2 is reported beside it;
+the size cap grows while the Pareto front improves (:mod:`.search`). For the ``reconstruction`` target the inputs are the
 latent code (``z0 .. zk``), so ``feature_names`` are latent names.
 """
 
@@ -40,25 +45,15 @@ from aeinterp.errors import CapabilityError, DataError, require
 from aeinterp.targets import Target
 
 from .backends import BINARY, Operator, SearchSettings, make_backend
+from .result import IMPORTANCE_RULES, SELECTION_RULE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from .search import TargetFit
 
 __all__ = ["SymbolicRegression", "SELECTION_RULE", "IMPORTANCE_RULES"]
 
 DEFAULT_OPERATORS: list[str] = ["add", "sub", "mul", "div", "square", "sin", "cos", "exp", "tanh"]
 
-SELECTION_RULE = (
-    "the least complex formula of the Pareto front whose R^2 on a validation part of the fit split "
-    "is within `parsimony` of the best; fidelity is then measured on the held-out explain split"
-)
-IMPORTANCE_RULES = {
-    "fidelity_usage": "max(R^2, 0) of the formula where it uses the input (from the expression tree), else 0",
-    "usage": "1 where the formula uses the input (from the expression tree), else 0",
-    "sensitivity": "max(R^2, 0) * mean |df/dx| of the formula over the held-out split",
-}
 
 
 def available_cpus() -> int:
@@ -78,10 +73,14 @@ class SymbolicRegression(Explainer):
         backend: Literal["pyoperon", "pysr"] = Field("pyoperon", description="search engine: pyoperon (no extra runtime) or pysr (needs Julia)")
         dims: list[int] | None = Field(None, description="explain only these target rows (e.g. latent indices); default all. Rows left out get importance 0 and no formula")
         operators: list[Operator] = Field(default_factory=lambda: list(DEFAULT_OPERATORS), min_length=1, description="operators formulas may use (same names for both backends)")
-        max_size: int = Field(25, ge=5, le=200, description="largest formula, in nodes (Operon max_length, PySR maxsize)")
+        max_size: int = Field(25, ge=5, le=200, description="largest formula, in nodes (Operon max_length, PySR maxsize), of the first search round")
+        grow_size: bool = Field(True, description="repeat the search with max_size doubled while the best validation R^2 of its Pareto front improves by more than grow_tol, within time_budget")
+        max_size_limit: int = Field(100, ge=5, le=400, description="largest max_size growing may reach")
+        grow_tol: float = Field(0.002, ge=0.0, description="validation R^2 gain below which growing the size cap stops")
+        linear_baseline: bool = Field(True, description="fit the sparse linear baseline (relaxed lasso path + least squares) on the same rows; its candidates join the Pareto front and no formula less faithful than it is chosen")
         generations: int = Field(100, ge=1, description="generations (Operon) / iterations (PySR) per target")
         population_size: int = Field(500, ge=10, description="population size per target")
-        time_budget: float | None = Field(60.0, gt=0, description="seconds each target's search may take (Operon: whole seconds, checked once per generation); None for no limit. A search cut short by it is not reproducible")
+        time_budget: float | None = Field(60.0, gt=0, description="seconds each target's search may take, all size rounds together (Operon: whole seconds, checked once per generation); None for no limit. A search cut short by it is not reproducible")
         threads: int | None = Field(None, ge=1, description="CPU threads for all searches together; default all available. Targets are fitted in parallel within it")
         seed: int | None = Field(None, description="search seed; default drawn from the run's seed")
         optimizer_iterations: int = Field(10, ge=0, description="iterations of constant optimisation per formula (both backends)")
@@ -169,20 +168,30 @@ class SymbolicRegression(Explainer):
                 x_test=inputs.x_test, y_test=inputs.y_test[:, t],
                 settings=replace(settings, seed=int(seeds[t])),
                 parsimony=p.parsimony, precision=p.precision,
+                linear=p.linear_baseline, grow=p.grow_size, max_size_limit=p.max_size_limit, grow_tol=p.grow_tol,
             )
             for t in dims
         ]
         symbols = make_symbols(n_inputs)
         fits = run_jobs(backend, jobs, symbols, inputs.names, threads=p.threads or available_cpus(), progress=self.progress, description=f"symbolic regression ({target.value})")
-        return _explanation(fits, inputs.names, inputs.target_names, target, p, backend.name, backend.version(), {t: len(c) for t, c in columns.items()})
+        from .inputs import REDUCTION
+        from .result import build_explanation
+
+        return build_explanation(
+            fits, inputs.names, inputs.target_names, target, p, backend.name, backend.version(),
+            {t: len(c) for t, c in columns.items()}, REDUCTION[target.value],
+        )
 
     @classmethod
     def figures(cls, explanation: Explanation) -> dict[str, Figure]:
-        from .figures import fidelity_figure, pareto_figure
+        from .figures import fidelity_figure, pareto_figure, usage_figure
 
         if "r2" not in explanation.arrays:
             return {}
-        return {"fidelity": fidelity_figure(explanation), "pareto": pareto_figure(explanation)}
+        figs = {"fidelity": fidelity_figure(explanation), "pareto": pareto_figure(explanation)}
+        if "usage_count" in explanation.arrays:
+            figs["usage"] = usage_figure(explanation)
+        return figs
 
 
 def _dims(dims: list[int] | None, n_targets: int, target: Target) -> list[int]:
@@ -192,56 +201,3 @@ def _dims(dims: list[int] | None, n_targets: int, target: Target) -> list[int]:
     if bad:
         raise DataError(f"symbolic_regression: dims {bad} out of range; target {target.value} has rows 0..{n_targets - 1}")
     return sorted(set(dims))
-
-
-def _explanation(
-    fits: dict[int, TargetFit], names: list[str], tnames: list[str], target: Target, p: SymbolicRegression.Params,
-    backend: str, backend_version: str, n_considered: dict[int, int],
-) -> Explanation:
-    from .inputs import REDUCTION
-
-    n_t, n_in = len(tnames), len(names)
-    usage = np.zeros((n_t, n_in))
-    sens = np.zeros((n_t, n_in))
-    r2, rmse, r2_val, r2_shown, complexity = (np.full(n_t, np.nan) for _ in range(5))
-    max_front = max((len(f.front) for f in fits.values()), default=0)
-    front_c, front_r2 = np.full((n_t, max_front), np.nan), np.full((n_t, max_front), np.nan)
-    records, summary = [], []
-    for t, fit in sorted(fits.items()):
-        usage[t, fit.used] = 1.0
-        sens[t] = fit.sensitivity
-        r2[t], rmse[t], r2_val[t], r2_shown[t], complexity[t] = fit.r2, fit.rmse, fit.r2_validation, fit.r2_displayed, fit.complexity
-        for i, entry in enumerate(fit.front):
-            front_c[t, i], front_r2[t, i] = entry["complexity"], entry["r2_validation"]
-        explained = fit.r2 >= p.fidelity_threshold
-        used_names = [names[j] for j in fit.used]
-        records.append({
-            "target": tnames[t], "formula": fit.text, "latex": fit.latex, "r2": fit.r2, "rmse": fit.rmse,
-            "r2_validation": fit.r2_validation, "r2_displayed": fit.r2_displayed, "explained": explained,
-            "features": used_names, "complexity": fit.complexity, "simplified": fit.simplified,
-            "engine_formula": fit.engine_text, "inputs_considered": n_considered[t], "runtime_s": fit.runtime_s,
-            "pareto_front": fit.front, **fit.info,
-        })
-        flag = "" if explained else "  [NOT EXPLAINED]"
-        summary.append(f"{tnames[t]} = {fit.text}   (held-out R^2 {fit.r2:.3f}, RMSE {fit.rmse:.3g}; uses {', '.join(used_names) or 'nothing'}){flag}")
-    fidelity = np.clip(np.nan_to_num(r2, nan=0.0, neginf=0.0), 0.0, 1.0)[:, None]
-    importance = {"usage": usage, "fidelity_usage": fidelity * usage, "sensitivity": fidelity * sens}[p.importance]
-    adequate = [t for t in fits if fits[t].r2 >= p.fidelity_threshold]
-    redundant = [names[j] for j in range(n_in) if adequate and not usage[adequate, j].any()]
-    return Explanation(
-        importance=importance,
-        feature_names=list(names),
-        target_names=list(tnames),
-        target=target.value,
-        arrays={
-            "r2": r2, "rmse": rmse, "r2_validation": r2_val, "r2_displayed": r2_shown, "complexity": complexity,
-            "usage": usage, "sensitivity": sens, "pareto_complexity": front_c, "pareto_r2_validation": front_r2,
-        },
-        extras={
-            "backend": backend, "backend_version": backend_version, "formulas": records, "summary": summary,
-            "dims": sorted(fits), "fidelity_threshold": p.fidelity_threshold,
-            "not_explained": [tnames[t] for t in sorted(fits) if not fits[t].r2 >= p.fidelity_threshold],
-            "redundant_features": redundant, "selection_rule": SELECTION_RULE,
-            "importance_rule": IMPORTANCE_RULES[p.importance], "inputs": REDUCTION[target.value],
-        },
-    )

@@ -7,15 +7,18 @@ from matplotlib.figure import Figure
 
 from aeinterp import Explanation
 
-__all__ = ["fidelity_figure", "pareto_figure"]
+__all__ = ["fidelity_figure", "pareto_figure", "usage_figure"]
+
+MAX_BARS = 60
 
 
 def fidelity_figure(explanation: Explanation) -> Figure:
     """Held-out R^2 of each fitted target's formula, with the "explained" threshold (red: below it)."""
-    all_r2 = np.asarray(explanation.arrays["r2"], dtype=float)
-    fitted = [int(t) for t in explanation.extras.get("dims", range(len(all_r2)))]  # rows left out by `dims` are not drawn
-    r2 = all_r2[fitted]
-    names = [explanation.target_names[t] for t in fitted]
+    r2 = np.asarray(explanation.arrays["r2"], dtype=float)
+    names = list(explanation.target_names)
+    if len(r2) != len(names):  # results of 0.1.0 kept a NaN row for every target left out by `dims`
+        fitted = [int(t) for t in explanation.extras.get("dims", range(len(r2)))]
+        r2, names = r2[fitted], [names[t] for t in fitted]
     threshold = float(explanation.extras.get("fidelity_threshold", 0.9))
     shown = np.clip(np.nan_to_num(r2, nan=0.0, neginf=0.0), 0.0, 1.0)
     fig = Figure(figsize=(max(4.0, 0.35 * len(names) + 2.0), 3.2))
@@ -27,7 +30,33 @@ def fidelity_figure(explanation: Explanation) -> Figure:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("held-out R$^2$ of the formula")
     ax.set_title("Symbolic regression fidelity")
+    linear = explanation.arrays.get("linear_r2")
+    if linear is not None and len(linear) == len(r2) and np.isfinite(linear).any():
+        ax.scatter(np.arange(len(names)), np.clip(np.nan_to_num(linear, nan=0.0), 0.0, 1.0), marker="_", s=120, color="black", label="sparse linear baseline", zorder=3)
     ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def usage_figure(explanation: Explanation) -> Figure:
+    """Feature usage: how many searched formulas use each input (bar), and the fidelity-weighted count (dark bar).
+
+    Inputs are sorted by weighted usage; at most ``MAX_BARS`` used inputs are
+    drawn, and the never-used ones are counted in the title.
+    """
+    usage = explanation.extras.get("feature_usage") or {}
+    rows = [r for r in usage.get("table", []) if r["formulas"] > 0][:MAX_BARS]
+    never = usage.get("never_used", [])
+    n = usage.get("n_formulas", 0)
+    fig = Figure(figsize=(max(4.0, 0.28 * len(rows) + 2.0), 3.4))
+    ax = fig.add_subplot()
+    pos = np.arange(len(rows))
+    ax.bar(pos, [r["formulas"] for r in rows], color="tab:blue", alpha=0.35, label="formulas using it")
+    ax.bar(pos, [r["weighted"] for r in rows], color="tab:blue", width=0.5, label="weighted by held-out R$^2$")
+    ax.set_xticks(pos, [r["feature"] for r in rows], rotation=90, fontsize=7)
+    ax.set_ylabel(f"formulas (of {n})")
+    ax.set_title(f"Feature usage across formulas; never used: {len(never)} of {len(usage.get('table', []))} inputs", fontsize=9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
