@@ -178,9 +178,11 @@ def check_explanation(
             f"{len(result.feature_names)} feature names {_head(result.feature_names)}, but the data has {len(names)} "
             f"feature groups {_head(names)} (and the code {len(latents)} dims)"
         )
-    expected = len(target_names_for(model, data, target)) if has_model else (1 if target is Target.RECONSTRUCTION_ERROR else len(result.target_names))
-    if len(result.target_names) != expected:
-        raise fail(f"{len(result.target_names)} target rows, but target {target.value!r} has {expected}")
+    expected = target_names_for(model, data, target) if has_model else None
+    rows = list(result.target_names)
+    subset = expected is not None and len(set(rows)) == len(rows) and set(rows) <= set(expected)  # e.g. a `dims:` param
+    if expected is not None and len(rows) != len(expected) and not subset:
+        raise fail(f"{len(rows)} target rows {_head(rows)}, but target {target.value!r} has {len(expected)} {_head(expected)}")
     if result.local is not None and not 1 <= result.local.shape[0] <= len(data.x_explain):
         raise fail(f"local attributions for {result.local.shape[0]} samples, but {len(data.x_explain)} samples were explained")
     for key, arr in result.arrays.items():
