@@ -24,11 +24,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .data import ArrayDataset, Dataset, FeatureGroup
     from .errors import (
         AeinterpError, CapabilityError, DataError, ExplainerError, MissingDependencyError, ModelError, PluginError,
-        PluginLoadError, RecipeError, RegistrationError,
+        PluginLoadError, RecipeError, RegistrationError, StepTimeout,
     )
     from .explainer import Capabilities, Explainer, ExplainerParams, StepRef
     from .explanation import Explanation
     from .hookspecs import hookimpl
+    from .loading import factory
     from .model import Model, TorchAutoencoder
     from .runner import Runner
     from .step import run_explainer
@@ -43,6 +44,7 @@ _WHERE = {
     "Capabilities": "explainer", "Explainer": "explainer", "ExplainerParams": "explainer", "StepRef": "explainer",
     "Explanation": "explanation", "hookimpl": "hookspecs", "Model": "model", "TorchAutoencoder": "model",
     "Runner": "runner", "run_explainer": "step", "Target": "targets",
+    "factory": "loading", "StepTimeout": "errors",
 }
 
 __all__ = ["__version__", *sorted(_WHERE)]

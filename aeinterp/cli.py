@@ -8,6 +8,7 @@ error (a bug: ``AEINTERP_TRACEBACK=1`` shows its traceback); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -17,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from ._version import __version__
-from .errors import AeinterpError
+from .errors import AeinterpError, clip
 
 __all__ = ["main", "build_parser"]
 
@@ -63,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:<index> | mps (overrides the recipe's `device`, default auto)")
     run.add_argument("--no-cache", action="store_true", help="recompute every step and retrain the built-in model (nothing read from or written to the cache)")
     run.add_argument("--cache-dir", type=Path, metavar="DIR", help="cache folder (default $AEINTERP_CACHE_DIR or ~/.cache/aeinterp; overrides the recipe's `cache`)")
+    run.add_argument("--timeout", type=float, metavar="SECONDS", help="abandon a step after this many seconds and record it as failed (steps' own `timeout:` wins; default: none)")
+    run.add_argument("--trust-factory", dest="trusted_factories", action="append", default=[], metavar="MODULE:NAME", help="let the recipe call this factory although it is no nn.Module class nor marked @aeinterp.factory (repeatable)")
 
     val = _sub(sub, "validate", "check a recipe (both passes) without loading data or running it", "aeinterp validate configs/quickstart.yaml")
     val.add_argument("recipe", type=Path, help="the YAML recipe")
@@ -107,6 +111,9 @@ def _runner(args: argparse.Namespace, console: Console, quiet: bool = False):  #
 
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     cache = False if getattr(args, "no_cache", False) else (args.cache_dir.resolve() if getattr(args, "cache_dir", None) else None)
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None and not timeout > 0:
+        raise AeinterpError(f"--timeout must be a positive number of seconds, got {timeout}")
     return Runner(
         device=getattr(args, "device", None),
         cache=cache,
@@ -116,6 +123,8 @@ def _runner(args: argparse.Namespace, console: Console, quiet: bool = False):  #
         trace=True if args.trace_plugins else None,
         console=console,
         quiet=quiet,
+        timeout=timeout,
+        trusted_factories=getattr(args, "trusted_factories", ()),
     )
 
 
@@ -128,7 +137,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             if f.get("traceback"):
                 console.print(f"--- {f['alias']} ---\n{f['traceback']}", markup=False, highlight=False)
     html = next((p for p in outcome.reports if p.suffix == ".html"), None)
-    console.print(f"results: {outcome.out_dir / 'results.json'}" + (f"   report: {html}" if html else ""), highlight=False, soft_wrap=True)
+    console.print(f"results: {outcome.out_dir / 'results.json'}" + (f"   report: {html}" if html else ""), markup=False, highlight=False, soft_wrap=True)
     if outcome.failures:
         console.print(f"[red]{len(outcome.failures)} step(s) failed[/red]; the other results are kept. Run with --traceback for details.")
         return EXIT_FAILED_STEPS
@@ -138,7 +147,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     runner = _runner(args, console, quiet=True)
     _, steps = runner.validate(args.recipe, args.overrides)
-    console.print(f"[green]{args.recipe} is valid[/green]: " + ", ".join(f"{s.alias} ({s.explainer.name}, {s.target.value})" for s in steps), highlight=False)
+    console.print(f"[green]{escape(str(args.recipe))} is valid[/green]: " + escape(", ".join(f"{s.alias} ({s.explainer.name}, {s.target.value})" for s in steps)), highlight=False)
     return EXIT_OK
 
 
@@ -161,13 +170,16 @@ def _cmd_plugins(args: argparse.Namespace, console: Console) -> int:
             c = e.cls.capabilities
             flags = [f"targets: {', '.join(sorted(c.targets))}", f"data: {', '.join(sorted(c.data_kinds))}"]
             flags += ["needs gradients"] * c.needs_gradients + ["per-sample attributions"] * c.local
-            table.add_row(f"[bold]{e.name}[/bold]\n[dim]{e.distribution} {e.version}[/dim]", f"{e.summary}\n[dim]{' · '.join(flags)}[/dim]")
+            dot = " · " if (console.encoding or "").lower().startswith("utf") else "; "
+            table.add_row(f"[bold]{escape(e.name)}[/bold]\n[dim]{escape(e.distribution)} {escape(e.version)}[/dim]", f"{escape(e.summary)}\n[dim]{escape(dot.join(flags))}[/dim]")
         console.print(table)
         for i in infos:
             if i.status == "failed":
-                console.print(f"[red]failed[/red] plugin {i.name} ({i.distribution} {i.version}): {i.error}", highlight=False)
+                console.print(f"[red]failed[/red] plugin {escape(i.name)} ({escape(i.distribution)} {escape(i.version)}): {escape(i.error)}", highlight=False)
             elif i.status == "blocked":
-                console.print(f"[yellow]blocked[/yellow] plugin {i.name} ({i.distribution} {i.version})", highlight=False)
+                console.print(f"[yellow]blocked[/yellow] plugin {escape(i.name)} ({escape(i.distribution)} {escape(i.version)})", highlight=False)
+            elif i.error:
+                console.print(f"[yellow]conflict[/yellow] plugin {escape(i.name)} ({escape(i.distribution)} {escape(i.version)}): {escape(i.error)}", highlight=False)
     return EXIT_FAILED_STEPS if runner.host.failures else EXIT_OK
 
 
@@ -182,12 +194,32 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from .progress import NullProgress, RichProgress
     from .training import TrainConfig
 
+    from .recipe import SEED_MAX
+
+    for flag, value, ok in (
+        ("--epochs", args.epochs, args.epochs >= 1), ("--batch-size", args.batch_size, args.batch_size >= 1),
+        ("--lr", args.lr, args.lr > 0 and args.lr < float("inf")), ("--latent-dim", args.latent_dim, args.latent_dim >= 1),
+        ("--seed", args.seed, 0 <= args.seed <= SEED_MAX),
+    ):
+        if not ok:
+            limit = f"between 0 and {SEED_MAX}" if flag == "--seed" else ("a positive finite number" if flag == "--lr" else "at least 1")
+            raise AeinterpError(f"{flag} must be {limit}, got {value}")
+    output = args.output
+    if output.is_dir():
+        raise AeinterpError(f"-o {output} is a folder; give the model file to write, e.g. {output / 'model.pt'}")
+    for parent in output.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise AeinterpError(f"-o {output}: {parent} is a file, not a folder")
+            break
     options = {}
     for item in args.option:
         key, sep, value = item.partition("=")
         if not sep:
             raise AeinterpError(f"--option {item!r}: expected KEY=VALUE")
-        options[key.strip()] = yaml.safe_load(value)
+        from .yamlsafe import load_yaml
+
+        options[key.strip()] = load_yaml(value, what=f"--option {clip(item, 80)!r}")[0]
     source = {"builtin": args.data.split(":", 1)[1]} if args.data.startswith("builtin:") else {"path": Path(args.data)}
     from .device import resolve_device
 
@@ -199,7 +231,10 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
             train=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed), progress=progress, device=device,
         )
     module = module.cpu()  # saved from the CPU: it loads anywhere, and `device:` moves it at run time
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AeinterpError(f"cannot create the folder of -o {args.output}: {exc.strerror or exc}") from None
     if args.torchscript:
         x = torch.as_tensor(data.x_explain[:4])
         z = select_code(module.encode(x))
@@ -227,7 +262,7 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     results = load_results(args.out)
     runner = _runner(args, console, quiet=True)
     paths = render_reports(results, runner.registry, console=console, options=SimpleNamespace(terminal=True, plots=True, html=not args.no_html, top_k=args.top_k))
-    console.print(f"wrote {len(paths)} files in {args.out}", highlight=False)
+    console.print(f"wrote {len(paths)} files in {args.out}", markup=False, highlight=False)
     return EXIT_FAILED_STEPS if results.failures else EXIT_OK
 
 
@@ -265,9 +300,20 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning: {message}", file=sys.stderr)
 
 
+def _plain_streams() -> None:
+    """On terminals that cannot print every character (ASCII, latin-1), replace what they cannot show."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("_", "-")
+        if not encoding.startswith("utf") and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(Exception):
+                stream.reconfigure(errors="replace")
+
+
 def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -> int:
     """Entry point of the ``aeinterp`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if console is None:
+        _plain_streams()
     console = console or Console()
     err = Console(stderr=True) if console.file is sys.stdout else console
     with warnings.catch_warnings():
@@ -276,16 +322,20 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
         try:
             return COMMANDS[args.command](args, console)
         except AeinterpError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(clip(str(exc), 20_000))}", highlight=False, soft_wrap=True)
             return EXIT_BAD_INPUT
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/yellow]: finished steps are in results.json")
+        except KeyboardInterrupt as exc:
+            results = getattr(exc, "results", None)
+            where = f": finished steps are in {escape(str(results))}" if results else ": no results were written"
+            if not hasattr(exc, "results"):
+                where = ""
+            err.print(f"[yellow]interrupted[/yellow]{where}", highlight=False, soft_wrap=True)
             return EXIT_INTERRUPTED
         except Exception as exc:
             if os.environ.get("AEINTERP_TRACEBACK"):
                 raise
             err.print(
-                f"[red]internal error:[/red] {type(exc).__name__}: {exc}\n"
+                f"[red]internal error:[/red] {type(exc).__name__}: {escape(clip(str(exc), 2000))}\n"
                 "This is a bug in aeinterp or a plugin; set AEINTERP_TRACEBACK=1 to see the traceback and please report it.",
                 highlight=False, soft_wrap=True,
             )

@@ -17,6 +17,7 @@ __all__ = [
     "RegistrationError",
     "CapabilityError",
     "ExplainerError",
+    "StepTimeout",
     "MissingDependencyError",
 ]
 
@@ -25,15 +26,30 @@ class AeinterpError(Exception):
     """Base class of every error aeinterp reports to a user."""
 
 
+MAX_PROBLEMS = 50  # problems shown in one message; the rest are counted
+MAX_PROBLEM_CHARS = 400  # characters of one problem (values quoted from a recipe can be huge)
+
+
+def clip(text: str, limit: int = MAX_PROBLEM_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
 class RecipeError(AeinterpError):
-    """A recipe is malformed. ``problems`` holds every problem found, each already located."""
+    """A recipe is malformed. ``problems`` holds every problem found, each already located.
+
+    The message is bounded: at most :data:`MAX_PROBLEMS` problems of at most
+    :data:`MAX_PROBLEM_CHARS` characters each.
+    """
 
     def __init__(self, problems: list[str] | str, *, source: str | None = None, what: str = "recipe") -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         self.source = source
-        head = f"invalid {what} {source}" if source else f"invalid {what}"
-        body = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{head}:\n{body}")
+        head = f"invalid {what} {clip(source, 200)}" if source else f"invalid {what}"
+        shown = [f"  - {clip(p)}" for p in self.problems[:MAX_PROBLEMS]]
+        if len(self.problems) > MAX_PROBLEMS:
+            shown.append(f"  ... and {len(self.problems) - MAX_PROBLEMS} more problems")
+        super().__init__(f"{head}:\n" + "\n".join(shown))
 
 
 class DataError(AeinterpError):
@@ -66,7 +82,11 @@ class CapabilityError(PluginError):
 
 
 class ExplainerError(PluginError):
-    """An explainer raised while explaining; the original exception is ``__cause__``."""
+    """An explainer raised while explaining, or returned something unusable; the original exception is ``__cause__``."""
+
+
+class StepTimeout(ExplainerError):
+    """A step ran past its ``timeout`` and was abandoned."""
 
 
 class MissingDependencyError(AeinterpError):

@@ -91,7 +91,11 @@ class Capabilities:
     splits
         how its work splits for an executor: ``none``, ``samples`` (a reduction
         over sample chunks) or ``targets`` (one piece per target); explainers
-        that split subclass :class:`aeinterp.chunks.ChunkedExplainer`.
+        that split subclass :class:`aeinterp.chunks.ChunkedExplainer`;
+    features
+        what the importance columns are: ``groups`` (the data's feature groups,
+        or the code's dims for decoder-side explanations; the runner checks the
+        names) or ``own`` (columns the explainer defines, e.g. latent sizes).
     """
 
     targets: frozenset[str] = ALL_TARGETS
@@ -100,6 +104,7 @@ class Capabilities:
     deterministic: bool = True
     local: bool = False
     splits: str = "none"
+    features: str = "groups"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -109,6 +114,7 @@ class Capabilities:
             "deterministic": self.deterministic,
             "local": self.local,
             "splits": self.splits,
+            "features": self.features,
         }
 
 

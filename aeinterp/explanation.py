@@ -223,6 +223,9 @@ class Explanation:
             else:
                 data["local"] = self.local
         data.update({k: np.asarray(v) for k, v in self.arrays.items()})
+        for key, arr in data.items():
+            if arr.dtype == object:  # np.savez would pickle it
+                raise ValueError(f"array {key!r} has dtype object; only numeric arrays are saved (no pickle)")
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, **data)  # uncompressed: float noise does not compress, and members can be memory-mapped
         tmp.replace(path)

@@ -7,15 +7,19 @@ the recipe; the recipe's folder is importable while loading. Weights are found
 in a plain state dict or in a training checkpoint (``model_state_dict``,
 ``state_dict``, ``model``, ... with a wrapper's ``model.`` / ``module.``
 prefix removed when that makes the keys fit).
+A factory is only called when it is a ``torch.nn.Module`` subclass, a function
+marked with :func:`factory`, or a name the caller trusts (``trusted_factories``,
+``--trust-factory``); standard-library and builtin callables are never called.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import sys
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ import torch
 from torch import nn
 
 from .architectures import ARCHITECTURES, CHECKPOINT_FORMAT, DEFAULT_FOR_KIND, build_architecture, from_checkpoint
+from .checks import check_model_memory
 from .data import ArrayDataset
 from .device import map_location, resolve_device
 from .errors import ModelError
@@ -30,7 +35,29 @@ from .model import TorchAutoencoder, as_tensor, frozen
 from .progress import Progress
 from .training import TrainConfig, TrainResult, train_autoencoder
 
-__all__ = ["load_module", "import_factory", "build_builtin", "adapt", "find_state_dict", "state_dict_mismatch"]
+__all__ = ["load_module", "import_factory", "resolve_factory", "factory", "build_builtin", "adapt", "find_state_dict", "state_dict_mismatch"]
+
+_FACTORY_MARK = "__aeinterp_factory__"
+
+
+def factory(fn: Any) -> Any:
+    """Mark ``fn`` as a model factory (or head factory) that recipes may name.
+
+    Recipes can name any ``torch.nn.Module`` subclass; a plain function is only
+    called when marked::
+
+        @aeinterp.factory
+        def build(n_features: int) -> nn.Module: ...
+    """
+    setattr(fn, _FACTORY_MARK, True)
+    return fn
+
+
+def _is_marked(obj: Any) -> bool:
+    try:
+        return vars(obj).get(_FACTORY_MARK) is True  # not getattr: objects with __getattr__ answer anything
+    except TypeError:
+        return False
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -54,24 +81,78 @@ def _importable(base_dir: Path | None) -> Iterator[None]:
             sys.path.remove(str(base_dir))
 
 
-def import_factory(spec: str, base_dir: Path | None = None) -> Any:
-    """Resolve ``package.module:Name`` (the recipe's folder is importable too)."""
+def import_factory(spec: str, base_dir: Path | None = None, *, role: str = "factory") -> Any:
+    """Resolve ``package.module:Name`` (the recipe's folder is importable too) without calling it.
+
+    Standard-library and builtin modules are refused before anything is imported.
+    """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ModelError(f"factory {spec!r} must look like 'package.module:Name'")
+        raise ModelError(f"{role} {spec!r} must look like 'package.module:Name'")
+    top = module_name.split(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names or top.startswith("_"):
+        raise ModelError(
+            f"{role} {spec!r} names the Python standard library ({top}); a recipe may only name a torch.nn.Module "
+            "class or a function marked with @aeinterp.factory, so it was not called"
+        )
     with _importable(base_dir):
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise ModelError(f"cannot import {module_name!r} for factory {spec!r}: {exc}") from None
+        except Exception as exc:  # importing the user's module failed inside it
+            raise ModelError(f"importing {module_name!r} for {role} {spec!r} raised {type(exc).__name__}: {exc}") from None
     obj: Any = module
     for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ModelError(f"{module_name!r} has no attribute {attr!r} (factory {spec!r})")
+        if part.startswith("__") or not hasattr(obj, part):
+            raise ModelError(f"{module_name!r} has no attribute {attr!r} ({role} {spec!r})")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ModelError(f"factory {spec!r} is not callable")
+        raise ModelError(f"{role} {spec!r} is not callable")
     return obj
+
+
+def resolve_factory(spec: str, base_dir: Path | None = None, *, role: str = "factory", trusted: Collection[str] = ()) -> Any:
+    """The callable ``spec`` names, checked before anyone calls it.
+
+    Allowed: a ``torch.nn.Module`` subclass, a function marked with
+    :func:`factory`, or a spec listed in ``trusted``. Anything else is a
+    :class:`ModelError` and is not called.
+    """
+    obj = import_factory(spec, base_dir, role=role)
+    if inspect.isclass(obj) and issubclass(obj, nn.Module):
+        return obj
+    if _is_marked(obj) or spec in set(trusted):
+        return obj
+    kind = f"the class {obj.__qualname__}" if inspect.isclass(obj) else f"a {type(obj).__name__}"
+    raise ModelError(
+        f"{role} {spec!r} is {kind}, not a torch.nn.Module subclass, so it was not called: a recipe may only name "
+        "module classes, or functions their author marked with @aeinterp.factory (or that you trust with "
+        "--trust-factory / Runner(trusted_factories=...))"
+    )
+
+
+def _unrecognised(path: Path) -> str | None:
+    """Why ``path`` cannot be a file ``torch.save`` wrote, or None when it could be one."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not head:
+        return "is empty"
+    if head[:2] == b"PK" or head[:1] == b"\x80":  # torch's zip format, or a legacy pickle
+        return None
+    start = head.lstrip()[:1]
+    if start in (b"{", b"["):
+        return "is JSON text, not a torch file"
+    if start == b"<":
+        return "is HTML or XML text (a saved web page or download error?), not a torch file"
+    try:
+        head.decode("utf-8")
+        return "is a text file, not a torch file"
+    except UnicodeDecodeError:
+        return "is not a file torch.save writes (unrecognised binary content; damaged or another format?)"
 
 
 def _torch_load(path: Path, trust: bool, base_dir: Path | None = None, map_location: torch.device | str = "cpu") -> Any:
@@ -79,7 +160,11 @@ def _torch_load(path: Path, trust: bool, base_dir: Path | None = None, map_locat
         with _importable(base_dir):  # a trusted whole-model pickle finds its class beside the recipe
             return torch.load(path, map_location=map_location, weights_only=not trust)
     except Exception as exc:
-        if not trust and "weights_only" in str(exc):
+        why = _unrecognised(path)
+        if why is not None:
+            raise ModelError(f"cannot load model file {path}: it {why}") from None
+        text = str(exc)
+        if not trust and ("Unsupported global" in text or "not an allowed global" in text):
             raise ModelError(
                 f"{path} holds pickled Python objects, which aeinterp does not load by default "
                 "(loading them can run arbitrary code). Save a state dict and name its factory, "
@@ -91,7 +176,8 @@ def _torch_load(path: Path, trust: bool, base_dir: Path | None = None, map_locat
                 "from to be importable: put its module beside the recipe (that folder is importable) or install it, "
                 "or save a state dict and load it with `factory:`"
             ) from None
-        raise ModelError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        raise ModelError(f"cannot load model file {path}: it looks damaged or truncated ({type(exc).__name__}: {first[:200]})") from None
 
 
 # where training checkpoints keep the weights (PyTorch tutorials, Lightning, common scripts)
@@ -161,6 +247,7 @@ def load_module(
     trust: bool = False,
     base_dir: Path | None = None,
     device: str | torch.device | None = None,
+    trusted_factories: Collection[str] = (),
 ) -> nn.Module:
     """Load the torch module a recipe's ``model.path`` points at.
 
@@ -169,6 +256,8 @@ def load_module(
     """
     if not path.exists():
         raise ModelError(f"model file not found: {path}")
+    if path.is_dir():
+        raise ModelError(f"model path {path} is a folder; give the model file")
     location = map_location(device)
     if format == "torchscript" or (format == "auto" and _is_torchscript(path)):
         try:
@@ -184,12 +273,12 @@ def load_module(
         if not isinstance(obj, Mapping):
             raise ModelError(f"{path} holds a {type(obj).__name__}; expected a TorchScript module, a checkpoint or a state dict")
         if obj.get("format") == CHECKPOINT_FORMAT:
-            return from_checkpoint(dict(obj))
+            return _from_checkpoint(path, dict(obj))
         state, where = find_state_dict(obj, str(path))
     found = f"the state dict under {where!r} in {path}" if where else f"the state dict in {path}"
     if factory is None:
         raise ModelError(f"{found} holds weights only; name the class that builds the model with `factory: package.module:Class` (and `kwargs:`)")
-    build = import_factory(factory, base_dir)
+    build = resolve_factory(factory, base_dir, trusted=trusted_factories)
     try:
         module = build(**dict(kwargs or {}))
     except Exception as exc:
@@ -205,6 +294,23 @@ def load_module(
     except RuntimeError as exc:
         raise ModelError(f"{found} does not fit {factory!r}: {str(exc).splitlines()[0]}") from None
     return module
+
+
+def _from_checkpoint(path: Path, checkpoint: dict[str, Any]) -> nn.Module:
+    """An aeinterp checkpoint, its config checked and its size estimated before anything is allocated."""
+    config, arch = checkpoint.get("config"), checkpoint.get("architecture")
+    if not isinstance(config, Mapping) or not isinstance(arch, str) or "state_dict" not in checkpoint:
+        missing = [k for k, ok in (("config", isinstance(config, Mapping)), ("architecture", isinstance(arch, str)), ("state_dict", "state_dict" in checkpoint)) if not ok]
+        raise ModelError(f"{path} says it is an aeinterp checkpoint but lacks {', '.join(missing)}; re-save it with `aeinterp train` or model.checkpoint()")
+    config = dict(config)
+    try:
+        shape, latent = config.pop("input_shape"), config.pop("latent_dim")
+        check_model_memory(lambda: build_architecture(arch, shape, latent, **config), f"the checkpoint {path.name} (latent_dim {latent}, {arch})")
+        return from_checkpoint(checkpoint)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"the aeinterp checkpoint {path} is damaged: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
 
 
 def build_builtin(
@@ -227,6 +333,10 @@ def build_builtin(
         codes, classes = data.label_codes()
         options.setdefault("n_classes", len(classes))
         y_fit = codes[data.fit_index]
+    check_model_memory(
+        lambda: build_architecture(name, data.sample_shape, latent_dim, **options),
+        f"model.builtin {name} with latent_dim {latent_dim:,} on samples of shape {data.sample_shape}", training=True,
+    )
     with torch.random.fork_rng(devices=[]):  # seeded initial weights, caller's RNG untouched
         torch.manual_seed(train.seed)
         module = build_architecture(name, data.sample_shape, latent_dim, **options)
@@ -247,6 +357,8 @@ def adapt(
     task_dims: list[int] | None = None,
     description: str = "",
     device: str | torch.device | None = None,
+    base_dir: Path | None = None,
+    trusted_factories: Collection[str] = (),
 ) -> TorchAutoencoder:
     """Wrap ``module`` and check it fits ``data``: the code is 2-D, the reconstruction has the input's shape.
 
@@ -256,7 +368,15 @@ def adapt(
     """
     if head is None and getattr(module, "supervised", False):
         head, task_dims = "head", list(module.task_dims)  # type: ignore[attr-defined]
-    head_fn = import_factory(head)() if head is not None and ":" in head else head
+    head_fn: Any = head
+    if head is not None and ":" in head:
+        build_head = resolve_factory(head, base_dir, role="head", trusted=trusted_factories)
+        try:
+            head_fn = build_head()
+        except Exception as exc:
+            raise ModelError(f"head {head!r} failed to build: {type(exc).__name__}: {exc}") from None
+        if not callable(head_fn):
+            raise ModelError(f"head {head!r} built a {type(head_fn).__name__}, which cannot be called on the code")
     if device is not None and isinstance(head_fn, nn.Module):
         head_fn = head_fn.to(resolve_device(device))
     class_names = data.label_codes()[1] if head is not None and data.labels is not None else None

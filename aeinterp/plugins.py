@@ -140,6 +140,7 @@ class PluginHost:
             others = [p for p in self.pm.get_plugins() if p is not plugin]
             caller = self.pm.subset_hook_caller("aeinterp_register_explainers", remove_plugins=others)
             self.registry._set_source(dist, version)
+            seen = len(self.registry.problems)
             try:
                 caller(registry=self.registry)
             except RegistrationError as exc:
@@ -148,7 +149,10 @@ class PluginHost:
             except Exception as exc:
                 self._fail(name, dist, version, f"failed while registering: {type(exc).__name__}: {exc}")
                 continue
-            self.infos.append(PluginInfo(name, dist, version, "loaded"))
+            conflicts = [m for _, m in self.registry.problems[seen:]]
+            for message in conflicts:  # its other explainers are registered; only the contested name is lost
+                warnings.warn(f"plugin {name!r} from {dist} {version}: {message}", PluginWarning, stacklevel=3)
+            self.infos.append(PluginInfo(name, dist, version, "loaded", "; ".join(conflicts)))
 
     def _fail(self, name: str, dist: str, version: str, message: str) -> None:
         info = PluginInfo(name, dist, version, "failed", message)

@@ -10,25 +10,60 @@ name where a name was misspelled.
 from __future__ import annotations
 
 import difflib
-import types
+import json
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import RecipeError
+from .errors import RecipeError, clip
 from .executors import ExecutorConfig
 from .explainer import ExplainerParams, step_ref_fields
 from .registry import ExplainerRegistry, RegisteredExplainer
 from .targets import Target
+from .locate import _format_loc, _line, _node_at, _problems
+from .yamlsafe import SYNTAX_ERROR as _SYNTAX, load_yaml
 
 __all__ = ["Recipe", "PlannedStep", "load_recipe", "parse_recipe", "plan_steps", "apply_overrides", "recipe_schema"]
 
 TargetName = Literal["latent", "latent_pca", "reconstruction", "reconstruction_error", "prediction"]
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds both accept 0 .. 2**32 - 1
+SUPERVISED_MODELS = ("supervised_vae",)
+
+
+def _builtin_data() -> list[str]:
+    from .datasets import BUILTIN_DATASETS
+
+    return list(BUILTIN_DATASETS)
+
+
+def _builtin_models() -> list[str]:
+    from .architectures import ARCHITECTURES
+
+    return ["auto", *ARCHITECTURES]
+
+
+def _name_check(value: str | None, valid: Sequence[str], what: str) -> str | None:
+    if value is not None and value not in valid:
+        close = difflib.get_close_matches(value, list(valid), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown {what} {value!r}{hint} (available: {', '.join(valid)})")
+    return value
+
+
+def _inside(value: str | None, what: str) -> str | None:
+    """A path relative to the output folder that stays inside it."""
+    if value is None:
+        return None
+    p = Path(value)
+    if not value.strip() or p.is_absolute() or value.startswith("~") or ".." in p.parts:
+        raise ValueError(f"{what} {value!r} must be a relative path inside the output folder (no absolute path, `~` or `..`)")
+    return value
 
 
 class _Section(BaseModel):
@@ -38,7 +73,7 @@ class _Section(BaseModel):
 class SplitSection(_Section):
     explain_fraction: float = Field(0.25, gt=0, lt=1, description="share of samples held out for explaining (random split)")
     explain_size: int | None = Field(None, ge=1, description="number of held-out samples (overrides explain_fraction)")
-    seed: int = Field(0, description="seed of the shuffle that makes the random split")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="seed of the shuffle that makes the random split")
     column: str | None = Field(None, description="your own split: a column (CSV/Parquet column, .h5ad obs column, .npz array) whose values say which rows are explained")
     explain: str | list[str] = Field("test", description="with `column`: the value(s) marking the rows to explain")
     fit: str | list[str] | None = Field(None, description="with `column`: the value(s) marking the fit/background rows (default: every other row)")
@@ -73,6 +108,11 @@ class DataSection(_Section):
     standardize: bool | None = Field(None, description="scale by the fit split's mean/std (default: on for bundled tabular sets)")
     nan: Literal["error", "drop"] = Field("error", description="refuse NaN/inf values, or drop those samples with a warning")
     max_samples: int | None = Field(None, ge=2, description="use a random subset of this many samples")
+
+    @field_validator("builtin")
+    @classmethod
+    def _known_builtin(cls, v: str | None) -> str | None:
+        return _name_check(v, _builtin_data(), "builtin dataset")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSection:
@@ -109,6 +149,16 @@ class ModelSection(_Section):
     head: str | None = Field(None, description="supervised models: the classifier head, an attribute name or package.module:callable, fed z[:, task_dims]")
     task_dims: list[int] | None = Field(None, min_length=1, description="supervised models: the latent dims the head reads")
 
+    @field_validator("builtin")
+    @classmethod
+    def _known_builtin(cls, v: str | None) -> str | None:
+        return _name_check(v, _builtin_models(), "builtin model")
+
+    @field_validator("save")
+    @classmethod
+    def _save_inside(cls, v: str | None) -> str | None:
+        return _inside(v, "model.save")
+
     @model_validator(mode="after")
     def _one_source(self) -> ModelSection:
         if (self.path is None) == (self.builtin is None):
@@ -127,6 +177,7 @@ class StepSection(_Section):
     alias: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$", description="result name, so one explainer can run twice")
     targets: list[TargetName] | None = Field(None, min_length=1, description="targets for this step (default: the recipe's targets)")
     params: dict[str, Any] = Field(default_factory=dict)
+    timeout: float | None = Field(None, gt=0, description="seconds after which the step is abandoned and recorded as failed (default: --timeout, else none)")
 
 
 class ReportSection(_Section):
@@ -137,7 +188,7 @@ class ReportSection(_Section):
 
 
 class Recipe(_Section):
-    seed: int = Field(0, description="seed passed to every explainer")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="seed passed to every explainer")
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="where the model trains and the explainers run: auto | cpu | cuda | cuda:<index> | mps; --device overrides it")
     cache: bool | str = Field(True, description="reuse trained built-in models and finished steps whose inputs are unchanged: true (folder $AEINTERP_CACHE_DIR or ~/.cache/aeinterp), false, or a folder; --no-cache / --cache-dir override it")
     data: DataSection
@@ -156,87 +207,7 @@ class PlannedStep:
     target: Target
     explainer: RegisteredExplainer
     params: ExplainerParams
-
-
-# --- locating problems in the YAML ----------------------------------------------------
-def _node_at(node: yaml.Node | None, loc: Sequence[Any]) -> yaml.Node | None:
-    """The deepest YAML node along ``loc``: where the path stops existing, the last node found."""
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == str(part)), None)
-            if match is None:
-                return node
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            return node
-    return node
-
-
-def _line(node: yaml.Node | None) -> str:
-    return f" (line {node.start_mark.line + 1})" if node is not None else ""
-
-
-def _key_node(node: yaml.Node | None, loc: Sequence[Any]) -> yaml.Node | None:
-    parent = _node_at(node, loc[:-1])
-    if isinstance(parent, yaml.MappingNode):
-        return next((k for k, _ in parent.value if k.value == str(loc[-1])), parent)
-    return parent
-
-
-def _format_loc(loc: Sequence[Any]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "<recipe>"
-
-
-def _unwrap_model(tp: Any) -> type[BaseModel] | None:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            found = _unwrap_model(arg)
-            if found:
-                return found
-        return None
-    if origin in (list, Sequence):
-        return _unwrap_model(typing.get_args(tp)[0])
-    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
-
-
-def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
-    current: type[BaseModel] | None = model
-    for part in loc:
-        if current is None:
-            return []
-        if isinstance(part, int):
-            continue
-        field = current.model_fields.get(str(part))
-        current = _unwrap_model(field.annotation) if field else None
-    return list(current.model_fields) if current else []
-
-
-def _problems(exc: ValidationError, root: yaml.Node | None, model: type[BaseModel], prefix: Sequence[Any] = ()) -> list[str]:
-    problems = []
-    for err in exc.errors():
-        loc = [*prefix, *err["loc"]]
-        if err["type"] == "extra_forbidden":
-            node = _key_node(root, loc)
-            valid = _fields_at(model, err["loc"][:-1])
-            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else (f" (valid keys: {', '.join(valid)})" if valid else "")
-            msg = f"unknown key {str(loc[-1])!r}{hint}"
-        elif err["type"] == "missing":
-            node = _node_at(root, loc[:-1]) if len(loc) > 1 else None
-            msg = "required key is missing"
-        else:
-            node = _node_at(root, loc)
-            msg = err["msg"]
-            if err["type"] == "literal_error":
-                msg = f"{msg}, got {err.get('input')!r}"
-        problems.append(f"{_format_loc(loc)}{_line(node)}: {msg}")
-    return problems
+    timeout: float | None = None
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -249,87 +220,133 @@ class LoadedRecipe:
     node: yaml.Node | None
 
 
+def _override_value(value: str, where: str) -> Any:
+    parsed = load_yaml(value, what=f"{where}: the value", syntax_errors="keep")[0]
+    return value if parsed is _SYNTAX else parsed
+
+
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key.path=value`` overrides (values parsed as YAML; list items by index)."""
     for item in overrides:
         key, sep, value = item.partition("=")
+        where = f"--set {clip(item, 80)!r}"
         if not sep or not key.strip():
-            raise RecipeError(f"--set {item!r}: expected key.path=value")
-        parts: list[Any] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+            raise RecipeError(f"{where}: expected key.path=value")
+        names = key.strip().split(".")
+        if not all(n.strip() for n in names):
+            raise RecipeError(f"{where}: the key path {clip(key, 80)!r} has an empty part")
+        parts: list[Any] = [int(n) if n.isascii() and n.isdigit() else n for n in names]
+        parsed = _override_value(value, where)
         node: Any = raw
-        for i, part in enumerate(parts[:-1]):
-            nxt = parts[i + 1]
+        for i, part in enumerate(parts):
+            path = ".".join(names[: i + 1])
             if isinstance(node, list):
                 if not isinstance(part, int) or part >= len(node):
-                    raise RecipeError(f"--set {item!r}: {'.'.join(map(str, parts[: i + 1]))} is not an existing list item")
+                    raise RecipeError(f"{where}: {clip(path, 80)} is not an existing list item (that list has {len(node)} items, counted from 0)")
+            elif isinstance(node, dict):
+                part = str(part)
+            else:
+                above = ".".join(names[:i])
+                raise RecipeError(f"{where}: {clip(above, 80)} is a {type(node).__name__} value, not a section or a list, so it has no {clip(str(part), 40)!r}")
+            if i == len(parts) - 1:
+                node[part] = parsed
+            elif isinstance(node, dict) and part not in node:
+                if isinstance(parts[i + 1], int):
+                    raise RecipeError(f"{where}: there is no list {clip(path, 80)} to index into")
+                node[part] = {}
                 node = node[part]
             else:
-                if not isinstance(node.get(part), (dict, list)):
-                    node[part] = [] if isinstance(nxt, int) else {}
                 node = node[part]
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            parsed = value
-        last = parts[-1]
-        if isinstance(node, list):
-            if not isinstance(last, int) or last >= len(node):
-                raise RecipeError(f"--set {item!r}: index {last} is out of range")
-            node[last] = parsed
-        else:
-            node[last] = parsed
     return raw
 
 
-def parse_recipe(text: str, *, source: str = "<recipe>", base_dir: Path | None = None, overrides: Sequence[str] = ()) -> LoadedRecipe:
-    """Pass one: YAML syntax and the recipe's shape. Raises :class:`RecipeError`."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RecipeError(f"YAML syntax error{where}: {problem}", source=source) from None
+def parse_recipe(
+    text: str, *, source: str = "<recipe>", base_dir: Path | None = None, overrides: Sequence[str] = (),
+    registry: ExplainerRegistry | None = None,
+) -> LoadedRecipe:
+    """Pass one: YAML syntax and the recipe's shape. Raises :class:`RecipeError`.
+
+    With ``registry``, a recipe that fails pass one also gets its steps checked
+    (explainer names, params), so that every problem is reported in one round.
+    """
+    raw, node = load_yaml(text, source=source, what="the recipe")
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise RecipeError(f"a recipe is a mapping of sections (data, model, explainers, ...), got a {type(raw).__name__}", source=source)
-    raw = apply_overrides(raw, overrides)
+    try:
+        raw = apply_overrides(raw, overrides)
+    except RecipeError as exc:
+        raise RecipeError(exc.problems, source=source) from None
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
-        raise RecipeError(_problems(exc, node, Recipe), source=source) from None
+        problems = _problems(exc, node, Recipe)
+        if registry is not None:
+            problems += _raw_step_problems(raw, node, registry)
+        raise RecipeError(problems, source=source) from None
     return LoadedRecipe(recipe=recipe, raw=raw, base_dir=base_dir or Path.cwd(), source=source, node=node)
 
 
-def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> LoadedRecipe:
+def load_recipe(path: str | Path, overrides: Sequence[str] = (), registry: ExplainerRegistry | None = None) -> LoadedRecipe:
     path = Path(path)
     if not path.exists():
         raise RecipeError(f"recipe file not found: {path}")
+    if path.is_dir():
+        raise RecipeError(f"{path} is a folder; give the recipe's YAML file")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read recipe {path}: {exc}") from None
-    return parse_recipe(text, source=str(path), base_dir=path.resolve().parent, overrides=overrides)
+    return parse_recipe(text, source=str(path), base_dir=path.resolve().parent, overrides=overrides, registry=registry)
 
 
-def plan_steps(loaded: LoadedRecipe, registry: ExplainerRegistry) -> list[PlannedStep]:
-    """Pass two: every step's explainer exists and its params validate; aliases are unique."""
+def _supervised(model: Any) -> bool | None:
+    """Whether the recipe's model is supervised: True, False, or None when only loading it tells."""
+    if not isinstance(model, Mapping):
+        return None
+    if model.get("head") is not None or model.get("builtin") in SUPERVISED_MODELS:
+        return True
+    return False if model.get("builtin") is not None else None
+
+
+def _raw_step_problems(raw: Mapping[str, Any], node: yaml.Node | None, registry: ExplainerRegistry) -> list[str]:
+    """Pass two on a recipe whose shape is wrong elsewhere: the steps that have a valid shape."""
+    items = raw.get("explainers")
+    if not isinstance(items, list):
+        return []
+    steps: list[StepSection | None] = []
+    for item in items:
+        try:
+            steps.append(StepSection.model_validate(item))
+        except ValidationError:  # reported by pass one already
+            steps.append(None)
+    targets = raw.get("targets", ["latent"])
+    if not (isinstance(targets, list) and targets and all(t in typing.get_args(TargetName) for t in targets)):
+        targets = ["latent"]
+    return _check_steps(steps, node, registry, targets, _supervised(raw.get("model")))[1]
+
+
+def _check_steps(
+    steps: Sequence[StepSection | None], node: yaml.Node | None, registry: ExplainerRegistry,
+    default_targets: Sequence[str], supervised: bool | None,
+) -> tuple[list[PlannedStep], list[str]]:
     problems: list[str] = []
     planned: list[PlannedStep] = []
     seen: dict[str, int] = {}
-    for i, step in enumerate(loaded.recipe.explainers):
+    for i, step in enumerate(steps):
+        if step is None:
+            continue
         loc = ["explainers", i]
         entry = registry.get(step.name)
         if entry is None:
-            line = _line(_node_at(loaded.node, [*loc, "name"]))
+            line = _line(_node_at(node, [*loc, "name"]))
             problems.append(f"{_format_loc([*loc, 'name'])}{line}: {registry.unknown_message(step.name)}")
             continue
         try:
             params = entry.cls.Params.model_validate(step.params)
         except ValidationError as exc:
-            problems += _problems(exc, loaded.node, entry.cls.Params, prefix=[*loc, "params"])
+            problems += _problems(exc, node, entry.cls.Params, prefix=[*loc, "params"])
             continue
         for field in step_ref_fields(entry.cls.Params):
             value = getattr(params, field)
@@ -338,27 +355,69 @@ def plan_steps(loaded: LoadedRecipe, registry: ExplainerRegistry) -> list[Planne
                 if ref is None or ref in seen:
                     continue
                 where = [*loc, "params", field, *([k] if many else [])]
-                line = _line(_node_at(loaded.node, where))
+                line = _line(_node_at(node, where))
                 close = difflib.get_close_matches(str(ref), list(seen), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else (f" (earlier steps: {', '.join(seen)})" if seen else " (there are no earlier steps)")
                 problems.append(f"{_format_loc(where)}{line}: {ref!r} is not the alias of an earlier step{hint}")
-        targets = step.targets or loaded.recipe.targets
+        targets = step.targets or list(default_targets)
+        tloc = [*loc, "targets"] if step.targets else ["targets"]
         base = step.alias or step.name
+        caps = entry.cls.capabilities
         for t in dict.fromkeys(targets):
+            if t not in caps.targets:
+                line = _line(_node_at(node, tloc))
+                problems.append(f"{_format_loc(tloc)}{line}: {entry.name} cannot explain target {t!r}; it supports {', '.join(sorted(caps.targets))}")
+                continue
+            if t == Target.PREDICTION.value and supervised is False:
+                line = _line(_node_at(node, tloc))
+                problems.append(
+                    f"{_format_loc(tloc)}{line}: target 'prediction' needs a supervised model: give the model section "
+                    "`head:` and `task_dims:`, or use `builtin: supervised_vae`"
+                )
+                continue
             alias = base if len(targets) == 1 else f"{base}-{t}"
             if alias in seen:
-                line = _line(_node_at(loaded.node, loc))
+                line = _line(_node_at(node, loc))
                 problems.append(f"{_format_loc(loc)}{line}: result name {alias!r} is already used by explainers[{seen[alias]}]; give this step an `alias:`")
                 continue
             seen[alias] = i
-            planned.append(PlannedStep(alias=alias, index=i, target=Target(t), explainer=entry, params=params))
+            planned.append(PlannedStep(alias=alias, index=i, target=Target(t), explainer=entry, params=params, timeout=step.timeout))
+    for alias, i in seen.items():  # <alias>.<figure>.png of one step must not be another step's file
+        for cut in (k for k, ch in enumerate(alias) if ch == "."):
+            other = alias[:cut]
+            if other in seen and seen[other] != i:
+                line = _line(_node_at(node, ["explainers", i]))
+                problems.append(
+                    f"explainers[{i}]{line}: result name {alias!r} starts with {other + '.'!r}, where the files of "
+                    f"explainers[{seen[other]}] ({other}.<figure>.png) go; choose an alias without that prefix"
+                )
+    return planned, problems
+
+
+def plan_steps(loaded: LoadedRecipe, registry: ExplainerRegistry) -> list[PlannedStep]:
+    """Pass two: every step's explainer exists, supports its targets and its params validate; result names are unique."""
+    recipe = loaded.recipe
+    planned, problems = _check_steps(recipe.explainers, loaded.node, registry, recipe.targets, _supervised(loaded.raw.get("model")))
+    out = resolve(loaded.base_dir, recipe.output)
+    if out is not None and out.exists() and not out.is_dir():
+        problems.append(f"output{_line(_node_at(loaded.node, ['output']))}: {out} is a file, not a folder; name a folder for the results")
+    if recipe.model.save:
+        save = Path(recipe.model.save).as_posix()
+        taken = [a for s in planned for a in (s.alias,) if save.startswith(a + ".")]
+        if save in ("results.json", "report.html") or taken:
+            what = f"the files of step {taken[0]!r}" if taken else "aeinterp's own output"
+            problems.append(f"model.save{_line(_node_at(loaded.node, ['model', 'save']))}: {save!r} would overwrite {what}; choose another file name")
     if problems:
         raise RecipeError(problems, source=loaded.source)
     return planned
 
 
 def recipe_schema(registry: ExplainerRegistry) -> dict[str, Any]:
-    """JSON Schema of a recipe, with each installed explainer's params."""
+    """JSON Schema of a recipe, with each installed explainer's params.
+
+    An explainer whose params cannot be put in a JSON Schema gets an open
+    params object (and a warning naming it); the others are unaffected.
+    """
     from .datasets import BUILTIN_DATASETS
 
     schema = Recipe.model_json_schema()
@@ -368,7 +427,12 @@ def recipe_schema(registry: ExplainerRegistry) -> dict[str, Any]:
         builtin["anyOf"] = [{"enum": sorted(BUILTIN_DATASETS), "description": "; ".join(f"{k}: {v}" for k, v in BUILTIN_DATASETS.items())}, {"type": "null"}]
     variants = []
     for entry in registry:
-        params_schema = entry.cls.Params.model_json_schema()
+        try:
+            params_schema = entry.cls.Params.model_json_schema()
+            json.dumps(params_schema)
+        except Exception as exc:  # one plugin's odd params must not break the schema of the others
+            warnings.warn(f"explainer {entry.name!r} ({entry.distribution} {entry.version}): its params have no JSON Schema ({type(exc).__name__}: {clip(str(exc), 200)})", stacklevel=2)
+            params_schema = {"type": "object", "description": f"params of {entry.name} (no JSON Schema available)"}
         defs.update(params_schema.pop("$defs", {}))
         key = f"Params_{entry.name}"
         defs[key] = params_schema
@@ -380,6 +444,7 @@ def recipe_schema(registry: ExplainerRegistry) -> dict[str, Any]:
                 "alias": {"type": "string"},
                 "targets": {"type": "array", "items": {"enum": sorted(entry.cls.capabilities.targets)}},
                 "params": {"$ref": f"#/$defs/{key}"},
+                "timeout": {"type": "number", "exclusiveMinimum": 0},
             },
             "required": ["name"],
             "additionalProperties": False,

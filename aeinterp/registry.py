@@ -35,6 +35,8 @@ class ExplainerRegistry:
         self._entries: dict[str, RegisteredExplainer] = {}
         self._current: tuple[str, str] = ("<unknown>", "")
         self.conflicts: dict[str, str] = {}
+        #: (distribution, message) of every name conflict, in the order found
+        self.problems: list[tuple[str, str]] = []
         #: plugins that were found but not loaded (blocked or failed), for error messages
         self.not_loaded: list[str] = []
 
@@ -43,7 +45,12 @@ class ExplainerRegistry:
         self._current = (distribution, version)
 
     def add(self, cls: type[Explainer]) -> type[Explainer]:
-        """Register ``cls``; usable as a decorator. Raises :class:`RegistrationError`."""
+        """Register ``cls``; usable as a decorator. Raises :class:`RegistrationError` for an invalid class.
+
+        A name two distributions claim is not raised: neither explainer keeps it
+        (a recipe naming it gets the conflict message), the conflict is recorded
+        in :attr:`problems`, and both distributions' other explainers still register.
+        """
         dist, version = self._current
         if not (inspect.isclass(cls) and issubclass(cls, Explainer)):
             raise RegistrationError(
@@ -61,6 +68,8 @@ class ExplainerRegistry:
         if not isinstance(getattr(cls, "capabilities", None), Capabilities):
             raise RegistrationError(f"{dist}: {cls.__qualname__}.capabilities must be a Capabilities instance", plugin=name, distribution=dist)
         splits = cls.capabilities.splits
+        if cls.capabilities.features not in ("groups", "own"):
+            raise RegistrationError(f"{dist}: {cls.__qualname__}.capabilities.features must be 'groups' or 'own', got {cls.capabilities.features!r}", plugin=name, distribution=dist)
         if splits not in SPLITS:
             raise RegistrationError(f"{dist}: {cls.__qualname__}.capabilities.splits must be one of {', '.join(SPLITS)}, got {splits!r}", plugin=name, distribution=dist)
         if splits != "none" and not issubclass(cls, ChunkedExplainer):
@@ -69,7 +78,8 @@ class ExplainerRegistry:
             missing = ", ".join(sorted(cls.__abstractmethods__))
             raise RegistrationError(f"{dist}: {cls.__qualname__} does not implement {missing}", plugin=name, distribution=dist)
         if name in self.conflicts:
-            raise RegistrationError(self.conflicts[name], plugin=name, distribution=dist)
+            self.problems.append((dist, self.conflicts[name]))
+            return cls
         if name in self._entries:
             other = self._entries[name]
             if other.cls is cls:
@@ -80,7 +90,8 @@ class ExplainerRegistry:
                 f"({other.cls.__module__}.{other.cls.__qualname__}) and {dist} {version} "
                 f"({cls.__module__}.{cls.__qualname__}); uninstall one or block it with AEINTERP_BLOCK_PLUGINS"
             )
-            raise RegistrationError(self.conflicts[name], plugin=name, distribution=dist)
+            self.problems.append((dist, self.conflicts[name]))
+            return cls
         self._entries[name] = RegisteredExplainer(name, cls, dist, version)
         return cls
 

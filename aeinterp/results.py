@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,10 +49,17 @@ def _dumps(payload: Any) -> str:
 
 
 def write_json_atomic(path: Path, payload: Any, *, text: str | None = None) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``payload`` (or ``text``) to a temporary file beside ``path``, then rename it over ``path``.
+
+    The file is created with mode 0666 less the umask, like every other output
+    (``tempfile.mkstemp`` would make it 0600).
+    """
+    text = text if text is not None else _dumps(payload)  # fails before anything is written
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text if text is not None else _dumps(payload))
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -67,6 +74,10 @@ class ResultsStore:
     def __init__(self, out_dir: Path, *, recipe: Any, model: dict[str, Any], data: dict[str, Any], plugins: list[dict[str, Any]]) -> None:
         self.out_dir = out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in out_dir.glob(f".{RESULTS_FILE}.*.tmp"):  # left by a run that was killed mid-write
+            stale.unlink(missing_ok=True)
+        for stale in out_dir.glob("*.tmp.npz"):
+            stale.unlink(missing_ok=True)
         self.doc: dict[str, Any] = {
             "aeinterp_version": __version__,
             "status": "running",
@@ -107,6 +118,7 @@ class ResultsStore:
         entry = {"alias": alias, "status": "ok", **explanation.to_json(), "arrays": arrays, "local_file": local_file, **jsonable(meta)}
         entry = {"name": entry.pop("name"), **entry}
         entry = jsonable(entry)
+        json.dumps(entry, allow_nan=False)  # a step whose entry is not JSON fails alone, before the document changes
         self._append(entry)
         self.doc["explainers"].append(entry)
         return entry
@@ -177,15 +189,34 @@ def load_results(out_dir: str | Path) -> RunResults:
     path = out_dir / RESULTS_FILE
     if not path.exists():
         raise AeinterpError(f"no {RESULTS_FILE} in {out_dir}: is it the output folder of a run?")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AeinterpError(f"cannot read {path}: {exc}") from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         doc = _repair(text)
         if doc is None:
             raise AeinterpError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise AeinterpError(f"{path} holds a JSON {type(doc).__name__}, not the object aeinterp writes; was it edited?")
+    for section in ("data", "model", "recipe"):
+        if not isinstance(doc.get(section, {}), dict):
+            raise AeinterpError(f"{path}: `{section}` must be an object, got a JSON {type(doc[section]).__name__}; was the file edited?")
+    entries = doc.get("explainers", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise AeinterpError(f"{path}: `explainers` must be a list of objects; was the file edited?")
     explanations = {}
-    for entry in doc.get("explainers", []):
+    for i, entry in enumerate(entries):
+        if not isinstance(entry.get("alias"), str) or not isinstance(entry.get("name", ""), str):
+            raise AeinterpError(f"{path}: explainers[{i}] has no valid `alias`; was the file edited?")
         if entry.get("status") == "ok":
-            explanations[entry["alias"]] = Explanation.from_json(entry, out_dir / entry.get("arrays", f"{entry['alias']}.npz"))
+            arrays = entry.get("arrays", f"{entry['alias']}.npz")
+            if not isinstance(arrays, str) or Path(arrays).name != arrays:
+                raise AeinterpError(f"{path}: explainers[{i}].arrays must be a file name in the run's folder, got {str(arrays)[:80]!r}")
+            try:
+                explanations[entry["alias"]] = Explanation.from_json(entry, out_dir / arrays)
+            except Exception as exc:  # a tampered entry or npz: say which, never a traceback
+                raise AeinterpError(f"{path}: explainers[{i}] ({entry['alias']}) cannot be read back: {type(exc).__name__}: {str(exc)[:300]}") from None
     return RunResults(out_dir=out_dir, doc=doc, explanations=explanations)

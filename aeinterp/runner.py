@@ -9,27 +9,36 @@ one runs them one after another in this process; one with
 ``concurrent_steps`` (Ray) gets every step whose :data:`~aeinterp.StepRef`
 dependencies have finished at the same time, and ``results.json`` still lists
 the steps in recipe order.
+A step with a
+``timeout`` runs in a worker thread that is abandoned when the time is up (the
+step is recorded as failed). SIGTERM is handled like Ctrl-C: the run stops,
+``results.json`` says ``interrupted`` and keeps the finished steps.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+import time
 import traceback
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 
 from .cache import Cache, data_fingerprint, model_fingerprint
+from .checks import check_finite_outputs
 from .chunks import ChunkedExplainer
 from .data import SPLIT_FILE, ArrayDataset
 from .datasets import load_dataset
 from .device import device_name, resolve_device
-from .explainer import step_ref_fields
-from .errors import AeinterpError
+from .errors import AeinterpError, DataError, RecipeError, StepTimeout
 from .executors import make_executor
 from .explainer import step_ref_fields
 from .explanation import Explanation
@@ -43,7 +52,70 @@ from .results import ResultsStore, RunResults
 from .step import run_explainer
 from .training import TrainConfig
 
-__all__ = ["Runner", "RunOutcome"]
+__all__ = ["Runner", "RunOutcome", "RunInterrupted"]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the run; ``results`` is the results.json written so far, or None."""
+
+    def __init__(self, results: Path | None) -> None:
+        self.results = results
+        super().__init__(f"interrupted; finished steps are in {results}" if results else "interrupted before any result was written")
+
+
+def marks(console: Console) -> tuple[str, str]:
+    """The ok / failed marks: check marks where the terminal can print them, plain words elsewhere."""
+    encoding = (getattr(console, "encoding", "") or "").lower().replace("_", "-")
+    return ("✓", "✗") if encoding.startswith("utf") else ("ok", "FAILED")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt while inside (main thread only), so results are written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):  # pragma: no cover - no signals here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _with_timeout(fn: Callable[[], Any], timeout: float | None, what: str) -> Any:
+    """``fn()``, or :class:`StepTimeout` after ``timeout`` seconds (the worker thread is abandoned)."""
+    if timeout is None:
+        return fn()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"aeinterp-step-{what}", daemon=True)
+    worker.start()
+    deadline = time.monotonic() + timeout
+    while worker.is_alive() and time.monotonic() < deadline:
+        worker.join(min(0.1, max(0.0, deadline - time.monotonic())))  # short joins keep Ctrl-C responsive
+    if worker.is_alive():
+        raise StepTimeout(
+            f"step {what!r} did not finish within its timeout of {timeout:g} s and was abandoned "
+            "(it may keep using CPU until aeinterp exits); raise `timeout:` for this step or --timeout",
+            plugin=what,
+        )
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 @dataclass
@@ -82,6 +154,8 @@ class Runner:
         executor: Any = None,
         device: str | None = None,
         cache: bool | str | Path | None = None,
+        timeout: float | None = None,
+        trusted_factories: Iterable[str] = (),
     ) -> None:
         self.host = PluginHost(autoload=autoload, allow=allow, block=block, plugins=plugins, trace=trace)
         self.executor = executor
@@ -89,6 +163,10 @@ class Runner:
         self.quiet = quiet
         self.device = device
         self.cache = cache
+        #: seconds after which a step without its own ``timeout`` is abandoned (None: never)
+        self.timeout = timeout
+        #: ``package.module:name`` factories that recipes may call although they are no nn.Module class
+        self.trusted_factories = tuple(trusted_factories)
 
     @property
     def registry(self) -> ExplainerRegistry:
@@ -97,7 +175,7 @@ class Runner:
     # --- validation ----------------------------------------------------------------
     def validate(self, path: str | Path, overrides: Sequence[str] = ()) -> tuple[LoadedRecipe, list[PlannedStep]]:
         """Both passes of validation, without loading data or model."""
-        loaded = load_recipe(path, overrides)
+        loaded = load_recipe(path, overrides, registry=self.registry)
         return loaded, plan_steps(loaded, self.registry)
 
     # --- running -------------------------------------------------------------------
@@ -113,14 +191,23 @@ class Runner:
     def load_data(self, loaded: LoadedRecipe) -> ArrayDataset:
         d = loaded.recipe.data
         base = loaded.base_dir
-        return load_dataset(
-            path=resolve(base, d.path), builtin=d.builtin, kind=d.kind, feature_names=d.feature_names,
-            label=d.label, key=d.key, groups=d.groups, explain_fraction=d.split.explain_fraction,
-            explain_size=d.split.explain_size, split_seed=d.split.seed, standardize=d.standardize, nan=d.nan,
-            max_samples=d.max_samples, encoding=d.encoding, fit_path=resolve(base, d.fit_path), explain_path=resolve(base, d.explain_path),
-            split_column=d.split.column, explain_values=d.split.values("explain") or ("test",), fit_values=d.split.values("fit"),
-            explain_rows=d.split.explain_rows, fit_rows=d.split.fit_rows, base_dir=base,
-        )
+        path = resolve(base, d.path)
+        if path is not None and path.is_dir():
+            raise DataError(f"data.path {path} is a folder; give a data file (.csv, .npy, .npz, .parquet or .h5ad)")
+        try:
+            return load_dataset(
+                path=path, builtin=d.builtin, kind=d.kind, feature_names=d.feature_names,
+                label=d.label, key=d.key, groups=d.groups, explain_fraction=d.split.explain_fraction,
+                explain_size=d.split.explain_size, split_seed=d.split.seed, standardize=d.standardize, nan=d.nan,
+                max_samples=d.max_samples, encoding=d.encoding, fit_path=resolve(base, d.fit_path), explain_path=resolve(base, d.explain_path),
+                split_column=d.split.column, explain_values=d.split.values("explain") or ("test",), fit_values=d.split.values("fit"),
+                explain_rows=d.split.explain_rows, fit_rows=d.split.fit_rows, base_dir=base,
+            )
+        except (AeinterpError, KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:  # a reader tripping over a damaged file is still bad input
+            where = path if path is not None else f"builtin {d.builtin}"
+            raise DataError(f"cannot read the data {where}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (is the file complete and of the format its name says?)") from None
 
     def resolve_cache(self, loaded: LoadedRecipe) -> Cache | None:
         """The cache this run uses (the Runner's ``cache`` over the recipe's ``cache:``), or None."""
@@ -166,17 +253,22 @@ class Runner:
                 import torch
 
                 target = resolve(out_dir, m.save)
-                assert target is not None
+                if target is None or not target.is_relative_to(out_dir.resolve()):
+                    raise RecipeError(f"model.save {m.save!r} points outside the output folder {out_dir}")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(module.checkpoint(), target)
                 info["saved"] = str(target)
         else:
             path = resolve(loaded.base_dir, m.path)
             assert path is not None  # the recipe schema guarantees path or builtin
-            module = load_module(path, format=m.format, factory=m.factory, kwargs=m.kwargs, trust=m.trust, base_dir=loaded.base_dir, device=device)
+            module = load_module(
+                path, format=m.format, factory=m.factory, kwargs=m.kwargs, trust=m.trust, base_dir=loaded.base_dir,
+                device=device, trusted_factories=self.trusted_factories,
+            )
             info["source"] = str(path)
         model = adapt(
-            module, data, encoder=m.encoder, decoder=m.decoder, code=m.code, head=m.head, task_dims=m.task_dims, description=type(module).__name__, device=device,
+            module, data, encoder=m.encoder, decoder=m.decoder, code=m.code, head=m.head, task_dims=m.task_dims,
+            description=type(module).__name__, device=device, base_dir=loaded.base_dir, trusted_factories=self.trusted_factories,
         )
         info.update(description=model.description, latent_dim=model.latent_dim, input_shape=list(model.input_shape))
         if model.task_dims is not None:
@@ -189,32 +281,45 @@ class Runner:
         steps = steps if steps is not None else plan_steps(loaded, self.registry)
         recipe = loaded.recipe
         out_dir = Path(out) if out is not None else resolve(loaded.base_dir, recipe.output)
-        assert out_dir is not None
-        out_dir.mkdir(parents=True, exist_ok=True)
-        device = resolve_device(self.device or recipe.device)
-        cache = self.resolve_cache(loaded)
-        data = self.load_data(loaded)
-        data_hash = data_fingerprint(data) if cache is not None else None
-        model, model_info = self.load_model(loaded, data, out_dir, device=device, cache=cache, data_hash=data_hash)
-        store = ResultsStore(out_dir, recipe=dump_recipe(recipe), model=model_info, data=data.describe(), plugins=[i.to_json() for i in self.host.infos])
-        np.savez(out_dir / SPLIT_FILE, **data.split_arrays())  # which rows were explained, which were fit/background
-        outcome = RunOutcome(out_dir=out_dir)
-        executor = make_executor(self.executor if self.executor is not None else recipe.executor)
-        keying = None
-        if cache is not None and not getattr(executor, "concurrent_steps", False):  # the cache serves sequential (local) runs
-            keying = _StepKeys(cache, data_hash=data_hash or "", model_hash=model_fingerprint(model), device=device.type, seed=recipe.seed)
-        status = "interrupted"
-        try:
-            if getattr(executor, "concurrent_steps", False):
-                self._run_concurrently(steps, executor, model, data, recipe.seed, store, outcome)
-            else:
-                for step in steps:
-                    self._run_step(step, model, data, recipe.seed, store, outcome, keying)
-            status = "failed" if outcome.failures else "complete"
-        finally:
-            if hasattr(executor, "release"):
-                executor.release()
-            store.finish(status)
+        if out_dir is None:  # pragma: no cover - the recipe always has an output
+            raise RecipeError("no output folder")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise RecipeError(f"the output folder {out_dir} is a file; name a folder for the results (--out or `output:`)")
+        with _sigterm_as_interrupt():
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                device = resolve_device(self.device or recipe.device)
+                cache = self.resolve_cache(loaded)
+                data = self.load_data(loaded)
+                data_hash = data_fingerprint(data) if cache is not None else None
+                model, model_info = self.load_model(loaded, data, out_dir, device=device, cache=cache, data_hash=data_hash)
+                for target in dict.fromkeys(s.target for s in steps):  # NaN outputs fail the run before any step
+                    check_finite_outputs(model, data, target)
+            except KeyboardInterrupt:
+                raise RunInterrupted(None) from None
+            except OSError as exc:
+                raise AeinterpError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc}") from None
+            store = ResultsStore(out_dir, recipe=dump_recipe(recipe), model=model_info, data=data.describe(), plugins=[i.to_json() for i in self.host.infos])
+            np.savez(out_dir / SPLIT_FILE, **data.split_arrays())  # which rows were explained, which were fit/background
+            outcome = RunOutcome(out_dir=out_dir)
+            executor = make_executor(self.executor if self.executor is not None else recipe.executor)
+            keying = None
+            if cache is not None and not getattr(executor, "concurrent_steps", False):  # the cache serves sequential (local) runs
+                keying = _StepKeys(cache, data_hash=data_hash or "", model_hash=model_fingerprint(model), device=device.type, seed=recipe.seed)
+            status = "interrupted"
+            try:
+                if getattr(executor, "concurrent_steps", False):
+                    self._run_concurrently(steps, executor, model, data, recipe.seed, store, outcome)
+                else:
+                    for step in steps:
+                        self._run_step(step, model, data, recipe.seed, store, outcome, keying)
+                status = "failed" if outcome.failures else "complete"
+            except KeyboardInterrupt:
+                raise RunInterrupted(out_dir / "results.json") from None
+            finally:
+                if hasattr(executor, "release"):
+                    executor.release()
+                store.finish(status)
         if status != "interrupted":
             from .report import render_reports
 
@@ -231,28 +336,32 @@ class Runner:
         entry = step.explainer
         key = keying.key(step) if keying is not None else None
         cached = keying.cache.load_step(key) if keying is not None and key is not None else None
+        ok_mark, _ = marks(self.console)
         if cached is not None:
             store.add(step.alias, cached, cached=True)
             outcome.explanations[step.alias] = cached
             keying.done(step, key)  # type: ignore[union-attr]
             label = step.alias if step.alias == entry.name else f"{step.alias} ({entry.name})"
             took = f" (computed in {cached.runtime_s:.2f} s)" if cached.runtime_s is not None else ""
-            self._say(f"✓ {label} on {step.target.value}: cached{took}")
+            self._say(f"{ok_mark} {label} on {step.target.value}: cached{took}")
             return
-        progress = self._progress(f"{step.alias}: ")
+        timeout = step.timeout if step.timeout is not None else self.timeout
+        progress = self._progress(f"{step.alias}: ") if timeout is None else NullProgress()  # no live bar from a thread that may be abandoned
         instance = entry.cls(step.params, progress=progress, results=outcome.explanations)
         if isinstance(instance, ChunkedExplainer):
             instance.rows_dir = store.out_dir  # per-sample rows spilled to disk land next to results.json
         try:
             with progress:
-                explanation = run_explainer(
-                    instance, model, data, target=step.target, seed=seed,
-                    distribution=entry.distribution, version=entry.version,
+                explanation = _with_timeout(
+                    lambda: run_explainer(
+                        instance, model, data, target=step.target, seed=seed,
+                        distribution=entry.distribution, version=entry.version,
+                    ),
+                    timeout, step.alias,
                 )
-        except Exception as exc:  # one failing step must not lose the others
+            self._record(step, explanation, store, outcome, keying, key)
+        except Exception as exc:  # one failing step must not lose the others (a result that cannot be written fails alone)
             self._record_failure(step, exc, store, outcome)
-            return
-        self._record(step, explanation, store, outcome)
 
     def _record_failure(self, step: PlannedStep, exc: Exception, store: ResultsStore, outcome: RunOutcome) -> None:
         entry = step.explainer
@@ -263,9 +372,13 @@ class Runner:
         )
         outcome.failures.append(failure)
         if not self.quiet:
-            self.console.print(f"[red]✗ {step.alias}[/red] ({entry.name} from {entry.distribution} {entry.version}): {exc}", highlight=False, soft_wrap=True)
+            _, fail_mark = marks(self.console)
+            self.console.print(
+                f"[red]{fail_mark} {escape(step.alias)}[/red] ({escape(entry.name)} from {escape(entry.distribution)} {escape(entry.version)}): {escape(str(exc))}",
+                highlight=False, soft_wrap=True,
+            )
 
-    def _record(self, step: PlannedStep, explanation: Explanation, store: ResultsStore, outcome: RunOutcome) -> None:
+    def _record(self, step: PlannedStep, explanation: Explanation, store: ResultsStore, outcome: RunOutcome, keying: _StepKeys | None = None, key: str | None = None) -> None:
         entry = step.explainer
         store.add(step.alias, explanation)
         outcome.explanations[step.alias] = explanation
@@ -273,8 +386,9 @@ class Runner:
             keying.cache.save_step(key, explanation, inputs={"alias": step.alias, "explainer": entry.name, "target": step.target.value})
             keying.done(step, key)
         if not self.quiet:
+            ok_mark, _ = marks(self.console)
             label = step.alias if step.alias == entry.name else f"{step.alias} ({entry.name})"
-            self.console.print(f"[green]✓ {label}[/green] on {step.target.value} in {explanation.runtime_s:.2f} s", highlight=False)
+            self.console.print(f"[green]{ok_mark} {escape(label)}[/green] on {step.target.value} in {explanation.runtime_s:.2f} s", highlight=False)
 
     def _run_concurrently(self, steps: list[PlannedStep], executor: Any, model: TorchAutoencoder, data: ArrayDataset, seed: int, store: ResultsStore, outcome: RunOutcome) -> None:
         """Every step whose dependencies have finished runs at once on ``executor`` (driver threads wait on its tasks).

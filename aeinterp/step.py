@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
+from .checks import check_explanation, check_finite_outputs, check_gradient_path
 from .data import Dataset
 from .errors import AeinterpError, ExplainerError
 from .explainer import Explainer, ExplainerParams
@@ -68,6 +69,11 @@ def run_explainer(
 
     Errors from the explainer itself come back as :class:`ExplainerError`
     naming the explainer and its distribution, with the cause attached.
+    Before ``explain`` the target's outputs are checked to be finite (a
+    :class:`ModelError` names the first bad sample) and, for explainers that
+    declare ``needs_gradients``, to depend on the input through autograd (a
+    :class:`CapabilityError` names the likely cause). After it, the result is
+    checked against the data (:func:`aeinterp.checks.check_explanation`).
     """
     instance = explainer if isinstance(explainer, Explainer) else explainer(params, progress=progress)
     instance.rows_used = {}
@@ -83,6 +89,9 @@ def run_explainer(
     start = time.perf_counter()
     try:
         instance.check(model, data, target)
+        check_finite_outputs(model, data, target)
+        if instance.capabilities.needs_gradients:
+            check_gradient_path(model, data, target, explainer=instance.name)
         with frozen(model):
             work = with_latent_pca(model, data) if target is Target.LATENT_PCA else model
             result = instance.explain(work, data, target=target, rng=np.random.default_rng(seed))
@@ -100,6 +109,7 @@ def run_explainer(
         pca = work.latent_pca  # type: ignore[attr-defined]
         summary = [*result.extras.get("summary", []), pca.summary()]
         result = result.replace(extras={**result.extras, "latent_pca": pca.to_json(), "summary": summary})
+    result = check_explanation(result, model, data, target, explainer=instance.name, distribution=distribution, features=instance.capabilities.features)
     return result.replace(
         arrays=_with_rows(result.arrays, instance.rows_used, data),
         explainer=instance.name,

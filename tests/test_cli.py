@@ -196,20 +196,26 @@ def test_state_dict_with_factory(tmp_path: Path) -> None:
 
 
 def test_a_failing_step_keeps_the_others_and_exits_1(recipe: Path, monkeypatch) -> None:  # noqa: ANN001
-    text = RECIPE.replace("  - name: zero_ablation\n", "  - name: crashing\n  - name: latent_only\n    targets: [reconstruction]\n  - name: zero_ablation\n")
+    text = RECIPE.replace("  - name: zero_ablation\n", "  - name: crashing\n  - name: zero_ablation\n")
     recipe.write_text(text)
     monkeypatch.setattr(cli, "_runner", lambda args, console, quiet=False: Runner(plugins=[tp.crashing_plugin], console=console, quiet=quiet))
     code, out = run_cli("run", str(recipe))
     assert code == 1
-    assert "crashing" in out and "boom inside the plugin" in out and "2 step(s) failed" in out
+    assert "crashing" in out and "boom inside the plugin" in out and "1 step(s) failed" in out
     results = json.loads((recipe.parent / "out/results.json").read_text())
     status = {e["alias"]: e["status"] for e in results["explainers"]}
-    assert status == {"permutation": "ok", "crashing": "error", "latent_only": "error", "zero_ablation": "ok"}
+    assert status == {"permutation": "ok", "crashing": "error", "zero_ablation": "ok"}
     failed = next(e for e in results["explainers"] if e["alias"] == "crashing")
     assert failed["distribution"] == "crashing_plugin" and failed["error_type"] == "ValueError" and "ValueError" in failed["traceback"]
-    capability = next(e for e in results["explainers"] if e["alias"] == "latent_only")
-    assert "cannot explain target 'reconstruction'" in capability["error"]
     assert results["status"] == "failed"
+
+
+def test_an_unsupported_target_is_refused_before_running(recipe: Path, monkeypatch) -> None:  # noqa: ANN001
+    recipe.write_text(RECIPE.replace("  - name: zero_ablation\n", "  - name: latent_only\n    targets: [reconstruction]\n  - name: zero_ablation\n"))
+    monkeypatch.setattr(cli, "_runner", lambda args, console, quiet=False: Runner(plugins=[tp.crashing_plugin], console=console, quiet=quiet))
+    code, out = run_cli("run", str(recipe))
+    assert code == 2 and "explainers[1].targets (line 12): latent_only cannot explain target 'reconstruction'" in out, out
+    assert not (recipe.parent / "out").exists()
 
 
 def test_interrupted_run_keeps_finished_results(recipe: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -9,6 +10,8 @@ from matplotlib.figure import Figure
 
 from ..explanation import Explanation
 from ..registry import ExplainerRegistry
+
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
 __all__ = ["heatmap_figure", "write_plots"]
 
@@ -55,6 +58,9 @@ def write_plots(out_dir: Path, explanations: dict[str, Explanation], registry: E
                 warnings.warn(f"{e.explainer} ({entry.distribution}) failed to draw its figures: {type(exc).__name__}: {exc}", stacklevel=2)
                 extra = {}
             for key, f in extra.items():
+                if not _SAFE_KEY.fullmatch(str(key)):  # a figure name is a file name inside the output folder
+                    warnings.warn(f"{e.explainer} ({entry.distribution}) named a figure {str(key)[:60]!r}; figure names are letters, digits, '_', '-' and '.', so it was not saved", stacklevel=2)
+                    continue
                 p = out_dir / f"{alias}.{key}.png"
                 f.savefig(p, dpi=110)
                 paths.append(p)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -31,14 +32,14 @@ def heatmap(e: Explanation, max_rows: int = MAX_ROWS, max_columns: int = MAX_COL
     targets = list(range(min(len(e.target_names), max_columns)))
     peak = float(np.max(e.importance[np.ix_(targets, rows)])) if rows and targets else 0.0
     table = Table(
-        title=f"importance: top {len(rows)} of {len(e.feature_names)} features x {e.target}",
+        title=f"importance: top {len(rows)} of {len(e.feature_names)} features x {escape(e.target)}",
         title_justify="left", show_edge=False, pad_edge=False,
     )
     table.add_column("feature", style="bold", no_wrap=True, max_width=28)
     for r in targets:
-        table.add_column(e.target_names[r][:10], justify="right", no_wrap=True)
+        table.add_column(escape(e.target_names[r][:10]), justify="right", no_wrap=True)
     for i in rows:
-        table.add_row(e.feature_names[i], *[_cell(float(e.importance[r, i]), peak) for r in targets])
+        table.add_row(escape(e.feature_names[i]), *[_cell(float(e.importance[r, i]), peak) for r in targets])
     if len(e.target_names) > len(targets):
         table.caption = f"first {len(targets)} of {len(e.target_names)} targets; all in results.json"
     return table
@@ -56,7 +57,7 @@ def top_table(e: Explanation, k: int) -> Table:
             if e.std is not None:
                 val += f"±{e.std[r, i]:.2g}"
             parts.append(f"{e.feature_names[i]} ({val})")
-        table.add_row(name, ", ".join(parts))
+        table.add_row(escape(name), escape(", ".join(parts)))
     return table
 
 
@@ -81,15 +82,17 @@ def print_report(console: Console, results: RunResults, *, top_k: int = 5) -> No
     doc = results.doc
     data, model = doc.get("data", {}), doc.get("model", {})
     console.rule(f"aeinterp {doc.get('aeinterp_version', '')} report")
+    e_ = lambda v: escape(str(v))  # noqa: E731 - names and paths come from the user's files
     console.print(
-        f"data: [bold]{data.get('name')}[/bold] ({data.get('kind')}, {data.get('n_explain')} explained / {data.get('n_fit')} fit samples, "
-        f"{data.get('n_groups')} feature groups)   model: [bold]{model.get('description')}[/bold] "
-        f"latent_dim={model.get('latent_dim')} from {model.get('source')}",
+        f"data: [bold]{e_(data.get('name'))}[/bold] ({e_(data.get('kind'))}, {e_(data.get('n_explain'))} explained / {e_(data.get('n_fit'))} fit samples, "
+        f"{e_(data.get('n_groups'))} feature groups)   model: [bold]{e_(model.get('description'))}[/bold] "
+        f"latent_dim={e_(model.get('latent_dim'))} from {e_(model.get('source'))}",
         highlight=False,
     )
     for alias, e in results.explanations.items():
         body = Group(heatmap(e), top_table(e, top_k), _facts(e))
-        title = f"{alias} — {e.explainer} ({e.distribution} {e.version})".strip()
+        dash = "—" if (console.encoding or "").lower().startswith("utf") else "-"
+        title = escape(f"{alias} {dash} {e.explainer} ({e.distribution} {e.version})".strip())
         console.print(Panel(body, title=title, title_align="left"))
     pairs = agreements(results.explanations)
     if pairs:
@@ -97,14 +100,14 @@ def print_report(console: Console, results: RunResults, *, top_k: int = 5) -> No
         for col in ("a", "b", "target", "spearman", "same top feature"):
             table.add_column(col)
         for p in pairs:
-            table.add_row(p.a, p.b, p.target, f"{p.spearman:.2f}", f"{p.top1:.0%}")
+            table.add_row(escape(p.a), escape(p.b), escape(p.target), f"{p.spearman:.2f}", f"{p.top1:.0%}")
         console.print(table)
     timing = Table(title="steps", title_justify="left")
     for col in ("alias", "explainer", "target", "status", "time (s)"):
         timing.add_column(col)
     for entry in results.entries:
         ok = entry.get("status") == "ok"
-        timing.add_row(entry["alias"], entry["name"], entry.get("target", ""), "[green]ok[/green]" if ok else "[red]error[/red]", f"{entry.get('runtime_s') or 0:.2f}" if ok else "-")
+        timing.add_row(escape(str(entry["alias"])), escape(str(entry["name"])), escape(str(entry.get("target", ""))), "[green]ok[/green]" if ok else "[red]error[/red]", f"{entry.get('runtime_s') or 0:.2f}" if ok else "-")
     console.print(timing)
     for entry in results.failures:
-        console.print(f"[red]{entry['alias']} failed[/red] ({entry['name']} from {entry.get('distribution') or '?'} {entry.get('version') or ''}): {entry.get('error')}", highlight=False)
+        console.print(f"[red]{e_(entry['alias'])} failed[/red] ({e_(entry['name'])} from {e_(entry.get('distribution') or '?')} {e_(entry.get('version') or '')}): {e_(entry.get('error'))}", highlight=False)

@@ -61,7 +61,7 @@ class LatentSizeLawExplainer(Explainer):
         time_budget: float | None = Field(20.0, gt=0, description="seconds for the law's search")
         threads: int | None = Field(None, ge=1)
 
-    capabilities = Capabilities(targets=frozenset({"reconstruction_error"}), deterministic=True)
+    capabilities = Capabilities(targets=frozenset({"reconstruction_error"}), deterministic=True, features="own")  # columns: latent sizes
 
     def explain(self, model, data, *, target, rng):  # noqa: ANN001 - signature fixed by Explainer
         from aeinterp.training import TrainConfig
