@@ -116,7 +116,7 @@ def as_dataset(
     return ArrayDataset(x=x, kind=kind, feature_names=element, groups=grp, fit_index=fit_index, explain_index=explain_index, name="array")  # type: ignore[arg-type]
 
 
-def as_model(model: Any, data: ArrayDataset, *, encoder: str | None = None, decoder: str | None = None, code: int | str | None = None) -> Any:
+def as_model(model: Any, data: ArrayDataset, *, encoder: str | None = None, decoder: str | None = None, code: int | str | None = None, device: str | None = None) -> Any:
     """``model`` as an :class:`aeinterp.Model`: an nn.Module or TorchScript module is adapted and checked
     against ``data``; anything that already satisfies the protocol is used as is."""
     from torch import nn
@@ -125,7 +125,7 @@ def as_model(model: Any, data: ArrayDataset, *, encoder: str | None = None, deco
     from .model import Model
 
     if isinstance(model, nn.Module):
-        return adapt(model, data, encoder=encoder, decoder=decoder, code=code, description=type(model).__name__)
+        return adapt(model, data, encoder=encoder, decoder=decoder, code=code, description=type(model).__name__, device=device)
     if isinstance(model, Model):
         return model
     raise AeinterpError(
@@ -206,6 +206,8 @@ def explain(
     decoder: str | None = None,
     code: int | str | None = None,
     registry: ExplainerRegistry | None = None,
+    device: str | None = None,
+    executor: Any = None,
     **params: Any,
 ) -> Explanation:
     """Explain every target (all latent dims by default) of ``model`` on exactly the rows of ``X``.
@@ -230,6 +232,11 @@ def explain(
         the rows that form the background / baseline / fit split (default: ``X``).
     progress:
         ``None`` shows a progress bar in a terminal or notebook, ``False`` never.
+    device:
+        ``auto | cpu | cuda[:i] | mps``: move the model there first (``None``: where it is).
+    executor:
+        where the work runs: ``None``/``"local"`` (this process) or ``"ray"`` /
+        an ``executor:`` mapping (see :func:`aeinterp.executors.make_executor`).
     **params:
         the explainer's parameters, checked by its ``Params``.
     """
@@ -243,10 +250,10 @@ def explain(
     entry, p = _params(method, params, reg)
     tgt = _single_target(target, targets)
     data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model))
-    adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code)
+    adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code, device=device)
     bar, tracker = _progress(progress)
     with bar:
-        return run_explainer(entry.cls(p, progress=tracker), adapted, data, target=tgt, seed=seed, distribution=entry.distribution, version=entry.version)
+        return run_explainer(entry.cls(p, progress=tracker), adapted, data, target=tgt, seed=seed, distribution=entry.distribution, version=entry.version, executor=executor)
 
 
 def _float_dtype(model: Any) -> Any:
@@ -361,6 +368,8 @@ def explain_all(
     code: int | str | None = None,
     registry: ExplainerRegistry | None = None,
     raise_errors: bool = False,
+    device: str | None = None,
+    executor: Any = None,
 ) -> Explanations:
     """Run several explainers on every target in ``targets``; one failing step does not lose the others.
 
@@ -389,7 +398,7 @@ def explain_all(
     if problems:
         raise RecipeError(problems, source="of explain_all", what="methods")
     data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model))
-    adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code)
+    adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code, device=device)
     out: dict[str, Explanation] = {}
     failures: list[dict[str, Any]] = []
     bar, tracker = _progress(progress)
@@ -398,7 +407,7 @@ def explain_all(
             try:
                 out[key] = run_explainer(
                     entry.cls(p, progress=tracker, results=out), adapted, data, target=tgt, seed=seed,
-                    distribution=entry.distribution, version=entry.version,
+                    distribution=entry.distribution, version=entry.version, executor=executor,
                 )
             except AeinterpError as exc:
                 if raise_errors:

@@ -190,3 +190,12 @@ def test_plugin_author_form_still_runs_the_explainer_class(net: AE, xy) -> None:
     a = aeinterp.explain(cls, model, data, params={"repeats": 2})
     b = aeinterp.run_explainer(cls, model, data, params={"repeats": 2})
     np.testing.assert_array_equal(a.importance, b.importance)
+
+
+def test_device_and_executor_parameters(net: AE, xy) -> None:  # noqa: ANN001
+    x, _ = xy
+    a = aeinterp.explain(net, x, "jacobian", device="cpu", executor="local", progress=False)
+    b = aeinterp.explain(net, x, "jacobian", progress=False)
+    np.testing.assert_array_equal(a.importance, b.importance)
+    with pytest.raises(AeinterpError):
+        aeinterp.explain(net, x, "jacobian", device="tpu", progress=False)
