@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Set up the development environment (if needed) and run the quickstart or the tests.
 
-    python3 .ci/dev.py quickstart   # create .venv if absent, install, run configs/quickstart.yaml
-    python3 .ci/dev.py test         # create .venv if absent, install, run the whole test suite
+    python3 .ci/dev.py setup        # create .venv if absent and install (nothing else)
+    python3 .ci/dev.py quickstart   # setup, then run configs/quickstart.yaml
+    python3 .ci/dev.py test         # setup, then run the whole test suite
 
-Needs only python3 (with venv). Installs the core with its extras and every
-plugin under plugins/ in editable mode, pinned by .ci/constraints.txt (which
-pins torch to the CPU build). Re-installs when a pyproject.toml or the
-constraints change. Extra arguments after `test` go to pytest.
+Needs only python3 (with venv). Installs the one `aeinterp` distribution (core
+and every built-in explainer under plugins/) in editable mode with its extras,
+pinned by .ci/constraints.txt (which pins torch to the CPU build). Re-installs
+when pyproject.toml or the constraints change. Extra arguments after
+`quickstart` go to `aeinterp run`, after `test` to pytest. ``AEINTERP_VENV``
+chooses another virtual environment folder.
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ CONSTRAINTS = ROOT / ".ci" / "constraints.txt"
 EXTRAS = "dev,shap,symbolic,captum"
 
 
-def _plugins() -> list[Path]:
-    return sorted(p for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
+# the built-ins were separate distributions before 0.2; left installed they would claim every name twice
+LEGACY = [f"aeinterp-{p}" for p in ("deepshap", "dependence", "gradients", "invariance", "perturbation", "symbolic", "visualize")]
 
 
 def _fingerprint() -> str:
     h = hashlib.sha256()
-    for f in [ROOT / "pyproject.toml", CONSTRAINTS, *(p / "pyproject.toml" for p in _plugins())]:
+    for f in [ROOT / "pyproject.toml", CONSTRAINTS]:
         h.update(f.relative_to(ROOT).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()
@@ -52,10 +55,9 @@ def ensure_env() -> None:
     want = _fingerprint()
     if stamp.exists() and stamp.read_text() == want:
         return
-    cmd: list[str | Path] = [PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-c", CONSTRAINTS, "-e", f".[{EXTRAS}]"]
-    for plugin in _plugins():
-        cmd += ["-e", plugin.relative_to(ROOT).as_posix()]
-    _run(cmd)
+    pip: list[str | Path] = [PY, "-m", "pip", "--disable-pip-version-check", "-q"]
+    _run([*pip, "uninstall", "-y", *LEGACY], stderr=subprocess.DEVNULL)
+    _run([*pip, "install", "-c", CONSTRAINTS, "-e", f".[{EXTRAS}]"])
     stamp.write_text(want)
 
 

@@ -232,16 +232,16 @@ def test_report_re_renders_a_finished_run(recipe: Path) -> None:
 
 
 def test_plugins_lists_the_builtins_with_their_distribution() -> None:
-    code, out = run_cli("--allow-plugins", "aeinterp-perturbation", "plugins", "--json")
+    code, out = run_cli("--allow-plugins", "perturbation", "plugins", "--json")
     assert code == 0
     payload = json.loads(out)
     by_name = {e["name"]: e for e in payload["explainers"]}
-    assert by_name["permutation"]["distribution"] == "aeinterp-perturbation"
+    assert by_name["permutation"]["distribution"] == "aeinterp"
     assert by_name["zero_ablation"]["capabilities"]["targets"] == ["latent", "prediction", "reconstruction", "reconstruction_error"]
 
 
 def test_schema_is_json() -> None:
-    code, out = run_cli("--allow-plugins", "aeinterp-perturbation", "schema")
+    code, out = run_cli("--allow-plugins", "perturbation", "schema")
     assert code == 0 and json.loads(out)["title"] == "Recipe"
 
 

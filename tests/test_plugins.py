@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import aeinterp
+
 from aeinterp import Explainer, RegistrationError
 from aeinterp.plugins import PluginHost, PluginWarning
 from aeinterp.registry import ExplainerRegistry
@@ -20,23 +22,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_builtin_explainers_come_from_installed_entry_points() -> None:
     eps = {ep.name: ep for ep in entry_points(group="aeinterp")}
-    assert "perturbation" in eps and eps["perturbation"].dist.name == "aeinterp-perturbation"
+    assert "perturbation" in eps and eps["perturbation"].dist.name == "aeinterp"
     host = PluginHost(autoload=True)
     entry = host.registry["permutation"]
-    assert entry.distribution == "aeinterp-perturbation" and entry.version == "0.1.0"
+    assert entry.distribution == "aeinterp" and entry.version == aeinterp.__version__
     assert "zero_ablation" in host.registry
 
 
 def test_every_builtin_plugin_enters_through_its_entry_point() -> None:
-    import tomllib
-
-    registered = {ep.dist.name: ep for ep in entry_points(group="aeinterp") if ep.dist is not None}
+    """Each package under plugins/*/src is declared in the aeinterp distribution's own metadata and loads."""
+    registered = {ep.value: ep for ep in entry_points(group="aeinterp") if ep.dist is not None and ep.dist.name == "aeinterp"}
     host = PluginHost(autoload=True)
-    loaded = {i.distribution for i in host.infos if i.status == "loaded"}
-    for pyproject in sorted((ROOT / "plugins").glob("*/pyproject.toml")):
-        meta = tomllib.loads(pyproject.read_text())["project"]
-        assert meta["name"] in registered, f"{meta['name']} is not installed with an aeinterp entry point"
-        assert meta["name"] in loaded, f"{meta['name']} did not load"
+    loaded = {i.name for i in host.infos if i.status == "loaded" and i.distribution == "aeinterp"}
+    packages = sorted(p.name for p in (ROOT / "plugins").glob("*/src/*") if (p / "__init__.py").exists())
+    assert len(packages) >= 7
+    for package in packages:
+        assert package in registered, f"{package} is not declared as an aeinterp entry point of the aeinterp distribution"
+        assert registered[package].name in loaded, f"{package} did not load"
 
 
 def test_core_imports_no_explainer() -> None:
@@ -61,11 +63,12 @@ def test_no_autoload_loads_only_given_plugins() -> None:
 
 
 def test_block_and_allow_by_distribution_or_entry_point(monkeypatch) -> None:  # noqa: ANN001
-    assert "permutation" not in PluginHost(block=["aeinterp-perturbation"]).registry
+    assert "permutation" not in PluginHost(block=["perturbation"]).registry
+    assert len(PluginHost(block=["aeinterp"]).registry) == 0  # the distribution blocks every built-in
     monkeypatch.setenv("AEINTERP_BLOCK_PLUGINS", "perturbation")
     host = PluginHost()
     assert "permutation" not in host.registry
-    assert any(i.status == "blocked" and i.distribution == "aeinterp-perturbation" for i in host.infos)
+    assert any(i.status == "blocked" and i.name == "perturbation" and i.distribution == "aeinterp" for i in host.infos)
     monkeypatch.delenv("AEINTERP_BLOCK_PLUGINS")
     monkeypatch.setenv("AEINTERP_DISABLE_PLUGIN_AUTOLOAD", "1")
     assert len(PluginHost().registry) == 0
@@ -106,7 +109,7 @@ def test_two_plugins_claiming_one_name_is_an_error_naming_both() -> None:
         host = PluginHost(plugins=[tp.duplicate_plugin])
     assert "permutation" not in host.registry
     message = host.registry.unknown_message("permutation")
-    assert "aeinterp-perturbation" in message and "duplicate_plugin" in message
+    assert "aeinterp " in message and "duplicate_plugin" in message
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +124,7 @@ def thirdparty_site(tmp_path_factory) -> Path:  # noqa: ANN001
     return target
 
 
-def _cli(args: list[str], site: Path, cwd: Path, plugins: str = "aeinterp-hello,aeinterp-perturbation") -> subprocess.CompletedProcess:
+def _cli(args: list[str], site: Path, cwd: Path, plugins: str = "aeinterp-hello,perturbation") -> subprocess.CompletedProcess:
     # only the plugins this test is about, whatever else is installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "AEINTERP_PLUGINS": plugins, "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "aeinterp.cli", *args], capture_output=True, text=True, env=env, cwd=cwd)
@@ -148,7 +151,7 @@ def test_third_party_package_is_listed_and_usable_from_a_recipe(thirdparty_site:
 
 
 def test_a_plugin_that_fails_to_import_is_named_and_the_others_work(thirdparty_site: Path, tmp_path: Path) -> None:
-    listed = _cli(["plugins"], thirdparty_site, tmp_path, plugins="aeinterp-broken,aeinterp-perturbation")
+    listed = _cli(["plugins"], thirdparty_site, tmp_path, plugins="aeinterp-broken,perturbation")
     assert listed.returncode == 1  # a broken plugin is worth a non-zero exit here
     assert "plugin 'broken' from aeinterp-broken 0.0.1: failed to import aeinterp_broken: ModuleNotFoundError" in listed.stderr
     assert "permutation" in listed.stdout and "Traceback" not in listed.stderr + listed.stdout
@@ -156,7 +159,7 @@ def test_a_plugin_that_fails_to_import_is_named_and_the_others_work(thirdparty_s
         "data: {builtin: wine}\nmodel: {builtin: mlp, latent_dim: 2, train: {epochs: 2}}\n"
         "explainers: [{name: zero_ablation}]\nreport: {html: false, plots: false}\noutput: out\n"
     )
-    ran = _cli(["run", "r.yaml", "--quiet"], thirdparty_site, tmp_path, plugins="aeinterp-broken,aeinterp-perturbation")
+    ran = _cli(["run", "r.yaml", "--quiet"], thirdparty_site, tmp_path, plugins="aeinterp-broken,perturbation")
     assert ran.returncode == 0 and "aeinterp-broken" in ran.stderr
 
 

@@ -469,5 +469,5 @@ def test_latent_size_law_step_reports_errors_and_a_law(tmp_path: Path) -> None:
     assert errors.shape == (4,) and errors[-1] < errors[0]  # more latent dims reconstruct better
     np.testing.assert_allclose(r.importance[0], (errors[0] - errors) / errors[0])
     assert "latent_size" in r.extras["law"] and r.extras["summary"][-1].startswith("error = ")
-    paths = write_plots(tmp_path, {"law": r}, Runner(allow=["aeinterp-symbolic"], quiet=True).registry)
+    paths = write_plots(tmp_path, {"law": r}, Runner(allow=["symbolic"], quiet=True).registry)
     assert [p.name for p in paths["law"]] == ["law.png", "law.law.png"]
