@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="re-render the reports of a finished run from its output folder")
     rep.add_argument("out", type=Path)
     rep.add_argument("--no-html", action="store_true")
-    rep.add_argument("--top-k", type=int, default=5)
+    rep.add_argument("--top-k", type=int, default=5, help="features shown per target (default 5)")
+    rep.add_argument("--targets", default=None, help="targets shown in the terminal: names (z0,z3) or a count of the most important (e.g. 8); default all explained")
 
     sub.add_parser("schema", help="print the JSON Schema of recipes, including installed explainers' params")
     return parser
@@ -188,7 +189,7 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
 
     results = load_results(args.out)
     runner = _runner(args, console, quiet=True)
-    paths = render_reports(results, runner.registry, console=console, options=SimpleNamespace(terminal=True, plots=True, html=not args.no_html, top_k=args.top_k))
+    paths = render_reports(results, runner.registry, console=console, options=SimpleNamespace(terminal=True, plots=True, html=not args.no_html, top_k=args.top_k, targets=args.targets))
     console.print(f"wrote {len(paths)} files in {args.out}", highlight=False)
     return EXIT_FAILED_STEPS if results.failures else EXIT_OK
 

@@ -60,7 +60,7 @@ def importance_figure(e: Explanation, data_info: Mapping[str, Any] | None = None
     if layout.kind == "sequence" and element_maps(e, layout) is not None:
         return sequence_maps(e, layout, max_targets=min(max_targets, 12))
     if len(e.feature_names) > MAX_HEATMAP_FEATURES:
-        return topk_figure(e, top_k=top_k, max_targets=min(max_targets, 16))
+        return topk_figure(e, top_k=top_k, max_targets=min(max_targets, 12))
     return heatmap_figure(e, max_targets=max_targets)
 
 
@@ -211,7 +211,10 @@ def sequence_maps(e: Explanation, layout: Layout | None = None, *, max_targets: 
     fig = _figure(8.5, (0.22 * f + 0.7) * len(rows) + 1.0)
     axes = fig.subplots(len(rows), 2, squeeze=False, width_ratios=[4, 1])
     im = None
-    per_feature = np.nansum(np.abs(maps), axis=1)  # (k, F)
+    if list(e.feature_names) == feats:  # feature groups over all steps: their own importance
+        per_feature, bar_title = e.importance, "importance"
+    else:
+        per_feature, bar_title = np.nansum(np.abs(maps), axis=1), "sum |.| over time"  # (k, F)
     for i, r in enumerate(rows):
         ax, bx = axes[i]
         im = ax.imshow(maps[r].T, aspect="auto", cmap=DIVERGING if signed else SEQUENTIAL, vmin=-lim if signed else 0.0, vmax=lim, interpolation="nearest")
@@ -224,7 +227,7 @@ def sequence_maps(e: Explanation, layout: Layout | None = None, *, max_targets: 
         bx.invert_yaxis()
         bx.tick_params(axis="x", labelsize=7)
         if i == 0:
-            bx.set_title("sum |.| over time", fontsize=8)
+            bx.set_title(bar_title, fontsize=8)
     if im is not None:
         fig.colorbar(im, ax=axes[:, 0], shrink=0.7, label=("red +, blue −" if signed else "importance"))
     fig.suptitle(_title(e, f"{what}, feature x time ({t} steps)", shown_note(len(rows), len(e.target_names), "targets")), fontsize=9)

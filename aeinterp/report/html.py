@@ -67,15 +67,15 @@ def heatmap_table(rows: Sequence[str], cols: Sequence[str], values: np.ndarray, 
     esc = html.escape
     finite = values[np.isfinite(values)]
     peak = float(np.abs(finite).max()) if finite.size else 0.0
-    out = [f"<table class='hm{' grid' if grid else ''}'>"]
+    out = [f"<table class='hm{' grid' if grid else ''}' title='{esc(unit)}'>"]
     if not grid:
         out.append("<tr><th></th>" + "".join(f"<th class='col' title='{esc(c)}'>{esc(c)}</th>" for c in cols) + "</tr>")
     for i, r in enumerate(rows):
         cells = []
         for j, c in enumerate(cols):
             v = float(values[i, j])
-            tip = f"{r} · {c}: {_fmt(v)} ({unit})" if not grid else f"{c}: {_fmt(v)} ({unit})"
-            cells.append(f"<td data-v='{_fmt(v)}' data-tip='{esc(tip)}' style='background:{_colour(v, peak, signed)}'></td>")
+            tip = f"{r} · {c}: {_fmt(v)}" if not grid else f"[{i},{j}]: {_fmt(v)}"
+            cells.append(f"<td data-tip='{esc(tip)}' style='background:{_colour(v, peak, signed)}'></td>")
         out.append(f"<tr><th>{esc(r)}</th>" + "".join(cells) + "</tr>" if not grid else "<tr>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return Markup("".join(out))
@@ -118,8 +118,7 @@ def _latent_view(e: Explanation, r: int, data_info: Mapping[str, Any]) -> Markup
             m = maps[r]
             a, b = layout.grid_shape
             if layout.kind == "image":
-                labels = [f"[{i},{j}]" for j in range(b)]
-                table = heatmap_table([""] * a, labels, m, unit=unit, signed=bool(np.nanmin(m) < 0), grid=True)
+                table = heatmap_table([""] * a, [""] * b, m, unit=unit, signed=bool(np.nanmin(m) < 0), grid=True)
                 return Markup(f"<div class='muted'>{html.escape(what)} on the {a}×{b} image</div>") + table
             feats = list(layout.col_labels) or [f"f{j}" for j in range(b)]
             return Markup(f"<div class='muted'>{html.escape(what)}, feature × time</div>") + heatmap_table(feats, list(layout.row_labels) or [f"t{i}" for i in range(a)], m.T, unit=unit, signed=bool(np.nanmin(m) < 0))

@@ -106,7 +106,7 @@ def grid_values(layout: Layout, values: np.ndarray) -> np.ndarray:
     return out.reshape(*lead, a, b)
 
 
-_SIGNED_ELEMENT_ARRAYS = ("attribution_mean", "mean_contribution")
+_SIGNED_ELEMENT_ARRAYS = ("attribution_mean", "jacobian_mean", "mean_contribution")  # then any other "*_mean" of that size
 
 
 def element_maps(e: Explanation, layout: Layout) -> tuple[np.ndarray, str] | None:
@@ -120,9 +120,11 @@ def element_maps(e: Explanation, layout: Layout) -> tuple[np.ndarray, str] | Non
     k = len(e.target_names)
     a, b = layout.grid_shape
     shape = layout.sample_shape
-    for key in _SIGNED_ELEMENT_ARRAYS:
+    size = k * int(np.prod(shape)) if shape else -1
+    guessed = [n for n, a in e.arrays.items() if n.endswith("_mean") and "abs" not in n and np.asarray(a).size == size]
+    for key in list(_SIGNED_ELEMENT_ARRAYS) + sorted(set(guessed) - set(_SIGNED_ELEMENT_ARRAYS)):
         arr = e.arrays.get(key)
-        if arr is not None and arr.size == k * (shape and int(np.prod(shape)) or -1):
+        if arr is not None and shape and arr.size == size:
             flat = np.asarray(arr, dtype=np.float64).reshape(k, *shape)
             return _fold(flat, layout), f"mean signed value per element ({key})"
     phi = e.arrays.get("phi")

@@ -127,22 +127,24 @@ def _latent_lines(console: Console, results: RunResults, verdict: Verdicts, want
     names = [n for n in verdict.latents if wanted is None or n in wanted]
     if not names:
         return
-    console.print(Text("latents: top 3 inputs over the explainers of the inputs; which explainers' own top input agrees", style="bold"))
+    table = Table(title="latents: top 3 inputs over every explainer of the inputs; explainers whose own top input agrees", title_justify="left", box=None, padding=(0, 1, 0, 0), show_header=False)
+    table.add_column("latent", style="bold", no_wrap=True)
+    table.add_column("top inputs", overflow="fold", ratio=3)
+    table.add_column("agree", overflow="fold", ratio=1, style="dim")
     for n in names[:MAX_SUMMARY_LINES]:
-        line = Text(f"  {n}: ", style="bold")
         if n in verdict.not_explained:
-            line.append("not explained by any step", style="dim")
-        else:
-            top, agree = agreeing(results.explanations, n)
-            line.append(", ".join(top) or "-")
-            if n in verdict.dead:
-                line.append("  dead", style="yellow")
-            judges = [a for a, p in verdict.per_explainer.items() if n in p["explained"]]
-            if judges:
-                line.append(f"   agree {len(agree)}/{len(judges)}" + (f" ({', '.join(agree)})" if agree else ""), style="dim")
-        console.print(line, overflow="fold")
+            table.add_row(n, Text("not explained by any step", style="dim"), "")
+            continue
+        top, agree = agreeing(results.explanations, n)
+        judges = [a for a, p in verdict.per_explainer.items() if n in p["explained"]]
+        tops = Text(", ".join(top) or "-")
+        if n in verdict.dead:
+            tops.append("  dead", style="yellow")
+        table.add_row(n, tops, f"{len(agree)}/{len(judges)}" + (f" {', '.join(agree)}" if agree else "") if judges else "")
     if len(names) > MAX_SUMMARY_LINES:
-        console.print(f"  … {len(names) - MAX_SUMMARY_LINES} more latents (--targets to choose)", style="dim")
+        table.caption = f"… {len(names) - MAX_SUMMARY_LINES} more latents (--targets to choose)"
+        table.caption_justify = "left"
+    console.print(table)
 
 
 def _list(items: Sequence[str], limit: int = 20) -> str:
