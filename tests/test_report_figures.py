@@ -225,3 +225,18 @@ def test_unexplained_targets_are_left_out_and_said_to_be() -> None:
     fig = heatmap_figure(e)
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["z0", "z1"]
     assert "28 targets not explained by this step" in _titles(fig)
+
+
+def test_plot_namespace_imports_matplotlib_only_when_used() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, aeinterp\n"
+        "e = aeinterp.Explanation(importance=np.ones((1, 2)), feature_names=['a', 'b'], target_names=['z0'])\n"
+        "assert 'matplotlib' not in sys.modules, 'import aeinterp pulled in matplotlib'\n"
+        "fig = e.plot.target('z0')\n"
+        "assert 'matplotlib' in sys.modules and type(fig).__name__ == 'Figure'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"MPLBACKEND": "Agg", "PATH": ""})
+    assert done.returncode == 0, done.stderr

@@ -15,7 +15,7 @@ from ..explanation import Explanation
 from ..registry import ExplainerRegistry
 from .figures import bar_summary, importance_figure
 from .local_figures import beeswarm, dependence, feature_values, waterfall
-from .summary import explained_rows, top_rows
+from .summary import explained_rows, measures_inputs, top_rows
 
 __all__ = ["heatmap_figure", "report_figures", "write_plots", "DPI"]
 
@@ -32,7 +32,7 @@ def report_figures(e: Explanation, data_info: Mapping[str, Any] | None = None, d
     figs: dict[str, Figure] = {"": importance_figure(e, data_info)}
     if len(explained_rows(e)) > 1:
         figs["summary"] = bar_summary(e)
-    if e.local is not None and e.local.shape[0] > 0:
+    if e.local is not None and e.local.shape[0] > 0 and measures_inputs(e):  # per-sample views of input attributions
         figs["beeswarm"] = beeswarm(e, data=data)
         target = top_rows(e, 1)[0]
         figs["waterfall"] = waterfall(e, 0, target)

@@ -103,7 +103,7 @@ def top_table(e: Explanation, k: int, rows: Sequence[int]) -> Group:
     if len(rows) > MAX_ROWS:
         table.caption = f"… {len(rows) - MAX_ROWS} more targets (--targets to choose)"
         table.caption_justify = "left"
-    return Group(Text(f"top {k} features per target" + (" (importance ± std over repeats)" if spread else ""), style="italic"), table)
+    return Group(Text(f"top features per target ({k} each" + (", importance ± std over repeats)" if spread else ")"), style="italic"), table)
 
 
 def _headlines(e: Explanation, rows: Sequence[int]) -> Text:

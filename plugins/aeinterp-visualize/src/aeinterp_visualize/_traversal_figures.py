@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import Geometry, columns_to_show, rows_to_show
+from ._common import Geometry, columns_to_show, rows_to_show, shown_of
 from ._plots import DIVERGING_CMAP, image_grid, new_figure, panel_grid
 
 __all__ = ["traversal_figures", "contribution_figures", "decomposition_figure", "share_y"]
@@ -38,7 +38,7 @@ def traversal_figures(explanation: Any) -> dict[str, Any]:
     for ref in range(min(r, MAX_REFERENCE_FIGURES)):
         which = "the mean code" if ref_index[ref] < 0 else f"explain sample #{int(ref_index[ref])}"
         names = [_row_label(explanation.target_names[j], values[ref, j]) for j in shown]
-        title = f"Latent traversal around {which}: each row sweeps one latent, the others held"
+        title = f"Latent traversal around {which}: each row sweeps one latent, the others held{shown_of(shown, len(explanation.target_names))}"
         if geo.kind == "image":
             lo, hi = float(np.min(arrays["data_lo"])), float(np.max(arrays["data_hi"]))
             fig = new_figure(0.85 * s + 1.6, 0.85 * len(shown) + 1.0)
@@ -137,7 +137,7 @@ def contribution_figures(explanation: Any) -> dict[str, Any]:
         image_grid(bottom, signed[shown][None], geo.sample_shape, row_labels=["mean c"], col_labels=names, vmin=-lim, vmax=lim, cmap=DIVERGING_CMAP)
         top.suptitle(f"Mean |contribution| per latent (dark = large; max {hi:.2g} data SDs)", fontsize=9)
         bottom.suptitle(f"Mean signed contribution (red +, blue -; +-{lim:.2g} data SDs)", fontsize=9)
-        fig.suptitle("Component contributions: decode(z) - decode(z with z_j at its mean); non-linear, reference-dependent", fontsize=10)
+        fig.suptitle(f"Component contributions: decode(z) - decode(z with z_j at its mean); non-linear, reference-dependent{shown_of(shown, k)}", fontsize=10)
         out = {"maps": fig}
         if "example_contribution" in arrays:
             out["decomposition"] = decomposition_figure(explanation)
@@ -158,7 +158,7 @@ def contribution_figures(explanation: Any) -> dict[str, Any]:
 
         fig = new_figure(2.6 * n_feat + 1.0, 1.4 * len(shown) + 1.0)
         share_y(panel_grid(fig, names, feats, draw, xlabel="time step"))
-        fig.suptitle("Component contributions over time (data SDs, one y-scale for all panels); non-linear, reference-dependent", fontsize=10)
+        fig.suptitle(f"Component contributions over time (data SDs, one y-scale for all panels); non-linear, reference-dependent{shown_of(shown, k)}", fontsize=10)
         out = {"over_time": fig}
         if "example_contribution" in arrays:
             out["decomposition"] = decomposition_figure(explanation)
@@ -200,7 +200,7 @@ def decomposition_figure(explanation: Any, samples: int = 4, max_latents: int = 
             names = [f"c of {explanation.target_names[j]}" for j in shown]
             image_grid(right[0], flat_c[None], geo.sample_shape, row_labels=["contribution"], col_labels=names, vmin=-lim, vmax=lim, cmap=DIVERGING_CMAP)
             image_grid(right[1], at_ref[None], geo.sample_shape, row_labels=["latent at ref."], col_labels=[f"{explanation.target_names[j]} at ref." for j in shown], vmin=lo, vmax=hi)
-        fig.suptitle(f"Per-sample decomposition (contributions: red +, blue -, one scale +-{lim:.2g} in data units)\n{note}", fontsize=9)
+        fig.suptitle(f"Per-sample decomposition (contributions: red +, blue -, one scale +-{lim:.2g} in data units){shown_of(shown, contrib.shape[1])}\n{note}", fontsize=9)
         return fig
     steps, n_feat = geo.sample_shape
     feats = geo.sequence_features or [f"f{j}" for j in range(n_feat)]
@@ -222,5 +222,5 @@ def decomposition_figure(explanation: Any, samples: int = 4, max_latents: int = 
         axes[i, 0].set_ylabel(f"#{int(index[i])}", fontsize=8)
     if im is not None:
         fig.colorbar(im, ax=axes[:, 2:], shrink=0.7, label="contribution (data units)")
-    fig.suptitle(f"Per-sample decomposition, feature x time (one signed scale +-{lim:.2g})\n{note}", fontsize=9)
+    fig.suptitle(f"Per-sample decomposition, feature x time (one signed scale +-{lim:.2g}){shown_of(shown, contrib.shape[1])}\n{note}", fontsize=9)
     return fig
