@@ -14,6 +14,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -25,8 +26,25 @@ __all__ = ["main", "build_parser"]
 EXIT_OK, EXIT_FAILED_STEPS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Every option's default in its help (when it has a real one); examples kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not (action.default is None or action.default is False or action.default == [] or action.default == argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _sub(sub: Any, name: str, help: str, example: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}", formatter_class=_Help)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aeinterp", description="Explain autoencoders from YAML recipes.")
+    parser = argparse.ArgumentParser(
+        prog="aeinterp", description="Explain autoencoders from YAML recipes.", formatter_class=_Help,
+        epilog="examples:\n  aeinterp run configs/quickstart.yaml -o out/quick\n  aeinterp plugins\n  aeinterp COMMAND --help",
+    )
     parser.add_argument("--version", action="version", version=f"aeinterp {__version__}")
     plug = parser.add_argument_group("plugins")
     plug.add_argument("--no-plugin-autoload", action="store_true", help="load no entry-point plugins (env AEINTERP_DISABLE_PLUGIN_AUTOLOAD=1)")
@@ -35,41 +53,48 @@ def build_parser() -> argparse.ArgumentParser:
     plug.add_argument("--trace-plugins", action="store_true", help="print every hook call (env AEINTERP_TRACE_PLUGINS=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = sub.add_parser("run", help="run a recipe and write results.json, PNGs and report.html")
-    run.add_argument("recipe", type=Path)
-    run.add_argument("--out", type=Path, help="output folder (overrides the recipe's `output`)")
+    run = _sub(sub, "run", "run a recipe and write results.json, PNGs and report.html", "aeinterp run configs/quickstart.yaml -o out/quick --set explainers.0.params.repeats=3")
+    run.add_argument("recipe", type=Path, help="the YAML recipe")
+    run.add_argument("-o", "--out", type=Path, help="output folder (default: the recipe's `output`)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe value, e.g. --set explainers.0.params.repeats=3 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or terminal report")
     run.add_argument("--traceback", action="store_true", help="print the full traceback of failing steps")
 
-    val = sub.add_parser("validate", help="check a recipe (both passes) without running it")
-    val.add_argument("recipe", type=Path)
-    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    val = _sub(sub, "validate", "check a recipe (both passes) without loading data or running it", "aeinterp validate configs/quickstart.yaml")
+    val.add_argument("recipe", type=Path, help="the YAML recipe")
+    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe value (repeatable)")
 
-    plugins = sub.add_parser("plugins", help="list installed explainers with their distribution, version and capabilities")
+    plugins = _sub(sub, "plugins", "list installed explainers with their distribution, version and capabilities", "aeinterp plugins --json")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
 
-    train = sub.add_parser("train", help="train a built-in autoencoder and save it")
+    train = _sub(sub, "train", "train a built-in autoencoder and save it", "aeinterp train --data builtin:wine --latent-dim 3 --option hidden=[16] -o wine.pt")
     train.add_argument("--data", required=True, help="builtin:NAME (breast_cancer, wine, digits, sines, synthetic_tabular) or a .csv/.npy/.npz path")
     train.add_argument("--kind", choices=["tabular", "image", "sequence"], help="data kind when the array shape is ambiguous")
     train.add_argument("--arch", default="auto", help="auto | mlp | conv2d | conv1d | lstm (auto picks by data kind)")
-    train.add_argument("--latent-dim", type=int, required=True)
+    train.add_argument("--latent-dim", type=int, required=True, help="size of the code")
     train.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="architecture option, value as YAML, e.g. --option hidden=[64,32] --option variational=true")
-    train.add_argument("--epochs", type=int, default=100)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--epochs", type=int, default=100, help="training epochs")
+    train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    train.add_argument("--batch-size", type=int, default=64, help="mini-batch size")
+    train.add_argument("--seed", type=int, default=0, help="seed of the split, the initial weights and the batches")
     train.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None, help="standardize features (default: on for bundled tabular sets)")
-    train.add_argument("-o", "--output", type=Path, required=True, help="where to save the model (.pt)")
+    train.add_argument("-o", "--output", "--out", type=Path, required=True, help="where to save the model (.pt)")
     train.add_argument("--torchscript", action="store_true", help="save as TorchScript (encode/decode methods) instead of a checkpoint")
 
-    rep = sub.add_parser("report", help="re-render the reports of a finished run from its output folder")
-    rep.add_argument("out", type=Path)
-    rep.add_argument("--no-html", action="store_true")
-    rep.add_argument("--top-k", type=int, default=5, help="features shown per target (default 5)")
+    rep = _sub(sub, "report", "re-render the reports of a finished run from its output folder", "aeinterp report out/quickstart --top-k 8")
+    rep.add_argument("out", type=Path, help="the output folder of a run (holds results.json)")
+    rep.add_argument("--no-html", action="store_true", help="terminal report and PNGs only")
+    rep.add_argument("--top-k", type=int, default=5, help="features shown per target")
     rep.add_argument("--targets", default=None, help="targets shown in the terminal: names (z0,z3) or a count of the most important (e.g. 8); default all explained")
 
-    sub.add_parser("schema", help="print the JSON Schema of recipes, including installed explainers' params")
+    schema = _sub(
+        sub, "schema", "print (or write) the JSON Schema of recipes, including every installed explainer's params",
+        "aeinterp schema -o recipe.schema.json   # then start a recipe with: # yaml-language-server: $schema=recipe.schema.json",
+    )
+    schema.add_argument("-o", "--output", type=Path, help="write the schema to this file instead of printing it")
+
+    comp = _sub(sub, "completion", "print a shell completion script (needs `pip install 'aeinterp[completion]'`)", 'eval "$(aeinterp completion bash)"   # or add it to ~/.bashrc')
+    comp.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell to complete in")
     return parser
 
 
@@ -197,11 +222,31 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
 def _cmd_schema(args: argparse.Namespace, console: Console) -> int:
     from .recipe import recipe_schema
 
-    console.out(json.dumps(recipe_schema(_runner(args, console, quiet=True).registry), indent=1), highlight=False)
+    text = json.dumps(recipe_schema(_runner(args, console, quiet=True).registry), indent=1)
+    if args.output is None:
+        console.out(text, highlight=False)
+        return EXIT_OK
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n")
+    except OSError as exc:
+        raise AeinterpError(f"cannot write the schema to {args.output}: {exc}") from None
+    console.print(f"wrote {args.output}; start a recipe with `# yaml-language-server: $schema={args.output}` for completion and hover docs", highlight=False, markup=False, soft_wrap=True)
     return EXIT_OK
 
 
-COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "plugins": _cmd_plugins, "train": _cmd_train, "report": _cmd_report, "schema": _cmd_schema}
+def _cmd_completion(args: argparse.Namespace, console: Console) -> int:
+    from .errors import require
+
+    shtab = require("shtab", "completion", "shell completion")
+    console.out(shtab.complete(build_parser(), shell=args.shell), highlight=False)
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": _cmd_run, "validate": _cmd_validate, "plugins": _cmd_plugins, "train": _cmd_train, "report": _cmd_report,
+    "schema": _cmd_schema, "completion": _cmd_completion,
+}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001

@@ -28,10 +28,10 @@ class AeinterpError(Exception):
 class RecipeError(AeinterpError):
     """A recipe is malformed. ``problems`` holds every problem found, each already located."""
 
-    def __init__(self, problems: list[str] | str, *, source: str | None = None) -> None:
+    def __init__(self, problems: list[str] | str, *, source: str | None = None, what: str = "recipe") -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         self.source = source
-        head = f"invalid recipe {source}" if source else "invalid recipe"
+        head = f"invalid {what} {source}" if source else f"invalid {what}"
         body = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{head}:\n{body}")
 

@@ -118,6 +118,55 @@ class Explanation:
 
         return explanation_html(self)
 
+    def _sample_ids(self) -> np.ndarray:
+        """Row ids of ``local``'s samples: the explained rows' indices when the explainer recorded them."""
+        assert self.local is not None
+        ids = self.arrays.get("sample_index")
+        return np.asarray(ids) if ids is not None and len(ids) == len(self.local) else np.arange(len(self.local))
+
+    def to_pandas(self, kind: str = "importance") -> Any:
+        """A pandas view.
+
+        ``"importance"`` (default): a targets x features DataFrame;
+        ``"std"``: the same for the spread; ``"local"``: the per-sample
+        attributions in long form (columns ``sample``, ``target``,
+        ``feature``, ``attribution``).
+        """
+        from .errors import require
+
+        pd = require("pandas", "pandas", "to build DataFrames")
+        if kind in ("importance", "std"):
+            values = self.importance if kind == "importance" else self.std
+            if values is None:
+                raise ValueError(f"{self.explainer or 'this explanation'} has no std (no repeats or spread)")
+            return pd.DataFrame(values, index=pd.Index(self.target_names, name="target"), columns=pd.Index(self.feature_names, name="feature"))
+        if kind == "local":
+            if self.local is None:
+                raise ValueError(f"{self.explainer or 'this explanation'} has no per-sample attributions (local)")
+            s, t, f = self.local.shape
+            return pd.DataFrame({
+                "sample": np.repeat(self._sample_ids(), t * f),
+                "target": np.tile(np.repeat(np.asarray(self.target_names, dtype=object), f), s),
+                "feature": np.tile(np.asarray(self.feature_names, dtype=object), s * t),
+                "attribution": np.asarray(self.local).reshape(-1),
+            })
+        raise ValueError(f"kind must be 'importance', 'std' or 'local', got {kind!r}")
+
+    def to_xarray(self) -> Any:
+        """An ``xarray.Dataset`` with ``importance`` (and ``std``, ``local``) on named dims (needs xarray)."""
+        from .errors import require
+
+        xr = require("xarray", "xarray", "to build xarray datasets")
+        coords: dict[str, Any] = {"target": list(self.target_names), "feature": list(self.feature_names)}
+        variables: dict[str, Any] = {"importance": (("target", "feature"), self.importance)}
+        if self.std is not None:
+            variables["std"] = (("target", "feature"), self.std)
+        if self.local is not None:
+            variables["local"] = (("sample", "target", "feature"), np.asarray(self.local))
+            coords["sample"] = self._sample_ids()
+        attrs = {"explainer": self.explainer, "target_kind": self.target, "method": str(self.extras.get("method", self.explainer))}
+        return xr.Dataset(variables, coords=coords, attrs=attrs)
+
     # --- serialisation ---------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         """The ``results.json`` entry for this explanation (arrays referenced, not embedded)."""

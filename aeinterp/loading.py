@@ -1,8 +1,12 @@
 """Loading a model from a recipe: TorchScript, checkpoint, state dict + factory, or a trained built-in.
 
 ``torch.load`` runs with ``weights_only=True`` unless the recipe says
-``trust: true``; a factory is named by an import path (``package.module:Name``),
-never by code in the recipe.
+``trust: true``; ``.safetensors`` files are read without pickle at all. A
+factory is named by an import path (``package.module:Name``), never by code in
+the recipe; the recipe's folder is importable while loading. Weights are found
+in a plain state dict or in a training checkpoint (``model_state_dict``,
+``state_dict``, ``model``, ... with a wrapper's ``model.`` / ``module.``
+prefix removed when that makes the keys fit).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from .model import TorchAutoencoder, frozen
 from .progress import Progress
 from .training import TrainConfig, TrainResult, train_autoencoder
 
-__all__ = ["load_module", "import_factory", "build_builtin", "adapt"]
+__all__ = ["load_module", "import_factory", "build_builtin", "adapt", "find_state_dict", "state_dict_mismatch"]
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -69,9 +73,10 @@ def import_factory(spec: str, base_dir: Path | None = None) -> Any:
     return obj
 
 
-def _torch_load(path: Path, trust: bool) -> Any:
+def _torch_load(path: Path, trust: bool, base_dir: Path | None = None) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust)
+        with _importable(base_dir):  # a trusted whole-model pickle finds its class beside the recipe
+            return torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as exc:
         if not trust and "weights_only" in str(exc):
             raise ModelError(
@@ -79,7 +84,71 @@ def _torch_load(path: Path, trust: bool) -> Any:
                 "(loading them can run arbitrary code). Save a state dict and name its factory, "
                 "or, if you trust the file, set `trust: true` in the model section."
             ) from None
+        if isinstance(exc, (ModuleNotFoundError, AttributeError)):
+            raise ModelError(
+                f"cannot load the pickled model in {path}: {exc}. A whole-model pickle needs the class it was saved "
+                "from to be importable: put its module beside the recipe (that folder is importable) or install it, "
+                "or save a state dict and load it with `factory:`"
+            ) from None
         raise ModelError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+
+
+# where training checkpoints keep the weights (PyTorch tutorials, Lightning, common scripts)
+STATE_DICT_KEYS = ("model_state_dict", "state_dict", "model", "net", "module", "weights")
+# prefixes wrappers add to every key (Lightning's LightningModule attribute, DataParallel, torch.compile)
+STATE_DICT_PREFIXES = ("model.", "module.", "net.", "_orig_mod.")
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def find_state_dict(obj: Mapping[str, Any], source: str = "the file") -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict inside a checkpoint and the key it was under (``""`` when ``obj`` is one)."""
+    if _is_state_dict(obj):
+        return dict(obj), ""
+    for key in STATE_DICT_KEYS:
+        inner = obj.get(key)
+        if _is_state_dict(inner):
+            return dict(inner), key
+    keys = ", ".join(map(repr, list(obj)[:12]))
+    raise ModelError(f"{source} is a dict without a state dict of tensors (keys: {keys}); expected a plain state dict or one under {', '.join(STATE_DICT_KEYS)}")
+
+
+def _fit_prefix(state: dict[str, torch.Tensor], wanted: set[str]) -> dict[str, torch.Tensor]:
+    """``state`` without a wrapper's key prefix when removing it makes the keys match ``wanted``."""
+    if set(state) == wanted:
+        return state
+    for prefix in STATE_DICT_PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            stripped = {k[len(prefix):]: v for k, v in state.items()}
+            if set(stripped) == wanted:
+                return stripped
+    return state
+
+
+def state_dict_mismatch(module: nn.Module, state: Mapping[str, torch.Tensor], limit: int = 8) -> str:
+    """Missing keys, unexpected keys and shapes that differ, readably (``""`` when ``state`` fits)."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} (file {tuple(state[k].shape)}, model {tuple(own[k].shape)})" for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+
+    def listed(title: str, items: list[str]) -> str:
+        more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
+        return f"{title} ({len(items)}): {', '.join(items[:limit])}{more}" if items else ""
+
+    return "; ".join(p for p in (listed("missing keys", missing), listed("unexpected keys", unexpected), listed("shapes that differ", shapes)) if p)
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from .errors import require
+
+    st = require("safetensors.torch", "safetensors", "to read .safetensors files")
+    try:
+        return st.load_file(str(path), device="cpu")
+    except Exception as exc:
+        raise ModelError(f"cannot read safetensors file {path}: {type(exc).__name__}: {exc}") from None
 
 
 def load_module(
@@ -99,16 +168,20 @@ def load_module(
             return torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
             raise ModelError(f"cannot load TorchScript file {path}: {exc}") from None
-    obj = _torch_load(path, trust)
-    if isinstance(obj, nn.Module):
-        return obj
-    if not isinstance(obj, Mapping):
-        raise ModelError(f"{path} holds a {type(obj).__name__}; expected a TorchScript module, a checkpoint or a state dict")
-    if obj.get("format") == CHECKPOINT_FORMAT:
-        return from_checkpoint(dict(obj))
-    state = obj.get("state_dict", obj)
+    if format == "safetensors" or (format == "auto" and path.suffix == ".safetensors"):
+        state, where = _load_safetensors(path), ""
+    else:
+        obj = _torch_load(path, trust, base_dir)
+        if isinstance(obj, nn.Module):
+            return obj
+        if not isinstance(obj, Mapping):
+            raise ModelError(f"{path} holds a {type(obj).__name__}; expected a TorchScript module, a checkpoint or a state dict")
+        if obj.get("format") == CHECKPOINT_FORMAT:
+            return from_checkpoint(dict(obj))
+        state, where = find_state_dict(obj, str(path))
+    found = f"the state dict under {where!r} in {path}" if where else f"the state dict in {path}"
     if factory is None:
-        raise ModelError(f"{path} is a state dict; name the class that builds the model with `factory: package.module:Class` (and `kwargs:`)")
+        raise ModelError(f"{found} holds weights only; name the class that builds the model with `factory: package.module:Class` (and `kwargs:`)")
     build = import_factory(factory, base_dir)
     try:
         module = build(**dict(kwargs or {}))
@@ -116,10 +189,14 @@ def load_module(
         raise ModelError(f"factory {factory!r} failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(module, nn.Module):
         raise ModelError(f"factory {factory!r} returned {type(module).__name__}, not a torch.nn.Module")
+    state = _fit_prefix(state, set(module.state_dict()))
+    problem = state_dict_mismatch(module, state)
+    if problem:
+        raise ModelError(f"{found} does not fit {factory!r} (kwargs {dict(kwargs or {})}): {problem}")
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:
-        raise ModelError(f"the state dict in {path} does not fit {factory!r}: {str(exc).splitlines()[0]}") from None
+        raise ModelError(f"{found} does not fit {factory!r}: {str(exc).splitlines()[0]}") from None
     return module
 
 

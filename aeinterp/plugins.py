@@ -111,6 +111,8 @@ class PluginHost:
         names = {ep.name, dist}
         if (allow and not names & allow) or names & block:
             self.infos.append(PluginInfo(ep.name, dist, version, "blocked"))
+            why = "not in the allow list" if allow and not names & allow else "blocked"
+            self.registry.not_loaded.append(f"{ep.name} from {dist} {version} ({why})")
             return
         try:
             plugin = ep.load()
@@ -151,6 +153,7 @@ class PluginHost:
     def _fail(self, name: str, dist: str, version: str, message: str) -> None:
         info = PluginInfo(name, dist, version, "failed", message)
         self.infos.append(info)
+        self.registry.not_loaded.append(f"{name} from {dist} {version} (failed: {message})")
         warnings.warn(PluginLoadError(f"plugin {name!r} from {dist} {version}: {message}", plugin=name, distribution=dist).args[0], PluginWarning, stacklevel=3)
 
     @property

@@ -70,8 +70,8 @@ class TrainSection(_Section):
 
 
 class ModelSection(_Section):
-    path: str | None = Field(None, description="TorchScript file, aeinterp checkpoint, or state dict (with factory)")
-    format: Literal["auto", "torchscript", "checkpoint", "state_dict"] = "auto"
+    path: str | None = Field(None, description="TorchScript file, aeinterp checkpoint, whole pickled model (trust), or state dict / training checkpoint / .safetensors (with factory)")
+    format: Literal["auto", "torchscript", "checkpoint", "state_dict", "safetensors"] = "auto"
     factory: str | None = Field(None, description="import path package.module:Class building the module for a state dict")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the factory")
     builtin: str | None = Field(None, description="auto | mlp | conv2d | conv1d | lstm | supervised_vae: build and train on the fit split")
@@ -329,8 +329,13 @@ def plan_steps(loaded: LoadedRecipe, registry: ExplainerRegistry) -> list[Planne
 
 def recipe_schema(registry: ExplainerRegistry) -> dict[str, Any]:
     """JSON Schema of a recipe, with each installed explainer's params."""
+    from .datasets import BUILTIN_DATASETS
+
     schema = Recipe.model_json_schema()
     defs = schema.setdefault("$defs", {})
+    builtin = defs.get("DataSection", {}).get("properties", {}).get("builtin")
+    if builtin is not None:  # completion and hover docs for the bundled sets in editors
+        builtin["anyOf"] = [{"enum": sorted(BUILTIN_DATASETS), "description": "; ".join(f"{k}: {v}" for k, v in BUILTIN_DATASETS.items())}, {"type": "null"}]
     variants = []
     for entry in registry:
         params_schema = entry.cls.Params.model_json_schema()

@@ -35,6 +35,8 @@ class ExplainerRegistry:
         self._entries: dict[str, RegisteredExplainer] = {}
         self._current: tuple[str, str] = ("<unknown>", "")
         self.conflicts: dict[str, str] = {}
+        #: plugins that were found but not loaded (blocked or failed), for error messages
+        self.not_loaded: list[str] = []
 
     def _set_source(self, distribution: str, version: str) -> None:
         """Used by the plugin manager: which distribution the next ``add`` calls come from."""
@@ -97,7 +99,17 @@ class ExplainerRegistry:
         close = difflib.get_close_matches(name, list(self._entries), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         known = ", ".join(sorted(self._entries)) or "none installed"
-        return f"unknown explainer {name!r}{hint} (installed: {known})"
+        msg = f"unknown explainer {name!r}{hint} (installed: {known})"
+        if self.not_loaded:
+            msg += "; plugins found but not loaded: " + "; ".join(self.not_loaded)
+        if not self._entries:
+            msg += (
+                ". The built-in explainers come with the aeinterp distribution (its `aeinterp` entry points): "
+                "install it into this environment with `pip install aeinterp` (from a clone: `pip install .`), "
+                "check that no AEINTERP_PLUGINS / AEINTERP_BLOCK_PLUGINS / AEINTERP_DISABLE_PLUGIN_AUTOLOAD setting excludes them, "
+                "and see `aeinterp plugins`"
+            )
+        return msg
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

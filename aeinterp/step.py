@@ -1,7 +1,8 @@
 """Running one explainer on one target: check, freeze the model, time, stamp metadata.
 
 The runner calls :func:`run_explainer` for each step of a recipe; Python users
-call it (as ``aeinterp.explain``) to get the same guarantees without a recipe.
+call it to get the same guarantees without a recipe; :func:`aeinterp.explain` builds
+the model adapter and dataset from a plain nn.Module and array first.
 """
 
 from __future__ import annotations

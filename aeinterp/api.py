@@ -1,0 +1,408 @@
+"""The one-call Python API: your own ``nn.Module`` and arrays, no recipe.
+
+>>> import aeinterp
+>>> exp = aeinterp.explain(net, X_test, "deepshap", background=X_train)   # doctest: +SKIP
+>>> exp.to_pandas()                                                       # doctest: +SKIP
+
+:func:`explain` explains exactly the rows of ``X`` (all of them, in order);
+the background / baseline rows an explainer needs come from ``background``
+(default: ``X`` itself). :func:`explain_all` runs several explainers and
+returns an :class:`Explanations` with the agreement summary the report shows
+and ``.report(out_dir)`` for the same HTML/PNG/``results.json`` as the CLI.
+Both validate like recipes (unknown method with the nearest name, params
+checked by the explainer's ``Params``) and reach the same
+:func:`aeinterp.step.run_explainer` path as the runner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .data import ArrayDataset, element_names, make_groups
+from .errors import AeinterpError, DataError, RecipeError
+from .explanation import Explanation
+from .progress import NullProgress, Progress, RichProgress
+from .registry import ExplainerRegistry
+from .step import run_explainer
+from .targets import Target
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .report.summary import Agreement
+
+__all__ = ["explain", "explain_all", "Explanations", "as_dataset", "as_model"]
+
+_KIND_BY_NDIM = {2: "tabular", 3: "sequence", 4: "image"}
+
+
+# --- inputs ------------------------------------------------------------------------------
+def _to_array(x: Any, what: str) -> tuple[np.ndarray, list[str] | None]:
+    """A numpy array and, for a pandas DataFrame, its column names."""
+    names = None
+    if hasattr(x, "columns") and hasattr(x, "to_numpy"):  # pandas DataFrame, without importing pandas
+        names = [str(c) for c in x.columns]
+        x = x.to_numpy()
+    elif hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor
+        x = x.detach().cpu().numpy()
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise DataError(f"{what} cannot be read as an array: {exc}") from None
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
+        raise DataError(f"{what} is not numeric (dtype {arr.dtype}); encode categorical columns first")
+    if arr.ndim < 2:
+        raise DataError(f"{what} has shape {arr.shape}; give a batch of samples, e.g. (samples, features)")
+    return arr, names
+
+
+def as_dataset(
+    X: Any,
+    *,
+    background: Any = None,
+    feature_names: Sequence[str] | None = None,
+    kind: str | None = None,
+    groups: str | Mapping[str, Sequence[str]] = "auto",
+    dtype: Any = np.float32,
+) -> ArrayDataset:
+    """An :class:`ArrayDataset` whose explain split is exactly ``X`` and whose fit split is ``background``.
+
+    ``X`` and ``background`` are numpy arrays, torch tensors or pandas
+    DataFrames (feature names from the columns); ``kind`` is inferred from the
+    number of dimensions (2: tabular, 3: sequence, 4: image; pass
+    ``kind="image"`` for ``(N, H, W)`` images).
+    """
+    x, df_names = _to_array(X, "X")
+    if kind == "image" and x.ndim == 3:
+        x = x[:, None]
+    kind = kind or _KIND_BY_NDIM.get(x.ndim)
+    if kind is None:
+        raise DataError(f"X has shape {x.shape}; pass kind='tabular' | 'sequence' | 'image'")
+    names = list(feature_names) if feature_names is not None else df_names
+    n = len(x)
+    if n == 0:
+        raise DataError("X holds no samples")
+    explain_index = np.arange(n)
+    fit_index = explain_index
+    if background is not None:
+        b, b_names = _to_array(background, "background")
+        if kind == "image" and b.ndim == 3:
+            b = b[:, None]
+        if b.shape[1:] != x.shape[1:]:
+            raise DataError(f"background samples have shape {b.shape[1:]}, X's samples {x.shape[1:]}")
+        if df_names is not None and b_names is not None and b_names != df_names:
+            raise DataError("background's columns differ from X's columns; use the same columns in the same order")
+        if len(b) == 0:
+            raise DataError("background holds no samples")
+        x = np.concatenate([x, b])
+        fit_index = np.arange(n, n + len(b))
+    x = np.ascontiguousarray(x, dtype=dtype)
+    if not np.isfinite(x).all():
+        where = "X" if not np.isfinite(x[:n]).all() else "background"
+        bad = int(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))[0])
+        raise DataError(f"{where} has NaN or infinite values (first in row {bad if where == 'X' else bad - n}); clean or drop those rows")
+    if kind == "image" and names is not None:
+        raise DataError("feature_names do not apply to image data (pixels are named by position)")
+    try:
+        element = element_names(kind, x.shape[1:], names)  # type: ignore[arg-type]
+    except Exception as exc:
+        raise DataError(f"feature names do not fit X of shape {x.shape}: {exc}") from None
+    grp = make_groups(kind, x.shape[1:], groups, feature_names=element, x=x[fit_index], base_names=names)  # type: ignore[arg-type]
+    return ArrayDataset(x=x, kind=kind, feature_names=element, groups=grp, fit_index=fit_index, explain_index=explain_index, name="array")  # type: ignore[arg-type]
+
+
+def as_model(model: Any, data: ArrayDataset, *, encoder: str | None = None, decoder: str | None = None, code: int | str | None = None) -> Any:
+    """``model`` as an :class:`aeinterp.Model`: an nn.Module or TorchScript module is adapted and checked
+    against ``data``; anything that already satisfies the protocol is used as is."""
+    from torch import nn
+
+    from .loading import adapt
+    from .model import Model
+
+    if isinstance(model, nn.Module):
+        return adapt(model, data, encoder=encoder, decoder=decoder, code=code, description=type(model).__name__)
+    if isinstance(model, Model):
+        return model
+    raise AeinterpError(
+        f"model is a {type(model).__name__}; give a torch.nn.Module (with encoder/decoder submodules or encode/decode "
+        "methods), a TorchScript module, or an object with encode, decode, latent_dim and input_shape (aeinterp.Model)"
+    )
+
+
+def _params(method: str, params: Mapping[str, Any], registry: ExplainerRegistry, loc: str = "params") -> Any:
+    from pydantic import ValidationError
+
+    from .recipe import _problems
+
+    entry = registry.get(method) if isinstance(method, str) else None
+    if entry is None:
+        raise RecipeError(registry.unknown_message(str(method)), source=f"for {method!r}", what="method")
+    try:
+        return entry, entry.cls.Params.model_validate(dict(params))
+    except ValidationError as exc:
+        raise RecipeError(_problems(exc, None, entry.cls.Params, prefix=[loc]), source=f"of {method!r}", what="params") from None
+
+
+def _progress(progress: bool | Progress | None) -> tuple[Any, Progress]:
+    """(context manager, tracker): rich bars in a terminal or notebook, silent otherwise or when asked."""
+    if progress is False:
+        bar = NullProgress()
+        return bar, bar
+    if progress is None or progress is True:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        if progress is True or console.is_terminal or console.is_jupyter:
+            bar = RichProgress(console)
+            return bar, bar
+        bar = NullProgress()
+        return bar, bar
+    return NullProgress(), progress
+
+
+def _registry(registry: ExplainerRegistry | None) -> ExplainerRegistry:
+    from .notebook import enable_figure_display
+
+    enable_figure_display()  # figures returned to a notebook cell are drawn
+    if registry is not None:
+        return registry
+    from .plugins import PluginHost
+
+    return PluginHost().registry
+
+
+def _single_target(target: str | Target, targets: Any) -> Target:
+    if targets is not None:
+        if isinstance(targets, (list, tuple)):
+            if len(targets) != 1:
+                raise AeinterpError(f"explain() runs one target, got {list(targets)}; use aeinterp.explain_all(..., targets=[...]) for several")
+            targets = targets[0]
+        target = targets
+    try:
+        return Target(target)
+    except ValueError:
+        raise AeinterpError(f"unknown target {target!r}; use one of {', '.join(t.value for t in Target)}") from None
+
+
+def explain(
+    model: Any,
+    X: Any,
+    method: str,
+    *,
+    target: str | Target = "latent",
+    targets: str | Sequence[str] | None = None,
+    background: Any = None,
+    feature_names: Sequence[str] | None = None,
+    kind: str | None = None,
+    groups: str | Mapping[str, Sequence[str]] = "auto",
+    seed: int = 0,
+    progress: bool | Progress | None = None,
+    encoder: str | None = None,
+    decoder: str | None = None,
+    code: int | str | None = None,
+    registry: ExplainerRegistry | None = None,
+    **params: Any,
+) -> Explanation:
+    """Explain every target (all latent dims by default) of ``model`` on exactly the rows of ``X``.
+
+    Parameters
+    ----------
+    model:
+        a ``torch.nn.Module`` (encoder/decoder submodules or encode/decode
+        methods; VAE outputs as a tuple, dict or distribution — the mean is
+        the code unless ``code=`` says otherwise), a TorchScript module, or an
+        :class:`aeinterp.Model`.
+    X:
+        the samples to explain: numpy array, torch tensor or pandas DataFrame
+        (feature names from its columns).
+    method:
+        a registered explainer name (``aeinterp plugins`` lists them), e.g.
+        ``"deepshap"``, ``"permutation"``, ``"integrated_gradients"``.
+    target / targets:
+        ``latent`` (default), ``reconstruction``, ``reconstruction_error``
+        (``prediction`` for supervised models).
+    background:
+        the rows that form the background / baseline / fit split (default: ``X``).
+    progress:
+        ``None`` shows a progress bar in a terminal or notebook, ``False`` never.
+    **params:
+        the explainer's parameters, checked by its ``Params``.
+    """
+    from .explainer import Explainer
+
+    if isinstance(model, Explainer) or (isinstance(model, type) and issubclass(model, Explainer)):
+        # the plugin author's form, explain(ExplainerClass, model, dataset, ...): the same as run_explainer
+        passed = {"progress": progress} if progress is not None and not isinstance(progress, bool) else {}
+        return run_explainer(model, X, method, target=target, seed=seed, **passed, **params)  # type: ignore[arg-type]
+    reg = _registry(registry)
+    entry, p = _params(method, params, reg)
+    tgt = _single_target(target, targets)
+    data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model))
+    adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code)
+    bar, tracker = _progress(progress)
+    with bar:
+        return run_explainer(entry.cls(p, progress=tracker), adapted, data, target=tgt, seed=seed, distribution=entry.distribution, version=entry.version)
+
+
+def _float_dtype(model: Any) -> Any:
+    """float64 data for a float64 model, float32 otherwise."""
+    import torch
+
+    params = getattr(model, "parameters", None)
+    if callable(params):
+        for prm in params():
+            if prm.is_floating_point():
+                return np.float64 if prm.dtype == torch.float64 else np.float32
+    return np.float32
+
+
+# --- several explainers -------------------------------------------------------------
+@dataclass
+class Explanations(Mapping[str, Explanation]):
+    """The results of :func:`explain_all`, by alias, with what the report shows."""
+
+    explanations: dict[str, Explanation]
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    data: ArrayDataset | None = field(default=None, repr=False)
+    model_info: dict[str, Any] = field(default_factory=dict)
+    registry: ExplainerRegistry | None = field(default=None, repr=False)
+
+    def __getitem__(self, alias: str) -> Explanation:
+        return self.explanations[alias]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.explanations)
+
+    def __len__(self) -> int:
+        return len(self.explanations)
+
+    @property
+    def agreement(self) -> list[Agreement]:
+        """Rank agreement between every pair of explanations of the same target (as the report shows)."""
+        from .report.summary import agreements
+
+        return agreements(self.explanations)
+
+    def agreement_frame(self) -> Any:
+        """The agreement summary as a pandas DataFrame."""
+        from .errors import require
+
+        pd = require("pandas", "pandas", "to build DataFrames")
+        return pd.DataFrame([vars(a) for a in self.agreement], columns=["a", "b", "target", "spearman", "top1"])
+
+    def report(self, out_dir: str | Path, *, console: Console | None = None, top_k: int = 5) -> list[Path]:
+        """Write ``results.json``, the npz arrays, PNG plots and the HTML report to ``out_dir``
+        (what ``aeinterp run`` writes); print the terminal report to ``console`` when given."""
+        from .report import render_reports
+        from .results import ResultsStore, RunResults
+
+        out = Path(out_dir)
+        data = self.data.describe() if self.data is not None else {}
+        store = ResultsStore(out, recipe={"source": "aeinterp.explain_all"}, model=self.model_info, data=data, plugins=[])
+        for alias, e in self.explanations.items():
+            store.add(alias, e)
+        for f in self.failures:
+            store.doc["explainers"].append(f)
+        store.finish("failed" if self.failures else "complete")
+        results = RunResults(out_dir=out, doc=store.doc, explanations=dict(self.explanations))
+        options = _ReportOptions(terminal=console is not None, top_k=top_k)
+        return [out / "results.json", *render_reports(results, self.registry, console=console, options=options, data=self.data)]
+
+
+@dataclass(frozen=True)
+class _ReportOptions:
+    terminal: bool = False
+    plots: bool = True
+    html: bool = True
+    top_k: int = 5
+
+
+def _steps(methods: Any) -> list[tuple[str, str | None, dict[str, Any], list[str] | None]]:
+    """(name, alias, params, targets) from names, (name, params) pairs, or recipe-style step dicts."""
+    if isinstance(methods, str):
+        methods = [methods]
+    if isinstance(methods, Mapping):  # {alias: {name:..., params:...}} or {name: params}
+        methods = [({"alias": k, **v} if "name" in v else {"name": k, "params": dict(v)}) if isinstance(v, Mapping) else {"name": k} for k, v in methods.items()]
+    out = []
+    for m in methods:
+        if isinstance(m, str):
+            out.append((m, None, {}, None))
+        elif isinstance(m, tuple) and len(m) == 2:
+            out.append((str(m[0]), None, dict(m[1]), None))
+        elif isinstance(m, Mapping) and "name" in m:
+            unknown = set(m) - {"name", "alias", "params", "targets"}
+            if unknown:
+                raise RecipeError(f"step {dict(m)!r}: unknown keys {sorted(unknown)} (a step has name, alias, params, targets)", source="of explain_all", what="methods")
+            out.append((str(m["name"]), m.get("alias"), dict(m.get("params") or {}), list(m["targets"]) if m.get("targets") else None))
+        else:
+            raise RecipeError(f"cannot read method {m!r}: give a name, a (name, params) pair or {{name:, alias:, params:, targets:}}", source="of explain_all", what="methods")
+    return out
+
+
+def explain_all(
+    model: Any,
+    X: Any,
+    methods: Any,
+    *,
+    targets: Sequence[str] = ("latent",),
+    background: Any = None,
+    feature_names: Sequence[str] | None = None,
+    kind: str | None = None,
+    groups: str | Mapping[str, Sequence[str]] = "auto",
+    seed: int = 0,
+    progress: bool | Progress | None = None,
+    encoder: str | None = None,
+    decoder: str | None = None,
+    code: int | str | None = None,
+    registry: ExplainerRegistry | None = None,
+    raise_errors: bool = False,
+) -> Explanations:
+    """Run several explainers on every target in ``targets``; one failing step does not lose the others.
+
+    ``methods`` is a list of names (``["deepshap", "permutation"]``), of
+    ``(name, params)`` pairs, or of recipe-style steps
+    (``{"name": "permutation", "alias": "perm5", "params": {"repeats": 5}}``).
+    Results are keyed by alias (``name`` or ``alias``, suffixed ``-<target>``
+    when a step has several targets), as in a recipe. Failures are kept in
+    ``.failures`` (or raised with ``raise_errors=True``).
+    """
+    reg = _registry(registry)
+    planned = []
+    problems: list[str] = []
+    for i, (name, alias, params, step_targets) in enumerate(_steps(methods)):
+        try:
+            entry, p = _params(name, params, reg, loc=f"methods[{i}].params")
+        except RecipeError as exc:
+            problems += exc.problems if hasattr(exc, "problems") else [str(exc)]
+            continue
+        tlist = list(dict.fromkeys(step_targets or targets))
+        for t in tlist:
+            key = (alias or name) if len(tlist) == 1 else f"{alias or name}-{t}"
+            if any(k == key for k, *_ in planned):
+                problems.append(f"methods[{i}]: result name {key!r} is already used; give this step an alias")
+            planned.append((key, entry, p, _single_target(t, None)))
+    if problems:
+        raise RecipeError(problems, source="of explain_all", what="methods")
+    data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model))
+    adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code)
+    out: dict[str, Explanation] = {}
+    failures: list[dict[str, Any]] = []
+    bar, tracker = _progress(progress)
+    with bar:
+        for key, entry, p, tgt in planned:
+            try:
+                out[key] = run_explainer(
+                    entry.cls(p, progress=tracker, results=out), adapted, data, target=tgt, seed=seed,
+                    distribution=entry.distribution, version=entry.version,
+                )
+            except AeinterpError as exc:
+                if raise_errors:
+                    raise
+                failures.append({"name": entry.name, "alias": key, "target": tgt.value, "status": "error", "error": str(exc), "error_type": type(exc.__cause__ or exc).__name__})
+    info = {"description": getattr(adapted, "description", type(model).__name__), "latent_dim": int(adapted.latent_dim), "input_shape": list(adapted.input_shape)}
+    return Explanations(out, failures, data=data, model_info=info, registry=reg)
