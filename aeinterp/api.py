@@ -318,7 +318,7 @@ class Explanations(Mapping[str, Explanation]):
         store.finish("failed" if self.failures else "complete")
         results = RunResults(out_dir=out, doc=store.doc, explanations=dict(self.explanations))
         options = _ReportOptions(terminal=console is not None, top_k=top_k)
-        return [out / "results.json", *render_reports(results, self.registry, console=console, options=options)]
+        return [out / "results.json", *render_reports(results, self.registry, console=console, options=options, data=self.data)]
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("out", type=Path, help="the output folder of a run (holds results.json)")
     rep.add_argument("--no-html", action="store_true", help="terminal report and PNGs only")
     rep.add_argument("--top-k", type=int, default=5, help="features shown per target")
+    rep.add_argument("--targets", default=None, help="targets shown in the terminal: names (z0,z3) or a count of the most important (e.g. 8); default all explained")
 
     schema = _sub(
         sub, "schema", "print (or write) the JSON Schema of recipes, including every installed explainer's params",
@@ -261,7 +262,7 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
 
     results = load_results(args.out)
     runner = _runner(args, console, quiet=True)
-    paths = render_reports(results, runner.registry, console=console, options=SimpleNamespace(terminal=True, plots=True, html=not args.no_html, top_k=args.top_k))
+    paths = render_reports(results, runner.registry, console=console, options=SimpleNamespace(terminal=True, plots=True, html=not args.no_html, top_k=args.top_k, targets=args.targets))
     console.print(f"wrote {len(paths)} files in {args.out}", markup=False, highlight=False)
     return EXIT_FAILED_STEPS if results.failures else EXIT_OK
 

@@ -121,6 +121,21 @@ class Explanation:
         total = imp.sum(axis=1, keepdims=True)
         return np.divide(imp, total, out=np.zeros_like(imp), where=total > 0)
 
+    @property
+    def plot(self) -> Any:
+        """The figures the reports draw, as methods returning matplotlib Figures: ``exp.plot.heatmap()``,
+        ``.bar()``, ``.beeswarm(target, data=X)``, ``.waterfall(sample=0)``, ``.dependence(feature, data=X)``,
+        ``.image()``, ``.sequence()``; ``exp.plot()`` draws the view that fits the data."""
+        from .report.plotting import ExplanationPlots  # matplotlib only when plotting
+
+        return ExplanationPlots(self)
+
+    def _repr_html_(self) -> str:
+        """Notebook display: a compact importance picture and a top-features table."""
+        from .report.notebook import explanation_html
+
+        return explanation_html(self)
+
     def _sample_ids(self) -> np.ndarray:
         """Row ids of ``local``'s samples: the explained rows' indices when the explainer recorded them."""
         assert self.local is not None

@@ -41,14 +41,14 @@ def test_terminal_html_and_pngs(tmp_path) -> None:  # noqa: ANN001
     written = render_reports(results, None, console=Console(file=buf, width=100))
     out = buf.getvalue()
     assert "first — first (dist 1.0)" in out
-    assert re.search(r"z0\s+│ alpha \(0\.9\), beta \(0\.1\)", out)
-    assert "redundant features (no target depends on them): delta" in out
-    assert "dead latents (depend on no feature): z2" in out
+    assert re.search(r"z0\s+alpha 0\.9, beta 0\.1\s+│", out)
+    assert "redundant features" not in out  # "first" finds delta redundant, "second" alpha: they do not agree
+    assert "dead latents: z2" in out
     assert "agreement between explainers" in out and "third failed" in out and "kaput" in out
     names = sorted(p.name for p in written)
-    assert names == ["first.png", "report.html", "second.png"]
+    assert names == ["first.png", "first.summary.png", "report.html", "second.png", "second.summary.png"]
     assert all(p.stat().st_size > 1000 for p in written)
     html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2
-    assert "http://" not in html and "https://" not in html and "<script" not in html  # self-contained
-    assert "kaput" in html and "Redundant features" in html
+    assert html.count("data:image/png;base64,") == 4
+    assert "http://" not in html and "https://" not in html and "<script src" not in html and "<link" not in html  # self-contained
+    assert "kaput" in html and "Redundant features" in html and "Dead latents</b>: z2" in html

@@ -1,55 +1,72 @@
-"""PNG plots: the importance heatmap of every explanation, plus each explainer's own figures."""
+"""PNG plots of every explanation: its global view, the input ranking, the signed per-sample views
+where it has ``local``, and the explainer's own figures."""
 
 from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from ..explanation import Explanation
 from ..registry import ExplainerRegistry
+from .figures import bar_summary, importance_figure
+from .local_figures import beeswarm, dependence, feature_values, waterfall
+from .summary import explained_rows, measures_inputs, top_rows
 
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
-__all__ = ["heatmap_figure", "write_plots"]
+__all__ = ["heatmap_figure", "report_figures", "write_plots", "DPI"]
 
-MAX_HEATMAP_TARGETS = 64
-
-
-def heatmap_figure(e: Explanation) -> Figure:
-    rows = min(len(e.target_names), MAX_HEATMAP_TARGETS)
-    cols = len(e.feature_names)
-    fig = Figure(figsize=(min(3 + 0.28 * cols, 22), min(3 + 0.3 * rows, 16)), layout="constrained")
-    ax = fig.add_subplot()
-    im = ax.imshow(e.importance[:rows], aspect="auto", cmap="magma", interpolation="nearest")
-    ax.set_yticks(range(rows), e.target_names[:rows], fontsize=7 if rows > 20 else 9)
-    if cols <= 80:
-        ax.set_xticks(range(cols), e.feature_names, rotation=90, fontsize=7 if cols > 30 else 9)
-    else:
-        ax.set_xlabel(f"{cols} features")
-    title = f"{e.explainer}: {e.target}"
-    if len(e.target_names) > rows:
-        title += f" (first {rows} of {len(e.target_names)} targets)"
-    unit = e.extras.get("unit")
-    ax.set_title(title + (f"\n({unit})" if unit else ""), fontsize=10)
-    fig.colorbar(im, ax=ax, label="importance")
-    return fig
+DPI = 90
 
 
-def write_plots(out_dir: Path, explanations: dict[str, Explanation], registry: ExplainerRegistry | None = None) -> dict[str, list[Path]]:
-    """Write ``<alias>.png`` and ``<alias>.<key>.png`` for explainer figures; returns paths per alias.
+def heatmap_figure(e: Explanation, data_info: Mapping[str, Any] | None = None) -> Figure:
+    """The global importance view of ``e`` (kept under its old name)."""
+    return importance_figure(e, data_info)
 
-    A plugin whose ``figures`` fails only loses its own pictures (with a warning).
+
+def report_figures(e: Explanation, data_info: Mapping[str, Any] | None = None, data: Any = None) -> dict[str, Figure]:
+    """The report's own figures of ``e``, keyed by the file suffix ("" for the main view)."""
+    figs: dict[str, Figure] = {"": importance_figure(e, data_info)}
+    if len(explained_rows(e)) > 1:
+        figs["summary"] = bar_summary(e)
+    if e.local is not None and e.local.shape[0] > 0 and measures_inputs(e):  # per-sample views of input attributions
+        figs["beeswarm"] = beeswarm(e, data=data)
+        target = top_rows(e, 1)[0]
+        figs["waterfall"] = waterfall(e, 0, target)
+        if feature_values(e, data) is not None:
+            feature = int(np.argmax(e.importance[target]))
+            figs["dependence"] = dependence(e, feature, target, data=data)
+    return figs
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def write_plots(
+    out_dir: Path, explanations: Mapping[str, Explanation], registry: ExplainerRegistry | None = None,
+    *, data_info: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
+) -> dict[str, list[Path]]:
+    """Write ``<alias>.png``, ``<alias>.<view>.png`` and the explainer's ``<alias>.<key>.png``; paths per alias.
+
+    ``data`` maps aliases to the explained rows' feature values (for beeswarm colours and dependence
+    plots). A figure that fails only loses itself (with a warning).
     """
     written: dict[str, list[Path]] = {}
     for alias, e in explanations.items():
         paths = []
-        fig = heatmap_figure(e)
-        path = out_dir / f"{alias}.png"
-        fig.savefig(path, dpi=110)
-        paths.append(path)
+        try:
+            for key, fig in report_figures(e, data_info, (data or {}).get(alias)).items():
+                paths.append(_save(fig, out_dir / (f"{alias}.{key}.png" if key else f"{alias}.png")))
+        except Exception as exc:  # a drawing bug must not lose the rest of the report
+            warnings.warn(f"drawing {alias} failed: {type(exc).__name__}: {exc}", stacklevel=2)
         entry = registry.get(e.explainer) if registry is not None else None
         if entry is not None:
             try:
@@ -61,10 +78,6 @@ def write_plots(out_dir: Path, explanations: dict[str, Explanation], registry: E
                 if not _SAFE_KEY.fullmatch(str(key)):  # a figure name is a file name inside the output folder
                     warnings.warn(f"{e.explainer} ({entry.distribution}) named a figure {str(key)[:60]!r}; figure names are letters, digits, '_', '-' and '.', so it was not saved", stacklevel=2)
                     continue
-                p = out_dir / f"{alias}.{key}.png"
-                f.savefig(p, dpi=110)
-                paths.append(p)
+                paths.append(_save(f, out_dir / f"{alias}.{key}.png"))
         written[alias] = paths
     return written
-
-

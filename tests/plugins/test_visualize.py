@@ -360,8 +360,25 @@ def test_digits_feature_visualization_grid_and_box(digits, tmp_path) -> None:  #
     assert np.all(result.arrays["achieved"][:, 0].max(axis=1) > result.arrays["top_values"][:, 0])
     assert np.all(result.arrays["achieved"][:, 1].min(axis=1) < result.arrays["bottom_values"][:, 0])
     figs["optimized"].savefig(tmp_path / "featviz.png")
-    maps = ComponentContributions.figures(_roundtrip(explain(ComponentContributions, model, data, params={"max_samples": 64}), tmp_path))
+    contrib = _roundtrip(explain(ComponentContributions, model, data, params={"max_samples": 64}), tmp_path)
+    maps = ComponentContributions.figures(contrib)
     assert len(maps["maps"].axes) == 2 * 6
+    # the per-sample decomposition: original | reconstruction | each latent's contribution | that latent at its reference
+    a = contrib.arrays
+    rows = a["sample_index"][: len(a["example_original"])]
+    np.testing.assert_array_equal(a["example_original"], data.x_explain[rows])
+    with torch.no_grad():
+        z = model.encode(torch.as_tensor(data.x_explain[rows[:1]]))
+        np.testing.assert_allclose(a["example_reconstruction"][0], model.decode(z).numpy()[0], rtol=1e-4, atol=1e-5)
+        z[0, 2] = float(a["baseline_code"][2])
+        at_ref = model.decode(z).numpy()[0]
+    np.testing.assert_allclose(a["example_reconstruction"][0] - a["example_contribution"][0, 2], at_ref, rtol=1e-4, atol=1e-5)
+    fig = maps["decomposition"]
+    drawn = [np.asarray(im.get_array()) for ax in fig.axes for im in ax.get_images()]
+    assert all(d.shape == (8, 8) for d in drawn)
+    assert len(drawn) == 4 * (2 + 2 * 6)  # 4 samples x (original, reconstruction, 6 contributions, 6 at reference)
+    np.testing.assert_allclose(drawn[0], a["example_original"][0, 0])
+    assert "non-linear and reference-dependent" in fig._suptitle.get_text()
 
 
 @pytest.mark.parametrize(
@@ -381,7 +398,7 @@ def test_tabular_and_sequence_models_run_through_every_explainer(builtin, arch, 
             fig.savefig(tmp_path / f"{cls.name}.{key}.png")
         figures[cls.name] = figs
     expected = {"feature_visualization": {"optimized", "top_samples"}, "activation_atlas": {"atlas"}, "latent_traversal": {"grid"},
-                "component_contributions": {"over_time"} if data.kind == "sequence" else set()}
+                "component_contributions": {"over_time", "decomposition"} if data.kind == "sequence" else set()}
     assert {k: set(v) for k, v in figures.items()} == expected
     if data.kind == "sequence":  # panels: rows = latents, columns = the 3 sequence features (+ the colour bar)
         assert len(figures["latent_traversal"]["grid"].axes) == 3 * 3 + 1

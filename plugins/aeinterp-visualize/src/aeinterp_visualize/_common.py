@@ -169,6 +169,11 @@ def rows_to_show(importance: np.ndarray, limit: int) -> np.ndarray:
     return np.sort(np.argsort(-np.abs(importance).sum(axis=1), kind="stable")[:limit])
 
 
+def shown_of(shown: np.ndarray, total: int) -> str:
+    """What a figure shows of ``total`` latents: "" for all, else " (top 16 of 32 latents by importance)"."""
+    return "" if len(shown) >= total else f" (top {len(shown)} of {total} latents by importance; all in report.html)"
+
+
 def columns_to_show(score: np.ndarray, limit: int) -> np.ndarray:
     """Indices of at most ``limit`` elements with the largest ``score``, in their natural order."""
     n = score.shape[0]

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from ._common import Geometry, columns_to_show, rows_to_show
+from ._common import Geometry, columns_to_show, rows_to_show, shown_of
 from ._plots import DIVERGING_CMAP, image_grid, new_figure, panel_grid
 
-__all__ = ["traversal_figures", "contribution_figures"]
+__all__ = ["traversal_figures", "contribution_figures", "decomposition_figure", "share_y"]
 
 MAX_ROWS = 16
 MAX_COLUMNS = 40
@@ -38,7 +38,7 @@ def traversal_figures(explanation: Any) -> dict[str, Any]:
     for ref in range(min(r, MAX_REFERENCE_FIGURES)):
         which = "the mean code" if ref_index[ref] < 0 else f"explain sample #{int(ref_index[ref])}"
         names = [_row_label(explanation.target_names[j], values[ref, j]) for j in shown]
-        title = f"Latent traversal around {which}: each row sweeps one latent, the others held"
+        title = f"Latent traversal around {which}: each row sweeps one latent, the others held{shown_of(shown, len(explanation.target_names))}"
         if geo.kind == "image":
             lo, hi = float(np.min(arrays["data_lo"])), float(np.max(arrays["data_hi"]))
             fig = new_figure(0.85 * s + 1.6, 0.85 * len(shown) + 1.0)
@@ -105,8 +105,17 @@ def _sequence_sweeps(decoded: np.ndarray, names: list[str], levels: np.ndarray, 
 
     fig = new_figure(2.6 * n_feat + 2.0, 1.4 * len(names) + 1.0)
     axes = panel_grid(fig, names, feats, draw, xlabel="time step")
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="sweep quantile of the latent", shrink=0.6)
+    share_y(axes)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="sweep quantile of the latent (one y-scale for all panels)", shrink=0.6)
     return fig
+
+
+def share_y(axes: np.ndarray) -> None:
+    """One y-range for every panel, so small wiggles do not look like large effects."""
+    lims = [ax.get_ylim() for ax in axes.flat]
+    lo, hi = min(a for a, _ in lims), max(b for _, b in lims)
+    for ax in axes.flat:
+        ax.set_ylim(lo, hi)
 
 
 def contribution_figures(explanation: Any) -> dict[str, Any]:
@@ -128,8 +137,11 @@ def contribution_figures(explanation: Any) -> dict[str, Any]:
         image_grid(bottom, signed[shown][None], geo.sample_shape, row_labels=["mean c"], col_labels=names, vmin=-lim, vmax=lim, cmap=DIVERGING_CMAP)
         top.suptitle(f"Mean |contribution| per latent (dark = large; max {hi:.2g} data SDs)", fontsize=9)
         bottom.suptitle(f"Mean signed contribution (red +, blue -; +-{lim:.2g} data SDs)", fontsize=9)
-        fig.suptitle("Component contributions: decode(z) - decode(z with z_j at its mean); non-linear, reference-dependent", fontsize=10)
-        return {"maps": fig}
+        fig.suptitle(f"Component contributions: decode(z) - decode(z with z_j at its mean); non-linear, reference-dependent{shown_of(shown, k)}", fontsize=10)
+        out = {"maps": fig}
+        if "example_contribution" in arrays:
+            out["decomposition"] = decomposition_figure(explanation)
+        return out
     if geo.kind == "sequence":
         steps, n_feat = geo.sample_shape
         feats = geo.sequence_features or [f"f{j}" for j in range(n_feat)]
@@ -145,7 +157,70 @@ def contribution_figures(explanation: Any) -> dict[str, Any]:
                 ax.legend(fontsize=7)
 
         fig = new_figure(2.6 * n_feat + 1.0, 1.4 * len(shown) + 1.0)
-        panel_grid(fig, names, feats, draw, xlabel="time step")
-        fig.suptitle("Component contributions over time (data SDs); non-linear, reference-dependent", fontsize=10)
-        return {"over_time": fig}
+        share_y(panel_grid(fig, names, feats, draw, xlabel="time step"))
+        fig.suptitle(f"Component contributions over time (data SDs, one y-scale for all panels); non-linear, reference-dependent{shown_of(shown, k)}", fontsize=10)
+        out = {"over_time": fig}
+        if "example_contribution" in arrays:
+            out["decomposition"] = decomposition_figure(explanation)
+        return out
     return {}
+
+
+NOTE = ("contributions are non-linear and reference-dependent: c_j = decode(z) - decode(z with z_j at its {baseline}); "
+        "they need not add up to the reconstruction")
+
+
+def decomposition_figure(explanation: Any, samples: int = 4, max_latents: int = 8) -> Any:
+    """Per sample: original | reconstruction | each latent's contribution (one shared signed scale), and
+    beneath each contribution the reconstruction with that latent at its reference. Sequences: the same
+    columns as feature x time maps."""
+    arrays = explanation.arrays
+    geo = Geometry.from_extras(explanation.extras)
+    orig = np.asarray(arrays["example_original"], dtype=np.float64)
+    recon = np.asarray(arrays["example_reconstruction"], dtype=np.float64)
+    contrib = np.asarray(arrays["example_contribution"], dtype=np.float64)
+    m = min(samples, orig.shape[0])
+    shown = rows_to_show(explanation.importance, max_latents)
+    lim = float(np.abs(contrib[:m, shown]).max()) or 1.0
+    note = NOTE.format(baseline=explanation.extras.get("baseline", "mean"))
+    index = np.asarray(arrays.get("sample_index", np.arange(m)))
+    cols = 2 + len(shown)
+    if geo.kind == "image":
+        lo, hi = float(min(orig[:m].min(), recon[:m].min())), float(max(orig[:m].max(), recon[:m].max()))
+        fig = new_figure(1.2 * cols + 1.6, 2.4 * m + 1.2)
+        rows = fig.subfigures(m, 1, squeeze=False)[:, 0]
+        for i in range(m):
+            flat_c = contrib[i, shown].reshape(len(shown), -1)
+            at_ref = (recon[i].reshape(1, -1) - flat_c)
+            top = np.concatenate([orig[i].reshape(1, -1), recon[i].reshape(1, -1), np.full_like(flat_c, np.nan)])
+            bottom = np.concatenate([np.full((2, flat_c.shape[1]), np.nan), at_ref])
+            sub = rows[i].subfigures(1, 2, width_ratios=[2, len(shown)], squeeze=False)[0]
+            image_grid(sub[0], np.stack([top[:2], bottom[:2]]), geo.sample_shape, row_labels=[f"#{int(index[i])}", ""], col_labels=["original", "reconstruction"], vmin=lo, vmax=hi)
+            right = sub[1].subfigures(2, 1, squeeze=False)[:, 0]
+            names = [f"c of {explanation.target_names[j]}" for j in shown]
+            image_grid(right[0], flat_c[None], geo.sample_shape, row_labels=["contribution"], col_labels=names, vmin=-lim, vmax=lim, cmap=DIVERGING_CMAP)
+            image_grid(right[1], at_ref[None], geo.sample_shape, row_labels=["latent at ref."], col_labels=[f"{explanation.target_names[j]} at ref." for j in shown], vmin=lo, vmax=hi)
+        fig.suptitle(f"Per-sample decomposition (contributions: red +, blue -, one scale +-{lim:.2g} in data units){shown_of(shown, contrib.shape[1])}\n{note}", fontsize=9)
+        return fig
+    steps, n_feat = geo.sample_shape
+    feats = geo.sequence_features or [f"f{j}" for j in range(n_feat)]
+    fig = new_figure(1.9 * cols + 1.5, 1.7 * m + 1.4)
+    axes = fig.subplots(m, cols, squeeze=False)
+    v_lo, v_hi = float(min(orig[:m].min(), recon[:m].min())), float(max(orig[:m].max(), recon[:m].max()))
+    im = None
+    for i in range(m):
+        panels = [orig[i], recon[i]] + [contrib[i, j] for j in shown]
+        for c, (ax, panel) in enumerate(zip(axes[i], panels)):
+            signed = c >= 2
+            im_ = ax.imshow(np.asarray(panel).reshape(steps, n_feat).T, aspect="auto", interpolation="nearest",
+                            cmap=DIVERGING_CMAP if signed else "viridis", vmin=-lim if signed else v_lo, vmax=lim if signed else v_hi)
+            im = im_ if signed else im
+            ax.set_yticks(range(n_feat), feats if c == 0 else [""] * n_feat, fontsize=7)
+            ax.tick_params(axis="x", labelsize=6)
+            if i == 0:
+                ax.set_title(["original", "reconstruction"][c] if c < 2 else f"c of {explanation.target_names[shown[c - 2]]}", fontsize=8)
+        axes[i, 0].set_ylabel(f"#{int(index[i])}", fontsize=8)
+    if im is not None:
+        fig.colorbar(im, ax=axes[:, 2:], shrink=0.7, label="contribution (data units)")
+    fig.suptitle(f"Per-sample decomposition, feature x time (one signed scale +-{lim:.2g}){shown_of(shown, contrib.shape[1])}\n{note}", fontsize=9)
+    return fig

@@ -197,6 +197,7 @@ class ActivationAtlas(Explainer):
             "label_names": label_names,
             "cells": "counts[row, col]: row = y bin, col = x bin; cells are half-open [e_i, e_i+1), the last per axis closed; "
             "sample_index refers to the samples of the chosen split",
+            "feature_axis": "output",
             "importance": "count-weighted ridge regression of each rendered cell's decoded output on its mean code: "
             "|coefficient| x across-cell SD of the latent / data scale, averaged per feature group",
         }

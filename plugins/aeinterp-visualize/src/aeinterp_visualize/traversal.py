@@ -39,6 +39,7 @@ from ._traversal_figures import contribution_figures, traversal_figures
 __all__ = ["LatentTraversal", "ComponentContributions", "traversal_codes"]
 
 MAX_LOCAL_VALUES = 20_000_000
+MAX_EXAMPLES = 6  # samples kept decomposed in full (original, reconstruction, each contribution)
 
 
 def traversal_codes(references: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -125,6 +126,8 @@ class LatentTraversal(Explainer):
             "sweep": p.sweep,
             "n_samples": int(n),
             "importance": "range of each decoded output element over the sweep / data scale, averaged over references and per feature group",
+            "unit": "data SDs: range of the decoded output over the sweep / the fit split's SD",
+            "feature_axis": "output",
         }
         return Explanation(
             importance=importance,
@@ -190,6 +193,10 @@ class ComponentContributions(Explainer):
             gap_num += float(np.linalg.norm(total - contrib.sum(axis=1), axis=1).sum())
             gap_den += float(np.linalg.norm(total, axis=1).sum())
         mean_abs, mean_signed = sum_abs / n, sum_signed / n
+        m = min(MAX_EXAMPLES, n)  # a few samples decomposed in full, for the per-sample figure
+        z = codes[:m]
+        ex_out = decode(model, np.concatenate([z, (z[:, None, :] * (1.0 - eye) + base[None, None, :] * eye).reshape(-1, k)]), p.batch_size)
+        ex_full, ex_abl = ex_out[:m], ex_out[m:].reshape(m, k, d)
         importance = group_mean(mean_abs, data.groups)
         arrays = {
             "mean_abs_contribution": mean_abs.reshape(k, *geo.sample_shape).astype(np.float32),
@@ -198,6 +205,9 @@ class ComponentContributions(Explainer):
             "baseline_decoded": base_out.reshape(geo.sample_shape).astype(np.float32),
             "sample_index": pick,
             "data_scale": scale,
+            "example_original": np.asarray(data.x_explain)[pick[:m]].astype(np.float32),
+            "example_reconstruction": ex_full.reshape(m, *geo.sample_shape).astype(np.float32),
+            "example_contribution": (ex_full[:, None, :] - ex_abl).reshape(m, k, *geo.sample_shape).astype(np.float32),
         }
         extras = {
             **geo.to_extras(),
@@ -209,6 +219,9 @@ class ComponentContributions(Explainer):
             "n_samples": int(n),
             "local": "signed contribution / data scale, averaged per feature group" if keep_local else "not kept",
             "importance": "mean over samples of |decode(z) - decode(z with z_j := baseline)| / data scale, averaged per feature group",
+            "unit": "data SDs: mean |decode(z) - decode(z with z_j at its baseline)| / the fit split's SD",
+            "feature_axis": "output",
+            "examples": "example_*: the first samples of sample_index decomposed in data units (original, reconstruction, contribution of each latent)",
         }
         return Explanation(
             importance=importance,

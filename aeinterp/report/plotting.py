@@ -1,0 +1,71 @@
+"""``Explanation.plot``: the figures the reports draw, one method each, every one a matplotlib Figure.
+
+``exp.plot()`` (or ``exp.plot.importance()``) draws the view that fits the data; the others:
+``heatmap``, ``bar``, ``target``, ``beeswarm``, ``waterfall``, ``dependence``, ``image`` and
+``sequence``. Views of per-sample values take ``data=`` (alias ``X=``): the dataset or the explained
+rows, used for colour and x-axis values; ``data_info=`` (``results.json``'s ``data``: ``kind`` and
+``sample_shape``) helps where feature names do not say the grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from ..explanation import Explanation
+from . import figures as _f
+from . import local_figures as _lf
+
+__all__ = ["ExplanationPlots"]
+
+
+class ExplanationPlots:
+    """Plot namespace of one :class:`~aeinterp.Explanation` (reached as ``explanation.plot``)."""
+
+    def __init__(self, explanation: Explanation, data_info: Mapping[str, Any] | None = None) -> None:
+        self._e = explanation
+        self._info = data_info
+
+    def __call__(self, **kwargs: Any) -> Figure:
+        return self.importance(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"<plots of {self._e.explainer or 'an explanation'}: importance, heatmap, bar, target, beeswarm, waterfall, dependence, image, sequence>"
+
+    def importance(self, *, max_targets: int = _f.MAX_TARGETS, top_k: int = _f.TOP_K, data_info: Mapping[str, Any] | None = None) -> Figure:
+        """The global view that fits the data kind (bars, image maps, feature x time maps, heatmap, top-k)."""
+        return _f.importance_figure(self._e, data_info or self._info, max_targets=max_targets, top_k=top_k)
+
+    def heatmap(self, *, max_targets: int = _f.MAX_TARGETS, max_features: int = 40) -> Figure:
+        """Targets x features heatmap of the most important ones (the title says how many of each)."""
+        return _f.heatmap_figure(self._e, max_targets=max_targets, max_features=max_features)
+
+    def bar(self, *, top_k: int = 20) -> Figure:
+        """Model-level input ranking: mean importance over all explained targets (± std with repeats)."""
+        return _f.bar_summary(self._e, top_k=top_k)
+
+    def target(self, target: int | str = 0, *, top_k: int = 20) -> Figure:
+        """One target's importance as ranked bars."""
+        return _f.target_bars(self._e, _lf._resolve_target(self._e, target), top_k=top_k)
+
+    def beeswarm(self, target: int | str | None = None, *, data: Any = None, X: Any = None, max_features: int = 10, max_targets: int = 4) -> Figure:  # noqa: N803
+        """Signed per-sample attributions per feature, coloured by feature value when ``data`` is given."""
+        return _lf.beeswarm(self._e, target, data=data if data is not None else X, max_features=max_features, max_targets=max_targets)
+
+    def waterfall(self, sample: int = 0, target: int | str | None = None, *, top_k: int = 10) -> Figure:
+        """One sample's attributions to one target, from the expected value to its output."""
+        return _lf.waterfall(self._e, sample, target, top_k=top_k)
+
+    def dependence(self, feature: int | str, target: int | str | None = None, *, data: Any = None, X: Any = None) -> Figure:  # noqa: N803
+        """Attribution of one feature against its value (needs ``data``)."""
+        return _lf.dependence(self._e, feature, target, data=data if data is not None else X)
+
+    def image(self, *, max_targets: int = _f.MAX_TARGETS, over: Any = None, data_info: Mapping[str, Any] | None = None) -> Figure:
+        """Per-target maps on the image's H x W grid (signed: diverging colours), optionally over an image."""
+        return _f.image_maps(self._e, max_targets=max_targets, over=over, data_info=data_info or self._info)
+
+    def sequence(self, *, max_targets: int = 12, data_info: Mapping[str, Any] | None = None) -> Figure:
+        """Per-target feature x time maps with a per-feature bar."""
+        return _f.sequence_maps(self._e, max_targets=max_targets, data_info=data_info or self._info)
