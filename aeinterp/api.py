@@ -244,8 +244,8 @@ def explain(
 
     if isinstance(model, Explainer) or (isinstance(model, type) and issubclass(model, Explainer)):
         # the plugin author's form, explain(ExplainerClass, model, dataset, ...): the same as run_explainer
-        passed = {"progress": progress} if progress is not None and not isinstance(progress, bool) else {}
-        return run_explainer(model, X, method, target=target, seed=seed, **passed, **params)  # type: ignore[arg-type]
+        passed: dict[str, Any] = {"progress": progress} if progress is not None and not isinstance(progress, bool) else {}
+        return run_explainer(model, X, method, target=target, seed=seed, executor=executor, **passed, **params)  # type: ignore[arg-type]
     reg = _registry(registry)
     entry, p = _params(method, params, reg)
     tgt = _single_target(target, targets)

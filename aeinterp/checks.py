@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -119,18 +120,26 @@ def check_gradient_path(model: Model, data: Any, target: Target | str, *, explai
         if not isinstance(out, torch.Tensor) or not out.requires_grad or out.grad_fn is None:
             raise CapabilityError(
                 f"{who}the model's {target.value} output does not depend on the input through autograd: "
-                "the model likely computes it under torch.no_grad(), calls .detach(), or goes through numpy; "
-                "remove that from the forward pass, or use a perturbation explainer",
+                "the model likely computes it under torch.no_grad(), calls .detach(), goes through numpy, or reads the "
+                "input only through an integer cast or an embedding lookup (then attribute the embedding output instead: "
+                "explain a model whose encoder starts after the embedding); remove that from the forward pass, "
+                "or use a perturbation explainer",
                 plugin=explainer or None,
             )
         weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=out.dtype).to(out.device)
         (grad,) = torch.autograd.grad((out * weights).sum(), x, allow_unused=True)
-    if grad is None or not bool(torch.any(grad != 0)):
+    if grad is None:
         raise CapabilityError(
-            f"{who}the gradient of the model's {target.value} output with respect to the input is "
-            f"{'missing' if grad is None else 'zero for every input'}: the model likely detaches part of its graph "
-            "(.detach(), torch.no_grad(), a numpy round trip) or its output is constant; use a perturbation explainer",
+            f"{who}the gradient of the model's {target.value} output with respect to the input is missing: the model "
+            "likely detaches part of its graph (.detach(), torch.no_grad(), a numpy round trip); use a perturbation explainer",
             plugin=explainer or None,
+        )
+    if not bool(torch.any(grad != 0)):  # piecewise-constant ops (floor, round) have zero gradients; DeepLIFT rules still apply
+        warnings.warn(
+            f"{explainer or 'this explainer'}: the gradient of the model's {target.value} output with respect to the input "
+            "is zero for every probed input (a detached part of the graph, .detach(), torch.no_grad(), a numpy round trip, "
+            "piecewise-constant operations, or a constant output): gradient attributions will be zero",
+            stacklevel=3,
         )
 
 

@@ -29,7 +29,7 @@ from .errors import CapabilityError
 from .explanation import Explanation
 from .model import Model, is_supervised
 from .progress import NullProgress, Progress
-from .targets import Target, gradient_flow_problem
+from .targets import Target
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -195,10 +195,6 @@ class Explainer(ABC):
                 f"{self.name} does not support {data.kind} data; it supports {', '.join(sorted(caps.data_kinds))}",
                 plugin=self.name,
             )
-        if caps.needs_gradients:
-            problem = gradient_flow_problem(model, target, data.x_explain if len(data.x_explain) else data.x_fit)
-            if problem is not None:
-                raise CapabilityError(f"{self.name} needs gradients of the target: {problem}", plugin=self.name)
 
     @classmethod
     def figures(cls, explanation: Explanation) -> dict[str, Figure]:

@@ -111,8 +111,6 @@ class ExplainerRegistry:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         known = ", ".join(sorted(self._entries)) or "none installed"
         msg = f"unknown explainer {name!r}{hint} (installed: {known})"
-        if self.not_loaded:
-            msg += "; plugins found but not loaded: " + "; ".join(self.not_loaded)
         if not self._entries:
             msg += (
                 ". The built-in explainers come with the aeinterp distribution (its `aeinterp` entry points): "
@@ -120,6 +118,9 @@ class ExplainerRegistry:
                 "check that no AEINTERP_PLUGINS / AEINTERP_BLOCK_PLUGINS / AEINTERP_DISABLE_PLUGIN_AUTOLOAD setting excludes them, "
                 "and see `aeinterp plugins`"
             )
+        if self.not_loaded:
+            shown = "; ".join(self.not_loaded[:3]) + (f"; and {len(self.not_loaded) - 3} more" if len(self.not_loaded) > 3 else "")
+            msg += f"; plugins found but not loaded: {shown}"
         return msg
 
     def __contains__(self, name: object) -> bool:

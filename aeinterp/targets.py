@@ -37,7 +37,7 @@ from .errors import DataError
 from .model import Model, evaluate, torch_modules
 
 __all__ = [
-    "Target", "evaluate_target", "gradient_flow_problem", "target_names", "target_names_for", "target_change",
+    "Target", "evaluate_target", "target_names", "target_names_for", "target_change",
     "LatentPCA", "LatentPCAModel", "fit_latent_pca", "with_latent_pca",
 ]
 
@@ -85,37 +85,6 @@ def evaluate_target(
     ref = x if reference is None else reference
     diff = (x_hat - ref).reshape(x.shape[0], -1)
     return diff.pow(2).mean(dim=1, keepdim=True)
-
-
-def gradient_flow_problem(model: Model, target: Target | str, x: object) -> str | None:
-    """Why gradients of ``target`` cannot reach the input ``x`` (a few samples), or None when they can.
-
-    One forward pass with autograd on two samples. The usual cause is an
-    integer cast on the way (``x.long()`` into ``nn.Embedding``): the target
-    is then piecewise constant in the input and every gradient-based
-    attribution is zero. The reconstruction error is checked through the
-    reconstruction (it reads the input directly as well). Errors of the
-    forward pass itself are left for the explainer to report.
-    """
-    from .model import as_tensor, frozen
-
-    target = Target(target)
-    try:
-        xt = as_tensor(x[:2], model)  # type: ignore[index]
-        if not xt.is_floating_point():
-            return "the input is not floating point"
-        with frozen(model), torch.enable_grad():
-            xt = xt.detach().requires_grad_(True)
-            out = model.reconstruct(xt) if target is Target.RECONSTRUCTION_ERROR else evaluate_target(model, target, xt)
-    except Exception:  # noqa: BLE001 - the explainer's own run reports it
-        return None
-    if isinstance(out, torch.Tensor) and not out.requires_grad:
-        return (
-            f"the input reaches the {target} only through an integer cast or an embedding lookup (no gradient flows "
-            "back to it, so every gradient-based attribution would be zero): attribute the embedding output instead, "
-            "e.g. explain a model whose encoder starts after the embedding, or use a perturbation explainer"
-        )
-    return None
 
 
 def target_names(target: Target | str, count: int, output_names: list[str], class_names: list[str] | None = None) -> list[str]:

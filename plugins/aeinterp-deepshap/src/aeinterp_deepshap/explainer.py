@@ -117,7 +117,11 @@ class DeepShap(ChunkedExplainer):
         index = rng.permutation(total) if p.max_samples == "auto" else subsample_indices(total, p.max_samples, rng)
         if p.max_samples != "auto":
             self.rows_used["explain"] = index  # recorded: the step's npz says which rows it explained
-        bg_np = np.asarray(sample_background(data.x_fit, p.n_background, rng, p.background))
+        if p.background == "random":  # recorded: the step's npz says which fit rows formed the background
+            self.rows_used["fit"] = subsample_indices(data.x_fit.shape[0], p.n_background, rng)
+            bg_np = np.asarray(data.x_fit[self.rows_used["fit"]])
+        else:
+            bg_np = np.asarray(sample_background(data.x_fit, p.n_background, rng, p.background))
         seeds = rng.integers(0, 2**31 - 1, size=len(index))
         work, fn = self._fn(model, target)
         dtype, device = _dtype_device(work)

@@ -75,7 +75,7 @@ class Faithfulness(Explainer):
         insensitive_above: float = Field(0.5, ge=-1, le=1, description="a mean rank correlation above this after full randomisation is flagged")
         memory_mb: float = Field(256.0, gt=0, description="bound on the perturbed copies evaluated at once, in MiB")
 
-    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"}, deterministic=True, local=False)
+    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"}, deterministic=True, local=False, features="own")  # columns: the explainers compared
 
     def explain(self, model, data, *, target, rng):  # noqa: ANN001 - signature fixed by Explainer
         p = self.params
