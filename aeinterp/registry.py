@@ -112,15 +112,10 @@ class ExplainerRegistry:
         known = ", ".join(sorted(self._entries)) or "none installed"
         msg = f"unknown explainer {name!r}{hint} (installed: {known})"
         if not self._entries:
-            msg += (
-                ". The built-in explainers come with the aeinterp distribution (its `aeinterp` entry points): "
-                "install it into this environment with `pip install aeinterp` (from a clone: `pip install .`), "
-                "check that no AEINTERP_PLUGINS / AEINTERP_BLOCK_PLUGINS / AEINTERP_DISABLE_PLUGIN_AUTOLOAD setting excludes them, "
-                "and see `aeinterp plugins`"
-            )
+            msg += ". The built-ins ship with aeinterp: `pip install aeinterp` (in a clone: `pip install .`); check AEINTERP_PLUGINS / AEINTERP_BLOCK_PLUGINS; see `aeinterp plugins`"
         if self.not_loaded:
-            shown = "; ".join(self.not_loaded[:3]) + (f"; and {len(self.not_loaded) - 3} more" if len(self.not_loaded) > 3 else "")
-            msg += f"; plugins found but not loaded: {shown}"
+            shown = "; ".join(self.not_loaded[:2]) + (f"; and {len(self.not_loaded) - 2} more" if len(self.not_loaded) > 2 else "")
+            msg += f"; not loaded: {shown}"
         return msg
 
     def __contains__(self, name: object) -> bool:
