@@ -411,11 +411,12 @@ class Runner:
             nonlocal written
             for step in steps[written:upto]:
                 if step.alias in finished:
-                    explanation, exc = finished.pop(step.alias)
+                    explanation, exc = finished[step.alias]  # dropped only once written: a Ctrl-C inside write() loses nothing
                     if exc is not None:
                         self._record_failure(step, exc, store, outcome)  # type: ignore[arg-type]
                     else:
                         self._record(step, explanation, store, outcome)  # type: ignore[arg-type]
+                    del finished[step.alias]
             written = max(written, upto)
 
         pool = ThreadPoolExecutor(max_workers=max(1, min(len(steps), 32)), thread_name_prefix="aeinterp-step")
