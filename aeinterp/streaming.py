@@ -73,6 +73,23 @@ class StreamParams(ExplainerParams):
         return value
 
 
+def sample_index(explainer: Any, total: int, max_samples: int | str | None, rng: np.random.Generator, split: str) -> np.ndarray:
+    """The samples of a ``split`` of ``total`` rows that a streamed step uses.
+
+    ``max_samples: auto``: all of them in a random order (anytime rounds take a
+    prefix, so which rows were used is known only at the end); otherwise a
+    seeded subset (all rows if None), recorded in ``explainer.rows_used`` so the
+    step's npz says which rows of the split it used.
+    """
+    if max_samples == "auto":
+        return rng.permutation(total)
+    from .perturb import subsample_indices
+
+    index = subsample_indices(total, max_samples, rng)  # type: ignore[arg-type]
+    explainer.rows_used[split] = index
+    return index
+
+
 class LocalPlan:
     """Where the per-sample rows of one step go: ``mode`` is ``none``, ``memory``, ``disk`` or ``top_k``."""
 

@@ -41,7 +41,7 @@ from aeinterp.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.errors import CapabilityError
 from aeinterp.model import torch_modules
 from aeinterp.perturb import reduce_groups, sample_background, subsample_indices
-from aeinterp.streaming import Z_95, StreamParams, local_plan, top_k_rows
+from aeinterp.streaming import Z_95, StreamParams, local_plan, sample_index, top_k_rows
 from aeinterp.targets import Target, evaluate_target, target_names, target_names_for
 
 METHOD_RESCALE = "deeplift_rescale"
@@ -114,9 +114,7 @@ class DeepShap(ChunkedExplainer):
 
         p = self.params
         total = data.x_explain.shape[0]
-        index = rng.permutation(total) if p.max_samples == "auto" else subsample_indices(total, p.max_samples, rng)
-        if p.max_samples != "auto":
-            self.rows_used["explain"] = index  # recorded: the step's npz says which rows it explained
+        index = sample_index(self, total, p.max_samples, rng, "explain")
         if p.background == "random":  # recorded: the step's npz says which fit rows formed the background
             self.rows_used["fit"] = subsample_indices(data.x_fit.shape[0], p.n_background, rng)
             bg_np = np.asarray(data.x_fit[self.rows_used["fit"]])

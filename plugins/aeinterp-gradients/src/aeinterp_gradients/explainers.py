@@ -48,8 +48,7 @@ from aeinterp import Capabilities, Explanation
 from aeinterp.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import as_tensor
-from aeinterp.perturb import subsample_indices
-from aeinterp.streaming import Z_95, LocalPlan, StreamParams, local_plan, top_k_rows
+from aeinterp.streaming import Z_95, LocalPlan, StreamParams, local_plan, sample_index, top_k_rows
 from aeinterp.targets import Target, target_names_for
 
 from .autodiff import choose_mode, has_recurrent_layers, scripted_recurrent, target_function, weighted_jacobian
@@ -137,9 +136,7 @@ def _setup(explainer: ChunkedExplainer, model, data, target: Target, rng: np.ran
     """The chunk-independent state: which samples, autodiff mode, block sizes, where local goes."""
     p = explainer.params
     source = _samples(data, p.split)
-    index = rng.permutation(source.shape[0]) if p.max_samples == "auto" else subsample_indices(source.shape[0], p.max_samples, rng)
-    if p.max_samples != "auto":
-        explainer.rows_used[p.split] = index  # recorded: the step's npz says which rows of the split it used
+    index = sample_index(explainer, source.shape[0], p.max_samples, rng, p.split)
     names = target_names_for(model, data, target)
     n, n_t = len(index), len(names)
     n_e = int(np.prod(source.shape[1:]))

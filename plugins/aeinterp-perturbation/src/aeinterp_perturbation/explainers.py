@@ -34,8 +34,8 @@ from aeinterp import Capabilities, Explanation
 from aeinterp.chunks import ChunkedExplainer, Partial
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.first_layer import first_layer_split
-from aeinterp.perturb import change_from_sums, perturbation_sums, subsample_indices
-from aeinterp.streaming import Z_95, StreamParams
+from aeinterp.perturb import change_from_sums, perturbation_sums
+from aeinterp.streaming import Z_95, StreamParams, sample_index
 from aeinterp.targets import Target, target_names_for
 
 __all__ = ["Permutation", "ZeroAblation", "donors"]
@@ -83,11 +83,7 @@ class _Perturbation(ChunkedExplainer):
         p = self.params
         x = _source(data, p.split)
         total = x.shape[0]
-        if p.max_samples == "auto":
-            index = rng.permutation(total)  # rounds take the samples in a random order
-        else:
-            index = subsample_indices(total, p.max_samples, rng)
-            self.rows_used[p.split] = index  # recorded: the step's npz says which rows of the split it used
+        index = sample_index(self, total, p.max_samples, rng, p.split)
         if len(index) < 2:
             from aeinterp.errors import DataError
 
