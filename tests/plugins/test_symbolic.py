@@ -680,3 +680,25 @@ def test_selection_floor_of_the_linear_baseline() -> None:
     assert choose([0.955, 0.95], [20, 41], parsimony=0.01, floor=0.95, n_inputs=[25, 20], floor_inputs=20) == 1
     assert choose([0.97, 0.95], [20, 41], parsimony=0.01, floor=0.95, n_inputs=[25, 20], floor_inputs=20) == 0
     assert choose([0.97, 0.95], [20, 41], parsimony=0.03, floor=0.95, n_inputs=[25, 20], floor_inputs=20) == 1
+
+
+def test_simplify_returns_on_nested_tanh_formulas() -> None:
+    """sympy.simplify never returned on this 45-operation formula the search found (bench_ray's symbolic case hung in it)."""
+    code = (
+        "import sympy, numpy as np\n"
+        "from aeinterp_symbolic import formulas as F\n"
+        "xs = F.make_symbols(16)\n"
+        "e = sympy.sympify('1.00235617160797*tanh(0.067931592464447*x13 + 0.000382104131858796*x14 + 0.0889875516295433*x4"
+        " + 0.0480127558112144*x6 - 0.036341980099678*x7 - (-0.094056211411953*x11 + 0.0710524842143059*x4 + 0.365949630737305)"
+        "*tanh(0.502308249473572*x14 + 2.17841625213623)*tanh(0.207235798239708*x10 - 0.0761124938726425*x2 + 0.879754796624184)"
+        " - 0.275974018561831*(0.593039989471436*x12 + 0.215573876525234*x15 + 0.13644115626812*x4 + tanh(0.593553364276886*x12)"
+        " + 2.62878531217575)*tanh(0.0644590631127357*x9 - 0.181834205985069) - tanh(0.0219671744853258*x11)) + 0.000410344044212252',"
+        " locals={str(s): s for s in xs})\n"
+        "out = F.simplify(e)\n"
+        "x = np.random.default_rng(0).normal(size=(50, 16))\n"
+        "assert sympy.count_ops(out) <= sympy.count_ops(e)\n"
+        "np.testing.assert_allclose(F.compile_expr(out, xs)(x), F.compile_expr(e, xs)(x), rtol=1e-12)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

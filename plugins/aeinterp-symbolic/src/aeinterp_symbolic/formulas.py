@@ -58,11 +58,18 @@ def chop(expr: sympy.Expr, tol: float = 1e-8) -> sympy.Expr:
 
 
 def simplify(expr: sympy.Expr, max_ops: int = 80) -> sympy.Expr:
-    """``sympy.simplify`` for expressions up to ``max_ops`` operations (larger ones stay as they are)."""
+    """``sympy.simplify`` for expressions up to ``max_ops`` operations (larger ones stay as they are).
+
+    Expressions with functions (``tanh``, ``exp``, ``sin`` ...) only get their
+    common factors pulled out (``factor_terms``): sympy's trigonometric and
+    hyperbolic rewriting ran for many minutes, without end, on 45- and 67-operation
+    formulas with nested ``tanh`` that the search returns, and saves at most a
+    node or two on such float-coefficient formulas.
+    """
     if sympy.count_ops(expr) > max_ops:
         return expr
     try:
-        out = sympy.simplify(expr)
+        out = sympy.factor_terms(expr) if expr.atoms(sympy.Function) else sympy.simplify(expr)
     except (TypeError, ValueError, RecursionError, NotImplementedError):
         return expr
     # simplify may trade a short expression for a longer "simpler" one; keep the shorter
