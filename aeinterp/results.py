@@ -22,10 +22,14 @@ the header line and every complete entry line and marks the run
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import secrets
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +70,40 @@ def write_json_atomic(path: Path, payload: Any, *, text: str | None = None) -> N
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ctrl-C (and SIGTERM) that arrive inside are handled on leaving: an append and its bookkeeping happen together.
+
+    Without it a Ctrl-C landing after an entry was written but before its
+    offset was recorded (``fsync`` can take seconds on a loaded disk) let the
+    next append overwrite that entry. Python runs signal handlers in the main
+    thread, so swapping them there covers signals delivered to any thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append((signum, frame)))
+        except (ValueError, OSError):  # pragma: no cover - no signals here
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum, frame in caught[:1]:
+            handler = previous.get(signum)
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 class ResultsStore:
@@ -110,6 +148,8 @@ class ResultsStore:
             fh.flush()
             os.fsync(fh.fileno())
         self._offset += len(piece)
+        if entry is not None:
+            self.doc["explainers"].append(entry)
 
     def add(self, alias: str, explanation: Explanation, **meta: Any) -> dict[str, Any]:
         """Write a step's arrays and entry; ``meta`` adds fields to the entry (e.g. ``cached=True``)."""
@@ -119,8 +159,8 @@ class ResultsStore:
         entry = {"name": entry.pop("name"), **entry}
         entry = jsonable(entry)
         json.dumps(entry, allow_nan=False)  # a step whose entry is not JSON fails alone, before the document changes
-        self._append(entry)
-        self.doc["explainers"].append(entry)
+        with _signals_deferred():
+            self._append(entry)
         return entry
 
     def add_error(self, alias: str, name: str, target: str, error: BaseException, *, params: dict[str, Any], distribution: str = "", version: str = "", traceback: str = "") -> dict[str, Any]:
@@ -136,14 +176,15 @@ class ResultsStore:
             "version": version,
             "traceback": traceback,
         })
-        self._append(entry)
-        self.doc["explainers"].append(entry)
+        with _signals_deferred():
+            self._append(entry)
         return entry
 
     def finish(self, status: str) -> None:
         self.doc["status"] = status
         self.doc["finished"] = _now()
-        self._append(None)
+        with _signals_deferred():
+            self._append(None)
 
 
 def _repair(text: str) -> dict[str, Any] | None:

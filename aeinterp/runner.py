@@ -419,9 +419,21 @@ class Runner:
                     del finished[step.alias]
             written = max(written, upto)
 
+        done_aliases: set[str] = set()
+
+        def harvest(fut: Future[Explanation]) -> None:  # a done future becomes a finished step; it leaves `running` last
+            exc = fut.exception()
+            if isinstance(exc, KeyboardInterrupt):
+                raise exc
+            step = running[fut]
+            finished[step.alias] = (None, exc) if exc is not None else (fut.result(), None)
+            if exc is None:
+                outcome.explanations[step.alias] = fut.result()  # for the steps that name it
+            done_aliases.add(step.alias)
+            del running[fut]
+
         pool = ThreadPoolExecutor(max_workers=max(1, min(len(steps), 32)), thread_name_prefix="aeinterp-step")
         progress = self._progress()
-        done_aliases: set[str] = set()
         try:
             with progress, frozen(model):  # frozen once here: the steps' own nested frozen() then change nothing
                 while waiting or running:
@@ -436,17 +448,12 @@ class Runner:
                         )] = step
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for fut in done:
-                        step = running.pop(fut)
-                        exc = fut.exception()
-                        if isinstance(exc, KeyboardInterrupt):
-                            raise exc
-                        done_aliases.add(step.alias)
-                        finished[step.alias] = (None, exc) if exc is not None else (fut.result(), None)
-                        if exc is None:
-                            outcome.explanations[step.alias] = fut.result()  # for the steps that name it
+                        harvest(fut)
                     first_open = next((i for i, s in enumerate(steps) if s.alias not in done_aliases), len(steps))
                     write(first_open)
         except BaseException:
+            for fut in [f for f in running if f.done() and not f.cancelled() and not isinstance(f.exception(), KeyboardInterrupt)]:
+                harvest(fut)  # finished while Ctrl-C arrived: keep it
             executor.cancel_all()
             pool.shutdown(wait=False, cancel_futures=True)
             write(len(steps))  # keep every finished step, even after an unfinished one

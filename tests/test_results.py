@@ -46,3 +46,30 @@ def test_round_trip_through_results_json_and_npz(tmp_path) -> None:  # noqa: ANN
     assert back.runtime_s == 1.5 and back.feature_names == ["a", "b", "c"]
     with np.load(tmp_path / "x.npz", allow_pickle=False) as npz:  # no object arrays inside
         assert set(npz.files) == {"importance", "std", "local", "tiles"}
+
+
+def test_ctrl_c_during_an_append_keeps_that_entry(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """A Ctrl-C that lands while an entry is being synced to disk is raised after the entry is recorded, so the
+    steps written after it (the runner writes every finished step on Ctrl-C) do not overwrite it."""
+    import os
+    import signal
+
+    import aeinterp.results as results_module
+
+    store = ResultsStore(tmp_path, recipe={}, model={}, data={}, plugins=[])
+    real_fsync, calls = os.fsync, []
+
+    def fsync_then_ctrl_c(fd: int) -> None:
+        real_fsync(fd)
+        if not calls:
+            calls.append(fd)
+            os.kill(os.getpid(), signal.SIGINT)  # delivered while the append is still in progress
+
+    monkeypatch.setattr(results_module.os, "fsync", fsync_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        store.add("first", make())
+    store.add("second", make())
+    store.finish("interrupted")
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert [e["alias"] for e in doc["explainers"]] == ["first", "second"] and doc["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
