@@ -338,3 +338,184 @@ def test_generic_path_for_models_it_cannot_split(conv, lstm) -> None:  # noqa: A
     finally:
         handle.remove()
     assert result.extras["path"] == "generic" and "hooks" in result.extras["path_reason"]
+
+
+# --- the affine code head: gradients of its input, then its weight --------------------------------------
+
+
+class _SeqCodeAE(torch.nn.Module):
+    """The sequence engineer's shape (bench/_lstm.py): LSTM(6, 32, 2) -> h_n[-1] -> Linear(32, k), on short sequences."""
+
+    def __init__(self, latent: int, steps: int = 6, hidden: int = 32) -> None:
+        super().__init__()
+        self.steps = steps
+        self.enc = torch.nn.LSTM(6, hidden, num_layers=2, batch_first=True)
+        self.to_code = torch.nn.Linear(hidden, latent)
+        self.dec = torch.nn.Linear(latent, steps * 6)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        _, (h, _) = self.enc(x)
+        return self.to_code(h[-1])
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.dec(z).reshape(len(z), self.steps, 6)
+
+
+class _MLPCodeAE(torch.nn.Module):
+    """An MLP encoder ending in Linear(8, 20); ``after`` is applied to the head's output (``tanh``, in-place doubling)."""
+
+    def __init__(self, after: str = "none") -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(16, 12), torch.nn.Tanh(), torch.nn.Linear(12, 8), torch.nn.Tanh())
+        self.to_code = torch.nn.Linear(8, 20)
+        self.dec = torch.nn.Linear(20, 16)
+        self.after = after
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.to_code(self.body(x))
+        if self.after == "tanh":
+            return torch.tanh(z)
+        if self.after == "inplace":
+            return z.mul_(2.0)
+        return z
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.dec(z)
+
+
+class _SequentialCodeAE(torch.nn.Module):
+    """The same MLP as an ``nn.Sequential`` encoder: the first-layer factorisation applies too (no closed form: two hidden layers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = torch.nn.Sequential(torch.nn.Linear(16, 12), torch.nn.Tanh(), torch.nn.Linear(12, 8), torch.nn.Tanh(), torch.nn.Linear(8, 20))
+        self.decoder = torch.nn.Linear(20, 16)
+
+
+def _code_data(kind: str, dtype: torch.dtype, n: int = 12, steps: int = 6):  # noqa: ANN202
+    from aeinterp import ArrayDataset
+    from aeinterp.data import element_names, make_groups
+
+    rng = np.random.default_rng(0)
+    shape = (steps, 6) if kind == "sequence" else (16,)
+    x = rng.normal(size=(n, *shape)).astype(np.float64 if dtype == torch.float64 else np.float32)
+    names = element_names(kind, shape)
+    return ArrayDataset(x=x, kind=kind, feature_names=names, groups=make_groups(kind, shape, feature_names=names),
+                        fit_index=np.arange(n // 2, n), explain_index=np.arange(n // 2))
+
+
+def _code_model(module: torch.nn.Module, data, dtype: torch.dtype) -> TorchAutoencoder:  # noqa: ANN001
+    torch.manual_seed(0)
+    for p in module.parameters():
+        torch.nn.init.normal_(p, std=0.4)
+    return TorchAutoencoder(module.to(dtype).eval(), data.sample_shape)
+
+
+def _head_and_plain(explainer, model, data, params):  # noqa: ANN001, ANN202
+    split = explain(explainer, model, data, params=params)
+    plain = explain(explainer, model, data, params={**params, "code_head": "off"})
+    assert plain.extras["code_head_reason"] == "code_head: off" and "code_head" not in plain.extras
+    return split, plain
+
+
+def _assert_close(split, plain, tol: float) -> None:  # noqa: ANN001
+    pairs = {"local": (split.local, plain.local), "importance": (split.importance, plain.importance),
+             **{k: (split.arrays[k], plain.arrays[k]) for k in plain.arrays if k not in ("sample_index", "completeness_gap")}}
+    for key, (a, b) in pairs.items():
+        b = np.asarray(b, dtype=np.float64)
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * max(np.abs(b).max(), 1e-30), err_msg=key)
+    if "completeness_gap" in plain.arrays:  # |sum IG - change|: a small difference of large numbers, equal up to the rounding of the change
+        scale = np.abs(plain.arrays["target_change"]).max()
+        np.testing.assert_allclose(split.arrays["completeness_gap"], plain.arrays["completeness_gap"], rtol=0, atol=10 * tol * scale)
+
+
+#: the explainers' outputs are float32 whatever the model's dtype; the Jacobians themselves are compared in float64 below
+_TOL = {torch.float32: 1e-6, torch.float64: 1e-6}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mode", ["loop", "rev"])
+def test_code_head_split_equals_the_plain_path_on_an_lstm(mode: str, dtype: torch.dtype) -> None:
+    data = _code_data("sequence", dtype, n=6)
+    model = _code_model(_SeqCodeAE(latent=64), data, dtype)
+    split, plain = _head_and_plain(IntegratedGradients, model, data, {"steps": 4, "mode": mode})
+    assert split.extras["code_head"] == [32, 64] and split.extras["mode"] == mode
+    assert "affine head to_code (32 -> 64)" in split.extras["code_head_reason"]
+    _assert_close(split, plain, 2 * _TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mode", ["loop", "rev"])
+@pytest.mark.parametrize("shape", ["method", "sequential"])
+def test_code_head_split_equals_the_plain_path_on_an_mlp(shape: str, mode: str, dtype: torch.dtype) -> None:
+    data = _code_data("tabular", dtype)
+    model = _code_model(_MLPCodeAE() if shape == "method" else _SequentialCodeAE(), data, dtype)
+    split, plain = _head_and_plain(IntegratedGradients, model, data, {"steps": 6, "mode": mode, "baseline": "mean"})
+    assert split.extras["code_head"] == [8, 20]
+    assert split.extras["path"] == ("generic" if shape == "method" else "first-layer factorised")  # the head composes with the first layer
+    _assert_close(split, plain, _TOL[dtype])
+    for method in ["saliency", "input_x_gradient"]:  # the same helper for the jacobian explainer
+        jsplit, jplain = _head_and_plain(Jacobian, model, data, {"mode": mode, "method": method})
+        assert jsplit.extras["code_head"] == [8, 20]
+        _assert_close(jsplit, jplain, _TOL[dtype])
+    x = torch.as_tensor(_explained(data), dtype=dtype)
+    ref = _autograd_jacobian(model.encode, x)
+    np.testing.assert_allclose(explain(Jacobian, model, data, params={"mode": mode}).arrays["jacobian_mean"], ref.mean(dim=0).numpy(),
+                               rtol=_TOL[dtype], atol=_TOL[dtype] * float(ref.abs().max()))
+
+
+def test_code_head_split_is_chunked_like_the_rest() -> None:
+    data = _code_data("tabular", torch.float32, n=24)
+    model = _code_model(_MLPCodeAE(), data, torch.float32)
+    small = explain(IntegratedGradients, model, data, params={"steps": 6, "mode": "rev", "memory_mb": 0.01, "chunk_size": 5})
+    full = explain(IntegratedGradients, model, data, params={"steps": 6, "mode": "rev"})
+    assert small.extras["code_head"] == [8, 20] and small.extras["samples_per_block"] < 12
+    np.testing.assert_allclose(small.local, full.local, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mode", ["loop", "rev"])
+@pytest.mark.parametrize("kind", ["sequence", "tabular"])
+def test_code_head_weighted_jacobian_is_exact(kind: str, mode: str, dtype: torch.dtype) -> None:
+    """The weighted Jacobian over path points through the head's input, times its weight, is the code's own."""
+    from aeinterp.targets import Target
+    from aeinterp_gradients.autodiff import target_function, weighted_jacobian
+    from aeinterp_gradients.code_head import code_head_split, resolve_code_head
+
+    data = _code_data(kind, dtype, n=6)
+    model = _code_model(_SeqCodeAE(latent=64) if kind == "sequence" else _MLPCodeAE(), data, dtype)
+    x = torch.as_tensor(data.x_explain, dtype=dtype)
+    where, why = code_head_split(model, Target.LATENT, x[:1], model.latent_dim)
+    assert where == (0, "to_code"), why
+    head = resolve_code_head(model, where)
+    f = target_function(model, Target.LATENT)
+    alpha = torch.linspace(0.1, 0.9, 3, dtype=dtype).view(-1, *([1] * x.dim()))
+    points, weights = alpha * x.unsqueeze(0), torch.tensor([0.2, 0.5, 0.3], dtype=dtype)
+    plain = weighted_jacobian(f, points, x, weights, mode).detach()
+    split = head.apply(weighted_jacobian(head.input_function(f), points, x, weights, mode).detach())
+    tol = 1e-6 if dtype == torch.float32 else 1e-10
+    np.testing.assert_allclose(split.numpy(), plain.numpy(), rtol=tol, atol=tol * float(plain.abs().max()))
+
+
+def test_code_head_split_is_not_taken_where_it_saves_nothing_or_does_not_hold() -> None:
+    seq = _code_data("sequence", torch.float32, n=4)
+    narrow = _code_model(_SeqCodeAE(latent=4), seq, torch.float32)  # 32 head inputs, 4 latents
+    result = explain(IntegratedGradients, narrow, seq, params={"steps": 2, "mode": "loop"})
+    assert "code_head" not in result.extras and "no saving" in result.extras["code_head_reason"]
+    data = _code_data("tabular", torch.float32)
+    model = _code_model(_MLPCodeAE(), data, torch.float32)
+    for target in ["reconstruction", "reconstruction_error"]:
+        result = explain(IntegratedGradients, model, data, target=target, params={"steps": 2, "mode": "rev"})
+        assert "code_head" not in result.extras and "not the latent code" in result.extras["code_head_reason"]
+    for after, why in [("tanh", "not the output of an nn.Linear"), ("inplace", "changed in place")]:
+        other = _code_model(_MLPCodeAE(after), data, torch.float32)
+        result = explain(IntegratedGradients, other, data, params={"steps": 2, "mode": "rev"})
+        assert "code_head" not in result.extras and why in result.extras["code_head_reason"], result.extras["code_head_reason"]
+    result = explain(IntegratedGradients, model, data, params={"steps": 2, "mode": "fwd"})
+    assert "code_head" not in result.extras and "fwd mode" in result.extras["code_head_reason"]
+    handle = model.module.to_code.register_forward_hook(lambda m, i, o: None)
+    try:
+        result = explain(IntegratedGradients, model, data, params={"steps": 2, "mode": "rev"})
+    finally:
+        handle.remove()
+    assert "code_head" not in result.extras and "has hooks" in result.extras["code_head_reason"]

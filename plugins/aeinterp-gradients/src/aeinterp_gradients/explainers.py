@@ -21,6 +21,15 @@ dataset's feature groups:
   (:mod:`aeinterp_gradients.factorised`; ``extras["path"]``,
   ``extras["path_reason"]`` and ``extras["mode"]`` say what ran and why).
 
+Both, for the latent target in ``loop`` and ``rev`` modes: when the code is
+the output of one ``nn.Linear`` ``z = W u + c`` with fewer inputs ``h`` than
+latents (e.g. ``to_code(h_n[-1])`` after an LSTM), the Jacobian is taken of
+``u`` (``h`` backward passes or cotangents instead of one per latent) and
+``W`` applied once per block, exact by linearity
+(:mod:`aeinterp_gradients.code_head`; ``extras["code_head"] = [h, k]`` when
+it ran, ``extras["code_head_reason"]`` why or why not; ``code_head: off``
+turns it off). It composes with the first-layer factorisation.
+
 Both stream over sample chunks (:class:`aeinterp.chunks.ChunkedExplainer`,
 ``splits="samples"``): a chunk returns additive sums (of the importance terms
 and their squares, of the element maps, of the completeness terms), so the
@@ -52,6 +61,7 @@ from aeinterp.streaming import Z_95, LocalPlan, StreamParams, local_plan, sample
 from aeinterp.targets import Target, target_names_for
 
 from .autodiff import choose_mode, has_recurrent_layers, scripted_recurrent, target_function, weighted_jacobian
+from .code_head import code_head_split, resolve_code_head
 from .factorised import FirstLayer, first_layer_split, layer_target_function, summed_code_jacobian
 from .paths import Baseline, Rule, baselines, quadrature
 
@@ -63,6 +73,10 @@ class _GradientParams(StreamParams):
     max_samples: int | Literal["auto"] | None = Field(None, description="explain at most this many samples (random, seeded); auto: rounds of samples until the importance is within tolerance")
     mode: Literal["auto", "rev", "fwd", "loop"] = Field(
         "auto", description="autodiff: rev (vmap, cost ~ targets), fwd (vmap, cost ~ input elements), loop (one backward per target, for RNNs); auto picks"
+    )
+    code_head: Literal["auto", "off"] = Field(
+        "auto", description="auto: when the latent code is the output of one nn.Linear with fewer inputs than latents, differentiate its inputs and apply its weight "
+        "(fewer backward passes in loop and rev modes); off: differentiate the code itself",
     )
     keep_local: bool = Field(True, description="keep per-sample group attributions at all (false is local: none)")
     memory_mb: float = Field(256.0, gt=0, description="bound on the Jacobian blocks computed at once, in MiB (smaller blocks are often faster on a CPU)")
@@ -262,6 +276,34 @@ def _factorised_plan(p, model, data, target: Target, n_t: int, n_e: int, info: d
     return layer, mode, rows, chunk
 
 
+def _head_plan(p, model, target: Target, x0: torch.Tensor, state: dict[str, Any], copies: int, n_in: int | None = None) -> None:  # noqa: ANN001
+    """Whether to differentiate the affine code head's input instead of the code (:mod:`aeinterp_gradients.code_head`).
+
+    Sets ``state["head"]`` (where the head is, or None) and, when taken, the
+    block sizes for ``head-width`` Jacobian rows; records ``code_head`` and
+    ``code_head_reason`` in the info. ``n_in``: the elements the Jacobian is
+    taken w.r.t. (the first layer's width on the factorised path; default the input's).
+    """
+    info, mode, n_t, n_e = state["info"], state["mode"], len(state["names"]), state["n_e"]
+    state["head"] = None
+    if p.code_head == "off":
+        info["code_head_reason"] = "code_head: off"
+        return
+    if mode not in ("loop", "rev"):
+        info["code_head_reason"] = f"{mode} mode: its cost does not grow with the number of targets" if mode == "fwd" else "no autodiff on this path"
+        return
+    where, reason = code_head_split(model, target, x0, n_t)
+    info["code_head_reason"] = reason
+    if where is None:
+        return
+    h = resolve_code_head(model, where).width
+    n_in = n_e if n_in is None else n_in
+    per_sample = 4.0 * (3 * copies * h * n_in + 2 * n_t * n_in + (2 * n_t * n_e if n_in != n_e else 0))  # head-input Jacobian, x W, (x A)
+    rows = max(1, int(p.memory_mb * 2**20 // per_sample))
+    state.update(head=where, rows=rows, chunk=max(1, int(p.memory_mb * 2**20 // (4.0 * 3 * copies * n_in))) if rows == 1 and mode == "rev" else None)
+    info.update(code_head=[h, n_t], samples_per_block=rows)
+
+
 class Jacobian(_GradientExplainer):
     """Per-sample Jacobians of every target: saliency (mean |dz/dx|) or input x gradient."""
 
@@ -274,17 +316,23 @@ class Jacobian(_GradientExplainer):
         state = _setup(self, model, data, target, rng, copies=1)
         x0 = as_tensor(np.asarray(_samples(data, self.params.split)[state["index"][:1]]), model)
         _probe_mode(target_function(model, target, unroll=state["info"]["recurrent_unrolled"]), x0, state)
+        _head_plan(self.params, model, target, x0, state, copies=1)
         return state
 
     def explain_chunk(self, model, data, state, units, *, target, rng):  # noqa: ANN001, ANN201
         p = self.params
         xt, acc = self._chunk(model, data, state, units)
         f = target_function(model, target, unroll=state["info"]["recurrent_unrolled"])
+        head = resolve_code_head(model, state["head"]) if state.get("head") else None
+        if head is not None:
+            f = head.input_function(f)  # differentiate the head's h inputs, then apply its weight
         one, rows, n_t = torch.ones(1), state["rows"], len(state["names"])
         starts = range(0, xt.shape[0], rows)
         for s in self.progress.track(starts, total=len(starts), description=f"jacobian ({target})"):
             xb = xt[s : s + rows]
             jac, _ = _jacobian_blocks(f, xb.unsqueeze(0), xb, one, state["mode"], state["chunk"], {})
+            if head is not None:
+                jac = head.apply(jac.detach())
             jac = jac.detach().reshape(xb.shape[0], n_t, -1).cpu()
             if p.method == "saliency":
                 absj = jac.abs()
@@ -331,11 +379,13 @@ class IntegratedGradients(_GradientExplainer):
         state["base"] = baselines(p.baseline, data.x_fit, p.n_baselines, rng)
         layer, *plan = _factorised_plan(p, model, data, target, len(state["names"]), state["n_e"], state["info"])
         state["use_layer"] = layer is not None
+        x0 = as_tensor(np.asarray(_samples(data, p.split)[state["index"][:1]]), model)
         if layer is not None:
             state["mode"], state["rows"], state["chunk"] = plan
+            _head_plan(p, model, target, x0, state, copies=p.steps, n_in=layer.width)
         else:
-            x0 = as_tensor(np.asarray(_samples(data, p.split)[state["index"][:1]]), model)
             _probe_mode(target_function(model, target, unroll=state["info"]["recurrent_unrolled"]), x0, state)
+            _head_plan(p, model, target, x0, state, copies=p.steps)
         return state
 
     def explain_chunk(self, model, data, state, units, *, target, rng):  # noqa: ANN001, ANN201
@@ -349,6 +399,8 @@ class IntegratedGradients(_GradientExplainer):
             layer = _factorised_plan(p, model, data, target, len(state["names"]), state["n_e"], dict(state["info"]))[0]
             g = layer_target_function(model, layer, target)
             a_weight = layer.linear.weight.detach()  # (h, n)
+        head = resolve_code_head(model, state["head"]) if state.get("head") else None
+        f_grad = f if head is None else head.input_function(f)  # the head's h inputs are differentiated, then its weight applied
         base_t = as_tensor(state["base"], model)
         a_t = torch.as_tensor(alpha, dtype=xt.dtype).view(-1, 1, *([1] * (xt.dim() - 1)))
         w_t = torch.as_tensor(weight, dtype=xt.dtype)
@@ -366,7 +418,9 @@ class IntegratedGradients(_GradientExplainer):
                 diff = xb - b
                 if layer is None:
                     points = b + a_t * diff.unsqueeze(0)  # (steps, B, *shape)
-                    grad, mode = _jacobian_blocks(f, points, xb, w_t, mode, chunk, {})
+                    grad, mode = _jacobian_blocks(f_grad, points, xb, w_t, mode, chunk, {})
+                    if head is not None:
+                        grad = head.apply(grad.detach())
                 else:  # the layer is affine: its outputs along the path interpolate those at both ends
                     with torch.no_grad():
                         a_x, a_b = layer(xb), layer(b.unsqueeze(0))
@@ -375,7 +429,9 @@ class IntegratedGradients(_GradientExplainer):
                         with torch.no_grad():
                             grad = summed_code_jacobian(layer, a_path, w_t)
                     else:
-                        grad, mode = _jacobian_blocks(g, a_path, xb, w_t, mode, chunk, {})
+                        grad, mode = _jacobian_blocks(g if head is None else head.input_function(g), a_path, xb, w_t, mode, chunk, {})
+                        if head is not None:
+                            grad = head.apply(grad.detach())
                     grad = grad.detach() @ a_weight  # (B, T, h) @ (h, n): sum_s w_s dT/dx(x_s)
                 ig += grad.detach().reshape(xb.shape[0], n_t, -1).cpu() * diff.reshape(xb.shape[0], 1, -1).cpu()
                 with torch.no_grad():
