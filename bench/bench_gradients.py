@@ -23,8 +23,10 @@ The LSTM rows: integrated gradients (32 Gauss-Legendre steps, zero
 baseline) on the sequence engineer's two-stack LSTM autoencoder
 (bench/_lstm.py, 6 features x 30 steps -> 4 latents, and a 64-latent
 variant), ours (one forward pass shared by all latents, then one backward
-pass per latent through the fused kernel) against Captum looped over latents
-(one forward and one backward pass per latent), timed in the same run.
+pass per latent through the fused kernel; with 64 latents the code head
+Linear(32, 64) is split off, so 32 backward passes of its input and one
+product with its weight) against Captum looped over latents (one forward and
+one backward pass per latent), timed in the same run.
 
     python bench/bench_gradients.py            # n = 200 and n = 1000
     python bench/bench_gradients.py --quick    # a small sanity run
@@ -141,7 +143,7 @@ def lstm_rows(samples: int, steps: int, latents: list[int], ref_targets: int) ->
         params = {"steps": steps, "baseline": "zero", "rule": "gausslegendre"}
         ig, t_ours, grew = _ours(IntegratedGradients, model, data, params)
         print(f"\ntwo-stack LSTM AE 6 x 30 -> {k}, {samples} samples, {steps} steps")
-        print(f"  {'integrated_gradients':<22} ours {t_ours:8.2f} s (peak RSS +{grew:.0f} MiB), mode {ig.extras['mode']}")
+        print(f"  {'integrated_gradients':<22} ours {t_ours:8.2f} s (peak RSS +{grew:.0f} MiB), mode {ig.extras['mode']}, code head {ig.extras.get('code_head')}")
         if importlib.util.find_spec("captum") is None:
             continue
         from captum.attr import IntegratedGradients as CaptumIG

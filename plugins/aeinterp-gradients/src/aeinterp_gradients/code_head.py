@@ -125,6 +125,8 @@ def code_head_split(model: Any, target: Target, x0: torch.Tensor, n_targets: int
     try:
         with torch.no_grad():
             z = model.encode(x0)
+    except Exception as exc:  # noqa: BLE001 - the plain path will report it if it is real
+        return None, f"probing the encoder on one sample failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
     finally:
         for handle in handles:
             handle.remove()
