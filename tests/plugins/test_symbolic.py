@@ -702,3 +702,20 @@ def test_simplify_returns_on_nested_tanh_formulas() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_render_text_of_a_nested_tanh_formula_prints_without_re_evaluating() -> None:
+    """Substituting display symbols rebuilt this formula and sympy's tanh(...).is_real never returned (a search's
+    Pareto front row hung the whole step); printing under other names returns at once."""
+    code = (
+        "import sympy\n"
+        "from aeinterp_symbolic import formulas as F\n"
+        "xs = F.make_symbols(16)\n"
+        f"e = sympy.sympify(open({str(Path(__file__).parents[1] / 'fixtures' / 'nested_tanh_formula.txt')!r}).read(), locals={{str(s): s for s in xs}})\n"
+        "text = F.render_text(e, {s: f'gene {s}' for s in xs})\n"
+        "assert text.startswith('0.002447 - 1.009*tanh(tanh(-0.01499*`gene x2`'), text\n"
+        "assert sympy.sympify(F.render_text(e, {s: str(s) for s in xs}), locals={str(s): s for s in xs}) == e\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

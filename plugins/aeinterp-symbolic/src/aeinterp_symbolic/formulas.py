@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import sympy
+from sympy.printing.str import StrPrinter
 
 __all__ = [
     "make_symbols",
@@ -112,10 +113,25 @@ def _text_name(name: str) -> str:
     return name if _PLAIN.match(name) else f"`{name}`"
 
 
+class _NamedPrinter(StrPrinter):
+    """sympy's text printer with symbols shown under other names (nothing is rebuilt or re-evaluated)."""
+
+    def __init__(self, names: Mapping[sympy.Symbol, str]) -> None:
+        super().__init__()
+        self._names = names
+
+    def _print_Symbol(self, expr: sympy.Symbol) -> str:  # noqa: N802 - sympy's printer protocol
+        return self._names.get(expr, expr.name)
+
+
 def render_text(expr: sympy.Expr, names: Mapping[sympy.Symbol, str]) -> str:
-    """The formula as text, each symbol shown as its feature name (names with spaces in backticks)."""
-    display = {s: sympy.Symbol(_text_name(names[s])) for s in expr.free_symbols if s in names}
-    return sympy.sstr(expr.xreplace(display))
+    """The formula as text, each symbol shown as its feature name (names with spaces in backticks).
+
+    Printed, not substituted: rebuilding a nested-tanh formula with plain
+    (not real) symbols made sympy re-derive ``tanh(...).is_real`` through
+    polynomial gcds, which never returned.
+    """
+    return _NamedPrinter({s: _text_name(names[s]) for s in expr.free_symbols if s in names}).doprint(expr)
 
 
 _LATEX_ESCAPES = {"\\": r"\backslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "^": r"\^{}", "#": r"\#", "$": r"\$", "%": r"\%", "&": r"\&", "~": r"\sim{}", " ": r"\ "}
