@@ -176,3 +176,19 @@ def test_old_compressed_npz_files_still_load(tmp_path) -> None:  # noqa: ANN001
     entry = {**e.to_json(), "alias": "old"}
     back = Explanation.from_json(json.loads(json.dumps(entry)), tmp_path / "old.npz")
     np.testing.assert_array_equal(back.importance, e.importance)
+
+
+def test_ranking_is_stable_up_to_ties_within_the_intervals() -> None:
+    from aeinterp.streaming import converged, same_ranking
+
+    now = np.array([[1.00, 0.90, 0.50, 0.10]])
+    before = np.array([[0.90, 1.00, 0.50, 0.10]])  # features 0 and 1 swapped
+    wide, narrow = np.full_like(now, 0.06), np.full_like(now, 0.01)
+    assert same_ranking(now, wide, before, 2)  # 0.10 apart <= 0.06 + 0.06: a tie the data cannot order
+    assert not same_ranking(now, narrow, before, 2)  # 0.10 apart > 0.02: a real change of order
+    assert same_ranking(now, narrow, now.copy(), 4)
+    # a feature entering the top-k past a clearly larger one is a change, however wide the others' intervals
+    assert not same_ranking(np.array([[1.0, 0.2, 0.9]]), np.array([[0.01, 0.01, 0.01]]), np.array([[1.0, 0.9, 0.2]]), 2)
+    ok, worst = converged(now, wide, before, tolerance=0.1, top_k=2)
+    assert ok and worst == pytest.approx(0.06)
+    assert not converged(now, narrow, before, tolerance=0.1, top_k=2)[0]
