@@ -37,14 +37,14 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from .explainer import ExplainerParams
 
-__all__ = ["StreamParams", "LocalPlan", "local_plan", "parse_local", "RowsSink", "top_k_rows", "round_sizes", "converged", "same_ranking", "Z_95"]
+__all__ = ["StreamParams", "MaxSamples", "LocalPlan", "local_plan", "parse_local", "RowsSink", "top_k_rows", "round_sizes", "converged", "same_ranking", "Z_95"]
 
 Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
 _TOP_K = re.compile(r"^top_k:(\d+)$")
@@ -58,6 +58,16 @@ def parse_local(value: str) -> tuple[str, int | None]:
     if m is None or int(m.group(1)) < 1:
         raise ValueError(f"local must be auto, none, full or top_k:K with K >= 1, not {value!r}")
     return "top_k", int(m.group(1))
+
+
+def _at_least_one(value: int | str | None) -> int | str | None:
+    if isinstance(value, int) and value < 1:
+        raise ValueError("max_samples must be >= 1")
+    return value
+
+
+#: ``max_samples`` of a streamed explainer: a count >= 1, ``auto`` (anytime rounds, see above) or None (every sample)
+MaxSamples = Annotated[int | Literal["auto"] | None, AfterValidator(_at_least_one)]
 
 
 class StreamParams(ExplainerParams):

@@ -34,14 +34,14 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from aeinterp import Capabilities, Explanation
 from aeinterp.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.errors import CapabilityError
 from aeinterp.model import torch_modules
 from aeinterp.perturb import reduce_groups, sample_background, subsample_indices
-from aeinterp.streaming import Z_95, StreamParams, local_plan, sample_index, top_k_rows
+from aeinterp.streaming import Z_95, MaxSamples, StreamParams, local_plan, sample_index, top_k_rows
 from aeinterp.targets import Target, evaluate_target, target_names, target_names_for
 
 METHOD_RESCALE = "deeplift_rescale"
@@ -63,19 +63,12 @@ class DeepShap(ChunkedExplainer):
         method: Literal["auto", "rescale", "expected_gradients"] = Field("auto", description="auto: DeepLIFT rescale rules where every operation has one, else expected gradients; or force either")
         background: Literal["random", "kmeans", "all"] = Field("random", description="background from the fit split: a random sample, a k-means summary, or all of it")
         n_background: int = Field(100, ge=1, description="background size (random rows or k-means centres)")
-        max_samples: int | Literal["auto"] | None = Field(None, description="explain at most this many samples of the explain split (random, seeded); auto: rounds of samples until the importance is within tolerance")
+        max_samples: MaxSamples = Field(None, description="explain at most this many samples of the explain split (random, seeded); auto: rounds of samples until the importance is within tolerance")
         dtype: Literal["model", "float32", "float64"] = Field("model", description="precision of the computation; a different one runs on a converted copy of the model")
         tolerance: float = Field(1e-3, gt=0, description="warn when the additivity error of a target, relative to its mean |f(x) - E f(background)|, exceeds this")
         eg_samples: int = Field(200, ge=1, description="expected gradients: draws (background sample, interpolation point) per explained sample")
         memory_mb: float = Field(1024.0, gt=0, description="approximate bound on the working memory of the native backend; samples and targets are chunked to fit")
         batch_rows: int = Field(8192, ge=1, description="expected gradients: rows per forward/backward pass")
-
-        @field_validator("max_samples")
-        @classmethod
-        def _at_least_one(cls, value):  # noqa: ANN001, ANN206
-            if isinstance(value, int) and value < 1:
-                raise ValueError("max_samples must be >= 1")
-            return value
 
     capabilities = Capabilities(
         targets=frozenset({"latent", "reconstruction", "reconstruction_error", "prediction"}),

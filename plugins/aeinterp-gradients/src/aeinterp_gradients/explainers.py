@@ -51,13 +51,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from aeinterp import Capabilities, Explanation
 from aeinterp.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import as_tensor
-from aeinterp.streaming import Z_95, LocalPlan, StreamParams, local_plan, sample_index, top_k_rows
+from aeinterp.streaming import Z_95, LocalPlan, MaxSamples, StreamParams, local_plan, sample_index, top_k_rows
 from aeinterp.targets import Target, target_names_for
 
 from .autodiff import choose_mode, has_recurrent_layers, scripted_recurrent, target_function, weighted_jacobian
@@ -70,7 +70,7 @@ __all__ = ["Jacobian", "IntegratedGradients"]
 
 class _GradientParams(StreamParams):
     split: Literal["explain", "fit"] = Field("explain", description="which split to explain: the held-out explain split or the fit split")
-    max_samples: int | Literal["auto"] | None = Field(None, description="explain at most this many samples (random, seeded); auto: rounds of samples until the importance is within tolerance")
+    max_samples: MaxSamples = Field(None, description="explain at most this many samples (random, seeded); auto: rounds of samples until the importance is within tolerance")
     mode: Literal["auto", "rev", "fwd", "loop"] = Field(
         "auto", description="autodiff: rev (vmap, cost ~ targets), fwd (vmap, cost ~ input elements), loop (one backward per target, for RNNs); auto picks"
     )
@@ -80,13 +80,6 @@ class _GradientParams(StreamParams):
     )
     keep_local: bool = Field(True, description="keep per-sample group attributions at all (false is local: none)")
     memory_mb: float = Field(256.0, gt=0, description="bound on the Jacobian blocks computed at once, in MiB (smaller blocks are often faster on a CPU)")
-
-    @field_validator("max_samples")
-    @classmethod
-    def _at_least_one(cls, value):  # noqa: ANN001, ANN206
-        if isinstance(value, int) and value < 1:
-            raise ValueError("max_samples must be >= 1")
-        return value
 
 
 class _Sums:

@@ -35,7 +35,7 @@ from aeinterp.chunks import ChunkedExplainer, Partial
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.first_layer import first_layer_split
 from aeinterp.perturb import change_from_sums, perturbation_sums
-from aeinterp.streaming import Z_95, StreamParams, sample_index
+from aeinterp.streaming import Z_95, MaxSamples, StreamParams, sample_index
 from aeinterp.targets import Target, target_names_for
 
 __all__ = ["Permutation", "ZeroAblation", "donors"]
@@ -56,7 +56,7 @@ def donors(seed: int, copies: np.ndarray, positions: np.ndarray, n: int) -> np.n
 class _PerturbationParams(StreamParams):
     normalize: bool = Field(False, description="scale each target's importances to sum to 1 (negative values count as 0)")
     split: Literal["explain", "fit"] = Field("explain", description="which split to perturb: the held-out explain split or the fit split")
-    max_samples: int | Literal["auto"] | None = Field(None, description="use at most this many samples of the split (random, seeded); auto: rounds of samples until the importance is within tolerance")
+    max_samples: MaxSamples = Field(None, description="use at most this many samples of the split (random, seeded); auto: rounds of samples until the importance is within tolerance")
     copies_per_batch: int | None = Field(None, ge=1, description="perturbed copies per forward pass; default: enough for ~512 rows")
     memory_mb: float = Field(256.0, gt=0, description="bound on the stacked perturbed inputs, in MiB")
     batch_size: int = Field(4096, ge=1, description="rows per forward pass")
