@@ -304,12 +304,12 @@ class Runner:
             outcome = RunOutcome(out_dir=out_dir)
             executor = make_executor(self.executor if self.executor is not None else recipe.executor)
             keying = None
-            if cache is not None and not getattr(executor, "concurrent_steps", False):  # the cache serves sequential (local) runs
+            if cache is not None:
                 keying = _StepKeys(cache, data_hash=data_hash or "", model_hash=model_fingerprint(model), device=device.type, seed=recipe.seed)
             status = "interrupted"
             try:
                 if getattr(executor, "concurrent_steps", False):
-                    self._run_concurrently(steps, executor, model, data, recipe.seed, store, outcome)
+                    self._run_concurrently(steps, executor, model, data, recipe.seed, store, outcome, keying)
                 else:
                     for step in steps:
                         self._run_step(step, model, data, recipe.seed, store, outcome, keying)
@@ -334,16 +334,9 @@ class Runner:
         self, step: PlannedStep, model: TorchAutoencoder, data: ArrayDataset, seed: int, store: ResultsStore, outcome: RunOutcome, keying: _StepKeys | None = None,
     ) -> None:
         entry = step.explainer
-        key = keying.key(step) if keying is not None else None
-        cached = keying.cache.load_step(key) if keying is not None and key is not None else None
-        ok_mark, _ = marks(self.console)
+        key, cached = keying.lookup(step) if keying is not None else (None, None)
         if cached is not None:
-            store.add(step.alias, cached, cached=True)
-            outcome.explanations[step.alias] = cached
-            keying.done(step, key)  # type: ignore[union-attr]
-            label = step.alias if step.alias == entry.name else f"{step.alias} ({entry.name})"
-            took = f" (computed in {cached.runtime_s:.2f} s)" if cached.runtime_s is not None else ""
-            self._say(f"{ok_mark} {label} on {step.target.value}: cached{took}")
+            self._record(step, cached, store, outcome, keying, key, cached=True)
             return
         timeout = step.timeout if step.timeout is not None else self.timeout
         progress = self._progress(f"{step.alias}: ") if timeout is None else NullProgress()  # no live bar from a thread that may be abandoned
@@ -378,23 +371,35 @@ class Runner:
                 highlight=False, soft_wrap=True,
             )
 
-    def _record(self, step: PlannedStep, explanation: Explanation, store: ResultsStore, outcome: RunOutcome, keying: _StepKeys | None = None, key: str | None = None) -> None:
+    def _record(
+        self, step: PlannedStep, explanation: Explanation, store: ResultsStore, outcome: RunOutcome,
+        keying: _StepKeys | None = None, key: str | None = None, *, cached: bool = False,
+    ) -> None:
+        """Write a finished (or ``cached``) step to ``results.json``, keep it for later steps, and save it to the cache."""
         entry = step.explainer
-        store.add(step.alias, explanation)
+        store.add(step.alias, explanation, **({"cached": True} if cached else {}))
         outcome.explanations[step.alias] = explanation
         if keying is not None and key is not None:
-            keying.cache.save_step(key, explanation, inputs={"alias": step.alias, "explainer": entry.name, "target": step.target.value})
-            keying.done(step, key)
-        if not self.quiet:
+            keying.save(step, key, explanation, cached=cached)
+        label = step.alias if step.alias == entry.name else f"{step.alias} ({entry.name})"
+        if cached:
             ok_mark, _ = marks(self.console)
-            label = step.alias if step.alias == entry.name else f"{step.alias} ({entry.name})"
+            took = f" (computed in {explanation.runtime_s:.2f} s)" if explanation.runtime_s is not None else ""
+            self._say(f"{ok_mark} {label} on {step.target.value}: cached{took}")
+        elif not self.quiet:
+            ok_mark, _ = marks(self.console)
             self.console.print(f"[green]{ok_mark} {escape(label)}[/green] on {step.target.value} in {explanation.runtime_s:.2f} s", highlight=False)
 
-    def _run_concurrently(self, steps: list[PlannedStep], executor: Any, model: TorchAutoencoder, data: ArrayDataset, seed: int, store: ResultsStore, outcome: RunOutcome) -> None:
+    def _run_concurrently(
+        self, steps: list[PlannedStep], executor: Any, model: TorchAutoencoder, data: ArrayDataset, seed: int,
+        store: ResultsStore, outcome: RunOutcome, keying: _StepKeys | None = None,
+    ) -> None:
         """Every step whose dependencies have finished runs at once on ``executor`` (driver threads wait on its tasks).
 
         A step sees the results of the steps its StepRef params name (finished
-        or failed, as in a local run). Finished steps are written to
+        or failed, as in a local run). A step found in the cache (``keying``)
+        finishes as it starts, without a task; a computed one is saved to the
+        cache as it finishes. Finished steps are written to
         ``results.json`` in recipe order: a step that finishes before an
         earlier one waits for it, except on Ctrl-C or an error, where every
         finished step is written before the tasks in flight are cancelled.
@@ -405,6 +410,8 @@ class Runner:
         waiting: list[PlannedStep] = list(steps)
         running: dict[Future[Explanation], PlannedStep] = {}
         finished: dict[str, tuple[Explanation | None, BaseException | None]] = {}
+        keys: dict[str, str | None] = {}  # cache keys of the started steps
+        from_cache: set[str] = set()
         written = 0
 
         def write(upto: int) -> None:  # results.json in recipe order, up to the first unfinished step (or all: len)
@@ -414,39 +421,56 @@ class Runner:
                     explanation, exc = finished[step.alias]  # dropped only once written: a Ctrl-C inside write() loses nothing
                     if exc is not None:
                         self._record_failure(step, exc, store, outcome)  # type: ignore[arg-type]
-                    else:
-                        self._record(step, explanation, store, outcome)  # type: ignore[arg-type]
+                    else:  # saved to the cache as it finished (harvest): its dependents' keys needed it then
+                        self._record(step, explanation, store, outcome, cached=step.alias in from_cache)  # type: ignore[arg-type]
                     del finished[step.alias]
             written = max(written, upto)
 
         done_aliases: set[str] = set()
+
+        def finish(step: PlannedStep, explanation: Explanation | None, exc: BaseException | None, cached: bool = False) -> None:
+            finished[step.alias] = (explanation, exc)
+            if explanation is not None:
+                outcome.explanations[step.alias] = explanation  # for the steps that name it
+                key = keys.get(step.alias)
+                if keying is not None and key is not None:
+                    keying.save(step, key, explanation, cached=cached)
+                if cached:
+                    from_cache.add(step.alias)
+            done_aliases.add(step.alias)
 
         def harvest(fut: Future[Explanation]) -> None:  # a done future becomes a finished step; it leaves `running` last
             exc = fut.exception()
             if isinstance(exc, KeyboardInterrupt):
                 raise exc
             step = running[fut]
-            finished[step.alias] = (None, exc) if exc is not None else (fut.result(), None)
-            if exc is None:
-                outcome.explanations[step.alias] = fut.result()  # for the steps that name it
-            done_aliases.add(step.alias)
+            finish(step, None if exc is not None else fut.result(), exc)
             del running[fut]
+
+        def start(step: PlannedStep) -> None:
+            waiting.remove(step)
+            if keying is not None:
+                keys[step.alias], hit = keying.lookup(step)
+                if hit is not None:
+                    finish(step, hit, None, cached=True)
+                    return
+            entry = step.explainer
+            results = {a: outcome.explanations[a] for a in needs[step.alias] if a in outcome.explanations}
+            instance = entry.cls(step.params, progress=progress.view(f"{step.alias}: "), results=results)
+            running[pool.submit(
+                executor.run_explainer, instance, model, data, target=step.target, seed=seed,
+                distribution=entry.distribution, version=entry.version,
+            )] = step
 
         pool = ThreadPoolExecutor(max_workers=max(1, min(len(steps), 32)), thread_name_prefix="aeinterp-step")
         progress = self._progress()
         try:
             with progress, frozen(model):  # frozen once here: the steps' own nested frozen() then change nothing
                 while waiting or running:
-                    for step in [s for s in waiting if needs[s.alias] <= done_aliases]:
-                        waiting.remove(step)
-                        entry = step.explainer
-                        results = {a: outcome.explanations[a] for a in needs[step.alias] if a in outcome.explanations}
-                        instance = entry.cls(step.params, progress=progress.view(f"{step.alias}: "), results=results)
-                        running[pool.submit(
-                            executor.run_explainer, instance, model, data, target=step.target, seed=seed,
-                            distribution=entry.distribution, version=entry.version,
-                        )] = step
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    while ready := [s for s in waiting if needs[s.alias] <= done_aliases]:  # a cached step readies its dependents at once
+                        for step in ready:
+                            start(step)
+                    done, _ = wait(running, return_when=FIRST_COMPLETED) if running else (set(), set())
                     for fut in done:
                         harvest(fut)
                     first_open = next((i for i, s in enumerate(steps) if s.alias not in done_aliases), len(steps))
@@ -497,5 +521,14 @@ class _StepKeys:
             target=step.target.value, data_hash=self.data_hash, model_hash=self.model_hash, device=self.device, depends_on=depends,
         )
 
-    def done(self, step: PlannedStep, key: str) -> None:
+    def lookup(self, step: PlannedStep) -> tuple[str | None, Explanation | None]:
+        """The step's key and its cached result (``None`` where there is none, or the steps it reads have no key)."""
+        key = self.key(step)
+        return key, (self.cache.load_step(key) if key is not None else None)
+
+    def save(self, step: PlannedStep, key: str, explanation: Explanation, *, cached: bool = False) -> None:
+        """Store a computed result under its key (a ``cached`` one is there already); the steps reading it can now be keyed."""
+        if not cached:
+            e = step.explainer
+            self.cache.save_step(key, explanation, inputs={"alias": step.alias, "explainer": e.name, "target": step.target.value})
         self.finished[step.alias] = key

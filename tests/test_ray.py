@@ -271,6 +271,48 @@ report: {{plots: false, html: false, terminal: false}}
     assert ray.get(ray.remote(lambda: 1).remote(), timeout=60) == 1
 
 
+@pytest.mark.slow
+def test_ray_runs_use_the_cache_like_local_runs(ray_cluster, tmp_path: Path) -> None:  # noqa: ANN001
+    """Unchanged steps come from the cache without a task (values identical); a changed step and its dependents recompute."""
+    def recipe(noise: float) -> Path:
+        path = tmp_path / "recipe.yaml"
+        path.write_text(f"""\
+seed: 2
+cache: {tmp_path / 'cache'}
+data: {{builtin: synthetic_tabular, max_samples: 120}}
+model: {{builtin: mlp, latent_dim: 2, options: {{hidden: [8]}}, train: {{epochs: 3}}}}
+executor: {{kind: ray}}
+explainers:
+  - {{name: noisy_mean_abs, alias: first, params: {{chunk: 30, noise: {noise}}}}}
+  - {{name: noisy_mean_abs, alias: other, params: {{chunk: 40}}}}
+  - {{name: symbolic_regression, params: {{features_from: first, max_features: 2, dims: [0], generations: 3, population_size: 40,
+                                         time_budget: null, threads: 1, max_samples: 80, operators: [add, mul]}}}}
+report: {{plots: false, html: false, terminal: false}}
+""")
+        return path
+
+    def run(path: Path, out: str) -> tuple[dict, dict[str, Explanation], str]:
+        buf = io.StringIO()
+        from aeinterp.runner import Runner
+
+        outcome = Runner(plugins=[ray_test_plugin], console=Console(file=buf, width=200)).run_file(path, out=tmp_path / out)
+        assert outcome.ok, outcome.failures
+        res = load_results(tmp_path / out)
+        return {e["alias"]: bool(e.get("cached")) for e in res.entries}, res.explanations, buf.getvalue()
+
+    cached1, exp1, _ = run(recipe(0.05), "a")
+    cached2, exp2, said2 = run(recipe(0.05), "b")
+    assert cached1 == {"first": False, "other": False, "symbolic_regression": False}
+    assert cached2 == {"first": True, "other": True, "symbolic_regression": True}
+    assert "first (noisy_mean_abs) on latent: cached" in said2
+    for alias, e in exp1.items():
+        np.testing.assert_array_equal(exp2[alias].importance, e.importance)
+    # a changed param recomputes its step and the step reading it (StepRef), not the third one
+    cached3, exp3, _ = run(recipe(0.3), "c")
+    assert cached3 == {"first": False, "other": True, "symbolic_regression": False}
+    assert not np.allclose(exp3["first"].importance, exp1["first"].importance)
+
+
 def test_executor_section_is_validated() -> None:
     from aeinterp.executors import make_executor
     from aeinterp.recipe import parse_recipe
