@@ -313,6 +313,57 @@ report: {{plots: false, html: false, terminal: false}}
     assert not np.allclose(exp3["first"].importance, exp1["first"].importance)
 
 
+def test_memory_mapped_data_reaches_workers_as_its_path(ray_cluster, tmp_path: Path) -> None:  # noqa: ANN001
+    """A .npy data set travels as its file region (not its bytes) and is mapped by the worker; the values are the driver's."""
+    import pickle
+
+    from aeinterp.datasets import load_dataset
+    from aeinterp.executors.ray import RayExecutor, _ByPath, _file_region
+
+    x = np.random.default_rng(0).normal(size=(3000, 40)).astype(np.float32)
+    np.save(tmp_path / "cells.npy", x)
+    data = load_dataset(path=tmp_path / "cells.npy", split_seed=0)
+    assert isinstance(data.x, np.memmap)
+    ray = ray_cluster
+
+    @ray.remote
+    def look(d):  # noqa: ANN001, ANN202
+        mapped = isinstance(d.x, np.memmap) and getattr(d.x, "_mmap", None) is not None  # a map of the file, not a copy
+        return mapped, str(d.x.filename), np.asarray(d.x_explain).copy(), np.asarray(d.x_fit).copy(), d.feature_names
+
+    by_path = RayExecutor(data_from_path=True)
+    kind, filename, explain, fit, names = ray.get(look.remote(by_path.put(data)))
+    assert kind and Path(filename) == (tmp_path / "cells.npy").resolve()
+    np.testing.assert_array_equal(explain, data.x_explain)
+    np.testing.assert_array_equal(fit, data.x_fit)
+    assert names == data.feature_names
+    indices = data.fit_index.nbytes + data.explain_index.nbytes + data.row_ids.nbytes
+    assert len(pickle.dumps(_ByPath(data, _file_region(data.x)))) < indices + 8192  # the split's indices, not the samples
+
+    # a slice of the map (rows 100..) starts later in the file: the worker maps the same rows
+    from aeinterp.data import ArrayDataset
+
+    part = ArrayDataset(x=data.x[100:], kind="tabular", feature_names=data.feature_names, groups=data.groups,
+                        fit_index=np.arange(0, 50), explain_index=np.arange(50, 80))
+    kind, _, explain, fit, _ = ray.get(look.remote(by_path.put(part)))
+    assert kind
+    np.testing.assert_array_equal(explain, x[150:180])
+    np.testing.assert_array_equal(fit, x[100:150])
+
+    # data_from_path: false sends the samples
+    kind, _, explain, *_ = ray.get(look.remote(RayExecutor(data_from_path=False).put(data)))
+    assert not kind
+    np.testing.assert_array_equal(explain, data.x_explain)
+
+    # the file changed after the run read it: the worker refuses, saying why
+    executor = RayExecutor()
+    ref = executor.put(part)
+    np.save(tmp_path / "cells.npy", x[:10])
+    with pytest.raises(RuntimeError, match=r"running chunk 1: its inputs could not be read there: the data file .*cells.npy .* is not the one the run read") as err:
+        executor._get(look.remote(ref), "chunk 1")
+    assert "Traceback" not in str(err.value)
+
+
 def test_executor_section_is_validated() -> None:
     from aeinterp.executors import make_executor
     from aeinterp.recipe import parse_recipe

@@ -20,6 +20,10 @@ when it first connects, never before.
 ``max_retries``
     how often a task whose worker died (killed, out of memory, node lost) is
     re-run before its step fails with a message saying so.
+``data_from_path``
+    samples memory-mapped from a ``.npy`` file reach the workers as the
+    file's path (they map it themselves; default ``true``, every node must
+    see the file); ``false`` sends them through the object store.
 
 An executor implements :class:`aeinterp.chunks.Executor` (``map_chunks``,
 ``workers``). One that sets ``concurrent_steps = True`` also provides
@@ -54,6 +58,7 @@ class ExecutorConfig(BaseModel):
     num_cpus: float | None = Field(None, gt=0, description="ray only: CPUs each task asks for, also its torch threads (default 1)")
     num_gpus: float | None = Field(None, ge=0, description="ray only: GPUs each task asks for (default 0; fractions share a GPU)")
     max_retries: int = Field(2, ge=0, description="ray only: re-runs of a task whose worker died before its step fails")
+    data_from_path: bool = Field(True, description="ray only: workers map memory-mapped .npy data from its path (every node must see the file); false: send the samples")
 
     @field_validator("address")
     @classmethod
@@ -93,4 +98,4 @@ def make_executor(spec: Executor | ExecutorConfig | Mapping[str, Any] | str | No
         return LocalExecutor()
     from .ray import RayExecutor
 
-    return RayExecutor(address=spec.address, num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_retries=spec.max_retries)
+    return RayExecutor(address=spec.address, num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_retries=spec.max_retries, data_from_path=spec.data_from_path)

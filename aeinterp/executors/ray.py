@@ -15,6 +15,14 @@ Object store
     step. Tasks receive references, never copies in their arguments; numpy
     arrays arrive in a task zero-copy and therefore **read-only**.
 
+Data read from its file
+    Samples memory-mapped from a ``.npy`` file (``data: {path: cells.npy}``)
+    do not go through the object store: the dataset travels as the file's
+    path, offset, dtype and shape (a few hundred bytes), and each worker maps
+    the file itself (:class:`_ByPath`). Every node must see the file at the
+    same path (a shared filesystem) unchanged (its size and modification time
+    are checked); ``data_from_path=False`` sends the samples instead.
+
 Failures
     An exception in a task is re-raised on the driver as itself, with the
     worker's traceback attached as a note, so the step fails with the worker's
@@ -26,6 +34,9 @@ Failures
 
 from __future__ import annotations
 
+import dataclasses
+import mmap
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -33,7 +44,8 @@ from typing import Any
 import numpy as np
 
 from ..chunks import ChunkedExplainer, Partial, chunk_rng
-from ..errors import require
+from ..data import ArrayDataset
+from ..errors import DataError, require
 from ..explainer import Explainer
 from ..explanation import Explanation
 from ..targets import Target
@@ -49,6 +61,43 @@ def _LOST(ray: Any) -> tuple[type[BaseException], ...]:  # noqa: N802 - a tuple 
     """Ray's errors that mean a task's worker (or its node, or its result) was lost."""
     x = ray.exceptions
     return tuple(c for c in (getattr(x, n, None) for n in ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "LocalRayletDiedError", "RayActorError")) if c is not None)
+
+
+def _file_region(x: np.ndarray) -> dict[str, Any] | None:
+    """Where a C-contiguous memory map's elements lie in its file (also for a slice of a map); None if ``x`` is not one."""
+    if not isinstance(x, np.memmap) or getattr(x, "_mmap", None) is None or not x.filename or not x.flags.c_contiguous:
+        return None
+    map_start = x.offset - x.offset % mmap.ALLOCATIONGRANULARITY  # where numpy began the map in the file
+    offset = map_start + (x.ctypes.data - np.frombuffer(x._mmap, dtype=np.uint8).ctypes.data)
+    stat = os.stat(x.filename)
+    return {"path": str(x.filename), "offset": int(offset), "dtype": x.dtype.str, "shape": tuple(x.shape), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _reopen(region: dict[str, Any], fields: dict[str, Any]) -> ArrayDataset:
+    """The dataset again, in a worker, its samples mapped from the same file region (see :class:`_ByPath`)."""
+    path = region["path"]
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        raise DataError(
+            f"a Ray worker on {os.uname().nodename} cannot open the data file {path} ({exc.strerror or exc}): every node must see it at "
+            "this path (a shared filesystem), or set `data_from_path: false` in the executor section to send the samples through Ray's object store"
+        ) from None
+    if (stat.st_size, stat.st_mtime_ns) != (region["size"], region["mtime_ns"]):
+        raise DataError(f"the data file {path} seen by a Ray worker on {os.uname().nodename} is not the one the run read (size or modification time differ)")
+    x = np.memmap(path, dtype=np.dtype(region["dtype"]), mode="r", offset=region["offset"], shape=region["shape"])
+    return ArrayDataset(x=x, check_finite=False, **fields)
+
+
+class _ByPath:
+    """An :class:`ArrayDataset` on a memory-mapped file, pickled as the file region; unpickled, it is the dataset again."""
+
+    def __init__(self, data: ArrayDataset, region: dict[str, Any]) -> None:
+        self.data, self.region = data, region
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        fields = {f.name: getattr(self.data, f.name) for f in dataclasses.fields(self.data) if f.init and f.name not in ("x", "check_finite")}
+        return _reopen, (self.region, fields)
 
 
 def _threads(cpus: float | None) -> int:
@@ -88,8 +137,12 @@ class RayExecutor:
     #: the runner may run independent steps at the same time on this executor
     concurrent_steps = True
 
-    def __init__(self, address: str = "auto", num_cpus: float | None = None, num_gpus: float | None = None, max_retries: int = 2, max_in_flight: int | None = None) -> None:
+    def __init__(
+        self, address: str = "auto", num_cpus: float | None = None, num_gpus: float | None = None, max_retries: int = 2,
+        max_in_flight: int | None = None, data_from_path: bool = True,
+    ) -> None:
         self.address = address
+        self.data_from_path = bool(data_from_path)
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.max_retries = int(max_retries)
@@ -133,7 +186,8 @@ class RayExecutor:
             hit = self._puts.get(id(obj))
             if hit is not None and hit[0] is obj:
                 return hit[1]
-        ref = self._put_new(obj)
+        region = _file_region(obj.x) if self.data_from_path and isinstance(obj, ArrayDataset) else None
+        ref = self._put_new(obj if region is None else _ByPath(obj, region))
         with self._lock:
             self._puts[id(obj)] = (obj, ref)
         return ref
@@ -182,6 +236,9 @@ class RayExecutor:
             if isinstance(cause, Exception) and not isinstance(cause, ray.exceptions.RayError):
                 cause.add_note(f"{where}; worker traceback:\n{getattr(err, 'traceback_str', '')}")
                 raise cause from None
+            if isinstance(cause, ray.exceptions.RaySystemError):  # an argument could not be unpickled there, e.g. the data file
+                first = str(cause).strip().splitlines()[0].removeprefix("System error: ")
+                raise RuntimeError(f"{where}: its inputs could not be read there: {first}") from None
             raise RuntimeError(f"{where}: {err}") from None
         except _LOST(ray) as err:  # the worker or its node died, also on every retry
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
