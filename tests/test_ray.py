@@ -364,6 +364,26 @@ def test_memory_mapped_data_reaches_workers_as_its_path(ray_cluster, tmp_path: P
     assert "Traceback" not in str(err.value)
 
 
+def test_gpus_the_cluster_lacks_fail_the_step_instead_of_waiting_forever(ray_cluster) -> None:  # noqa: ANN001
+    from aeinterp import explain
+    from aeinterp.testing.planted import planted_autoencoder
+
+    planted = planted_autoencoder(n_features=6, dependencies=[[0, 1], [2]], n_samples=60)
+    start = time.perf_counter()
+    from aeinterp.errors import ExplainerError
+
+    with pytest.raises(ExplainerError, match=r"num_gpus is 1, but the Ray cluster has 0 GPU\(s\): its tasks would never start"):
+        explain(planted.model.module, planted.data.x, "permutation", executor={"kind": "ray", "num_gpus": 1})
+    assert time.perf_counter() - start < 60
+    # a model that is not on the CPU needs GPUs for its tasks (here a model on torch's meta device stands for one on a GPU)
+    from aeinterp import TorchAutoencoder
+    from aeinterp.executors.ray import RayExecutor
+
+    elsewhere = TorchAutoencoder(planted_autoencoder(n_features=6, dependencies=[[0]]).model.module.to("meta"), (6,))
+    with pytest.raises(RuntimeError, match=r"the model runs on meta \(device:\), but the Ray tasks ask for no GPU"):
+        RayExecutor()._model_ref(elsewhere)
+
+
 def test_executor_section_is_validated() -> None:
     from aeinterp.executors import make_executor
     from aeinterp.recipe import parse_recipe

@@ -23,6 +23,13 @@ Data read from its file
     same path (a shared filesystem) unchanged (its size and modification time
     are checked); ``data_from_path=False`` sends the samples instead.
 
+GPUs
+    The driver sends the model (and a step's state) with its tensors on the
+    CPU, so any node can unpickle it. With ``num_gpus`` set, a task moves them
+    to the GPU Ray gave it (``CUDA_VISIBLE_DEVICES``); a model on a GPU with no
+    ``num_gpus``, or more ``num_gpus`` than the cluster has (tasks that would
+    never start), fails the step at once, saying so.
+
 Failures
     An exception in a task is re-raised on the driver as itself, with the
     worker's traceback attached as a note, so the step fails with the worker's
@@ -104,28 +111,69 @@ def _threads(cpus: float | None) -> int:
     return max(1, int(cpus or 1))
 
 
-def _in_worker(cpus: float | None) -> int:
+def _in_worker(cpus: float | None, gpus: float | None, model: Any, state: Any = None) -> tuple[int, Any]:
+    """Set the worker's torch threads; with ``gpus``, move the model (and tensors in ``state``) to the task's GPU.
+
+    Returns the threads and the state. Ray gives a task with ``num_gpus`` its
+    GPU(s) as ``CUDA_VISIBLE_DEVICES``, so ``cuda`` is the task's own GPU; the
+    driver sends models and states with their tensors on the CPU.
+    """
     import torch
 
     threads = _threads(cpus)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    return threads
+    if gpus:
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"the task asked for {gpus} GPU(s) (executor num_gpus) but torch {torch.__version__} on {os.uname().nodename} sees no CUDA GPU")
+        module = getattr(model, "module", None)
+        if isinstance(module, torch.nn.Module):
+            module.to("cuda")  # in place: the adapter's encoder and decoder are this module's parts
+        state = _tensors_to(state, "cuda")
+    return threads, state
 
 
-def _chunk_task(spec: tuple[type[ChunkedExplainer], Any], model: Any, data: Any, state: Any, units: np.ndarray, index: int, base_seed: int, target: str, cpus: float | None) -> Partial:
+def _tensors_to(tree: Any, device: Any) -> Any:
+    """``tree`` (dicts, lists, tuples) with every torch tensor in it on ``device``; anything else as it is."""
+    import torch
+    from torch.utils import _pytree
+
+    return _pytree.tree_map(lambda v: v.to(device) if isinstance(v, torch.Tensor) else v, tree)
+
+
+def _on_cpu(model: Any) -> Any:
+    """``model`` itself when its parameters are on the CPU, else a copy there (what workers unpickle on any node)."""
+    import copy
+
+    import torch
+
+    module = getattr(model, "module", None)
+    if not isinstance(module, torch.nn.Module) or all(t.device.type == "cpu" for t in [*module.parameters(), *module.buffers()]):
+        return model
+    moved = copy.deepcopy(model)
+    moved.module.to("cpu")
+    return moved
+
+
+def _chunk_task(
+    spec: tuple[type[ChunkedExplainer], Any], model: Any, data: Any, state: Any, units: np.ndarray, index: int, base_seed: int, target: str,
+    cpus: float | None, gpus: float | None = None,
+) -> Partial:
     """One chunk, in a Ray worker: a fresh explainer with the step's params, the chunk's own generator."""
     cls, params = spec
     explainer = cls(params)
-    explainer.cpus = _in_worker(cpus)
+    explainer.cpus, state = _in_worker(cpus, gpus, model, state)
     return explainer.explain_chunk(model, data, state, units, target=Target(target), rng=chunk_rng(base_seed, index))
 
 
-def _step_task(spec: tuple[type[Explainer], Any], model: Any, data: Any, target: str, seed: int, distribution: str, version: str, results: Mapping[str, Explanation], cpus: float | None) -> Explanation:
+def _step_task(
+    spec: tuple[type[Explainer], Any], model: Any, data: Any, target: str, seed: int, distribution: str, version: str,
+    results: Mapping[str, Explanation], cpus: float | None, gpus: float | None = None,
+) -> Explanation:
     """A whole step, in a Ray worker, through the same ``run_explainer`` as locally."""
     from ..step import run_explainer
 
-    _in_worker(cpus)
+    _in_worker(cpus, gpus, model)
     cls, params = spec
     return run_explainer(cls(params, results=results), model, data, target=target, seed=seed, distribution=distribution, version=version)
 
@@ -187,10 +235,24 @@ class RayExecutor:
             if hit is not None and hit[0] is obj:
                 return hit[1]
         region = _file_region(obj.x) if self.data_from_path and isinstance(obj, ArrayDataset) else None
-        ref = self._put_new(obj if region is None else _ByPath(obj, region))
+        ref = self._put_new(_on_cpu(obj) if region is None else _ByPath(obj, region))
         with self._lock:
             self._puts[id(obj)] = (obj, ref)
         return ref
+
+    def _model_ref(self, model: Any) -> Any:
+        """The model in the object store (its tensors on the CPU), once its device and the tasks' GPUs agree."""
+        device = getattr(model, "device", None)
+        if getattr(device, "type", "cpu") != "cpu" and not self.num_gpus:
+            raise RuntimeError(
+                f"the model runs on {device} (device:), but the Ray tasks ask for no GPU (executor num_gpus unset or 0): "
+                "set num_gpus (1, or 0.5 for two tasks per GPU) or device: cpu"
+            )
+        if self.num_gpus:
+            have = self.connect().cluster_resources().get("GPU", 0)
+            if have < self.num_gpus:
+                raise RuntimeError(f"executor num_gpus is {self.num_gpus:g}, but the Ray cluster has {have:g} GPU(s): its tasks would never start; lower num_gpus or add GPU nodes")
+        return self.put(model)
 
     def _put_new(self, obj: Any) -> Any:
         try:
@@ -257,7 +319,7 @@ class RayExecutor:
         """Every chunk as a task (at most ``max_in_flight`` queued at once); partials yielded in chunk order."""
         ray = self.connect()
         n = len(chunks)
-        refs = (self._put_new((type(explainer), explainer.params)), self.put(model), self.put(data), self._put_new(state))
+        refs = (self._put_new((type(explainer), explainer.params)), self._model_ref(model), self.put(data), self._put_new(_tensors_to(state, "cpu")))
         window = self.max_in_flight or max(2, 2 * self.workers)
         pending: dict[Any, int] = {}
         ready: dict[int, Partial] = {}
@@ -268,7 +330,7 @@ class RayExecutor:
             while submitted < n or pending:
                 while submitted < n and len(pending) < window:
                     units = np.asarray(chunks[submitted])
-                    pending[self._submit(self._chunk_remote, *refs[:3], refs[3], units, submitted, int(base_seed), Target(target).value, self.num_cpus)] = submitted
+                    pending[self._submit(self._chunk_remote, *refs, units, submitted, int(base_seed), Target(target).value, self.num_cpus, self.num_gpus)] = submitted
                     submitted += 1
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
@@ -300,8 +362,8 @@ class RayExecutor:
             return run_explainer(explainer, model, data, target=target, seed=seed, distribution=distribution, version=version)
         self.connect()
         ref = self._submit(
-            self._step_remote, self._put_new((type(explainer), explainer.params)), self.put(model), self.put(data),
-            Target(target).value, int(seed), distribution, version, dict(explainer.results), self.num_cpus,
+            self._step_remote, self._put_new((type(explainer), explainer.params)), self._model_ref(model), self.put(data),
+            Target(target).value, int(seed), distribution, version, dict(explainer.results), self.num_cpus, self.num_gpus,
         )
         for _ in explainer.progress.track([ref], total=1, description="on ray"):
             return self._get(ref, f"step {explainer.name}")
