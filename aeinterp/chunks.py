@@ -44,7 +44,7 @@ from .explanation import Explanation
 from .streaming import RowsSink, converged, round_sizes
 from .targets import Target
 
-__all__ = ["Partial", "ChunkedExplainer", "Executor", "LocalExecutor", "Stopping", "chunk_rng", "round_seed", "split_units", "combine", "chunk_size_for", "SPLITS"]
+__all__ = ["Partial", "ChunkedExplainer", "Executor", "LocalExecutor", "Stopping", "chunk_rng", "round_seed", "split_units", "chunk_for_workers", "combine", "chunk_size_for", "SPLITS"]
 
 SPLITS = ("none", "samples", "targets")
 Splits = Literal["none", "samples", "targets"]
@@ -115,6 +115,17 @@ class Stopping:
 def chunk_rng(base_seed: int, index: int) -> np.random.Generator:
     """The generator of chunk ``index``: independent of which worker runs it."""
     return np.random.default_rng([int(base_seed), int(index)])
+
+
+#: chunks per worker and the smallest chunk when an executor cuts chunks for its workers (``Capabilities.chunk_invariant``)
+CHUNKS_PER_WORKER, MIN_CHUNK = 4, 64
+
+
+def chunk_for_workers(n_units: int, chunk_size: int, workers: int) -> int:
+    """``chunk_size``, made smaller so ``workers`` tasks have work: ``CHUNKS_PER_WORKER`` chunks each, of at least ``MIN_CHUNK`` units."""
+    if workers <= 1:
+        return chunk_size
+    return max(1, min(int(chunk_size), max(MIN_CHUNK, -(-int(n_units) // (CHUNKS_PER_WORKER * int(workers))))))
 
 
 def split_units(units: np.ndarray, chunk_size: int) -> list[np.ndarray]:
@@ -204,6 +215,8 @@ class ChunkedExplainer(Explainer):
         state = self.prepare(model, data, target=target, rng=rng)
         units, chunk_size = self.units(model, data, state, target=target)
         units = np.asarray(units)
+        if self.capabilities.chunk_invariant:  # the result is the same for any chunking: give every worker chunks
+            chunk_size = chunk_for_workers(len(units), chunk_size, getattr(self.executor, "workers", 1))
         base_seed = int(rng.integers(2**62))
         spill, stop = self.spill(state), self.stopping(state)
         sink = RowsSink(len(units), None if self.rows_dir is None else Path(self.rows_dir) / f".rows-{self.name}-{base_seed:x}") if spill else None

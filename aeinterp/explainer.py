@@ -92,6 +92,11 @@ class Capabilities:
         how its work splits for an executor: ``none``, ``samples`` (a reduction
         over sample chunks) or ``targets`` (one piece per target); explainers
         that split subclass :class:`aeinterp.chunks.ChunkedExplainer`;
+    chunk_invariant
+        (``splits`` explainers) its result does not depend on how its units are
+        cut into chunks (equal to float rounding), so an executor that runs
+        several chunks at once may cut smaller ones: :class:`~aeinterp.chunks.ChunkedExplainer`
+        then makes at least ``4 x workers`` chunks of at least 64 units;
     features
         what the importance columns are: ``groups`` (the data's feature groups,
         or the code's dims for decoder-side explanations; the runner checks the
@@ -105,6 +110,7 @@ class Capabilities:
     local: bool = False
     splits: str = "none"
     features: str = "groups"
+    chunk_invariant: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -115,6 +121,7 @@ class Capabilities:
             "local": self.local,
             "splits": self.splits,
             "features": self.features,
+            "chunk_invariant": self.chunk_invariant,
         }
 
 

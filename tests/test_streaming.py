@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from aeinterp import explain
+from aeinterp.chunks import LocalExecutor
 from aeinterp.explanation import Explanation
 from aeinterp.results import ResultsStore, load_results
 from aeinterp.testing import planted_autoencoder
@@ -54,6 +55,31 @@ def test_chunked_result_equals_the_one_chunk_result(planted, cls, params) -> Non
     for key, value in whole.arrays.items():
         np.testing.assert_allclose(chunked.arrays[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
     assert chunked.extras["n_samples"] == whole.extras["n_samples"] == len(planted.data.explain_index)
+
+
+class FourWorkers(LocalExecutor):
+    """The local executor, claiming 4 workers (as a 4-CPU Ray cluster does) and counting the chunks it is given."""
+
+    workers = 4
+
+    def __init__(self) -> None:
+        self.chunks: list[int] = []
+
+    def map_chunks(self, explainer, model, data, state, chunks, **kw):  # noqa: ANN001, ANN003, ANN201
+        self.chunks.append(len(chunks))
+        return super().map_chunks(explainer, model, data, state, chunks, **kw)
+
+
+@pytest.mark.parametrize(("cls", "params"), CASES, ids=lambda v: getattr(v, "name", str(v)))
+def test_chunk_invariant_explainers_give_parallel_executors_chunks(cls, params) -> None:  # noqa: ANN001
+    """An executor of 4 workers gets at least 4 x 4 chunks (of at most 64 samples here), with the same values."""
+    assert cls.capabilities.chunk_invariant
+    big = planted_autoencoder(n_samples=4000)  # 1000 explained samples
+    one = explain(cls, big.model, big.data, params=params, seed=3)
+    four = FourWorkers()
+    split = explain(cls, big.model, big.data, params=params, seed=3, executor=four)
+    assert len(four.chunks) == 1 and four.chunks[0] >= 16  # 1000 / 16 = 63 < 64: chunks of (at most) 64 samples
+    np.testing.assert_allclose(split.importance, one.importance, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("cls", [Permutation, ZeroAblation])

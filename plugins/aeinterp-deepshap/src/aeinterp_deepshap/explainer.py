@@ -72,7 +72,7 @@ class DeepShap(ChunkedExplainer):
 
     capabilities = Capabilities(
         targets=frozenset({"latent", "reconstruction", "reconstruction_error", "prediction"}),
-        needs_gradients=True, deterministic=True, local=True, splits="samples",
+        needs_gradients=True, deterministic=True, local=True, splits="samples", chunk_invariant=True,
     )
 
     def check(self, model: Any, data: Any, target: Target | str) -> None:

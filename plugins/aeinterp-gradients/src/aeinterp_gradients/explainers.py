@@ -180,7 +180,7 @@ def _probe_mode(f, x: torch.Tensor, state: dict[str, Any], key: str = "mode") ->
 class _GradientExplainer(ChunkedExplainer):
     """Shared chunk plumbing of the gradient family."""
 
-    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"}, needs_gradients=True, deterministic=True, local=True, splits="samples")
+    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"}, needs_gradients=True, deterministic=True, local=True, splits="samples", chunk_invariant=True)
 
     def units(self, model, data, state, *, target):  # noqa: ANN001, ANN201
         n = len(state["index"])

@@ -74,7 +74,7 @@ def _unit(target: Target) -> str:
 class _Perturbation(ChunkedExplainer):
     """Shared chunk plumbing: sample selection, the first-layer path, sums -> importance."""
 
-    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"}, splits="samples")
+    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"}, splits="samples", chunk_invariant=True)
 
     def _n_copies(self, n_groups: int) -> int:
         raise NotImplementedError
