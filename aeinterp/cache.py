@@ -1,4 +1,4 @@
-"""A content-addressed cache of trained built-in models and finished step results.
+"""A content-addressed cache of trained built-in models, finished step results and their report figures.
 
 Re-running a recipe recomputes only what changed. Each entry's key is a hash
 of everything its result depends on:
@@ -11,6 +11,12 @@ of everything its result depends on:
   params, the seed, the target, the data, the model (its weights and, where
   it can be read, the source of its class), the device type, and the keys of
   the earlier steps it reads through a ``StepRef`` param.
+
+A step's **report figures** (PNG files) are keyed by the explanation's
+values and everything they are drawn from (the explained rows' feature
+values, the data's description, aeinterp, matplotlib and the explainer's
+versions), so a re-run with cached steps copies its plots instead of
+drawing them.
 
 Entries are plain files, never pickles: a step is its ``results.json`` entry
 (``result.json``) and its arrays (``arrays.npz``), read back with
@@ -234,6 +240,39 @@ class Cache:
             (tmp / "info.json").write_text(json.dumps(jsonable({"cache_key": key, "training": dict(training)})))
 
         return self._store("models", key, write)
+
+    # --- figures ---------------------------------------------------------------------
+    @staticmethod
+    def figures_key(explanation: Explanation, *parts: Any, arrays: Iterable[Any] = ()) -> str:
+        """Key of one explanation's report figures: every value it holds, and ``parts`` and ``arrays`` they are drawn from."""
+        h = _hasher()
+        h.update(fingerprint("figures", KEY_VERSION, __version__, explanation.to_json(inline=False), *parts).encode())
+        own = (explanation.importance, explanation.std, explanation.local, *(explanation.arrays[k] for k in sorted(explanation.arrays)))
+        for arr in (*own, None, *arrays):  # None: no array, a separator
+            h.update(b"|") if arr is None else _update_array(h, arr)
+        return h.hexdigest()
+
+    def load_figures(self, key: str) -> dict[str, Path] | None:
+        """The cached PNG files for ``key`` by figure name (``""`` for the main view), or None."""
+        folder = self._dir("figures", key)
+        try:
+            manifest = json.loads((folder / "figures.json").read_text())
+            if manifest.get("cache_key") != key:
+                return None
+            files = {str(name): folder / str(file) for name, file in manifest["files"].items()}
+        except (OSError, ValueError, KeyError, AttributeError):
+            return None
+        return files if all(f.is_file() for f in files.values()) else None
+
+    def save_figures(self, key: str, files: Mapping[str, Path]) -> Path | None:
+        """Store copies of the PNG ``files`` (by figure name) under ``key``."""
+        def write(tmp: Path) -> None:
+            names = {name: f"{i}.png" for i, name in enumerate(files)}
+            for name, path in files.items():
+                shutil.copyfile(path, tmp / names[name])
+            (tmp / "figures.json").write_text(json.dumps({"cache_key": key, "files": names}))
+
+        return self._store("figures", key, write)
 
     # --- files -----------------------------------------------------------------------
     def _store(self, kind: str, key: str, write: Any) -> Path | None:

@@ -230,3 +230,46 @@ def test_fingerprints_see_small_changes() -> None:
     with torch.no_grad():
         module[0].bias[1] += 1e-6
     assert module_fingerprint(module) != before
+
+
+class Drawing(Counting):
+    """Counting, with a figure of its own; counts how often its figures are drawn."""
+
+    name = "drawing"
+    drawn = 0
+
+    @classmethod
+    def figures(cls, explanation: Explanation) -> dict[str, Any]:
+        from matplotlib.figure import Figure
+
+        cls.drawn += 1
+        fig = Figure(figsize=(2, 2))
+        fig.add_subplot().plot(explanation.importance.ravel())
+        return {"own": fig}
+
+
+class DrawingPlugin(Plugin):
+    @hookimpl
+    def aeinterp_register_explainers(self, registry) -> None:  # noqa: ANN001
+        registry.add(Drawing)
+
+
+def test_cached_steps_get_their_figures_copied_not_redrawn(csv_data: Path) -> None:
+    def recipe(scale: float, cache: bool = True) -> Path:
+        return _recipe(csv_data, explainers=[{"name": "drawing", "params": {"scale": scale}}], report={"terminal": False, "plots": True, "html": False},
+                       **({} if cache else {"cache": False}))
+
+    def run(path: Path) -> dict[str, bytes]:
+        Drawing.drawn = 0
+        outcome = Runner(autoload=False, plugins=[DrawingPlugin("1.0")], quiet=True).run_file(path)
+        assert outcome.ok, outcome.failures
+        return {p.name: p.read_bytes() for p in sorted(outcome.out_dir.glob("drawing*.png"))}
+
+    first = run(recipe(1.0))
+    assert Drawing.drawn == 1 and {"drawing.png", "drawing.own.png"} <= set(first)
+    again = run(recipe(1.0))
+    assert Drawing.drawn == 0 and again == first  # copied from the cache, byte for byte
+    assert list((csv_data / "cache" / "figures").glob("*/*/figures.json"))
+    changed = run(recipe(3.0))
+    assert Drawing.drawn == 1 and changed["drawing.png"] != first["drawing.png"]  # other values: drawn again
+    assert run(recipe(1.0, cache=False)) == first and Drawing.drawn == 1  # no cache: drawn, the same picture

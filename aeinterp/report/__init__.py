@@ -43,11 +43,14 @@ def load_values(out_dir: Path) -> tuple[np.ndarray, list[str]] | None:
         return npz["values"], [str(n) for n in npz["feature_names"]]
 
 
-def render_reports(results: RunResults, registry: ExplainerRegistry | None, *, console: Console | None, options: Any = None, data: Any = None) -> list[Path]:
+def render_reports(
+    results: RunResults, registry: ExplainerRegistry | None, *, console: Console | None, options: Any = None, data: Any = None, cache: Any = None,
+) -> list[Path]:
     """Terminal report (when ``console`` is given), PNG plots and the HTML report, as ``options`` say.
 
     ``options``: ``terminal``, ``plots``, ``html``, ``top_k`` and ``targets`` (names, or a count of the
-    most important). ``data``: the run's dataset, for feature values and group members.
+    most important). ``data``: the run's dataset, for feature values and group members. ``cache``: an
+    :class:`aeinterp.cache.Cache` that keeps drawn figures (an unchanged step's plots are copied from it).
     The run-level verdicts (dead latents, redundant features, their basis) are added to ``results.json``.
     """
     from .summary import verdicts
@@ -80,7 +83,7 @@ def render_reports(results: RunResults, registry: ExplainerRegistry | None, *, c
     if getattr(options, "plots", True) or getattr(options, "html", True):
         from .plots import write_plots
 
-        plots = write_plots(results.out_dir, results.explanations, registry, data_info=data_info, data=values)
+        plots = write_plots(results.out_dir, results.explanations, registry, data_info=data_info, data=values, cache=cache)
         written += [p for ps in plots.values() for p in ps]
     if getattr(options, "html", True):
         from .html import write_html

@@ -4,6 +4,7 @@ where it has ``local``, and the explainer's own figures."""
 from __future__ import annotations
 
 import re
+import shutil
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..cache import Cache
 from ..explanation import Explanation
 from ..registry import ExplainerRegistry
 from .figures import bar_summary, importance_figure
@@ -50,34 +52,63 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def _file(out_dir: Path, alias: str, key: str) -> Path:
+    return out_dir / (f"{alias}.{key}.png" if key else f"{alias}.png")
+
+
 def write_plots(
     out_dir: Path, explanations: Mapping[str, Explanation], registry: ExplainerRegistry | None = None,
-    *, data_info: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
+    *, data_info: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None, cache: Cache | None = None,
 ) -> dict[str, list[Path]]:
     """Write ``<alias>.png``, ``<alias>.<view>.png`` and the explainer's ``<alias>.<key>.png``; paths per alias.
 
     ``data`` maps aliases to the explained rows' feature values (for beeswarm colours and dependence
-    plots). A figure that fails only loses itself (with a warning).
+    plots). A figure that fails only loses itself (with a warning). With a ``cache``, an
+    explanation whose figures were drawn before from the same values gets copies of them
+    (:meth:`aeinterp.cache.Cache.load_figures`); newly drawn ones are stored there.
     """
     written: dict[str, list[Path]] = {}
     for alias, e in explanations.items():
-        paths = []
-        try:
-            for key, fig in report_figures(e, data_info, (data or {}).get(alias)).items():
-                paths.append(_save(fig, out_dir / (f"{alias}.{key}.png" if key else f"{alias}.png")))
-        except Exception as exc:  # a drawing bug must not lose the rest of the report
-            warnings.warn(f"drawing {alias} failed: {type(exc).__name__}: {exc}", stacklevel=2)
         entry = registry.get(e.explainer) if registry is not None else None
-        if entry is not None:
-            try:
-                extra = entry.cls.figures(e)
-            except Exception as exc:  # a plugin's plotting bug must not lose the report
-                warnings.warn(f"{e.explainer} ({entry.distribution}) failed to draw its figures: {type(exc).__name__}: {exc}", stacklevel=2)
-                extra = {}
-            for key, f in extra.items():
-                if not _SAFE_KEY.fullmatch(str(key)):  # a figure name is a file name inside the output folder
-                    warnings.warn(f"{e.explainer} ({entry.distribution}) named a figure {str(key)[:60]!r}; figure names are letters, digits, '_', '-' and '.', so it was not saved", stacklevel=2)
-                    continue
-                paths.append(_save(f, out_dir / f"{alias}.{key}.png"))
-        written[alias] = paths
+        key = None
+        if cache is not None:
+            import matplotlib
+
+            values = (data or {}).get(alias)
+            key = cache.figures_key(
+                e, dict(data_info or {}), matplotlib.__version__, DPI, None if entry is None else [entry.distribution, entry.version],
+                arrays=() if values is None else [values],
+            )
+            hit = cache.load_figures(key)
+            if hit is not None:
+                written[alias] = [Path(shutil.copyfile(path, _file(out_dir, alias, name))) for name, path in hit.items()]
+                continue
+        files, failed = _draw(out_dir, alias, e, entry, data_info, (data or {}).get(alias))
+        if cache is not None and key is not None and not failed:
+            cache.save_figures(key, files)
+        written[alias] = list(files.values())
     return written
+
+
+def _draw(out_dir: Path, alias: str, e: Explanation, entry: Any, data_info: Mapping[str, Any] | None, values: Any) -> tuple[dict[str, Path], bool]:
+    """Draw and save one explanation's figures: the files by figure name, and whether any figure failed."""
+    files: dict[str, Path] = {}
+    failed = False
+    try:
+        for key, fig in report_figures(e, data_info, values).items():
+            files[key] = _save(fig, _file(out_dir, alias, key))
+    except Exception as exc:  # a drawing bug must not lose the rest of the report
+        warnings.warn(f"drawing {alias} failed: {type(exc).__name__}: {exc}", stacklevel=3)
+        failed = True
+    if entry is not None:
+        try:
+            extra = entry.cls.figures(e)
+        except Exception as exc:  # a plugin's plotting bug must not lose the report
+            warnings.warn(f"{e.explainer} ({entry.distribution}) failed to draw its figures: {type(exc).__name__}: {exc}", stacklevel=3)
+            extra, failed = {}, True
+        for key, f in extra.items():
+            if not _SAFE_KEY.fullmatch(str(key)):  # a figure name is a file name inside the output folder
+                warnings.warn(f"{e.explainer} ({entry.distribution}) named a figure {str(key)[:60]!r}; figure names are letters, digits, '_', '-' and '.', so it was not saved", stacklevel=3)
+                continue
+            files[str(key)] = _save(f, _file(out_dir, alias, str(key)))
+    return files, failed
