@@ -318,7 +318,8 @@ def test_memory_mapped_data_reaches_workers_as_its_path(ray_cluster, tmp_path: P
     import pickle
 
     from aeinterp.datasets import load_dataset
-    from aeinterp.executors.ray import RayExecutor, _ByPath, _file_region
+    from aeinterp.executors.ray import RayExecutor
+    from aeinterp.executors.transfer import ByPath, file_region
 
     x = np.random.default_rng(0).normal(size=(3000, 40)).astype(np.float32)
     np.save(tmp_path / "cells.npy", x)
@@ -338,7 +339,7 @@ def test_memory_mapped_data_reaches_workers_as_its_path(ray_cluster, tmp_path: P
     np.testing.assert_array_equal(fit, data.x_fit)
     assert names == data.feature_names
     indices = data.fit_index.nbytes + data.explain_index.nbytes + data.row_ids.nbytes
-    assert len(pickle.dumps(_ByPath(data, _file_region(data.x)))) < indices + 8192  # the split's indices, not the samples
+    assert len(pickle.dumps(ByPath(data, file_region(data.x)))) < indices + 8192  # the split's indices, not the samples
 
     # a slice of the map (rows 100..) starts later in the file: the worker maps the same rows
     from aeinterp.data import ArrayDataset

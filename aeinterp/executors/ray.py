@@ -19,7 +19,7 @@ Data read from its file
     Samples memory-mapped from a ``.npy`` file (``data: {path: cells.npy}``)
     do not go through the object store: the dataset travels as the file's
     path, offset, dtype and shape (a few hundred bytes), and each worker maps
-    the file itself (:class:`_ByPath`). Every node must see the file at the
+    the file itself (:class:`aeinterp.executors.transfer.ByPath`). Every node must see the file at the
     same path (a shared filesystem) unchanged (its size and modification time
     are checked); ``data_from_path=False`` sends the samples instead.
 
@@ -41,8 +41,6 @@ Failures
 
 from __future__ import annotations
 
-import dataclasses
-import mmap
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -52,10 +50,11 @@ import numpy as np
 
 from ..chunks import ChunkedExplainer, Partial, chunk_rng
 from ..data import ArrayDataset
-from ..errors import DataError, require
+from ..errors import require
 from ..explainer import Explainer
 from ..explanation import Explanation
 from ..targets import Target
+from .transfer import ByPath, file_region, on_cpu, tensors_to
 
 __all__ = ["RayExecutor", "ChunkLostError"]
 
@@ -68,43 +67,6 @@ def _LOST(ray: Any) -> tuple[type[BaseException], ...]:  # noqa: N802 - a tuple 
     """Ray's errors that mean a task's worker (or its node, or its result) was lost."""
     x = ray.exceptions
     return tuple(c for c in (getattr(x, n, None) for n in ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "LocalRayletDiedError", "RayActorError")) if c is not None)
-
-
-def _file_region(x: np.ndarray) -> dict[str, Any] | None:
-    """Where a C-contiguous memory map's elements lie in its file (also for a slice of a map); None if ``x`` is not one."""
-    if not isinstance(x, np.memmap) or getattr(x, "_mmap", None) is None or not x.filename or not x.flags.c_contiguous:
-        return None
-    map_start = x.offset - x.offset % mmap.ALLOCATIONGRANULARITY  # where numpy began the map in the file
-    offset = map_start + (x.ctypes.data - np.frombuffer(x._mmap, dtype=np.uint8).ctypes.data)
-    stat = os.stat(x.filename)
-    return {"path": str(x.filename), "offset": int(offset), "dtype": x.dtype.str, "shape": tuple(x.shape), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _reopen(region: dict[str, Any], fields: dict[str, Any]) -> ArrayDataset:
-    """The dataset again, in a worker, its samples mapped from the same file region (see :class:`_ByPath`)."""
-    path = region["path"]
-    try:
-        stat = os.stat(path)
-    except OSError as exc:
-        raise DataError(
-            f"a Ray worker on {os.uname().nodename} cannot open the data file {path} ({exc.strerror or exc}): every node must see it at "
-            "this path (a shared filesystem), or set `data_from_path: false` in the executor section to send the samples through Ray's object store"
-        ) from None
-    if (stat.st_size, stat.st_mtime_ns) != (region["size"], region["mtime_ns"]):
-        raise DataError(f"the data file {path} seen by a Ray worker on {os.uname().nodename} is not the one the run read (size or modification time differ)")
-    x = np.memmap(path, dtype=np.dtype(region["dtype"]), mode="r", offset=region["offset"], shape=region["shape"])
-    return ArrayDataset(x=x, check_finite=False, **fields)
-
-
-class _ByPath:
-    """An :class:`ArrayDataset` on a memory-mapped file, pickled as the file region; unpickled, it is the dataset again."""
-
-    def __init__(self, data: ArrayDataset, region: dict[str, Any]) -> None:
-        self.data, self.region = data, region
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        fields = {f.name: getattr(self.data, f.name) for f in dataclasses.fields(self.data) if f.init and f.name not in ("x", "check_finite")}
-        return _reopen, (self.region, fields)
 
 
 def _threads(cpus: float | None) -> int:
@@ -129,30 +91,8 @@ def _in_worker(cpus: float | None, gpus: float | None, model: Any, state: Any = 
         module = getattr(model, "module", None)
         if isinstance(module, torch.nn.Module):
             module.to("cuda")  # in place: the adapter's encoder and decoder are this module's parts
-        state = _tensors_to(state, "cuda")
+        state = tensors_to(state, "cuda")
     return threads, state
-
-
-def _tensors_to(tree: Any, device: Any) -> Any:
-    """``tree`` (dicts, lists, tuples) with every torch tensor in it on ``device``; anything else as it is."""
-    import torch
-    from torch.utils import _pytree
-
-    return _pytree.tree_map(lambda v: v.to(device) if isinstance(v, torch.Tensor) else v, tree)
-
-
-def _on_cpu(model: Any) -> Any:
-    """``model`` itself when its parameters are on the CPU, else a copy there (what workers unpickle on any node)."""
-    import copy
-
-    import torch
-
-    module = getattr(model, "module", None)
-    if not isinstance(module, torch.nn.Module) or all(t.device.type == "cpu" for t in [*module.parameters(), *module.buffers()]):
-        return model
-    moved = copy.deepcopy(model)
-    moved.module.to("cpu")
-    return moved
 
 
 def _chunk_task(
@@ -234,8 +174,8 @@ class RayExecutor:
             hit = self._puts.get(id(obj))
             if hit is not None and hit[0] is obj:
                 return hit[1]
-        region = _file_region(obj.x) if self.data_from_path and isinstance(obj, ArrayDataset) else None
-        ref = self._put_new(_on_cpu(obj) if region is None else _ByPath(obj, region))
+        region = file_region(obj.x) if self.data_from_path and isinstance(obj, ArrayDataset) else None
+        ref = self._put_new(on_cpu(obj) if region is None else ByPath(obj, region))
         with self._lock:
             self._puts[id(obj)] = (obj, ref)
         return ref
@@ -319,7 +259,7 @@ class RayExecutor:
         """Every chunk as a task (at most ``max_in_flight`` queued at once); partials yielded in chunk order."""
         ray = self.connect()
         n = len(chunks)
-        refs = (self._put_new((type(explainer), explainer.params)), self._model_ref(model), self.put(data), self._put_new(_tensors_to(state, "cpu")))
+        refs = (self._put_new((type(explainer), explainer.params)), self._model_ref(model), self.put(data), self._put_new(tensors_to(state, "cpu")))
         window = self.max_in_flight or max(2, 2 * self.workers)
         pending: dict[Any, int] = {}
         ready: dict[int, Partial] = {}
