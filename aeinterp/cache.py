@@ -48,7 +48,7 @@ from .explanation import Explanation, jsonable
 __all__ = ["Cache", "CACHE_ENV", "default_cache_dir", "fingerprint", "data_fingerprint", "model_fingerprint", "module_fingerprint"]
 
 CACHE_ENV = "AEINTERP_CACHE_DIR"
-KEY_VERSION = 1  # bump when what goes into a key changes, so old entries are never matched
+KEY_VERSION = 2  # bump when what goes into a key changes (or the values for a key do), so old entries are never matched
 _CHUNK = 16 * 2**20
 
 

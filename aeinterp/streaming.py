@@ -94,12 +94,18 @@ def sample_index(explainer: Any, total: int, max_samples: int | str | None, rng:
     prefix, so which rows were used is known only at the end); otherwise a
     seeded subset (all rows if None), recorded in ``explainer.rows_used`` so the
     step's npz says which rows of the split it used.
+
+    It takes exactly one draw from ``rng`` whatever ``max_samples`` is, so what
+    the caller draws next (a background, baselines, donors) is the same for
+    every ``max_samples``: an anytime estimate and the full-data result differ
+    only in the samples averaged, never in the background they use.
     """
+    own = np.random.default_rng(int(rng.integers(2**63)))
     if max_samples == "auto":
-        return rng.permutation(total)
+        return own.permutation(total)
     from .perturb import subsample_indices
 
-    index = subsample_indices(total, max_samples, rng)  # type: ignore[arg-type]
+    index = subsample_indices(total, max_samples, own)  # type: ignore[arg-type]
     explainer.rows_used[split] = index
     return index
 

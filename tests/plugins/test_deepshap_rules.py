@@ -8,6 +8,8 @@ engine, or closed-form values).
 
 from __future__ import annotations
 
+import copy
+
 import sys
 import warnings
 from pathlib import Path
@@ -374,8 +376,19 @@ def test_user_two_stack_lstm_from_a_state_dict(tmp_path) -> None:  # noqa: ANN00
     model = TorchAutoencoder(module, x.shape[1:])
     result = explain(DeepShap, model, data, params={"n_background": 10, "max_samples": 4})
     assert result.extras["method"] == "deeplift_rescale"
-    assert result.extras["additivity"]["max_rel"] < 1e-6
     assert result.local.shape == (4, 4, 6)
+    # float32: additive to the precision of the float32 forward pass itself. On this model z0 moves by 0.007 around
+    # 0.18, so the fused float32 LSTM alone is off by up to 2e-6 of that spread; measured 0.5-9e-6 over 8 seeds
+    m64 = TorchAutoencoder(copy.deepcopy(module).double(), x.shape[1:])
+    with torch.no_grad():
+        xe = torch.as_tensor(x[exp])
+        z32, z64 = module.encode(xe).double(), m64.module.encode(xe.double())
+        spread = (z64 - m64.module.encode(torch.as_tensor(x[fit]).double()).mean(0)).abs().mean(0)
+    forward_floor = float(((z32 - z64).abs().max(0).values / spread).max())
+    assert result.extras["additivity"]["max_rel"] <= max(1e-6, 10 * forward_floor), forward_floor
+    # float64: exact
+    exact = explain(DeepShap, m64, data, params={"n_background": 10, "max_samples": 4})
+    assert exact.extras["method"] == "deeplift_rescale" and exact.extras["additivity"]["max_rel"] < 1e-9
 
 
 # --- what is not exact says so ----------------------------------------------------------------------

@@ -40,8 +40,13 @@ class TestIntegratedGradientsConformance(ExplainerConformance):
 
 
 def _explained(data, seed: int = 0, max_samples: int | None = None) -> np.ndarray:  # noqa: ANN001
-    """The samples an explainer with ``split: explain`` sees under ``seed``."""
-    return subsample(data.x_explain, max_samples, np.random.default_rng(seed))
+    """The samples an explainer with ``split: explain`` sees under ``seed`` (its first draw is the sample index)."""
+    from types import SimpleNamespace
+
+    from aeinterp.streaming import sample_index
+
+    index = sample_index(SimpleNamespace(rows_used={}), len(data.x_explain), max_samples, np.random.default_rng(seed), "explain")
+    return np.asarray(data.x_explain)[index]
 
 
 def _autograd_jacobian(fn, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
@@ -202,7 +207,7 @@ def test_sample_baselines_are_averaged() -> None:
     result = explain(IntegratedGradients, planted.model, planted.data, seed=4,
                      params={"steps": 2, "baseline": "sample", "n_baselines": 3, "max_samples": 7})
     rng = np.random.default_rng(4)
-    x = subsample(planted.data.x_explain, 7, rng)
+    x = subsample(planted.data.x_explain, 7, np.random.default_rng(int(rng.integers(2**63))))  # the sample index: the first draw
     base = planted.data.x_fit[rng.choice(len(planted.data.x_fit), size=3, replace=False)]
     expected = ((x[:, None, :] - base[None]).mean(axis=1))[:, None, :] * w[None]
     np.testing.assert_allclose(result.local, expected, atol=1e-5)

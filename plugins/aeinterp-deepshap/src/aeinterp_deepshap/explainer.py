@@ -113,7 +113,7 @@ class DeepShap(ChunkedExplainer):
             bg_np = np.asarray(data.x_fit[self.rows_used["fit"]])
         else:
             bg_np = np.asarray(sample_background(data.x_fit, p.n_background, rng, p.background))
-        seeds = rng.integers(0, 2**31 - 1, size=len(index))
+        seeds = rng.integers(0, 2**31 - 1, size=total)[index]  # by sample, not by position: the same for any max_samples
         work, fn = self._fn(model, target)
         dtype, device = _dtype_device(work)
         x0 = torch.as_tensor(np.asarray(data.x_explain[index[:1]]), dtype=dtype, device=device)
