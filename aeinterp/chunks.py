@@ -117,15 +117,15 @@ def chunk_rng(base_seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(base_seed), int(index)])
 
 
-#: chunks per worker and the smallest chunk when an executor cuts chunks for its workers (``Capabilities.chunk_invariant``)
+#: chunks per worker, and the smallest chunk of samples, when an executor cuts chunks for its workers (``Capabilities.chunk_invariant``)
 CHUNKS_PER_WORKER, MIN_CHUNK = 4, 64
 
 
-def chunk_for_workers(n_units: int, chunk_size: int, workers: int) -> int:
-    """``chunk_size``, made smaller so ``workers`` tasks have work: ``CHUNKS_PER_WORKER`` chunks each, of at least ``MIN_CHUNK`` units."""
+def chunk_for_workers(n_units: int, chunk_size: int, workers: int, minimum: int = MIN_CHUNK) -> int:
+    """``chunk_size``, made smaller so ``workers`` tasks have work: ``CHUNKS_PER_WORKER`` chunks each, of at least ``minimum`` units."""
     if workers <= 1:
         return chunk_size
-    return max(1, min(int(chunk_size), max(MIN_CHUNK, -(-int(n_units) // (CHUNKS_PER_WORKER * int(workers))))))
+    return max(1, min(int(chunk_size), max(int(minimum), -(-int(n_units) // (CHUNKS_PER_WORKER * int(workers))))))
 
 
 def split_units(units: np.ndarray, chunk_size: int) -> list[np.ndarray]:
@@ -216,7 +216,8 @@ class ChunkedExplainer(Explainer):
         units, chunk_size = self.units(model, data, state, target=target)
         units = np.asarray(units)
         if self.capabilities.chunk_invariant:  # the result is the same for any chunking: give every worker chunks
-            chunk_size = chunk_for_workers(len(units), chunk_size, getattr(self.executor, "workers", 1))
+            minimum = MIN_CHUNK if self.capabilities.splits == "samples" else 1  # a target is a task's worth of work
+            chunk_size = chunk_for_workers(len(units), chunk_size, getattr(self.executor, "workers", 1), minimum)
         base_seed = int(rng.integers(2**62))
         spill, stop = self.spill(state), self.stopping(state)
         sink = RowsSink(len(units), None if self.rows_dir is None else Path(self.rows_dir) / f".rows-{self.name}-{base_seed:x}") if spill else None

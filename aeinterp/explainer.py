@@ -96,7 +96,7 @@ class Capabilities:
         (``splits`` explainers) its result does not depend on how its units are
         cut into chunks (equal to float rounding), so an executor that runs
         several chunks at once may cut smaller ones: :class:`~aeinterp.chunks.ChunkedExplainer`
-        then makes at least ``4 x workers`` chunks of at least 64 units;
+        then makes at least ``4 x workers`` chunks (of at least 64 samples, or 1 target);
     features
         what the importance columns are: ``groups`` (the data's feature groups,
         or the code's dims for decoder-side explanations; the runner checks the

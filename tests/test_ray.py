@@ -126,6 +126,8 @@ explainers:
   - name: noisy_mean_abs
     alias: noisy2
     params: {chunk: 40, noise: 0.2}
+  - name: feature_visualization
+    params: {steps: 15, starts: 1, max_fit_samples: 100}
 report: {plots: false, html: false, terminal: false}
 """
 
@@ -154,13 +156,15 @@ def test_recipe_on_ray_gives_the_local_results(ray_cluster, tmp_path: Path, monk
     assert code == 0
     order_l, exp_l, doc_l = _arrays(tmp_path / "local")
     order_r, exp_r, doc_r = _arrays(tmp_path / "ray")
-    assert order_l == order_r == ["noisy", "permutation", "symbolic_regression", "noisy2"]  # recipe order, however they finished
+    assert order_l == order_r == ["noisy", "permutation", "symbolic_regression", "noisy2", "feature_visualization"]  # recipe order, however they finished
     assert doc_r["recipe"]["executor"]["kind"] == "ray" and doc_l["recipe"]["executor"]["kind"] == "local"
     for alias in order_l:
         a, b = exp_l[alias], exp_r[alias]
         np.testing.assert_allclose(b.importance, a.importance, rtol=1e-10, atol=1e-12, err_msg=alias)
         if a.local is not None:
             np.testing.assert_allclose(b.local, a.local, rtol=1e-10, atol=1e-12, err_msg=alias)
+    # feature visualization ran one task per latent on Ray, one Adam loop for all of them locally
+    np.testing.assert_allclose(exp_r["feature_visualization"].arrays["optimized"], exp_l["feature_visualization"].arrays["optimized"], rtol=1e-5, atol=1e-6)
     assert [f["formula"] for f in exp_r["symbolic_regression"].extras["formulas"]] == [f["formula"] for f in exp_l["symbolic_regression"].extras["formulas"]]
     # the noise came from the chunks' own generators: other chunking, other values
     assert not np.allclose(exp_l["noisy"].importance, exp_l["noisy2"].importance)

@@ -82,6 +82,22 @@ def test_chunk_invariant_explainers_give_parallel_executors_chunks(cls, params) 
     np.testing.assert_allclose(split.importance, one.importance, rtol=1e-6, atol=1e-9)
 
 
+def test_feature_visualization_splits_over_targets_with_the_same_result() -> None:
+    """One Adam loop over all targets' rows, or one per target (as on 4 workers): the same optimized inputs."""
+    from aeinterp_visualize.feature_visualization import FeatureVisualization
+
+    planted = planted_autoencoder(n_samples=300)
+    params = {"steps": 40, "starts": 2}
+    one = explain(FeatureVisualization, planted.model, planted.data, params=params, seed=1)
+    four = FourWorkers()
+    split = explain(FeatureVisualization, planted.model, planted.data, params=params, seed=1, executor=four)
+    n_targets = one.importance.shape[0]
+    assert four.chunks == [n_targets]  # one target per chunk
+    np.testing.assert_allclose(split.arrays["optimized"], one.arrays["optimized"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(split.importance, one.importance, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(split.arrays["objective_trace"], one.arrays["objective_trace"], rtol=1e-5)
+
+
 @pytest.mark.parametrize("cls", [Permutation, ZeroAblation])
 @pytest.mark.parametrize("target", ["latent", "reconstruction", "reconstruction_error"])
 def test_first_layer_rank_update_equals_the_plain_path(planted, cls, target: str) -> None:  # noqa: ANN001

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
+from aeinterp import Capabilities, ExplainerParams, Explanation
+from aeinterp.chunks import ChunkedExplainer, Partial
 from aeinterp.model import as_tensor, evaluate
 from aeinterp.perturb import subsample, subsample_indices
 from aeinterp.targets import Target, evaluate_target, target_names
@@ -50,7 +51,7 @@ MAX_FIGURE_COLUMNS = 40
 MAX_KEPT_SAMPLE_VALUES = 5_000_000  # top/bottom samples kept in the npz up to this many numbers
 
 
-class FeatureVisualization(Explainer):
+class FeatureVisualization(ChunkedExplainer):
     """Optimize inputs that maximise and minimise every latent at once, plus the top/bottom real samples."""
 
     name = "feature_visualization"
@@ -77,31 +78,49 @@ class FeatureVisualization(Explainer):
         batch_size: int = Field(1024, ge=1, description="rows per forward pass when scanning samples")
 
     capabilities = Capabilities(
-        targets=frozenset({"latent", "reconstruction_error"}), needs_gradients=True, deterministic=True, local=False
+        targets=frozenset({"latent", "reconstruction_error"}), needs_gradients=True, deterministic=True, local=False, splits="targets", chunk_invariant=True,
     )
 
-    def explain(self, model: Any, data: Any, *, target: Target | str, rng: np.random.Generator) -> Explanation:
+    def prepare(self, model: Any, data: Any, *, target: Target, rng: np.random.Generator) -> dict[str, Any]:
+        """What every target's optimisation shares: the fit statistics and scale, the starting points, the scanned rows."""
         p = self.params
-        target = Target(target)
-        geo = Geometry.of(data)
         stats = fit_stats(data, p.box_quantile)
         x_fit = subsample(np.asarray(data.x_fit), p.max_fit_samples, rng)
-
-        def values(xb: torch.Tensor) -> torch.Tensor:
-            return evaluate_target(model, target, xb)
-
-        fit_values = evaluate(values, x_fit, batch_size=p.batch_size, model=model).double().numpy()
-        n_targets = fit_values.shape[1]
+        fit_values = evaluate(lambda xb: evaluate_target(model, target, xb), x_fit, batch_size=p.batch_size, model=model).double().numpy()
         spread = fit_values.std(axis=0)
         dead = spread <= 1e-12
-        spread = np.where(dead, 1.0, spread)
+        gen = torch_seed(rng)
+        flat_fit = x_fit.reshape(len(x_fit), -1)
+        if p.init == "samples":
+            x0 = flat_fit[rng.choice(len(flat_fit), size=p.starts, replace=len(flat_fit) < p.starts)]
+        elif p.init == "mean":
+            x0 = (stats.mean + 0.1 * stats.scale * torch.randn(p.starts, flat_fit.shape[1], generator=gen).numpy()).astype(flat_fit.dtype)
+        else:
+            x0 = (stats.lo + (stats.hi - stats.lo) * torch.rand(p.starts, flat_fit.shape[1], generator=gen).numpy()).astype(flat_fit.dtype)
+        explain_idx = subsample_indices(len(data.x_explain), p.max_samples, rng)
+        return {"geo": Geometry.of(data), "stats": stats, "x_fit": x_fit, "spread": np.where(dead, 1.0, spread), "dead": dead,
+                "x0": x0, "explain_idx": explain_idx}
 
-        x_opt, achieved, trace = self._optimize(model, data, target, geo, stats, x_fit, spread, n_targets, rng)
+    def units(self, model: Any, data: Any, state: dict[str, Any], *, target: Target) -> tuple[np.ndarray, int]:
+        """The targets, all in one chunk (a parallel executor cuts them: the rows of one Adam loop do not interact)."""
+        n = len(state["spread"])
+        return np.arange(n), n
+
+    def explain_chunk(self, model: Any, data: Any, state: dict[str, Any], units: np.ndarray, *, target: Target, rng: np.random.Generator) -> Partial:
+        """Optimize the inputs of the chunk's targets: rows ``(target, sign, start)`` in target order, and the loss summed per step."""
+        x_opt, achieved, trace = self._optimize(model, target, state, np.asarray(units))
+        return Partial(rows={"x_opt": x_opt, "achieved": achieved}, sums={"trace": trace}, count=len(units))
+
+    def finish(self, model: Any, data: Any, state: dict[str, Any], total: Partial, *, target: Target) -> Explanation:
+        p = self.params
+        geo, stats, explain_idx = state["geo"], state["stats"], state["explain_idx"]
+        n_targets = len(state["spread"])
+        x_opt, achieved = total.rows["x_opt"], total.rows["achieved"]
+        trace = total.sums["trace"] / x_opt.shape[0]
 
         # the data-driven view: top and bottom real samples of the explain split
-        explain_idx = subsample_indices(len(data.x_explain), p.max_samples, rng)
         x_exp = np.asarray(data.x_explain)[explain_idx]
-        exp_values = evaluate(values, x_exp, batch_size=p.batch_size, model=model).double().numpy()
+        exp_values = evaluate(lambda xb: evaluate_target(model, target, xb), x_exp, batch_size=p.batch_size, model=model).double().numpy()
         k = min(p.n_top, len(explain_idx))
         order = np.argsort(exp_values, axis=0, kind="stable")  # (N, T), ascending
         top = order[::-1][:k].T  # (T, k)
@@ -133,7 +152,7 @@ class FeatureVisualization(Explainer):
             **geo.to_extras(),
             "importance": "mean |optimized input - fit mean| / data scale over both signs and all starts, averaged per feature group",
             "rows": "optimized[t, 0] maximises target t, optimized[t, 1] minimises it; top/bottom indices refer to the explain split",
-            "dead_targets": [int(i) for i in np.flatnonzero(dead)],
+            "dead_targets": [int(i) for i in np.flatnonzero(state["dead"])],
             "n_rows_optimized": int(x_opt.shape[0]),
             "final_objective": float(trace[-1]),
             "box_quantile": p.box_quantile,
@@ -148,45 +167,25 @@ class FeatureVisualization(Explainer):
             extras=extras,
         )
 
-    def _optimize(
-        self,
-        model: Any,
-        data: Any,
-        target: Target,
-        geo: Geometry,
-        stats: FitStats,
-        x_fit: np.ndarray,
-        spread: np.ndarray,
-        n_targets: int,
-        rng: np.random.Generator,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Run the batched optimisation; returns inputs ``(rows, D)``, target values ``(rows,)``, loss trace."""
+    def _optimize(self, model: Any, target: Target, state: dict[str, Any], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One Adam loop over the rows of ``targets``: inputs ``(rows, D)``, target values ``(rows,)``, loss summed per step."""
         p = self.params
+        geo, stats = state["geo"], state["stats"]
         starts, d = p.starts, geo.n_elements
-        rows = n_targets * 2 * starts
+        rows = len(targets) * 2 * starts
         lo = as_tensor(stats.lo, model)
         width = as_tensor(stats.hi - stats.lo, model)
         mean = as_tensor(stats.mean, model)
         scale = as_tensor(stats.scale, model)
-        gen = torch_seed(rng)
-
-        flat_fit = x_fit.reshape(len(x_fit), -1)
-        if p.init == "samples":
-            pick = rng.choice(len(flat_fit), size=starts, replace=len(flat_fit) < starts)
-            x0 = as_tensor(flat_fit[pick], model)
-        elif p.init == "mean":
-            x0 = mean + 0.1 * scale * torch.randn(starts, d, generator=gen).to(mean)
-        else:
-            x0 = lo + width * torch.rand(starts, d, generator=gen).to(lo)
+        x0 = as_tensor(state["x0"], model)
         safe = torch.where(width > 0, width, torch.ones_like(width))
         frac = ((x0 - lo) / safe).clamp(0.02, 0.98)
-        u0 = torch.logit(frac).unsqueeze(0).expand(n_targets * 2, starts, d).reshape(rows, d)
-        u = u0.clone().requires_grad_(True)
+        u = torch.logit(frac).unsqueeze(0).expand(len(targets) * 2, starts, d).reshape(rows, d).clone().requires_grad_(True)
 
-        row_target = torch.arange(n_targets).repeat_interleave(2 * starts)
-        row_sign = torch.tensor([1.0, -1.0]).repeat_interleave(starts).repeat(n_targets).to(lo)
-        row_spread = as_tensor(spread, model)[row_target]
-        maha = Mahalanobis(x_fit, p.covariance, rank=p.covariance_rank, dtype=lo.dtype) if p.mahalanobis > 0 else None
+        row_target = torch.as_tensor(targets, dtype=torch.long).repeat_interleave(2 * starts)
+        row_sign = torch.tensor([1.0, -1.0]).repeat_interleave(starts).repeat(len(targets)).to(lo)
+        row_spread = as_tensor(state["spread"], model)[row_target]
+        maha = Mahalanobis(state["x_fit"], p.covariance, rank=p.covariance_rank, dtype=lo.dtype) if p.mahalanobis > 0 else None
         shape = (rows, *geo.sample_shape)
         opt = torch.optim.Adam([u], lr=p.lr)
         trace = np.empty(p.steps)
@@ -213,7 +212,7 @@ class FeatureVisualization(Explainer):
                 total = loss.sum()
                 total.backward()
                 opt.step()
-                trace[step] = float(total.detach()) / rows
+                trace[step] = float(total.detach())
         with torch.no_grad():
             x = lo + width * torch.sigmoid(u)
             _, value = objective(x)
