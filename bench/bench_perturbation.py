@@ -32,8 +32,10 @@ from aeinterp_perturbation.explainers import Permutation, donors  # noqa: E402
 
 
 def _donor_seed(seed: int = 0) -> int:
-    """The donor seed Permutation draws under ``seed`` (its prepare draws it right after the sample index)."""
-    return int(np.random.default_rng(seed).integers(2**62))
+    """The donor seed Permutation draws under ``seed``: its prepare draws it right after the sample index's one draw."""
+    rng = np.random.default_rng(seed)
+    rng.integers(2**63)  # aeinterp.streaming.sample_index
+    return int(rng.integers(2**62))
 
 
 def naive_permutation(model, x: np.ndarray, repeats: int, seed: int = 0) -> np.ndarray:  # noqa: ANN001
