@@ -64,9 +64,11 @@ from torch.func import jacfwd, jacrev
 from aeinterp.recurrent import Unrolled
 from aeinterp.targets import Target, evaluate_target
 
+from .recurrent_vjp import RoutedRecurrent, batched_grad
+
 __all__ = ["target_function", "weighted_jacobian", "choose_mode", "has_recurrent_layers", "scripted_recurrent", "Mode"]
 
-Mode = Literal["auto", "rev", "fwd", "loop"]
+Mode = Literal["auto", "rev", "fwd", "loop", "batched"]
 TargetFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -115,13 +117,14 @@ def scripted_recurrent(model) -> bool:  # noqa: ANN001 - any Model
     )
 
 
-def choose_mode(mode: Mode, n_inputs: int, n_targets: int, recurrent: bool = False) -> Literal["rev", "fwd", "loop"]:
-    """``auto``: ``loop`` for recurrent kernels that cannot be written out (``recurrent``), else forward mode when the
-    input has fewer elements than there are targets."""
+def choose_mode(mode: Mode, n_inputs: int, n_targets: int, recurrent: bool = False, batched: bool = False) -> Literal["rev", "fwd", "loop", "batched"]:
+    """``auto``: for recurrent models ``batched`` where every recurrent layer takes it (``batched``, measured faster than
+    ``loop`` for 1, 4 and 32 cotangents), else ``loop``; for the others forward mode when the input has fewer elements
+    than there are targets."""
     if mode != "auto":
         return mode
     if recurrent:
-        return "loop"
+        return "batched" if batched else "loop"
     return "fwd" if n_inputs < n_targets else "rev"
 
 
@@ -130,7 +133,7 @@ def weighted_jacobian(
     points: torch.Tensor,
     reference: torch.Tensor,
     weights: torch.Tensor,
-    mode: Literal["rev", "fwd", "loop"],
+    mode: Literal["rev", "fwd", "loop", "batched"],
     *,
     chunk_size: int | None = None,
 ) -> torch.Tensor:
@@ -154,6 +157,16 @@ def weighted_jacobian(
             y = (y.reshape(a, b, -1) * w).sum(dim=0)  # (B, T)
             rows = [torch.autograd.grad(y[:, t].sum(), delta, retain_graph=t + 1 < y.shape[1])[0] for t in range(y.shape[1])]
         return torch.stack(rows, dim=1)
+
+    if mode == "batched":  # one backward pass, every target's cotangent at once (aeinterp_gradients.recurrent_vjp)
+        with torch.enable_grad():
+            delta = torch.zeros((b, *shape), dtype=points.dtype, device=points.device, requires_grad=True)
+            with RoutedRecurrent():
+                y = f((points + delta.unsqueeze(0)).reshape(a * b, *shape), ref)
+            y = (y.reshape(a, b, -1) * w).sum(dim=0)  # (B, T)
+            n_t = y.shape[1]
+            one_hot = torch.eye(n_t, dtype=y.dtype, device=y.device).unsqueeze(1).expand(n_t, b, n_t)
+            return batched_grad(y, delta, one_hot).movedim(0, 1)
 
     if mode == "rev":
 
