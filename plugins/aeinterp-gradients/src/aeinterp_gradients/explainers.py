@@ -66,7 +66,7 @@ from .autodiff import choose_mode, has_recurrent_layers, scripted_recurrent, tar
 from .code_head import code_head_split, resolve_code_head
 from .factorised import FirstLayer, first_layer_split, layer_target_function, summed_code_jacobian
 from .paths import Baseline, Rule, baselines, quadrature
-from .recurrent_vjp import batched_support
+from .recurrent_vjp import RoutedRecurrent, batched_support
 
 __all__ = ["Jacobian", "IntegratedGradients"]
 
@@ -181,7 +181,15 @@ def _setup(explainer: ChunkedExplainer, model, data, target: Target, rng: np.ran
 
 def _probe_mode(f, x: torch.Tensor, state: dict[str, Any], key: str = "mode") -> None:  # noqa: ANN001
     """Settle forward mode's (or the batched backward's) fallback once, on one sample, so every chunk runs the same mode."""
-    if state[key] not in ("fwd", "batched"):
+    if state[key] == "batched":  # what the recurrent calls look like shows only when they run: check them, no gradients
+        try:
+            with torch.no_grad(), RoutedRecurrent(check_only=True):
+                f(x[:1], x[:1])
+        except UnsupportedRecurrence as exc:
+            state[key] = state["info"]["mode"] = "loop"
+            state["info"]["mode_fallback"] = f"batched backward unavailable ({exc}); used loop instead"
+        return
+    if state[key] != "fwd":
         return
     _, mode = _jacobian_blocks(f, x[:1].unsqueeze(0), x[:1], torch.ones(1, dtype=x.dtype), state[key], None, state["info"])
     state[key] = mode
