@@ -533,7 +533,7 @@ class _RecurrentEncoder(torch.nn.Module):
     def __init__(self, kind: str = "lstm", layers: int = 2, bidirectional: bool = False, batch_first: bool = True, states: bool = True,
                  latent: int = 5, hidden: int = 7, features: int = 3, **extra) -> None:  # noqa: ANN003
         super().__init__()
-        cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind]
+        cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind]
         self.kind, self.batch_first, self.states, self.dirs = kind, batch_first, states, 2 if bidirectional else 1
         self.rnn = cls(features, hidden, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first, **extra)
         self.init = torch.nn.Linear(features, layers * self.dirs * hidden)
@@ -573,21 +573,23 @@ def _path_jacobians(module: torch.nn.Module, dtype: torch.dtype, modes: tuple[st
     return [weighted_jacobian(f, points, x, weights, m).detach() for m in modes]
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("batch_first", [True, False])
-def test_batched_lstm_backward_equals_the_loop_of_backward_passes(layers: int, bidirectional: bool, batch_first: bool) -> None:
-    """float64, every shape nn.LSTM allows in eval mode, with input-dependent initial states and output, h_n, c_n all used."""
-    batched, loop = _path_jacobians(_RecurrentEncoder("lstm", layers, bidirectional, batch_first), torch.float64)
+def test_batched_recurrent_backward_equals_the_loop_of_backward_passes(kind: str, layers: int, bidirectional: bool, batch_first: bool) -> None:
+    """float64, every shape nn.LSTM/GRU allow in eval mode, with input-dependent initial states and output, h_n (c_n) all used."""
+    batched, loop = _path_jacobians(_RecurrentEncoder(kind, layers, bidirectional, batch_first), torch.float64)
     assert batched.shape == loop.shape == (5, 5, 8, 3)
     np.testing.assert_allclose(batched.numpy(), loop.numpy(), rtol=1e-10, atol=1e-10 * float(loop.abs().max()))
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("states", [False, True])
-def test_batched_lstm_backward_in_float32_and_without_biases(states: bool) -> None:
-    batched, loop = _path_jacobians(_RecurrentEncoder("lstm", 2, True, True, states=states, bias=False), torch.float32)
+def test_batched_recurrent_backward_in_float32_and_without_biases(kind: str, states: bool) -> None:
+    batched, loop = _path_jacobians(_RecurrentEncoder(kind, 2, True, True, states=states, bias=False), torch.float32)
     np.testing.assert_allclose(batched.numpy(), loop.numpy(), rtol=1e-5, atol=1e-6 * float(loop.abs().max()))
-    batched, loop = _path_jacobians(_RecurrentEncoder("lstm", 2, False, True, states=states), torch.float32)
+    batched, loop = _path_jacobians(_RecurrentEncoder(kind, 2, False, True, states=states), torch.float32)
     np.testing.assert_allclose(batched.numpy(), loop.numpy(), rtol=1e-5, atol=1e-6 * float(loop.abs().max()))
 
 
@@ -604,9 +606,9 @@ def test_batched_lstm_is_chosen_and_equals_loop_on_the_sequence_engineers_model(
 
 
 def test_batched_backward_falls_back_to_the_loop_where_it_does_not_apply() -> None:
-    """GRU and proj_size keep the loop (the reason says why); a packed sequence, seen only at call time, falls back too."""
+    """nn.RNN and proj_size keep the loop (the reason says why); a packed sequence, seen only at call time, falls back too."""
     data = _code_data("sequence", torch.float32, n=6, steps=8, features=3)
-    for module, why in [(_RecurrentEncoder("gru"), "GRU has no batched backward"), (_RecurrentEncoder("lstm", states=False, proj_size=4), "proj_size")]:
+    for module, why in [(_RecurrentEncoder("rnn"), "RNN has no batched backward"), (_RecurrentEncoder("lstm", states=False, proj_size=4), "proj_size")]:
         model = TorchAutoencoder(module.eval(), (8, 3))
         auto = explain(IntegratedGradients, model, data, params={"steps": 4})
         assert auto.extras["mode"] == "loop" and why in auto.extras["mode_reason"], auto.extras["mode_reason"]

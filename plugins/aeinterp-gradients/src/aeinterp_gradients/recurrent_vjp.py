@@ -31,7 +31,7 @@ ordinary autograd node (one cotangent, a batch of one).
 
 :class:`RoutedRecurrent` is the :class:`torch.overrides.TorchFunctionMode`
 that sends ``torch._VF.lstm`` (what every ``nn.LSTM`` calls) to
-:func:`lstm_call` while active, so a user's LSTM anywhere in an arbitrary
+:func:`routed_call` while active, so a user's LSTM anywhere in an arbitrary
 module is handled without touching it. What it cannot do raises
 :class:`aeinterp.recurrent.UnsupportedRecurrence`, and the caller falls
 back to the per-target ``loop``: packed sequences, ``proj_size``, dropout
@@ -51,9 +51,9 @@ from torch.overrides import TorchFunctionMode
 
 from aeinterp.recurrent import KERNELS, UnsupportedRecurrence
 
-__all__ = ["RoutedRecurrent", "batched_grad", "lstm_call", "SUPPORTED_KERNELS"]
+__all__ = ["RoutedRecurrent", "batched_grad", "batched_support", "routed_call", "SUPPORTED_KERNELS"]
 
-SUPPORTED_KERNELS = frozenset({"lstm"})
+SUPPORTED_KERNELS = frozenset({"lstm", "gru"})
 
 #: (vmap level, batch size) of the batched backward pass in progress, if any
 _BATCH: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("aeinterp_recurrent_vjp_batch", default=None)
@@ -216,15 +216,95 @@ class _Backward:
         return self.dh.clone(), self.dc
 
 
-def _backward_stack(saved: list[tuple], weights: Sequence[torch.Tensor], stride: int, num_layers: int, dirs: int, k: int,
+def _gru_forward_direction(x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor | None,
+                           b_hh: torch.Tensor | None, reverse: bool) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+    """The GRU's :func:`_forward_direction`: outputs ``(T, N, H)``, final ``h``, and the slopes the backward needs.
+
+    ``h' = n + z (h - n)``, ``n = tanh(i_n + r (W_hn h + b_hn))``; with
+    ``A = (1 - z) (1 - n^2)`` every gradient of a step is ``d h'`` times a
+    saved slope: the r, z and recurrent-n pre-activations get ``A g_n r (1 - r)``,
+    ``(h - n) z (1 - z)``, ``A r``, the input-n one ``A``, the previous ``h``
+    also ``z``. ``mult`` ``(T, N, 4H)`` holds the first four with the
+    constant factors of the sigmoid form of ``tanh`` (see
+    :func:`_forward_direction`) left to the backward's weight, ``update`` the z gate.
+    """
+    steps, n = x.shape[:2]
+    hid = w_hh.shape[1]
+    r_, z_, n_ = slice(0, hid), slice(hid, 2 * hid), slice(2 * hid, 3 * hid)
+    opts = {"dtype": x.dtype, "device": x.device}
+    double = torch.ones(3 * hid, 1, **opts)
+    double[n_] = 2.0  # the n rows: one sigmoid of 2 n_pre gives tanh(n_pre)
+    w_ih_t, w_hh_t = (w_ih * double).t(), (w_hh * double).t()
+    b_ih = torch.zeros(3 * hid, **opts) if b_ih is None else b_ih * double[:, 0]
+    b_hh = torch.zeros(3 * hid, **opts) if b_hh is None else b_hh * double[:, 0]
+    mult = torch.empty((steps, n, 4 * hid), **opts)
+    update = torch.empty((steps, n, hid), **opts)
+    out = torch.empty((steps, n, hid), **opts)
+    gi, gh, rz, srz = (torch.empty((n, w, ), **opts) for w in (3 * hid, 3 * hid, 2 * hid, 2 * hid))
+    s_n, slope_n, diff = (torch.empty((n, hid), **opts) for _ in range(3))
+    r, z, srz_r, srz_z = rz[:, :hid], rz[:, hid:], srz[:, :hid], srz[:, hid:]
+    m_r, m_z, m_nh, m_n = (mult[..., i * hid : (i + 1) * hid].unbind(0) for i in range(4))
+    h = h0
+    for t in range(steps - 1, -1, -1) if reverse else range(steps):
+        torch.addmm(b_ih, x[t], w_ih_t, out=gi)
+        torch.addmm(b_hh, h, w_hh_t, out=gh)  # gh's n part is 2 (W_hn h + b_hn)
+        torch.sigmoid(torch.add(gi[:, : 2 * hid], gh[:, : 2 * hid], out=rz), out=rz)
+        torch.addcmul(rz, rz, rz, value=-1.0, out=srz)  # r (1 - r), z (1 - z)
+        torch.sigmoid(torch.addcmul(gi[:, n_], r, gh[:, n_], out=s_n), out=s_n)
+        torch.addcmul(s_n, s_n, s_n, value=-1.0, out=slope_n)  # (1 - n^2) / 4
+        n_t = s_n.mul_(2.0).sub_(1.0)  # tanh(n_pre)
+        torch.sub(h, n_t, out=diff)
+        a = torch.addcmul(slope_n, z, slope_n, value=-1.0, out=m_n[t])  # A / 4 = (1 - z) (1 - n^2) / 4
+        torch.mul(torch.mul(a, gh[:, n_], out=m_r[t]), srz_r, out=m_r[t])  # A g_n r (1 - r) / 4 (gh doubled: x 2 in the weight)
+        torch.mul(diff, srz_z, out=m_z[t])
+        torch.mul(a, r, out=m_nh[t])
+        update[t] = z
+        h = torch.addcmul(n_t, z, diff, out=out[t])
+    return out, h, (mult, update)
+
+
+class _GRUBackward:
+    """:class:`_Backward` for one direction of a GRU layer: per step one product with the saved slopes, one matrix product, one ``addcmul``."""
+
+    def __init__(self, saved: tuple, w_ih: torch.Tensor, w_hh: torch.Tensor, k: int, d_h: torch.Tensor | None, d_c: torch.Tensor | None) -> None:
+        self.mult, self.update = saved
+        steps, n, hid4 = self.mult.shape
+        self.k, self.n, self.hid = k, n, hid4 // 4
+        hid, n_in = self.hid, w_ih.shape[1]
+        opts = {"dtype": self.mult.dtype, "device": self.mult.device}
+        # rows: d r_pre, d z_pre, d (W_hn h + b_hn), d (W_in x + b_in); the factors undo the saved slopes' scaling
+        w = torch.zeros((4 * hid, hid + n_in), **opts)
+        w[:hid, :hid], w[:hid, hid:] = 2.0 * w_hh[:hid], 2.0 * w_ih[:hid]
+        w[hid : 2 * hid, :hid], w[hid : 2 * hid, hid:] = w_hh[hid : 2 * hid], w_ih[hid : 2 * hid]
+        w[2 * hid : 3 * hid, :hid] = 4.0 * w_hh[2 * hid :]
+        w[3 * hid :, hid:] = 4.0 * w_ih[2 * hid :]
+        self.w = w
+        self.out = torch.empty((k * n, hid + n_in), **opts)
+        self.buf = torch.empty((k, n, 4, hid), **opts)
+        self.mult4 = self.mult.view(steps, n, 4, hid)
+        self.dh = d_h if d_h is not None else torch.zeros((k, n, hid), **opts)
+
+    def step(self, t: int, d_out: torch.Tensor | None) -> torch.Tensor:
+        dh = self.dh if d_out is None else self.dh + d_out
+        torch.mul(dh.unsqueeze(2), self.mult4[t], out=self.buf)
+        out = torch.mm(self.buf.view(self.k * self.n, 4 * self.hid), self.w, out=self.out).view(self.k, self.n, -1)
+        self.dh = torch.addcmul(out[..., : self.hid], dh, self.update[t])
+        return out[..., self.hid :]
+
+    def initial(self) -> tuple[torch.Tensor, None]:
+        return self.dh, None
+
+
+def _backward_stack(kind: str, saved: list[tuple], weights: Sequence[torch.Tensor], stride: int, num_layers: int, dirs: int, k: int,
                     d_out: torch.Tensor | None, d_hn: torch.Tensor | None, d_cn: torch.Tensor | None,
-                    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+                    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor | None]]:
     """Input gradient ``(T, k, N, F)`` and per-direction initial-state gradients of a stack, ``d_out`` ``(T, k, N, D H)``."""
     steps = saved[0][0].shape[0]
+    cls = _Backward if kind == "lstm" else _GRUBackward
 
-    def backward(idx: int) -> _Backward:
+    def backward(idx: int) -> _Backward | _GRUBackward:
         w = weights[idx * stride : (idx + 1) * stride]
-        return _Backward(saved[idx], w[0], w[1], k, None if d_hn is None else d_hn[:, idx], None if d_cn is None else d_cn[:, idx])
+        return cls(saved[idx], w[0], w[1], k, None if d_hn is None else d_hn[:, idx], None if d_cn is None else d_cn[:, idx])
 
     if dirs == 1:  # all layers step by step in lockstep, from the top
         layers = [backward(i) for i in range(num_layers)]
@@ -259,11 +339,12 @@ def _backward_stack(saved: list[tuple], weights: Sequence[torch.Tensor], stride:
 # --- the whole call ---------------------------------------------------------------------------------
 
 
-class _LSTM(torch.autograd.Function):
-    """``torch._VF.lstm`` on padded input, as one node with a batched backward for its input and initial states."""
+class _Recurrent(torch.autograd.Function):
+    """``torch._VF.lstm`` / ``gru`` on padded input, as one node with a batched backward for its input and initial states."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, layout: tuple, *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:  # noqa: ANN401
+    def forward(ctx: Any, kind: str, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor | None, layout: tuple,  # noqa: ANN401
+                *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
         num_layers, bidirectional, batch_first, has_biases = layout
         dirs = 2 if bidirectional else 1
         stride = len(weights) // (num_layers * dirs)
@@ -275,63 +356,69 @@ class _LSTM(torch.autograd.Function):
                 idx = layer * dirs + d
                 w = weights[idx * stride : (idx + 1) * stride]
                 b_ih, b_hh = (w[2], w[3]) if has_biases else (None, None)
-                out, h, c, s = _forward_direction(layer_in, h0[idx], c0[idx], w[0], w[1], b_ih, b_hh, reverse=d == 1)
+                if kind == "lstm":
+                    out, h, c, s = _forward_direction(layer_in, h0[idx], c0[idx], w[0], w[1], b_ih, b_hh, reverse=d == 1)
+                    c_n.append(c)
+                else:
+                    out, h, s = _gru_forward_direction(layer_in, h0[idx], w[0], w[1], b_ih, b_hh, reverse=d == 1)
                 outs.append(out)
                 saved.append(s)
                 h_n.append(h)
-                c_n.append(c)
             layer_in = outs[0] if dirs == 1 else torch.cat(outs, dim=2)
         output = (layer_in.transpose(0, 1) if batch_first else layer_in).contiguous()
-        ctx.layout, ctx.stride, ctx.saved = layout, stride, saved
-        ctx.weights = weights  # constants (detached by lstm_call): no gradients are returned for them
+        ctx.kind, ctx.layout, ctx.stride, ctx.saved = kind, layout, stride, saved
+        ctx.weights = weights  # constants (detached by routed_call): no gradients are returned for them
         ctx.set_materialize_grads(False)
-        return output, torch.stack(h_n), torch.stack(c_n)
+        if kind == "lstm":
+            return output, torch.stack(h_n), torch.stack(c_n)
+        return output, torch.stack(h_n)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, d_output: torch.Tensor | None, d_hn: torch.Tensor | None, d_cn: torch.Tensor | None) -> tuple:  # noqa: ANN401
+    def backward(ctx: Any, d_output: torch.Tensor | None, d_hn: torch.Tensor | None, d_cn: torch.Tensor | None = None) -> tuple:  # noqa: ANN401
         num_layers, bidirectional, batch_first, _ = ctx.layout
         dirs = 2 if bidirectional else 1
         d_out, d_hn, d_cn = _unbatch(d_output), _unbatch(d_hn), _unbatch(d_cn)
         given = next((g for g in (d_out, d_hn, d_cn) if g is not None), None)
         if given is None:
-            return (None,) * (4 + len(ctx.weights))
+            return (None,) * (5 + len(ctx.weights))
         k = given.shape[0]
         if d_out is not None:  # (k, N, T, DH) or (k, T, N, DH) -> (T, k, N, DH)
             d_out = (d_out.permute(2, 0, 1, 3) if batch_first else d_out.transpose(0, 1)).contiguous()
-        d_x, d_h0, d_c0 = _backward_stack(ctx.saved, ctx.weights, ctx.stride, num_layers, dirs, k, d_out, d_hn, d_cn)
+        d_x, d_h0, d_c0 = _backward_stack(ctx.kind, ctx.saved, ctx.weights, ctx.stride, num_layers, dirs, k, d_out, d_hn, d_cn)
         d_x = d_x.permute(1, 2, 0, 3) if batch_first else d_x.transpose(0, 1)  # (k, N, T, F) / (k, T, N, F)
         need = ctx.needs_input_grad
-        return (_rebatch(d_x) if need[0] else None, _rebatch(torch.stack(d_h0, dim=1)) if need[1] else None,
-                _rebatch(torch.stack(d_c0, dim=1)) if need[2] else None, None, *([None] * len(ctx.weights)))
+        return (None, _rebatch(d_x) if need[1] else None, _rebatch(torch.stack(d_h0, dim=1)) if need[2] else None,
+                _rebatch(torch.stack(d_c0, dim=1)) if need[3] and ctx.kind == "lstm" else None, None, *([None] * len(ctx.weights)))
 
 
-def _check(args: tuple, kwargs: dict) -> None:
-    """Raise :class:`UnsupportedRecurrence` for a ``torch._VF.lstm`` call :func:`lstm_call` cannot take."""
-    if kwargs or len(args) != 9 or not isinstance(args[1], (tuple, list)):
-        raise UnsupportedRecurrence("lstm over a packed sequence (PackedSequence) or with an unexpected signature")
+def _check(name: str, args: tuple, kwargs: dict) -> None:
+    """Raise :class:`UnsupportedRecurrence` for a ``torch._VF.lstm``/``gru`` call :func:`routed_call` cannot take."""
+    hx_ok = isinstance(args[1], (tuple, list)) if name == "lstm" else (isinstance(args[1], torch.Tensor) and args[1].is_floating_point())
+    if kwargs or len(args) != 9 or not hx_ok:
+        raise UnsupportedRecurrence(f"{name} over a packed sequence (PackedSequence) or with an unexpected signature")
     x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first = args
     if train and dropout > 0 and num_layers > 1:
-        raise UnsupportedRecurrence("lstm with dropout between layers in training mode")
+        raise UnsupportedRecurrence(f"{name} with dropout between layers in training mode")
     dirs = 2 if bidirectional else 1
     stride = len(params) // (num_layers * dirs)
     if stride != (4 if has_biases else 2):
-        raise UnsupportedRecurrence("lstm with proj_size (a projected hidden state)")
+        raise UnsupportedRecurrence(f"{name} with proj_size (a projected hidden state)")
     if x.dim() != 3 or not x.dtype.is_floating_point:
-        raise UnsupportedRecurrence("lstm on an unbatched or non-float input")
+        raise UnsupportedRecurrence(f"{name} on an unbatched or non-float input")
 
 
-def lstm_call(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """What ``torch._VF.lstm(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first)`` returns."""
-    _check(args, kwargs)
+def routed_call(name: str, args: tuple, kwargs: dict) -> tuple[torch.Tensor, ...]:
+    """What ``torch._VF.<name>(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first)`` returns."""
+    _check(name, args, kwargs)
     x, hx, params, has_biases, num_layers, _, _, bidirectional, batch_first = args
-    h0, c0 = hx
+    h0, c0 = hx if name == "lstm" else (hx, None)
     weights = [p.detach() for p in params]
-    return _LSTM.apply(x, h0, c0, (int(num_layers), bool(bidirectional), bool(batch_first), bool(has_biases)), *weights)
+    return _Recurrent.apply(name, x, h0, c0, (int(num_layers), bool(bidirectional), bool(batch_first), bool(has_biases)), *weights)
 
 
 class RoutedRecurrent(TorchFunctionMode):
-    """While active, ``nn.LSTM`` calls run as :class:`_LSTM` nodes; any other recurrent kernel raises :class:`UnsupportedRecurrence`."""
+    """While active, ``nn.LSTM``/``GRU`` calls run as :class:`_Recurrent` nodes; any other recurrent kernel raises :class:`UnsupportedRecurrence`."""
 
     def __init__(self, check_only: bool = False) -> None:
         """``check_only``: raise for what cannot be routed, but run every call as usual (a cheap probe of a model)."""
@@ -341,13 +428,13 @@ class RoutedRecurrent(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - torch protocol
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
-        if name == "lstm":
+        if name in SUPPORTED_KERNELS:
             if self.check_only:
-                _check(args, kwargs)
+                _check(name, args, kwargs)
                 return func(*args, **kwargs)
-            return lstm_call(args, kwargs)
+            return routed_call(name, args, kwargs)
         if name in KERNELS:
-            raise UnsupportedRecurrence(f"{name}: only nn.LSTM has a batched backward here")
+            raise UnsupportedRecurrence(f"{name}: only nn.LSTM and nn.GRU have a batched backward here")
         return func(*args, **kwargs)
 
 
@@ -369,10 +456,10 @@ def batched_support(model: Any) -> tuple[bool, str]:
                 return False, f"{label}: a recurrent layer inside TorchScript (its kernel cannot be routed)"
             if not _is_recurrent(m):
                 continue
-            if type(m) is not torch.nn.LSTM:
-                return False, f"{label}: {type(m).__name__} has no batched backward here (only nn.LSTM)"
-            if m.proj_size:
+            if type(m) not in (torch.nn.LSTM, torch.nn.GRU):
+                return False, f"{label}: {type(m).__name__} has no batched backward here (only nn.LSTM and nn.GRU)"
+            if getattr(m, "proj_size", 0):
                 return False, f"{label}: nn.LSTM with proj_size"
             if m.training and m.dropout > 0 and m.num_layers > 1:
-                return False, f"{label}: nn.LSTM with dropout between layers in training mode"
-    return True, "nn.LSTM layers: one hand-written backward pass carries every target's cotangent at once (aeinterp_gradients.recurrent_vjp)"
+                return False, f"{label}: {type(m).__name__} with dropout between layers in training mode"
+    return True, "nn.LSTM/GRU layers: one hand-written backward pass carries every target's cotangent at once (aeinterp_gradients.recurrent_vjp)"
