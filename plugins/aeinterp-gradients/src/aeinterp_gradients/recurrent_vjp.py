@@ -117,8 +117,10 @@ def _tanh_(t: torch.Tensor, doubled: bool = False) -> torch.Tensor:
 
 
 def _forward_direction(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
-                       b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, reverse: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
-    """``x`` ``(T, N, F)`` time-major: outputs ``(T, N, H)``, final ``h``, ``c``, and the local slopes the backward needs.
+                       b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, reverse: bool, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
+    """``x`` ``(T, N, F)`` time-major: writes the outputs into ``out`` ``(T, N, H)`` (a view into the layer's output in
+    its final layout, so no concatenation or transposed copy follows); returns them, the final ``h``, ``c``, and the
+    local slopes the backward needs.
 
     The slopes are computed here, step by step while the step's tensors are
     in cache, once for all targets: ``mult`` ``(T, N, 4H)`` holds
@@ -147,7 +149,6 @@ def _forward_direction(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, w_ih
     mult = torch.empty((steps, n, 4 * hid), **opts)
     through_c = torch.empty((steps, n, hid), **opts)
     forget = torch.empty((steps, n, hid), **opts)
-    out = torch.empty((steps, n, hid), **opts)
     gates = torch.empty((n, 4 * hid), **opts)
     a = torch.empty((n, 4 * hid), **opts)  # sigmoid(i), sigmoid(f), tanh(g), sigmoid(o) of the current step
     slope = torch.empty((n, 4 * hid), **opts)
@@ -217,7 +218,7 @@ class _Backward:
 
 
 def _gru_forward_direction(x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor | None,
-                           b_hh: torch.Tensor | None, reverse: bool) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+                           b_hh: torch.Tensor | None, reverse: bool, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple]:
     """The GRU's :func:`_forward_direction`: outputs ``(T, N, H)``, final ``h``, and the slopes the backward needs.
 
     ``h' = n + z (h - n)``, ``n = tanh(i_n + r (W_hn h + b_hn))``; with
@@ -239,7 +240,6 @@ def _gru_forward_direction(x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor
     b_hh = torch.zeros(3 * hid, **opts) if b_hh is None else b_hh * double[:, 0]
     mult = torch.empty((steps, n, 4 * hid), **opts)
     update = torch.empty((steps, n, hid), **opts)
-    out = torch.empty((steps, n, hid), **opts)
     gi, gh, rz, srz = (torch.empty((n, w, ), **opts) for w in (3 * hid, 3 * hid, 2 * hid, 2 * hid))
     s_n, slope_n, diff = (torch.empty((n, hid), **opts) for _ in range(3))
     r, z, srz_r, srz_z = rz[:, :hid], rz[:, hid:], srz[:, :hid], srz[:, hid:]
@@ -349,23 +349,26 @@ class _Recurrent(torch.autograd.Function):
         dirs = 2 if bidirectional else 1
         stride = len(weights) // (num_layers * dirs)
         layer_in = x.transpose(0, 1) if batch_first else x  # (T, N, F) from here on
+        steps, n = layer_in.shape[:2]
+        hid = weights[1].shape[1]
         saved, h_n, c_n = [], [], []
         for layer in range(num_layers):
-            outs = []
+            last = layer == num_layers - 1
+            # the layer's output in its final layout: (N, T, D H) for the returned output when batch_first, else (T, N, D H)
+            buf = torch.empty((x.shape[0], x.shape[1], dirs * hid) if last and batch_first else (steps, n, dirs * hid), dtype=x.dtype, device=x.device)
+            out_tm = buf.transpose(0, 1) if last and batch_first else buf  # (T, N, D H) view
             for d in range(dirs):
                 idx = layer * dirs + d
                 w = weights[idx * stride : (idx + 1) * stride]
                 b_ih, b_hh = (w[2], w[3]) if has_biases else (None, None)
                 if kind == "lstm":
-                    out, h, c, s = _forward_direction(layer_in, h0[idx], c0[idx], w[0], w[1], b_ih, b_hh, reverse=d == 1)
+                    _, h, c, s = _forward_direction(layer_in, h0[idx], c0[idx], w[0], w[1], b_ih, b_hh, d == 1, out_tm[..., d * hid : (d + 1) * hid])
                     c_n.append(c)
                 else:
-                    out, h, s = _gru_forward_direction(layer_in, h0[idx], w[0], w[1], b_ih, b_hh, reverse=d == 1)
-                outs.append(out)
+                    _, h, s = _gru_forward_direction(layer_in, h0[idx], w[0], w[1], b_ih, b_hh, d == 1, out_tm[..., d * hid : (d + 1) * hid])
                 saved.append(s)
                 h_n.append(h)
-            layer_in = outs[0] if dirs == 1 else torch.cat(outs, dim=2)
-        output = (layer_in.transpose(0, 1) if batch_first else layer_in).contiguous()
+            layer_in, output = out_tm, buf
         ctx.kind, ctx.layout, ctx.stride, ctx.saved = kind, layout, stride, saved
         ctx.weights = weights  # constants (detached by routed_call): no gradients are returned for them
         ctx.set_materialize_grads(False)
