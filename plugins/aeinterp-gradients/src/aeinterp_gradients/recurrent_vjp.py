@@ -1,4 +1,4 @@
-"""One backward pass through ``nn.LSTM`` for all targets at once, with the k cotangents as a plain batch.
+"""One backward pass through ``nn.LSTM``/``nn.GRU`` for all targets at once, with the k cotangents as a plain batch.
 
 Why
 ---
@@ -9,9 +9,9 @@ the backward passes through the fused recurrent kernel, one per target
 LSTM under autograd walks thousands of small nodes per pass. Here the whole
 recurrent call is one :class:`torch.autograd.Function`:
 
-* its forward is the recurrence written out (the same operations as
-  :mod:`aeinterp.recurrent`, so the same values), run without autograd,
-  saving the gate activations, cell states and ``tanh`` of the cell states;
+* its forward is the recurrence written out (the equations of
+  :mod:`aeinterp.recurrent`, the same values up to rounding), run without
+  autograd, saving each step's local slopes (computed once for all targets);
 * its backward is a hand-written backward through time for the inputs and
   initial states only (the weights are constants here: no weight gradients,
   which the fused kernel computes anyway), over ``k x rows`` rows at once:
@@ -30,14 +30,20 @@ puts the dimension back on its results, so the recurrence never runs under
 ordinary autograd node (one cotangent, a batch of one).
 
 :class:`RoutedRecurrent` is the :class:`torch.overrides.TorchFunctionMode`
-that sends ``torch._VF.lstm`` (what every ``nn.LSTM`` calls) to
+that sends ``torch._VF.lstm``/``gru`` (what every ``nn.LSTM``/``nn.GRU`` calls) to
 :func:`routed_call` while active, so a user's LSTM anywhere in an arbitrary
-module is handled without touching it. What it cannot do raises
+module is handled without touching it (the GRU's backward has the same
+shape: :func:`_gru_forward_direction`, :class:`_GRUBackward`). What it cannot do raises
 :class:`aeinterp.recurrent.UnsupportedRecurrence`, and the caller falls
 back to the per-target ``loop``: packed sequences, ``proj_size``, dropout
 between layers in training mode, unbatched direct kernel calls, and every
-other recurrent kernel (``GRU``, ``RNN``, cells; TorchScript is never seen
-by the mode at all and is excluded by the caller).
+other recurrent kernel (``RNN``, cells; TorchScript is never seen by the
+mode at all and is excluded by :func:`batched_support`).
+
+The private torch calls (``_vmapmode_increment_nesting``,
+``_add_batch_dim``/``_remove_batch_dim``) are the ones
+``torch.autograd.grad(is_grads_batched=True)`` itself makes; the tests
+compare every supported shape with the per-target loop in float64.
 """
 
 from __future__ import annotations
