@@ -22,11 +22,12 @@ skipped when captum is not installed.
 The LSTM rows: integrated gradients (32 Gauss-Legendre steps, zero
 baseline) on the sequence engineer's two-stack LSTM autoencoder
 (bench/_lstm.py, 6 features x 30 steps -> 4 latents, and a 64-latent
-variant), ours (one forward pass shared by all latents, then one backward
-pass per latent through the fused kernel; with 64 latents the code head
-Linear(32, 64) is split off, so 32 backward passes of its input and one
-product with its weight) against Captum looped over latents (one forward and
-one backward pass per latent), timed in the same run.
+variant), ours (mode batched: one forward pass with the LSTM written out,
+then one hand-written backward pass carrying every latent's cotangent at
+once; with 64 latents the code head Linear(32, 64) is split off, so 32
+cotangents of its input and one product with its weight) against Captum
+looped over latents (one forward and one backward pass per latent), timed in
+the same run.
 
     python bench/bench_gradients.py            # n = 200 and n = 1000
     python bench/bench_gradients.py --quick    # a small sanity run

@@ -149,18 +149,21 @@ def test_lstm_modes_agree_and_forward_mode_works_on_written_out_gates(lstm) -> N
     fwd = explain(Jacobian, model, data, params={"mode": "fwd", "max_samples": 5})
     rev = explain(Jacobian, model, data, params={"mode": "rev", "max_samples": 5})
     auto = explain(Jacobian, model, data, params={"max_samples": 5})
+    loop = explain(Jacobian, model, data, params={"mode": "loop", "max_samples": 5})
     assert fwd.extras["mode"] == "fwd" and "mode_fallback" not in fwd.extras  # the fused kernel has no forward mode; the gates do
     assert fwd.extras["recurrent_unrolled"] and not auto.extras["recurrent_unrolled"]
-    assert auto.extras["mode"] == "loop" and "recurrent" in auto.extras["mode_reason"]
+    assert auto.extras["mode"] == "batched" and "nn.LSTM" in auto.extras["mode_reason"]  # one backward pass for all targets
+    assert loop.extras["mode"] == "loop" and "mode_reason" not in loop.extras  # still selectable
     assert rev.extras["mode"] == "rev"  # vmap over the targets' cotangents works too, only slower
     np.testing.assert_allclose(fwd.importance, rev.importance, rtol=1e-5)
     np.testing.assert_allclose(auto.importance, rev.importance, rtol=1e-5)
+    np.testing.assert_allclose(loop.importance, rev.importance, rtol=1e-5)
 
 
 def test_lstm_integrated_gradients_equal_captum_looped_over_latents(lstm) -> None:  # noqa: ANN001
     model, data = lstm
     ours = explain(IntegratedGradients, model, data, seed=0, params={"steps": 16, "max_samples": 6})
-    assert ours.extras["recurrent_layers"] and ours.extras["mode"] == "loop"
+    assert ours.extras["recurrent_layers"] and ours.extras["mode"] == "batched"
     x = torch.as_tensor(_explained(data, 0, 6))
     ig = CaptumIG(lambda t: model.encode(t))
     for j in range(ours.local.shape[1]):
@@ -397,12 +400,12 @@ class _SequentialCodeAE(torch.nn.Module):
         self.decoder = torch.nn.Linear(20, 16)
 
 
-def _code_data(kind: str, dtype: torch.dtype, n: int = 12, steps: int = 6):  # noqa: ANN202
+def _code_data(kind: str, dtype: torch.dtype, n: int = 12, steps: int = 6, features: int = 6):  # noqa: ANN202
     from aeinterp import ArrayDataset
     from aeinterp.data import element_names, make_groups
 
     rng = np.random.default_rng(0)
-    shape = (steps, 6) if kind == "sequence" else (16,)
+    shape = (steps, features) if kind == "sequence" else (16,)
     x = rng.normal(size=(n, *shape)).astype(np.float64 if dtype == torch.float64 else np.float32)
     names = element_names(kind, shape)
     return ArrayDataset(x=x, kind=kind, feature_names=names, groups=make_groups(kind, shape, feature_names=names),
@@ -524,3 +527,108 @@ def test_code_head_split_is_not_taken_where_it_saves_nothing_or_does_not_hold() 
     finally:
         handle.remove()
     assert "code_head" not in result.extras and "has hooks" in result.extras["code_head_reason"]
+
+
+# --- nn.LSTM with one batched backward pass for all targets (aeinterp_gradients.recurrent_vjp) -------------
+
+
+class _RecurrentEncoder(torch.nn.Module):
+    """An LSTM (or GRU) anywhere in a module: initial states from the input, output, h_n and c_n all read by a non-linear head."""
+
+    def __init__(self, kind: str = "lstm", layers: int = 2, bidirectional: bool = False, batch_first: bool = True, states: bool = True,
+                 latent: int = 5, hidden: int = 7, features: int = 3, **extra) -> None:  # noqa: ANN003
+        super().__init__()
+        cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind]
+        self.kind, self.batch_first, self.states, self.dirs = kind, batch_first, states, 2 if bidirectional else 1
+        self.rnn = cls(features, hidden, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first, **extra)
+        self.init = torch.nn.Linear(features, layers * self.dirs * hidden)
+        out = extra.get("proj_size", 0) or hidden  # h (and the output) are projected, c is not
+        width = self.dirs * out + out + (hidden if kind == "lstm" else 0)
+        self.head = torch.nn.Sequential(torch.nn.Linear(width, 9), torch.nn.Tanh(), torch.nn.Linear(9, latent))
+        self.dec = torch.nn.Linear(latent, 1)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        seq = x if self.batch_first else x.transpose(0, 1)
+        hx = None
+        if self.states:  # initial states that depend on the input: their gradients flow back too
+            h0 = torch.tanh(self.init(x.mean(dim=1))).reshape(len(x), -1, self.rnn.hidden_size).transpose(0, 1).contiguous()
+            hx = (h0, 0.5 * h0) if self.kind == "lstm" else h0
+        out, state = self.rnn(seq, hx)
+        last = out[:, -1] if self.batch_first else out[-1]
+        parts = [last, state[0][-1], state[1][0]] if self.kind == "lstm" else [last, state[-1]]
+        return self.head(torch.cat(parts, dim=1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.dec(z)
+
+
+def _path_jacobians(module: torch.nn.Module, dtype: torch.dtype, modes: tuple[str, ...] = ("batched", "loop"), n: int = 5, steps: int = 6):  # noqa: ANN202
+    from aeinterp.targets import Target
+    from aeinterp_gradients.autodiff import target_function, weighted_jacobian
+
+    torch.manual_seed(0)
+    for p in module.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    module = module.to(dtype).eval()
+    x = torch.randn(n, 8, 3, dtype=dtype)
+    model = TorchAutoencoder(module, (8, 3))
+    f = target_function(model, Target.LATENT)
+    alpha = torch.linspace(0.1, 1.0, 3, dtype=dtype).view(-1, 1, 1, 1)
+    points, weights = alpha * x.unsqueeze(0), torch.tensor([0.2, 0.5, 0.3], dtype=dtype)
+    return [weighted_jacobian(f, points, x, weights, m).detach() for m in modes]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_batched_recurrent_backward_equals_the_loop_of_backward_passes(kind: str, layers: int, bidirectional: bool, batch_first: bool) -> None:
+    """float64, every shape nn.LSTM/GRU allow in eval mode, with input-dependent initial states and output, h_n (c_n) all used."""
+    batched, loop = _path_jacobians(_RecurrentEncoder(kind, layers, bidirectional, batch_first), torch.float64)
+    assert batched.shape == loop.shape == (5, 5, 8, 3)
+    np.testing.assert_allclose(batched.numpy(), loop.numpy(), rtol=1e-10, atol=1e-10 * float(loop.abs().max()))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("states", [False, True])
+def test_batched_recurrent_backward_in_float32_and_without_biases(kind: str, states: bool) -> None:
+    batched, loop = _path_jacobians(_RecurrentEncoder(kind, 2, True, True, states=states, bias=False), torch.float32)
+    np.testing.assert_allclose(batched.numpy(), loop.numpy(), rtol=1e-5, atol=1e-6 * float(loop.abs().max()))
+    batched, loop = _path_jacobians(_RecurrentEncoder(kind, 2, False, True, states=states), torch.float32)
+    np.testing.assert_allclose(batched.numpy(), loop.numpy(), rtol=1e-5, atol=1e-6 * float(loop.abs().max()))
+
+
+def test_batched_lstm_is_chosen_and_equals_loop_on_the_sequence_engineers_model() -> None:
+    """The bench's shape (two-stack LSTM -> h_n[-1] -> Linear), float64, integrated gradients end to end, with and without the code head."""
+    for latent, head in [(4, None), (64, [32, 64])]:
+        data = _code_data("sequence", torch.float64, n=6)
+        model = _code_model(_SeqCodeAE(latent=latent), data, torch.float64)
+        auto = explain(IntegratedGradients, model, data, params={"steps": 4})
+        loop = explain(IntegratedGradients, model, data, params={"steps": 4, "mode": "loop"})
+        assert auto.extras["mode"] == "batched" and "measured faster" in auto.extras["mode_reason"]
+        assert loop.extras["mode"] == "loop" and auto.extras.get("code_head") == head
+        _assert_close(auto, loop, 1e-6)  # the explainers' outputs are float32
+
+
+def test_batched_backward_falls_back_to_the_loop_where_it_does_not_apply() -> None:
+    """nn.RNN and proj_size keep the loop (the reason says why); a packed sequence, seen only at call time, falls back too."""
+    data = _code_data("sequence", torch.float32, n=6, steps=8, features=3)
+    for module, why in [(_RecurrentEncoder("rnn"), "RNN has no batched backward"), (_RecurrentEncoder("lstm", states=False, proj_size=4), "proj_size")]:
+        model = TorchAutoencoder(module.eval(), (8, 3))
+        auto = explain(IntegratedGradients, model, data, params={"steps": 4})
+        assert auto.extras["mode"] == "loop" and why in auto.extras["mode_reason"], auto.extras["mode_reason"]
+        forced = explain(IntegratedGradients, model, data, params={"steps": 4, "mode": "batched"})
+        assert forced.extras["mode"] == "loop" and why in forced.extras["mode_fallback"]
+        np.testing.assert_allclose(forced.local, auto.local, rtol=1e-6)
+
+    class Packed(_RecurrentEncoder):
+        def encode(self, x: torch.Tensor) -> torch.Tensor:
+            packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.full((len(x),), x.shape[1]), batch_first=True)
+            _, (h, _) = self.rnn(packed)
+            return self.head[2](h[-1][:, :9])
+
+    model = TorchAutoencoder(Packed("lstm", 1, hidden=9, states=False).eval(), (8, 3))
+    auto = explain(IntegratedGradients, model, data, params={"steps": 4})
+    assert auto.extras["mode"] == "loop" and "packed" in auto.extras["mode_fallback"].lower()
+    loop = explain(IntegratedGradients, model, data, params={"steps": 4, "mode": "loop"})
+    np.testing.assert_allclose(auto.local, loop.local, rtol=1e-6)

@@ -60,10 +60,13 @@ from aeinterp.model import as_tensor
 from aeinterp.streaming import Z_95, LocalPlan, MaxSamples, StreamParams, local_plan, sample_index, top_k_rows
 from aeinterp.targets import Target, target_names_for
 
+from aeinterp.recurrent import UnsupportedRecurrence
+
 from .autodiff import choose_mode, has_recurrent_layers, scripted_recurrent, target_function, weighted_jacobian
 from .code_head import code_head_split, resolve_code_head
 from .factorised import FirstLayer, first_layer_split, layer_target_function, summed_code_jacobian
 from .paths import Baseline, Rule, baselines, quadrature
+from .recurrent_vjp import RoutedRecurrent, batched_support
 
 __all__ = ["Jacobian", "IntegratedGradients"]
 
@@ -71,12 +74,13 @@ __all__ = ["Jacobian", "IntegratedGradients"]
 class _GradientParams(StreamParams):
     split: Literal["explain", "fit"] = Field("explain", description="which split to explain: the held-out explain split or the fit split")
     max_samples: MaxSamples = Field(None, description="explain at most this many samples (random, seeded); auto: rounds of samples until the importance is within tolerance")
-    mode: Literal["auto", "rev", "fwd", "loop"] = Field(
-        "auto", description="autodiff: rev (vmap, cost ~ targets), fwd (vmap, cost ~ input elements), loop (one backward per target, for RNNs); auto picks"
+    mode: Literal["auto", "rev", "fwd", "loop", "batched"] = Field(
+        "auto", description="autodiff: rev (vmap, cost ~ targets), fwd (vmap, cost ~ input elements), loop (one backward per target, for RNNs), "
+        "batched (nn.LSTM models: one hand-written backward carrying every target); auto picks"
     )
     code_head: Literal["auto", "off"] = Field(
         "auto", description="auto: when the latent code is the output of one nn.Linear with fewer inputs than latents, differentiate its inputs and apply its weight "
-        "(fewer backward passes in loop and rev modes); off: differentiate the code itself",
+        "(fewer backward passes or cotangents in loop, batched and rev modes); off: differentiate the code itself",
     )
     keep_local: bool = Field(True, description="keep per-sample group attributions at all (false is local: none)")
     memory_mb: float = Field(256.0, gt=0, description="bound on the Jacobian blocks computed at once, in MiB (smaller blocks are often faster on a CPU)")
@@ -149,7 +153,8 @@ def _setup(explainer: ChunkedExplainer, model, data, target: Target, rng: np.ran
     n_e = int(np.prod(source.shape[1:]))
     recurrent = has_recurrent_layers(model)
     fused = recurrent and scripted_recurrent(model)  # TorchScript: the kernel cannot be written out
-    mode = choose_mode(p.mode, n_e, n_t, recurrent)
+    batchable, batch_why = batched_support(model) if recurrent else (False, "no recurrent layers")
+    mode = choose_mode(p.mode, n_e, n_t, recurrent, batchable)
     per_sample = 4.0 * 3 * copies * n_t * n_e  # the Jacobian block and autograd's copies of it
     rows = max(1, int(p.memory_mb * 2**20 // per_sample))
     chunk = None
@@ -159,9 +164,14 @@ def _setup(explainer: ChunkedExplainer, model, data, target: Target, rng: np.ran
     plan = local_plan("none" if not p.keep_local else p.local, n, n_t, n_g, p.local_max_mb)
     info: dict[str, Any] = {"n_samples": n, "split": p.split, "mode": mode, "samples_per_block": rows, "recurrent_layers": recurrent,
                             "recurrent_unrolled": recurrent and not fused and mode == "fwd", **plan.info()}
-    if p.mode == "auto" and recurrent:
+    if p.mode == "auto" and recurrent and mode == "batched":
+        info["mode_reason"] = batch_why + "; measured faster than one backward pass per target"
+    elif p.mode == "auto" and recurrent:
         info["mode_reason"] = "recurrent layers: vmap has no batched RNN backward on CPU, one backward pass per target is faster" + (
-            " (inside TorchScript)" if fused else "")
+            " (inside TorchScript)" if fused else "") + f"; no batched backward: {batch_why}"
+    if mode == "batched" and not batchable:  # asked for explicitly
+        mode = info["mode"] = "loop"
+        info["mode_fallback"] = f"batched backward unavailable ({batch_why}); used loop instead"
     if info["recurrent_unrolled"]:
         info["mode_reason"] = "forward mode: the recurrent layers run as written-out gates (aeinterp.recurrent), the fused kernel has no forward-mode derivative"
     if p.keep_local and plan.mode == "none" and plan.note:
@@ -170,10 +180,18 @@ def _setup(explainer: ChunkedExplainer, model, data, target: Target, rng: np.ran
 
 
 def _probe_mode(f, x: torch.Tensor, state: dict[str, Any], key: str = "mode") -> None:  # noqa: ANN001
-    """Settle forward mode's fallback once, on one sample, so every chunk runs the same mode."""
+    """Settle forward mode's (or the batched backward's) fallback once, on one sample, so every chunk runs the same mode."""
+    if state[key] == "batched":  # what the recurrent calls look like shows only when they run: check them, no gradients
+        try:
+            with torch.no_grad(), RoutedRecurrent(check_only=True):
+                f(x[:1], x[:1])
+        except UnsupportedRecurrence as exc:
+            state[key] = state["info"]["mode"] = "loop"
+            state["info"]["mode_fallback"] = f"batched backward unavailable ({exc}); used loop instead"
+        return
     if state[key] != "fwd":
         return
-    _, mode = _jacobian_blocks(f, x[:1].unsqueeze(0), x[:1], torch.ones(1, dtype=x.dtype), "fwd", None, state["info"])
+    _, mode = _jacobian_blocks(f, x[:1].unsqueeze(0), x[:1], torch.ones(1, dtype=x.dtype), state[key], None, state["info"])
     state[key] = mode
 
 
@@ -228,7 +246,15 @@ class _GradientExplainer(ChunkedExplainer):
 
 
 def _jacobian_blocks(f, points, reference, weights, mode, chunk, info):  # noqa: ANN001, ANN202
-    """:func:`weighted_jacobian`, falling back from forward to reverse mode where forward AD is missing."""
+    """:func:`weighted_jacobian`, falling back from forward to reverse mode where forward AD is missing, and from
+    ``batched`` to ``loop`` where a recurrent call cannot be routed (e.g. a packed sequence)."""
+    if mode == "batched":
+        try:
+            return weighted_jacobian(f, points, reference, weights, "batched"), "batched"
+        except UnsupportedRecurrence as exc:
+            mode = "loop"
+            info["mode"] = mode
+            info["mode_fallback"] = f"batched backward unavailable ({exc}); used loop instead"
     if mode == "fwd":
         try:
             return weighted_jacobian(f, points, reference, weights, "fwd"), "fwd"
@@ -282,7 +308,7 @@ def _head_plan(p, model, target: Target, x0: torch.Tensor, state: dict[str, Any]
     if p.code_head == "off":
         info["code_head_reason"] = "code_head: off"
         return
-    if mode not in ("loop", "rev"):
+    if mode not in ("loop", "rev", "batched"):
         info["code_head_reason"] = f"{mode} mode: its cost does not grow with the number of targets" if mode == "fwd" else "no autodiff on this path"
         return
     where, reason = code_head_split(model, target, x0, n_t)
