@@ -429,4 +429,4 @@ def test_steps_depend_on_the_steps_their_step_refs_name(tmp_path: Path) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE)
     _, steps = _runner().validate(recipe)
-    assert step_dependencies(steps) == {"noisy": set(), "permutation": set(), "symbolic_regression": {"noisy"}, "noisy2": set()}
+    assert step_dependencies(steps) == {"noisy": set(), "permutation": set(), "symbolic_regression": {"noisy"}, "noisy2": set(), "feature_visualization": set()}
