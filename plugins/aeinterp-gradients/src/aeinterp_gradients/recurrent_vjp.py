@@ -458,6 +458,9 @@ def batched_support(model: Any) -> tuple[bool, str]:
 
     from .autodiff import _is_recurrent
 
+    private = ("_add_batch_dim", "_remove_batch_dim")
+    if not all(hasattr(torch, n) for n in private) or not hasattr(torch._C, "_vmapmode_increment_nesting"):
+        return False, f"this torch ({torch.__version__}) lacks the batched-gradient calls the batched backward relies on"
     for root in torch_modules(model):
         for name, m in root.named_modules():
             label = name or type(m).__name__
