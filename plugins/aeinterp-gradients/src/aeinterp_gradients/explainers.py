@@ -83,7 +83,7 @@ class _GradientParams(StreamParams):
         "(fewer backward passes or cotangents in loop, batched and rev modes); off: differentiate the code itself",
     )
     keep_local: bool = Field(True, description="keep per-sample group attributions at all (false is local: none)")
-    memory_mb: float = Field(256.0, gt=0, description="bound on the Jacobian blocks computed at once, in MiB (smaller blocks are often faster on a CPU)")
+    memory_mb: float = Field(32.0, gt=0, description="bound on the Jacobian blocks computed at once, in MiB; blocks that stay in cache are faster on a CPU (32 vs 256: 1.9-3.8x faster at 10**5 x 64 and n = 1000, equal at n = 5000)")
 
 
 class _Sums:
