@@ -4,7 +4,7 @@ Cases
     samples     a sample-heavy step: 10**5 samples of the reference scenario (DESIGN.md, N=64 inputs,
                 encoder 64-48-32), occlusion importance (each input zeroed in turn, mean |dz|) as a
                 ChunkedExplainer with splits="samples", chunks of 5000 rows (per-chunk cost and per-task
-                overhead); and the built-in ``permutation`` (2 repeats) and ``integrated_gradients``
+                overhead); and the built-in ``permutation`` (5 repeats) and ``integrated_gradients``
                 (16 steps) at their default chunking (one chunk locally; on Ray, chunk_invariant
                 explainers cut 4 chunks per worker);
     symbolic    symbolic_regression over 4 latents (splits="targets": one task per latent), fixed
@@ -108,7 +108,7 @@ def main() -> None:
     cases = {
         "samples": (Occlusion, model, data, {}),
         # built-ins at their default chunking: one chunk locally, 4 per worker on Ray (chunk_invariant)
-        "samples/permutation": (Permutation, model, data, {"repeats": 2}),
+        "samples/permutation": (Permutation, model, data, {"repeats": 5}),
         "samples/integrated_gr": (IntegratedGradients, model, data, {"steps": 16}),
         "symbolic": (SymbolicRegression, sym_model, sym_data, sym_params),
     }
