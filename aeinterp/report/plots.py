@@ -71,10 +71,10 @@ def write_plots(
     for alias, e in explanations.items():
         entry = registry.get(e.explainer) if registry is not None else None
         key = None
+        values = (data or {}).get(alias)
         if cache is not None:
             import matplotlib
 
-            values = (data or {}).get(alias)
             key = cache.figures_key(
                 e, dict(data_info or {}), matplotlib.__version__, DPI, None if entry is None else [entry.distribution, entry.version],
                 arrays=() if values is None else [values],
@@ -83,7 +83,7 @@ def write_plots(
             if hit is not None:
                 written[alias] = [Path(shutil.copyfile(path, _file(out_dir, alias, name))) for name, path in hit.items()]
                 continue
-        files, failed = _draw(out_dir, alias, e, entry, data_info, (data or {}).get(alias))
+        files, failed = _draw(out_dir, alias, e, entry, data_info, values)
         if cache is not None and key is not None and not failed:
             cache.save_figures(key, files)
         written[alias] = list(files.values())

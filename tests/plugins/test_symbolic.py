@@ -682,6 +682,12 @@ def test_selection_floor_of_the_linear_baseline() -> None:
     assert choose([0.97, 0.95], [20, 41], parsimony=0.03, floor=0.95, n_inputs=[25, 20], floor_inputs=20) == 1
 
 
+def _prints_ok_in_a_subprocess(code: str) -> None:
+    """Run ``code`` in a fresh interpreter with a 120 s timeout (a hang fails the test instead of the suite) and expect ``ok``."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def test_simplify_returns_on_nested_tanh_formulas() -> None:
     """sympy.simplify never returned on this 45-operation formula the search found (bench_ray's symbolic case hung in it)."""
     code = (
@@ -700,8 +706,7 @@ def test_simplify_returns_on_nested_tanh_formulas() -> None:
         "np.testing.assert_allclose(F.compile_expr(out, xs)(x), F.compile_expr(e, xs)(x), rtol=1e-12)\n"
         "print('ok')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    _prints_ok_in_a_subprocess(code)
 
 
 def test_render_text_of_a_nested_tanh_formula_prints_without_re_evaluating() -> None:
@@ -717,5 +722,4 @@ def test_render_text_of_a_nested_tanh_formula_prints_without_re_evaluating() -> 
         "assert sympy.sympify(F.render_text(e, {s: str(s) for s in xs}), locals={str(s): s for s in xs}) == e\n"
         "print('ok')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    _prints_ok_in_a_subprocess(code)

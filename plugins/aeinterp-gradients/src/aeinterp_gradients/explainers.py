@@ -76,7 +76,7 @@ class _GradientParams(StreamParams):
     max_samples: MaxSamples = Field(None, description="explain at most this many samples (random, seeded); auto: rounds of samples until the importance is within tolerance")
     mode: Literal["auto", "rev", "fwd", "loop", "batched"] = Field(
         "auto", description="autodiff: rev (vmap, cost ~ targets), fwd (vmap, cost ~ input elements), loop (one backward per target, for RNNs), "
-        "batched (nn.LSTM models: one hand-written backward carrying every target); auto picks"
+        "batched (nn.LSTM/nn.GRU models: one hand-written backward carrying every target); auto picks"
     )
     code_head: Literal["auto", "off"] = Field(
         "auto", description="auto: when the latent code is the output of one nn.Linear with fewer inputs than latents, differentiate its inputs and apply its weight "
@@ -143,6 +143,13 @@ def _samples(data, split: str) -> np.ndarray:  # noqa: ANN001
     return data.x_explain if split == "explain" else data.x_fit
 
 
+def _without_batched(info: dict[str, Any], why: object) -> str:
+    """Record that the batched recurrent backward cannot run here (``why``) and that ``loop`` runs instead; returns ``"loop"``."""
+    info["mode"] = "loop"
+    info["mode_fallback"] = f"batched backward unavailable ({why}); used loop instead"
+    return "loop"
+
+
 def _setup(explainer: ChunkedExplainer, model, data, target: Target, rng: np.random.Generator, copies: int) -> dict[str, Any]:  # noqa: ANN001
     """The chunk-independent state: which samples, autodiff mode, block sizes, where local goes."""
     p = explainer.params
@@ -170,8 +177,7 @@ def _setup(explainer: ChunkedExplainer, model, data, target: Target, rng: np.ran
         info["mode_reason"] = "recurrent layers: vmap has no batched RNN backward on CPU, one backward pass per target is faster" + (
             " (inside TorchScript)" if fused else "") + f"; no batched backward: {batch_why}"
     if mode == "batched" and not batchable:  # asked for explicitly
-        mode = info["mode"] = "loop"
-        info["mode_fallback"] = f"batched backward unavailable ({batch_why}); used loop instead"
+        mode = _without_batched(info, batch_why)
     if info["recurrent_unrolled"]:
         info["mode_reason"] = "forward mode: the recurrent layers run as written-out gates (aeinterp.recurrent), the fused kernel has no forward-mode derivative"
     if p.keep_local and plan.mode == "none" and plan.note:
@@ -186,8 +192,7 @@ def _probe_mode(f, x: torch.Tensor, state: dict[str, Any], key: str = "mode") ->
             with torch.no_grad(), RoutedRecurrent(check_only=True):
                 f(x[:1], x[:1])
         except UnsupportedRecurrence as exc:
-            state[key] = state["info"]["mode"] = "loop"
-            state["info"]["mode_fallback"] = f"batched backward unavailable ({exc}); used loop instead"
+            state[key] = _without_batched(state["info"], exc)
         return
     if state[key] != "fwd":
         return
@@ -252,9 +257,7 @@ def _jacobian_blocks(f, points, reference, weights, mode, chunk, info):  # noqa:
         try:
             return weighted_jacobian(f, points, reference, weights, "batched"), "batched"
         except UnsupportedRecurrence as exc:
-            mode = "loop"
-            info["mode"] = mode
-            info["mode_fallback"] = f"batched backward unavailable ({exc}); used loop instead"
+            mode = _without_batched(info, exc)
     if mode == "fwd":
         try:
             return weighted_jacobian(f, points, reference, weights, "fwd"), "fwd"
