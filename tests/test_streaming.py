@@ -47,7 +47,8 @@ def planted():  # noqa: ANN201
 def test_chunked_result_equals_the_one_chunk_result(planted, cls, params) -> None:  # noqa: ANN001
     whole = explain(cls, planted.model, planted.data, params={**params, "chunk_size": 10_000}, seed=3)
     chunked = explain(cls, planted.model, planted.data, params={**params, "chunk_size": 7}, seed=3)
-    np.testing.assert_allclose(chunked.importance, whole.importance, rtol=1e-6, atol=1e-9)
+    # float32 models: an input with no effect moves its target by rounding only, which other block sizes round differently
+    np.testing.assert_allclose(chunked.importance, whole.importance, rtol=1e-6, atol=1e-7 * np.abs(whole.importance).max())
     if whole.std is not None:
         np.testing.assert_allclose(chunked.std, whole.std, rtol=1e-5, atol=1e-8)
     if whole.local is not None:
