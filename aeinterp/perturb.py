@@ -7,6 +7,7 @@ They live in the core because third-party explainers need them too.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
@@ -15,6 +16,7 @@ import torch
 
 from .data import FeatureGroup
 from .first_layer import FirstLayer
+from .kinks import KinkUpdate, kink_update_reason
 from .model import Model, as_tensor
 from .progress import NullProgress, Progress
 from .targets import Target, evaluate_target
@@ -85,11 +87,11 @@ def perturbation_effects(
         )
         return change_from_sums(target, sums, count)
     out: torch.Tensor | None = None  # (n_copies, *measure's shape), allocated at the first block
-    for start, values, base in _perturbed_values(model, target, x, n_copies, fill, copies, memory_mb, batch_size, progress, description, layer):
-        measured = torch.stack([measure(v, base) for v in values])
+    for ids, change, base in _perturbed_changes(model, target, x, n_copies, fill, copies, memory_mb, batch_size, progress, description, layer):
+        measured = torch.stack([measure(base + v, base) for v in change])
         if out is None:
             out = torch.empty((n_copies, *measured.shape[1:]), dtype=measured.dtype)
-        out[start : start + len(values)] = measured
+        out[ids] = measured
     assert out is not None  # n_copies >= 1
     return out
 
@@ -114,6 +116,7 @@ def perturbation_sums(
     description: str = "perturbing",
     layer: FirstLayer | None = None,
     squares: bool = False,
+    column_sets: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Like :func:`perturbation_effects`, but the additive sums over the samples of ``x`` and their count.
 
@@ -123,71 +126,119 @@ def perturbation_sums(
     sample-chunked explainer needs. With ``squares`` the result also holds
     the sums of the squares of those per-sample terms, as a second slice
     ``(2, n_copies, n_targets)`` (for running variances).
+
+    ``column_sets[i]`` labels the columns copy ``i`` perturbs: copies with one
+    label change the same columns (by different values), as permutation's
+    repeats of one feature group do. They are then evaluated one label after
+    the other, and with ``layer`` on an encoder ``Linear -> ReLU/LeakyReLU ->
+    Linear`` and the latent target, each label's Jacobian columns are computed
+    once and its copies' code changes follow from them exactly
+    (:class:`aeinterp.kinks.KinkUpdate`), without the second matmul.
     """
     target = Target(target)
     out: torch.Tensor | None = None
     n = 0
-    for start, values, base in _perturbed_values(model, target, x, n_copies, fill, copies, memory_mb, batch_size, progress, description, layer):
-        n = values.shape[1]
+    blocks = _perturbed_changes(model, target, x, n_copies, fill, copies, memory_mb, batch_size, progress, description, layer, column_sets)
+    for ids, terms, base in blocks:
+        n = terms.shape[1]
         if out is None:
             out = torch.zeros((2 if squares else 1, n_copies, base.shape[1]), dtype=torch.float64)
-        delta = (values - base.unsqueeze(0)).double()
-        terms = delta if target.is_loss else delta.pow(2)
-        out[0, start : start + len(values)] = terms.sum(dim=1)
+        if not target.is_loss:
+            terms.square_()
+        out[0, ids] = terms.sum(dim=1).double()  # float32 sums of one chunk's samples: as precise as the float32 terms
         if squares:
-            out[1, start : start + len(values)] = terms.pow(2).sum(dim=1)
+            out[1, ids] = terms.double().square_().sum(dim=1)
     assert out is not None  # n_copies >= 1
     return (out if squares else out[0]), n
 
 
-def _perturbed_values(
+def _perturbed_changes(
     model: Model, target: Target | str, x: np.ndarray | torch.Tensor, n_copies: int, fill: Fill, copies: int | None,
     memory_mb: float, batch_size: int, progress: Progress | None, description: str, layer: FirstLayer | None,
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """For each block of copies: its first copy index, the target on the copies ``(copies, N, T)`` and on ``x``."""
+    column_sets: Sequence[int] | None = None,
+) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """For each block of copies: their ids, the target's change on the copies ``(copies, N, T)``, the target on ``x``."""
     progress = progress or NullProgress()
     target = Target(target)
     xt = as_tensor(x, model)
     n, shape = xt.shape[0], tuple(xt.shape[1:])
     flat = xt.reshape(n, -1)
     d = flat.shape[1]
-    c = copies or copies_per_batch(n, d, memory_mb=memory_mb)
-    c = max(1, min(c, n_copies))
+    kinks: KinkUpdate | None = None
     with torch.no_grad():
         base = _eval_rows(model, target, xt, xt, batch_size)
-        # only the reconstruction error compares with the unperturbed input
-        ref = xt.unsqueeze(0).expand(c, *xt.shape).reshape(c * n, *shape) if target.is_loss else None
         if layer is not None:
             from .first_layer import layer_target_function
 
             g = layer_target_function(model, layer, target)  # type: ignore[arg-type]
             weight_t = layer.linear.weight.detach().T  # (D, h)
             a0 = layer(flat.to(weight_t.dtype))
-        starts = range(0, n_copies, c)
+            if column_sets is not None and kink_update_reason(layer, target) is None:
+                kinks = KinkUpdate(layer, a0)
+        blocks = _blocks(n_copies, column_sets if kinks is not None else None, copies or copies_per_batch(n, d, memory_mb=memory_mb), n * d * flat.element_size(), memory_mb)
+        c = max(map(len, blocks))
+        sharing = Counter(column_sets) if kinks is not None else None
+        # only the reconstruction error compares with the unperturbed input
+        ref = xt.unsqueeze(0).expand(c, *xt.shape).reshape(c * n, *shape) if target.is_loss else None
         buffer = flat.unsqueeze(0).repeat(c, 1, 1)
-        for start in progress.track(starts, total=len(starts), description=description):
-            ids = list(range(start, min(start + c, n_copies)))
+        for ids in progress.track(blocks, total=len(blocks), description=description):
             block = buffer[: len(ids)]
             changed = fill(block, ids)
             rows = block.reshape(len(ids) * n, *shape)
             reference = rows if ref is None else ref[: len(ids) * n]
             if layer is None:
-                values = _eval_rows(model, target, rows, reference, batch_size)
+                change = _eval_rows(model, target, rows, reference, batch_size).reshape(len(ids), n, -1) - base
+            elif changed is None:
+                a = layer(block.reshape(len(ids) * n, d).to(weight_t.dtype))
+                change = _eval_layer_rows(g, a, reference, batch_size).reshape(len(ids), n, -1) - base
             else:
-                if changed is None:
-                    a = layer(block.reshape(len(ids) * n, d).to(weight_t.dtype))
-                else:
-                    a = a0.unsqueeze(0).repeat(len(ids), 1, 1)
-                    for k, cols in enumerate(changed):
-                        a[k].addmm_(block[k][:, cols] - flat[:, cols], weight_t[cols])
-                    a = a.reshape(len(ids) * n, -1)
-                values = torch.cat([g(a[s : s + batch_size], reference[s : s + batch_size]).float().cpu() for s in range(0, a.shape[0], batch_size)])
-            yield start, values.reshape(len(ids), n, -1), base
+                cols = [torch.as_tensor(col) for col in changed]
+                deltas = [(block[k][:, col] - flat[:, col]).to(weight_t.dtype) for k, col in enumerate(cols)]
+                shared = [] if kinks is None else _kink_copies(ids, cols, column_sets, sharing, n * base.shape[1] * a0.element_size(), memory_mb)  # type: ignore[arg-type]
+                plain = [k for k in range(len(ids)) if k not in shared]
+                by_kinks = kinks.change(cols[0], torch.stack([deltas[k] for k in shared]), kinks.jacobian(cols[0])).float().cpu() if shared else None  # type: ignore[union-attr]
+                if not plain:
+                    change = by_kinks  # every copy: no copy of the result
+                else:  # a rank-|C| update of the first layer's pre-activations, then the rest of the model
+                    change = base.new_empty((len(ids), n, base.shape[1]))
+                    if by_kinks is not None:
+                        change[shared] = by_kinks
+                    a = a0.new_empty((len(plain), *a0.shape))
+                    for j, k in enumerate(plain):
+                        torch.addmm(a0, deltas[k], weight_t[cols[k]], out=a[j])
+                    values = _eval_layer_rows(g, a.reshape(len(plain) * n, -1), reference[: len(plain) * n], batch_size)
+                    change[plain] = values.reshape(len(plain), n, -1) - base
+            yield ids, change, base
             if changed is None:
                 block.copy_(flat.unsqueeze(0).expand_as(block))
             else:
-                for k, cols in enumerate(changed):
-                    block[k][:, cols] = flat[:, cols]
+                for k, col in enumerate(changed):
+                    block[k][:, col] = flat[:, col]
+
+
+def _kink_copies(ids: list[int], cols: list[torch.Tensor], column_sets: Sequence[int], sharing: Counter, jacobian_bytes: int, memory_mb: float) -> list[int]:
+    """Positions in the block of the copies whose code change :class:`KinkUpdate` gives: their column set is
+    perturbed at least twice as often as it has columns (so its Jacobian columns pay), they share the block's
+    first copy's columns (blocks hold one column set), and those Jacobian columns fit in ``memory_mb``."""
+    if len(cols[0]) * jacobian_bytes > memory_mb * 2**20:
+        return []
+    return [k for k, cid in enumerate(ids) if sharing[column_sets[cid]] >= 2 * len(cols[k]) and torch.equal(cols[k], cols[0])]
+
+
+def _blocks(n_copies: int, column_sets: Sequence[int] | None, copies: int, copy_bytes: int, memory_mb: float) -> list[list[int]]:
+    """The copy ids evaluated together: ``copies`` at a time, or each column set's copies together (within ``memory_mb``)."""
+    if column_sets is None:
+        copies = max(1, min(copies, n_copies))
+        return [list(range(s, min(s + copies, n_copies))) for s in range(0, n_copies, copies)]
+    runs: dict[int, list[int]] = {}
+    for cid in range(n_copies):
+        runs.setdefault(column_sets[cid], []).append(cid)
+    per_block = max(1, int(memory_mb * 2**20 // max(1, copy_bytes)))
+    return [run[s : s + per_block] for run in runs.values() for s in range(0, len(run), per_block)]
+
+
+def _eval_layer_rows(g: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], a: torch.Tensor, reference: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([g(a[s : s + batch_size], reference[s : s + batch_size]).float().cpu() for s in range(0, a.shape[0], batch_size)])
 
 
 def _eval_rows(model: Model, target: Target | str, rows: torch.Tensor, reference: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -18,8 +18,12 @@ point on average, as has this draw).
 For encoders whose first operation is an ``nn.Linear`` (after an optional
 flatten; :func:`aeinterp.first_layer.first_layer_split`), the perturbed copies
 update the first layer's pre-activations by a rank-|group| term instead of
-recomputing the first matmul (``first_layer: auto``); ``extras["path"]``
-says which path ran and why.
+recomputing the first matmul (``first_layer: auto``). Where one ReLU-like
+activation and an ``nn.Linear`` follow and the target is the latent code,
+permutation's repeats of a feature group share that group's Jacobian columns
+and each copy's code change follows from them and the units that cross the
+activation's kink (:mod:`aeinterp.kinks`): no second matmul per copy.
+``extras["path"]`` says which path ran and why.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from aeinterp import Capabilities, Explanation
 from aeinterp.chunks import ChunkedExplainer, Partial
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.first_layer import first_layer_split
+from aeinterp.kinks import kink_update_reason
 from aeinterp.perturb import change_from_sums, perturbation_sums
 from aeinterp.streaming import Z_95, MaxSamples, StreamParams, sample_index
 from aeinterp.targets import Target, target_names_for
@@ -60,7 +65,12 @@ class _PerturbationParams(StreamParams):
     copies_per_batch: int | None = Field(None, ge=1, description="perturbed copies per forward pass; default: enough for ~512 rows")
     memory_mb: float = Field(256.0, gt=0, description="bound on the stacked perturbed inputs, in MiB")
     batch_size: int = Field(4096, ge=1, description="rows per forward pass")
-    first_layer: Literal["auto", "off"] = Field("auto", description="auto: for encoders starting with nn.Linear, update its pre-activations by a rank-|group| term per copy instead of recomputing it; off: always the full forward pass")
+    first_layer: Literal["auto", "rank_update", "off"] = Field(
+        "auto",
+        description="auto: for encoders starting with nn.Linear, update its pre-activations by a rank-|group| term per copy instead of recomputing it, "
+        "and where one ReLU-like activation and an nn.Linear follow (latent target, groups perturbed at least twice per column), take the code's "
+        "changes from shared Jacobian columns and kink crossings (aeinterp.kinks); rank_update: the rank update only; off: always the full forward pass",
+    )
 
 
 def _source(data, split: str) -> np.ndarray:  # noqa: ANN001
@@ -90,11 +100,21 @@ class _Perturbation(ChunkedExplainer):
             raise DataError(f"{self.name} needs at least 2 samples, the {p.split} split has {len(index)}")
         layer, reason = (None, "first_layer: off") if p.first_layer == "off" else first_layer_split(model, data, target)
         path = {"path": "generic" if layer is None else "first-layer rank update", "path_reason": reason}
+        kinks = layer is not None and p.first_layer == "auto" and self._shares_columns() and kink_update_reason(layer, target) is None
+        if kinks:
+            path["path"] = "first-layer rank update, code changes from shared Jacobian columns and kink crossings"
+            path["path_reason"] = (f"{reason}; then one ReLU-like activation and an nn.Linear give the code, and feature groups of up to "
+                                   f"{self.params.repeats // 2} columns are perturbed at least twice per column ({self.params.repeats} repeats)")
+
         return {"index": index, "seed": int(rng.integers(2**62)), "path": path, "use_layer": layer is not None,
-                "squares": self.stopping(None) is not None, **self._prepare_extra(model, data, rng)}
+                "kinks": kinks, "squares": self.stopping(None) is not None, **self._prepare_extra(model, data, rng)}
 
     def _prepare_extra(self, model, data, rng) -> dict[str, Any]:  # noqa: ANN001
         return {}
+
+    def _shares_columns(self) -> bool:
+        """Whether several copies perturb each feature group (see ``column_sets`` of :func:`perturbation_sums`)."""
+        return False
 
     def units(self, model, data, state, *, target):  # noqa: ANN001, ANN201
         n = len(state["index"])
@@ -107,10 +127,12 @@ class _Perturbation(ChunkedExplainer):
         rows = np.asarray(flat_all[state["index"][units]])
         chunk = rows.reshape((len(units), *x.shape[1:]))
         layer = first_layer_split(model, data, target)[0] if state["use_layer"] else None
-        n_copies = self._n_copies(len(data.groups))
+        n_groups = len(data.groups)
+        n_copies = self._n_copies(n_groups)
         sums, count = perturbation_sums(
             model, target, chunk, n_copies, fill_for(flat_all, units), copies=p.copies_per_batch, memory_mb=p.memory_mb,
             batch_size=p.batch_size, progress=self.progress, description=f"{self.name} ({target})", layer=layer, squares=state["squares"],
+            column_sets=[cid % n_groups for cid in range(n_copies)] if state["kinks"] else None,
         )
         if state["squares"]:
             return Partial(sums={"change": sums[0].numpy(), "change_sq": sums[1].numpy()}, count=count)
@@ -159,6 +181,9 @@ class Permutation(_Perturbation):
 
     def _n_copies(self, n_groups: int) -> int:
         return self.params.repeats * n_groups
+
+    def _shares_columns(self) -> bool:
+        return self.params.repeats > 1
 
     def explain_chunk(self, model, data, state, units, *, target, rng):  # noqa: ANN001, ANN201
         groups = data.groups
