@@ -18,7 +18,7 @@ from .data import ArrayDataset, DataKind, element_names, finite_rows, make_group
 from .errors import DataError
 from .readers import MISSING, RawTable, read_file
 
-__all__ = ["load_dataset", "BUILTIN_DATASETS", "make_sines", "make_synthetic_tabular", "MISSING", "read_rows"]
+__all__ = ["load_dataset", "BUILTIN_DATASETS", "BUILTIN_KINDS", "make_sines", "make_synthetic_tabular", "MISSING", "read_rows"]
 
 
 def make_sines(n: int = 600, steps: int = 24, seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -65,6 +65,9 @@ BUILTIN_DATASETS: dict[str, str] = {
     "sines": "600 x 24 steps x 3 features synthetic sequences (sine, cosine, random walk)",
     "synthetic_tabular": "800 x 8 tabular with three planted factors (a, b, c) and two noise columns",
 }
+
+#: The data kind of each bundled dataset, known before loading it (``aeinterp validate`` checks explainers against it).
+BUILTIN_KINDS: dict[str, str] = {"breast_cancer": "tabular", "wine": "tabular", "digits": "image", "sines": "sequence", "synthetic_tabular": "tabular"}
 
 
 def _builtin(name: str) -> tuple[np.ndarray, list[str] | None, np.ndarray | None, DataKind]:

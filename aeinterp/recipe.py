@@ -310,6 +310,17 @@ def _supervised(model: Any) -> bool | None:
     return False if model.get("builtin") is not None else None
 
 
+def _data_kind(data: Any) -> str | None:
+    """The data kind the recipe's data section states (``kind:``) or implies (a bundled dataset); None when only loading tells."""
+    if not isinstance(data, Mapping):
+        return None
+    if data.get("kind") in ("tabular", "image", "sequence"):
+        return str(data["kind"])
+    from .datasets import BUILTIN_KINDS
+
+    return BUILTIN_KINDS.get(data.get("builtin")) if isinstance(data.get("builtin"), str) else None
+
+
 def _raw_step_problems(raw: Mapping[str, Any], node: yaml.Node | None, registry: ExplainerRegistry) -> list[str]:
     """Pass two on a recipe whose shape is wrong elsewhere: the steps that have a valid shape."""
     items = raw.get("explainers")
@@ -324,12 +335,12 @@ def _raw_step_problems(raw: Mapping[str, Any], node: yaml.Node | None, registry:
     targets = raw.get("targets", ["latent"])
     if not (isinstance(targets, list) and targets and all(t in typing.get_args(TargetName) for t in targets)):
         targets = ["latent"]
-    return _check_steps(steps, node, registry, targets, _supervised(raw.get("model")))[1]
+    return _check_steps(steps, node, registry, targets, _supervised(raw.get("model")), _data_kind(raw.get("data")))[1]
 
 
 def _check_steps(
     steps: Sequence[StepSection | None], node: yaml.Node | None, registry: ExplainerRegistry,
-    default_targets: Sequence[str], supervised: bool | None,
+    default_targets: Sequence[str], supervised: bool | None, kind: str | None = None,
 ) -> tuple[list[PlannedStep], list[str]]:
     problems: list[str] = []
     planned: list[PlannedStep] = []
@@ -363,6 +374,10 @@ def _check_steps(
         tloc = [*loc, "targets"] if step.targets else ["targets"]
         base = step.alias or step.name
         caps = entry.cls.capabilities
+        if kind is not None and kind not in caps.data_kinds:
+            line = _line(_node_at(node, [*loc, "name"]))
+            problems.append(f"{_format_loc([*loc, 'name'])}{line}: {entry.name} works on {', '.join(sorted(caps.data_kinds))} data; the data section holds {kind} data")
+            continue
         for t in dict.fromkeys(targets):
             if t not in caps.targets:
                 line = _line(_node_at(node, tloc))
@@ -397,7 +412,7 @@ def _check_steps(
 def plan_steps(loaded: LoadedRecipe, registry: ExplainerRegistry) -> list[PlannedStep]:
     """Pass two: every step's explainer exists, supports its targets and its params validate; result names are unique."""
     recipe = loaded.recipe
-    planned, problems = _check_steps(recipe.explainers, loaded.node, registry, recipe.targets, _supervised(loaded.raw.get("model")))
+    planned, problems = _check_steps(recipe.explainers, loaded.node, registry, recipe.targets, _supervised(loaded.raw.get("model")), _data_kind(loaded.raw.get("data")))
     out = resolve(loaded.base_dir, recipe.output)
     if out is not None and out.exists() and not out.is_dir():
         problems.append(f"output{_line(_node_at(loaded.node, ['output']))}: {out} is a file, not a folder; name a folder for the results")

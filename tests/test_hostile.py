@@ -282,6 +282,16 @@ explainers:
         assert line in out, (line, out)
 
 
+@pytest.mark.parametrize(("data", "kind"), [("builtin: digits", "image"), ("builtin: sines", "sequence"), ("path: x.npy\n  kind: image", "image")])
+def test_an_explainer_for_other_data_kinds_fails_at_validate_time(tmp_path: Path, data: str, kind: str) -> None:
+    """weight_importance reads an MLP's weights (tabular only): validate says so before any data or model is loaded."""
+    text = f"data:\n  {data}\nmodel:\n  builtin: mlp\n  latent_dim: 2\nexplainers:\n  - name: permutation\n  - name: weight_importance\n"
+    code, out = run_cli("validate", str(write(tmp_path, text)))
+    assert code == 2, out
+    assert f"explainers[1].name (line {8 + data.count(chr(10))}): weight_importance works on tabular data; the data section holds {kind} data" in out, out
+    assert "explainers[0]" not in out, out  # permutation takes every kind
+
+
 def test_prediction_needs_a_supervised_model_at_validate_time(tmp_path: Path) -> None:
     text = BASE.replace("  - name: zero_ablation\n", "  - name: zero_ablation\n    targets: [prediction]\n")
     code, out = run_cli("validate", str(write(tmp_path, text)))
