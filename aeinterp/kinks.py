@@ -67,7 +67,7 @@ class KinkUpdate:
         assert layer.tail is not None and type(layer.tail[0]) in KINKED
         act, out, _ = layer.tail
         self.act = act
-        self.weight_t = layer.linear.weight.detach().T.contiguous()  # (D, h); rows are gathered per copy
+        self.weight_t = layer.linear.weight.detach().T  # (D, h): a view; one column set's rows are gathered per call
         self.out_t = out.weight.detach().T.contiguous()  # (h, k); sparse @ a transposed view is 4x slower
         self.a0 = a0
         one = torch.ones((), dtype=a0.dtype, device=a0.device)
@@ -84,7 +84,7 @@ class KinkUpdate:
 
     def jacobian(self, cols: torch.Tensor) -> torch.Tensor:
         """``(|C|, N, k)``: the code's Jacobian columns for the input columns ``cols`` at ``a0``."""
-        return torch.stack([(self.slope * self.weight_t[c]) @ self.out_t for c in cols.tolist()])
+        return torch.stack([(self.slope * w) @ self.out_t for w in self.weight_t[cols]])  # [cols]: a contiguous copy
 
     def change(self, cols: torch.Tensor, delta: torch.Tensor, jacobian: torch.Tensor) -> torch.Tensor:
         """``(q, N, k)``: the code's change for ``q`` copies whose columns ``cols`` change by ``delta`` (``q x N x |C|``).
