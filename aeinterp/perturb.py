@@ -181,6 +181,7 @@ def _perturbed_changes(
         # only the reconstruction error compares with the unperturbed input
         ref = xt.unsqueeze(0).expand(c, *xt.shape).reshape(c * n, *shape) if target.is_loss else None
         buffer = flat.unsqueeze(0).repeat(c, 1, 1)
+        jacobian: tuple[torch.Tensor, torch.Tensor] | None = None  # the last column set's Jacobian columns
         for ids in progress.track(blocks, total=len(blocks), description=description):
             block = buffer[: len(ids)]
             changed = fill(block, ids)
@@ -196,7 +197,11 @@ def _perturbed_changes(
                 deltas = [(block[k][:, col] - flat[:, col]).to(weight_t.dtype) for k, col in enumerate(cols)]
                 shared = [] if kinks is None else _kink_copies(ids, cols, column_sets, sharing, n * base.shape[1] * a0.element_size(), memory_mb)  # type: ignore[arg-type]
                 plain = [k for k in range(len(ids)) if k not in shared]
-                by_kinks = kinks.change(cols[0], torch.stack([deltas[k] for k in shared]), kinks.jacobian(cols[0])).float().cpu() if shared else None  # type: ignore[union-attr]
+                by_kinks = None
+                if shared:
+                    if jacobian is None or not torch.equal(jacobian[0], cols[0]):  # a column set's copies can span blocks
+                        jacobian = (cols[0], kinks.jacobian(cols[0]))  # type: ignore[union-attr]
+                    by_kinks = kinks.change(cols[0], torch.stack([deltas[k] for k in shared]), jacobian[1]).float().cpu()  # type: ignore[union-attr]
                 if not plain:
                     change = by_kinks  # every copy: no copy of the result
                 else:  # a rank-|C| update of the first layer's pre-activations, then the rest of the model

@@ -91,7 +91,8 @@ def trained_mlp() -> tuple[TorchAutoencoder, ArrayDataset]:
     return TorchAutoencoder(module, (20,)), data
 
 
-@pytest.mark.parametrize("params", [{"repeats": 3}, {"repeats": 2, "max_samples": "auto"}, {"repeats": 4, "chunk_size": 37}])
+# memory_mb 0.08: blocks of 3 copies of 300 x 20 floats, so each feature's 4 repeats span two blocks sharing one Jacobian column
+@pytest.mark.parametrize("params", [{"repeats": 3}, {"repeats": 2, "max_samples": "auto"}, {"repeats": 4, "chunk_size": 37}, {"repeats": 4, "memory_mb": 0.08}])
 def test_permutation_takes_the_kink_path_with_the_plain_values(trained_mlp, params) -> None:  # noqa: ANN001
     model, data = trained_mlp
     fast = explain(Permutation, model, data, params=params, seed=2)
