@@ -317,3 +317,19 @@ def test_figures_survive_a_round_trip(tabular_model, tmp_path) -> None:  # noqa:
 def test_registered_through_the_entry_point() -> None:
     names = {ep.name: ep.value for ep in entry_points(group="aeinterp")}
     assert names.get("deepshap") == "aeinterp_deepshap"
+
+
+def test_latent_pca_target_is_the_latents_attributions_rotated(tabular_model) -> None:  # noqa: ANN001
+    """The principal directions are an affine map of the code: DeepLIFT stays exact, and each pc's attributions are the
+    latents' attributions combined by the components (the PCA mean cancels against the background)."""
+    from aeinterp.targets import with_latent_pca
+
+    model, data = tabular_model
+    model = with_latent_pca(model, data)
+    params = {"n_background": 40, "max_samples": 60, "local": "full", "dtype": "float64"}
+    z = explain(DeepShap, model, data, params=params, seed=0)
+    pc = explain(DeepShap, model, data, target="latent_pca", params=params, seed=0)
+    assert pc.extras["method"] == "deeplift_rescale" and pc.target == "latent_pca"
+    assert pc.extras["additivity_max_rel"] < 1e-9
+    comp = model.latent_pca.components
+    np.testing.assert_allclose(pc.local, np.einsum("jk,skf->sjf", comp, z.local), rtol=1e-9, atol=1e-12)

@@ -39,6 +39,7 @@ from pydantic import Field
 from aeinterp import Capabilities, Explanation
 from aeinterp.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.errors import CapabilityError
+from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import torch_modules
 from aeinterp.perturb import reduce_groups, sample_background, subsample_indices
 from aeinterp.streaming import Z_95, MaxSamples, StreamParams, local_plan, sample_index, top_k_rows
@@ -71,7 +72,7 @@ class DeepShap(ChunkedExplainer):
         batch_rows: int = Field(8192, ge=1, description="expected gradients: rows per forward/backward pass")
 
     capabilities = Capabilities(
-        targets=frozenset({"latent", "reconstruction", "reconstruction_error", "prediction"}),
+        targets=ALL_TARGETS | {"prediction"},
         needs_gradients=True, deterministic=True, local=True, splits="samples", chunk_invariant=True,
     )
 
