@@ -156,6 +156,27 @@ def test_feature_visualization_default_penalties_keep_the_used_features_and_thei
     assert np.all(result.arrays["optimized"][0, 0, :, 0] < result.arrays["box_hi"][0] - 0.05)
 
 
+def test_feature_visualization_of_principal_directions_reaches_their_box_optima() -> None:
+    """latent_pca: each direction is linear in x (v_j = components_j @ W); its optimum over the box is known."""
+    from aeinterp.targets import with_latent_pca
+
+    rng = np.random.default_rng(3)
+    d = 6
+    x = rng.uniform(-1.0, 2.0, size=(400, d)) * rng.uniform(0.5, 2.0, size=d)
+    w = rng.normal(size=(3, d))
+    data = _tabular(x)
+    model = with_latent_pca(TorchAutoencoder(_LinearAE(torch.tensor(w, dtype=torch.float32)), (d,)), data)
+    result = explain(FeatureVisualization, model, data, target="latent_pca", params={"steps": 250, "starts": 3, "l2": 0.05, "mahalanobis": 0.05}, seed=0)
+    assert result.target_names == ["pc0", "pc1", "pc2"]
+    lo, hi = result.arrays["box_lo"], result.arrays["box_hi"]
+    v = model.latent_pca.components @ w  # (3, d): pc_j = x @ v_j - const
+    const = model.latent_pca.components @ model.latent_pca.mean
+    best, worst = np.maximum(v * lo, v * hi).sum(axis=1) - const, np.minimum(v * lo, v * hi).sum(axis=1) - const
+    achieved = result.arrays["achieved"]
+    tol = 0.03 * (best - worst)[:, None]
+    assert np.all(np.abs(achieved[:, 0] - best[:, None]) <= tol) and np.all(np.abs(achieved[:, 1] - worst[:, None]) <= tol)
+
+
 def test_feature_visualization_target_reconstruction_error(planted) -> None:  # noqa: ANN001
     result = explain(FeatureVisualization, planted.model, planted.data, target="reconstruction_error", params=FAST[FeatureVisualization])
     assert result.importance.shape == (1, planted.data.n_features)

@@ -78,7 +78,7 @@ class FeatureVisualization(ChunkedExplainer):
         batch_size: int = Field(1024, ge=1, description="rows per forward pass when scanning samples")
 
     capabilities = Capabilities(
-        targets=frozenset({"latent", "reconstruction_error"}), needs_gradients=True, deterministic=True, local=False, splits="targets", chunk_invariant=True,
+        targets=frozenset({"latent", "latent_pca", "reconstruction_error"}), needs_gradients=True, deterministic=True, local=False, splits="targets", chunk_invariant=True,
     )
 
     def prepare(self, model: Any, data: Any, *, target: Target, rng: np.random.Generator) -> dict[str, Any]:
