@@ -109,8 +109,9 @@ def batched_grad(output: torch.Tensor, inputs: torch.Tensor, grad_outputs: torch
 
 # --- one direction of one layer, in columns ------------------------------------------------------------
 #
-# Every per-step tensor below is (features, rows): a layer's input x_t (F, N), its states h, c (H, N), its gates
-# (4H, N), and in the backward the cotangents (H, k, N) and gate gradients (4H, k N). Why, see the module docstring.
+# Every per-step tensor below is (features, rows): a layer's input x_t (F + 1, N, last row ones), its states h, c
+# (H, N), its gates (4H, N), and in the backward the cotangents (H, k, N) and gate gradients (4H, k N). Why, see the
+# module docstring.
 
 
 def _columns(rows: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -140,99 +141,173 @@ def _with_ones(steps: int, features: int, n: int, like: torch.Tensor) -> torch.T
     return x
 
 
-def _forward_direction(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
-                       b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, reverse: bool, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple]:
-    """``x`` ``(T, F + 1, N)`` (the layer's input columns, last row ones: :func:`_with_ones`), ``h0``, ``c0``
-    ``(H, N)``: writes the outputs into ``out`` ``(T, H, N)`` (this direction's block of the layer's output); returns
-    the final ``h``, ``c``, and the local slopes the backward needs.
+class _Scratch:
+    """Per-step buffers shared by every direction of a stack, by name and shape.
 
-    The slopes are computed here, step by step while the step's tensors are
-    in cache, once for all targets: ``mult`` ``(T, 4H, N)`` holds
-    ``d gates / d c`` for the i, f, g gates and ``d gates / d h`` for the o
-    gate (``g i (1 - i)``, ``c_prev f (1 - f)``, ``i (1 - g^2) / 4``,
-    ``tanh(c) o (1 - o)``; the g rows of the backward's weight carry the 4),
-    ``through_c`` ``(T, H, N)`` is ``d h / d c = o (1 - tanh(c)^2)`` and
-    ``forget`` the f gate.
-
-    The g rows of the weights are doubled (exact in floating point) so that
-    one sigmoid over all four gates gives ``s = sigmoid(2 g)``,
-    ``tanh(g) = 2 s - 1`` and ``1 - tanh(g)^2 = 4 s (1 - s)``. The rounding
-    differs from ``torch.tanh`` by about one unit of 1.0 (float32: ~1e-7;
-    the fused kernel differs by as much). ``tanh(c)`` is ``torch.tanh`` (on
-    torch 2.13 it is faster than a sigmoid, unlike the 5x slower ``tanh`` of
-    earlier releases).
+    A direction uses them within one of its steps only, and directions run
+    one after another (or layer after layer within a step), so one buffer
+    serves all: fresh memory once, and still in cache for the next layer.
     """
-    steps, n = x.shape[0], x.shape[2]
+
+    def __init__(self, like: torch.Tensor) -> None:
+        self.opts = {"dtype": like.dtype, "device": like.device}
+        self.buffers: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
+
+    def __call__(self, name: str, *shape: int) -> torch.Tensor:
+        key = (name, shape)
+        if key not in self.buffers:
+            self.buffers[key] = torch.empty(shape, **self.opts)
+        return self.buffers[key]
+
+
+class _Direction:
+    """One direction of one layer: its weights, and its inputs and outputs over the steps (what the backward recomputes from).
+
+    ``x`` ``(T, F + 1, N)`` is the layer's input (:func:`_with_ones`),
+    ``out`` ``(T, H, N)`` this direction's block of the layer's output,
+    ``cells`` ``(T, H, N)`` its cell states (LSTM; None for a GRU), ``h0``,
+    ``c0`` ``(H, N)`` its initial states.
+    """
+
+    def __init__(self, kind: str, x: torch.Tensor, weights: Sequence[torch.Tensor], has_biases: bool, reverse: bool,
+                 h0: torch.Tensor, c0: torch.Tensor | None) -> None:
+        w_ih, w_hh = weights[0], weights[1]
+        self.kind, self.x, self.reverse, self.h0, self.c0 = kind, x, reverse, h0, c0
+        self.w_ih, self.w_hh = w_ih, w_hh
+        self.steps, self.n, self.hid = x.shape[0], x.shape[2], w_hh.shape[1]
+        b_ih, b_hh = (weights[2], weights[3]) if has_biases else (None, None)
+        self.w_x, self.w_h, self.b_hn = _lstm_weights(w_ih, w_hh, b_ih, b_hh) if kind == "lstm" else _gru_weights(w_ih, w_hh, b_ih, b_hh)
+        opts = {"dtype": x.dtype, "device": x.device}
+        self.cells = torch.empty((self.steps, self.hid, self.n), **opts) if kind == "lstm" else None
+        self.out: torch.Tensor | None = None
+
+    def order(self) -> range:
+        """The steps in the order the recurrence runs them."""
+        return range(self.steps - 1, -1, -1) if self.reverse else range(self.steps)
+
+    def previous(self, t: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The ``h`` and ``c`` step ``t`` starts from."""
+        first = t == (self.steps - 1 if self.reverse else 0)
+        if first:
+            return self.h0, self.c0
+        s = t + 1 if self.reverse else t - 1
+        return self.out[s], None if self.cells is None else self.cells[s]  # type: ignore[index]
+
+
+def _lstm_weights(w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor | None, b_hh: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, None]:
+    """``[W_ih | b_ih + b_hh]`` ``(4H, F + 1)`` and ``W_hh`` ``(4H, H)`` with the g rows doubled (exact in floating point).
+
+    One sigmoid over all four gates then gives ``s = sigmoid(2 g)``,
+    ``tanh(g) = 2 s - 1`` and ``1 - tanh(g)^2 = 4 s (1 - s)``; the rounding
+    differs from ``torch.tanh`` by about one unit of 1.0 (float32: ~1e-7;
+    the fused kernel differs by as much).
+    """
     hid = w_hh.shape[1]
-    opts = {"dtype": x.dtype, "device": x.device}
-    i_, f_, g_, o_ = slice(0, hid), slice(hid, 2 * hid), slice(2 * hid, 3 * hid), slice(3 * hid, 4 * hid)
-    double = torch.ones(4 * hid, 1, **opts)
-    double[g_] = 2.0
-    bias = torch.zeros((4 * hid, 1), **opts) if b_ih is None or b_hh is None else (b_ih + b_hh).unsqueeze(1)
-    w_x, w_h = torch.cat([w_ih, bias], dim=1) * double, w_hh * double  # the gates are W @ columns: (4H, F + 1) @ (F + 1, N)
-    mult = torch.empty((steps, 4 * hid, n), **opts)
-    through_c = torch.empty((steps, hid, n), **opts)
-    forget = torch.empty((steps, hid, n), **opts)
-    gates, a, slope = (torch.empty((4 * hid, n), **opts) for _ in range(3))  # a: sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
-    tanh_c = torch.empty((hid, n), **opts)
-    minus_one = torch.tensor(-1.0, **opts)
-    a_i, a_f, a_g, a_o = a[i_], a[f_], a[g_], a[o_]
-    s_i, s_f, s_g, s_o = slope[i_], slope[f_], slope[g_], slope[o_]
-    h, c = h0, c0
-    for t in range(steps - 1, -1, -1) if reverse else range(steps):
-        # the input projection step by step: all steps at once would be a (T, 4H, N) tensor in fresh memory, slower on a CPU
-        torch.mm(w_x, x[t], out=gates).addmm_(w_h, h)
-        torch.sigmoid(gates, out=a)
-        torch.addcmul(a, a, a, value=-1.0, out=slope)  # s (1 - s) for all four
-        torch.add(minus_one, a_g, alpha=2.0, out=a_g)  # tanh(g) = 2 s - 1
-        m = mult[t]
-        torch.mul(s_i, a_g, out=m[i_])
-        torch.mul(s_f, c, out=m[f_])
-        torch.mul(s_g, a_i, out=m[g_])
-        forget[t] = a_f
-        c = torch.addcmul(a_f * c, a_i, a_g)
-        torch.tanh(c, out=tanh_c)
-        torch.mul(s_o, tanh_c, out=m[o_])
-        h = torch.mul(a_o, tanh_c, out=out[t])
-        torch.addcmul(a_o, h, tanh_c, value=-1.0, out=through_c[t])  # o - o tanh(c)^2
-    return h, c, (mult, through_c, forget)
+    double = torch.ones(4 * hid, 1, dtype=w_hh.dtype, device=w_hh.device)
+    double[2 * hid : 3 * hid] = 2.0
+    bias = torch.zeros_like(double) if b_ih is None or b_hh is None else (b_ih + b_hh).unsqueeze(1)
+    return torch.cat([w_ih, bias], dim=1) * double, w_hh * double, None
+
+
+def _lstm_gates(d: _Direction, t: int, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Into ``a`` ``(4H, N)``: the sigmoids of step ``t``'s four gates (the g rows doubled) from the previous ``h``.
+
+    The forward and the backward call this same function, so the backward's
+    recomputed gates are the forward's; :func:`_tanh_from_sigmoid_` turns
+    the g rows into ``tanh(g)`` (after the backward took their slope).
+    """
+    torch.mm(d.w_x, d.x[t], out=a).addmm_(d.w_h, h)
+    return torch.sigmoid(a, out=a)
+
+
+def _tanh_from_sigmoid_(s: torch.Tensor) -> torch.Tensor:
+    """``s = sigmoid(2 v)`` in place to ``tanh(v) = 2 s - 1`` (one fused operation)."""
+    return torch.add(torch.tensor(-1.0, dtype=s.dtype, device=s.device), s, alpha=2.0, out=s)
+
+
+def _forward_direction(d: _Direction, scratch: _Scratch, out: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Runs one LSTM direction, writing ``h_t`` into ``out[t]`` ``(H, N)`` (and, transposed, into ``rows[t]`` ``(N, H)``
+    while it is in cache: the stack's returned output) and ``c_t`` into ``d.cells[t]``; the final ``h``, ``c``.
+
+    Nothing else is kept: the backward recomputes each step's gates from
+    ``x_t`` and the previous ``h`` (:class:`_Backward`). Saving the local
+    slopes instead (6 H floats per row and step) meant writing ~50 MB of
+    fresh memory per layer on the bench shape, which cost more (page faults,
+    cold caches) than the recomputation, whose tensors stay in cache.
+    """
+    d.out = out
+    hid = d.hid
+    a, tanh_c = scratch("a", 4 * hid, d.n), scratch("tanh_c", hid, d.n)
+    a_i, a_f, a_o = a[:hid], a[hid : 2 * hid], a[3 * hid :]
+    h, c = d.h0, d.c0
+    for t in d.order():
+        _lstm_gates(d, t, h, a)
+        tanh_g = _tanh_from_sigmoid_(a[2 * hid : 3 * hid])
+        c = torch.addcmul(torch.mul(a_f, c, out=d.cells[t]), a_i, tanh_g, out=d.cells[t])  # type: ignore[index]
+        h = torch.mul(a_o, torch.tanh(c, out=tanh_c), out=out[t])
+        if rows is not None:
+            rows[t].copy_(h.t())
+    return h, c
 
 
 class _Backward:
     """The batched backward through time of one direction of one LSTM layer, one step at a time.
 
     ``k`` cotangents at once: ``d h`` and ``d c`` are ``(H, k, N)``. Each
-    :meth:`step` is a few elementwise products with the slopes the forward
-    saved, written as the four contiguous gate blocks of ``(4H, k N)``, then
-    one product ``[W_hh | W_ih]^T @ gates`` into a buffer reused by every
-    step, whose two row blocks are the next step's recurrent ``d h`` and this
-    step's input gradient. Stacked one-directional layers run their steps in
+    :meth:`step` first recomputes the step's gates and local slopes, once
+    for all targets (``(4H, N)``, in cache): ``mult`` holds ``d gates / d c``
+    for the i, f, g gates and ``d gates / d h`` for the o gate
+    (``g i (1 - i)``, ``c_prev f (1 - f)``, ``i (1 - g^2) / 4``,
+    ``tanh(c) o (1 - o)``; the g rows of the weight carry the 4),
+    ``through_c`` is ``d h / d c = o (1 - tanh(c)^2)``. Then a few
+    elementwise products with the k cotangents, written as the four
+    contiguous gate blocks of ``(4H, k N)``, and one product
+    ``[W_hh | W_ih]^T @ gates`` into a buffer reused by every step, whose
+    two row blocks are the next step's recurrent ``d h`` and this step's
+    input gradient. Stacked one-directional layers run their steps in
     lockstep (:func:`_backward_stack`), so a layer's input gradient is used
     by the layer below while still in cache and never stored for all steps.
     """
 
-    def __init__(self, saved: tuple, w_ih: torch.Tensor, w_hh: torch.Tensor, k: int, d_h: torch.Tensor | None, d_c: torch.Tensor | None) -> None:
-        mult, through_c, forget = saved
-        steps, hid4, n = mult.shape
-        self.k, self.n, self.hid = k, n, hid4 // 4
-        opts = {"dtype": mult.dtype, "device": mult.device}
-        w = torch.cat([w_hh, w_ih], dim=1)  # one product gives the recurrent and the input gradient (measured faster than two)
-        w[2 * self.hid : 3 * self.hid] *= 4.0  # the g slope is saved as s (1 - s) = (1 - tanh(g)^2) / 4
+    def __init__(self, d: _Direction, scratch: _Scratch, k: int, d_h: torch.Tensor | None, d_c: torch.Tensor | None) -> None:
+        self.d, self.k, self.n, self.hid = d, k, d.n, d.hid
+        hid, n = self.hid, self.n
+        opts = {"dtype": d.x.dtype, "device": d.x.device}
+        w = torch.cat([d.w_hh, d.w_ih], dim=1)  # one product gives the recurrent and the input gradient (measured faster than two)
+        w[2 * hid : 3 * hid] *= 4.0  # the g slope is kept as s (1 - s) = (1 - tanh(g)^2) / 4
         self.w = w.t().contiguous()  # (H + F, 4H)
-        self.out = torch.empty((self.w.shape[0], k * n), **opts)
-        self.gates = torch.empty((4, self.hid, k, n), **opts)
-        self.mult = mult.view(steps, 4, self.hid, 1, n)  # broadcast over the k cotangents
-        self.through_c, self.forget = through_c.unsqueeze(2), forget.unsqueeze(2)
-        self.dh = d_h if d_h is not None else torch.zeros((self.hid, k, n), **opts)
-        self.dc = d_c if d_c is not None else torch.zeros((self.hid, k, n), **opts)  # a tensor of our own: updated in place
+        self.out = torch.empty((self.w.shape[0], k * self.n), **opts)
+        self.gates, self.a = scratch("gates", 4, hid, k, n), scratch("a", 4 * hid, n)
+        self.mult = scratch("mult", 4, hid, 1, n)  # broadcast over the k cotangents
+        self.through_c, self.tanh_c = scratch("through_c", hid, 1, n), scratch("tanh_c", hid, n)
+        self.dh_total = scratch("dh_total", hid, k, n)
+        self.dh = d_h if d_h is not None else torch.zeros((hid, k, self.n), **opts)
+        self.dc = d_c if d_c is not None else torch.zeros((hid, k, self.n), **opts)  # a tensor of our own: updated in place
+
+    def _slopes(self, t: int) -> torch.Tensor:
+        """The step's ``mult`` and ``through_c`` (in their buffers); returns the f gate ``(H, 1, N)``."""
+        d, hid = self.d, self.hid
+        h, c = d.previous(t)
+        a = _lstm_gates(d, t, h, self.a)
+        m = self.mult.view(4 * hid, self.n)
+        torch.addcmul(a, a, a, value=-1.0, out=m)  # s (1 - s) for all four
+        tanh_g = _tanh_from_sigmoid_(a[2 * hid : 3 * hid])
+        m[:hid].mul_(tanh_g)
+        m[hid : 2 * hid].mul_(c)
+        m[2 * hid : 3 * hid].mul_(a[:hid])
+        a_o = a[3 * hid :]
+        m[3 * hid :].mul_(torch.tanh(d.cells[t], out=self.tanh_c))  # type: ignore[index]
+        torch.addcmul(a_o, d.out[t], self.tanh_c, value=-1.0, out=self.through_c.view(hid, self.n))  # o - o tanh(c)^2  # type: ignore[index]
+        return a[hid : 2 * hid].unsqueeze(1)
 
     def step(self, t: int, d_out: torch.Tensor | None) -> torch.Tensor:
         """Step ``t`` with ``d_out`` ``(H, k, N)`` from above; the step's input gradient ``(F, k, N)``, valid until the next step."""
-        dh = self.dh if d_out is None else self.dh + d_out
-        dc = self.dc.addcmul_(dh, self.through_c[t])
-        torch.mul(dc, self.mult[t, :3], out=self.gates[:3])
-        torch.mul(dh, self.mult[t, 3], out=self.gates[3])
-        dc.mul_(self.forget[t])
+        forget = self._slopes(t)
+        dh = self.dh if d_out is None else torch.add(self.dh, d_out, out=self.dh_total)
+        dc = self.dc.addcmul_(dh, self.through_c)
+        torch.mul(dc, self.mult[:3], out=self.gates[:3])
+        torch.mul(dh, self.mult[3], out=self.gates[3])
+        dc.mul_(forget)
         torch.mm(self.w, self.gates.view(4 * self.hid, -1), out=self.out)
         self.dh = self.out[: self.hid].view(self.hid, self.k, self.n)
         return self.out[self.hid :].view(-1, self.k, self.n)
@@ -242,106 +317,125 @@ class _Backward:
         return self.dh.clone(), self.dc
 
 
-def _gru_forward_direction(x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor | None,
-                           b_hh: torch.Tensor | None, reverse: bool, out: torch.Tensor) -> tuple[torch.Tensor, tuple]:
-    """The GRU's :func:`_forward_direction` (``x`` ``(T, F + 1, N)``, last row ones): writes the outputs into ``out``
-    ``(T, H, N)``, returns the final ``h`` and the slopes.
+def _gru_weights(w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor | None, b_hh: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``[W_ih | b]`` ``(3H, F + 1)``, ``W_hh`` ``(3H, H)`` and ``b_hn`` ``(H, 1)``, the n rows doubled (one sigmoid of ``2 n_pre`` gives ``tanh(n_pre)``).
 
-    ``h' = n + z (h - n)``, ``n = tanh(i_n + r (W_hn h + b_hn))``; with
-    ``A = (1 - z) (1 - n^2)`` every gradient of a step is ``d h'`` times a
-    saved slope: the r, z and recurrent-n pre-activations get ``A g_n r (1 - r)``,
-    ``(h - n) z (1 - z)``, ``A r``, the input-n one ``A``, the previous ``h``
-    also ``z``. ``mult`` ``(T, 4H, N)`` holds the first four with the
-    constant factors of the sigmoid form of ``tanh`` (see
-    :func:`_forward_direction`) left to the backward's weight, ``update`` the z gate.
+    The input bias, and the recurrent one of r and z, come out of the input
+    product; ``b_hn`` stays inside ``r (W_hn h + b_hn)``.
     """
-    steps, n = x.shape[0], x.shape[2]
     hid = w_hh.shape[1]
-    opts = {"dtype": x.dtype, "device": x.device}
-    r_, z_, n_ = slice(0, hid), slice(hid, 2 * hid), slice(2 * hid, 3 * hid)
+    opts = {"dtype": w_hh.dtype, "device": w_hh.device}
     double = torch.ones(3 * hid, 1, **opts)
-    double[n_] = 2.0  # the n rows: one sigmoid of 2 n_pre gives tanh(n_pre)
-    # the input bias, and the recurrent one of r and z, come out of the input product; b_hn stays inside r (W_hn h + b_hn)
+    double[2 * hid :] = 2.0
     b_x = torch.zeros((3 * hid, 1), **opts) if b_ih is None else b_ih.unsqueeze(1).clone()
-    b_hn = torch.zeros((hid, 1), **opts) if b_hh is None else 2.0 * b_hh[n_].unsqueeze(1)
+    b_hn = torch.zeros((hid, 1), **opts) if b_hh is None else 2.0 * b_hh[2 * hid :].unsqueeze(1)
     if b_hh is not None:
         b_x[: 2 * hid] += b_hh[: 2 * hid].unsqueeze(1)
-    w_x, w_h = torch.cat([w_ih, b_x], dim=1) * double, w_hh * double
-    mult = torch.empty((steps, 4 * hid, n), **opts)
-    update = torch.empty((steps, hid, n), **opts)
-    gi, gh = (torch.empty((3 * hid, n), **opts) for _ in range(2))
-    rz, srz = (torch.empty((2 * hid, n), **opts) for _ in range(2))
-    s_n, slope_n, diff = (torch.empty((hid, n), **opts) for _ in range(3))
-    r, z, srz_r, srz_z = rz[r_], rz[z_], srz[r_], srz[z_]
-    minus_one = torch.tensor(-1.0, **opts)
-    h = h0
-    for t in range(steps - 1, -1, -1) if reverse else range(steps):
-        torch.mm(w_x, x[t], out=gi)
-        torch.mm(w_h, h, out=gh)[n_].add_(b_hn)  # gh's n part is 2 (W_hn h + b_hn)
-        torch.sigmoid(torch.add(gi[: 2 * hid], gh[: 2 * hid], out=rz), out=rz)
-        torch.addcmul(rz, rz, rz, value=-1.0, out=srz)  # r (1 - r), z (1 - z)
-        torch.sigmoid(torch.addcmul(gi[n_], r, gh[n_], out=s_n), out=s_n)
-        torch.addcmul(s_n, s_n, s_n, value=-1.0, out=slope_n)  # (1 - n^2) / 4
-        n_t = torch.add(minus_one, s_n, alpha=2.0, out=s_n)  # tanh(n_pre)
-        torch.sub(h, n_t, out=diff)
-        m = mult[t]  # rows: r, z, recurrent n, input n
-        a = torch.addcmul(slope_n, z, slope_n, value=-1.0, out=m[3 * hid :])  # A / 4 = (1 - z) (1 - n^2) / 4
-        torch.mul(torch.mul(a, gh[n_], out=m[r_]), srz_r, out=m[r_])  # A g_n r (1 - r) / 4 (gh doubled: x 2 in the weight)
-        torch.mul(diff, srz_z, out=m[z_])
-        torch.mul(a, r, out=m[n_])
-        update[t] = z
-        h = torch.addcmul(n_t, z, diff, out=out[t])
-    return h, (mult, update)
+    return torch.cat([w_ih, b_x], dim=1) * double, w_hh * double, b_hn
+
+
+def _gru_gates(d: _Direction, t: int, h: torch.Tensor, gi: torch.Tensor, gh: torch.Tensor, rz: torch.Tensor, n_t: torch.Tensor) -> None:
+    """Into the buffers: ``gi``, ``gh`` ``(3H, N)`` (the input and recurrent products; gh's n part is ``2 (W_hn h + b_hn)``),
+    ``rz`` ``(2H, N)`` the r and z gates, ``n_t`` ``(H, N)`` ``sigmoid(2 n_pre)`` (:func:`_tanh_from_sigmoid_` gives the
+    candidate ``tanh(n_pre)``). The forward's and the backward's gates."""
+    hid = d.hid
+    torch.mm(d.w_x, d.x[t], out=gi)
+    torch.mm(d.w_h, h, out=gh)[2 * hid :].add_(d.b_hn)
+    torch.sigmoid(torch.add(gi[: 2 * hid], gh[: 2 * hid], out=rz), out=rz)
+    torch.sigmoid(torch.addcmul(gi[2 * hid :], rz[:hid], gh[2 * hid :], out=n_t), out=n_t)
+
+
+def _gru_buffers(d: _Direction, scratch: _Scratch) -> tuple[torch.Tensor, ...]:
+    """``gi``, ``gh``, ``rz``, ``n_t`` for :func:`_gru_gates`."""
+    return tuple(scratch(name, rows * d.hid, d.n) for name, rows in (("gi", 3), ("gh", 3), ("rz", 2), ("n_t", 1)))
+
+
+def _gru_forward_direction(d: _Direction, scratch: _Scratch, out: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`_forward_direction` for a GRU: writes ``h_t`` into ``out[t]`` (and ``rows[t]``), returns the final ``h``; ``h' = n + z (h - n)``."""
+    d.out = out
+    gi, gh, rz, n_t = _gru_buffers(d, scratch)
+    z, diff = rz[d.hid :], scratch("diff", d.hid, d.n)
+    h = d.h0
+    for t in d.order():
+        _gru_gates(d, t, h, gi, gh, rz, n_t)
+        _tanh_from_sigmoid_(n_t)
+        h = torch.addcmul(n_t, z, torch.sub(h, n_t, out=diff), out=out[t])
+        if rows is not None:
+            rows[t].copy_(h.t())
+    return h
 
 
 class _GRUBackward:
-    """:class:`_Backward` for one direction of a GRU layer: per step one product with the saved slopes, one matrix product, one ``addcmul``."""
+    """:class:`_Backward` for one direction of a GRU layer: the step's gates recomputed, then per step one product with
+    the slopes, one matrix product, one ``addcmul``.
 
-    def __init__(self, saved: tuple, w_ih: torch.Tensor, w_hh: torch.Tensor, k: int, d_h: torch.Tensor | None, d_c: torch.Tensor | None) -> None:
-        mult, update = saved
-        steps, hid4, n = mult.shape
-        self.k, self.n, self.hid = k, n, hid4 // 4
-        hid, n_in = self.hid, w_ih.shape[1]
-        opts = {"dtype": mult.dtype, "device": mult.device}
-        # rows: d r_pre, d z_pre, d (W_hn h + b_hn), d (W_in x + b_in); the factors undo the saved slopes' scaling
+    With ``A = (1 - z) (1 - n^2)`` every gradient of a step is ``d h'`` times
+    a slope: the r, z and recurrent-n pre-activations get ``A g_n r (1 - r)``,
+    ``(h - n) z (1 - z)``, ``A r``, the input-n one ``A``, the previous ``h``
+    also ``z``. ``mult`` holds the first four with the constant factors of
+    the sigmoid form of ``tanh`` left to the weight.
+    """
+
+    def __init__(self, d: _Direction, scratch: _Scratch, k: int, d_h: torch.Tensor | None, d_c: torch.Tensor | None) -> None:
+        self.d, self.k, self.n, self.hid = d, k, d.n, d.hid
+        hid, n_in, n = self.hid, d.w_ih.shape[1], self.n
+        w_ih, w_hh = d.w_ih, d.w_hh
+        opts = {"dtype": d.x.dtype, "device": d.x.device}
+        # rows: d r_pre, d z_pre, d (W_hn h + b_hn), d (W_in x + b_in); the factors undo the slopes' scaling
         w = torch.zeros((4 * hid, hid + n_in), **opts)
         w[:hid, :hid], w[:hid, hid:] = 2.0 * w_hh[:hid], 2.0 * w_ih[:hid]
         w[hid : 2 * hid, :hid], w[hid : 2 * hid, hid:] = w_hh[hid : 2 * hid], w_ih[hid : 2 * hid]
         w[2 * hid : 3 * hid, :hid] = 4.0 * w_hh[2 * hid :]
         w[3 * hid :, hid:] = 4.0 * w_ih[2 * hid :]
         self.w = w.t().contiguous()  # (H + F, 4H)
-        self.out = torch.empty((hid + n_in, k * n), **opts)
-        self.gates = torch.empty((4, hid, k, n), **opts)
-        self.mult = mult.view(steps, 4, hid, 1, n)
-        self.update = update.unsqueeze(2)
-        self.dh = d_h if d_h is not None else torch.zeros((hid, k, n), **opts)
+        self.out = torch.empty((hid + n_in, k * self.n), **opts)
+        self.gates, self.buffers = scratch("gates", 4, hid, k, n), _gru_buffers(d, scratch)
+        self.mult, self.slope = scratch("mult", 4, hid, 1, n), scratch("slope", 2 * hid, n)
+        self.dh = d_h if d_h is not None else torch.zeros((hid, k, self.n), **opts)
+
+    def _slopes(self, t: int) -> torch.Tensor:
+        """The step's ``mult`` (in its buffer); returns the z gate ``(H, 1, N)``."""
+        d, hid = self.d, self.hid
+        h, _ = d.previous(t)
+        gi, gh, rz, n_t = self.buffers
+        _gru_gates(d, t, h, gi, gh, rz, n_t)
+        r, z = rz[:hid], rz[hid:]
+        m = self.mult.view(4, hid, self.n)
+        srz = torch.addcmul(rz, rz, rz, value=-1.0, out=self.slope)  # r (1 - r), z (1 - z)
+        a = torch.addcmul(n_t, n_t, n_t, value=-1.0, out=m[3])  # s (1 - s) = (1 - n^2) / 4
+        _tanh_from_sigmoid_(n_t)
+        a.addcmul_(z, a, value=-1.0)  # A / 4 = (1 - z) (1 - n^2) / 4
+        torch.mul(a, gh[2 * hid :], out=m[0]).mul_(srz[:hid])  # A g_n r (1 - r) / 4 (gh doubled: x 2 in the weight)
+        torch.mul(torch.sub(h, n_t, out=m[1]), srz[hid:], out=m[1])  # (h - n) z (1 - z)
+        torch.mul(a, r, out=m[2])
+        return z.unsqueeze(1)
 
     def step(self, t: int, d_out: torch.Tensor | None) -> torch.Tensor:
+        update = self._slopes(t)
         dh = self.dh if d_out is None else self.dh + d_out
-        torch.mul(dh, self.mult[t], out=self.gates)
+        torch.mul(dh, self.mult, out=self.gates)
         torch.mm(self.w, self.gates.view(4 * self.hid, -1), out=self.out)
-        self.dh = torch.addcmul(self.out[: self.hid].view(self.hid, self.k, self.n), dh, self.update[t])
+        self.dh = torch.addcmul(self.out[: self.hid].view(self.hid, self.k, self.n), dh, update)
         return self.out[self.hid :].view(-1, self.k, self.n)
 
     def initial(self) -> tuple[torch.Tensor, None]:
         return self.dh, None
 
 
-def _backward_stack(kind: str, saved: list[tuple], weights: Sequence[torch.Tensor], stride: int, num_layers: int, dirs: int, k: int,
-                    d_out: torch.Tensor | None, d_hn: torch.Tensor | None, d_cn: torch.Tensor | None, d_x: torch.Tensor,
-                    ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+def _backward_stack(directions: list[_Direction], num_layers: int, dirs: int, k: int, d_out: torch.Tensor | None,
+                    d_hn: torch.Tensor | None, d_cn: torch.Tensor | None, d_x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
     """The per-direction initial-state gradients ``(H, k, N)`` of a stack; the input gradient goes into ``d_x``.
 
     ``d_out`` ``(T, D H, k, N)``, ``d_hn``/``d_cn`` ``(L D, H, k, N)`` (ours:
     ``d_cn`` is updated in place), ``d_x`` ``(T, F, k, N)``, zeros, a view of
     the input gradient in the caller's layout (written one step at a time).
     """
-    steps = saved[0][0].shape[0]
-    cls = _Backward if kind == "lstm" else _GRUBackward
+    steps = directions[0].steps
+    cls = _Backward if directions[0].kind == "lstm" else _GRUBackward
+    scratch = _Scratch(directions[0].x)
 
     def backward(idx: int) -> _Backward | _GRUBackward:
-        w = weights[idx * stride : (idx + 1) * stride]
-        return cls(saved[idx], w[0], w[1], k, None if d_hn is None else d_hn[idx], None if d_cn is None else d_cn[idx])
+        return cls(directions[idx], scratch, k, None if d_hn is None else d_hn[idx], None if d_cn is None else d_cn[idx])
 
     if dirs == 1:  # all layers step by step in lockstep, from the top
         layers = [backward(i) for i in range(num_layers)]
@@ -389,30 +483,30 @@ class _Recurrent(torch.autograd.Function):
         _columns(rows, layer_in[:, :features])
         h0 = _columns(h0)  # (L D, H, N)
         c0 = _columns(c0) if c0 is not None else None
-        saved, h_n, c_n = [], [], []
+        # the returned output: time-major rows, one 2-D transposed copy per step; batch_first returns its transpose, as
+        # nn.LSTM/GRU do on a CPU (a contiguous (N, T, D H) output would be written a column at a time: ~4x slower)
+        output = torch.empty((steps, n, dirs * hid), dtype=x.dtype, device=x.device)
+        directions, h_n, c_n = [], [], []
+        scratch = _Scratch(x)
         for layer in range(num_layers):
             out = _with_ones(steps, dirs * hid, n, x)  # the next layer's input columns
             for d in range(dirs):
                 idx = layer * dirs + d
-                w = weights[idx * stride : (idx + 1) * stride]
-                b_ih, b_hh = (w[2], w[3]) if has_biases else (None, None)
+                direction = _Direction(kind, layer_in, weights[idx * stride : (idx + 1) * stride], has_biases, d == 1,
+                                       h0[idx], None if c0 is None else c0[idx])
                 block = out[:, d * hid : (d + 1) * hid]
+                rows_out = output[..., d * hid : (d + 1) * hid] if layer == num_layers - 1 else None
                 if kind == "lstm":
-                    h, c, s = _forward_direction(layer_in, h0[idx], c0[idx], w[0], w[1], b_ih, b_hh, d == 1, block)
+                    h, c = _forward_direction(direction, scratch, block, rows_out)
                     c_n.append(c)
                 else:
-                    h, s = _gru_forward_direction(layer_in, h0[idx], w[0], w[1], b_ih, b_hh, d == 1, block)
-                saved.append(s)
+                    h = _gru_forward_direction(direction, scratch, block, rows_out)
+                directions.append(direction)
                 h_n.append(h)
             layer_in = out
-        # rows again, time-major, one 2-D transposed copy per step; batch_first returns its transpose, as nn.LSTM/GRU do
-        # on a CPU (a contiguous (N, T, D H) output would be written a column at a time: ~4x slower in fresh memory)
-        output = torch.empty((steps, n, dirs * hid), dtype=x.dtype, device=x.device)
-        for t in range(steps):
-            output[t].copy_(layer_in[t, : dirs * hid].t())
         output = output.transpose(0, 1) if batch_first else output
-        ctx.kind, ctx.layout, ctx.stride, ctx.saved, ctx.x_shape = kind, layout, stride, saved, x.shape
-        ctx.weights = weights  # constants (detached by routed_call): no gradients are returned for them
+        ctx.layout, ctx.directions, ctx.x_shape = layout, directions, x.shape
+        ctx.n_weights = len(weights)  # the weights are constants (detached by routed_call): no gradients are returned for them
         ctx.set_materialize_grads(False)
         h_n = torch.stack([h.t() for h in h_n])
         if kind == "lstm":
@@ -427,18 +521,18 @@ class _Recurrent(torch.autograd.Function):
         d_out, d_hn, d_cn = _unbatch(d_output), _unbatch(d_hn), _unbatch(d_cn)
         given = next((g for g in (d_out, d_hn, d_cn) if g is not None), None)
         if given is None:
-            return (None,) * (5 + len(ctx.weights))
+            return (None,) * (5 + ctx.n_weights)
         k = given.shape[0]
-        steps, _, n = ctx.saved[0][0].shape
+        steps, n = ctx.directions[0].steps, ctx.directions[0].n
         if d_out is not None:  # (k, N, T, DH) or (k, T, N, DH) -> (T, DH, k, N)
             rows = d_out.permute(2, 0, 1, 3) if batch_first else d_out.transpose(0, 1)
             d_out = _columns(rows.reshape(steps, k * n, -1)).view(steps, -1, k, n)
         states = []
         for g in (d_hn, d_cn):  # (k, L D, N, H) -> (L D, H, k, N)
             states.append(None if g is None else _columns(g.transpose(0, 1).reshape(g.shape[1], k * n, -1)).view(g.shape[1], -1, k, n))
-        d_x = torch.zeros((k, *ctx.x_shape), dtype=given.dtype, device=given.device)
+        d_x = (torch.empty if dirs == 1 else torch.zeros)((k, *ctx.x_shape), dtype=given.dtype, device=given.device)  # one direction writes every step
         d_x_cols = d_x.permute(2, 3, 0, 1) if batch_first else d_x.permute(1, 3, 0, 2)  # (T, F, k, N) view
-        d_h0, d_c0 = _backward_stack(ctx.kind, ctx.saved, ctx.weights, ctx.stride, num_layers, dirs, k, d_out, states[0], states[1], d_x_cols)
+        d_h0, d_c0 = _backward_stack(ctx.directions, num_layers, dirs, k, d_out, states[0], states[1], d_x_cols)
         need = ctx.needs_input_grad
 
         def rows_of(grads: list[torch.Tensor]) -> torch.Tensor:  # per direction (H, k, N) -> (k, L D, N, H)
@@ -447,8 +541,9 @@ class _Recurrent(torch.autograd.Function):
                 res[:, i].copy_(g.permute(1, 2, 0))
             return res
 
+        lstm = ctx.directions[0].kind == "lstm"
         return (None, _rebatch(d_x) if need[1] else None, _rebatch(rows_of(d_h0)) if need[2] else None,
-                _rebatch(rows_of(d_c0)) if need[3] and ctx.kind == "lstm" else None, None, *([None] * len(ctx.weights)))
+                _rebatch(rows_of(d_c0)) if need[3] and lstm else None, None, *([None] * ctx.n_weights))
 
 
 def _check(name: str, args: tuple, kwargs: dict) -> None:
