@@ -49,6 +49,7 @@ compare every supported shape with the per-target loop in float64.
 from __future__ import annotations
 
 import contextvars
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -179,7 +180,15 @@ class _Direction:
         self.w_x, self.w_h, self.b_hn = _lstm_weights(w_ih, w_hh, b_ih, b_hh) if kind == "lstm" else _gru_weights(w_ih, w_hh, b_ih, b_hh)
         opts = {"dtype": x.dtype, "device": x.device}
         self.cells = torch.empty((self.steps, self.hid, self.n), **opts) if kind == "lstm" else None
-        self.out: torch.Tensor | None = None
+        # the per-step matrices as lists of views, made once (indexing a step in the loops costs more than the small ops)
+        self.xs = x.unbind(0)
+        self.cell_steps = self.cells.unbind(0) if self.cells is not None else None
+        self.outs: tuple[torch.Tensor, ...] = ()
+
+    def set_output(self, out: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``out`` ``(T, H, N)``, this direction's block of the layer's output: its steps, written by the forward."""
+        self.outs = out.unbind(0)
+        return self.outs
 
     def order(self) -> range:
         """The steps in the order the recurrence runs them."""
@@ -191,7 +200,7 @@ class _Direction:
         if first:
             return self.h0, self.c0
         s = t + 1 if self.reverse else t - 1
-        return self.out[s], None if self.cells is None else self.cells[s]  # type: ignore[index]
+        return self.outs[s], None if self.cell_steps is None else self.cell_steps[s]
 
 
 def _lstm_weights(w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor | None, b_hh: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, None]:
@@ -216,13 +225,18 @@ def _lstm_gates(d: _Direction, t: int, h: torch.Tensor, a: torch.Tensor) -> torc
     recomputed gates are the forward's; :func:`_tanh_from_sigmoid_` turns
     the g rows into ``tanh(g)`` (after the backward took their slope).
     """
-    torch.mm(d.w_x, d.x[t], out=a).addmm_(d.w_h, h)
+    torch.mm(d.w_x, d.xs[t], out=a).addmm_(d.w_h, h)
     return torch.sigmoid(a, out=a)
 
 
 def _tanh_from_sigmoid_(s: torch.Tensor) -> torch.Tensor:
     """``s = sigmoid(2 v)`` in place to ``tanh(v) = 2 s - 1`` (one fused operation)."""
-    return torch.add(torch.tensor(-1.0, dtype=s.dtype, device=s.device), s, alpha=2.0, out=s)
+    return torch.add(_minus_one(s.dtype, s.device), s, alpha=2.0, out=s)
+
+
+@functools.cache
+def _minus_one(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(-1.0, dtype=dtype, device=device)
 
 
 def _forward_direction(d: _Direction, scratch: _Scratch, out: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,18 +249,18 @@ def _forward_direction(d: _Direction, scratch: _Scratch, out: torch.Tensor, rows
     fresh memory per layer on the bench shape, which cost more (page faults,
     cold caches) than the recomputation, whose tensors stay in cache.
     """
-    d.out = out
-    hid = d.hid
-    a, tanh_c = scratch("a", 4 * hid, d.n), scratch("tanh_c", hid, d.n)
-    a_i, a_f, a_o = a[:hid], a[hid : 2 * hid], a[3 * hid :]
+    outs, cells = d.set_output(out), d.cell_steps
+    a, tanh_c = scratch("a", 4 * d.hid, d.n), scratch("tanh_c", d.hid, d.n)
+    a_i, a_f, a_g, a_o = a.chunk(4)
+    row_steps = rows.unbind(0) if rows is not None else None
     h, c = d.h0, d.c0
     for t in d.order():
         _lstm_gates(d, t, h, a)
-        tanh_g = _tanh_from_sigmoid_(a[2 * hid : 3 * hid])
-        c = torch.addcmul(torch.mul(a_f, c, out=d.cells[t]), a_i, tanh_g, out=d.cells[t])  # type: ignore[index]
-        h = torch.mul(a_o, torch.tanh(c, out=tanh_c), out=out[t])
-        if rows is not None:
-            rows[t].copy_(h.t())
+        tanh_g = _tanh_from_sigmoid_(a_g)
+        c = torch.addcmul(torch.mul(a_f, c, out=cells[t]), a_i, tanh_g, out=cells[t])  # type: ignore[index]
+        h = torch.mul(a_o, torch.tanh(c, out=tanh_c), out=outs[t])
+        if row_steps is not None:
+            row_steps[t].copy_(h.t())
     return h, c
 
 
@@ -283,34 +297,39 @@ class _Backward:
         self.dh_total = scratch("dh_total", hid, k, n)
         self.dh = d_h if d_h is not None else torch.zeros((hid, k, self.n), **opts)
         self.dc = d_c if d_c is not None else torch.zeros((hid, k, self.n), **opts)  # a tensor of our own: updated in place
+        # views made once: the per-step code below only calls the operations
+        self.a_i, self.a_f, self.a_g, self.a_o = self.a.chunk(4)
+        self.forget = self.a_f.unsqueeze(1)
+        self.m = self.mult.view(4 * hid, n)
+        self.m_i, self.m_f, self.m_g, self.m_o = self.m.chunk(4)
+        self.mult_ifg, self.mult_o = self.mult[:3], self.mult[3]
+        self.gates_ifg, self.gates_o, self.gates_2d = self.gates[:3], self.gates[3], self.gates.view(4 * hid, k * n)
+        self.through_c_2d = self.through_c.view(hid, n)
+        self.dh_next, self.d_input = self.out[:hid].view(hid, k, n), self.out[hid:].view(-1, k, n)
 
-    def _slopes(self, t: int) -> torch.Tensor:
-        """The step's ``mult`` and ``through_c`` (in their buffers); returns the f gate ``(H, 1, N)``."""
-        d, hid = self.d, self.hid
+    def _slopes(self, t: int) -> None:
+        """The step's ``mult`` and ``through_c``, in their buffers (and its f gate in ``forget``)."""
+        d = self.d
         h, c = d.previous(t)
         a = _lstm_gates(d, t, h, self.a)
-        m = self.mult.view(4 * hid, self.n)
-        torch.addcmul(a, a, a, value=-1.0, out=m)  # s (1 - s) for all four
-        tanh_g = _tanh_from_sigmoid_(a[2 * hid : 3 * hid])
-        m[:hid].mul_(tanh_g)
-        m[hid : 2 * hid].mul_(c)
-        m[2 * hid : 3 * hid].mul_(a[:hid])
-        a_o = a[3 * hid :]
-        m[3 * hid :].mul_(torch.tanh(d.cells[t], out=self.tanh_c))  # type: ignore[index]
-        torch.addcmul(a_o, d.out[t], self.tanh_c, value=-1.0, out=self.through_c.view(hid, self.n))  # o - o tanh(c)^2  # type: ignore[index]
-        return a[hid : 2 * hid].unsqueeze(1)
+        torch.addcmul(a, a, a, value=-1.0, out=self.m)  # s (1 - s) for all four
+        self.m_i.mul_(_tanh_from_sigmoid_(self.a_g))
+        self.m_f.mul_(c)
+        self.m_g.mul_(self.a_i)
+        self.m_o.mul_(torch.tanh(d.cell_steps[t], out=self.tanh_c))  # type: ignore[index]
+        torch.addcmul(self.a_o, d.outs[t], self.tanh_c, value=-1.0, out=self.through_c_2d)  # o - o tanh(c)^2
 
     def step(self, t: int, d_out: torch.Tensor | None) -> torch.Tensor:
         """Step ``t`` with ``d_out`` ``(H, k, N)`` from above; the step's input gradient ``(F, k, N)``, valid until the next step."""
-        forget = self._slopes(t)
+        self._slopes(t)
         dh = self.dh if d_out is None else torch.add(self.dh, d_out, out=self.dh_total)
         dc = self.dc.addcmul_(dh, self.through_c)
-        torch.mul(dc, self.mult[:3], out=self.gates[:3])
-        torch.mul(dh, self.mult[3], out=self.gates[3])
-        dc.mul_(forget)
-        torch.mm(self.w, self.gates.view(4 * self.hid, -1), out=self.out)
-        self.dh = self.out[: self.hid].view(self.hid, self.k, self.n)
-        return self.out[self.hid :].view(-1, self.k, self.n)
+        torch.mul(dc, self.mult_ifg, out=self.gates_ifg)
+        torch.mul(dh, self.mult_o, out=self.gates_o)
+        dc.mul_(self.forget)
+        torch.mm(self.w, self.gates_2d, out=self.out)
+        self.dh = self.dh_next
+        return self.d_input
 
     def initial(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The gradients of the initial ``h`` and ``c`` after the last step."""
@@ -339,7 +358,7 @@ def _gru_gates(d: _Direction, t: int, h: torch.Tensor, gi: torch.Tensor, gh: tor
     ``rz`` ``(2H, N)`` the r and z gates, ``n_t`` ``(H, N)`` ``sigmoid(2 n_pre)`` (:func:`_tanh_from_sigmoid_` gives the
     candidate ``tanh(n_pre)``). The forward's and the backward's gates."""
     hid = d.hid
-    torch.mm(d.w_x, d.x[t], out=gi)
+    torch.mm(d.w_x, d.xs[t], out=gi)
     torch.mm(d.w_h, h, out=gh)[2 * hid :].add_(d.b_hn)
     torch.sigmoid(torch.add(gi[: 2 * hid], gh[: 2 * hid], out=rz), out=rz)
     torch.sigmoid(torch.addcmul(gi[2 * hid :], rz[:hid], gh[2 * hid :], out=n_t), out=n_t)
@@ -352,16 +371,17 @@ def _gru_buffers(d: _Direction, scratch: _Scratch) -> tuple[torch.Tensor, ...]:
 
 def _gru_forward_direction(d: _Direction, scratch: _Scratch, out: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`_forward_direction` for a GRU: writes ``h_t`` into ``out[t]`` (and ``rows[t]``), returns the final ``h``; ``h' = n + z (h - n)``."""
-    d.out = out
+    outs = d.set_output(out)
     gi, gh, rz, n_t = _gru_buffers(d, scratch)
     z, diff = rz[d.hid :], scratch("diff", d.hid, d.n)
+    row_steps = rows.unbind(0) if rows is not None else None
     h = d.h0
     for t in d.order():
         _gru_gates(d, t, h, gi, gh, rz, n_t)
         _tanh_from_sigmoid_(n_t)
-        h = torch.addcmul(n_t, z, torch.sub(h, n_t, out=diff), out=out[t])
-        if rows is not None:
-            rows[t].copy_(h.t())
+        h = torch.addcmul(n_t, z, torch.sub(h, n_t, out=diff), out=outs[t])
+        if row_steps is not None:
+            row_steps[t].copy_(h.t())
     return h
 
 
@@ -391,6 +411,7 @@ class _GRUBackward:
         self.out = torch.empty((hid + n_in, k * self.n), **opts)
         self.gates, self.buffers = scratch("gates", 4, hid, k, n), _gru_buffers(d, scratch)
         self.mult, self.slope = scratch("mult", 4, hid, 1, n), scratch("slope", 2 * hid, n)
+        self.dh_total = scratch("dh_total", hid, k, n)
         self.dh = d_h if d_h is not None else torch.zeros((hid, k, self.n), **opts)
 
     def _slopes(self, t: int) -> torch.Tensor:
@@ -412,7 +433,7 @@ class _GRUBackward:
 
     def step(self, t: int, d_out: torch.Tensor | None) -> torch.Tensor:
         update = self._slopes(t)
-        dh = self.dh if d_out is None else self.dh + d_out
+        dh = self.dh if d_out is None else torch.add(self.dh, d_out, out=self.dh_total)
         torch.mul(dh, self.mult, out=self.gates)
         torch.mm(self.w, self.gates.view(4 * self.hid, -1), out=self.out)
         self.dh = torch.addcmul(self.out[: self.hid].view(self.hid, self.k, self.n), dh, update)
