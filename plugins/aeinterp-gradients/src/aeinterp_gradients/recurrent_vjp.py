@@ -11,13 +11,34 @@ recurrent call is one :class:`torch.autograd.Function`:
 
 * its forward is the recurrence written out (the equations of
   :mod:`aeinterp.recurrent`, the same values up to rounding), run without
-  autograd, saving each step's local slopes (computed once for all targets);
+  autograd, keeping only what the backward recomputes from: each layer's
+  input and output (which exist anyway) and the cell states;
 * its backward is a hand-written backward through time for the inputs and
   initial states only (the weights are constants here: no weight gradients,
-  which the fused kernel computes anyway), over ``k x rows`` rows at once:
-  per step a few elementwise products on ``(k, rows, 4H)`` and one matrix
-  product with ``[W_hh | W_ih]``, so the input gradient of every step comes
-  out of the same product as the recurrent one.
+  which the fused kernel computes anyway), over ``k x rows`` rows at once.
+  Per step it recomputes the step's gates and local slopes from ``x_t`` and
+  the previous ``h`` and ``c`` (once for all targets, with the forward's own
+  functions), then a few elementwise products on the ``k`` cotangents and
+  one matrix product with ``[W_hh | W_ih]``, so the input gradient of every
+  step comes out of the same product as the recurrent one.
+
+Layout: every per-step tensor is in columns, ``(features, rows)`` (gates
+``(4H, N)``, cotangents ``(H, k, N)``, gate gradients ``(4H, k N)``; the
+products are ``W @ columns``), so each gate is one contiguous block and the
+elementwise products run over the long row dimension. With rows innermost
+(``(k, N, 4, H)``) the product of ``d c`` with the i, f, g slopes broadcast
+inside every row and measured ~2x slower per element; the conversions at
+the boundaries are one 2-D transposed copy per step (:func:`_columns`).
+
+Why recompute rather than save the slopes (6H floats per row, step and
+layer): on the bench shape (two-stack LSTM, 2048 rows, 30 steps) the saved
+slopes were ~50 MB of fresh memory per layer, and writing it (page faults,
+~0.6 us per 4 KiB page here, and cold caches) cost more than recomputing
+the gates, whose tensors stay in cache; saving only the gate activations
+(4H) was slower still. Measured in fresh processes, the whole explanation
+(``bench/bench_gradients.py --lstm-only``, 4 latents): 0.145-0.16 s saving
+slopes with rows innermost, 0.13-0.14 s in columns, ~0.12 s recomputing,
+with less than half the memory.
 
 The k cotangents are pushed through the rest of the graph (the head after
 the LSTM, the path weights, ...) by autograd in one pass with batched
@@ -180,7 +201,7 @@ class _Direction:
         self.w_x, self.w_h, self.b_hn = _lstm_weights(w_ih, w_hh, b_ih, b_hh) if kind == "lstm" else _gru_weights(w_ih, w_hh, b_ih, b_hh)
         opts = {"dtype": x.dtype, "device": x.device}
         self.cells = torch.empty((self.steps, self.hid, self.n), **opts) if kind == "lstm" else None
-        # the per-step matrices as lists of views, made once (indexing a step in the loops costs more than the small ops)
+        # the per-step matrices as lists of views, made once (indexing them in every step is Python overhead per operation)
         self.xs = x.unbind(0)
         self.cell_steps = self.cells.unbind(0) if self.cells is not None else None
         self.outs: tuple[torch.Tensor, ...] = ()
@@ -269,7 +290,7 @@ class _Backward:
 
     ``k`` cotangents at once: ``d h`` and ``d c`` are ``(H, k, N)``. Each
     :meth:`step` first recomputes the step's gates and local slopes, once
-    for all targets (``(4H, N)``, in cache): ``mult`` holds ``d gates / d c``
+    for all targets (``(4H, N)``, buffers shared by all layers): ``mult`` holds ``d gates / d c``
     for the i, f, g gates and ``d gates / d h`` for the o gate
     (``g i (1 - i)``, ``c_prev f (1 - f)``, ``i (1 - g^2) / 4``,
     ``tanh(c) o (1 - o)``; the g rows of the weight carry the 4),
