@@ -70,7 +70,6 @@ compare every supported shape with the per-target loop in float64.
 from __future__ import annotations
 
 import contextvars
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -205,6 +204,7 @@ class _Direction:
         self.xs = x.unbind(0)
         self.cell_steps = self.cells.unbind(0) if self.cells is not None else None
         self.outs: tuple[torch.Tensor, ...] = ()
+        self.minus_one = torch.tensor(-1.0, **opts)  # for _tanh_from_sigmoid_, made once per direction
 
     def set_output(self, out: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``out`` ``(T, H, N)``, this direction's block of the layer's output: its steps, written by the forward."""
@@ -250,14 +250,9 @@ def _lstm_gates(d: _Direction, t: int, h: torch.Tensor, a: torch.Tensor) -> torc
     return torch.sigmoid(a, out=a)
 
 
-def _tanh_from_sigmoid_(s: torch.Tensor) -> torch.Tensor:
-    """``s = sigmoid(2 v)`` in place to ``tanh(v) = 2 s - 1`` (one fused operation)."""
-    return torch.add(_minus_one(s.dtype, s.device), s, alpha=2.0, out=s)
-
-
-@functools.cache
-def _minus_one(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.tensor(-1.0, dtype=dtype, device=device)
+def _tanh_from_sigmoid_(s: torch.Tensor, minus_one: torch.Tensor) -> torch.Tensor:
+    """``s = sigmoid(2 v)`` in place to ``tanh(v) = 2 s - 1`` (one fused operation; ``minus_one`` a 0-d tensor of ``s``'s dtype)."""
+    return torch.add(minus_one, s, alpha=2.0, out=s)
 
 
 def _forward_direction(d: _Direction, scratch: _Scratch, out: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,7 +272,7 @@ def _forward_direction(d: _Direction, scratch: _Scratch, out: torch.Tensor, rows
     h, c = d.h0, d.c0
     for t in d.order():
         _lstm_gates(d, t, h, a)
-        tanh_g = _tanh_from_sigmoid_(a_g)
+        tanh_g = _tanh_from_sigmoid_(a_g, d.minus_one)
         c = torch.addcmul(torch.mul(a_f, c, out=cells[t]), a_i, tanh_g, out=cells[t])  # type: ignore[index]
         h = torch.mul(a_o, torch.tanh(c, out=tanh_c), out=outs[t])
         if row_steps is not None:
@@ -334,7 +329,7 @@ class _Backward:
         h, c = d.previous(t)
         a = _lstm_gates(d, t, h, self.a)
         torch.addcmul(a, a, a, value=-1.0, out=self.m)  # s (1 - s) for all four
-        self.m_i.mul_(_tanh_from_sigmoid_(self.a_g))
+        self.m_i.mul_(_tanh_from_sigmoid_(self.a_g, d.minus_one))
         self.m_f.mul_(c)
         self.m_g.mul_(self.a_i)
         self.m_o.mul_(torch.tanh(d.cell_steps[t], out=self.tanh_c))  # type: ignore[index]
@@ -399,7 +394,7 @@ def _gru_forward_direction(d: _Direction, scratch: _Scratch, out: torch.Tensor, 
     h = d.h0
     for t in d.order():
         _gru_gates(d, t, h, gi, gh, rz, n_t)
-        _tanh_from_sigmoid_(n_t)
+        _tanh_from_sigmoid_(n_t, d.minus_one)
         h = torch.addcmul(n_t, z, torch.sub(h, n_t, out=diff), out=outs[t])
         if row_steps is not None:
             row_steps[t].copy_(h.t())
@@ -445,7 +440,7 @@ class _GRUBackward:
         m = self.mult.view(4, hid, self.n)
         srz = torch.addcmul(rz, rz, rz, value=-1.0, out=self.slope)  # r (1 - r), z (1 - z)
         a = torch.addcmul(n_t, n_t, n_t, value=-1.0, out=m[3])  # s (1 - s) = (1 - n^2) / 4
-        _tanh_from_sigmoid_(n_t)
+        _tanh_from_sigmoid_(n_t, d.minus_one)
         a.addcmul_(z, a, value=-1.0)  # A / 4 = (1 - z) (1 - n^2) / 4
         torch.mul(a, gh[2 * hid :], out=m[0]).mul_(srz[:hid])  # A g_n r (1 - r) / 4 (gh doubled: x 2 in the weight)
         torch.mul(torch.sub(h, n_t, out=m[1]), srz[hid:], out=m[1])  # (h - n) z (1 - z)
