@@ -64,25 +64,28 @@ What was never tried before is a plain, explicitly batched hand-written
 backward, and that is ``batched``: the recurrence's backward never runs under
 ``vmap`` dispatch (the Function takes the batch dimension off the gradients
 it receives and puts it back on its results), has no weight gradients to
-compute, and is a few elementwise products on ``(k, rows, 4H)`` plus one
-``[W_hh | W_ih]`` matrix product per step, stacked layers in lockstep. On the
-bench model (two-stack LSTM 6 x 30 -> 4, 64 sequences x 32 steps = 2048
-rows, 2 shared cores, best of repeats): the Jacobian took 0.12-0.15 s
-batched (forward ~0.04 s, backward ~0.08 s) vs 0.25-0.27 s for ``loop``; with
-1 cotangent 0.11 vs 0.17 s, with 32 (the 64-latent model's code head)
-1.1 vs 1.9 s. One thread, CPU time: LSTM 0.10 vs 0.20 s (1 cotangent), 0.25
-vs 0.46 s (4); GRU 0.07 vs 0.11 s, 0.24 vs 0.33 s. Variants measured and
-dropped: two matrix products per step instead of one into ``[d h | d x]``
-(backward 0.18 vs 0.15 s, one thread), a contiguous copy of ``d h`` (no
-gain), folding the forget-gate product into a 5-slot buffer (0.17 vs
-0.14 s), blocks of rows sized for the cache (no gain), the input projection
-of all steps at once (forward ~0.05 s vs ~0.035 s step by step: a
-``(T, N, 4H)`` tensor of memory traffic). The rest is bound by memory
-bandwidth: the forward writes the slopes the backward reads (6H floats per
-row, step and layer), and the backward's matrix products run near the
-cores' peak. In the bench's explanation (``bench_gradients.py --lstm-only``,
-same run as Captum) 4 latents went from 1.7x to 2.9x Captum's loop over
-latents and 64 latents from 5.3x to 9.2x (a shared, moderately loaded machine).
+compute, and per step recomputes the step's gates (once for all targets),
+then a few elementwise products on the ``(H, k, rows)`` cotangents plus one
+``[W_hh | W_ih]`` matrix product, stacked layers in lockstep (layout and the
+choice to recompute rather than save the slopes:
+:mod:`aeinterp_gradients.recurrent_vjp`). On the bench model (two-stack LSTM
+6 x 30 -> 4, 64 sequences x 32 steps = 2048 rows, 2 shared cores, best of
+repeats), first version: the Jacobian took 0.12-0.15 s batched vs
+0.25-0.27 s for ``loop``; with 1 cotangent 0.11 vs 0.17 s, with 32 (the
+64-latent model's code head) 1.1 vs 1.9 s. One thread, CPU time: LSTM 0.10
+vs 0.20 s (1 cotangent), 0.25 vs 0.46 s (4); GRU 0.07 vs 0.11 s, 0.24 vs
+0.33 s. Variants measured and dropped: two matrix products per step instead
+of one into ``[d h | d x]`` (backward 0.18 vs 0.15 s, one thread; again no
+gain in columns), folding the forget-gate product into a 5-slot buffer (0.17
+vs 0.14 s), blocks of rows sized for the cache (no gain, rows or columns
+innermost), the input projection of all steps at once (a ``(T, N, 4H)``
+tensor of memory traffic), smaller blocks of path points (``memory_mb`` 8
+and 4: 10-30% slower, more steps of smaller products). The backward's matrix
+products run near the cores' peak (~250 GFLOP/s); most of the rest is memory
+traffic. In the bench's explanation (``bench_gradients.py --lstm-only``,
+same run as Captum, idle machine) 4 latents went from 1.7x to 2.9x and then,
+in columns with the gates recomputed, to 3.3-3.5x Captum's loop over latents
+(0.12 s vs 0.40-0.43 s); 64 latents from 5.3x to 9.2x and then ~15x.
 """
 
 from __future__ import annotations

@@ -11,13 +11,34 @@ recurrent call is one :class:`torch.autograd.Function`:
 
 * its forward is the recurrence written out (the equations of
   :mod:`aeinterp.recurrent`, the same values up to rounding), run without
-  autograd, saving each step's local slopes (computed once for all targets);
+  autograd, keeping only what the backward recomputes from: each layer's
+  input and output (which exist anyway) and the cell states;
 * its backward is a hand-written backward through time for the inputs and
   initial states only (the weights are constants here: no weight gradients,
-  which the fused kernel computes anyway), over ``k x rows`` rows at once:
-  per step a few elementwise products on ``(k, rows, 4H)`` and one matrix
-  product with ``[W_hh | W_ih]``, so the input gradient of every step comes
-  out of the same product as the recurrent one.
+  which the fused kernel computes anyway), over ``k x rows`` rows at once.
+  Per step it recomputes the step's gates and local slopes from ``x_t`` and
+  the previous ``h`` and ``c`` (once for all targets, with the forward's own
+  functions), then a few elementwise products on the ``k`` cotangents and
+  one matrix product with ``[W_hh | W_ih]``, so the input gradient of every
+  step comes out of the same product as the recurrent one.
+
+Layout: every per-step tensor is in columns, ``(features, rows)`` (gates
+``(4H, N)``, cotangents ``(H, k, N)``, gate gradients ``(4H, k N)``; the
+products are ``W @ columns``), so each gate is one contiguous block and the
+elementwise products run over the long row dimension. With rows innermost
+(``(k, N, 4, H)``) the product of ``d c`` with the i, f, g slopes broadcast
+inside every row and measured ~2x slower per element; the conversions at
+the boundaries are one 2-D transposed copy per step (:func:`_columns`).
+
+Why recompute rather than save the slopes (6H floats per row, step and
+layer): on the bench shape (two-stack LSTM, 2048 rows, 30 steps) the saved
+slopes were ~50 MB of fresh memory per layer, and writing it (page faults,
+~0.6 us per 4 KiB page here, and cold caches) cost more than recomputing
+the gates, whose tensors stay in cache; saving only the gate activations
+(4H) was slower still. Measured in fresh processes, the whole explanation
+(``bench/bench_gradients.py --lstm-only``, 4 latents): 0.145-0.16 s saving
+slopes with rows innermost, 0.13-0.14 s in columns, ~0.12 s recomputing,
+with less than half the memory.
 
 The k cotangents are pushed through the rest of the graph (the head after
 the LSTM, the path weights, ...) by autograd in one pass with batched
@@ -49,7 +70,6 @@ compare every supported shape with the per-target loop in float64.
 from __future__ import annotations
 
 import contextvars
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -180,10 +200,11 @@ class _Direction:
         self.w_x, self.w_h, self.b_hn = _lstm_weights(w_ih, w_hh, b_ih, b_hh) if kind == "lstm" else _gru_weights(w_ih, w_hh, b_ih, b_hh)
         opts = {"dtype": x.dtype, "device": x.device}
         self.cells = torch.empty((self.steps, self.hid, self.n), **opts) if kind == "lstm" else None
-        # the per-step matrices as lists of views, made once (indexing a step in the loops costs more than the small ops)
+        # the per-step matrices as lists of views, made once (indexing them in every step is Python overhead per operation)
         self.xs = x.unbind(0)
         self.cell_steps = self.cells.unbind(0) if self.cells is not None else None
         self.outs: tuple[torch.Tensor, ...] = ()
+        self.minus_one = torch.tensor(-1.0, **opts)  # for _tanh_from_sigmoid_, made once per direction
 
     def set_output(self, out: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``out`` ``(T, H, N)``, this direction's block of the layer's output: its steps, written by the forward."""
@@ -229,14 +250,9 @@ def _lstm_gates(d: _Direction, t: int, h: torch.Tensor, a: torch.Tensor) -> torc
     return torch.sigmoid(a, out=a)
 
 
-def _tanh_from_sigmoid_(s: torch.Tensor) -> torch.Tensor:
-    """``s = sigmoid(2 v)`` in place to ``tanh(v) = 2 s - 1`` (one fused operation)."""
-    return torch.add(_minus_one(s.dtype, s.device), s, alpha=2.0, out=s)
-
-
-@functools.cache
-def _minus_one(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.tensor(-1.0, dtype=dtype, device=device)
+def _tanh_from_sigmoid_(s: torch.Tensor, minus_one: torch.Tensor) -> torch.Tensor:
+    """``s = sigmoid(2 v)`` in place to ``tanh(v) = 2 s - 1`` (one fused operation; ``minus_one`` a 0-d tensor of ``s``'s dtype)."""
+    return torch.add(minus_one, s, alpha=2.0, out=s)
 
 
 def _forward_direction(d: _Direction, scratch: _Scratch, out: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,7 +272,7 @@ def _forward_direction(d: _Direction, scratch: _Scratch, out: torch.Tensor, rows
     h, c = d.h0, d.c0
     for t in d.order():
         _lstm_gates(d, t, h, a)
-        tanh_g = _tanh_from_sigmoid_(a_g)
+        tanh_g = _tanh_from_sigmoid_(a_g, d.minus_one)
         c = torch.addcmul(torch.mul(a_f, c, out=cells[t]), a_i, tanh_g, out=cells[t])  # type: ignore[index]
         h = torch.mul(a_o, torch.tanh(c, out=tanh_c), out=outs[t])
         if row_steps is not None:
@@ -269,7 +285,7 @@ class _Backward:
 
     ``k`` cotangents at once: ``d h`` and ``d c`` are ``(H, k, N)``. Each
     :meth:`step` first recomputes the step's gates and local slopes, once
-    for all targets (``(4H, N)``, in cache): ``mult`` holds ``d gates / d c``
+    for all targets (``(4H, N)``, buffers shared by all layers): ``mult`` holds ``d gates / d c``
     for the i, f, g gates and ``d gates / d h`` for the o gate
     (``g i (1 - i)``, ``c_prev f (1 - f)``, ``i (1 - g^2) / 4``,
     ``tanh(c) o (1 - o)``; the g rows of the weight carry the 4),
@@ -313,7 +329,7 @@ class _Backward:
         h, c = d.previous(t)
         a = _lstm_gates(d, t, h, self.a)
         torch.addcmul(a, a, a, value=-1.0, out=self.m)  # s (1 - s) for all four
-        self.m_i.mul_(_tanh_from_sigmoid_(self.a_g))
+        self.m_i.mul_(_tanh_from_sigmoid_(self.a_g, d.minus_one))
         self.m_f.mul_(c)
         self.m_g.mul_(self.a_i)
         self.m_o.mul_(torch.tanh(d.cell_steps[t], out=self.tanh_c))  # type: ignore[index]
@@ -378,7 +394,7 @@ def _gru_forward_direction(d: _Direction, scratch: _Scratch, out: torch.Tensor, 
     h = d.h0
     for t in d.order():
         _gru_gates(d, t, h, gi, gh, rz, n_t)
-        _tanh_from_sigmoid_(n_t)
+        _tanh_from_sigmoid_(n_t, d.minus_one)
         h = torch.addcmul(n_t, z, torch.sub(h, n_t, out=diff), out=outs[t])
         if row_steps is not None:
             row_steps[t].copy_(h.t())
@@ -424,7 +440,7 @@ class _GRUBackward:
         m = self.mult.view(4, hid, self.n)
         srz = torch.addcmul(rz, rz, rz, value=-1.0, out=self.slope)  # r (1 - r), z (1 - z)
         a = torch.addcmul(n_t, n_t, n_t, value=-1.0, out=m[3])  # s (1 - s) = (1 - n^2) / 4
-        _tanh_from_sigmoid_(n_t)
+        _tanh_from_sigmoid_(n_t, d.minus_one)
         a.addcmul_(z, a, value=-1.0)  # A / 4 = (1 - z) (1 - n^2) / 4
         torch.mul(a, gh[2 * hid :], out=m[0]).mul_(srz[:hid])  # A g_n r (1 - r) / 4 (gh doubled: x 2 in the weight)
         torch.mul(torch.sub(h, n_t, out=m[1]), srz[hid:], out=m[1])  # (h - n) z (1 - z)
