@@ -75,10 +75,10 @@ def _builtin(name: str) -> tuple[np.ndarray, list[str] | None, np.ndarray | None
         return _sklearn(name)
     if name == "sines":
         x, names = make_sines()
-        return x, names, None, "sequence"
+        return x, names, None, BUILTIN_KINDS[name]  # type: ignore[return-value]
     if name == "synthetic_tabular":
         x, names = make_synthetic_tabular()
-        return x, names, None, "tabular"
+        return x, names, None, BUILTIN_KINDS[name]  # type: ignore[return-value]
     import difflib
 
     close = difflib.get_close_matches(name, list(BUILTIN_DATASETS), n=1)

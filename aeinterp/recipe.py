@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .data import DATA_KINDS
 from .errors import RecipeError, clip
 from .executors import ExecutorConfig
 from .explainer import ExplainerParams, step_ref_fields
@@ -314,7 +315,7 @@ def _data_kind(data: Any) -> str | None:
     """The data kind the recipe's data section states (``kind:``) or implies (a bundled dataset); None when only loading tells."""
     if not isinstance(data, Mapping):
         return None
-    if data.get("kind") in ("tabular", "image", "sequence"):
+    if data.get("kind") in DATA_KINDS:
         return str(data["kind"])
     from .datasets import BUILTIN_KINDS
 

@@ -474,3 +474,11 @@ def test_a_real_pickled_module_still_gets_the_trust_advice(tmp_path: Path) -> No
     torch.save(hp.NoGradEncoder(), tmp_path / "m.pt")
     with pytest.raises(ModelError, match="set `trust: true`"):
         load_module(tmp_path / "m.pt")
+
+
+def test_the_bundled_datasets_load_as_the_kind_validate_assumes() -> None:
+    from aeinterp.datasets import BUILTIN_DATASETS, BUILTIN_KINDS, load_dataset
+
+    assert set(BUILTIN_KINDS) == set(BUILTIN_DATASETS)
+    for name, kind in BUILTIN_KINDS.items():
+        assert load_dataset(builtin=name, max_samples=20).kind == kind, name
