@@ -100,21 +100,17 @@ class _Perturbation(ChunkedExplainer):
             raise DataError(f"{self.name} needs at least 2 samples, the {p.split} split has {len(index)}")
         layer, reason = (None, "first_layer: off") if p.first_layer == "off" else first_layer_split(model, data, target)
         path = {"path": "generic" if layer is None else "first-layer rank update", "path_reason": reason}
-        kinks = layer is not None and p.first_layer == "auto" and self._shares_columns() and kink_update_reason(layer, target) is None
+        per_group = self._n_copies(1)  # copies that perturb each feature group (column_sets of perturbation_sums)
+        kinks = layer is not None and p.first_layer == "auto" and per_group > 1 and kink_update_reason(layer, target) is None
         if kinks:
             path["path"] = "first-layer rank update, code changes from shared Jacobian columns and kink crossings"
             path["path_reason"] = (f"{reason}; then one ReLU-like activation and an nn.Linear give the code, and feature groups of up to "
-                                   f"{self.params.repeats // 2} columns are perturbed at least twice per column ({self.params.repeats} repeats)")
-
+                                   f"{per_group // 2} columns are perturbed at least twice per column ({per_group} repeats)")
         return {"index": index, "seed": int(rng.integers(2**62)), "path": path, "use_layer": layer is not None,
                 "kinks": kinks, "squares": self.stopping(None) is not None, **self._prepare_extra(model, data, rng)}
 
     def _prepare_extra(self, model, data, rng) -> dict[str, Any]:  # noqa: ANN001
         return {}
-
-    def _shares_columns(self) -> bool:
-        """Whether several copies perturb each feature group (see ``column_sets`` of :func:`perturbation_sums`)."""
-        return False
 
     def units(self, model, data, state, *, target):  # noqa: ANN001, ANN201
         n = len(state["index"])
@@ -181,9 +177,6 @@ class Permutation(_Perturbation):
 
     def _n_copies(self, n_groups: int) -> int:
         return self.params.repeats * n_groups
-
-    def _shares_columns(self) -> bool:
-        return self.params.repeats > 1
 
     def explain_chunk(self, model, data, state, units, *, target, rng):  # noqa: ANN001, ANN201
         groups = data.groups
