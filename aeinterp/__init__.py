@@ -28,11 +28,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     )
     from .explainer import Capabilities, Explainer, ExplainerParams, StepRef
     from .explanation import Explanation
-    from .hookspecs import hookimpl
-    from .loading import factory
+    from .plugins.hookspecs import hookimpl
+    from .models.loading import factory
     from .model import Model, TorchAutoencoder
-    from .runner import Runner
-    from .step import run_explainer
+    from .run.runner import Runner
+    from .run.dispatch import run_explainer
     from .targets import Target
 
 _WHERE = {
@@ -42,9 +42,9 @@ _WHERE = {
     "MissingDependencyError": "errors", "ModelError": "errors", "PluginError": "errors", "PluginLoadError": "errors",
     "RecipeError": "errors", "RegistrationError": "errors",
     "Capabilities": "explainer", "Explainer": "explainer", "ExplainerParams": "explainer", "StepRef": "explainer",
-    "Explanation": "explanation", "hookimpl": "hookspecs", "Model": "model", "TorchAutoencoder": "model",
-    "Runner": "runner", "run_explainer": "step", "Target": "targets",
-    "factory": "loading", "StepTimeout": "errors",
+    "Explanation": "explanation", "hookimpl": "plugins.hookspecs", "Model": "model", "TorchAutoencoder": "model",
+    "Runner": "run.runner", "run_explainer": "run.dispatch", "Target": "targets",
+    "factory": "models.loading", "StepTimeout": "errors",
 }
 
 __all__ = ["__version__", *sorted(_WHERE)]
@@ -54,14 +54,24 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         if name in _SUBMODULES:
-            return importlib.import_module(f".{name}", __name__)
+            return importlib.import_module(f".{_SUBMODULES[name]}", __name__)
         raise AttributeError(f"module 'aeinterp' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # cache: the next lookup is a plain attribute
     return value
 
 
-_SUBMODULES = {"api", "chunks", "data", "datasets", "errors", "explainer", "explanation", "loading", "model", "perturb", "plugins", "recipe", "registry", "results", "runner", "step", "targets", "testing", "training"}
+# ``aeinterp.<name>`` as an attribute: the modules this package always offered, where they live now.
+# The layers' own folders (toolkit, io, models, recipe, plugins, run, report) import as usual.
+_SUBMODULES = {
+    "api": "api", "data": "data", "errors": "errors", "explainer": "explainer", "explanation": "explanation",
+    "model": "model", "targets": "targets", "testing": "testing", "progress": "progress", "device": "device",
+    "chunks": "toolkit.chunks", "perturb": "toolkit.perturb", "streaming": "toolkit.streaming",
+    "datasets": "io.datasets", "loading": "models.loading", "training": "models.training",
+    "plugins": "plugins", "registry": "plugins.registry", "recipe": "recipe",
+    "results": "run.results", "runner": "run.runner", "step": "run.step", "executors": "run.executors",
+    "toolkit": "toolkit", "io": "io", "models": "models", "run": "run", "report": "report",
+}
 
 
 def __dir__() -> list[str]:

@@ -11,7 +11,7 @@ returns an :class:`Explanations` with the agreement summary the report shows
 and ``.report(out_dir)`` for the same HTML/PNG/``results.json`` as the CLI.
 Both validate like recipes (unknown method with the nearest name, params
 checked by the explainer's ``Params``) and reach the same
-:func:`aeinterp.step.run_explainer` path as the runner.
+:func:`aeinterp.run_explainer` path as the runner.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from .data import ArrayDataset, element_names, make_groups
 from .errors import AeinterpError, DataError, RecipeError
 from .explanation import Explanation
 from .progress import NullProgress, Progress, RichProgress
-from .registry import ExplainerRegistry
-from .step import run_explainer
+from .plugins.registry import ExplainerRegistry
+from .run.dispatch import run_explainer
 from .targets import Target
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def as_model(model: Any, data: ArrayDataset, *, encoder: str | None = None, deco
     against ``data``; anything that already satisfies the protocol is used as is."""
     from torch import nn
 
-    from .loading import adapt
+    from .models.loading import adapt
     from .model import Model
 
     if isinstance(model, nn.Module):
@@ -137,7 +137,7 @@ def as_model(model: Any, data: ArrayDataset, *, encoder: str | None = None, deco
 def _params(method: str, params: Mapping[str, Any], registry: ExplainerRegistry, loc: str = "params") -> Any:
     from pydantic import ValidationError
 
-    from .recipe import _problems
+    from .recipe.schema import _problems
 
     entry = registry.get(method) if isinstance(method, str) else None
     if entry is None:
@@ -166,12 +166,12 @@ def _progress(progress: bool | Progress | None) -> tuple[Any, Progress]:
 
 
 def _registry(registry: ExplainerRegistry | None) -> ExplainerRegistry:
-    from .notebook import enable_figure_display
+    from .report.display import enable_figure_display
 
     enable_figure_display()  # figures returned to a notebook cell are drawn
     if registry is not None:
         return registry
-    from .plugins import PluginHost
+    from .plugins.manager import PluginHost
 
     return PluginHost().registry
 
@@ -236,7 +236,7 @@ def explain(
         ``auto | cpu | cuda[:i] | mps``: move the model there first (``None``: where it is).
     executor:
         where the work runs: ``None``/``"local"`` (this process) or ``"ray"`` /
-        an ``executor:`` mapping (see :func:`aeinterp.executors.make_executor`).
+        an ``executor:`` mapping (see :func:`aeinterp.run.executors.make_executor`).
     **params:
         the explainer's parameters, checked by its ``Params``.
     """
@@ -306,7 +306,7 @@ class Explanations(Mapping[str, Explanation]):
         """Write ``results.json``, the npz arrays, PNG plots and the HTML report to ``out_dir``
         (what ``aeinterp run`` writes); print the terminal report to ``console`` when given."""
         from .report import render_reports
-        from .results import ResultsStore, RunResults
+        from .run.results import ResultsStore, RunResults
 
         out = Path(out_dir)
         data = self.data.describe() if self.data is not None else {}

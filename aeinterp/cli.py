@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _runner(args: argparse.Namespace, console: Console, quiet: bool = False):  # noqa: ANN202
-    from .runner import Runner
+    from .run.runner import Runner
 
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     cache = False if getattr(args, "no_cache", False) else (args.cache_dir.resolve() if getattr(args, "cache_dir", None) else None)
@@ -189,13 +189,13 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
 
     import torch
 
-    from .datasets import load_dataset
-    from .loading import build_builtin
+    from .io.datasets import load_dataset
+    from .models.loading import build_builtin
     from .model import select_code
     from .progress import NullProgress, RichProgress
-    from .training import TrainConfig
+    from .models.training import TrainConfig
 
-    from .recipe import SEED_MAX
+    from .recipe.schema import SEED_MAX
 
     for flag, value, ok in (
         ("--epochs", args.epochs, args.epochs >= 1), ("--batch-size", args.batch_size, args.batch_size >= 1),
@@ -218,7 +218,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         key, sep, value = item.partition("=")
         if not sep:
             raise AeinterpError(f"--option {item!r}: expected KEY=VALUE")
-        from .yamlsafe import load_yaml
+        from .recipe.yamlsafe import load_yaml
 
         options[key.strip()] = load_yaml(value, what=f"--option {clip(item, 80)!r}")[0]
     source = {"builtin": args.data.split(":", 1)[1]} if args.data.startswith("builtin:") else {"path": Path(args.data)}
@@ -258,7 +258,7 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     from types import SimpleNamespace
 
     from .report import render_reports
-    from .results import load_results
+    from .run.results import load_results
 
     results = load_results(args.out)
     runner = _runner(args, console, quiet=True)
@@ -268,7 +268,7 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace, console: Console) -> int:
-    from .recipe import recipe_schema
+    from .recipe.schema import recipe_schema
 
     text = json.dumps(recipe_schema(_runner(args, console, quiet=True).registry), indent=1)
     if args.output is None:

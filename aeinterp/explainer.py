@@ -91,11 +91,11 @@ class Capabilities:
     splits
         how its work splits for an executor: ``none``, ``samples`` (a reduction
         over sample chunks) or ``targets`` (one piece per target); explainers
-        that split subclass :class:`aeinterp.chunks.ChunkedExplainer`;
+        that split subclass :class:`aeinterp.toolkit.chunks.ChunkedExplainer`;
     chunk_invariant
         (``splits`` explainers) its result does not depend on how its units are
         cut into chunks (equal to float rounding), so an executor that runs
-        several chunks at once may cut smaller ones: :class:`~aeinterp.chunks.ChunkedExplainer`
+        several chunks at once may cut smaller ones: :class:`~aeinterp.toolkit.chunks.ChunkedExplainer`
         then makes at least ``4 x workers`` chunks (of at least 64 samples, or 1 target);
     features
         what the importance columns are: ``groups`` (the data's feature groups,
@@ -154,7 +154,7 @@ class Explainer(ABC):
         without replacement (all of them if ``n`` is None), *recorded*: the step's
         ``.npz`` then holds ``explain_index`` / ``fit_index``, the dataset rows
         the step used, so a result can be checked row by row against another tool."""
-        from .perturb import subsample_indices
+        from .toolkit.perturb import subsample_indices
 
         if split not in ("explain", "fit"):
             raise ValueError(f"split must be 'explain' or 'fit', got {split!r}")

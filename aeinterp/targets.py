@@ -20,7 +20,7 @@ Five targets exist:
 Explainers evaluate targets through :func:`evaluate_target` so that all of
 them agree on what, for example, "reconstruction error" means. For
 ``latent_pca`` the model carries its fitted :class:`LatentPCA`: the core
-(:func:`aeinterp.step.run_explainer`) wraps it with :func:`with_latent_pca`
+(:func:`aeinterp.run_explainer`) wraps it with :func:`with_latent_pca`
 before the explainer sees it, so explainers need nothing of their own.
 """
 

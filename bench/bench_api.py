@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scenario import scenario  # noqa: E402
 
 import aeinterp  # noqa: E402
-from aeinterp.plugins import PluginHost  # noqa: E402
+from aeinterp.plugins.manager import PluginHost  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> float:  # noqa: ANN001

@@ -46,7 +46,7 @@ from _scenario import scenario  # noqa: E402
 from aeinterp_deepshap.explainer import DeepShap  # noqa: E402
 
 from aeinterp import TorchAutoencoder, explain  # noqa: E402
-from aeinterp.perturb import sample_background  # noqa: E402
+from aeinterp.toolkit.perturb import sample_background  # noqa: E402
 
 SEED = 0
 N_BACKGROUND = 100

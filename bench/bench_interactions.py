@@ -41,7 +41,7 @@ from torch import nn
 
 from aeinterp.data import ArrayDataset, element_names, make_groups
 from aeinterp.model import TorchAutoencoder
-from aeinterp.step import run_explainer
+from aeinterp import run_explainer
 from aeinterp_interactions.explainer import Interactions
 from aeinterp_interactions.hessians import log_weight_rule
 

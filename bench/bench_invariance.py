@@ -22,9 +22,9 @@ import numpy as np
 import yaml
 
 from aeinterp import explain
-from aeinterp.datasets import load_dataset
-from aeinterp.loading import adapt, build_builtin
-from aeinterp.training import TrainConfig
+from aeinterp.io.datasets import load_dataset
+from aeinterp.models.loading import adapt, build_builtin
+from aeinterp.models.training import TrainConfig
 from aeinterp_invariance.explainers import Invariance
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "invariance_digits.yaml"

@@ -67,7 +67,7 @@ def one(kind: str, path: str) -> dict[str, float]:
     """Run one measurement in this process (called in a subprocess)."""
     import importlib
 
-    from aeinterp.datasets import load_dataset
+    from aeinterp.io.datasets import load_dataset
 
     for lib in {"csv": ["pandas"], "parquet": ["pandas", "pyarrow"], "h5ad": ["anndata"]}.get(kind, []):
         importlib.import_module(lib)  # import time is paid once per process, not per file: not counted

@@ -8,7 +8,7 @@ loop at n = 1000 with the default (``first_layer: auto``). ``first_layer: off``
 is the generic path, ``rank_update`` recomputes everything after the first
 layer, ``auto`` also takes each copy's code change from its feature's Jacobian
 column (shared by the repeats) and the units crossing the ReLU's kink
-(aeinterp.kinks); the explainer's default is 5 repeats, ``--repeats`` sets them.
+(aeinterp.toolkit.kinks); the explainer's default is 5 repeats, ``--repeats`` sets them.
 
     python bench/bench_perturbation.py            # n = 200 and n = 1000
     python bench/bench_perturbation.py --quick    # n = 200 only, 1 repeat
@@ -32,14 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scenario import scenario  # noqa: E402
 
 from aeinterp import explain  # noqa: E402
-from aeinterp.perturb import copies_per_batch  # noqa: E402
+from aeinterp.toolkit.perturb import copies_per_batch  # noqa: E402
 from aeinterp_perturbation.explainers import Permutation, donors  # noqa: E402
 
 
 def _donor_seed(seed: int = 0) -> int:
     """The donor seed Permutation draws under ``seed``: its prepare draws it right after the sample index's one draw."""
     rng = np.random.default_rng(seed)
-    rng.integers(2**63)  # aeinterp.streaming.sample_index
+    rng.integers(2**63)  # aeinterp.toolkit.streaming.sample_index
     return int(rng.integers(2**62))
 
 

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scenario import scenario  # noqa: E402
 
 from aeinterp import Capabilities, ExplainerParams, Explanation, explain  # noqa: E402
-from aeinterp.chunks import ChunkedExplainer, Partial  # noqa: E402
-from aeinterp.executors import make_executor  # noqa: E402
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial  # noqa: E402
+from aeinterp.run.executors import make_executor  # noqa: E402
 from aeinterp.model import as_tensor  # noqa: E402
 
 

@@ -15,7 +15,7 @@ Scenarios (issue 14):
     samples used, time ratio, and whether the top-5 ranking of every latent equals the
     full-data one and how many full-data values lie within the reported intervals;
 ``run``
-    a 4-step run at n = 5000 through :class:`aeinterp.results.ResultsStore` (as the
+    a 4-step run at n = 5000 through :class:`aeinterp.run.results.ResultsStore` (as the
     runner writes it) and ``load_results`` (as ``aeinterp report`` reads it): the
     share of the time spent outside the explainers, and the results.json size.
 
@@ -115,7 +115,7 @@ def _setup(scenario: str, work: Path):  # noqa: ANN202
 
 
 def _registry():  # noqa: ANN202
-    from aeinterp.plugins import PluginHost
+    from aeinterp.plugins.manager import PluginHost
 
     return PluginHost().registry
 
@@ -174,7 +174,7 @@ def scale(scenario: str, cases, work: Path, only: set[str] | None) -> None:  # n
 
 
 def anytime(work: Path, only: set[str] | None) -> None:
-    from aeinterp.streaming import same_ranking
+    from aeinterp.toolkit.streaming import same_ranking
 
     cases = [("permutation", {"repeats": 1}), ("deepshap", {"n_background": 20})]
     print("\nscenario anytime: 10**6 x 200 memory-mapped, encoder 200 -> 64 -> 16")
@@ -201,7 +201,7 @@ def anytime(work: Path, only: set[str] | None) -> None:
 def run_share(work: Path) -> None:
     """A 4-step n = 5000 run through the results store: time outside the explainers."""
     from aeinterp import explain
-    from aeinterp.results import ResultsStore, load_results
+    from aeinterp.run.results import ResultsStore, load_results
 
     model, data = _setup("run", work)
     reg = _registry()

@@ -36,10 +36,10 @@ from torch import nn
 
 from aeinterp import TorchAutoencoder, explain
 from aeinterp.data import ArrayDataset, element_names, make_groups, split_indices
-from aeinterp.datasets import load_dataset
-from aeinterp.loading import adapt, build_builtin
+from aeinterp.io.datasets import load_dataset
+from aeinterp.models.loading import adapt, build_builtin
 from aeinterp.model import evaluate
-from aeinterp.training import TrainConfig
+from aeinterp.models.training import TrainConfig
 from aeinterp_symbolic.explainer import SymbolicRegression, available_cpus
 from aeinterp_symbolic.formulas import r2_rmse
 

@@ -13,7 +13,7 @@ import argparse
 import json
 import time
 
-from aeinterp.datasets import load_dataset
+from aeinterp.io.datasets import load_dataset
 from aeinterp_symbolic.law import latent_size_law
 
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from aeinterp.data import ArrayDataset
-from aeinterp.datasets import load_dataset
-from aeinterp.loading import adapt, build_builtin
+from aeinterp.io.datasets import load_dataset
+from aeinterp.models.loading import adapt, build_builtin
 from aeinterp.model import TorchAutoencoder
-from aeinterp.training import TrainConfig
+from aeinterp.models.training import TrainConfig
 
 torch.set_num_threads(1)  # small models: one thread is faster and does not oversubscribe 2 cores
 

@@ -169,7 +169,7 @@ def test_explain_all_gives_agreement_and_the_cli_report(net: AE, xy, tmp_path: P
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["status"] == "complete" and [e["alias"] for e in doc["explainers"]] == list(res)
     assert (tmp_path / "report.html") in written and (tmp_path / "deepshap.npz").exists()
-    back = aeinterp.results.load_results(tmp_path)
+    back = aeinterp.run.results.load_results(tmp_path)
     np.testing.assert_array_equal(back.explanations["deepshap"].importance, res["deepshap"].importance)
 
 

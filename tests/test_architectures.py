@@ -8,10 +8,10 @@ import torch
 
 from aeinterp import ModelError
 from aeinterp.data import ArrayDataset
-from aeinterp.architectures import build_architecture, from_checkpoint
-from aeinterp.datasets import load_dataset
-from aeinterp.loading import adapt, load_module
-from aeinterp.training import TrainConfig, reconstruction_error, train_autoencoder
+from aeinterp.models.architectures import build_architecture, from_checkpoint
+from aeinterp.io.datasets import load_dataset
+from aeinterp.models.loading import adapt, load_module
+from aeinterp.models.training import TrainConfig, reconstruction_error, train_autoencoder
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_unknown_architecture_and_bad_options() -> None:
 
 
 def test_supervised_vae_learns_the_labels_and_exposes_its_head(tmp_path) -> None:  # noqa: ANN001
-    from aeinterp.loading import build_builtin
+    from aeinterp.models.loading import build_builtin
     from aeinterp.model import is_supervised
     from aeinterp.targets import Target, evaluate_target
 
@@ -100,7 +100,7 @@ def test_supervised_vae_learns_the_labels_and_exposes_its_head(tmp_path) -> None
 
 def test_supervised_vae_without_labels_is_a_clear_error() -> None:
     from aeinterp import DataError
-    from aeinterp.loading import build_builtin
+    from aeinterp.models.loading import build_builtin
 
     with pytest.raises(DataError, match="has no labels"):
         build_builtin("supervised_vae", load_dataset(builtin="sines"), latent_dim=4)

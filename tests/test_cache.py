@@ -13,13 +13,13 @@ import yaml
 from rich.console import Console
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation, StepRef, hookimpl
-from aeinterp.cache import Cache, data_fingerprint, module_fingerprint
+from aeinterp.run.cache import Cache, data_fingerprint, module_fingerprint
 from aeinterp.cli import main
-from aeinterp.datasets import load_dataset
+from aeinterp.io.datasets import load_dataset
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import evaluate
-from aeinterp.results import load_results
-from aeinterp.runner import Runner
+from aeinterp.run.results import load_results
+from aeinterp.run.runner import Runner
 from aeinterp.targets import Target, evaluate_target, target_names_for
 
 
@@ -167,8 +167,8 @@ def test_changed_explainer_version_recomputes(csv_data: Path) -> None:
 
 
 def test_changed_model_weights_recompute(csv_data: Path) -> None:
-    from aeinterp.loading import build_builtin
-    from aeinterp.training import TrainConfig
+    from aeinterp.models.loading import build_builtin
+    from aeinterp.models.training import TrainConfig
 
     data = load_dataset(path=csv_data / "d.csv")
     module, _ = build_builtin("mlp", data, latent_dim=2, options={"hidden": [8]}, train=TrainConfig(epochs=2))

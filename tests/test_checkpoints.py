@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from aeinterp import ModelError
-from aeinterp.loading import import_factory, load_module
+from aeinterp.models.loading import import_factory, load_module
 
 MODEL_SOURCE = textwrap.dedent(
     """
@@ -132,7 +132,7 @@ def test_trusted_whole_model_pickle_finds_its_class_beside_the_recipe(user_modul
     torch.save(expected, folder / "y.pt")
     # a fresh interpreter, started elsewhere: only the recipe folder (base_dir) makes the class importable
     code = (
-        "import sys, torch; from pathlib import Path; from aeinterp.loading import load_module;"
+        "import sys, torch; from pathlib import Path; from aeinterp.models.loading import load_module;"
         f"f = Path({str(folder)!r}); m = load_module(f / 'whole.pt', trust=True, base_dir=f);"
         "x = torch.load(f / 'x.pt'); y = torch.load(f / 'y.pt');"
         "torch.testing.assert_close(m(x), y, rtol=0, atol=0); print('same')"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from aeinterp import ArrayDataset, Capabilities, ExplainerParams, Explanation, RegistrationError
-from aeinterp.chunks import ChunkedExplainer, Partial, chunk_rng, combine, split_units
-from aeinterp.registry import ExplainerRegistry
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial, chunk_rng, combine, split_units
+from aeinterp.plugins.registry import ExplainerRegistry
 from aeinterp.targets import Target
 
 

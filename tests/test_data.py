@@ -7,7 +7,7 @@ import pytest
 
 from aeinterp import DataError
 from aeinterp.data import make_groups
-from aeinterp.datasets import load_dataset
+from aeinterp.io.datasets import load_dataset
 
 
 def test_builtin_sets_have_the_documented_shapes() -> None:

@@ -13,16 +13,16 @@ import yaml
 from rich.console import Console
 
 from aeinterp.cli import main
-from aeinterp.datasets import load_dataset
+from aeinterp.io.datasets import load_dataset
 from aeinterp.device import device_name, resolve_device
 from aeinterp.errors import ModelError, RecipeError
-from aeinterp.loading import adapt, build_builtin, load_module
+from aeinterp.models.loading import adapt, build_builtin, load_module
 from aeinterp.model import TorchAutoencoder, as_tensor
-from aeinterp.recipe import parse_recipe
-from aeinterp.results import load_results
-from aeinterp.runner import Runner
-from aeinterp.step import run_explainer
-from aeinterp.training import TrainConfig
+from aeinterp.recipe.schema import parse_recipe
+from aeinterp.run.results import load_results
+from aeinterp.run.runner import Runner
+from aeinterp import run_explainer
+from aeinterp.models.training import TrainConfig
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (none on this machine); bench/gpu_check.py runs these checks on a GPU machine")

@@ -6,7 +6,8 @@ import inspect
 import re
 from pathlib import Path
 
-from aeinterp import cli, hookspecs
+from aeinterp import cli
+from aeinterp.plugins import hookspecs
 
 ROOT = Path(__file__).resolve().parent.parent
 

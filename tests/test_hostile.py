@@ -16,11 +16,11 @@ import torch
 from rich.console import Console
 
 from aeinterp import cli
-from aeinterp.architectures import CHECKPOINT_FORMAT
+from aeinterp.models.architectures import CHECKPOINT_FORMAT
 from aeinterp.errors import ModelError, RecipeError
-from aeinterp.loading import load_module, resolve_factory
-from aeinterp.recipe import parse_recipe
-from aeinterp.runner import Runner
+from aeinterp.models.loading import load_module, resolve_factory
+from aeinterp.recipe.schema import parse_recipe
+from aeinterp.run.runner import Runner
 from tests.fixtures import hostile_plugins as hp
 
 BASE = """\
@@ -477,7 +477,7 @@ def test_a_real_pickled_module_still_gets_the_trust_advice(tmp_path: Path) -> No
 
 
 def test_the_bundled_datasets_load_as_the_kind_validate_assumes() -> None:
-    from aeinterp.datasets import BUILTIN_DATASETS, BUILTIN_KINDS, load_dataset
+    from aeinterp.io.datasets import BUILTIN_DATASETS, BUILTIN_KINDS, load_dataset
 
     assert set(BUILTIN_KINDS) == set(BUILTIN_DATASETS)
     for name, kind in BUILTIN_KINDS.items():

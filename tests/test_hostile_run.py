@@ -19,12 +19,12 @@ import torch
 from rich.console import Console
 
 from aeinterp import cli
-from aeinterp.datasets import load_dataset
+from aeinterp.io.datasets import load_dataset
 from aeinterp.errors import CapabilityError, ModelError
 from aeinterp.model import TorchAutoencoder
-from aeinterp.plugins import PluginHost, PluginWarning
-from aeinterp.runner import RunInterrupted, Runner
-from aeinterp.step import run_explainer
+from aeinterp.plugins.manager import PluginHost, PluginWarning
+from aeinterp.run.runner import RunInterrupted, Runner
+from aeinterp import run_explainer
 from tests.fixtures import hostile_plugins as hp
 from tests.fixtures import test_plugins as tp
 
@@ -163,7 +163,7 @@ def test_the_gradient_check_leaves_the_model_as_found() -> None:
     module = hp.NaNEncoder(cut=10.0)
     module.train()
     model = TorchAutoencoder(module, data.sample_shape)
-    from aeinterp.checks import check_gradient_path
+    from aeinterp.toolkit.checks import check_gradient_path
 
     check_gradient_path(model, data, "latent")
     assert module.training and all(p.requires_grad for p in module.parameters()) and all(p.grad is None for p in module.parameters())

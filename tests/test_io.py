@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from aeinterp.cli import main
-from aeinterp.datasets import load_dataset
+from aeinterp.io.datasets import load_dataset
 from aeinterp.errors import DataError
 
 

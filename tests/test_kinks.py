@@ -1,4 +1,4 @@
-"""The kink update (aeinterp.kinks): code changes of Linear -> ReLU-like -> Linear encoders from Jacobian columns
+"""The kink update (aeinterp.toolkit.kinks): code changes of Linear -> ReLU-like -> Linear encoders from Jacobian columns
 and kink crossings equal the plain forward pass, and permutation takes that path only where it is exact and pays."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import torch
 from torch import nn
 
 from aeinterp import explain
-from aeinterp.architectures import MLPAutoencoder
+from aeinterp.models.architectures import MLPAutoencoder
 from aeinterp.data import ArrayDataset, FeatureGroup, element_names, make_groups
-from aeinterp.first_layer import FirstLayer, first_layer_split
-from aeinterp.kinks import MIN_SECOND_LAYER, KinkUpdate, kink_update_reason
+from aeinterp.toolkit.first_layer import FirstLayer, first_layer_split
+from aeinterp.toolkit.kinks import MIN_SECOND_LAYER, KinkUpdate, kink_update_reason
 from aeinterp.model import TorchAutoencoder
 from aeinterp.targets import Target
-from aeinterp.training import TrainConfig, train_autoencoder
+from aeinterp.models.training import TrainConfig, train_autoencoder
 from aeinterp_perturbation.explainers import Permutation
 
 KINKED_PATH = "first-layer rank update, code changes from shared Jacobian columns and kink crossings"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from aeinterp import explain
-from aeinterp.perturb import copies_per_batch
+from aeinterp.toolkit.perturb import copies_per_batch
 from aeinterp.testing import ExplainerConformance, planted_autoencoder
 from aeinterp_perturbation.explainers import Permutation, ZeroAblation
 
@@ -123,7 +123,7 @@ def test_prediction_target_on_a_user_declared_head() -> None:
 
 def test_reduce_groups_sums_means_and_skips_identity_groups() -> None:
     from aeinterp.data import FeatureGroup
-    from aeinterp.perturb import reduce_groups
+    from aeinterp.toolkit.perturb import reduce_groups
 
     local = np.arange(12.0).reshape(2, 2, 3)
     groups = [FeatureGroup("ab", [0, 1]), FeatureGroup("c", [2])]
@@ -135,7 +135,7 @@ def test_reduce_groups_sums_means_and_skips_identity_groups() -> None:
 
 def test_reduce_groups_handles_overlaps_and_ungrouped_elements() -> None:
     from aeinterp.data import FeatureGroup
-    from aeinterp.perturb import reduce_groups
+    from aeinterp.toolkit.perturb import reduce_groups
 
     local = torch.arange(8.0).reshape(2, 4)
     overlapping = [FeatureGroup("ab", [0, 1]), FeatureGroup("bc", [1, 2])]  # element 3 is in no group

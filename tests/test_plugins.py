@@ -13,8 +13,8 @@ import pytest
 import aeinterp
 
 from aeinterp import Explainer, RegistrationError
-from aeinterp.plugins import PluginHost, PluginWarning
-from aeinterp.registry import ExplainerRegistry
+from aeinterp.plugins.manager import PluginHost, PluginWarning
+from aeinterp.plugins.registry import ExplainerRegistry
 from tests.fixtures import test_plugins as tp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,14 +42,14 @@ def test_every_builtin_plugin_enters_through_its_entry_point() -> None:
 
 
 def test_core_imports_no_explainer() -> None:
-    code = "import sys, aeinterp, aeinterp.runner, aeinterp.cli; print([m for m in sys.modules if m.startswith('aeinterp_') or m in ('shap', 'pyoperon', 'pysr', 'captum')])"
+    code = "import sys, aeinterp, aeinterp.run.runner, aeinterp.cli; print([m for m in sys.modules if m.startswith('aeinterp_') or m in ('shap', 'pyoperon', 'pysr', 'captum')])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_discovering_every_installed_plugin_imports_no_heavy_library() -> None:
     code = (
-        "import sys; from aeinterp.plugins import PluginHost; h = PluginHost();"
+        "import sys; from aeinterp.plugins.manager import PluginHost; h = PluginHost();"
         "assert len(h.registry) >= 2, h.infos;"
         "print([m for m in ('shap', 'captum', 'sklearn', 'numba', 'pyoperon', 'pysr', 'sympy', 'umap', 'matplotlib') if m in sys.modules])"
     )

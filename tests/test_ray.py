@@ -23,9 +23,9 @@ from pydantic import Field
 from rich.console import Console
 
 from aeinterp import Capabilities, ExplainerParams, Explanation, MissingDependencyError, RecipeError, hookimpl
-from aeinterp.chunks import ChunkedExplainer, Partial
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial
 from aeinterp.model import as_tensor
-from aeinterp.results import load_results
+from aeinterp.run.results import load_results
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,7 +133,7 @@ report: {plots: false, html: false, terminal: false}
 
 
 def _runner(**kw):  # noqa: ANN003, ANN202
-    from aeinterp.runner import Runner
+    from aeinterp.run.runner import Runner
 
     return Runner(plugins=[ray_test_plugin], quiet=True, **kw)
 
@@ -173,7 +173,7 @@ def test_recipe_on_ray_gives_the_local_results(ray_cluster, tmp_path: Path, monk
 @pytest.mark.slow
 def test_killed_worker_is_rerun_and_a_dead_or_failing_chunk_fails_only_its_step(ray_cluster, tmp_path: Path) -> None:  # noqa: ANN001
     from aeinterp import explain
-    from aeinterp.executors import make_executor
+    from aeinterp.run.executors import make_executor
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"""\
@@ -297,7 +297,7 @@ report: {{plots: false, html: false, terminal: false}}
 
     def run(path: Path, out: str) -> tuple[dict, dict[str, Explanation], str]:
         buf = io.StringIO()
-        from aeinterp.runner import Runner
+        from aeinterp.run.runner import Runner
 
         outcome = Runner(plugins=[ray_test_plugin], console=Console(file=buf, width=200)).run_file(path, out=tmp_path / out)
         assert outcome.ok, outcome.failures
@@ -321,9 +321,9 @@ def test_memory_mapped_data_reaches_workers_as_its_path(ray_cluster, tmp_path: P
     """A .npy data set travels as its file region (not its bytes) and is mapped by the worker; the values are the driver's."""
     import pickle
 
-    from aeinterp.datasets import load_dataset
-    from aeinterp.executors.ray import RayExecutor
-    from aeinterp.executors.transfer import ByPath, file_region
+    from aeinterp.io.datasets import load_dataset
+    from aeinterp.run.executors.ray import RayExecutor
+    from aeinterp.run.executors.transfer import ByPath, file_region
 
     x = np.random.default_rng(0).normal(size=(3000, 40)).astype(np.float32)
     np.save(tmp_path / "cells.npy", x)
@@ -382,7 +382,7 @@ def test_gpus_the_cluster_lacks_fail_the_step_instead_of_waiting_forever(ray_clu
     assert time.perf_counter() - start < 60
     # a model that is not on the CPU needs GPUs for its tasks (here a model on torch's meta device stands for one on a GPU)
     from aeinterp import TorchAutoencoder
-    from aeinterp.executors.ray import RayExecutor
+    from aeinterp.run.executors.ray import RayExecutor
 
     elsewhere = TorchAutoencoder(planted_autoencoder(n_features=6, dependencies=[[0]]).model.module.to("meta"), (6,))
     with pytest.raises(RuntimeError, match=r"the model runs on meta \(device:\), but the Ray tasks ask for no GPU"):
@@ -390,8 +390,8 @@ def test_gpus_the_cluster_lacks_fail_the_step_instead_of_waiting_forever(ray_clu
 
 
 def test_executor_section_is_validated() -> None:
-    from aeinterp.executors import make_executor
-    from aeinterp.recipe import parse_recipe
+    from aeinterp.run.executors import make_executor
+    from aeinterp.recipe.schema import parse_recipe
 
     base = "data: {builtin: wine}\nmodel: {builtin: mlp, latent_dim: 2}\nexplainers: [{name: permutation}]\n"
     assert parse_recipe(base).recipe.executor.kind == "local"
@@ -410,13 +410,13 @@ def test_executor_section_is_validated() -> None:
 
 def test_local_runs_import_no_ray_and_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     code = (
-        "import sys, aeinterp.runner, aeinterp.cli\n"
-        "from aeinterp.executors import make_executor\n"
+        "import sys, aeinterp.run.runner, aeinterp.cli\n"
+        "from aeinterp.run.executors import make_executor\n"
         "make_executor('local'); make_executor({'kind': 'ray'})\n"
         "assert 'ray' not in sys.modules, 'ray imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
-    from aeinterp.executors.ray import RayExecutor
+    from aeinterp.run.executors.ray import RayExecutor
 
     monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray looks like to import
     with pytest.raises(MissingDependencyError, match=r"pip install 'aeinterp\[ray\]'"):
@@ -424,7 +424,7 @@ def test_local_runs_import_no_ray_and_missing_ray_names_the_extra(monkeypatch: p
 
 
 def test_steps_depend_on_the_steps_their_step_refs_name(tmp_path: Path) -> None:
-    from aeinterp.runner import step_dependencies
+    from aeinterp.run.runner import step_dependencies
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE)

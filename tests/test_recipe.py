@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from aeinterp import RecipeError
-from aeinterp.plugins import PluginHost
-from aeinterp.recipe import apply_overrides, load_recipe, parse_recipe, plan_steps, recipe_schema
+from aeinterp.plugins.manager import PluginHost
+from aeinterp.recipe.schema import apply_overrides, load_recipe, parse_recipe, plan_steps, recipe_schema
 
 GOOD = """\
 data:

@@ -11,7 +11,7 @@ from rich.console import Console
 from aeinterp import Explanation
 from aeinterp.report import render_reports
 from aeinterp.report.summary import agreements, dead_targets, redundant_features
-from aeinterp.results import ResultsStore, load_results
+from aeinterp.run.results import ResultsStore, load_results
 
 
 def explanation(name: str, imp: np.ndarray) -> Explanation:

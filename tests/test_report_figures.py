@@ -17,7 +17,7 @@ from aeinterp.errors import AeinterpError
 from aeinterp.report.figures import bar_summary, heatmap_figure, image_maps, importance_figure, sequence_maps, target_bars, topk_figure
 from aeinterp.report.layout import layout_of
 from aeinterp.report.local_figures import beeswarm, dependence, feature_values, waterfall
-from aeinterp.step import run_explainer
+from aeinterp import run_explainer
 from aeinterp.testing.planted import planted_autoencoder
 
 

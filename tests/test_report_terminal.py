@@ -14,7 +14,7 @@ from aeinterp import Explanation
 from aeinterp.report import render_reports
 from aeinterp.report.summary import verdicts
 from aeinterp.report.terminal import fmt, print_report
-from aeinterp.results import ResultsStore, load_results
+from aeinterp.run.results import ResultsStore, load_results
 
 N_FEATURES, N_LATENTS = 200, 40
 NAMES = [f"gene_{i:03d}_expression_level" for i in range(N_FEATURES)]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from aeinterp import Explanation
-from aeinterp.results import ResultsStore, load_results
+from aeinterp.run.results import ResultsStore, load_results
 
 
 def make(**kw) -> Explanation:  # noqa: ANN003
@@ -54,7 +54,7 @@ def test_ctrl_c_during_an_append_keeps_that_entry(tmp_path, monkeypatch: pytest.
     import os
     import signal
 
-    import aeinterp.results as results_module
+    import aeinterp.run.results as results_module
 
     store = ResultsStore(tmp_path, recipe={}, model={}, data={}, plugins=[])
     real_fsync, calls = os.fsync, []

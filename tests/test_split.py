@@ -10,10 +10,10 @@ import pytest
 import yaml
 from rich.console import Console
 
-from aeinterp.datasets import load_dataset
+from aeinterp.io.datasets import load_dataset
 from aeinterp.errors import DataError, RecipeError
-from aeinterp.results import load_results
-from aeinterp.runner import Runner
+from aeinterp.run.results import load_results
+from aeinterp.run.runner import Runner
 
 
 def _data(n: int = 120, seed: int = 0) -> np.ndarray:
@@ -127,7 +127,7 @@ def test_user_split_survives_dropped_nan_rows(tmp_path: Path) -> None:
 
 
 def test_recipe_split_keys_are_validated(tmp_path: Path) -> None:
-    from aeinterp.recipe import parse_recipe
+    from aeinterp.recipe.schema import parse_recipe
 
     base = "model: {builtin: mlp, latent_dim: 2}\nexplainers: [{name: permutation}]\n"
     with pytest.raises(RecipeError, match="either `column` or `explain_rows`"):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from aeinterp import explain
-from aeinterp.chunks import LocalExecutor
+from aeinterp.toolkit.chunks import LocalExecutor
 from aeinterp.explanation import Explanation
-from aeinterp.results import ResultsStore, load_results
+from aeinterp.run.results import ResultsStore, load_results
 from aeinterp.testing import planted_autoencoder
 from aeinterp_deepshap.explainer import DeepShap
 from aeinterp_gradients.explainers import IntegratedGradients, Jacobian
@@ -235,7 +235,7 @@ def test_old_compressed_npz_files_still_load(tmp_path) -> None:  # noqa: ANN001
 
 
 def test_ranking_is_stable_up_to_ties_within_the_intervals() -> None:
-    from aeinterp.streaming import converged, same_ranking
+    from aeinterp.toolkit.streaming import converged, same_ranking
 
     now = np.array([[1.00, 0.90, 0.50, 0.10]])
     before = np.array([[0.90, 1.00, 0.50, 0.10]])  # features 0 and 1 swapped

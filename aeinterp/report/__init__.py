@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from ..registry import ExplainerRegistry
-from ..results import RESULTS_FILE, RunResults, write_json_atomic
+from ..plugins.registry import ExplainerRegistry
+from ..run.results import RESULTS_FILE, RunResults, write_json_atomic
 
 __all__ = ["render_reports", "VALUES_FILE", "save_values", "load_values"]
 
@@ -50,7 +50,7 @@ def render_reports(
 
     ``options``: ``terminal``, ``plots``, ``html``, ``top_k`` and ``targets`` (names, or a count of the
     most important). ``data``: the run's dataset, for feature values and group members. ``cache``: an
-    :class:`aeinterp.cache.Cache` that keeps drawn figures (an unchanged step's plots are copied from it).
+    :class:`aeinterp.run.cache.Cache` that keeps drawn figures (an unchanged step's plots are copied from it).
     The run-level verdicts (dead latents, redundant features, their basis) are added to ``results.json``.
     """
     from .summary import verdicts

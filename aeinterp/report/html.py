@@ -18,7 +18,7 @@ import numpy as np
 from markupsafe import Markup
 
 from ..explanation import Explanation, jsonable
-from ..results import RunResults
+from ..run.results import RunResults
 from .layout import element_maps, layout_of
 from .summary import Verdicts, agreeing, agreements, explained_rows, measures_inputs, shown_note, top_columns, top_rows, unit_of, verdicts
 

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..cache import Cache
+from ..run.cache import Cache
 from ..explanation import Explanation
-from ..registry import ExplainerRegistry
+from ..plugins.registry import ExplainerRegistry
 from .figures import bar_summary, importance_figure
 from .local_figures import beeswarm, dependence, feature_values, waterfall
 from .summary import explained_rows, measures_inputs, top_rows
@@ -65,7 +65,7 @@ def write_plots(
     ``data`` maps aliases to the explained rows' feature values (for beeswarm colours and dependence
     plots). A figure that fails only loses itself (with a warning). With a ``cache``, an
     explanation whose figures were drawn before from the same values gets copies of them
-    (:meth:`aeinterp.cache.Cache.load_figures`); newly drawn ones are stored there.
+    (:meth:`aeinterp.run.cache.Cache.load_figures`); newly drawn ones are stored there.
     """
     written: dict[str, list[Path]] = {}
     for alias, e in explanations.items():

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..explanation import Explanation
-from ..results import RunResults
+from ..run.results import RunResults
 from .summary import Verdicts, agreeing, agreements, explained_rows, shown_note, top_columns, top_rows, unit_of, verdicts
 
 __all__ = ["print_report", "fmt", "select_targets"]

@@ -26,7 +26,7 @@ import torch
 from ..errors import ExplainerError
 from ..explainer import Explainer
 from ..model import TorchAutoencoder
-from ..step import run_explainer
+from ..run.dispatch import run_explainer
 from ..targets import Target
 from .planted import Planted, planted_autoencoder
 
@@ -111,7 +111,7 @@ class ExplainerConformance:
         return planted
 
     def test_registers_cleanly(self) -> None:
-        from ..registry import ExplainerRegistry
+        from ..plugins.registry import ExplainerRegistry
 
         registry = ExplainerRegistry()
         registry.add(self.explainer)

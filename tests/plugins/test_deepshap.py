@@ -13,12 +13,12 @@ from aeinterp_deepshap.explainer import DeepShap
 from torch import nn
 
 from aeinterp import ArrayDataset, TorchAutoencoder, explain
-from aeinterp.architectures import build_architecture
+from aeinterp.models.architectures import build_architecture
 from aeinterp.data import element_names, make_groups, split_indices
 from aeinterp.errors import CapabilityError, ExplainerError
 from aeinterp.explanation import Explanation
 from aeinterp.testing import ExplainerConformance, model_state
-from aeinterp.training import TrainConfig, train_autoencoder
+from aeinterp.models.training import TrainConfig, train_autoencoder
 
 FAST = {"n_background": 16, "max_samples": 12}
 

@@ -22,7 +22,7 @@ from aeinterp_deepshap.explainer import DeepShap
 from torch import nn
 
 from aeinterp import ArrayDataset, TorchAutoencoder, explain
-from aeinterp.architectures import build_architecture
+from aeinterp.models.architectures import build_architecture
 from aeinterp.data import element_names, make_groups, split_indices
 from aeinterp.errors import CapabilityError
 

@@ -16,7 +16,7 @@ import aeinterp_faithfulness
 import aeinterp_gradients
 import aeinterp_perturbation
 from aeinterp import Explanation, RecipeError, Runner
-from aeinterp.step import run_explainer
+from aeinterp import run_explainer
 from aeinterp.testing import planted_autoencoder
 from aeinterp_faithfulness.explainer import Faithfulness, spearman_rows
 

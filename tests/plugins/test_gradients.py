@@ -15,11 +15,11 @@ import torch
 from captum.attr import IntegratedGradients as CaptumIG
 
 from aeinterp import TorchAutoencoder, explain
-from aeinterp.architectures import build_architecture
-from aeinterp.datasets import load_dataset
-from aeinterp.perturb import reduce_groups, subsample
+from aeinterp.models.architectures import build_architecture
+from aeinterp.io.datasets import load_dataset
+from aeinterp.toolkit.perturb import reduce_groups, subsample
 from aeinterp.testing import ExplainerConformance, planted_autoencoder
-from aeinterp.training import TrainConfig, train_autoencoder
+from aeinterp.models.training import TrainConfig, train_autoencoder
 from aeinterp_gradients.explainers import IntegratedGradients, Jacobian
 from aeinterp_gradients.paths import quadrature
 
@@ -43,7 +43,7 @@ def _explained(data, seed: int = 0, max_samples: int | None = None) -> np.ndarra
     """The samples an explainer with ``split: explain`` sees under ``seed`` (its first draw is the sample index)."""
     from types import SimpleNamespace
 
-    from aeinterp.streaming import sample_index
+    from aeinterp.toolkit.streaming import sample_index
 
     index = sample_index(SimpleNamespace(rows_used={}), len(data.x_explain), max_samples, np.random.default_rng(seed), "explain")
     return np.asarray(data.x_explain)[index]
@@ -246,7 +246,7 @@ def test_completeness_figure() -> None:
 @pytest.fixture(scope="module")
 def tabular_models():  # noqa: ANN201
     """Briefly trained built-in tabular models (on breast_cancer): MLP AEs with two and one hidden layers, an MLP VAE, a supervised VAE."""
-    from aeinterp.loading import adapt, build_builtin
+    from aeinterp.models.loading import adapt, build_builtin
 
     data = load_dataset(builtin="breast_cancer")
     models = {}

@@ -209,7 +209,7 @@ def test_figures_from_saved_explanation(pairs, tmp_path) -> None:  # noqa: ANN00
 @pytest.mark.parametrize("target", ["latent", "latent_pca"])
 def test_factorised_path_equals_torch_func_hessians(activation: str, target: str) -> None:
     """Linear-activation-Linear encoders skip autodiff: same matrices as the generic torch.func path."""
-    from aeinterp.architectures import build_architecture
+    from aeinterp.models.architectures import build_architecture
 
     torch.manual_seed(0)
     module = build_architecture("mlp", (6,), 3, hidden=[5], activation=activation)

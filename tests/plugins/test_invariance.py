@@ -26,10 +26,10 @@ from aeinterp import explain
 from aeinterp.data import ArrayDataset, element_names, make_groups, split_indices
 from aeinterp.errors import CapabilityError
 from aeinterp.explanation import Explanation
-from aeinterp.loading import adapt, build_builtin
+from aeinterp.models.loading import adapt, build_builtin
 from aeinterp.model import TorchAutoencoder
 from aeinterp.testing import ExplainerConformance, planted_autoencoder
-from aeinterp.training import TrainConfig
+from aeinterp.models.training import TrainConfig
 from aeinterp_invariance.attribution import _class_grads, class_integrated_gradients, stable_importance
 from aeinterp_invariance.diagnostics import leakage_probe
 from aeinterp_invariance.explainers import Invariance
@@ -368,7 +368,7 @@ def test_posterior_is_read_from_dicts_distributions_and_models() -> None:
 def test_digits_preservation_over_five_seeds_with_the_cycle_term() -> None:
     """The digits recipe's model on 1000 digits for 20 epochs (the full figure, 0.96 +- 0.04, is
     bench/bench_invariance.py): 5 seeds, a looser bound."""
-    from aeinterp.datasets import load_dataset
+    from aeinterp.io.datasets import load_dataset
 
     data = load_dataset(builtin="digits", max_samples=1000)
     preserved, informative = [], []

@@ -420,7 +420,7 @@ def test_discovery_imports_no_heavy_library() -> None:
     code = (
         "import sys; from importlib.metadata import entry_points;"
         "ep = [e for e in entry_points(group='aeinterp') if e.name == 'symbolic'][0];"
-        "from aeinterp.registry import ExplainerRegistry; r = ExplainerRegistry(); ep.load().aeinterp_register_explainers(r);"
+        "from aeinterp.plugins.registry import ExplainerRegistry; r = ExplainerRegistry(); ep.load().aeinterp_register_explainers(r);"
         "assert 'symbolic_regression' in r;"
         "print([m for m in ('sympy', 'pyoperon', 'pysr', 'juliacall', 'sklearn') if m in sys.modules])"
     )
@@ -540,7 +540,7 @@ def test_law_trains_the_users_own_architecture(tmp_path: Path, monkeypatch: pyte
 
 def test_features_from_an_earlier_step_limits_each_search(formulas_case) -> None:  # noqa: ANN001
     """`features_from` reads another step's importance: each latent searches only its top inputs."""
-    from aeinterp.step import run_explainer
+    from aeinterp import run_explainer
     from aeinterp_perturbation.explainers import ZeroAblation
 
     model, data = formulas_case
@@ -554,9 +554,9 @@ def test_features_from_an_earlier_step_limits_each_search(formulas_case) -> None
 
 
 def test_latent_size_law_step_reports_errors_and_a_law(tmp_path: Path) -> None:
-    from aeinterp.datasets import load_dataset
+    from aeinterp.io.datasets import load_dataset
     from aeinterp.report.plots import write_plots
-    from aeinterp.runner import Runner
+    from aeinterp.run.runner import Runner
     from aeinterp_symbolic.law_explainer import LatentSizeLawExplainer
 
     data = load_dataset(builtin="wine")

@@ -20,13 +20,13 @@ import torch
 from torch import nn
 
 from aeinterp import TorchAutoencoder, explain
-from aeinterp.architectures import build_architecture
+from aeinterp.models.architectures import build_architecture
 from aeinterp.data import ArrayDataset, element_names, make_groups, split_indices
-from aeinterp.datasets import load_dataset
+from aeinterp.io.datasets import load_dataset
 from aeinterp.explanation import Explanation
-from aeinterp.registry import ExplainerRegistry
+from aeinterp.plugins.registry import ExplainerRegistry
 from aeinterp.testing import ExplainerConformance
-from aeinterp.training import TrainConfig, train_autoencoder
+from aeinterp.models.training import TrainConfig, train_autoencoder
 
 import aeinterp_visualize
 from aeinterp_visualize._penalties import Mahalanobis

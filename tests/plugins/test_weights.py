@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from aeinterp import CapabilityError, TorchAutoencoder, explain
-from aeinterp.architectures import build_architecture
+from aeinterp.models.architectures import build_architecture
 from aeinterp.data import ArrayDataset, FeatureGroup, element_names, make_groups, split_indices
 from aeinterp.testing import ExplainerConformance, planted_autoencoder
 from aeinterp_weights.explainer import WeightImportance

@@ -24,7 +24,7 @@ has an additive rule:
 ``maximum`` / ``minimum`` (and ``max`` / ``min`` of two tensors)
     ``a + relu(b - a)`` and ``a - relu(a - b)``.
 ``lstm``, ``gru``, ``rnn_tanh``, ``rnn_relu`` and their cells
-    :mod:`aeinterp.recurrent`: linear maps, ``sigmoid``, ``tanh`` and products
+    :mod:`aeinterp.toolkit.recurrent`: linear maps, ``sigmoid``, ``tanh`` and products
     of gates, one step at a time.
 """
 
@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from aeinterp.recurrent import KERNELS, UnsupportedRecurrence, unrolled_call
+from aeinterp.toolkit.recurrent import KERNELS, UnsupportedRecurrence, unrolled_call
 
 __all__ = ["DECOMPOSED", "decompose"]
 

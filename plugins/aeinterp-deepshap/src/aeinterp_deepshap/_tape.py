@@ -46,7 +46,7 @@ from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from aeinterp.recurrent import UnsupportedRecurrence
+from aeinterp.toolkit.recurrent import UnsupportedRecurrence
 
 from ._decompose import DECOMPOSED, decompose
 

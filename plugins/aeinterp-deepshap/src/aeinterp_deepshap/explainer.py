@@ -8,11 +8,11 @@ Result layout
 ``importance``
     ``(targets, groups)``: mean absolute ``local`` over the explained samples.
 
-The explainer streams over sample chunks (:class:`aeinterp.chunks.ChunkedExplainer`,
+The explainer streams over sample chunks (:class:`aeinterp.toolkit.chunks.ChunkedExplainer`,
 ``splits="samples"``): each chunk returns sums of ``|local|`` (and their
 squares, for ``max_samples: auto``), of the additivity errors and their
 maxima; per-sample arrays (``local``, ``phi``, ``phi_steps``) follow the
-shared ``local`` param (:mod:`aeinterp.streaming`), ``target_values`` are
+shared ``local`` param (:mod:`aeinterp.toolkit.streaming`), ``target_values`` are
 always kept. Chunks hold at most about ``memory_mb / 2`` of per-element
 attributions.
 ``arrays["phi"]``
@@ -37,12 +37,12 @@ import torch
 from pydantic import Field
 
 from aeinterp import Capabilities, Explanation
-from aeinterp.chunks import ChunkedExplainer, Partial, chunk_size_for
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.errors import CapabilityError
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import torch_modules
-from aeinterp.perturb import reduce_groups, sample_background, subsample_indices
-from aeinterp.streaming import Z_95, MaxSamples, StreamParams, local_plan, sample_index, top_k_rows
+from aeinterp.toolkit.perturb import reduce_groups, sample_background, subsample_indices
+from aeinterp.toolkit.streaming import Z_95, MaxSamples, StreamParams, local_plan, sample_index, top_k_rows
 from aeinterp.targets import Target, evaluate_target, target_names, target_names_for
 
 METHOD_RESCALE = "deeplift_rescale"

@@ -28,7 +28,7 @@ from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
 from aeinterp.errors import DataError, ModelError
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import evaluate
-from aeinterp.perturb import subsample
+from aeinterp.toolkit.perturb import subsample
 from aeinterp.targets import Target, evaluate_target, target_names_for
 
 __all__ = ["MutualInformation"]

@@ -20,7 +20,7 @@ random orders, run on the same copies. The score of an explanation for a
 target is ``AUC = (AUC_deletion + AUC_insertion) / 2`` and its gain the AUC
 minus the random orders' mean AUC; a gain of at most ``margin`` is flagged
 "not faithful". Every copy of every explanation and random order goes
-through one :func:`aeinterp.perturb.perturbation_effects` call.
+through one :func:`aeinterp.toolkit.perturb.perturbation_effects` call.
 
 The **model-randomisation check** (Adebayo et al. 2018) reruns each
 explanation's explainer, with its own params and seed, on a copy of the model
@@ -46,7 +46,7 @@ from torch import nn
 from aeinterp import Capabilities, CapabilityError, Explainer, ExplainerParams, Explanation, StepRef
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import as_tensor, torch_modules
-from aeinterp.perturb import perturbation_effects, subsample
+from aeinterp.toolkit.perturb import perturbation_effects, subsample
 from aeinterp.targets import Target, target_names_for
 
 if TYPE_CHECKING:
@@ -222,8 +222,8 @@ class Faithfulness(Explainer):
         return perturbation_effects(model, target, x, len(removed), fill, memory_mb=p.memory_mb, progress=self.progress, description="deletion / insertion").double().numpy()
 
     def _randomization(self, model, data, target: Target, source: Explanation) -> dict[str, Any]:  # noqa: ANN001
-        from aeinterp.plugins import PluginHost
-        from aeinterp.step import run_explainer
+        from aeinterp.plugins.manager import PluginHost
+        from aeinterp import run_explainer
 
         entry = PluginHost().registry.get(source.explainer) if source.explainer else None
         if entry is None:

@@ -41,7 +41,7 @@ other recurrent models, else ``fwd`` when D < T and ``rev`` otherwise.
 
 Recurrent layers (``nn.LSTM``/``GRU``/``RNN``) keep their fused kernel in
 ``loop`` and ``rev``; ``fwd`` runs them as written-out gates
-(:class:`aeinterp.recurrent.Unrolled`, the same values), which have a
+(:class:`aeinterp.toolkit.recurrent.Unrolled`, the same values), which have a
 forward-mode derivative. Written out, the two-stack LSTM autoencoder
 (6 x 30 -> 4, 2048 rows, one thread) measured: forward with autograd 0.57 s
 vs 0.44 s fused, each backward pass 0.32 s vs 0.70 s in isolation, but over
@@ -96,7 +96,7 @@ from typing import Literal
 import torch
 from torch.func import jacfwd, jacrev
 
-from aeinterp.recurrent import Unrolled
+from aeinterp.toolkit.recurrent import Unrolled
 from aeinterp.targets import Target, evaluate_target
 
 from .recurrent_vjp import RoutedRecurrent, batched_grad
@@ -113,7 +113,7 @@ def target_function(model, target: Target | str, *, unroll: bool = False) -> Tar
     The reference is held constant (not differentiated): the error of the
     reconstruction of a moved input against the original sample, as the
     perturbation explainers define it. ``unroll``: recurrent kernels run as
-    written-out gates (:class:`aeinterp.recurrent.Unrolled`).
+    written-out gates (:class:`aeinterp.toolkit.recurrent.Unrolled`).
     """
     target = Target(target)
 

@@ -30,17 +30,17 @@ latents (e.g. ``to_code(h_n[-1])`` after an LSTM), the Jacobian is taken of
 it ran, ``extras["code_head_reason"]`` why or why not; ``code_head: off``
 turns it off). It composes with the first-layer factorisation.
 
-Both stream over sample chunks (:class:`aeinterp.chunks.ChunkedExplainer`,
+Both stream over sample chunks (:class:`aeinterp.toolkit.chunks.ChunkedExplainer`,
 ``splits="samples"``): a chunk returns additive sums (of the importance terms
 and their squares, of the element maps, of the completeness terms), so the
 result is the same for any chunking and never holds samples x targets x
-features unless ``local`` asks for it (:mod:`aeinterp.streaming`: ``auto``
+features unless ``local`` asks for it (:mod:`aeinterp.toolkit.streaming`: ``auto``
 keeps it when it fits in ``local_max_mb``, ``full`` writes it to disk beyond
 that, ``top_k:K`` keeps the K largest per sample and target). Mean element
 maps (signed and absolute, ``(targets, elements)``) are kept in ``arrays``;
 ``std`` is the spread of the per-sample values over samples. Elements are summed into groups with one ``index_add`` (cost
 ``samples x targets x elements``) rather than
-:func:`aeinterp.perturb.reduce_groups`, whose dense ``elements x groups``
+:func:`aeinterp.toolkit.perturb.reduce_groups`, whose dense ``elements x groups``
 product costs ``x groups`` more (1000x for 1000 single-column groups); the
 tests check both give the same sums.
 """
@@ -54,13 +54,13 @@ import torch
 from pydantic import Field
 
 from aeinterp import Capabilities, Explanation
-from aeinterp.chunks import ChunkedExplainer, Partial, chunk_size_for
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import as_tensor
-from aeinterp.streaming import Z_95, LocalPlan, MaxSamples, StreamParams, local_plan, sample_index, top_k_rows
+from aeinterp.toolkit.streaming import Z_95, LocalPlan, MaxSamples, StreamParams, local_plan, sample_index, top_k_rows
 from aeinterp.targets import Target, target_names_for
 
-from aeinterp.recurrent import UnsupportedRecurrence
+from aeinterp.toolkit.recurrent import UnsupportedRecurrence
 
 from .autodiff import choose_mode, has_recurrent_layers, scripted_recurrent, target_function, weighted_jacobian
 from .code_head import code_head_split, resolve_code_head
@@ -179,7 +179,7 @@ def _setup(explainer: ChunkedExplainer, model, data, target: Target, rng: np.ran
     if mode == "batched" and not batchable:  # asked for explicitly
         mode = _without_batched(info, batch_why)
     if info["recurrent_unrolled"]:
-        info["mode_reason"] = "forward mode: the recurrent layers run as written-out gates (aeinterp.recurrent), the fused kernel has no forward-mode derivative"
+        info["mode_reason"] = "forward mode: the recurrent layers run as written-out gates (aeinterp.toolkit.recurrent), the fused kernel has no forward-mode derivative"
     if p.keep_local and plan.mode == "none" and plan.note:
         info["local_skipped"] = plan.note
     return {"index": index, "names": names, "mode": mode, "rows": rows, "chunk": chunk, "plan": plan, "info": info, "n_e": n_e}

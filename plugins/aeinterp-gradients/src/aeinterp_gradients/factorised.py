@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import torch
 
-from aeinterp.first_layer import ELEMENTWISE, FirstLayer, first_layer_split, layer_target_function
+from aeinterp.toolkit.first_layer import ELEMENTWISE, FirstLayer, first_layer_split, layer_target_function
 
 __all__ = ["ELEMENTWISE", "FirstLayer", "first_layer_split", "layer_target_function", "summed_code_jacobian"]
 

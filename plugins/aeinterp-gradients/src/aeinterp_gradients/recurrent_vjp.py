@@ -10,7 +10,7 @@ LSTM under autograd walks thousands of small nodes per pass. Here the whole
 recurrent call is one :class:`torch.autograd.Function`:
 
 * its forward is the recurrence written out (the equations of
-  :mod:`aeinterp.recurrent`, the same values up to rounding), run without
+  :mod:`aeinterp.toolkit.recurrent`, the same values up to rounding), run without
   autograd, keeping only what the backward recomputes from: each layer's
   input and output (which exist anyway) and the cell states;
 * its backward is a hand-written backward through time for the inputs and
@@ -55,7 +55,7 @@ that sends ``torch._VF.lstm``/``gru`` (what every ``nn.LSTM``/``nn.GRU`` calls) 
 :func:`routed_call` while active, so a user's LSTM anywhere in an arbitrary
 module is handled without touching it (the GRU's backward has the same
 shape: :func:`_gru_forward_direction`, :class:`_GRUBackward`). What it cannot do raises
-:class:`aeinterp.recurrent.UnsupportedRecurrence`, and the caller falls
+:class:`aeinterp.toolkit.recurrent.UnsupportedRecurrence`, and the caller falls
 back to the per-target ``loop``: packed sequences, ``proj_size``, dropout
 between layers in training mode, unbatched direct kernel calls, and every
 other recurrent kernel (``RNN``, cells; TorchScript is never seen by the
@@ -76,7 +76,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from aeinterp.recurrent import KERNELS, UnsupportedRecurrence
+from aeinterp.toolkit.recurrent import KERNELS, UnsupportedRecurrence
 
 __all__ = ["RoutedRecurrent", "batched_grad", "batched_support", "routed_call", "SUPPORTED_KERNELS"]
 

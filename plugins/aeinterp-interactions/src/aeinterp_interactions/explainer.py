@@ -29,7 +29,7 @@ from pydantic import Field
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import as_tensor, evaluate
-from aeinterp.perturb import reduce_groups, subsample
+from aeinterp.toolkit.perturb import reduce_groups, subsample
 from aeinterp.targets import Target, evaluate_target, target_names_for
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ dependence of group ``j`` at sample ``i`` is the mean over ``l`` of
 ``f(x_l with group j set to x_ij)``; that of a pair ``(j, k)`` sets both. One
 perturbed copy of the ``S`` samples gives one partial-dependence value for
 every target, so ``S (G + P)`` copies give all ``G`` main and ``P`` pairwise
-partial dependences; they run through :func:`aeinterp.perturb.perturbation_effects`
+partial dependences; they run through :func:`aeinterp.toolkit.perturb.perturbation_effects`
 in memory-bounded blocks. After centring,
 
     H_jk   = sqrt( mean_i (PD_jk - PD_j - PD_k)^2 )        (unnormalised, target units)
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from aeinterp.perturb import perturbation_effects
+from aeinterp.toolkit.perturb import perturbation_effects
 from aeinterp.progress import Progress
 
 __all__ = ["partial_dependences", "h_statistics"]

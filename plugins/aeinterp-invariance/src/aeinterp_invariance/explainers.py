@@ -38,7 +38,7 @@ from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
 from aeinterp.data import Dataset
 from aeinterp.errors import CapabilityError
 from aeinterp.model import Model, as_tensor, evaluate, is_supervised
-from aeinterp.perturb import reduce_groups
+from aeinterp.toolkit.perturb import reduce_groups
 from aeinterp.targets import Target, target_names_for
 
 from .attribution import class_integrated_gradients, stable_importance

@@ -2,10 +2,10 @@
 
 Both perturb one feature group at a time across a chunk of samples,
 re-evaluate the target and add up the change per copy and target
-(:func:`aeinterp.perturb.perturbation_sums`): the squared change of each
+(:func:`aeinterp.toolkit.perturb.perturbation_sums`): the squared change of each
 latent / reconstructed element, or the increase of the reconstruction error.
 The sums of all chunks give the root mean squared change (the mean increase
-for the error), whatever the chunking (:class:`aeinterp.chunks.ChunkedExplainer`,
+for the error), whatever the chunking (:class:`aeinterp.toolkit.chunks.ChunkedExplainer`,
 ``splits="samples"``).
 
 Permutation draws, for copy ``c`` and sample ``i``, the sample whose values
@@ -16,13 +16,13 @@ donors. In expectation this is a shuffle (a random permutation has one fixed
 point on average, as has this draw).
 
 For encoders whose first operation is an ``nn.Linear`` (after an optional
-flatten; :func:`aeinterp.first_layer.first_layer_split`), the perturbed copies
+flatten; :func:`aeinterp.toolkit.first_layer.first_layer_split`), the perturbed copies
 update the first layer's pre-activations by a rank-|group| term instead of
 recomputing the first matmul (``first_layer: auto``). Where one ReLU-like
 activation and an ``nn.Linear`` follow and the target is the latent code,
 permutation's repeats of a feature group share that group's Jacobian columns
 and each copy's code change follows from them and the units that cross the
-activation's kink (:mod:`aeinterp.kinks`): no second matmul per copy.
+activation's kink (:mod:`aeinterp.toolkit.kinks`): no second matmul per copy.
 ``extras["path"]`` says which path ran and why.
 """
 
@@ -35,12 +35,12 @@ import torch
 from pydantic import Field
 
 from aeinterp import Capabilities, Explanation
-from aeinterp.chunks import ChunkedExplainer, Partial
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial
 from aeinterp.explainer import ALL_TARGETS
-from aeinterp.first_layer import first_layer_split
-from aeinterp.kinks import kink_update_reason
-from aeinterp.perturb import change_from_sums, perturbation_sums
-from aeinterp.streaming import Z_95, MaxSamples, StreamParams, sample_index
+from aeinterp.toolkit.first_layer import first_layer_split
+from aeinterp.toolkit.kinks import kink_update_reason
+from aeinterp.toolkit.perturb import change_from_sums, perturbation_sums
+from aeinterp.toolkit.streaming import Z_95, MaxSamples, StreamParams, sample_index
 from aeinterp.targets import Target, target_names_for
 
 __all__ = ["Permutation", "ZeroAblation", "donors"]
@@ -69,7 +69,7 @@ class _PerturbationParams(StreamParams):
         "auto",
         description="auto: for encoders starting with nn.Linear, update its pre-activations by a rank-|group| term per copy instead of recomputing it, "
         "and where one ReLU-like activation and an nn.Linear follow (latent target, groups perturbed at least twice per column), take the code's "
-        "changes from shared Jacobian columns and kink crossings (aeinterp.kinks); rank_update: the rank update only; off: always the full forward pass",
+        "changes from shared Jacobian columns and kink crossings (aeinterp.toolkit.kinks); rank_update: the rank update only; off: always the full forward pass",
     )
 
 

@@ -41,7 +41,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from aeinterp import Capabilities, ExplainerParams, Explanation, StepRef
-from aeinterp.chunks import ChunkedExplainer, Partial
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial
 from aeinterp.errors import CapabilityError, DataError, require
 from aeinterp.targets import Target
 

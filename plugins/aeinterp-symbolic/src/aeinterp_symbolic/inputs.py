@@ -28,7 +28,7 @@ import numpy as np
 from aeinterp.data import Dataset
 from aeinterp.errors import DataError
 from aeinterp.model import Model, evaluate
-from aeinterp.perturb import reduce_groups, subsample
+from aeinterp.toolkit.perturb import reduce_groups, subsample
 from aeinterp.targets import Target, evaluate_target, target_names
 
 __all__ = ["Inputs", "build_inputs", "screen", "REDUCTION"]

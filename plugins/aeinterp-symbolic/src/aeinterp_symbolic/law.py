@@ -13,7 +13,7 @@ Which autoencoder
     plus the latent size under the keyword ``latent_kwarg`` (default
     ``latent_dim``), and must return a ``torch.nn.Module`` with
     ``encode``/``decode`` (or ``encoder``/``decoder``; names via ``encoder`` /
-    ``decoder``). The factory is resolved by :func:`aeinterp.loading.import_factory`,
+    ``decoder``). The factory is resolved by :func:`aeinterp.models.loading.import_factory`,
     as a recipe's ``model.factory`` is, so its module must be importable.
 
 How it is trained
@@ -27,7 +27,7 @@ How it is trained
 
 Usage from Python::
 
-    from aeinterp.datasets import load_dataset
+    from aeinterp.io.datasets import load_dataset
     from aeinterp_symbolic.law import latent_size_law
 
     law = latent_size_law(load_dataset(builtin="breast_cancer"), sizes=[2, 4, 8, 16],
@@ -46,14 +46,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from aeinterp.architectures import DEFAULT_FOR_KIND
+from aeinterp.models.architectures import DEFAULT_FOR_KIND
 from aeinterp.data import ArrayDataset
 from aeinterp.errors import DataError, ModelError, require
 from aeinterp.explanation import jsonable
-from aeinterp.loading import build_builtin, import_factory
+from aeinterp.models.loading import build_builtin, import_factory
 from aeinterp.model import TorchAutoencoder, evaluate
 from aeinterp.progress import NullProgress, Progress
-from aeinterp.training import TrainConfig, train_autoencoder
+from aeinterp.models.training import TrainConfig, train_autoencoder
 
 from .backends import SearchSettings, make_backend
 from .explainer import SymbolicRegression, available_cpus

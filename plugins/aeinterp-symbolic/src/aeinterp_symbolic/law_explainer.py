@@ -64,7 +64,7 @@ class LatentSizeLawExplainer(Explainer):
     capabilities = Capabilities(targets=frozenset({"reconstruction_error"}), deterministic=True, features="own")  # columns: latent sizes
 
     def explain(self, model, data, *, target, rng):  # noqa: ANN001 - signature fixed by Explainer
-        from aeinterp.training import TrainConfig
+        from aeinterp.models.training import TrainConfig
 
         from .law import latent_size_law
 

@@ -17,7 +17,7 @@ import torch
 
 from aeinterp.data import FeatureGroup
 from aeinterp.model import evaluate
-from aeinterp.perturb import reduce_groups
+from aeinterp.toolkit.perturb import reduce_groups
 
 __all__ = [
     "Geometry",

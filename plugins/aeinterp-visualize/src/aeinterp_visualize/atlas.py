@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
 from aeinterp.errors import require
-from aeinterp.perturb import subsample_indices
+from aeinterp.toolkit.perturb import subsample_indices
 from aeinterp.targets import Target, target_names
 
 from ._common import Geometry, decode, encode, fit_stats, group_mean, label_codes

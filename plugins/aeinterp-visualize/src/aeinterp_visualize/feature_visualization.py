@@ -35,9 +35,9 @@ import torch
 from pydantic import Field
 
 from aeinterp import Capabilities, ExplainerParams, Explanation
-from aeinterp.chunks import ChunkedExplainer, Partial
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial
 from aeinterp.model import as_tensor, evaluate
-from aeinterp.perturb import subsample, subsample_indices
+from aeinterp.toolkit.perturb import subsample, subsample_indices
 from aeinterp.targets import Target, evaluate_target, target_names
 
 from ._common import Geometry, FitStats, columns_to_show, fit_stats, group_mean, rows_to_show, torch_seed

@@ -30,7 +30,7 @@ import torch
 from pydantic import Field, model_validator
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
-from aeinterp.perturb import subsample, subsample_indices
+from aeinterp.toolkit.perturb import subsample, subsample_indices
 from aeinterp.targets import Target, target_names
 
 from ._common import Geometry, decode, encode, fit_stats, group_mean

@@ -29,7 +29,7 @@ from torch import nn
 
 from aeinterp import Capabilities, CapabilityError, Explainer, ExplainerParams, Explanation
 from aeinterp.model import as_tensor, evaluate
-from aeinterp.perturb import reduce_groups
+from aeinterp.toolkit.perturb import reduce_groups
 from aeinterp.targets import Target, target_names_for
 
 __all__ = ["WeightImportance", "linear_chain", "garson", "olden"]
@@ -57,7 +57,7 @@ def _encoder_modules(model: Any) -> list[nn.Module]:
     if isinstance(encoder, nn.Module):
         return _flatten(encoder)
     owner, func = getattr(encoder, "__self__", None), getattr(encoder, "__func__", None)
-    from aeinterp.architectures import BuiltinAutoencoder, SupervisedVAE
+    from aeinterp.models.architectures import BuiltinAutoencoder, SupervisedVAE
 
     if isinstance(owner, SupervisedVAE) and func is SupervisedVAE.encode:
         owner, func = owner.vae, type(owner.vae).encode

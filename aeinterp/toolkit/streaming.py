@@ -1,6 +1,6 @@
 """What streamed explainers share: the ``local`` choice, on-disk rows and the anytime stopping rule.
 
-Explainers that reduce over sample chunks (:mod:`aeinterp.chunks`) hold only
+Explainers that reduce over sample chunks (:mod:`aeinterp.toolkit.chunks`) hold only
 the running sums of the global importance. What they keep per sample is the
 user's choice, the ``local`` param (the same values for every explainer):
 
@@ -42,7 +42,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import AfterValidator, Field, field_validator
 
-from .explainer import ExplainerParams
+from ..explainer import ExplainerParams
 
 __all__ = ["StreamParams", "MaxSamples", "LocalPlan", "local_plan", "parse_local", "RowsSink", "top_k_rows", "round_sizes", "converged", "same_ranking", "Z_95"]
 

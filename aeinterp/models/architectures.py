@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .errors import ModelError
+from ..errors import ModelError
 
 __all__ = ["ARCHITECTURES", "build_architecture", "BuiltinAutoencoder", "CHECKPOINT_FORMAT"]
 
@@ -248,7 +248,7 @@ class SupervisedVAE(BuiltinAutoencoder):
     """VAE with latent ``z = [task | nuisance]``; a classifier head reads only the task dims.
 
     ``forward`` returns ``(x_hat, mu, logvar, logits)``; trained with
-    reconstruction + beta * KL + alpha * cross-entropy (:mod:`aeinterp.training`).
+    reconstruction + beta * KL + alpha * cross-entropy (:mod:`aeinterp.models.training`).
     The backbone is the ``mlp`` (tabular) or ``conv2d`` (image) architecture.
 
     ``cycle`` (default 0: off; the digits recipe uses 1) adds the invariance the model is

@@ -1,13 +1,13 @@
 """The Ray executor (extra ``aeinterp[ray]``): steps, sample chunks and targets as Ray tasks.
 
 What runs where
-    A :class:`~aeinterp.chunks.ChunkedExplainer` step runs ``prepare`` and
+    A :class:`~aeinterp.toolkit.chunks.ChunkedExplainer` step runs ``prepare`` and
     ``finish`` on the driver; each chunk's ``explain_chunk`` is one Ray task,
     given the generator ``chunk_rng(base_seed, i)`` of its index, so the
     partials are those the local executor computes. They are added up on the
     driver in chunk order, as they arrive. Any other step runs whole, as one
     task. The runner runs independent steps at the same time (see
-    :meth:`aeinterp.runner.Runner.run`).
+    :meth:`aeinterp.run.runner.Runner.run`).
 
 Object store
     The model and the data are put into Ray's object store once per run (and
@@ -19,7 +19,7 @@ Data read from its file
     Samples memory-mapped from a ``.npy`` file (``data: {path: cells.npy}``)
     do not go through the object store: the dataset travels as the file's
     path, offset, dtype and shape (a few hundred bytes), and each worker maps
-    the file itself (:class:`aeinterp.executors.transfer.ByPath`). Every node must see the file at the
+    the file itself (:class:`aeinterp.run.executors.transfer.ByPath`). Every node must see the file at the
     same path (a shared filesystem) unchanged (its size and modification time
     are checked); ``data_from_path=False`` sends the samples instead.
 
@@ -48,12 +48,12 @@ from typing import Any
 
 import numpy as np
 
-from ..chunks import ChunkedExplainer, Partial, chunk_rng
-from ..data import ArrayDataset
-from ..errors import require
-from ..explainer import Explainer
-from ..explanation import Explanation
-from ..targets import Target
+from ...toolkit.chunks import ChunkedExplainer, Partial, chunk_rng
+from ...data import ArrayDataset
+from ...errors import require
+from ...explainer import Explainer
+from ...explanation import Explanation
+from ...targets import Target
 from .transfer import ByPath, file_region, on_cpu, tensors_to
 
 __all__ = ["RayExecutor", "ChunkLostError"]
@@ -111,15 +111,15 @@ def _step_task(
     results: Mapping[str, Explanation], cpus: float | None, gpus: float | None = None,
 ) -> Explanation:
     """A whole step, in a Ray worker, through the same ``run_explainer`` as locally."""
-    from ..step import run_explainer
+    from ..step import run_step
 
     _in_worker(cpus, gpus, model)
     cls, params = spec
-    return run_explainer(cls(params, results=results), model, data, target=target, seed=seed, distribution=distribution, version=version)
+    return run_step(cls(params, results=results), model, data, target=target, seed=seed, distribution=distribution, version=version)
 
 
 class RayExecutor:
-    """Runs chunks and steps as Ray tasks (see the module docstring and :mod:`aeinterp.executors`)."""
+    """Runs chunks and steps as Ray tasks (see the module docstring and :mod:`aeinterp.run.executors`)."""
 
     kind = "ray"
     #: the runner may run independent steps at the same time on this executor
@@ -295,11 +295,11 @@ class RayExecutor:
 
     def run_explainer(self, explainer: Explainer, model: Any, data: Any, *, target: Target, seed: int, distribution: str = "", version: str = "") -> Explanation:
         """One step: a chunked explainer fans its chunks out from here; any other runs whole as one task."""
-        from ..step import run_explainer
+        from ..step import run_step
 
         if isinstance(explainer, ChunkedExplainer):
             explainer.executor = self
-            return run_explainer(explainer, model, data, target=target, seed=seed, distribution=distribution, version=version)
+            return run_step(explainer, model, data, target=target, seed=seed, distribution=distribution, version=version)
         self.connect()
         ref = self._submit(
             self._step_remote, self._put_new((type(explainer), explainer.params)), self._model_ref(model), self.put(data),

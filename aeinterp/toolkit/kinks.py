@@ -19,7 +19,7 @@ instead of the second layer's ``N x h x k`` matmul.
 
 The column Jacobians cost that matmul once per column set, so the update
 pays when several copies perturb the same columns: permutation's repeats do
-(:func:`aeinterp.perturb.perturbation_sums`, ``column_sets``). The result is
+(:func:`aeinterp.toolkit.perturb.perturbation_sums`, ``column_sets``). The result is
 the plain forward pass's up to float rounding.
 """
 
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .first_layer import FirstLayer
-from .targets import Target
+from ..targets import Target
 
 __all__ = ["KINKED", "MIN_SECOND_LAYER", "KinkUpdate", "kink_update_reason"]
 

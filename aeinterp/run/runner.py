@@ -4,7 +4,7 @@ It knows no explainer by name. A failing step is recorded (which plugin,
 which distribution, the error) and the run goes on; the outcome says whether
 anything failed, and the CLI turns that into the exit code.
 
-Steps run where the executor says (:mod:`aeinterp.executors`): the ``local``
+Steps run where the executor says (:mod:`aeinterp.run.executors`): the ``local``
 one runs them one after another in this process; one with
 ``concurrent_steps`` (Ray) gets every step whose :data:`~aeinterp.StepRef`
 dependencies have finished at the same time, and ``results.json`` still lists
@@ -33,24 +33,24 @@ from rich.console import Console
 from rich.markup import escape
 
 from .cache import Cache, data_fingerprint, model_fingerprint
-from .checks import check_finite_outputs
-from .chunks import ChunkedExplainer
-from .data import SPLIT_FILE, ArrayDataset
-from .datasets import load_dataset
-from .device import device_name, resolve_device
-from .errors import AeinterpError, DataError, RecipeError, StepTimeout
+from ..toolkit.checks import check_finite_outputs
+from ..toolkit.chunks import ChunkedExplainer
+from ..data import SPLIT_FILE, ArrayDataset
+from ..io.datasets import load_dataset
+from ..device import device_name, resolve_device
+from ..errors import AeinterpError, DataError, RecipeError, StepTimeout
 from .executors import make_executor
-from .explainer import step_ref_fields
-from .explanation import Explanation
-from .loading import adapt, build_builtin, load_module
-from .model import TorchAutoencoder, frozen
-from .plugins import PluginHost
-from .progress import NullProgress, RichProgress
-from .recipe import LoadedRecipe, PlannedStep, dump_recipe, load_recipe, plan_steps, resolve
-from .registry import ExplainerRegistry
+from ..explainer import step_ref_fields
+from ..explanation import Explanation
+from ..models.loading import adapt, build_builtin, load_module
+from ..model import TorchAutoencoder, frozen
+from ..plugins.manager import PluginHost
+from ..progress import NullProgress, RichProgress
+from ..recipe.schema import LoadedRecipe, PlannedStep, dump_recipe, load_recipe, plan_steps, resolve
+from ..plugins.registry import ExplainerRegistry
 from .results import ResultsStore, RunResults
-from .step import run_explainer
-from .training import TrainConfig
+from .step import run_step
+from ..models.training import TrainConfig
 
 __all__ = ["Runner", "RunOutcome", "RunInterrupted"]
 
@@ -321,7 +321,7 @@ class Runner:
                     executor.release()
                 store.finish(status)
         if status != "interrupted":
-            from .report import render_reports
+            from ..report import render_reports
 
             results = RunResults(out_dir=out_dir, doc=store.doc, explanations=outcome.explanations)
             try:
@@ -346,7 +346,7 @@ class Runner:
         try:
             with progress:
                 explanation = _with_timeout(
-                    lambda: run_explainer(
+                    lambda: run_step(
                         instance, model, data, target=step.target, seed=seed,
                         distribution=entry.distribution, version=entry.version,
                     ),

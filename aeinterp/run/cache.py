@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
-from .explanation import Explanation, jsonable
+from .._version import __version__
+from ..explanation import Explanation, jsonable
 
 __all__ = ["Cache", "CACHE_ENV", "default_cache_dir", "fingerprint", "data_fingerprint", "model_fingerprint", "module_fingerprint"]
 
@@ -141,7 +141,7 @@ def module_fingerprint(module: Any) -> str:
 
 def model_fingerprint(model: Any) -> str:
     """Hash of an :class:`aeinterp.Model`: its module(s), and how the adapter reads them."""
-    from .model import torch_modules
+    from ..model import torch_modules
 
     parts: list[Any] = [type(model).__qualname__, list(getattr(model, "input_shape", ()))]
     for attr in ("code", "task_dims", "class_names"):
@@ -214,7 +214,7 @@ class Cache:
         """The cached built-in module and its training info for ``key``, or None."""
         import torch
 
-        from .architectures import from_checkpoint
+        from ..models.architectures import from_checkpoint
 
         folder = self._dir("models", key)
         try:

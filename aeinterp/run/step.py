@@ -1,8 +1,9 @@
-"""Running one explainer on one target: check, freeze the model, time, stamp metadata.
+"""Running one explainer on one target in this process: check, freeze the model, time, stamp metadata.
 
-The runner calls :func:`run_explainer` for each step of a recipe; Python users
-call it to get the same guarantees without a recipe; :func:`aeinterp.explain` builds
-the model adapter and dataset from a plain nn.Module and array first.
+:func:`run_step` is the path every step takes in the end: the local executor
+runs it directly, the Ray executor inside its task. Callers that may choose an
+executor use :func:`aeinterp.run_explainer` (:mod:`.dispatch`), which sends the
+step there first.
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
-from .checks import check_explanation, check_finite_outputs, check_gradient_path
-from .data import Dataset
-from .errors import AeinterpError, ExplainerError
-from .explainer import Explainer, ExplainerParams
-from .explanation import Explanation
-from .model import Model, frozen
-from .progress import Progress
-from .targets import Target, with_latent_pca
+from .._version import __version__
+from ..toolkit.checks import check_explanation, check_finite_outputs, check_gradient_path
+from ..data import Dataset
+from ..errors import AeinterpError, ExplainerError
+from ..explainer import Explainer, ExplainerParams
+from ..explanation import Explanation
+from ..model import Model, frozen
+from ..progress import Progress
+from ..targets import Target, with_latent_pca
 
-__all__ = ["run_explainer", "library_versions"]
+__all__ = ["run_step", "library_versions"]
 
 
 def library_versions(*extra: str) -> dict[str, str]:
@@ -48,7 +49,7 @@ def _with_rows(arrays: Mapping[str, Any], used: Mapping[str, np.ndarray], data: 
     return out
 
 
-def run_explainer(
+def run_step(
     explainer: type[Explainer] | Explainer,
     model: Model,
     data: Dataset,
@@ -59,13 +60,8 @@ def run_explainer(
     progress: Progress | None = None,
     distribution: str = "",
     version: str = "",
-    executor: Any = None,
 ) -> Explanation:
     """Check capabilities, run ``explain`` with the model frozen, return a stamped Explanation.
-
-    ``executor`` (an executor, ``"local"``, ``"ray"`` or an ``executor:`` mapping,
-    see :func:`aeinterp.executors.make_executor`) says where the work runs; the
-    default is this process.
 
     Errors from the explainer itself come back as :class:`ExplainerError`
     naming the explainer and its distribution, with the cause attached.
@@ -73,19 +69,11 @@ def run_explainer(
     :class:`ModelError` names the first bad sample) and, for explainers that
     declare ``needs_gradients``, to depend on the input through autograd (a
     :class:`CapabilityError` names the likely cause). After it, the result is
-    checked against the data (:func:`aeinterp.checks.check_explanation`).
+    checked against the data (:func:`aeinterp.toolkit.checks.check_explanation`).
     """
     instance = explainer if isinstance(explainer, Explainer) else explainer(params, progress=progress)
     instance.rows_used = {}
     target = Target(target)
-    if executor is not None:
-        from .executors import make_executor
-
-        chosen = make_executor(executor)
-        if hasattr(chosen, "run_explainer"):  # it decides what fans out; its tasks call back here without one
-            return chosen.run_explainer(instance, model, data, target=target, seed=seed, distribution=distribution, version=version)
-        if hasattr(instance, "executor"):
-            instance.executor = chosen  # type: ignore[attr-defined]
     start = time.perf_counter()
     try:
         instance.check(model, data, target)

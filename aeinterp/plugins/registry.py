@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from .errors import RegistrationError
-from .chunks import SPLITS, ChunkedExplainer
-from .explainer import Capabilities, Explainer
+from ..errors import RegistrationError
+from ..toolkit.chunks import SPLITS, ChunkedExplainer
+from ..explainer import Capabilities, Explainer
 
 __all__ = ["ExplainerRegistry", "RegisteredExplainer"]
 
@@ -73,7 +73,7 @@ class ExplainerRegistry:
         if splits not in SPLITS:
             raise RegistrationError(f"{dist}: {cls.__qualname__}.capabilities.splits must be one of {', '.join(SPLITS)}, got {splits!r}", plugin=name, distribution=dist)
         if splits != "none" and not issubclass(cls, ChunkedExplainer):
-            raise RegistrationError(f"{dist}: {cls.__qualname__} declares splits={splits!r} but is not an aeinterp.chunks.ChunkedExplainer", plugin=name, distribution=dist)
+            raise RegistrationError(f"{dist}: {cls.__qualname__} declares splits={splits!r} but is not an aeinterp.toolkit.chunks.ChunkedExplainer", plugin=name, distribution=dist)
         if inspect.isabstract(cls):
             missing = ", ".join(sorted(cls.__abstractmethods__))
             raise RegistrationError(f"{dist}: {cls.__qualname__} does not implement {missing}", plugin=name, distribution=dist)

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .errors import RecipeError
+from ..errors import RecipeError
 
 __all__ = ["load_yaml", "MAX_DEPTH", "MAX_NODES", "MAX_CHARS", "SYNTAX_ERROR"]
 

@@ -4,7 +4,7 @@ Explainers use it to skip work that the first layer makes redundant: the
 gradient family stops its backward passes at ``a = A x + b`` (see
 ``aeinterp_gradients.factorised``), permutation updates ``a`` by a rank-one
 term per permuted input instead of recomputing the first matmul
-(:func:`aeinterp.perturb.perturbation_effects`). It lives in the core because
+(:func:`aeinterp.toolkit.perturb.perturbation_effects`). It lives in the core because
 more than one explainer (and third-party ones) need it.
 
 Detection is structural and conservative (:func:`first_layer_split`): the
@@ -36,8 +36,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .model import TorchAutoencoder, select_code
-from .targets import Target, evaluate_target
+from ..model import TorchAutoencoder, select_code
+from ..targets import Target, evaluate_target
 
 __all__ = ["ELEMENTWISE", "FirstLayer", "first_layer_split", "layer_target_function"]
 
@@ -121,7 +121,7 @@ def _split_method(method: Any) -> FirstLayer | str:
         return f"the encoder is {type(method).__name__}, not a module or a known encode method"
     if _hooked(owner):
         return "the autoencoder module has forward hooks"
-    from .architectures import BuiltinAutoencoder, SupervisedVAE
+    from ..models.architectures import BuiltinAutoencoder, SupervisedVAE
 
     if func is BuiltinAutoencoder.encode:
         return _split_builtin(owner)

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import ArrayDataset
-from ..errors import DataError
+from ...data import ArrayDataset
+from ...errors import DataError
 
 __all__ = ["ByPath", "file_region", "on_cpu", "tensors_to"]
 

@@ -21,12 +21,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .data import DATA_KINDS
-from .errors import RecipeError, clip
-from .executors import ExecutorConfig
-from .explainer import ExplainerParams, step_ref_fields
-from .registry import ExplainerRegistry, RegisteredExplainer
-from .targets import Target
+from ..data import DATA_KINDS
+from ..errors import RecipeError, clip
+from .executor import ExecutorConfig
+from ..explainer import ExplainerParams, step_ref_fields
+from ..plugins.registry import ExplainerRegistry, RegisteredExplainer
+from ..targets import Target
 from .locate import _format_loc, _line, _node_at, _problems
 from .yamlsafe import SYNTAX_ERROR as _SYNTAX, load_yaml
 
@@ -38,13 +38,13 @@ SUPERVISED_MODELS = ("supervised_vae",)
 
 
 def _builtin_data() -> list[str]:
-    from .datasets import BUILTIN_DATASETS
+    from ..io.datasets import BUILTIN_DATASETS
 
     return list(BUILTIN_DATASETS)
 
 
 def _builtin_models() -> list[str]:
-    from .architectures import ARCHITECTURES
+    from ..models.architectures import ARCHITECTURES
 
     return ["auto", *ARCHITECTURES]
 
@@ -317,7 +317,7 @@ def _data_kind(data: Any) -> str | None:
         return None
     if data.get("kind") in DATA_KINDS:
         return str(data["kind"])
-    from .datasets import BUILTIN_KINDS
+    from ..io.datasets import BUILTIN_KINDS
 
     return BUILTIN_KINDS.get(data.get("builtin")) if isinstance(data.get("builtin"), str) else None
 
@@ -434,7 +434,7 @@ def recipe_schema(registry: ExplainerRegistry) -> dict[str, Any]:
     An explainer whose params cannot be put in a JSON Schema gets an open
     params object (and a warning naming it); the others are unaffected.
     """
-    from .datasets import BUILTIN_DATASETS
+    from ..io.datasets import BUILTIN_DATASETS
 
     schema = Recipe.model_json_schema()
     defs = schema.setdefault("$defs", {})

@@ -29,7 +29,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginLoadError, RegistrationError
+from ..errors import PluginLoadError, RegistrationError
 from .registry import ExplainerRegistry
 
 __all__ = ["PluginHost", "PluginInfo", "PluginWarning"]

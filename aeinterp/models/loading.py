@@ -27,12 +27,12 @@ import torch
 from torch import nn
 
 from .architectures import ARCHITECTURES, CHECKPOINT_FORMAT, DEFAULT_FOR_KIND, build_architecture, from_checkpoint
-from .checks import check_model_memory
-from .data import ArrayDataset
-from .device import map_location, resolve_device
-from .errors import ModelError
-from .model import TorchAutoencoder, as_tensor, frozen
-from .progress import Progress
+from ..toolkit.checks import check_model_memory
+from ..data import ArrayDataset
+from ..device import map_location, resolve_device
+from ..errors import ModelError
+from ..model import TorchAutoencoder, as_tensor, frozen
+from ..progress import Progress
 from .training import TrainConfig, TrainResult, train_autoencoder
 
 __all__ = ["load_module", "import_factory", "resolve_factory", "factory", "build_builtin", "adapt", "find_state_dict", "state_dict_mismatch"]
@@ -229,7 +229,7 @@ def state_dict_mismatch(module: nn.Module, state: Mapping[str, torch.Tensor], li
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from .errors import require
+    from ..errors import require
 
     st = require("safetensors.torch", "safetensors", "to read .safetensors files")
     try:

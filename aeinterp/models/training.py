@@ -13,10 +13,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .errors import ModelError
-from .model import select_code
+from ..errors import ModelError
+from ..model import select_code
 
-from .progress import NullProgress, Progress
+from ..progress import NullProgress, Progress
 
 __all__ = ["TrainConfig", "TrainResult", "train_autoencoder", "reconstruction_error", "module_device"]
 

@@ -3,8 +3,8 @@
 A recipe chooses with its ``executor:`` section, the CLI with ``--executor``,
 Python code with ``Runner(executor=...)`` or ``aeinterp.explain(..., executor=...)``;
 all of them go through :func:`make_executor`. The ``local`` executor is
-:class:`aeinterp.chunks.LocalExecutor` and imports nothing; the ``ray``
-executor (:mod:`aeinterp.executors.ray`, extra ``aeinterp[ray]``) imports Ray
+:class:`aeinterp.toolkit.chunks.LocalExecutor` and imports nothing; the ``ray``
+executor (:mod:`aeinterp.run.executors.ray`, extra ``aeinterp[ray]``) imports Ray
 when it first connects, never before.
 
 ``address`` (Ray only)
@@ -25,7 +25,7 @@ when it first connects, never before.
     file's path (they map it themselves; default ``true``, every node must
     see the file); ``false`` sends them through the object store.
 
-An executor implements :class:`aeinterp.chunks.Executor` (``map_chunks``,
+An executor implements :class:`aeinterp.toolkit.chunks.Executor` (``map_chunks``,
 ``workers``). One that sets ``concurrent_steps = True`` also provides
 ``run_explainer(explainer, model, data, *, target, seed, distribution, version)``
 (one whole step), ``cancel_all()`` (Ctrl-C) and ``release()`` (end of a run);
@@ -34,39 +34,13 @@ the runner then starts every step whose dependencies have finished at once.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from ..chunks import Executor, LocalExecutor
+from ...recipe.executor import EXECUTOR_KINDS, ExecutorConfig
+from ...toolkit.chunks import Executor, LocalExecutor
 
 __all__ = ["ExecutorConfig", "make_executor", "EXECUTOR_KINDS"]
-
-EXECUTOR_KINDS = ("local", "ray")
-_ADDRESS = re.compile(r"^(auto|local|ray://[^\s:/]+:\d+|[^\s:/]+:\d+)$")
-
-
-class ExecutorConfig(BaseModel):
-    """The ``executor:`` section of a recipe (also accepted as a dict by :func:`make_executor`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: Literal["local", "ray"] = Field("local", description="local: this process, steps one after another; ray: steps, sample chunks and targets as Ray tasks")
-    address: str = Field("auto", description="ray only: auto | local | ray://host:port | host:port (see the README)")
-    num_cpus: float | None = Field(None, gt=0, description="ray only: CPUs each task asks for, also its torch threads (default 1)")
-    num_gpus: float | None = Field(None, ge=0, description="ray only: GPUs each task asks for (default 0; fractions share a GPU)")
-    max_retries: int = Field(2, ge=0, description="ray only: re-runs of a task whose worker died before its step fails")
-    data_from_path: bool = Field(True, description="ray only: workers map memory-mapped .npy data from its path (every node must see the file); false: send the samples")
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        value = value.strip()
-        if not _ADDRESS.match(value):
-            raise ValueError(f"address must be auto, local, ray://host:port or host:port, got {value!r}")
-        return value
 
 
 def make_executor(spec: Executor | ExecutorConfig | Mapping[str, Any] | str | None = None) -> Executor:
@@ -79,7 +53,7 @@ def make_executor(spec: Executor | ExecutorConfig | Mapping[str, Any] | str | No
     """
     from pydantic import ValidationError
 
-    from ..errors import RecipeError
+    from ...errors import RecipeError
 
     if spec is None:
         return LocalExecutor()

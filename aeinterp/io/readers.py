@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError, require
+from ..errors import DataError, require
 
 __all__ = ["RawTable", "read_file", "SUFFIXES", "MISSING"]
 

@@ -1,4 +1,4 @@
-"""Dataset loaders: files (see :mod:`aeinterp.readers`), bundled sets, and the fit / explain split.
+"""Dataset loaders: files (see :mod:`aeinterp.io.readers`), bundled sets, and the fit / explain split.
 
 Bundled sets need no network: scikit-learn's ``breast_cancer`` (30 tabular
 features), ``wine`` (13), ``digits`` (8x8 images), and the synthetic sequence
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import ArrayDataset, DataKind, element_names, finite_rows, make_groups, split_indices
-from .errors import DataError
+from ..data import ArrayDataset, DataKind, element_names, finite_rows, make_groups, split_indices
+from ..errors import DataError
 from .readers import MISSING, RawTable, read_file
 
 __all__ = ["load_dataset", "BUILTIN_DATASETS", "BUILTIN_KINDS", "make_sines", "make_synthetic_tabular", "MISSING", "read_rows"]

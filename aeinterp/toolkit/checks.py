@@ -11,7 +11,7 @@
   (targets x feature groups, names, local shape, arrays and extras) and turns
   its extras into plain JSON.
 
-None of them knows any explainer; :func:`aeinterp.step.run_explainer` calls them.
+None of them knows any explainer; :func:`aeinterp.run_explainer` calls them.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CapabilityError, ExplainerError, ModelError
-from .explanation import Explanation, jsonable
-from .model import Model, as_tensor, frozen
-from .targets import Target, evaluate_target, target_names_for
+from ..errors import CapabilityError, ExplainerError, ModelError
+from ..explanation import Explanation, jsonable
+from ..model import Model, as_tensor, frozen
+from ..targets import Target, evaluate_target, target_names_for
 
 __all__ = [
     "check_model_memory",
