@@ -26,6 +26,7 @@ import numpy as np
 from .data import ArrayDataset, element_names, make_groups
 from .errors import AeinterpError, DataError, RecipeError
 from .explanation import Explanation
+from .report import views as _views  # noqa: F401  (exp.plot and notebook display on every result)
 from .progress import NullProgress, Progress, RichProgress
 from .plugins.registry import ExplainerRegistry
 from .run.dispatch import run_explainer
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
     from .report.summary import Agreement
 
-__all__ = ["explain", "explain_all", "Explanations", "as_dataset", "as_model"]
+__all__ = ["explain", "explain_all", "Explanations", "as_dataset", "as_model", "find_explainer"]
 
 _KIND_BY_NDIM = {2: "tabular", 3: "sequence", 4: "image"}
 
@@ -158,7 +159,7 @@ def _progress(progress: bool | Progress | None) -> tuple[Any, Progress]:
 
         console = Console(stderr=True)
         if progress is True or console.is_terminal or console.is_jupyter:
-            bar = RichProgress(console)
+            bar = RichProgress(console)  # type: ignore[assignment]
             return bar, bar
         bar = NullProgress()
         return bar, bar
@@ -256,6 +257,17 @@ def explain(
         return run_explainer(entry.cls(p, progress=tracker), adapted, data, target=tgt, seed=seed, distribution=entry.distribution, version=entry.version, executor=executor)
 
 
+def find_explainer(name: str) -> Any:
+    """The installed explainer registered as ``name`` (its ``cls``, ``distribution`` and ``version``), or None.
+
+    For explainers that run another one (faithfulness re-runs the explainer it
+    checks): the same plugin discovery as a run, with the ``AEINTERP_*`` switches.
+    """
+    from .plugins.manager import PluginHost
+
+    return PluginHost().registry.get(name)
+
+
 def _float_dtype(model: Any) -> Any:
     """float64 data for a float64 model, float32 otherwise."""
     import torch
@@ -335,7 +347,7 @@ def _steps(methods: Any) -> list[tuple[str, str | None, dict[str, Any], list[str
         methods = [methods]
     if isinstance(methods, Mapping):  # {alias: {name:..., params:...}} or {name: params}
         methods = [({"alias": k, **v} if "name" in v else {"name": k, "params": dict(v)}) if isinstance(v, Mapping) else {"name": k} for k, v in methods.items()]
-    out = []
+    out: list[tuple[str, Any, dict[str, Any], list[str] | None]] = []
     for m in methods:
         if isinstance(m, str):
             out.append((m, None, {}, None))
@@ -381,7 +393,7 @@ def explain_all(
     ``.failures`` (or raised with ``raise_errors=True``).
     """
     reg = _registry(registry)
-    planned = []
+    planned: list[Any] = []
     problems: list[str] = []
     for i, (name, alias, params, step_targets) in enumerate(_steps(methods)):
         try:

@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _runner(args: argparse.Namespace, console: Console, quiet: bool = False):  # noqa: ANN202
-    from .run.runner import Runner
+    from .runner import Runner
 
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     cache = False if getattr(args, "no_cache", False) else (args.cache_dir.resolve() if getattr(args, "cache_dir", None) else None)
@@ -238,13 +238,13 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         raise AeinterpError(f"cannot create the folder of -o {args.output}: {exc.strerror or exc}") from None
     if args.torchscript:
         x = torch.as_tensor(data.x_explain[:4])
-        z = select_code(module.encode(x))
+        z = select_code(module.encode(x))  # type: ignore[operator]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scripted = torch.jit.trace_module(module, {"encode": x, "decode": z})
         scripted.save(str(args.output))
     else:
-        torch.save(module.checkpoint(), args.output)
+        torch.save(module.checkpoint(), args.output)  # type: ignore[operator]
     console.print(
         f"saved {module.architecture} autoencoder (latent_dim={args.latent_dim}) to {args.output}; "
         f"held-out reconstruction MSE {result.val_error:.4f} after {args.epochs} epochs",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from aeinterp.run.runner import Runner
+from aeinterp.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"

@@ -1,5 +1,12 @@
 """Reporters: they read Explanations (a finished run) and nothing else.
 
+The terminal report (:mod:`.terminal`), PNG plots (:mod:`.plots`, drawn by
+:mod:`.figures` and :mod:`.local_figures`), the self-contained HTML report
+(:mod:`.html`), notebook display (:mod:`.notebook`, :mod:`.display`) and
+``exp.plot`` (:mod:`.plotting`), which :mod:`.views` attaches to the result
+type. The report layer sits above the run: it may read results, the cache
+and the registry; nothing below imports it.
+
 The run's dataset, where the caller has it, only gives the explained rows' feature values (saved as
 ``report_values.npz`` so ``aeinterp report`` redraws the same figures) and the feature groups' members.
 """
@@ -7,13 +14,16 @@ The run's dataset, where the caller has it, only gives the explained rows' featu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rich.console import Console
 
-from ..plugins.registry import ExplainerRegistry
 from ..run.results import RESULTS_FILE, RunResults, write_json_atomic
+
+if TYPE_CHECKING:  # annotations only: importing the report (for `exp.plot`, say) loads neither torch nor rich
+    from rich.console import Console
+
+    from ..plugins.registry import ExplainerRegistry
 
 __all__ = ["render_reports", "VALUES_FILE", "save_values", "load_values"]
 

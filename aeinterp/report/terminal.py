@@ -92,7 +92,7 @@ def top_table(e: Explanation, k: int, rows: Sequence[int]) -> Group:
     table.add_column("features", overflow="fold", ratio=1)
     order = np.argsort(-e.importance, axis=1, kind="stable")[:, :k]
     for r in list(rows)[:MAX_ROWS]:
-        parts = []
+        parts = []  # type: ignore[var-annotated]
         for i in order[r]:
             if e.importance[r, i] <= 0 and parts:
                 break

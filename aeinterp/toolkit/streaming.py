@@ -42,6 +42,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import AfterValidator, Field, field_validator
 
+from ..data import subsample_indices
 from ..explainer import ExplainerParams
 
 __all__ = ["StreamParams", "MaxSamples", "LocalPlan", "local_plan", "parse_local", "RowsSink", "top_k_rows", "round_sizes", "converged", "same_ranking", "Z_95"]
@@ -103,8 +104,6 @@ def sample_index(explainer: Any, total: int, max_samples: int | str | None, rng:
     own = np.random.default_rng(int(rng.integers(2**63)))
     if max_samples == "auto":
         return own.permutation(total)
-    from .perturb import subsample_indices
-
     index = subsample_indices(total, max_samples, own)  # type: ignore[arg-type]
     explainer.rows_used[split] = index
     return index
