@@ -28,6 +28,7 @@ site (``exclude_docs``). What it does:
 from __future__ import annotations
 
 import html
+import inspect
 import json
 import os
 import re
@@ -163,7 +164,7 @@ def explainer_reference(entry: Any) -> str:
 
 
 def _generated_explainer_page(entry: Any) -> str:
-    doc = (entry.cls.__doc__ or entry.summary or "").strip()
+    doc = inspect.cleandoc(entry.cls.__doc__ or entry.summary or "")
     return f"# `{entry.name}`\n\n{doc}\n\n{PARAMS_MARKER}\n"
 
 
@@ -229,7 +230,7 @@ def include_section(file: str, heading: str) -> str:
     for i, line in enumerate(body):  # the section's own subheadings move up to sit under the including page's title
         if line.lstrip().startswith("```"):
             fence = not fence
-        if not fence and re.match(r"^#{3,}\s", line) and level > 1:
+        if not fence and re.match(r"^#+\s", line) and level > 1:
             body[i] = line[level - 1 :]
     return "\n".join(body).strip() + "\n"
 
