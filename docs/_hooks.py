@@ -20,6 +20,7 @@ site (``exclude_docs``). What it does:
   the plugin guide has one source.
 * **Notebooks.** Every ``examples/*.ipynb`` becomes a page (``examples/<name>/``),
   which mkdocs-jupyter executes during the build.
+* **Offline.** Notebook pages lose nbconvert's CDN scripts (mermaid, MathJax).
 * **Navigation.** The ``Explainers`` and ``Notebooks`` sections of the nav are
   filled in here, and any ``docs/*.md`` page that the nav does not list is added
   under ``Guides``, so a new page needs no edit of ``mkdocs.yml``.
@@ -66,7 +67,8 @@ def _explainers() -> list[Any]:
 def _cell(text: Any) -> str:
     """Text safe inside one Markdown table cell."""
     s = str(text).replace("\n", " ").strip()
-    return html.escape(s, quote=False).replace("|", "&#124;")
+    # `|` would end the cell; `{...}` at the end of a cell would be read as attr_list attributes
+    return html.escape(s, quote=False).replace("|", "&#124;").replace("{", "&#123;").replace("}", "&#125;")
 
 
 def _code(value: Any) -> str:
@@ -310,6 +312,18 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
     if SCHEMA_MARKER in markdown:
         markdown = markdown.replace(SCHEMA_MARKER, recipe_reference())
     return INCLUDE_RE.sub(lambda mm: include_section(mm.group("file"), mm.group("heading")), markdown)
+
+
+# nbconvert's template loads mermaid from a CDN (when a notebook has a diagram) and MathJax from
+# `custom_mathjax_url` (left empty here): the site must work offline, so neither stays in the page
+_CDN_SCRIPT = re.compile(r"<script\b[^>]*>(?:(?!</script>).)*?\bimport\(\s*[\"']https?://(?:(?!</script>).)*</script>", re.S)
+_EMPTY_SCRIPT = re.compile(r'<script\s+src=""\s*>\s*</script>')
+
+
+def on_post_page(output: str, page: Any, config: Any) -> str:
+    if page.file.src_uri.endswith(".ipynb"):
+        output = _EMPTY_SCRIPT.sub("", _CDN_SCRIPT.sub("", output))
+    return output
 
 
 def on_post_build(config: Any) -> None:
