@@ -136,7 +136,7 @@ def properties_table(schema: dict[str, Any], defs: dict[str, Any]) -> str:
 def _capabilities(entry: Any) -> str:
     caps = entry.cls.capabilities
     rows = [
-        "| | |",
+        "| capability | |",
         "|---|---|",
         f"| recipe name | `{entry.name}` |",
         f"| distribution | {_cell(entry.distribution)} {_cell(entry.version)} |",
@@ -264,9 +264,9 @@ def on_config(config: Any) -> Any:
             continue
         for title, value in item.items():
             if title == "Explainers":
-                item[title] = ["explainers/index.md", *(f"explainers/{n}.md" for n in names)]
+                item[title] = ["explainers/index.md", *({n: f"explainers/{n}.md"} for n in names)]
             elif title == "Notebooks":
-                item[title] = [nb.relative_to(ROOT).as_posix() for nb in _notebooks()]
+                item[title] = [{nb.stem.replace("_", " "): nb.relative_to(ROOT).as_posix()} for nb in _notebooks()]
     # every page the nav does not name yet, under Guides (pages other branches add need no mkdocs.yml edit)
     extra = sorted(
         p.relative_to(DOCS).as_posix() for p in DOCS.glob("*.md") if p.relative_to(DOCS).as_posix() not in listed
