@@ -105,7 +105,7 @@ def test_dead_and_duplicate_latents_and_pairwise_mi() -> None:
     s = dis.code_summary(z, ["z0", "z1", "z2", "z3"])
     assert s.dead == ["z3"]
     assert [(x, y) for x, y, _ in s.duplicates] == [("z0", "z2")]
-    assert s.mutual_info[0, 2] > 1.5 and s.mutual_info[0, 1] < 0.25
+    assert s.mutual_info[0, 2] > 1.5 and s.mutual_info[0, 1] < 0.1
     assert np.isfinite(s.total_correlation) and s.total_correlation > 2.0  # z0 and z2 nearly the same
     assert s.scores == {}
 

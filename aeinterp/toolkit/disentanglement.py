@@ -30,7 +30,7 @@ import numpy as np
 
 __all__ = [
     "histogram_discretize", "discrete_mutual_info", "discrete_entropy", "mig", "dci", "dci_from_importance", "sap",
-    "sap_from_scores", "gaussian_total_correlation", "pairwise_mutual_info", "pearson", "dead_latents",
+    "sap_from_scores", "gaussian_total_correlation", "pairwise_mutual_info", "pair_bins", "pearson", "dead_latents",
     "duplicate_pairs", "CodeSummary", "code_summary", "DEAD_RELATIVE_STD", "DUPLICATE_CORRELATION",
 ]
 
@@ -217,9 +217,17 @@ def gaussian_total_correlation(codes: Any, *, live: np.ndarray | None = None) ->
     return float("inf") if sign <= 0 else float(max(0.0, -0.5 * logdet))
 
 
-def pairwise_mutual_info(codes: Any, *, bins: int = 20) -> np.ndarray:
-    """``(latents, latents)`` discrete mutual information (nats) between latents, histogram-binned as for MIG."""
-    z = histogram_discretize(codes, bins)
+def pair_bins(n: int) -> int:
+    """Bins per latent for the latent-latent MI: about 5 samples per cell of the joint histogram (2..20).
+    The plug-in estimate's bias is about (bins - 1)^2 / (2 n) nats, so 20 bins on 400 rows would add 0.45 nats."""
+    return int(np.clip(round(np.sqrt(n / 5)), 2, 20))
+
+
+def pairwise_mutual_info(codes: Any, *, bins: int | None = None) -> np.ndarray:
+    """``(latents, latents)`` discrete mutual information (nats) between latents, equal-width binned as for MIG
+    (``bins``; default :func:`pair_bins` of the sample count)."""
+    z = _matrix(codes, "codes")
+    z = histogram_discretize(z, bins or pair_bins(len(z)))
     k = z.shape[1]
     m = np.zeros((k, k))
     for i in range(k):
@@ -268,7 +276,7 @@ def code_summary(codes: Any, names: list[str], *, factors: Any = None, factor_na
     corr = pearson(z)
     out = CodeSummary(
         names=list(names), n_samples=int(len(z)), total_correlation=gaussian_total_correlation(z, live=~dead),
-        correlation=corr, mutual_info=pairwise_mutual_info(z, bins=bins), dead=[n for n, d in zip(names, dead) if d],
+        correlation=corr, mutual_info=pairwise_mutual_info(z), dead=[n for n, d in zip(names, dead) if d],
         duplicates=duplicate_pairs(np.where(np.outer(~dead, ~dead), corr, 0.0), list(names)),
     )
     if factors is not None and z.shape[1] >= 2:
