@@ -160,6 +160,32 @@ class LatentPage:
         return page_rich(self)
 
 
+def _signed_rows(e: Explanation, r: int, order: np.ndarray) -> np.ndarray | None:
+    """Per-sample signed attributions of the features ``order`` for target ``r``: from ``local``, or from the
+    per-sample top-K arrays (``local_top_index`` / ``local_top_value``; NaN where a feature was not in a
+    sample's top K, so it is not drawn)."""
+    if e.local is not None:
+        return np.asarray(e.local[:, r, :][:, order], dtype=np.float64)
+    idx, val = e.arrays.get("local_top_index"), e.arrays.get("local_top_value")
+    if idx is None or val is None or np.ndim(idx) != 3 or np.shape(idx) != np.shape(val) or np.shape(idx)[1] <= r:
+        return None
+    idx_r, val_r = np.asarray(idx[:, r, :]), np.asarray(val[:, r, :], dtype=np.float64)
+    out = np.full((idx_r.shape[0], len(order)), np.nan)
+    for col, f in enumerate(order):
+        hit = idx_r == f
+        rows = hit.any(axis=1)
+        out[rows, col] = val_r[hit]  # a feature appears at most once per sample's top K
+    return out
+
+
+def _colours(e: Explanation, values: np.ndarray, n: int, order: np.ndarray) -> np.ndarray | None:
+    """Feature values of the step's per-sample rows (matched through ``arrays["sample_index"]``, else by position)."""
+    ids = e.arrays.get("sample_index")
+    if ids is not None and len(ids) == n and (len(ids) == 0 or int(np.max(ids)) < len(values)):
+        return np.asarray(values, dtype=np.float64)[np.asarray(ids, dtype=np.int64)][:, order]
+    return np.asarray(values, dtype=np.float64)[:, order] if len(values) == n else None
+
+
 def _drives(page: LatentPage, src: LatentSource) -> None:
     steps = {a: e for a, e in drives_steps(src).items() if page.name in e.target_names}
     shares: dict[str, list[float]] = {}
@@ -185,14 +211,11 @@ def _drives(page: LatentPage, src: LatentSource) -> None:
         label = f"{e.explainer or alias}: importance" + (f" ({kind})" if kind else "")
         view = StepView(alias, e.explainer, label, unit_of(e), [(e.feature_names[i], float(imp[i])) for i in order],
                         {e.feature_names[i]: float(rk[i]) for i in range(n)})
-        if e.local is not None:
-            local = np.asarray(e.local[:, r, :][:, order], dtype=np.float64)
+        local = _signed_rows(e, r, order)
+        if local is not None:
             view.signed = local
             if src.values is not None and list(src.values[1]) == list(e.feature_names):
-                from .local_figures import feature_values
-
-                vals = feature_values(e, src.values[0])
-                view.colour = None if vals is None else np.asarray(vals)[:, order]
+                view.colour = _colours(e, src.values[0], len(local), order)
         page.steps.append(view)
     if not ranks:
         return

@@ -100,6 +100,8 @@ def beeswarm_svg(names: list[str], local: np.ndarray, colour: np.ndarray | None,
         lo, hi = (float(np.nanmin(col)), float(np.nanmax(col))) if col is not None and col.size else (0.0, 0.0)
         jitter = rng.uniform(-5, 5, size=len(take))
         for n, s in enumerate(take):
+            if not np.isfinite(local[s, k]):  # not among this sample's kept top features
+                continue
             x = mid + local[s, k] / peak * (w - left - 8) / 2
             t = 0.5 if col is None or hi <= lo else (col[n] - lo) / (hi - lo)
             fill = f"rgb({int(30 + 225 * t)},{int(60 + 40 * (1 - abs(2 * t - 1)))},{int(255 - 225 * t)})"
