@@ -472,6 +472,7 @@ def code_page(results: Any, *, factors: Any = None, factor_names: Sequence[str] 
     """How disentangled the code of a run (folder, ``load_results(OUT)`` or :class:`Explanations`) is."""
     if isinstance(results, Explanations):
         return results.code(factors=factors, factor_names=factor_names)
-    from .report import code_page as page
+    from .report import latent_source
+    from .report.code_page import build_code_page
 
-    return page(_run_results(results), factors=factors, factor_names=factor_names)
+    return build_code_page(latent_source(_run_results(results)), factors=factors, factor_names=factor_names)

@@ -15,7 +15,7 @@ from rich.console import Console
 from ..plugins.registry import ExplainerRegistry
 from ..run.results import RESULTS_FILE, RunResults, write_json_atomic
 
-__all__ = ["render_reports", "VALUES_FILE", "save_values", "load_values", "latent_source", "latent_page", "code_page"]
+__all__ = ["render_reports", "VALUES_FILE", "save_values", "load_values", "latent_source", "latent_page"]
 
 VALUES_FILE = "report_values.npz"
 MAX_VALUES = 20_000_000  # explained rows x feature groups kept for the figures' colours
@@ -64,14 +64,6 @@ def latent_page(results: RunResults, name: str) -> Any:
     from .latent import build_page
 
     return build_page(latent_source(results), name)
-
-
-def code_page(results: RunResults, *, factors: Any = None, factor_names: Any = None) -> Any:
-    """How disentangled the code of a finished run is (total correlation, pairwise MI, dead and duplicate
-    latents; MIG, DCI and SAP with ``factors`` or the stored labels / factors)."""
-    from .code_page import build_code_page
-
-    return build_code_page(latent_source(results), factors=factors, factor_names=factor_names)
 
 
 def render_reports(
