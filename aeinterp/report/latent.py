@@ -297,6 +297,7 @@ def _when_high(page: LatentPage, src: LatentSource) -> None:
     page.stats = {"mean": float(z.mean()), "sd": float(z.std()), "min": float(z.min()), "q05": float(q[0]), "median": float(q[1]), "q95": float(q[2]), "max": float(z.max()), "n": float(len(z))}
     if dead_latents(np.asarray(c.codes, dtype=np.float64))[j]:
         page.flags.append("dead: no spread over the explained rows (SD below 0.1 % of the largest latent's SD)")
+        return  # no sample is more "high" than another
     elif page.name in src.dead_by_attribution:
         page.flags.append(f"dead by attribution: no input above {RELATIVE_FLOOR:.0%} of the explainer's peak in every explainer")
     values = None

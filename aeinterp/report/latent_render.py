@@ -187,7 +187,8 @@ def page_html(page: LatentPage) -> str:
         s = page.stats
         out.append(f"<p class='muted'>over {int(s['n'])} explained rows: mean {_f(s['mean'])}, SD {_f(s['sd'])}, min {_f(s['min'])}, median {_f(s['median'])}, max {_f(s['max'])}</p>")
         out.append(histogram_svg(page.values, {"5 %": s["q05"], "median": s["median"], "95 %": s["q95"]}))
-        out.append("<div class='grid'>" + _rows_table(page, page.top_rows, "top-activating samples") + _rows_table(page, page.quantile_rows, "samples at the 5, 25, 50, 75 and 95 % quantiles") + "</div>")
+        if page.top_rows:
+            out.append("<div class='grid'>" + _rows_table(page, page.top_rows, "top-activating samples") + _rows_table(page, page.quantile_rows, "samples at the 5, 25, 50, 75 and 95 % quantiles") + "</div>")
     else:
         out.append("<p class='muted'>no codes stored for this run (latent_codes.npz)</p>")
     # relations
@@ -240,10 +241,10 @@ def page_rich(page: LatentPage) -> Any:
     else:
         parts.append(Text("drives: no step attributed this latent to the inputs", style="dim"))
     for eff in page.effects[:2]:
-        up = ", ".join(f"{n} {_f(v)}" for n, v in eff["up"][:4]) or "-"
+        up = ", ".join(f"{n} {_f(v)}" for n, v in eff["up"][:4]) or "none"
         line = Text("does: ", style="bold").append(f"[{eff['source']}] ")
         if eff["signed"]:
-            down = ", ".join(f"{n} {_f(v)}" for n, v in eff["down"][:4]) or "-"
+            down = ", ".join(f"{n} {_f(v)}" for n, v in eff["down"][:4]) or "none"
             line.append("+ ", style="red").append(up + "  ").append("- ", style="blue").append(down)
         else:
             line.append(up)
@@ -251,6 +252,7 @@ def page_rich(page: LatentPage) -> Any:
     if page.values is not None:
         s = page.stats
         parts.append(Text("values: ", style="bold").append(f"mean {_f(s['mean'])} sd {_f(s['sd'])} min {_f(s['min'])} median {_f(s['median'])} max {_f(s['max'])} over {int(s['n'])} rows"))
+    if page.top_rows:
         top = Table(title="top-activating samples", title_justify="left", box=None, padding=(0, 1, 0, 0))
         top.add_column("sample", justify="right")
         top.add_column(escape(page.name), justify="right")
