@@ -58,7 +58,7 @@ def build_code_page(src: LatentSource, *, factors: Any = None, factor_names: Any
 
 
 def code_html(page: CodePage) -> str:
-    from .html import heatmap_table
+    from .latent_render import matrix_html
 
     s = page.summary
     out = ["<div class='lp code-page'><h3>The code as a whole</h3>"]
@@ -76,9 +76,9 @@ def code_html(page: CodePage) -> str:
     k = len(s.names)
     if k <= 64:
         out.append("<div class='grid'><div><div class='muted'>Pearson correlation between latents</div>")
-        out.append(str(heatmap_table(s.names, s.names, s.correlation, unit="Pearson r", signed=True)))
+        out.append(matrix_html(s.names, s.correlation, signed=True))
         out.append("</div><div><div class='muted'>mutual information between latents (nats, equal-width bins, about 5 rows per cell; diagonal = entropy)</div>")
-        out.append(str(heatmap_table(s.names, s.names, s.mutual_info, unit="nats")))
+        out.append(matrix_html(s.names, s.mutual_info, signed=False))
         out.append("</div></div>")
     out.append("</div>")
     return "".join(out)

@@ -10,13 +10,14 @@ import base64
 import html
 import struct
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .latent import LatentPage
+if TYPE_CHECKING:  # the page module imports this one to draw itself
+    from .latent import LatentPage
 
-__all__ = ["page_html", "page_document", "page_rich", "PAGE_CSS"]
+__all__ = ["page_html", "page_document", "page_rich", "PAGE_CSS", "matrix_html"]
 
 esc = html.escape
 
@@ -32,6 +33,23 @@ PAGE_CSS = """
 
 def _f(v: float) -> str:
     return "nan" if v is None or not np.isfinite(v) else f"{v:.3g}"
+
+
+def matrix_html(names: list[str], m: np.ndarray, *, signed: bool) -> str:
+    """A small square heatmap table (latents x latents), its value in each cell's tooltip."""
+    finite = m[np.isfinite(m)]
+    peak = float(np.abs(finite).max()) if finite.size else 0.0
+    peak = peak or 1.0
+    rows = ["<table class='hm'><tr><th></th>" + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr>"]
+    for i, a in enumerate(names):
+        cells = []
+        for j, b in enumerate(names):
+            v = float(m[i, j])
+            t = max(-1.0, min(1.0, v / peak)) if np.isfinite(v) else 0.0
+            bg = (f"rgb(255,{int(255 - 200 * t)},{int(255 - 210 * t)})" if t >= 0 else f"rgb({int(255 + 200 * t)},{int(255 + 150 * t)},255)") if signed else f"rgb({int(255 - 90 * abs(t))},{int(255 - 215 * abs(t))},{int(255 - 175 * abs(t))})"
+            cells.append(f"<td data-tip='{esc(a)} · {esc(b)}: {_f(v)}' title='{_f(v)}' style='background:{bg};min-width:1.4em'></td>")
+        rows.append(f"<tr><th>{esc(a)}</th>{''.join(cells)}</tr>")
+    return "".join(rows) + "</table>"
 
 
 def _png(img: np.ndarray) -> str:
