@@ -210,15 +210,17 @@ def test_a_third_party_result_lands_by_what_it_declares(planted, exp) -> None:  
     assert [v.alias for v in page.steps] == METHODS and not any(a == "other" for a, _ in page.lines)
 
 
-def test_image_pages_show_the_images(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("shape", "kind", "mark"), [((1, 6, 6), "image", "<img class='ex'"), ((12, 3), "sequence", "<svg width='120'")])
+def test_image_and_sequence_pages_show_the_samples(tmp_path: Path, shape: tuple[int, ...], kind: str, mark: str) -> None:
     torch.manual_seed(0)
-    x = np.random.default_rng(0).random((60, 1, 6, 6)).astype(np.float32)
+    x = np.random.default_rng(0).random((60, *shape)).astype(np.float32)
+    size = int(np.prod(shape))
 
     class Tiny(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.enc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 2))
-            self.dec = torch.nn.Sequential(torch.nn.Linear(2, 36), torch.nn.Unflatten(1, (1, 6, 6)))
+            self.enc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(size, 2))
+            self.dec = torch.nn.Sequential(torch.nn.Linear(2, size), torch.nn.Unflatten(1, shape))
 
         def encode(self, v: torch.Tensor) -> torch.Tensor:
             return self.enc(v)
@@ -231,9 +233,9 @@ def test_image_pages_show_the_images(tmp_path: Path) -> None:
 
     exp = aeinterp.explain_all(Tiny(), x, ["integrated_gradients"], progress=False, raise_errors=True)
     page = exp.latent("z0")
-    assert page.data_kind == "image" and page.examples
+    assert page.data_kind == kind and page.examples
     html = page_html(page)
-    assert html.count("<img class='ex'") == 10 and "data:image/png;base64," in html
+    assert html.count(mark) == 10  # the five top-activating and the five quantile samples, drawn
     exp.report(tmp_path)
     assert aeinterp.latent_page(tmp_path, "z1").examples  # kept in latent_codes.npz
 
