@@ -162,6 +162,8 @@ def test_pages_rebuild_from_the_results_folder_alone(exp, out) -> None:  # noqa:
     html = (out / "report.html").read_text()
     assert html.count("data-latent-page=") == 5 and 'id="code"' in html and "aria-label='beeswarm'" in html
     assert load_codes(out) is not None and load_values(out) is not None
+    facts = results.doc["latent_codes"]  # the label-free code facts, for machine readers of results.json
+    assert facts["file"] == "latent_codes.npz" and facts["dead"] == ["z3"] and [d[:2] for d in facts["duplicates"]] == [["z0", "z4"]]
     a, b = exp.latent("z2"), aeinterp.latent_page(results, "z2")
     assert a.core == b.core and [c[0] for c in a.correlated] == [c[0] for c in b.correlated]
     np.testing.assert_allclose([c[1:] for c in a.correlated], [c[1:] for c in b.correlated], rtol=1e-6)

@@ -90,11 +90,11 @@ def render_reports(
     model_dim = (doc.get("model") or {}).get("latent_dim")
     verdict = verdicts(results.explanations, int(model_dim) if isinstance(model_dim, int) else None)
     doc["verdicts"] = verdict.to_json()
+    if model is not None and data is not None:
+        _save_codes(results, model, data)
     if (results.out_dir / RESULTS_FILE).exists() or data is not None:
         write_json_atomic(results.out_dir / RESULTS_FILE, doc)
     stored = save_values(results.out_dir, data) if data is not None else None
-    if model is not None and data is not None:
-        _save_codes(results, model, data)
     loaded = (stored, [g.name for g in data.groups]) if stored is not None else load_values(results.out_dir)
     values = {}
     if loaded is not None:
@@ -123,7 +123,7 @@ def _save_codes(results: RunResults, model: Any, data: Any) -> None:
     """Keep the codes the latent pages need; a model that cannot be encoded here only loses those pages' codes."""
     import warnings
 
-    from .latent_store import compute_codes, save_codes
+    from .latent_store import CODES_FILE, compute_codes, save_codes
 
     names = None
     for e in results.explanations.values():
@@ -135,4 +135,12 @@ def _save_codes(results: RunResults, model: Any, data: Any) -> None:
         warnings.warn(f"the latent codes were not kept for the latent pages ({type(exc).__name__}: {exc})", stacklevel=3)
         return
     if codes is not None:
+        from ..toolkit.disentanglement import code_summary
+
         save_codes(results.out_dir, codes)
+        s = code_summary(np.asarray(codes.codes, dtype=np.float64), list(codes.latent_names))
+        results.doc["latent_codes"] = {
+            "file": CODES_FILE, "n_rows": int(codes.codes.shape[0]), "total_correlation": s.total_correlation, "dead": s.dead,
+            "duplicates": [[a, b, r] for a, b, r in s.duplicates],
+            "basis": "codes of the explained rows; total correlation = -1/2 log det corr(z) over live latents (nats); dead: SD below 0.1 % of the largest latent's; duplicates: |Pearson| >= 0.99",
+        }
