@@ -207,6 +207,7 @@ def _drives(page: LatentPage, src: LatentSource) -> None:
             shares.setdefault(f, []).append(float(share[i]))
         vectors.append(imp)
         order = np.argsort(-imp, kind="stable")[:TOP_FEATURES]
+        order = order[np.abs(imp[order]) > 0] if np.any(np.abs(imp[order]) > 0) else order[:1]  # no zero rows
         kind = e.extras.get("importance_summary", "mean_abs" if e.local is not None else "")
         label = f"{e.explainer or alias}: importance" + (f" ({kind})" if kind else "")
         view = StepView(alias, e.explainer, label, unit_of(e), [(e.feature_names[i], float(imp[i])) for i in order],

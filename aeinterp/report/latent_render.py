@@ -47,7 +47,8 @@ def matrix_html(names: list[str], m: np.ndarray, *, signed: bool) -> str:
             v = float(m[i, j])
             t = max(-1.0, min(1.0, v / peak)) if np.isfinite(v) else 0.0
             bg = (f"rgb(255,{int(255 - 200 * t)},{int(255 - 210 * t)})" if t >= 0 else f"rgb({int(255 + 200 * t)},{int(255 + 150 * t)},255)") if signed else f"rgb({int(255 - 90 * abs(t))},{int(255 - 215 * abs(t))},{int(255 - 175 * abs(t))})"
-            cells.append(f"<td data-tip='{esc(a)} · {esc(b)}: {_f(v)}' title='{_f(v)}' style='background:{bg};min-width:1.4em'></td>")
+            text = f"{v:.2f}" if len(names) <= 12 and np.isfinite(v) else ""
+            cells.append(f"<td data-tip='{esc(a)} · {esc(b)}: {_f(v)}' title='{_f(v)}' style='background:{bg};min-width:2.4em;height:1.5em;font-size:11px;text-align:center'>{text}</td>")
         rows.append(f"<tr><th>{esc(a)}</th>{''.join(cells)}</tr>")
     return "".join(rows) + "</table>"
 
@@ -100,7 +101,7 @@ def histogram_svg(z: np.ndarray, marks: dict[str, float], w: int = 320, h: int =
     return f"<svg class='hist' width='{w}' height='{h}' role='img' aria-label='histogram'>{bars}{ticks}{axis}</svg>"
 
 
-def beeswarm_svg(names: list[str], local: np.ndarray, colour: np.ndarray | None, w: int = 360, max_points: int = 300) -> str:
+def beeswarm_svg(names: list[str], local: np.ndarray, colour: np.ndarray | None, w: int = 440, max_points: int = 300) -> str:
     """Per-sample signed attributions of the shown features (rows in the given order), colour = feature value."""
     rows = len(names)
     rh, left = 18, 110
@@ -124,7 +125,7 @@ def beeswarm_svg(names: list[str], local: np.ndarray, colour: np.ndarray | None,
             t = 0.5 if col is None or hi <= lo else (col[n] - lo) / (hi - lo)
             fill = f"rgb({int(30 + 225 * t)},{int(60 + 40 * (1 - abs(2 * t - 1)))},{int(255 - 225 * t)})"
             out.append(f"<circle cx='{x:.1f}' cy='{y0 + jitter[n]:.1f}' r='1.8' fill='{fill}'/>")
-    out.append(f"<text x='{mid:.1f}' y='{h - 3}' font-size='10' text-anchor='middle'>signed attribution (colour: feature value, blue low, red high)</text></svg>")
+    out.append(f"<text x='{mid:.1f}' y='{h - 3}' font-size='10' text-anchor='middle'>signed attribution; colour = feature value (blue low, red high)</text></svg>")
     return "".join(out)
 
 
