@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from .report.summary import Agreement
 
-__all__ = ["explain", "explain_all", "Explanations", "as_dataset", "as_model", "find_explainer"]
+__all__ = ["explain", "explain_all", "Explanations", "as_dataset", "as_model", "find_explainer", "latent_page", "code_page"]
 
 _KIND_BY_NDIM = {2: "tabular", 3: "sequence", 4: "image"}
 
@@ -290,6 +290,8 @@ class Explanations(Mapping[str, Explanation]):
     data: ArrayDataset | None = field(default=None, repr=False)
     model_info: dict[str, Any] = field(default_factory=dict)
     registry: ExplainerRegistry | None = field(default=None, repr=False)
+    model: Any = field(default=None, repr=False)
+    _pages: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __getitem__(self, alias: str) -> Explanation:
         return self.explanations[alias]
@@ -330,7 +332,40 @@ class Explanations(Mapping[str, Explanation]):
         store.finish("failed" if self.failures else "complete")
         results = RunResults(out_dir=out, doc=store.doc, explanations=dict(self.explanations))
         options = _ReportOptions(terminal=console is not None, top_k=top_k)
-        return [out / "results.json", *render_reports(results, self.registry, console=console, options=options, data=self.data)]
+        return [out / "results.json", *render_reports(results, self.registry, console=console, options=options, data=self.data, model=self.model)]
+
+    def latent(self, name: str) -> Any:
+        """The page of latent ``name`` ("z3"): what drives it, what it does, when it is high, its relations.
+        Shows itself in a notebook; ``rich.print`` it in a terminal. See docs/latent-pages.md."""
+        from .report.latent import build_page
+
+        return build_page(self._latent_source(), name)
+
+    def code(self, *, factors: Any = None, factor_names: Sequence[str] | None = None) -> Any:
+        """How disentangled the code is: total correlation, pairwise MI, dead / duplicate latents, and MIG,
+        DCI and SAP when ``factors`` (explained rows x factors) are given or the data has labels."""
+        from .report.code_page import build_code_page
+
+        return build_code_page(self._latent_source(), factors=factors, factor_names=factor_names)
+
+    def _latent_source(self) -> Any:
+        from .report.latent import LatentSource
+        from .report.latent_store import compute_codes
+        from .report.summary import verdicts
+
+        if "source" not in self._pages:
+            names = next((list(e.target_names) for e in self.explanations.values() if e.target == "latent"), None)
+            codes = compute_codes(self.model, self.data, names) if self.model is not None and self.data is not None else None
+            values = None
+            if self.data is not None:
+                x = np.asarray(self.data.x_explain).reshape(len(self.data.explain_index), -1)
+                values = (np.stack([x[:, np.asarray(g.indices)].mean(axis=1) for g in self.data.groups], axis=1), [g.name for g in self.data.groups])
+            dim = self.model_info.get("latent_dim")
+            verdict = verdicts(self.explanations, dim if isinstance(dim, int) else None)
+            info = self.data.describe() if self.data is not None else {}
+            self._pages["source"] = LatentSource(self.explanations, codes=codes, values=values, data_info=info,
+                                                 latent_names=list(codes.latent_names) if codes is not None else list(verdict.latents), dead_by_attribution=list(verdict.dead))
+        return self._pages["source"]
 
 
 @dataclass(frozen=True)
@@ -426,4 +461,30 @@ def explain_all(
                     raise
                 failures.append({"name": entry.name, "alias": key, "target": tgt.value, "status": "error", "error": str(exc), "error_type": type(exc.__cause__ or exc).__name__})
     info = {"description": getattr(adapted, "description", type(model).__name__), "latent_dim": int(adapted.latent_dim), "input_shape": list(adapted.input_shape)}
-    return Explanations(out, failures, data=data, model_info=info, registry=reg)
+    return Explanations(out, failures, data=data, model_info=info, registry=reg, model=adapted)
+
+
+def _run_results(results: Any) -> Any:
+    from .run.results import RunResults, load_results
+
+    return results if isinstance(results, RunResults) else load_results(results)
+
+
+def latent_page(results: Any, name: str) -> Any:
+    """The page of latent ``name`` for a run folder, ``load_results(OUT)`` or :class:`Explanations`:
+    what drives it, what it does, when it is high, its relations (``_repr_html_`` in a notebook)."""
+    if isinstance(results, Explanations):
+        return results.latent(name)
+    from .report import latent_page as page
+
+    return page(_run_results(results), name)
+
+
+def code_page(results: Any, *, factors: Any = None, factor_names: Sequence[str] | None = None) -> Any:
+    """How disentangled the code of a run (folder, ``load_results(OUT)`` or :class:`Explanations`) is."""
+    if isinstance(results, Explanations):
+        return results.code(factors=factors, factor_names=factor_names)
+    from .report import latent_source
+    from .report.code_page import build_code_page
+
+    return build_code_page(latent_source(_run_results(results)), factors=factors, factor_names=factor_names)

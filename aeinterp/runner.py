@@ -185,7 +185,7 @@ class Runner:
 
             results = RunResults(out_dir=out_dir, doc=store.doc, explanations=outcome.explanations)
             try:
-                outcome.reports = render_reports(results, self.registry, console=None if self.quiet else self.console, options=recipe.report, data=data, cache=cache)
+                outcome.reports = render_reports(results, self.registry, console=None if self.quiet else self.console, options=recipe.report, data=data, cache=cache, model=model)
             except Exception as exc:  # the results are on disk already; a report bug must not hide them
                 warnings.warn(f"writing the reports failed ({type(exc).__name__}: {exc}); the results are in {out_dir / 'results.json'}, retry with `aeinterp report {out_dir}`", stacklevel=2)
         return outcome
