@@ -72,7 +72,8 @@ def signed_effects(
     d = probe.shape[1]
     per_row = 3 * k * d * 8 * 3  # decoded chunk, its log and the differences, float64
     chunk = max(1, min(n, max(1, batch_size // (3 * k)), int(memory_mb * 2**20 // per_row)))
-    sums = {key: np.zeros((k, d)) for key in ("effect", "high", "low", "sq")}
+    sums = {key: np.zeros((k, d)) for key in ("effect", "high", "low")}
+    seen, run_mean, m2 = 0, np.zeros((k, d)), np.zeros((k, d))  # Chan et al.'s pairwise update of the spread: no cancellation
     starts = range(0, n, chunk)
     for s in track(starts, len(starts)) if track else starts:
         z = rows[s : s + chunk]
@@ -83,11 +84,15 @@ def signed_effects(
             out = np.log(out)
         change = out[:, :, 2] - out[:, :, 0]
         sums["effect"] += change.sum(axis=0)
-        sums["sq"] += (change**2).sum(axis=0)
+        c_mean = change.mean(axis=0)
+        delta, total = c_mean - run_mean, seen + len(z)
+        m2 += ((change - c_mean) ** 2).sum(axis=0) + delta**2 * (seen * len(z) / total)
+        run_mean += delta * (len(z) / total)
+        seen = total
         sums["high"] += (out[:, :, 2] - out[:, :, 1]).sum(axis=0)
         sums["low"] += (out[:, :, 0] - out[:, :, 1]).sum(axis=0)
     mean = sums["effect"] / n
-    var = np.maximum(sums["sq"] / n - mean**2, 0.0) * (n / (n - 1) if n > 1 else 0.0)
+    var = m2 / (n - 1) if n > 1 else np.zeros_like(m2)
     return Effects(effect=mean, effect_high=sums["high"] / n, effect_low=sums["low"] / n, effect_sd=np.sqrt(var), n=n)
 
 
