@@ -43,7 +43,7 @@ def _peak_mb() -> float:
 
 def reference(model, codes: np.ndarray, values: np.ndarray) -> np.ndarray:  # noqa: ANN001
     """Per latent, per value: decode every row with the latent replaced; mean of high minus low."""
-    n, k = codes.shape
+    k = codes.shape[1]
     out = []
     for j in range(k):
         dec = []

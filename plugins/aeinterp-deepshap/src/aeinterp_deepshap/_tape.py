@@ -57,11 +57,10 @@ from typing import Any
 
 import torch
 from torch.nn import functional as F
-
-import aeinterp
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+import aeinterp
 from aeinterp.toolkit.recurrent import UnsupportedRecurrence
 
 from ._decompose import DECOMPOSED, decompose

@@ -46,7 +46,7 @@ class Effects:
 
 def swap_codes(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Codes ``(N, K, S, K)``: row ``i`` with latent ``j`` replaced by ``values[s, j]`` (``values`` is ``(S, K)``)."""
-    n, k = rows.shape
+    k = rows.shape[1]
     eye = np.eye(k, dtype=np.float64)[None, :, None, :]
     return rows[:, None, None, :] * (1.0 - eye) + values.T[None, :, :, None] * eye
 

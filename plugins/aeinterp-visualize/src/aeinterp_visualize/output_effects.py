@@ -160,7 +160,7 @@ def effect_figures(explanation: Explanation) -> dict[str, Any]:
     cols = columns_to_show(np.abs(flat[shown]).max(axis=0), MAX_COLUMNS)
     labels = [str(geo.element_names[i]) if i < len(geo.element_names) else f"out{i}" for i in cols]
     if geo.kind == "sequence" and flat.shape[1] == geo.n_elements:
-        steps, n_feat = geo.sample_shape
+        n_feat = geo.sample_shape[1]
         feats = geo.sequence_features or [f"f{j}" for j in range(n_feat)]
         labels = [f"{feats[i % n_feat]}@t{i // n_feat}" for i in cols]
     fig = new_figure(0.22 * len(cols) + 3.0, 0.3 * len(shown) + 2.2)
