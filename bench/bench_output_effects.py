@@ -31,10 +31,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scenario import scenario  # noqa: E402
-
-from aeinterp import explain
 from aeinterp_visualize._common import decode, encode
 from aeinterp_visualize.output_effects import OutputEffects
+
+from aeinterp import explain
 
 
 def _peak_mb() -> float:
@@ -79,12 +79,12 @@ def bench_scvi(epochs: int) -> None:
     import anndata
     import scanpy as sc
     import scvi
+    from aeinterp_visualize.traversal import LatentTraversal
     from scipy.stats import spearmanr
     from torch import nn
 
     from aeinterp import TorchAutoencoder
     from aeinterp.data import ArrayDataset, make_groups, split_indices
-    from aeinterp_visualize.traversal import LatentTraversal
 
     class Adapter(nn.Module):
         def __init__(self, m: nn.Module) -> None:

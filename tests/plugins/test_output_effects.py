@@ -15,13 +15,16 @@ from __future__ import annotations
 import json
 from importlib.metadata import entry_points
 
+import aeinterp_visualize
 import numpy as np
 import pytest
 import torch
+from aeinterp_visualize._effects import signed_effects
+from aeinterp_visualize.output_effects import OutputEffects
+from aeinterp_visualize.traversal import ComponentContributions, LatentTraversal
 from scipy.stats import spearmanr
 from torch import nn
 
-import aeinterp_visualize
 from aeinterp import TorchAutoencoder, explain
 from aeinterp.data import ArrayDataset, element_names, make_groups, split_indices
 from aeinterp.errors import CapabilityError
@@ -29,9 +32,6 @@ from aeinterp.explanation import Explanation
 from aeinterp.models.architectures import build_architecture
 from aeinterp.plugins.registry import ExplainerRegistry
 from aeinterp.testing import ExplainerConformance
-from aeinterp_visualize._effects import signed_effects
-from aeinterp_visualize.output_effects import OutputEffects
-from aeinterp_visualize.traversal import ComponentContributions, LatentTraversal
 
 K, D = 3, 12
 
