@@ -163,3 +163,24 @@ def test_user_control_flow_on_a_boolean_is_still_refused_with_its_place() -> Non
     result = run(AE(Branchy()), dataset(), eg_samples=4)
     assert result.extras["method"] == "expected_gradients"
     assert "__bool__" in result.extras["method_reason"] and "module Branchy" in result.extras["method_reason"]
+
+
+def test_encoder_returning_the_distribution_itself_is_exact_through_the_public_api() -> None:
+    """aeinterp reads a returned distribution's mean as the code; that read stays on the exact path too."""
+
+    class Posterior(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = GaussianEncoder(validate=True)
+
+        def forward(self, x: torch.Tensor) -> torch.distributions.Distribution:
+            return Independent(self.inner.posterior(x), 1)
+
+    torch.manual_seed(8)
+    vae = AE(Posterior())
+    x = np.random.default_rng(2).normal(size=(40, 8)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback warning
+        result = explain(vae, x, "deepshap", dtype="float64", n_background=8, max_samples=6, progress=False)
+    assert result.extras["method"] == "deeplift_rescale"
+    assert result.extras["additivity"]["max_rel"] <= 1e-9
