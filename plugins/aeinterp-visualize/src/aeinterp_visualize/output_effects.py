@@ -122,6 +122,8 @@ class OutputEffects(Explainer):
             "n_references": int(eff.n),
             "importance": f"|signed effect| ({span}) averaged per feature group, {unit}",
             "unit": unit,
+            "unit_short": "log fold change" if p.scale == "log" else "output units",
+            "span": span,
             "feature_axis": "output",
             "top_up": up,
             "top_down": down,
@@ -150,7 +152,7 @@ def effect_figures(explanation: Explanation) -> dict[str, Any]:
     flat = effect.reshape(k, -1)
     shown = rows_to_show(explanation.importance, MAX_ROWS)
     names = [explanation.target_names[j] for j in shown]
-    unit = str(explanation.extras.get("unit", "output units"))
+    unit = str(explanation.extras.get("unit_short", "output units"))
     lim = float(np.abs(flat[shown]).max()) or 1.0
     if geo.kind == "image" and flat.shape[1] == geo.n_elements:
         fig = new_figure(1.0 * len(shown) + 1.8, 2.6)
@@ -166,5 +168,6 @@ def effect_figures(explanation: Explanation) -> dict[str, Any]:
     fig = new_figure(0.22 * len(cols) + 3.0, 0.3 * len(shown) + 2.2)
     ax = fig.subplots()
     heatmap(fig, ax, flat[shown][:, cols], row_labels=names, col_labels=labels, colorbar_label=f"signed effect ({unit})", limit=lim)
-    fig.suptitle(f"What each latent does to the outputs: {explanation.extras.get('quantiles', '')} quantile move, others held{shown_of(shown, k)}", fontsize=9)
+    span = explanation.extras.get("span", "q_low->q_high")
+    fig.suptitle(f"What each latent does to the outputs: latent moved {span}, others held (red: output rises, blue: falls){shown_of(shown, k)}", fontsize=9)
     return {"effects": fig}
