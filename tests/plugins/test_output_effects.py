@@ -334,3 +334,13 @@ def test_linear_scvi_signed_log_effects_rank_genes_like_its_loadings() -> None:
         residual = effect - loadings[j] * span[j]
         assert residual.std() <= 1e-4 * np.abs(effect).max()
     assert plain.importance.shape == (4, len(names)) and np.isfinite(plain.arrays["effect"]).all()
+
+
+def test_a_decoder_of_another_shape_is_a_capability_error() -> None:
+    class Narrow(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder, self.decoder = nn.Linear(D, 2), nn.Linear(2, 4)
+
+    with pytest.raises(CapabilityError, match="input's shape"):
+        explain(OutputEffects, TorchAutoencoder(Narrow(), (D,)), tabular())

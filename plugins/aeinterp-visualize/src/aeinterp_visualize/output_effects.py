@@ -32,7 +32,7 @@ from aeinterp.errors import CapabilityError
 from aeinterp.targets import Target, target_names
 from aeinterp.toolkit.perturb import subsample_indices
 
-from ._common import Geometry, columns_to_show, encode, group_mean, rows_to_show, shown_of
+from ._common import Geometry, columns_to_show, decode, encode, group_mean, rows_to_show, shown_of
 from ._effects import signed_effects, top_lists
 from ._plots import DIVERGING_CMAP, heatmap, image_grid, new_figure
 
@@ -85,17 +85,18 @@ class OutputEffects(Explainer):
         def track(starts: Any, total: int) -> Any:
             return self.progress.track(starts, total=total, description="output effects")
 
+        d = decode(model, codes[:1], 1).shape[1]
+        if d != geo.n_elements:
+            raise CapabilityError(f"output_effects needs a decoder whose output has the input's shape {geo.sample_shape} "
+                                  f"({geo.n_elements} elements, named like the data); this decoder gives {d} values per code",
+                                  plugin=self.name)
         eff = signed_effects(model, rows, values, log=p.scale == "log", batch_size=p.batch_size, memory_mb=p.memory_mb,
                              track=track, positive_check=positive)
-        d = eff.effect.shape[1]
-        grouped = d == geo.n_elements
-        shape = geo.sample_shape if grouped else (d,)
-        element_names = list(data.feature_names) if grouped else [f"out{i}" for i in range(d)]
-        features = list(data.group_names) if grouped else element_names
+        shape = geo.sample_shape
         latents = target_names(target, k, list(data.feature_names))
-        signed_groups = group_mean(eff.effect, data.groups) if grouped else eff.effect
-        importance = group_mean(np.abs(eff.effect), data.groups) if grouped else np.abs(eff.effect)
-        up, down = top_lists(eff.effect, element_names, latents, p.top)
+        signed_groups = group_mean(eff.effect, data.groups)
+        importance = group_mean(np.abs(eff.effect), data.groups)
+        up, down = top_lists(eff.effect, list(data.feature_names), latents, p.top)
         unit = "log fold change (natural log of the decoded value)" if p.scale == "log" else "output units (the decoder's own values)"
         span = f"q{100 * p.quantiles[0]:g}%->q{100 * p.quantiles[1]:g}%"
         arrays = {
@@ -130,7 +131,7 @@ class OutputEffects(Explainer):
             "summary": [_summary_line(j, up, down) for j in latents],
             "reference": "DRVI (Moinfar & Theis 2024): traverse one latent with the others held, split + and - effects",
         }
-        return Explanation(importance=importance, feature_names=features, target_names=latents, target=target.value, arrays=arrays, extras=extras)
+        return Explanation(importance=importance, feature_names=list(data.group_names), target_names=latents, target=target.value, arrays=arrays, extras=extras)
 
     @classmethod
     def figures(cls, explanation: Explanation) -> dict[str, Any]:
