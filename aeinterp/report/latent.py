@@ -7,7 +7,7 @@ step lands in sections by what its result declares (documented in ``docs/latent-
 * **drives** (input attribution): target ``latent``, inputs on the feature axis (``extras["feature_axis"]``
   absent or ``"input"``), the run's input feature groups as features. Ranked by the step's own importance;
   a per-sample ``local`` gives a signed beeswarm, still ordered by that importance (never a signed mean).
-* **does** (output effect): ``arrays["output_effect"]`` (latents x outputs, signed), or a latent step whose
+* **does** (output effect): ``arrays["output_effect"]`` or ``arrays["effect"]`` (latents x outputs, signed), or a latent step whose
   ``extras["feature_axis"] == "output"`` (its importance, unsigned); plus the decoder's two-point traversal
   from the codes file.
 * **relations**: per-target summary lines (formulas, headlines: lines that start with the latent's name),
@@ -268,14 +268,26 @@ def _does(page: LatentPage, src: LatentSource) -> None:
         if section_of(e, inputs) != "does" or page.name not in e.target_names:
             continue
         r = e.target_names.index(page.name)
-        if "output_effect" in e.arrays and np.shape(e.arrays["output_effect"]) == e.importance.shape:
-            up, down = _signed_list(list(e.feature_names), np.asarray(e.arrays["output_effect"][r], dtype=np.float64))
+        signed_effect = _signed_effect(e)
+        if signed_effect is not None:
+            up, down = _signed_list(list(e.feature_names), signed_effect[r])
             page.effects.append({"source": alias, "signed": True, "up": up, "down": down, "unit": str(e.extras.get("output_effect_unit", unit_of(e)))})
         else:
             v = np.asarray(e.importance[r], dtype=np.float64)
             signed = bool(np.any(v < 0))
             up, down = _signed_list(list(e.feature_names), v) if signed else ([(e.feature_names[i], float(v[i])) for i in np.argsort(-v, kind="stable")[:6] if v[i] > 0], [])
             page.effects.append({"source": alias, "signed": signed, "up": up, "down": down, "unit": unit_of(e)})
+
+
+def _signed_effect(e: Explanation) -> np.ndarray | None:
+    """The step's signed effect per latent and output (``arrays["output_effect"]``, or the ``effect`` that
+    ``output_effects``, ``latent_traversal`` and ``component_contributions`` store), as targets x features."""
+    for key in ("output_effect", "effect"):
+        if key in e.arrays:
+            v = np.asarray(e.arrays[key], dtype=np.float64)
+            if v.size == e.importance.size and v.shape[0] == e.importance.shape[0]:
+                return v.reshape(e.importance.shape)
+    return None
 
 
 def _row(c: LatentCodes, i: int, z: np.ndarray, values: np.ndarray | None, cols: list[int]) -> dict[str, Any]:
