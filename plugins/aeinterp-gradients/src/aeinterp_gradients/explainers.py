@@ -66,7 +66,7 @@ from aeinterp.toolkit.recurrent import UnsupportedRecurrence
 from .autodiff import choose_mode, has_recurrent_layers, scripted_recurrent, target_function, weighted_jacobian
 from .code_head import code_head_split, resolve_code_head
 from .factorised import FirstLayer, first_layer_split, layer_target_function, summed_code_jacobian
-from .paths import Baseline, Rule, baselines, quadrature
+from .paths import Baseline, Rule, baselines, quadrature, resolve_baseline
 from .recurrent_vjp import RoutedRecurrent, batched_support
 
 __all__ = ["Jacobian", "IntegratedGradients"]
@@ -404,7 +404,7 @@ class IntegratedGradients(_GradientExplainer):
     class Params(_GradientParams):
         steps: int = Field(32, ge=1, le=1024, description="quadrature points on the path from the baseline to the sample")
         rule: Rule = Field("gausslegendre", description="quadrature rule (Captum's names): gausslegendre or riemann_middle/left/right/trapezoid")
-        baseline: Baseline = Field("zero", description="path start: zero, the fit split's mean, or random fit samples (averaged)")
+        baseline: Baseline = Field("auto", description="path start: zero, the fit split's mean, or random fit samples (averaged, expected-gradients style); auto: zero for images, mean otherwise")
         n_baselines: int = Field(1, ge=1, le=64, description="random fit samples averaged over when baseline is 'sample'")
         factorize: Literal["auto", "first_layer", "off"] = Field(
             "auto",
@@ -416,7 +416,8 @@ class IntegratedGradients(_GradientExplainer):
     def prepare(self, model, data, *, target, rng):  # noqa: ANN001, ANN201
         p = self.params
         state = _setup(self, model, data, target, rng, copies=p.steps)
-        state["base"] = baselines(p.baseline, data.x_fit, p.n_baselines, rng)
+        state["baseline"], state["baseline_reason"] = resolve_baseline(p.baseline, data.kind)
+        state["base"] = baselines(state["baseline"], data.x_fit, p.n_baselines, rng)
         state["summary"] = summary_plan(p, data, p.split, additive=True)
         layer, *plan = _factorised_plan(p, model, data, target, len(state["names"]), state["n_e"], state["info"])
         state["use_layer"] = layer is not None
@@ -498,7 +499,8 @@ class IntegratedGradients(_GradientExplainer):
             "unit": "mean |integrated gradients| summed over the group",
             "rule": p.rule,
             "steps": p.steps,
-            "baseline": p.baseline,
+            "baseline": state["baseline"],
+            "baseline_reason": state["baseline_reason"],
             "n_baselines": int(len(state["base"])),
             "completeness_gap": {t: float(g) for t, g in zip(names, gap)},
             "max_relative_completeness_gap": float(np.nanmax(relative)) if np.isfinite(relative).any() else None,
