@@ -49,6 +49,8 @@ Summary = Literal["variance_share", "mean_abs", "direction"]
 FOLDS = 4
 _HALVES = (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2)))
 _STATS = ("n", "z1", "z2", "p1", "p2", "pa", "pz", "px", "x1", "x2")
+#: the sums each summary needs: folds and label groups keep only the chosen summary's (targets x features arrays cost memory)
+NEEDS = {"mean_abs": ("n", "pa"), "variance_share": ("n", "z1", "z2", "p1", "pz"), "direction": ("n", "p1", "p2", "px", "x1", "x2")}
 UNSTABLE = 0.5
 
 DESCRIPTIONS = {
@@ -83,8 +85,8 @@ def topk_overlap(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
     return np.array([len(np.intersect1d(x, y)) / k for x, y in zip(ta, tb)])
 
 
-def chunk_sums(phi: np.ndarray, z: np.ndarray, x: np.ndarray, cells: np.ndarray, n_cells: int) -> dict[str, np.ndarray]:
-    """The running sums of one chunk, per cell (fold or label): ``phi`` (B, T, G), ``z`` (B, T), ``x`` (B, G), ``cells`` (B,) in ``[0, n_cells)``."""
+def chunk_sums(phi: np.ndarray, z: np.ndarray, x: np.ndarray, cells: np.ndarray, n_cells: int, stats: tuple[str, ...] = _STATS) -> dict[str, np.ndarray]:
+    """The running sums ``stats`` of one chunk, per cell (fold or label): ``phi`` (B, T, G), ``z`` (B, T), ``x`` (B, G), ``cells`` (B,) in ``[0, n_cells)``."""
     phi = np.asarray(phi, dtype=np.float64)
     z = np.asarray(z, dtype=np.float64).reshape(phi.shape[0], phi.shape[1])
     x = np.asarray(x, dtype=np.float64).reshape(phi.shape[0], phi.shape[2])
@@ -94,12 +96,13 @@ def chunk_sums(phi: np.ndarray, z: np.ndarray, x: np.ndarray, cells: np.ndarray,
     def per_cell(values: np.ndarray) -> np.ndarray:
         return np.tensordot(onehot, values, axes=(0, 0))
 
-    return {
-        "n": onehot.sum(axis=0), "z1": per_cell(z), "z2": per_cell(z * z),
-        "p1": per_cell(phi), "p2": per_cell(phi * phi), "pa": per_cell(np.abs(phi)),
-        "pz": per_cell(phi * z[:, :, None]), "px": per_cell(phi * x[:, None, :]),
-        "x1": per_cell(x), "x2": per_cell(x * x),
+    terms = {
+        "n": lambda: np.ones(phi.shape[0]), "z1": lambda: z, "z2": lambda: z * z,
+        "p1": lambda: phi, "p2": lambda: phi * phi, "pa": lambda: np.abs(phi),
+        "pz": lambda: phi * z[:, :, None], "px": lambda: phi * x[:, None, :],
+        "x1": lambda: x, "x2": lambda: x * x,
     }
+    return {k: per_cell(terms[k]()) for k in stats}
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -108,31 +111,35 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def summarise(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every summary (``(..., T, G)``) and the variance-share residual (``(..., T)``) from the sums of one cell (or of several added up)."""
+    """Each summary whose sums ``s`` holds (``(..., T, G)``; all of them from all of :data:`_STATS`) and the
+    variance-share residual (``(..., T)``), from the sums of one cell (or of several added up)."""
     n = np.maximum(np.asarray(s["n"], dtype=np.float64), 1.0)[..., None]
     nn = n[..., None]
-    mz, mp, mx = s["z1"] / n, s["p1"] / nn, s["x1"] / n
-    var_z = np.clip(s["z2"] / n - mz**2, 0.0, None)
-    var_p = np.clip(s["p2"] / nn - mp**2, 0.0, None)
-    var_x = np.clip(s["x2"] / n - mx**2, 0.0, None)
-    cov_pz = s["pz"] / nn - mp * mz[..., None]
-    cov_px = s["px"] / nn - mp * mx[..., None, :]
-    # a variance within rounding of zero (a constant target or input) gives 0, not noise over noise
-    tiny_z = 1e-12 * np.maximum(s["z2"] / n, 1e-300)
-    share = _ratio(cov_pz, np.where(var_z > tiny_z, var_z, 0.0)[..., None])
-    scale = np.sqrt(var_p * var_x[..., None, :])
-    tiny = 1e-12 * np.sqrt(np.maximum(s["p2"] / nn, 0.0) * np.maximum(s["x2"] / n, 0.0)[..., None, :])
-    direction = np.clip(_ratio(cov_px, np.where(scale > tiny, scale, 0.0)), -1.0, 1.0)
-    live = (var_z > tiny_z)
-    residual = np.where(live, 1.0 - share.sum(axis=-1), 0.0)
-    return {"mean_abs": s["pa"] / nn, "variance_share": share, "direction": direction, "residual": residual}
+    out: dict[str, np.ndarray] = {}
+    if "pa" in s:
+        out["mean_abs"] = s["pa"] / nn
+    if all(k in s for k in NEEDS["variance_share"]):
+        mz, mp = s["z1"] / n, s["p1"] / nn
+        var_z = np.clip(s["z2"] / n - mz**2, 0.0, None)
+        tiny_z = 1e-12 * np.maximum(s["z2"] / n, 1e-300)  # a variance within rounding of zero (a constant target) gives 0, not noise over noise
+        out["variance_share"] = _ratio(s["pz"] / nn - mp * mz[..., None], np.where(var_z > tiny_z, var_z, 0.0)[..., None])
+        out["residual"] = np.where(var_z > tiny_z, 1.0 - out["variance_share"].sum(axis=-1), 0.0)
+    if all(k in s for k in NEEDS["direction"]):
+        mp, mx = s["p1"] / nn, s["x1"] / n
+        var_p = np.clip(s["p2"] / nn - mp**2, 0.0, None)
+        var_x = np.clip(s["x2"] / n - mx**2, 0.0, None)
+        scale = np.sqrt(var_p * var_x[..., None, :])
+        tiny = 1e-12 * np.sqrt(np.maximum(s["p2"] / nn, 0.0) * np.maximum(s["x2"] / n, 0.0)[..., None, :])
+        out["direction"] = np.clip(_ratio(s["px"] / nn - mp * mx[..., None, :], np.where(scale > tiny, scale, 0.0)), -1.0, 1.0)
+    return out
 
 
 def _cell_total(sums: dict[str, np.ndarray], prefix: str, cells: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
     out = {}
     for k in _STATS:
-        a = sums[f"{prefix}{k}"]
-        out[k] = a.sum(axis=0) if cells is None else a[list(cells)].sum(axis=0)
+        if f"{prefix}{k}" in sums:
+            a = sums[f"{prefix}{k}"]
+            out[k] = a.sum(axis=0) if cells is None else a[list(cells)].sum(axis=0)
     return out
 
 
@@ -155,15 +162,17 @@ class SummaryPlan:
         """The chunk's sums under ``sum_fold_*`` (and ``sum_label_*``): ``positions`` are the rows' places in the
         explained order (they set the folds), ``rows`` their indices into the split (they give the labels)."""
         phi, z, x = (np.asarray(a.detach().cpu() if hasattr(a, "detach") else a) for a in (phi, z, x_groups))
-        out = {f"sum_fold_{k}": v for k, v in chunk_sums(phi, z, x, np.asarray(positions) % FOLDS, FOLDS).items()}
+        need = NEEDS[self.summary]
+        out = {f"sum_all_{k}": v for k, v in chunk_sums(phi, z, x, np.zeros(phi.shape[0], dtype=np.int64), 1, tuple(k for k in _STATS if k not in need)).items()}
+        out.update({f"sum_fold_{k}": v for k, v in chunk_sums(phi, z, x, np.asarray(positions) % FOLDS, FOLDS, need).items()})
         if self.labels is not None:
             cells = self.labels[np.asarray(rows)]
-            out.update({f"sum_label_{k}": v for k, v in chunk_sums(phi, z, x, cells, len(self.label_names)).items()})
+            out.update({f"sum_label_{k}": v for k, v in chunk_sums(phi, z, x, cells, len(self.label_names), need).items()})
         return out
 
     def finish(self, sums: dict[str, np.ndarray], target_names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
         """``(importance, arrays, extras)`` from the combined sums."""
-        every = summarise(_cell_total(sums, "sum_fold_"))
+        every = summarise({**_cell_total(sums, "sum_all_"), **_cell_total(sums, "sum_fold_")})
         arrays = {f"importance_{name}": every[name] for name in SUMMARIES}
         extras: dict[str, Any] = {"importance_summary": self.summary, "importance_summary_reason": self.reason(), "unit": DESCRIPTIONS[self.summary]}
         if self.summary == "variance_share" or self.additive:
@@ -184,7 +193,7 @@ class SummaryPlan:
             extras["stability"]["warning"] = (f"{len(weak)} of {len(target_names)} targets have top-{k} rankings that half the rows do not reproduce "
                                               f"(overlap < {UNSTABLE}): {', '.join(weak[:10])}{' ...' if len(weak) > 10 else ''}; explain more samples")
         if self.labels is not None and "sum_label_n" in sums:
-            by = summarise({k_: sums[f"sum_label_{k_}"] for k_ in _STATS})
+            by = summarise({k_: sums[f"sum_label_{k_}"] for k_ in NEEDS[self.summary]})
             arrays["importance_by_group"] = by[self.summary]
             extras["groups"] = list(self.label_names)
             extras["group_rows"] = [int(v) for v in sums["sum_label_n"]]
@@ -196,15 +205,21 @@ class SummaryPlan:
         return "requested" if self.additive or self.summary != "mean_abs" else "the attributions do not add up to the target, so variance shares would not decompose it"
 
 
-def summary_plan(params: Any, data: Any, split: str, *, additive: bool) -> SummaryPlan:
-    """The :class:`SummaryPlan` for an explainer's params (a :class:`SummaryParams`), the data and the explained split."""
+#: the largest per-label-group sums kept (groups x targets x features x the summary's sums, float64), in MiB
+BY_GROUP_MAX_MB = 256.0
+
+
+def summary_plan(params: Any, data: Any, split: str, *, additive: bool, n_targets: int = 1) -> SummaryPlan:
+    """The :class:`SummaryPlan` for an explainer's params (a :class:`SummaryParams`), the data, the explained split
+    and the number of targets (per-group sums beyond :data:`BY_GROUP_MAX_MB` are not kept)."""
     choice = getattr(params, "summary", "auto")
     if choice == "auto":
         choice = "variance_share" if additive else "mean_abs"
     labels, names = None, []
     if getattr(params, "by_group", "auto") == "auto" and getattr(data, "labels", None) is not None:
         codes, names = data.label_codes()
-        if len(names) <= 64:
+        mb = len(names) * n_targets * len(data.groups) * len(NEEDS[choice]) * 8 / 2**20
+        if len(names) <= 64 and mb <= BY_GROUP_MAX_MB:
             index = data.explain_index if split == "explain" else data.fit_index
             labels = np.asarray(codes)[np.asarray(index)]
         else:

@@ -153,7 +153,7 @@ class DeepShap(ChunkedExplainer):
         plan = local_plan(p.local, n, k, len(data.groups), p.local_max_mb)
         return {"index": index, "bg": bg_np, "seeds": seeds, "method": method, "reason": reason, "f_bg": f_bg, "names": names,
                 "plan": plan, "k": k, "d": d, "grouped": not _identity_groups(data.groups, d),
-                "summary": summary_plan(p, data, "explain", additive=True)}
+                "summary": summary_plan(p, data, "explain", additive=True, n_targets=k)}
 
     def units(self, model, data, state, *, target):  # noqa: ANN001, ANN201
         n = len(state["index"])

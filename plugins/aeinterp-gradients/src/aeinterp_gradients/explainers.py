@@ -350,7 +350,7 @@ class Jacobian(_GradientExplainer):
 
     def prepare(self, model, data, *, target, rng):  # noqa: ANN001, ANN201
         state = _setup(self, model, data, target, rng, copies=1)
-        state["summary"] = summary_plan(self.params, data, self.params.split, additive=False)
+        state["summary"] = summary_plan(self.params, data, self.params.split, additive=False, n_targets=len(state["names"]))
         x0 = as_tensor(np.asarray(_samples(data, self.params.split)[state["index"][:1]]), model)
         _probe_mode(target_function(model, target, unroll=state["info"]["recurrent_unrolled"]), x0, state)
         _head_plan(self.params, model, target, x0, state, copies=1)
@@ -418,7 +418,7 @@ class IntegratedGradients(_GradientExplainer):
         state = _setup(self, model, data, target, rng, copies=p.steps)
         state["baseline"], state["baseline_reason"] = resolve_baseline(p.baseline, data.kind)
         state["base"] = baselines(state["baseline"], data.x_fit, p.n_baselines, rng)
-        state["summary"] = summary_plan(p, data, p.split, additive=True)
+        state["summary"] = summary_plan(p, data, p.split, additive=True, n_targets=len(state["names"]))
         layer, *plan = _factorised_plan(p, model, data, target, len(state["names"]), state["n_e"], state["info"])
         state["use_layer"] = layer is not None
         x0 = as_tensor(np.asarray(_samples(data, p.split)[state["index"][:1]]), model)
