@@ -192,3 +192,29 @@ def test_stability_drops_below_one_when_the_background_is_resampled_on_a_noisy_c
     np.testing.assert_array_equal(topk_overlap(same[0].importance, same[1].importance, 5), 1.0)
     split_half = runs[0].arrays["stability_topk_overlap"]
     assert split_half.shape == (4,) and split_half.min() < 1.0  # half of 60 rows do not settle the top 5 of 40 t-distributed inputs
+
+
+# --- perturbation: per-sample effects -----------------------------------------------------
+
+
+def test_zero_ablation_effects_give_the_exact_linear_shares(linear) -> None:  # noqa: ANN001
+    from aeinterp_perturbation.explainers import ZeroAblation
+
+    e = explain(ZeroAblation, linear.model, linear.data, params={"summary": "variance_share"})
+    shap = _shap(linear)  # z = W x: z(x) - z(x with x_g = 0) = w_g x_g, whose covariance with z is DeepSHAP's
+    np.testing.assert_allclose(e.importance, shap.importance, rtol=1e-5, atol=1e-7)
+    assert e.extras["importance_summary"] == "variance_share" and "per-sample effect" in e.extras["unit"]
+    np.testing.assert_array_equal(np.sign(e.arrays["importance_direction"]), np.sign(linear.model.module.encoder.weight.detach().numpy()))
+
+
+def test_permutation_summaries_keep_planted_inputs_stream_and_leave_the_default_alone(planted) -> None:  # noqa: ANN001
+    from aeinterp_perturbation.explainers import Permutation
+
+    default = explain(Permutation, planted.model, planted.data)
+    assert "importance_summary" not in default.extras and "importance_variance_share" not in default.arrays  # rms change, as before
+    e = explain(Permutation, planted.model, planted.data, params={"summary": "variance_share"})
+    relevant = planted.relevant()
+    assert np.all(e.importance[~relevant] == 0.0) and np.all(e.importance[relevant] > 0.0)
+    chunked = explain(Permutation, planted.model, planted.data, params={"summary": "variance_share", "chunk_size": 13})
+    for key in ("importance_variance_share", "importance_mean_abs", "importance_direction", "importance_by_group"):
+        np.testing.assert_allclose(chunked.arrays[key], e.arrays[key], rtol=1e-6, atol=1e-9, err_msg=key)
