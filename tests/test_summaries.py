@@ -218,3 +218,13 @@ def test_permutation_summaries_keep_planted_inputs_stream_and_leave_the_default_
     chunked = explain(Permutation, planted.model, planted.data, params={"summary": "variance_share", "chunk_size": 13})
     for key in ("importance_variance_share", "importance_mean_abs", "importance_direction", "importance_by_group"):
         np.testing.assert_allclose(chunked.arrays[key], e.arrays[key], rtol=1e-6, atol=1e-9, err_msg=key)
+
+
+def test_integrated_gradients_baseline_auto_is_the_mean_for_tables_and_zero_for_images(planted) -> None:  # noqa: ANN001
+    from aeinterp_gradients.paths import resolve_baseline
+
+    e = explain(IntegratedGradients, planted.model, planted.data, params={"steps": 8})
+    assert e.extras["baseline"] == "mean" and "tabular" in e.extras["baseline_reason"]
+    mean = explain(IntegratedGradients, planted.model, planted.data, params={"steps": 8, "baseline": "mean"})
+    np.testing.assert_array_equal(e.local, mean.local)
+    assert resolve_baseline("auto", "image")[0] == "zero" and resolve_baseline("sample", "image") == ("sample", "requested")

@@ -162,7 +162,7 @@ def test_lstm_modes_agree_and_forward_mode_works_on_written_out_gates(lstm) -> N
 
 def test_lstm_integrated_gradients_equal_captum_looped_over_latents(lstm) -> None:  # noqa: ANN001
     model, data = lstm
-    ours = explain(IntegratedGradients, model, data, seed=0, params={"steps": 16, "max_samples": 6})
+    ours = explain(IntegratedGradients, model, data, seed=0, params={"steps": 16, "max_samples": 6, "baseline": "zero"})
     assert ours.extras["recurrent_layers"] and ours.extras["mode"] == "batched"
     x = torch.as_tensor(_explained(data, 0, 6))
     ig = CaptumIG(lambda t: model.encode(t))
