@@ -228,3 +228,15 @@ def test_integrated_gradients_baseline_auto_is_the_mean_for_tables_and_zero_for_
     mean = explain(IntegratedGradients, planted.model, planted.data, params={"steps": 8, "baseline": "mean"})
     np.testing.assert_array_equal(e.local, mean.local)
     assert resolve_baseline("auto", "image")[0] == "zero" and resolve_baseline("sample", "image") == ("sample", "requested")
+
+
+def test_row_blocks_bound_the_temporaries_without_changing_the_sums(monkeypatch) -> None:  # noqa: ANN001
+    from aeinterp.toolkit import summaries
+
+    rng = np.random.default_rng(2)
+    phi, z, x, cells = rng.normal(size=(37, 2, 5)), rng.normal(size=(37, 2)), rng.normal(size=(37, 5)), np.arange(37) % 3
+    whole = chunk_sums(phi, z, x, cells, 3)
+    monkeypatch.setattr(summaries, "BLOCK_MB", 8 * 2 * 5 * 4 / 2**20)  # four rows per block
+    blocked = chunk_sums(phi, z, x, cells, 3)
+    for k in whole:
+        np.testing.assert_allclose(blocked[k], whole[k], rtol=1e-12, atol=1e-12)

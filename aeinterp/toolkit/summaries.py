@@ -52,6 +52,8 @@ _STATS = ("n", "z1", "z2", "p1", "p2", "pa", "pz", "px", "x1", "x2")
 #: the sums each summary needs: folds and label groups keep only the chosen summary's (targets x features arrays cost memory)
 NEEDS = {"mean_abs": ("n", "pa"), "variance_share": ("n", "z1", "z2", "p1", "pz"), "direction": ("n", "p1", "p2", "px", "x1", "x2")}
 UNSTABLE = 0.5
+#: rows of a chunk summed at once: their float64 products stay within this many MiB each
+BLOCK_MB = 32.0
 
 DESCRIPTIONS = {
     "mean_abs": "mean |attribution| per sample, in the target's units",
@@ -87,6 +89,10 @@ def topk_overlap(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
 
 def chunk_sums(phi: np.ndarray, z: np.ndarray, x: np.ndarray, cells: np.ndarray, n_cells: int, stats: tuple[str, ...] = _STATS) -> dict[str, np.ndarray]:
     """The running sums ``stats`` of one chunk, per cell (fold or label): ``phi`` (B, T, G), ``z`` (B, T), ``x`` (B, G), ``cells`` (B,) in ``[0, n_cells)``."""
+    rows = max(1, int(BLOCK_MB * 2**20 // max(1, 8 * int(np.prod(np.shape(phi)[1:])))))
+    if np.shape(phi)[0] > rows:  # bound the float64 temporaries (phi * z, phi * x, ...) to a few blocks of BLOCK_MB
+        parts = [chunk_sums(phi[s : s + rows], z[s : s + rows], x[s : s + rows], cells[s : s + rows], n_cells, stats) for s in range(0, np.shape(phi)[0], rows)]
+        return {k: sum(p[k] for p in parts) for k in parts[0]}
     phi = np.asarray(phi, dtype=np.float64)
     z = np.asarray(z, dtype=np.float64).reshape(phi.shape[0], phi.shape[1])
     x = np.asarray(x, dtype=np.float64).reshape(phi.shape[0], phi.shape[2])
