@@ -117,7 +117,11 @@ def target_bars(e: Explanation, row: int, *, top_k: int = 20) -> Figure:
     ax = fig.add_subplot()
     _hbars(ax, [e.feature_names[i] for i in shown], values[shown], err, (rest, n_rest))
     ax.set_xlabel("importance" + (" (bars: ± std)" if err is not None else ""))
-    ax.set_title(_title(e, f"{e.target_names[row]}", shown_note(len(shown), len(values), "features", "importance")), fontsize=9)
+    note = shown_note(len(shown), len(values), "features", "importance")
+    stability = e.extras.get("stability")
+    if isinstance(stability, dict) and isinstance(stability.get("overlap"), list) and row < len(stability["overlap"]):
+        note += f"; top-{stability.get('topk')} split-half overlap {float(stability['overlap'][row]):.2f}"
+    ax.set_title(_title(e, f"{e.target_names[row]}", note), fontsize=9)
     return fig
 
 

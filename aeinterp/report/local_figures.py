@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from ..errors import AeinterpError
 from ..explanation import Explanation
 from .figures import _figure, _hbars, _label, _title
+from ..toolkit.summaries import SUMMARIES, ranking_key
 from .summary import explained_rows, shown_note, top_rows
 
 __all__ = ["feature_values", "beeswarm", "waterfall", "dependence", "MAX_POINTS"]
@@ -104,6 +105,19 @@ def _colours(v: np.ndarray) -> np.ndarray:
     return np.clip((v - lo) / span, 0.0, 1.0)
 
 
+def _rank_key(e: Explanation, row: int, att: np.ndarray) -> np.ndarray:
+    """What the beeswarm orders features by: the importance summary the explainer used, else mean |attribution| of the samples shown."""
+    summary = e.extras.get("importance_summary")
+    if summary in SUMMARIES and e.importance.shape[1] == att.shape[1]:
+        return ranking_key(str(summary), np.asarray(e.importance[row], dtype=np.float64))
+    return np.abs(att).mean(axis=0)
+
+
+def _rank_name(e: Explanation) -> str:
+    summary = e.extras.get("importance_summary")
+    return {"variance_share": "share of the target's variance", "direction": "|direction|", "mean_abs": "mean |attribution|"}.get(str(summary), "mean |attribution|")
+
+
 def beeswarm(e: Explanation, target: int | str | None = None, *, data: Any = None, max_features: int = 10, max_targets: int = 4, seed: int = 0) -> Figure:
     """Per target, one row per feature (the ``max_features`` with the largest mean |local|), one point per
     sample at its signed attribution, coloured by the feature's value (blue low, red high) when ``data``
@@ -120,7 +134,7 @@ def beeswarm(e: Explanation, target: int | str | None = None, *, data: Any = Non
     sc = None
     for ax, r in zip(axes, rows):
         att = np.asarray(local[pick, r, :], dtype=np.float64)
-        order = np.argsort(-np.abs(att).mean(axis=0), kind="stable")[:k]
+        order = np.argsort(-_rank_key(e, r, att), kind="stable")[:k]
         for pos, f in enumerate(order):
             y = (k - 1 - pos) + _swarm_offsets(att[:, f], rng)
             if values is not None:
@@ -134,7 +148,7 @@ def beeswarm(e: Explanation, target: int | str | None = None, *, data: Any = Non
         ax.grid(axis="x", alpha=0.3, linewidth=0.5)
     if sc is not None:
         fig.colorbar(sc, ax=axes, shrink=0.8, ticks=[0, 1], label="feature value").ax.set_yticklabels(["low", "high"])
-    notes = [shown_note(k, len(e.feature_names), "features", "mean |attribution|")]
+    notes = [shown_note(k, len(e.feature_names), "features", _rank_name(e))]
     if target is None:
         notes.append(shown_note(len(rows), len(explained_rows(e)), "targets"))
     notes.append(f"{len(pick)} of {n} samples" if len(pick) < n else f"{n} samples")

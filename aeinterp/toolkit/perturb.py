@@ -117,6 +117,8 @@ def perturbation_sums(
     layer: FirstLayer | None = None,
     squares: bool = False,
     column_sets: Sequence[int] | None = None,
+    signed: torch.Tensor | None = None,
+    signed_group: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Like :func:`perturbation_effects`, but the additive sums over the samples of ``x`` and their count.
 
@@ -134,6 +136,10 @@ def perturbation_sums(
     Linear`` and the latent target, each label's Jacobian columns are computed
     once and its copies' code changes follow from them exactly
     (:class:`aeinterp.toolkit.kinks.KinkUpdate`), without the second matmul.
+
+    ``signed`` (``(N, T, G)`` float64, zeros): each sample's signed change of
+    every target is added in place under the group ``signed_group[copy]``
+    (per-sample attributions for :mod:`aeinterp.toolkit.summaries`).
     """
     target = Target(target)
     out: torch.Tensor | None = None
@@ -143,6 +149,9 @@ def perturbation_sums(
         n = terms.shape[1]
         if out is None:
             out = torch.zeros((2 if squares else 1, n_copies, base.shape[1]), dtype=torch.float64)
+        if signed is not None and signed_group is not None:
+            where = torch.as_tensor([signed_group[i] for i in ids], dtype=torch.long)
+            signed.index_add_(2, where, terms.permute(1, 2, 0).double())
         if not target.is_loss:
             terms.square_()
         out[0, ids] = terms.sum(dim=1).double()  # float32 sums of one chunk's samples: as precise as the float32 terms

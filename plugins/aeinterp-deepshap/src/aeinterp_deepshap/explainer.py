@@ -6,7 +6,10 @@ Result layout
     ``(samples, targets, groups)``: per-sample SHAP values summed over each
     feature group (for sequences a group is one feature over all steps).
 ``importance``
-    ``(targets, groups)``: mean absolute ``local`` over the explained samples.
+    ``(targets, groups)``: the ``summary`` of ``local`` over the explained samples
+    (default: each group's share of the target's variance; :mod:`aeinterp.toolkit.summaries`,
+    which also fills ``importance_mean_abs`` / ``_variance_share`` / ``_direction``,
+    ``importance_by_group`` and the ranking's ``stability``).
 
 The explainer streams over sample chunks (:class:`aeinterp.toolkit.chunks.ChunkedExplainer`,
 ``splits="samples"``): each chunk returns sums of ``|local|`` (and their
@@ -42,6 +45,7 @@ from aeinterp.errors import CapabilityError
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import torch_modules
 from aeinterp.toolkit.perturb import reduce_groups, sample_background, subsample_indices
+from aeinterp.toolkit.summaries import SummaryParams, summary_plan
 from aeinterp.toolkit.streaming import Z_95, MaxSamples, StreamParams, local_plan, sample_index, top_k_rows
 from aeinterp.targets import Target, evaluate_target, target_names, target_names_for
 
@@ -59,7 +63,7 @@ class DeepShap(ChunkedExplainer):
 
     name = "deepshap"
 
-    class Params(StreamParams):
+    class Params(StreamParams, SummaryParams):
         backend: Literal["native", "shap"] = Field("native", description="native: vectorised rules for all targets at once; shap: shap.DeepExplainer / GradientExplainer as the reference")
         method: Literal["auto", "rescale", "expected_gradients"] = Field("auto", description="auto: DeepLIFT rescale rules where every operation has one, else expected gradients; or force either")
         background: Literal["random", "kmeans", "all"] = Field("random", description="background from the fit split: a random sample, a k-means summary, or all of it")
@@ -148,7 +152,8 @@ class DeepShap(ChunkedExplainer):
         n, k, d = len(index), f_bg.shape[1], int(np.prod(data.x_explain.shape[1:]))
         plan = local_plan(p.local, n, k, len(data.groups), p.local_max_mb)
         return {"index": index, "bg": bg_np, "seeds": seeds, "method": method, "reason": reason, "f_bg": f_bg, "names": names,
-                "plan": plan, "k": k, "d": d, "grouped": not _identity_groups(data.groups, d)}
+                "plan": plan, "k": k, "d": d, "grouped": not _identity_groups(data.groups, d),
+                "summary": summary_plan(p, data, "explain", additive=True, n_targets=k)}
 
     def units(self, model, data, state, *, target):  # noqa: ANN001, ANN201
         n = len(state["index"])
@@ -173,6 +178,8 @@ class DeepShap(ChunkedExplainer):
         err = np.abs(phi.sum(axis=2, dtype=np.float64) - (f_x - state["f_bg"].mean(axis=0)))
         sums = {"abs": mag.sum(axis=0), "abs_sq": (mag**2).sum(axis=0), "err": err.sum(axis=0),
                 "delta": np.abs(f_x - state["f_bg"].mean(axis=0)).sum(axis=0)}
+        x_groups = reduce_groups(x.reshape(len(units), -1).double().cpu().numpy(), data.groups, "mean")
+        sums.update(state["summary"].sums(local, f_x - state["f_bg"].mean(axis=0), x_groups, units, state["index"][units]))
         rows: dict[str, np.ndarray] = {"target_values": f_x}
         plan, shape = state["plan"], tuple(data.x_explain.shape[1:])
         if data.kind == "sequence":
@@ -301,6 +308,8 @@ def _explanation(explainer: DeepShap, data, state, total, target, info) -> Expla
     if "abs_steps" in total.sums:
         arrays["importance_steps"] = total.sums["abs_steps"] / n
     shape = tuple(data.x_explain.shape[1:])
+    importance, summary_arrays, summary_extras = state["summary"].finish(total.sums, names)
+    arrays.update(summary_arrays)
     extras = {
         "backend": p.backend,
         "method": method,
@@ -315,9 +324,10 @@ def _explanation(explainer: DeepShap, data, state, total, target, info) -> Expla
         "phi_shape": "samples x targets x " + " x ".join(str(s) for s in shape),
         **state["plan"].info(),
         **info,
+        **summary_extras,
     }
     return Explanation(
-        importance=total.sums["abs"] / n,
+        importance=importance,
         feature_names=data.group_names,
         target_names=names,
         target=target.value,

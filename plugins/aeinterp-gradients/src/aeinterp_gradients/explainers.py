@@ -57,6 +57,7 @@ from aeinterp import Capabilities, Explanation
 from aeinterp.toolkit.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import as_tensor
+from aeinterp.toolkit.summaries import SummaryParams, SummaryPlan, summary_plan
 from aeinterp.toolkit.streaming import Z_95, LocalPlan, MaxSamples, StreamParams, local_plan, sample_index, top_k_rows
 from aeinterp.targets import Target, target_names_for
 
@@ -65,13 +66,13 @@ from aeinterp.toolkit.recurrent import UnsupportedRecurrence
 from .autodiff import choose_mode, has_recurrent_layers, scripted_recurrent, target_function, weighted_jacobian
 from .code_head import code_head_split, resolve_code_head
 from .factorised import FirstLayer, first_layer_split, layer_target_function, summed_code_jacobian
-from .paths import Baseline, Rule, baselines, quadrature
+from .paths import Baseline, Rule, baselines, quadrature, resolve_baseline
 from .recurrent_vjp import RoutedRecurrent, batched_support
 
 __all__ = ["Jacobian", "IntegratedGradients"]
 
 
-class _GradientParams(StreamParams):
+class _GradientParams(StreamParams, SummaryParams):
     split: Literal["explain", "fit"] = Field("explain", description="which split to explain: the held-out explain split or the fit split")
     max_samples: MaxSamples = Field(None, description="explain at most this many samples (random, seeded); auto: rounds of samples until the importance is within tolerance")
     mode: Literal["auto", "rev", "fwd", "loop", "batched"] = Field(
@@ -100,6 +101,8 @@ class _Sums:
         self.elem_abs = torch.zeros((n_t, n_e), dtype=torch.float64)
         self.rows: dict[str, list[np.ndarray]] = {}
         self.extra: dict[str, np.ndarray] = {}
+        self.summary: dict[str, np.ndarray] = {}
+        self.sizes = torch.bincount(elem_group, minlength=n_g + 1)[:n_g].clamp(min=1).double()
 
     def group_sum(self, values: torch.Tensor) -> torch.Tensor:
         """Sum the last axis of ``values`` (..., elements) into groups (elements in no group are dropped)."""
@@ -125,8 +128,14 @@ class _Sums:
             self.rows.setdefault("local_top_index", []).append(index)
             self.rows.setdefault("local_top_value", []).append(value)
 
+    def add_summary(self, plan: SummaryPlan, group_values: torch.Tensor, z: torch.Tensor, x: torch.Tensor, positions: np.ndarray, rows: np.ndarray) -> None:
+        """Add a block's summary sums (:mod:`aeinterp.toolkit.summaries`): ``z`` (B, T) the targets, ``x`` (B, ...) the inputs."""
+        x_groups = self.group_sum(x.reshape(x.shape[0], -1).double().cpu()) / self.sizes
+        for k, v in plan.sums(group_values, z, x_groups, positions, rows).items():
+            self.summary[k] = self.summary[k] + v if k in self.summary else v
+
     def partial(self) -> Partial:
-        sums = {"score": self.score.numpy(), "score_sq": self.score_sq.numpy(), "elem": self.elem.numpy(), "elem_abs": self.elem_abs.numpy(), **self.extra}
+        sums = {"score": self.score.numpy(), "score_sq": self.score_sq.numpy(), "elem": self.elem.numpy(), "elem_abs": self.elem_abs.numpy(), **self.extra, **self.summary}
         return Partial(sums=sums, rows={k: np.concatenate(v) for k, v in self.rows.items()}, count=self.count)
 
 
@@ -234,13 +243,18 @@ class _GradientExplainer(ChunkedExplainer):
         var = np.clip((total.sums["score_sq"] - n * mean**2) / max(1, n - 1), 0.0, None)
         local = total.rows.get("local")
         arrays = {**arrays, "attribution_mean": (total.sums["elem"] / n).astype(np.float32), "attribution_abs_mean": (total.sums["elem_abs"] / n).astype(np.float32)}
+        importance = mean
+        if "summary" in state and "sum_fold_n" in total.sums:
+            importance, summary_arrays, summary_extras = state["summary"].finish(total.sums, state["names"])
+            arrays.update(summary_arrays)
+            extras = {**extras, **summary_extras, "unit": summary_extras["unit"] if state["summary"].summary != "mean_abs" else extras.get("unit", summary_extras["unit"])}
         if "local_top_index" in total.rows:
             arrays.update(local_top_index=total.rows["local_top_index"], local_top_value=total.rows["local_top_value"])
         if local is not None or "local_top_index" in total.rows:  # which rows of the split the per-sample arrays are
             arrays["sample_index"] = np.asarray(state["index"][: total.count], dtype=np.int64)
         return Explanation(
-            importance=mean,
-            std=np.sqrt(var),
+            importance=importance,
+            std=np.sqrt(var) if importance is mean or state["summary"].summary == "mean_abs" else None,  # the spread of |local| over samples
             local=local,
             feature_names=data.group_names,
             target_names=state["names"],
@@ -336,6 +350,7 @@ class Jacobian(_GradientExplainer):
 
     def prepare(self, model, data, *, target, rng):  # noqa: ANN001, ANN201
         state = _setup(self, model, data, target, rng, copies=1)
+        state["summary"] = summary_plan(self.params, data, self.params.split, additive=False, n_targets=len(state["names"]))
         x0 = as_tensor(np.asarray(_samples(data, self.params.split)[state["index"][:1]]), model)
         _probe_mode(target_function(model, target, unroll=state["info"]["recurrent_unrolled"]), x0, state)
         _head_plan(self.params, model, target, x0, state, copies=1)
@@ -364,6 +379,9 @@ class Jacobian(_GradientExplainer):
                 elem = jac * xb.reshape(xb.shape[0], 1, -1).cpu()
                 local = acc.group_sum(elem)
                 acc.add(elem, local, local.abs())
+            with torch.no_grad():
+                fx = target_function(model, target)(xb, xb).reshape(xb.shape[0], -1).cpu().double()
+            acc.add_summary(state["summary"], local, fx, xb, units[s : s + rows], state["index"][units[s : s + rows]])
         return acc.partial()
 
     def finish(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
@@ -386,7 +404,7 @@ class IntegratedGradients(_GradientExplainer):
     class Params(_GradientParams):
         steps: int = Field(32, ge=1, le=1024, description="quadrature points on the path from the baseline to the sample")
         rule: Rule = Field("gausslegendre", description="quadrature rule (Captum's names): gausslegendre or riemann_middle/left/right/trapezoid")
-        baseline: Baseline = Field("zero", description="path start: zero, the fit split's mean, or random fit samples (averaged)")
+        baseline: Baseline = Field("auto", description="path start: zero, the fit split's mean, or random fit samples (averaged, expected-gradients style); auto: zero for images, mean otherwise")
         n_baselines: int = Field(1, ge=1, le=64, description="random fit samples averaged over when baseline is 'sample'")
         factorize: Literal["auto", "first_layer", "off"] = Field(
             "auto",
@@ -398,7 +416,9 @@ class IntegratedGradients(_GradientExplainer):
     def prepare(self, model, data, *, target, rng):  # noqa: ANN001, ANN201
         p = self.params
         state = _setup(self, model, data, target, rng, copies=p.steps)
-        state["base"] = baselines(p.baseline, data.x_fit, p.n_baselines, rng)
+        state["baseline"], state["baseline_reason"] = resolve_baseline(p.baseline, data.kind)
+        state["base"] = baselines(state["baseline"], data.x_fit, p.n_baselines, rng)
+        state["summary"] = summary_plan(p, data, p.split, additive=True, n_targets=len(state["names"]))
         layer, *plan = _factorised_plan(p, model, data, target, len(state["names"]), state["n_e"], state["info"])
         state["use_layer"] = layer is not None
         x0 = as_tensor(np.asarray(_samples(data, p.split)[state["index"][:1]]), model)
@@ -462,6 +482,7 @@ class IntegratedGradients(_GradientExplainer):
             delta /= base_t.shape[0]
             local = acc.group_sum(ig)
             acc.add(ig, local, local.abs())
+            acc.add_summary(state["summary"], local, delta, xb, units[s : s + rows], state["index"][units[s : s + rows]])
             gap_sum += (ig.sum(dim=2).double() - delta).abs().sum(dim=0)
             scale_sum += delta.abs().sum(dim=0)
         acc.extra = {"gap": gap_sum.numpy(), "scale": scale_sum.numpy()}
@@ -478,7 +499,8 @@ class IntegratedGradients(_GradientExplainer):
             "unit": "mean |integrated gradients| summed over the group",
             "rule": p.rule,
             "steps": p.steps,
-            "baseline": p.baseline,
+            "baseline": state["baseline"],
+            "baseline_reason": state["baseline_reason"],
             "n_baselines": int(len(state["base"])),
             "completeness_gap": {t: float(g) for t, g in zip(names, gap)},
             "max_relative_completeness_gap": float(np.nanmax(relative)) if np.isfinite(relative).any() else None,

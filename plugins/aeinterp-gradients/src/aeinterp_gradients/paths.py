@@ -6,10 +6,25 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["Rule", "quadrature", "Baseline", "baselines"]
+__all__ = ["Rule", "quadrature", "Baseline", "baselines", "resolve_baseline"]
 
 Rule = Literal["gausslegendre", "riemann_middle", "riemann_left", "riemann_right", "riemann_trapezoid"]
-Baseline = Literal["zero", "mean", "sample"]
+Baseline = Literal["auto", "zero", "mean", "sample"]
+
+#: why ``baseline: auto`` picks what it picks (measured in bench/bench_realdata.py, see docs/summaries.md)
+AUTO_REASON = {
+    "zero": "image data: a black image is the conventional absence of signal",
+    "mean": "tabular / sequence data: zero is an arbitrary point for unscaled features (log expression 0 is 'not expressed', far from every cell); "
+            "the fit split's mean is a typical sample and costs one path like zero (expected-gradients-style sampling costs one per baseline)",
+}
+
+
+def resolve_baseline(kind: str, data_kind: str) -> tuple[str, str]:
+    """``(baseline, reason)``: ``auto`` becomes ``zero`` for images and ``mean`` otherwise."""
+    if kind != "auto":
+        return kind, "requested"
+    chosen = "zero" if data_kind == "image" else "mean"
+    return chosen, AUTO_REASON[chosen]
 
 
 def quadrature(rule: Rule, steps: int) -> tuple[np.ndarray, np.ndarray]:

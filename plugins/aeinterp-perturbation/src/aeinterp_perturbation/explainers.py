@@ -40,8 +40,11 @@ from aeinterp.explainer import ALL_TARGETS
 from aeinterp.toolkit.first_layer import first_layer_split
 from aeinterp.toolkit.kinks import kink_update_reason
 from aeinterp.toolkit.perturb import change_from_sums, perturbation_sums
+from aeinterp.model import as_tensor
+from aeinterp.toolkit.perturb import reduce_groups
 from aeinterp.toolkit.streaming import Z_95, MaxSamples, StreamParams, sample_index
-from aeinterp.targets import Target, target_names_for
+from aeinterp.toolkit.summaries import SummaryParams, summary_plan
+from aeinterp.targets import Target, evaluate_target, target_names_for
 
 __all__ = ["Permutation", "ZeroAblation", "donors"]
 
@@ -58,7 +61,12 @@ def donors(seed: int, copies: np.ndarray, positions: np.ndarray, n: int) -> np.n
     return (z % np.uint64(n)).astype(np.int64)
 
 
-class _PerturbationParams(StreamParams):
+class _PerturbationParams(StreamParams, SummaryParams):
+    summary: Literal["rms_change", "variance_share", "mean_abs", "direction"] = Field(  # type: ignore[assignment]
+        "rms_change", description="rms_change: how much each target moves (the mean increase for the reconstruction error); variance_share, mean_abs, "
+        "direction: summaries (aeinterp.toolkit.summaries) of the per-sample effects phi_g(x) = z(x) - mean over copies of z(x with g replaced), "
+        "which need a samples x targets x features array per chunk",
+    )
     normalize: bool = Field(False, description="scale each target's importances to sum to 1 (negative values count as 0)")
     split: Literal["explain", "fit"] = Field("explain", description="which split to perturb: the held-out explain split or the fit split")
     max_samples: MaxSamples = Field(None, description="use at most this many samples of the split (random, seeded); auto: rounds of samples until the importance is within tolerance")
@@ -106,15 +114,21 @@ class _Perturbation(ChunkedExplainer):
             path["path"] = "first-layer rank update, code changes from shared Jacobian columns and kink crossings"
             path["path_reason"] = (f"{reason}; then one ReLU-like activation and an nn.Linear give the code, and feature groups of up to "
                                    f"{per_group // 2} columns are perturbed at least twice per column ({per_group} repeats)")
+        summary = None
+        if p.summary != "rms_change":
+            summary = summary_plan(p, data, p.split, additive=True, n_targets=len(target_names_for(model, data, target)))
         return {"index": index, "seed": int(rng.integers(2**62)), "path": path, "use_layer": layer is not None,
-                "kinks": kinks, "squares": self.stopping(None) is not None, **self._prepare_extra(model, data, rng)}
+                "kinks": kinks, "squares": self.stopping(None) is not None, "summary": summary, **self._prepare_extra(model, data, rng)}
 
     def _prepare_extra(self, model, data, rng) -> dict[str, Any]:  # noqa: ANN001
         return {}
 
     def units(self, model, data, state, *, target):  # noqa: ANN001, ANN201
         n = len(state["index"])
-        return np.arange(n), self.params.chunk_size or n
+        if self.params.chunk_size or state.get("summary") is None:
+            return np.arange(n), self.params.chunk_size or n
+        per = 8.0 * 8 * len(target_names_for(model, data, target)) * len(data.groups)  # the per-sample effects and the summary's products, float64
+        return np.arange(n), max(64, int(self.params.memory_mb * 2**20 // per))
 
     def _sums(self, model, data, state, units, target: Target, fill_for) -> Partial:  # noqa: ANN001
         p = self.params
@@ -125,14 +139,25 @@ class _Perturbation(ChunkedExplainer):
         layer = first_layer_split(model, data, target)[0] if state["use_layer"] else None
         n_groups = len(data.groups)
         n_copies = self._n_copies(n_groups)
+        plan, signed, z = state.get("summary"), None, None
+        if plan is not None:
+            with torch.no_grad():
+                z = evaluate_target(model, target, as_tensor(chunk, model)).reshape(len(units), -1).double().cpu()
+            signed = torch.zeros((len(units), z.shape[1], n_groups), dtype=torch.float64)
         sums, count = perturbation_sums(
             model, target, chunk, n_copies, fill_for(flat_all, units), copies=p.copies_per_batch, memory_mb=p.memory_mb,
             batch_size=p.batch_size, progress=self.progress, description=f"{self.name} ({target})", layer=layer, squares=state["squares"],
             column_sets=[cid % n_groups for cid in range(n_copies)] if state["kinks"] else None,
+            signed=signed, signed_group=[cid % n_groups for cid in range(n_copies)],
         )
+        extra = {}
+        if plan is not None and signed is not None and z is not None:  # phi_g(x) = z(x) - mean over g's copies of z(perturbed x)
+            phi = -signed / (n_copies // n_groups)
+            x_groups = reduce_groups(rows.astype(np.float64), data.groups, "mean")
+            extra = plan.sums(phi, z, x_groups, units, state["index"][units])
         if state["squares"]:
-            return Partial(sums={"change": sums[0].numpy(), "change_sq": sums[1].numpy()}, count=count)
-        return Partial(sums={"change": sums.numpy()}, count=count)
+            return Partial(sums={"change": sums[0].numpy(), "change_sq": sums[1].numpy(), **extra}, count=count)
+        return Partial(sums={"change": sums.numpy(), **extra}, count=count)
 
     def _effects(self, target: Target, total: Partial) -> torch.Tensor:
         return change_from_sums(target, torch.as_tensor(total.sums["change"]), total.count)
@@ -151,7 +176,15 @@ class _Perturbation(ChunkedExplainer):
 
     def _explanation(self, model, data, state, total: Partial, target: Target, imp: np.ndarray, sd: np.ndarray | None, extras: dict[str, Any]) -> Explanation:  # noqa: ANN001
         p = self.params
-        if p.normalize:
+        arrays: dict[str, np.ndarray] = {}
+        names = target_names_for(model, data, target)
+        plan = state.get("summary")
+        summary_extras: dict[str, Any] = {}
+        if plan is not None:
+            imp, arrays, summary_extras = plan.finish(total.sums, names)
+            sd = None
+            summary_extras["unit"] = summary_extras["unit"] + " (per-sample effect: z(x) - mean over copies of z(x with the feature replaced))"
+        elif p.normalize:
             tot = np.clip(imp, 0.0, None).sum(axis=1, keepdims=True)
             scale = np.divide(1.0, tot, out=np.zeros_like(tot), where=tot > 0)
             imp = np.clip(imp, 0.0, None) * scale
@@ -160,10 +193,11 @@ class _Perturbation(ChunkedExplainer):
             importance=imp,
             std=sd,
             feature_names=data.group_names,
-            target_names=target_names_for(model, data, target),
+            target_names=names,
             target=target.value,
+            arrays=arrays,
             extras={"unit": "share of the target's total" if p.normalize else _unit(target), "n_samples": int(total.count), "split": p.split,
-                    **state["path"], **extras},
+                    **state["path"], **extras, **summary_extras},
         )
 
 

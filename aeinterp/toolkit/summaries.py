@@ -1,0 +1,233 @@
+"""Summaries of per-sample attributions into one importance per (target, feature), streamed over sample chunks.
+
+An explainer with per-sample attributions ``phi[i, t, g]`` (sample ``i``, target
+``t``, feature group ``g``), the targets' values ``z[i, t]`` and the inputs' group
+values ``x[i, g]`` (the mean of the group's elements) can summarise them in
+several ways; all are computed from the same running sums (float64), added up
+chunk by chunk (:class:`aeinterp.toolkit.chunks.Partial` ``sums``), so the result
+does not depend on the chunking or the executor:
+
+``mean_abs``
+    ``mean_i |phi[i, t, g]|``: how large the attributions are, whatever their sign
+    or their relation to the target's variation;
+``variance_share``
+    ``Cov_i(phi[:, t, g], z[:, t]) / Var_i(z[:, t])``: the share of the target's
+    variance over the explained rows that feature ``g`` carries. For an additive
+    method (``sum_g phi[i, t, g] = z[i, t] - baseline_t``: DeepSHAP, integrated
+    gradients with completeness) the shares of a target sum to 1 exactly; for
+    others ``1 - sum_g share`` is reported as the residual. A share can be
+    negative (a feature whose attributions cancel the others'); rankings use the
+    share itself, so such features rank last;
+``direction``
+    ``corr_i(phi[:, t, g], x[:, g])`` in ``[-1, 1]``: +1 when a higher input
+    value gives a larger attribution (raises the target), -1 when it lowers it,
+    0 when the attribution does not follow the input (or either is constant).
+    Rankings by magnitude use ``|direction|``.
+
+Per label group (when the dataset has labels) each summary is computed on the
+group's rows alone (``importance_by_group``). Stability: rows are dealt into
+:data:`FOLDS` folds by their position in the explained sample order (not by
+chunk); the three ways of splitting the four folds into two halves each give a
+ranking per half, and ``overlap`` is the mean share of the top ``k`` features the
+two halves agree on (1: every half-sample finds the same top ``k``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..explainer import ExplainerParams
+
+__all__ = ["SUMMARIES", "Summary", "SummaryParams", "SummaryPlan", "summary_plan", "chunk_sums", "summarise", "ranking_key", "topk_overlap", "FOLDS"]
+
+SUMMARIES = ("variance_share", "mean_abs", "direction")
+Summary = Literal["variance_share", "mean_abs", "direction"]
+FOLDS = 4
+_HALVES = (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2)))
+_STATS = ("n", "z1", "z2", "p1", "p2", "pa", "pz", "px", "x1", "x2")
+#: the sums each summary needs: folds and label groups keep only the chosen summary's (targets x features arrays cost memory)
+NEEDS = {"mean_abs": ("n", "pa"), "variance_share": ("n", "z1", "z2", "p1", "pz"), "direction": ("n", "p1", "p2", "px", "x1", "x2")}
+UNSTABLE = 0.5
+#: rows of a chunk summed at once: their float64 products stay within this many MiB each
+BLOCK_MB = 32.0
+
+DESCRIPTIONS = {
+    "mean_abs": "mean |attribution| per sample, in the target's units",
+    "variance_share": "share of the target's variance, Cov(attribution, target) / Var(target)",
+    "direction": "direction: corr(attribution, input) over samples, signed",
+}
+
+
+class SummaryParams(ExplainerParams):
+    """The summary params every explainer with per-sample attributions shares (mix into its ``Params``)."""
+
+    summary: Literal["auto", "variance_share", "mean_abs", "direction"] = Field(
+        "auto", description="how per-sample attributions become one importance per target and feature: variance_share (Cov(phi, z) / Var z), "
+        "mean_abs (mean |phi|) or direction (corr(phi, x)); auto: variance_share for additive methods, mean_abs otherwise. All three are kept in arrays",
+    )
+    stability_k: int = Field(20, ge=1, description="top-k whose split-half overlap says how stable each target's ranking is")
+    by_group: Literal["auto", "off"] = Field("auto", description="auto: with dataset labels (at most 64 classes), also summarise each label group's rows alone (importance_by_group)")
+
+
+def ranking_key(summary: str, values: np.ndarray) -> np.ndarray:
+    """What rankings sort by (largest first): the share or mean itself, ``|direction|``."""
+    return np.abs(values) if summary == "direction" else values
+
+
+def topk_overlap(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+    """Per row (target), the share of the top ``k`` of ``a`` that is also in the top ``k`` of ``b`` (both ``(targets, features)``)."""
+    a, b = np.atleast_2d(a), np.atleast_2d(b)
+    k = max(1, min(int(k), a.shape[1]))
+    ta = np.argsort(-a, axis=1, kind="stable")[:, :k]
+    tb = np.argsort(-b, axis=1, kind="stable")[:, :k]
+    return np.array([len(np.intersect1d(x, y)) / k for x, y in zip(ta, tb)])
+
+
+def chunk_sums(phi: np.ndarray, z: np.ndarray, x: np.ndarray, cells: np.ndarray, n_cells: int, stats: tuple[str, ...] = _STATS) -> dict[str, np.ndarray]:
+    """The running sums ``stats`` of one chunk, per cell (fold or label): ``phi`` (B, T, G), ``z`` (B, T), ``x`` (B, G), ``cells`` (B,) in ``[0, n_cells)``."""
+    rows = max(1, int(BLOCK_MB * 2**20 // max(1, 8 * int(np.prod(np.shape(phi)[1:])))))
+    if np.shape(phi)[0] > rows:  # bound the float64 temporaries (phi * z, phi * x, ...) to a few blocks of BLOCK_MB
+        parts = [chunk_sums(phi[s : s + rows], z[s : s + rows], x[s : s + rows], cells[s : s + rows], n_cells, stats) for s in range(0, np.shape(phi)[0], rows)]
+        return {k: sum(p[k] for p in parts) for k in parts[0]}
+    phi = np.asarray(phi, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64).reshape(phi.shape[0], phi.shape[1])
+    x = np.asarray(x, dtype=np.float64).reshape(phi.shape[0], phi.shape[2])
+    onehot = np.zeros((phi.shape[0], n_cells))
+    onehot[np.arange(phi.shape[0]), np.asarray(cells, dtype=np.int64)] = 1.0
+
+    def per_cell(values: np.ndarray) -> np.ndarray:
+        return np.tensordot(onehot, values, axes=(0, 0))
+
+    terms = {
+        "n": lambda: np.ones(phi.shape[0]), "z1": lambda: z, "z2": lambda: z * z,
+        "p1": lambda: phi, "p2": lambda: phi * phi, "pa": lambda: np.abs(phi),
+        "pz": lambda: phi * z[:, :, None], "px": lambda: phi * x[:, None, :],
+        "x1": lambda: x, "x2": lambda: x * x,
+    }
+    return {k: per_cell(terms[k]()) for k in stats}
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    b = np.broadcast_to(b, np.broadcast_shapes(np.shape(a), np.shape(b)))
+    return np.divide(a, b, out=np.zeros(np.broadcast_shapes(np.shape(a), np.shape(b))), where=b > 0)
+
+
+def summarise(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each summary whose sums ``s`` holds (``(..., T, G)``; all of them from all of :data:`_STATS`) and the
+    variance-share residual (``(..., T)``), from the sums of one cell (or of several added up)."""
+    n = np.maximum(np.asarray(s["n"], dtype=np.float64), 1.0)[..., None]
+    nn = n[..., None]
+    out: dict[str, np.ndarray] = {}
+    if "pa" in s:
+        out["mean_abs"] = s["pa"] / nn
+    if all(k in s for k in NEEDS["variance_share"]):
+        mz, mp = s["z1"] / n, s["p1"] / nn
+        var_z = np.clip(s["z2"] / n - mz**2, 0.0, None)
+        tiny_z = 1e-12 * np.maximum(s["z2"] / n, 1e-300)  # a variance within rounding of zero (a constant target) gives 0, not noise over noise
+        out["variance_share"] = _ratio(s["pz"] / nn - mp * mz[..., None], np.where(var_z > tiny_z, var_z, 0.0)[..., None])
+        out["residual"] = np.where(var_z > tiny_z, 1.0 - out["variance_share"].sum(axis=-1), 0.0)
+    if all(k in s for k in NEEDS["direction"]):
+        mp, mx = s["p1"] / nn, s["x1"] / n
+        var_p = np.clip(s["p2"] / nn - mp**2, 0.0, None)
+        var_x = np.clip(s["x2"] / n - mx**2, 0.0, None)
+        scale = np.sqrt(var_p * var_x[..., None, :])
+        tiny = 1e-12 * np.sqrt(np.maximum(s["p2"] / nn, 0.0) * np.maximum(s["x2"] / n, 0.0)[..., None, :])
+        out["direction"] = np.clip(_ratio(s["px"] / nn - mp * mx[..., None, :], np.where(scale > tiny, scale, 0.0)), -1.0, 1.0)
+    return out
+
+
+def _cell_total(sums: dict[str, np.ndarray], prefix: str, cells: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
+    out = {}
+    for k in _STATS:
+        if f"{prefix}{k}" in sums:
+            a = sums[f"{prefix}{k}"]
+            out[k] = a.sum(axis=0) if cells is None else a[list(cells)].sum(axis=0)
+    return out
+
+
+@dataclass
+class SummaryPlan:
+    """What one step summarises (made in ``prepare``; small and picklable).
+
+    ``labels``: the label code of every row of the explained split (or None);
+    ``label_names``: their class names; ``additive``: whether the method's
+    attributions add up to the target's change (sets the ``auto`` summary).
+    """
+
+    summary: str
+    k: int
+    additive: bool
+    labels: np.ndarray | None = None
+    label_names: list[str] = field(default_factory=list)
+
+    def sums(self, phi: Any, z: Any, x_groups: Any, positions: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The chunk's sums under ``sum_fold_*`` (and ``sum_label_*``): ``positions`` are the rows' places in the
+        explained order (they set the folds), ``rows`` their indices into the split (they give the labels)."""
+        phi, z, x = (np.asarray(a.detach().cpu() if hasattr(a, "detach") else a) for a in (phi, z, x_groups))
+        need = NEEDS[self.summary]
+        out = {f"sum_all_{k}": v for k, v in chunk_sums(phi, z, x, np.zeros(phi.shape[0], dtype=np.int64), 1, tuple(k for k in _STATS if k not in need)).items()}
+        out.update({f"sum_fold_{k}": v for k, v in chunk_sums(phi, z, x, np.asarray(positions) % FOLDS, FOLDS, need).items()})
+        if self.labels is not None:
+            cells = self.labels[np.asarray(rows)]
+            out.update({f"sum_label_{k}": v for k, v in chunk_sums(phi, z, x, cells, len(self.label_names), need).items()})
+        return out
+
+    def finish(self, sums: dict[str, np.ndarray], target_names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+        """``(importance, arrays, extras)`` from the combined sums."""
+        every = summarise({**_cell_total(sums, "sum_all_"), **_cell_total(sums, "sum_fold_")})
+        arrays = {f"importance_{name}": every[name] for name in SUMMARIES}
+        extras: dict[str, Any] = {"importance_summary": self.summary, "importance_summary_reason": self.reason(), "unit": DESCRIPTIONS[self.summary]}
+        if self.summary == "variance_share" or self.additive:
+            arrays["variance_share_residual"] = every["residual"]
+            extras["variance_share_residual_max"] = float(np.abs(every["residual"]).max(initial=0.0))
+        halves = []
+        for a, b in _HALVES:
+            ra = ranking_key(self.summary, summarise(_cell_total(sums, "sum_fold_", a))[self.summary])
+            rb = ranking_key(self.summary, summarise(_cell_total(sums, "sum_fold_", b))[self.summary])
+            halves.append(topk_overlap(ra, rb, self.k))
+        overlap = np.mean(halves, axis=0)
+        k = max(1, min(self.k, every[self.summary].shape[-1]))
+        arrays["stability_topk_overlap"] = overlap
+        extras["stability"] = {"method": f"split-half top-k overlap: rows dealt into {FOLDS} folds by position, mean over the 3 ways to split them in halves",
+                               "topk": k, "overlap": [float(v) for v in overlap]}
+        weak = [t for t, v in zip(target_names, overlap) if v < UNSTABLE]
+        if weak:
+            extras["stability"]["warning"] = (f"{len(weak)} of {len(target_names)} targets have top-{k} rankings that half the rows do not reproduce "
+                                              f"(overlap < {UNSTABLE}): {', '.join(weak[:10])}{' ...' if len(weak) > 10 else ''}; explain more samples")
+        if self.labels is not None and "sum_label_n" in sums:
+            by = summarise({k_: sums[f"sum_label_{k_}"] for k_ in NEEDS[self.summary]})
+            arrays["importance_by_group"] = by[self.summary]
+            extras["groups"] = list(self.label_names)
+            extras["group_rows"] = [int(v) for v in sums["sum_label_n"]]
+        return every[self.summary], arrays, extras
+
+    def reason(self) -> str:
+        if self.summary == "variance_share":
+            return "the attributions add up to the target's change, so their covariances with the target split its variance exactly" if self.additive else "requested"
+        return "requested" if self.additive or self.summary != "mean_abs" else "the attributions do not add up to the target, so variance shares would not decompose it"
+
+
+#: the largest per-label-group sums kept (groups x targets x features x the summary's sums, float64), in MiB
+BY_GROUP_MAX_MB = 256.0
+
+
+def summary_plan(params: Any, data: Any, split: str, *, additive: bool, n_targets: int = 1) -> SummaryPlan:
+    """The :class:`SummaryPlan` for an explainer's params (a :class:`SummaryParams`), the data, the explained split
+    and the number of targets (per-group sums beyond :data:`BY_GROUP_MAX_MB` are not kept)."""
+    choice = getattr(params, "summary", "auto")
+    if choice == "auto":
+        choice = "variance_share" if additive else "mean_abs"
+    labels, names = None, []
+    if getattr(params, "by_group", "auto") == "auto" and getattr(data, "labels", None) is not None:
+        codes, names = data.label_codes()
+        mb = len(names) * n_targets * len(data.groups) * len(NEEDS[choice]) * 8 / 2**20
+        if len(names) <= 64 and mb <= BY_GROUP_MAX_MB:
+            index = data.explain_index if split == "explain" else data.fit_index
+            labels = np.asarray(codes)[np.asarray(index)]
+        else:
+            names = []
+    return SummaryPlan(summary=choice, k=int(getattr(params, "stability_k", 20)), additive=additive, labels=labels, label_names=names)
