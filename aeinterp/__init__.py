@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from .api import Explanations, explain, explain_all
+    from .api import Explanations, explain, explain_all, load
     from .data import ArrayDataset, Dataset, FeatureGroup
     from .errors import (
         AeinterpError, CapabilityError, DataError, ExplainerError, MissingDependencyError, ModelError, PluginError,
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .targets import Target
 
 _WHERE = {
-    "Explanations": "api", "explain": "api", "explain_all": "api",
+    "Explanations": "api", "explain": "api", "explain_all": "api", "load": "api",
     "ArrayDataset": "data", "Dataset": "data", "FeatureGroup": "data",
     "AeinterpError": "errors", "CapabilityError": "errors", "DataError": "errors", "ExplainerError": "errors",
     "MissingDependencyError": "errors", "ModelError": "errors", "PluginError": "errors", "PluginLoadError": "errors",

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from .report.summary import Agreement
 
-__all__ = ["explain", "explain_all", "Explanations", "as_dataset", "as_model"]
+__all__ = ["explain", "explain_all", "Explanations", "as_dataset", "as_model", "load", "row_labels"]
 
 _KIND_BY_NDIM = {2: "tabular", 3: "sequence", 4: "image"}
 
@@ -59,6 +59,50 @@ def _to_array(x: Any, what: str) -> tuple[np.ndarray, list[str] | None]:
     if arr.ndim < 2:
         raise DataError(f"{what} has shape {arr.shape}; give a batch of samples, e.g. (samples, features)")
     return arr, names
+
+
+def row_labels(X: Any, sample_names: Sequence[Any] | None = None) -> list[str] | None:
+    """The labels of ``X``'s rows: ``sample_names`` when given, else a pandas DataFrame's index unless it is
+    the default 0..n-1 (then positions say the same), else an AnnData's ``obs_names``; None otherwise."""
+    n = len(X) if hasattr(X, "__len__") else None
+    if sample_names is not None:
+        labels = [str(v) for v in sample_names]
+        if n is not None and len(labels) != n:
+            raise DataError(f"sample_names has {len(labels)} labels for {n} rows of X")
+        return labels
+    index = getattr(X, "obs_names", None) if hasattr(X, "obs") else getattr(X, "index", None)
+    if index is None or not hasattr(X, "shape") or callable(index):
+        return None
+    values = list(index)
+    if len(values) != X.shape[0]:
+        return None
+    if type(index).__name__ == "RangeIndex" and list(values) == list(range(len(values))):
+        return None
+    return [str(v) for v in values]
+
+
+def _labelled(e: Explanation, labels: list[str] | None) -> Explanation:
+    """``e`` with the row labels of its ``local`` rows (``local``'s samples index the explained rows)."""
+    if labels is None or e.local is None:
+        return e
+    ids = e._sample_ids()
+    if len(ids) and (ids.min() < 0 or ids.max() >= len(labels)):
+        return e
+    return e.replace(sample_names=[labels[int(i)] for i in ids])
+
+
+def load(path: str | Path) -> Any:
+    """Read a result back: a folder written by ``exp.save(path)`` gives the :class:`Explanation`; a run's
+    output folder (``aeinterp run``, ``Explanations.report``) gives its ``RunResults`` (no pickle)."""
+    from ._select import JSON_FILE, load as load_explanation
+    from .run.results import RESULTS_FILE, load_results
+
+    folder = Path(path)
+    if (folder / JSON_FILE).is_file():
+        return load_explanation(folder)
+    if (folder / RESULTS_FILE).is_file():
+        return load_results(folder)
+    raise AeinterpError(f"{folder} holds neither {JSON_FILE} (exp.save) nor {RESULTS_FILE} (a run's output folder)")
 
 
 def as_dataset(
@@ -111,7 +155,7 @@ def as_dataset(
     try:
         element = element_names(kind, x.shape[1:], names)  # type: ignore[arg-type]
     except Exception as exc:
-        raise DataError(f"feature names do not fit X of shape {x.shape}: {exc}") from None
+        raise DataError(f"feature names do not fit X of shape {(n, *x.shape[1:])}: {exc}") from None
     grp = make_groups(kind, x.shape[1:], groups, feature_names=element, x=x[fit_index], base_names=names)  # type: ignore[arg-type]
     return ArrayDataset(x=x, kind=kind, feature_names=element, groups=grp, fit_index=fit_index, explain_index=explain_index, name="array")  # type: ignore[arg-type]
 
@@ -208,6 +252,7 @@ def explain(
     registry: ExplainerRegistry | None = None,
     device: str | None = None,
     executor: Any = None,
+    sample_names: Sequence[Any] | None = None,
     **params: Any,
 ) -> Explanation:
     """Explain every target (all latent dims by default) of ``model`` on exactly the rows of ``X``.
@@ -221,7 +266,9 @@ def explain(
         :class:`aeinterp.Model`.
     X:
         the samples to explain: numpy array, torch tensor or pandas DataFrame
-        (feature names from its columns).
+        (feature names from its columns, row labels from its index: the
+        result's ``sample_names``, ``to_pandas("local")``'s index and
+        ``exp.sel(sample=...)``).
     method:
         a registered explainer name (``aeinterp plugins`` lists them), e.g.
         ``"deepshap"``, ``"permutation"``, ``"integrated_gradients"``.
@@ -237,6 +284,8 @@ def explain(
     executor:
         where the work runs: ``None``/``"local"`` (this process) or ``"ray"`` /
         an ``executor:`` mapping (see :func:`aeinterp.run.executors.make_executor`).
+    sample_names:
+        labels of ``X``'s rows (default: a DataFrame's index when it is not 0..n-1).
     **params:
         the explainer's parameters, checked by its ``Params``.
     """
@@ -249,11 +298,13 @@ def explain(
     reg = _registry(registry)
     entry, p = _params(method, params, reg)
     tgt = _single_target(target, targets)
+    labels = row_labels(X, sample_names)
     data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model))
     adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code, device=device)
     bar, tracker = _progress(progress)
     with bar:
-        return run_explainer(entry.cls(p, progress=tracker), adapted, data, target=tgt, seed=seed, distribution=entry.distribution, version=entry.version, executor=executor)
+        e = run_explainer(entry.cls(p, progress=tracker), adapted, data, target=tgt, seed=seed, distribution=entry.distribution, version=entry.version, executor=executor)
+    return _labelled(e, labels)
 
 
 def _float_dtype(model: Any) -> Any:
@@ -288,6 +339,34 @@ class Explanations(Mapping[str, Explanation]):
     def __len__(self) -> int:
         return len(self.explanations)
 
+    def __repr__(self) -> str:
+        """One line per result (at most 12), never arrays."""
+        lines = [f"Explanations({len(self.explanations)} results, {len(self.failures)} failed)"]
+        for alias, e in list(self.explanations.items())[:12]:
+            lines.append(f"  {alias[:40]}: {e!r}"[:220])
+        if len(self.explanations) > 12:
+            lines.append(f"  ... and {len(self.explanations) - 12} more")
+        return "\n".join(lines)
+
+    def save(self, path: str | Path) -> list[Path]:
+        """Write every result to the folder ``path`` as ``aeinterp run`` does (``results.json`` + npz, no pickle,
+        no figures); ``aeinterp.load(path)`` reads it back."""
+        out = Path(path)
+        self._store(out)
+        return [out / "results.json"]
+
+    def _store(self, out: Path) -> Any:
+        from .run.results import ResultsStore
+
+        data = self.data.describe() if self.data is not None else {}
+        store = ResultsStore(out, recipe={"source": "aeinterp.explain_all"}, model=self.model_info, data=data, plugins=[])
+        for alias, e in self.explanations.items():
+            store.add(alias, e)
+        for f in self.failures:
+            store.doc["explainers"].append(f)
+        store.finish("failed" if self.failures else "complete")
+        return store
+
     @property
     def agreement(self) -> list[Agreement]:
         """Rank agreement between every pair of explanations of the same target (as the report shows)."""
@@ -306,17 +385,10 @@ class Explanations(Mapping[str, Explanation]):
         """Write ``results.json``, the npz arrays, PNG plots and the HTML report to ``out_dir``
         (what ``aeinterp run`` writes); print the terminal report to ``console`` when given."""
         from .report import render_reports
-        from .run.results import ResultsStore, RunResults
+        from .run.results import RunResults
 
         out = Path(out_dir)
-        data = self.data.describe() if self.data is not None else {}
-        store = ResultsStore(out, recipe={"source": "aeinterp.explain_all"}, model=self.model_info, data=data, plugins=[])
-        for alias, e in self.explanations.items():
-            store.add(alias, e)
-        for f in self.failures:
-            store.doc["explainers"].append(f)
-        store.finish("failed" if self.failures else "complete")
-        results = RunResults(out_dir=out, doc=store.doc, explanations=dict(self.explanations))
+        results = RunResults(out_dir=out, doc=self._store(out).doc, explanations=dict(self.explanations))
         options = _ReportOptions(terminal=console is not None, top_k=top_k)
         return [out / "results.json", *render_reports(results, self.registry, console=console, options=options, data=self.data)]
 
@@ -370,6 +442,7 @@ def explain_all(
     raise_errors: bool = False,
     device: str | None = None,
     executor: Any = None,
+    sample_names: Sequence[Any] | None = None,
 ) -> Explanations:
     """Run several explainers on every target in ``targets``; one failing step does not lose the others.
 
@@ -378,7 +451,8 @@ def explain_all(
     (``{"name": "permutation", "alias": "perm5", "params": {"repeats": 5}}``).
     Results are keyed by alias (``name`` or ``alias``, suffixed ``-<target>``
     when a step has several targets), as in a recipe. Failures are kept in
-    ``.failures`` (or raised with ``raise_errors=True``).
+    ``.failures`` (or raised with ``raise_errors=True``). Row labels as in
+    :func:`explain` (``sample_names`` or the DataFrame's index).
     """
     reg = _registry(registry)
     planned = []
@@ -397,6 +471,7 @@ def explain_all(
             planned.append((key, entry, p, _single_target(t, None)))
     if problems:
         raise RecipeError(problems, source="of explain_all", what="methods")
+    labels = row_labels(X, sample_names)
     data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model))
     adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code, device=device)
     out: dict[str, Explanation] = {}
@@ -405,10 +480,10 @@ def explain_all(
     with bar:
         for key, entry, p, tgt in planned:
             try:
-                out[key] = run_explainer(
+                out[key] = _labelled(run_explainer(
                     entry.cls(p, progress=tracker, results=out), adapted, data, target=tgt, seed=seed,
                     distribution=entry.distribution, version=entry.version, executor=executor,
-                )
+                ), labels)
             except AeinterpError as exc:
                 if raise_errors:
                     raise
