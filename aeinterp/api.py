@@ -26,7 +26,7 @@ import numpy as np
 from .data import ArrayDataset, element_names, make_groups
 from .errors import AeinterpError, DataError, RecipeError
 from .explanation import Explanation
-from .progress import NullProgress, Progress, RichProgress
+from .progress import NullProgress, Progress, RichProgress, TextProgress
 from .plugins.registry import ExplainerRegistry
 from .run.dispatch import run_explainer
 from .targets import Target
@@ -201,7 +201,10 @@ def _progress(progress: bool | Progress | None) -> tuple[Any, Progress]:
         from rich.console import Console
 
         console = Console(stderr=True)
-        if progress is True or console.is_terminal or console.is_jupyter:
+        if console.is_jupyter:  # rich's live bars need ipywidgets there and warn on every call without it
+            text = TextProgress()
+            return text, text
+        if progress is True or console.is_terminal:
             bar = RichProgress(console)
             return bar, bar
         bar = NullProgress()
@@ -278,7 +281,8 @@ def explain(
     background:
         the rows that form the background / baseline / fit split (default: ``X``).
     progress:
-        ``None`` shows a progress bar in a terminal or notebook, ``False`` never.
+        ``None`` shows a progress bar in a terminal (rich) or a notebook (a text line
+        per loop, no widgets needed), ``False`` never.
     device:
         ``auto | cpu | cuda[:i] | mps``: move the model there first (``None``: where it is).
     executor:

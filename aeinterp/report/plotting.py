@@ -5,6 +5,9 @@
 ``sequence``. Views of per-sample values take ``data=`` (alias ``X=``): the dataset or the explained
 rows, used for colour and x-axis values; ``data_info=`` (``results.json``'s ``data``: ``kind`` and
 ``sample_shape``) helps where feature names do not say the grid.
+
+Targets are named (``"z3"``) or indexed, samples are row labels (``sample_names``: your DataFrame's
+index) or positions: ``exp.plot.bar("z0")``, ``exp.plot.waterfall(sample="cell_110", target="z3")``.
 """
 
 from __future__ import annotations
@@ -42,8 +45,11 @@ class ExplanationPlots:
         """Targets x features heatmap of the most important ones (the title says how many of each)."""
         return _f.heatmap_figure(self._e, max_targets=max_targets, max_features=max_features)
 
-    def bar(self, *, top_k: int = 20) -> Figure:
-        """Model-level input ranking: mean importance over all explained targets (± std with repeats)."""
+    def bar(self, target: int | str | None = None, *, top_k: int = 20) -> Figure:
+        """Model-level input ranking: mean importance over all explained targets (± std with repeats);
+        with ``target`` (a name such as ``"z0"`` or an index), that target's ranking."""
+        if target is not None:
+            return self.target(target, top_k=top_k)
         return _f.bar_summary(self._e, top_k=top_k)
 
     def target(self, target: int | str = 0, *, top_k: int = 20) -> Figure:
@@ -54,17 +60,26 @@ class ExplanationPlots:
         """Signed per-sample attributions per feature, coloured by feature value when ``data`` is given."""
         return _lf.beeswarm(self._e, target, data=data if data is not None else X, max_features=max_features, max_targets=max_targets)
 
-    def waterfall(self, sample: int = 0, target: int | str | None = None, *, top_k: int = 10) -> Figure:
-        """One sample's attributions to one target, from the expected value to its output."""
-        return _lf.waterfall(self._e, sample, target, top_k=top_k)
+    def waterfall(self, sample: int | str = 0, target: int | str | None = None, *, top_k: int = 10, data: Any = None, X: Any = None) -> Figure:  # noqa: N803
+        """One sample (row label or position) and one target (default: the first, z0): its attributions
+        from the expected value to its output; with ``data`` each feature's value is shown."""
+        return _lf.waterfall(self._e, sample, target, top_k=top_k, data=data if data is not None else X)
 
     def dependence(self, feature: int | str, target: int | str | None = None, *, data: Any = None, X: Any = None) -> Figure:  # noqa: N803
         """Attribution of one feature against its value (needs ``data``)."""
         return _lf.dependence(self._e, feature, target, data=data if data is not None else X)
 
-    def image(self, *, max_targets: int = _f.MAX_TARGETS, over: Any = None, data_info: Mapping[str, Any] | None = None) -> Figure:
-        """Per-target maps on the image's H x W grid (signed: diverging colours), optionally over an image."""
-        return _f.image_maps(self._e, max_targets=max_targets, over=over, data_info=data_info or self._info)
+    def image(
+        self, target: Any = None, *, samples: Any = None, data: Any = None, X: Any = None, max_targets: int = _f.MAX_TARGETS,  # noqa: N803
+        over: Any = None, data_info: Mapping[str, Any] | None = None,
+    ) -> Figure:
+        """Per-target maps on the image's H x W grid (signed: diverging colours); with ``over`` (an image)
+        a transparent overlay on it. With ``samples`` (row labels or positions): one row of samples per
+        target, each sample's attribution over its own image (from ``data``, the explained rows)."""
+        e = self._e if target is None or samples is not None else self._e.sel(target=target)
+        if samples is not None:
+            return _lf.image_samples(e, samples, target, data=data if data is not None else X, max_targets=min(max_targets, 8), data_info=data_info or self._info)
+        return _f.image_maps(e, max_targets=max_targets, over=over, data_info=data_info or self._info)
 
     def sequence(self, *, max_targets: int = 12, data_info: Mapping[str, Any] | None = None) -> Figure:
         """Per-target feature x time maps with a per-feature bar."""

@@ -153,13 +153,16 @@ class MutualInformation(Explainer):
         from matplotlib.figure import Figure
 
         top = explanation.importance.max(axis=1)
-        fig = Figure(figsize=(max(4.0, 0.35 * len(top) + 2), 3.2), layout="constrained")
+        import textwrap
+
+        fig = Figure(figsize=(max(6.0, 0.35 * len(top) + 2), 3.8), layout="constrained")
         ax = fig.add_subplot()
         pos = np.arange(len(top))
         ax.bar(pos, top, color="#bbbbbb", label="strongest dependence")
         ax.bar(pos, gap, color="#cc5500", label="gap to the second feature")
-        ax.set_xticks(pos, explanation.target_names, rotation=90, fontsize=8)
-        ax.set_ylabel(explanation.extras.get("unit", "dependence"), fontsize=8)
-        ax.legend(fontsize=8)
-        ax.set_title(f"{explanation.explainer or cls.name}: top dependence and gap per target", fontsize=9)
+        ax.set_xticks(pos, explanation.target_names, rotation=90 if len(top) > 12 else 0, fontsize=9)
+        ax.set_ylabel(textwrap.fill(str(explanation.extras.get("unit", "dependence")), 40), fontsize=9)
+        # the legend sits above the axes (never over a bar), the title above it, wrapped to the figure's width
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncols=2, fontsize=9, frameon=False)
+        fig.suptitle(textwrap.fill(f"{explanation.explainer or cls.name}: top dependence and gap per target", 70), fontsize=10)
         return {"gaps": fig}
