@@ -81,16 +81,6 @@ def row_labels(X: Any, sample_names: Sequence[Any] | None = None) -> list[str] |
     return [str(v) for v in values]
 
 
-def _labelled(e: Explanation, labels: list[str] | None) -> Explanation:
-    """``e`` with the row labels of its ``local`` rows (``local``'s samples index the explained rows)."""
-    if labels is None or e.local is None:
-        return e
-    ids = e._sample_ids()
-    if len(ids) and (ids.min() < 0 or ids.max() >= len(labels)):
-        return e
-    return e.replace(sample_names=[labels[int(i)] for i in ids])
-
-
 def load(path: str | Path) -> Any:
     """Read a result back: a folder written by ``exp.save(path)`` gives the :class:`Explanation`; a run's
     output folder (``aeinterp run``, ``Explanations.report``) gives its ``RunResults`` (no pickle)."""
@@ -113,14 +103,17 @@ def as_dataset(
     kind: str | None = None,
     groups: str | Mapping[str, Sequence[str]] = "auto",
     dtype: Any = np.float32,
+    sample_names: Sequence[Any] | None = None,
 ) -> ArrayDataset:
     """An :class:`ArrayDataset` whose explain split is exactly ``X`` and whose fit split is ``background``.
 
     ``X`` and ``background`` are numpy arrays, torch tensors or pandas
     DataFrames (feature names from the columns); ``kind`` is inferred from the
     number of dimensions (2: tabular, 3: sequence, 4: image; pass
-    ``kind="image"`` for ``(N, H, W)`` images).
+    ``kind="image"`` for ``(N, H, W)`` images). Row labels (the dataset's
+    ``row_names``) come from ``sample_names`` or a DataFrame's index (:func:`row_labels`).
     """
+    labels = row_labels(X, sample_names)
     x, df_names = _to_array(X, "X")
     if kind == "image" and x.ndim == 3:
         x = x[:, None]
@@ -145,6 +138,8 @@ def as_dataset(
             raise DataError("background holds no samples")
         x = np.concatenate([x, b])
         fit_index = np.arange(n, n + len(b))
+        if labels is not None:
+            labels = labels + (row_labels(background) or [f"background:{i}" for i in range(len(b))])
     x = np.ascontiguousarray(x, dtype=dtype)
     if not np.isfinite(x).all():
         where = "X" if not np.isfinite(x[:n]).all() else "background"
@@ -157,7 +152,7 @@ def as_dataset(
     except Exception as exc:
         raise DataError(f"feature names do not fit X of shape {(n, *x.shape[1:])}: {exc}") from None
     grp = make_groups(kind, x.shape[1:], groups, feature_names=element, x=x[fit_index], base_names=names)  # type: ignore[arg-type]
-    return ArrayDataset(x=x, kind=kind, feature_names=element, groups=grp, fit_index=fit_index, explain_index=explain_index, name="array")  # type: ignore[arg-type]
+    return ArrayDataset(x=x, kind=kind, feature_names=element, groups=grp, fit_index=fit_index, explain_index=explain_index, name="array", row_names=labels)  # type: ignore[arg-type]
 
 
 def as_model(model: Any, data: ArrayDataset, *, encoder: str | None = None, decoder: str | None = None, code: int | str | None = None, device: str | None = None) -> Any:
@@ -302,13 +297,11 @@ def explain(
     reg = _registry(registry)
     entry, p = _params(method, params, reg)
     tgt = _single_target(target, targets)
-    labels = row_labels(X, sample_names)
-    data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model))
+    data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model), sample_names=sample_names)
     adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code, device=device)
     bar, tracker = _progress(progress)
     with bar:
-        e = run_explainer(entry.cls(p, progress=tracker), adapted, data, target=tgt, seed=seed, distribution=entry.distribution, version=entry.version, executor=executor)
-    return _labelled(e, labels)
+        return run_explainer(entry.cls(p, progress=tracker), adapted, data, target=tgt, seed=seed, distribution=entry.distribution, version=entry.version, executor=executor)
 
 
 def _float_dtype(model: Any) -> Any:
@@ -475,8 +468,7 @@ def explain_all(
             planned.append((key, entry, p, _single_target(t, None)))
     if problems:
         raise RecipeError(problems, source="of explain_all", what="methods")
-    labels = row_labels(X, sample_names)
-    data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model))
+    data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model), sample_names=sample_names)
     adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code, device=device)
     out: dict[str, Explanation] = {}
     failures: list[dict[str, Any]] = []
@@ -484,10 +476,10 @@ def explain_all(
     with bar:
         for key, entry, p, tgt in planned:
             try:
-                out[key] = _labelled(run_explainer(
+                out[key] = run_explainer(
                     entry.cls(p, progress=tracker, results=out), adapted, data, target=tgt, seed=seed,
                     distribution=entry.distribution, version=entry.version, executor=executor,
-                ), labels)
+                )
             except AeinterpError as exc:
                 if raise_errors:
                     raise
