@@ -130,6 +130,17 @@ class RunOutcome:
         return not self.failures
 
 
+def _trained_line(architecture: str, training: Mapping[str, Any]) -> str:
+    """``model: builtin mlp trained 30 epochs, final train loss 0.0123, held-out error 0.0150``."""
+    loss, val = training.get("final_train_loss"), training.get("val_error")
+    parts = [f"model: builtin {architecture} trained {training.get('epochs')} epochs"]
+    if isinstance(loss, (int, float)):
+        parts.append(f"final train loss {loss:.4g}")
+    if isinstance(val, (int, float)):
+        parts.append(f"held-out error {val:.4g}")
+    return ", ".join(parts)
+
+
 class Runner:
     """Runs recipes with its own plugin host (see :class:`aeinterp.plugins.PluginHost` for the switches).
 
@@ -247,6 +258,7 @@ class Runner:
                         train=TrainConfig(**m.train.model_dump(), seed=loaded.recipe.seed), progress=progress, device=device,
                     )
                 info.update(source=f"builtin:{getattr(module, 'architecture', m.builtin)}", training=trained.to_json())
+                self._say(_trained_line(getattr(module, "architecture", m.builtin), trained.to_json()))
                 if cache is not None and key is not None:
                     cache.save_model(key, module, trained.to_json())
             if m.save:

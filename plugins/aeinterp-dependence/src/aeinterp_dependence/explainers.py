@@ -91,8 +91,11 @@ class MutualInformation(Explainer):
             dep, backend = mi_matrix(prepared, groups, p.n_neighbors, backend=p.backend, progress=self.progress, memory_mb=p.memory_mb, status=kernels)
             if kernels:
                 extras["numba_kernels"] = kernels
+                # facts about this run, not the result: a cached copy of it must not repeat them
+                extras["run_facts"] = {"keys": ["numba_kernels"], "summary": []}
                 if kernels["compiled"]:  # the one run on this machine that pays for compiling says so
                     extras["summary"] = [kernels["note"]]
+                    extras["run_facts"]["summary"] = [kernels["note"]]
             for gi, g in enumerate(groups):
                 if len(g) == 1 and discrete[g[0]]:
                     entropy[gi] = entropy_discrete(prepared.codes[g[0]])
