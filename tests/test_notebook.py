@@ -76,6 +76,7 @@ print("trained, loss", round(loss.item(), 3))''',
 ]
 
 
+@pytest.mark.slow  # a real Jupyter kernel importing torch and training a model: ~60 s on 2 shared cores
 def test_a_notebook_shows_progress_without_widget_warnings_readable_figures_and_row_labels(tmp_path: Path) -> None:
     """A DataFrame with named rows in a real kernel: progress without rich's ipywidgets warning, the figure
     shown at 110 px per inch (8 pt labels read as 9.2 pt) and no wider than 1150 px, the row labels in the
