@@ -215,3 +215,18 @@ def test_notebook_html_offers_only_the_figures_that_draw(exp: Explanation, frame
     assert not any(v.startswith((".plot.beeswarm", ".plot.waterfall", ".plot.image", ".plot.sequence", ".plot.dependence")) for v in views)
     html = perm._repr_html_()
     assert ".beeswarm" not in html and ".image(" not in html and "<img" in html
+
+
+def test_the_mutual_information_gaps_figure_keeps_its_title_and_legend_clear_of_the_bars(frame: pd.DataFrame) -> None:
+    from aeinterp_dependence.explainers import MutualInformation
+
+    e = aeinterp.explain(LinearAE(), frame, "mutual_information", progress=False, backend="torch")
+    fig = MutualInformation.figures(e)["gaps"]
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_legend() is None and len(fig.legends) == 1  # the legend is the figure's, outside the axes
+    axes_box, fig_box = ax.get_window_extent(), fig.bbox
+    for artist in (fig.legends[0], fig._suptitle):
+        box = artist.get_window_extent()
+        assert not box.overlaps(axes_box)
+        assert fig_box.x0 <= box.x0 and box.x1 <= fig_box.x1 and box.y1 <= fig_box.y1  # not cut

@@ -165,7 +165,7 @@ class MutualInformation(Explainer):
         ax.bar(pos, gap, color="#cc5500", label="gap to the second feature")
         ax.set_xticks(pos, explanation.target_names, rotation=90 if len(top) > 12 else 0, fontsize=9)
         ax.set_ylabel(textwrap.fill(str(explanation.extras.get("unit", "dependence")), 40), fontsize=9)
-        # the legend sits above the axes (never over a bar), the title above it, wrapped to the figure's width
-        fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncols=2, fontsize=9, frameon=False)
+        # the legend sits under the axes (never over a bar), the title above them, wrapped to the figure's width
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9, frameon=False)
         fig.suptitle(textwrap.fill(f"{explanation.explainer or cls.name}: top dependence and gap per target", 70), fontsize=10)
         return {"gaps": fig}
