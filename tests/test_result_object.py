@@ -230,3 +230,9 @@ def test_the_mutual_information_gaps_figure_keeps_its_title_and_legend_clear_of_
         box = artist.get_window_extent()
         assert not box.overlaps(axes_box)
         assert fig_box.x0 <= box.x0 and box.x1 <= fig_box.x1 and box.y1 <= fig_box.y1  # not cut
+
+
+def test_every_overview_takes_target_names(exp: Explanation) -> None:
+    for fig in (exp.plot("z1"), exp.plot.importance(["z0", "z2"]), exp.plot.heatmap(["z0", "z2"])):
+        titles = " ".join([a.get_title() for a in fig.axes] + [fig._suptitle.get_text() if fig._suptitle else ""])
+        assert "z1" in titles or ("2 targets" in titles and "3 targets" not in titles)

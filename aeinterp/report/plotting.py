@@ -31,19 +31,23 @@ class ExplanationPlots:
         self._e = explanation
         self._info = data_info
 
-    def __call__(self, **kwargs: Any) -> Figure:
-        return self.importance(**kwargs)
+    def __call__(self, target: Any = None, **kwargs: Any) -> Figure:
+        return self.importance(target, **kwargs)
 
     def __repr__(self) -> str:
         return f"<plots of {self._e.explainer or 'an explanation'}: importance, heatmap, bar, target, beeswarm, waterfall, dependence, image, sequence>"
 
-    def importance(self, *, max_targets: int = _f.MAX_TARGETS, top_k: int = _f.TOP_K, data_info: Mapping[str, Any] | None = None) -> Figure:
-        """The global view that fits the data kind (bars, image maps, feature x time maps, heatmap, top-k)."""
-        return _f.importance_figure(self._e, data_info or self._info, max_targets=max_targets, top_k=top_k)
+    def _only(self, target: Any) -> Explanation:
+        return self._e if target is None else self._e.sel(target=target)
 
-    def heatmap(self, *, max_targets: int = _f.MAX_TARGETS, max_features: int = 40) -> Figure:
+    def importance(self, target: Any = None, *, max_targets: int = _f.MAX_TARGETS, top_k: int = _f.TOP_K, data_info: Mapping[str, Any] | None = None) -> Figure:
+        """The global view that fits the data kind (bars, image maps, feature x time maps, heatmap, top-k);
+        ``target``: a name, index or list of them (default: all)."""
+        return _f.importance_figure(self._only(target), data_info or self._info, max_targets=max_targets, top_k=top_k)
+
+    def heatmap(self, target: Any = None, *, max_targets: int = _f.MAX_TARGETS, max_features: int = 40) -> Figure:
         """Targets x features heatmap of the most important ones (the title says how many of each)."""
-        return _f.heatmap_figure(self._e, max_targets=max_targets, max_features=max_features)
+        return _f.heatmap_figure(self._only(target), max_targets=max_targets, max_features=max_features)
 
     def bar(self, target: int | str | None = None, *, top_k: int = 20) -> Figure:
         """Model-level input ranking: mean importance over all explained targets (± std with repeats);
@@ -76,11 +80,11 @@ class ExplanationPlots:
         """Per-target maps on the image's H x W grid (signed: diverging colours); with ``over`` (an image)
         a transparent overlay on it. With ``samples`` (row labels or positions): one row of samples per
         target, each sample's attribution over its own image (from ``data``, the explained rows)."""
-        e = self._e if target is None or samples is not None else self._e.sel(target=target)
+        e = self._e if samples is not None else self._only(target)
         if samples is not None:
             return _lf.image_samples(e, samples, target, data=data if data is not None else X, max_targets=min(max_targets, 8), data_info=data_info or self._info)
         return _f.image_maps(e, max_targets=max_targets, over=over, data_info=data_info or self._info)
 
-    def sequence(self, *, max_targets: int = 12, data_info: Mapping[str, Any] | None = None) -> Figure:
-        """Per-target feature x time maps with a per-feature bar."""
-        return _f.sequence_maps(self._e, max_targets=max_targets, data_info=data_info or self._info)
+    def sequence(self, target: Any = None, *, max_targets: int = 12, data_info: Mapping[str, Any] | None = None) -> Figure:
+        """Per-target feature x time maps with a per-feature bar (``target``: names or indices; default: the most important)."""
+        return _f.sequence_maps(self._only(target), max_targets=max_targets, data_info=data_info or self._info)
