@@ -169,7 +169,8 @@ def getitem(e: Explanation, key: Any) -> Explanation:
 
 def short_repr(e: Explanation) -> str:
     """``Explanation(deepshap on latent: 3 targets x 8 features, ...)``: shape, method, targets, runtime; never arrays."""
-    parts = [f"{len(e.target_names)} targets x {len(e.feature_names)} features"]
+    nt, nf = len(e.target_names), len(e.feature_names)
+    parts = [f"{nt} target{'' if nt == 1 else 's'} x {nf} feature{'' if nf == 1 else 's'}"]
     if e.local is not None:
         parts.append(f"local {tuple(e.local.shape)}")
         if e.sample_names is not None and len(e.sample_names):

@@ -142,6 +142,8 @@ class Explanation:
 
         return getitem(self, key)
 
+    __iter__ = None  # indexing selects (exp[:, "z3"]); it is not a sequence to loop over
+
     def save(self, path: str | Path) -> Path:
         """Write this explanation to the folder ``path`` (``explanation.json`` + ``explanation.npz``, no pickle);
         read it back with ``aeinterp.load(path)``."""
