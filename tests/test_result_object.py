@@ -236,3 +236,17 @@ def test_every_overview_takes_target_names(exp: Explanation) -> None:
     for fig in (exp.plot("z1"), exp.plot.importance(["z0", "z2"]), exp.plot.heatmap(["z0", "z2"])):
         titles = " ".join([a.get_title() for a in fig.axes] + [fig._suptitle.get_text() if fig._suptitle else ""])
         assert "z1" in titles or ("2 targets" in titles and "3 targets" not in titles)
+
+
+def test_the_report_of_an_image_explanation_draws_each_sample_over_its_own_image(tmp_path: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    torch.manual_seed(0)
+    images = (load_digits().images / 16.0).astype("float32")
+    net = nn.Module()
+    net.encoder = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.Tanh(), nn.Linear(8, 3))
+    net.decoder = nn.Sequential(nn.Linear(3, 64), nn.Unflatten(1, (1, 8, 8)))
+    results = aeinterp.explain_all(net, images[:12], ["deepshap"], kind="image", background=images[100:140], progress=False)
+    results.report(tmp_path)
+    assert (tmp_path / "deepshap.samples.png").exists()
+    assert "deepshap.samples.png" in (tmp_path / "report.html").read_text()

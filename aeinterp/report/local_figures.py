@@ -257,7 +257,7 @@ def image_samples(e: Explanation, samples: Any = (0, 1, 2, 3), target: Any = Non
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(_label(names[p], 16), fontsize=9)
+                ax.set_title(_label(names[p], 16) if e.sample_names is not None else f"sample {names[p]}", fontsize=9)
             if j == 0:
                 ax.set_ylabel(e.target_names[r], fontsize=9)
     fig.colorbar(mappable, ax=axes, shrink=0.7, label="attribution: red +, blue −")
