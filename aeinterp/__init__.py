@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from .api import Explanations, explain, explain_all, load
+    from .api import Explanations, code_page, explain, explain_all, find_explainer, latent_page, load
     from .data import ArrayDataset, Dataset, FeatureGroup
     from .errors import (
         AeinterpError, CapabilityError, DataError, ExplainerError, MissingDependencyError, ModelError, PluginError,
@@ -31,19 +31,20 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .plugins.hookspecs import hookimpl
     from .models.loading import factory
     from .model import Model, TorchAutoencoder
-    from .run.runner import Runner
+    from .runner import Runner
     from .run.dispatch import run_explainer
     from .targets import Target
 
 _WHERE = {
-    "Explanations": "api", "explain": "api", "explain_all": "api", "load": "api",
+    "Explanations": "api", "explain": "api", "explain_all": "api", "find_explainer": "api", "latent_page": "api", "code_page": "api",
+    "load": "api",
     "ArrayDataset": "data", "Dataset": "data", "FeatureGroup": "data",
     "AeinterpError": "errors", "CapabilityError": "errors", "DataError": "errors", "ExplainerError": "errors",
     "MissingDependencyError": "errors", "ModelError": "errors", "PluginError": "errors", "PluginLoadError": "errors",
     "RecipeError": "errors", "RegistrationError": "errors",
     "Capabilities": "explainer", "Explainer": "explainer", "ExplainerParams": "explainer", "StepRef": "explainer",
     "Explanation": "explanation", "hookimpl": "plugins.hookspecs", "Model": "model", "TorchAutoencoder": "model",
-    "Runner": "run.runner", "run_explainer": "run.dispatch", "Target": "targets",
+    "Runner": "runner", "run_explainer": "run.dispatch", "Target": "targets",
     "factory": "models.loading", "StepTimeout": "errors",
 }
 
@@ -56,6 +57,8 @@ def __getattr__(name: str) -> Any:
         if name in _SUBMODULES:
             return importlib.import_module(f".{_SUBMODULES[name]}", __name__)
         raise AttributeError(f"module 'aeinterp' has no attribute {name!r}")
+    if name == "Explanation":  # with its views (exp.plot, notebook display), which the report layer attaches
+        importlib.import_module(".report.views", __name__)
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # cache: the next lookup is a plain attribute
     return value
@@ -69,7 +72,7 @@ _SUBMODULES = {
     "chunks": "toolkit.chunks", "perturb": "toolkit.perturb", "streaming": "toolkit.streaming",
     "datasets": "io.datasets", "loading": "models.loading", "training": "models.training",
     "plugins": "plugins", "registry": "plugins.registry", "recipe": "recipe",
-    "results": "run.results", "runner": "run.runner", "step": "run.step", "executors": "run.executors",
+    "results": "run.results", "runner": "runner", "step": "run.step", "executors": "run.executors",
     "toolkit": "toolkit", "io": "io", "models": "models", "run": "run", "report": "report",
 }
 

@@ -9,7 +9,10 @@ and of shap's ``Explanation`` indexing (``exp[:, "z3"]``).
 
 :func:`save` writes a folder with ``explanation.json`` (the ``results.json``
 entry) and ``explanation.npz`` (the arrays) — no pickle; :func:`load` reads it
-back, memory-mapped.
+back, memory-mapped (``Explanation.load``).
+
+This module sits below :mod:`aeinterp.explanation` (which calls it) and imports
+only the errors: the Explanation it works on is passed in.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .errors import AeinterpError
 if TYPE_CHECKING:
     from .explanation import Explanation
 
-__all__ = ["select", "getitem", "short_repr", "save", "load", "resolve_sample", "JSON_FILE", "NPZ_FILE"]
+__all__ = ["select", "getitem", "short_repr", "save", "read_saved", "resolve_sample", "sample_labels", "JSON_FILE", "NPZ_FILE"]
 
 JSON_FILE = "explanation.json"
 NPZ_FILE = "explanation.npz"
@@ -207,10 +210,8 @@ def save(e: Explanation, path: str | os.PathLike[str]) -> Path:
     return folder
 
 
-def load(path: str | os.PathLike[str]) -> Explanation:
-    """The explanation :func:`save` wrote to ``path`` (arrays memory-mapped read-only)."""
-    from .explanation import Explanation
-
+def read_saved(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Path]:
+    """The ``explanation.json`` entry :func:`save` wrote to ``path``, and its arrays file."""
     folder = Path(path)
     meta = folder / JSON_FILE
     if not meta.is_file():
@@ -221,7 +222,4 @@ def load(path: str | os.PathLike[str]) -> Explanation:
         raise AeinterpError(f"cannot read {meta}: {exc}") from None
     if not isinstance(entry, dict) or "feature_names" not in entry:
         raise AeinterpError(f"{meta} is not an explanation written by exp.save()")
-    try:
-        return Explanation.from_json(entry, folder / NPZ_FILE)
-    except (KeyError, ValueError) as exc:
-        raise AeinterpError(f"cannot rebuild the explanation in {folder}: {exc}") from None
+    return entry, folder / NPZ_FILE

@@ -26,6 +26,7 @@ import numpy as np
 from .data import ArrayDataset, element_names, make_groups
 from .errors import AeinterpError, DataError, RecipeError
 from .explanation import Explanation
+from .report import views as _views  # noqa: F401  (exp.plot and notebook display on every result)
 from .progress import NullProgress, Progress, RichProgress, TextProgress
 from .plugins.registry import ExplainerRegistry
 from .run.dispatch import run_explainer
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
     from .report.summary import Agreement
 
-__all__ = ["explain", "explain_all", "Explanations", "as_dataset", "as_model", "load", "row_labels"]
+__all__ = ["explain", "explain_all", "Explanations", "as_dataset", "as_model", "find_explainer", "latent_page", "code_page", "load", "row_labels"]
 
 _KIND_BY_NDIM = {2: "tabular", 3: "sequence", 4: "image"}
 
@@ -84,12 +85,12 @@ def row_labels(X: Any, sample_names: Sequence[Any] | None = None) -> list[str] |
 def load(path: str | Path) -> Any:
     """Read a result back: a folder written by ``exp.save(path)`` gives the :class:`Explanation`; a run's
     output folder (``aeinterp run``, ``Explanations.report``) gives its ``RunResults`` (no pickle)."""
-    from ._select import JSON_FILE, load as load_explanation
+    from ._select import JSON_FILE
     from .run.results import RESULTS_FILE, load_results
 
     folder = Path(path)
     if (folder / JSON_FILE).is_file():
-        return load_explanation(folder)
+        return Explanation.load(folder)
     if (folder / RESULTS_FILE).is_file():
         return load_results(folder)
     raise AeinterpError(f"{folder} holds neither {JSON_FILE} (exp.save) nor {RESULTS_FILE} (a run's output folder)")
@@ -200,7 +201,7 @@ def _progress(progress: bool | Progress | None) -> tuple[Any, Progress]:
             text = TextProgress()
             return text, text
         if progress is True or console.is_terminal:
-            bar = RichProgress(console)
+            bar = RichProgress(console)  # type: ignore[assignment]
             return bar, bar
         bar = NullProgress()
         return bar, bar
@@ -304,6 +305,17 @@ def explain(
         return run_explainer(entry.cls(p, progress=tracker), adapted, data, target=tgt, seed=seed, distribution=entry.distribution, version=entry.version, executor=executor)
 
 
+def find_explainer(name: str) -> Any:
+    """The installed explainer registered as ``name`` (its ``cls``, ``distribution`` and ``version``), or None.
+
+    For explainers that run another one (faithfulness re-runs the explainer it
+    checks): the same plugin discovery as a run, with the ``AEINTERP_*`` switches.
+    """
+    from .plugins.manager import PluginHost
+
+    return PluginHost().registry.get(name)
+
+
 def _float_dtype(model: Any) -> Any:
     """float64 data for a float64 model, float32 otherwise."""
     import torch
@@ -326,6 +338,8 @@ class Explanations(Mapping[str, Explanation]):
     data: ArrayDataset | None = field(default=None, repr=False)
     model_info: dict[str, Any] = field(default_factory=dict)
     registry: ExplainerRegistry | None = field(default=None, repr=False)
+    model: Any = field(default=None, repr=False)
+    _pages: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __getitem__(self, alias: str) -> Explanation:
         return self.explanations[alias]
@@ -387,7 +401,40 @@ class Explanations(Mapping[str, Explanation]):
         out = Path(out_dir)
         results = RunResults(out_dir=out, doc=self._store(out).doc, explanations=dict(self.explanations))
         options = _ReportOptions(terminal=console is not None, top_k=top_k)
-        return [out / "results.json", *render_reports(results, self.registry, console=console, options=options, data=self.data)]
+        return [out / "results.json", *render_reports(results, self.registry, console=console, options=options, data=self.data, model=self.model)]
+
+    def latent(self, name: str) -> Any:
+        """The page of latent ``name`` ("z3"): what drives it, what it does, when it is high, its relations.
+        Shows itself in a notebook; ``rich.print`` it in a terminal. See docs/latent-pages.md."""
+        from .report.latent import build_page
+
+        return build_page(self._latent_source(), name)
+
+    def code(self, *, factors: Any = None, factor_names: Sequence[str] | None = None) -> Any:
+        """How disentangled the code is: total correlation, pairwise MI, dead / duplicate latents, and MIG,
+        DCI and SAP when ``factors`` (explained rows x factors) are given or the data has labels."""
+        from .report.code_page import build_code_page
+
+        return build_code_page(self._latent_source(), factors=factors, factor_names=factor_names)
+
+    def _latent_source(self) -> Any:
+        from .report.latent import LatentSource
+        from .report.latent_store import compute_codes
+        from .report.summary import verdicts
+
+        if "source" not in self._pages:
+            names = next((list(e.target_names) for e in self.explanations.values() if e.target == "latent"), None)
+            codes = compute_codes(self.model, self.data, names) if self.model is not None and self.data is not None else None
+            values = None
+            if self.data is not None:
+                x = np.asarray(self.data.x_explain).reshape(len(self.data.explain_index), -1)
+                values = (np.stack([x[:, np.asarray(g.indices)].mean(axis=1) for g in self.data.groups], axis=1), [g.name for g in self.data.groups])
+            dim = self.model_info.get("latent_dim")
+            verdict = verdicts(self.explanations, dim if isinstance(dim, int) else None)
+            info = self.data.describe() if self.data is not None else {}
+            self._pages["source"] = LatentSource(self.explanations, codes=codes, values=values, data_info=info,
+                                                 latent_names=list(codes.latent_names) if codes is not None else list(verdict.latents), dead_by_attribution=list(verdict.dead))
+        return self._pages["source"]
 
 
 @dataclass(frozen=True)
@@ -404,7 +451,7 @@ def _steps(methods: Any) -> list[tuple[str, str | None, dict[str, Any], list[str
         methods = [methods]
     if isinstance(methods, Mapping):  # {alias: {name:..., params:...}} or {name: params}
         methods = [({"alias": k, **v} if "name" in v else {"name": k, "params": dict(v)}) if isinstance(v, Mapping) else {"name": k} for k, v in methods.items()]
-    out = []
+    out: list[tuple[str, Any, dict[str, Any], list[str] | None]] = []
     for m in methods:
         if isinstance(m, str):
             out.append((m, None, {}, None))
@@ -452,7 +499,7 @@ def explain_all(
     :func:`explain` (``sample_names`` or the DataFrame's index).
     """
     reg = _registry(registry)
-    planned = []
+    planned: list[Any] = []
     problems: list[str] = []
     for i, (name, alias, params, step_targets) in enumerate(_steps(methods)):
         try:
@@ -485,4 +532,30 @@ def explain_all(
                     raise
                 failures.append({"name": entry.name, "alias": key, "target": tgt.value, "status": "error", "error": str(exc), "error_type": type(exc.__cause__ or exc).__name__})
     info = {"description": getattr(adapted, "description", type(model).__name__), "latent_dim": int(adapted.latent_dim), "input_shape": list(adapted.input_shape)}
-    return Explanations(out, failures, data=data, model_info=info, registry=reg)
+    return Explanations(out, failures, data=data, model_info=info, registry=reg, model=adapted)
+
+
+def _run_results(results: Any) -> Any:
+    from .run.results import RunResults, load_results
+
+    return results if isinstance(results, RunResults) else load_results(results)
+
+
+def latent_page(results: Any, name: str) -> Any:
+    """The page of latent ``name`` for a run folder, ``load_results(OUT)`` or :class:`Explanations`:
+    what drives it, what it does, when it is high, its relations (``_repr_html_`` in a notebook)."""
+    if isinstance(results, Explanations):
+        return results.latent(name)
+    from .report import latent_page as page
+
+    return page(_run_results(results), name)
+
+
+def code_page(results: Any, *, factors: Any = None, factor_names: Sequence[str] | None = None) -> Any:
+    """How disentangled the code of a run (folder, ``load_results(OUT)`` or :class:`Explanations`) is."""
+    if isinstance(results, Explanations):
+        return results.code(factors=factors, factor_names=factor_names)
+    from .report import latent_source
+    from .report.code_page import build_code_page
+
+    return build_code_page(latent_source(_run_results(results)), factors=factors, factor_names=factor_names)

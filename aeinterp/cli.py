@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--top-k", type=int, default=5, help="features shown per target")
     rep.add_argument("--targets", default=None, help="targets shown in the terminal: names (z0,z3) or a count of the most important (e.g. 8); default all explained")
 
+    show = _sub(sub, "show", "print one latent's page (what drives it, what it does, when it is high, relations) or the code page, from a finished run", "aeinterp show out/quickstart --latent z3")
+    show.add_argument("out", type=Path, help="the output folder of a run (holds results.json)")
+    show.add_argument("--latent", metavar="NAME", help="the latent to show (e.g. z3); default: every latent's consensus line and the code page")
+
     schema = _sub(
         sub, "schema", "print (or write) the JSON Schema of recipes, including every installed explainer's params",
         "aeinterp schema -o recipe.schema.json   # then start a recipe with: # yaml-language-server: $schema=recipe.schema.json",
@@ -114,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _runner(args: argparse.Namespace, console: Console, quiet: bool = False):  # noqa: ANN202
-    from .run.runner import Runner
+    from .runner import Runner
 
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     cache = False if getattr(args, "no_cache", False) else (args.cache_dir.resolve() if getattr(args, "cache_dir", None) else None)
@@ -325,13 +329,13 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         raise AeinterpError(f"cannot create the folder of -o {args.output}: {exc.strerror or exc}") from None
     if args.torchscript:
         x = torch.as_tensor(data.x_explain[:4])
-        z = select_code(module.encode(x))
+        z = select_code(module.encode(x))  # type: ignore[operator]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scripted = torch.jit.trace_module(module, {"encode": x, "decode": z})
         scripted.save(str(args.output))
     else:
-        torch.save(module.checkpoint(), args.output)
+        torch.save(module.checkpoint(), args.output)  # type: ignore[operator]
     console.print(
         f"saved {module.architecture} autoencoder (latent_dim={args.latent_dim}) to {args.output}; "
         f"held-out reconstruction MSE {result.val_error:.4f} after {args.epochs} epochs",
@@ -352,6 +356,31 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     paths = render_reports(results, runner.registry, console=console, options=SimpleNamespace(terminal=True, plots=True, html=not args.no_html, top_k=args.top_k, targets=args.targets))
     console.print(f"wrote {len(paths)} files in {args.out}", markup=False, highlight=False)
     return EXIT_FAILED_STEPS if results.failures else EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace, console: Console) -> int:
+    from .report import latent_source
+    from .report.code_page import build_code_page
+    from .report.latent import build_page
+    from .run.results import load_results
+
+    source = latent_source(load_results(args.out))
+    if args.latent:
+        console.print(build_page(source, args.latent))
+        return EXIT_OK
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="latents: consensus top inputs and agreement (aeinterp show OUT --latent NAME for one page)", title_justify="left", box=None, padding=(0, 1, 0, 0))
+    for col in ("latent", "drives", "agreement", "flags"):
+        table.add_column(col, overflow="fold")
+    for name in source.names():
+        page = build_page(source, name)
+        table.add_row(escape(name), escape(", ".join(page.core) or "-"), "-" if page.agreement is None else f"{page.agreement:.2f}", escape("; ".join(f.split(":")[0] for f in page.flags)))
+    console.print(table)
+    if source.codes is not None and len(source.codes.latent_names) >= 2:
+        console.print(build_code_page(source))
+    return EXIT_OK
 
 
 def _cmd_schema(args: argparse.Namespace, console: Console) -> int:
@@ -379,7 +408,7 @@ def _cmd_completion(args: argparse.Namespace, console: Console) -> int:
 
 
 COMMANDS = {
-    "run": _cmd_run, "validate": _cmd_validate, "plugins": _cmd_plugins, "train": _cmd_train, "report": _cmd_report,
+    "run": _cmd_run, "validate": _cmd_validate, "plugins": _cmd_plugins, "train": _cmd_train, "report": _cmd_report, "show": _cmd_show,
     "schema": _cmd_schema, "completion": _cmd_completion, "init": _cmd_init,
 }
 

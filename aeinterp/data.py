@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["DataKind", "Dataset", "ArrayDataset", "FeatureGroup", "make_groups", "element_names", "split_indices", "finite_rows", "SPLIT_FILE"]
+__all__ = ["DataKind", "Dataset", "ArrayDataset", "FeatureGroup", "make_groups", "element_names", "split_indices", "subsample_indices", "finite_rows", "SPLIT_FILE"]
 
 SPLIT_FILE = "split.npz"  # where the runner writes the split's row indices, beside results.json
 _CHUNK_BYTES = 16 * 2**20  # rows checked at a time, so a memory-mapped array is never copied whole
@@ -245,7 +245,7 @@ def make_groups(
     if name == "auto":
         name = {"tabular": "elements", "sequence": "features", "image": "pixels"}[kind]
     if name == "elements":
-        return tuple(FeatureGroup(n, [i]) for i, n in enumerate(feature_names))
+        return tuple(FeatureGroup(n, np.array([i])) for i, n in enumerate(feature_names))
     if kind == "sequence" and name in ("features", "steps"):
         t, f = shape
         fnames = list(base_names) if base_names is not None else [f"f{j}" for j in range(f)]
@@ -304,8 +304,8 @@ def _user_groups(spec: Mapping[str, Sequence[str]], feature_names: Sequence[str]
         if twice:
             raise DataError(f"feature group {gname!r} reuses features of another group: {[feature_names[i] for i in twice]}")
         used.update(ids)
-        groups.append(FeatureGroup(str(gname), ids))
-    groups += [FeatureGroup(n, [i]) for i, n in enumerate(feature_names) if i not in used]
+        groups.append(FeatureGroup(str(gname), np.asarray(ids)))
+    groups += [FeatureGroup(n, np.array([i])) for i, n in enumerate(feature_names) if i not in used]
     return tuple(groups)
 
 
@@ -335,3 +335,11 @@ def split_indices(n: int, *, explain_fraction: float = 0.25, explain_size: int |
     n_explain = min(max(n_explain, 1), n - 1)
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[n_explain:]), np.sort(order[:n_explain])
+
+
+def subsample_indices(total: int, n: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of at most ``n`` of ``total`` rows, drawn without replacement
+    (all of them, drawing nothing, if ``n`` is None or not smaller than ``total``)."""
+    if n is None or n >= total:
+        return np.arange(total)
+    return np.sort(rng.choice(total, size=n, replace=False))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from .data import DATA_KINDS, Dataset
+from .data import DATA_KINDS, Dataset, subsample_indices
 from .errors import CapabilityError
 from .explanation import Explanation
 from .model import Model, is_supervised
@@ -154,8 +154,6 @@ class Explainer(ABC):
         without replacement (all of them if ``n`` is None), *recorded*: the step's
         ``.npz`` then holds ``explain_index`` / ``fit_index``, the dataset rows
         the step used, so a result can be checked row by row against another tool."""
-        from .toolkit.perturb import subsample_indices
-
         if split not in ("explain", "fit"):
             raise ValueError(f"split must be 'explain' or 'fit', got {split!r}")
         x = data.x_explain if split == "explain" else data.x_fit

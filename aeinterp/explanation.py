@@ -31,7 +31,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -82,6 +82,9 @@ class Explanation:
     library_versions: dict[str, str] = field(default_factory=dict)
     #: labels of ``local``'s rows (the caller's DataFrame index, AnnData obs names), or None: positions
     sample_names: list[str] | None = None
+    #: ``exp.plot`` (figures) and notebook display: attached by the report layer
+    #: (:mod:`aeinterp.report.views`), which ``aeinterp``, its API and the results loader import
+    plot: ClassVar[Any]
 
     def __post_init__(self) -> None:
         imp = np.asarray(self.importance, dtype=np.float64)
@@ -151,6 +154,19 @@ class Explanation:
 
         return save(self, path)
 
+    @classmethod
+    def load(cls, path: str | Path) -> Explanation:
+        """The explanation :meth:`save` wrote to the folder ``path`` (arrays memory-mapped read-only, no pickle);
+        ``aeinterp.load(path)`` does the same and also reads a run's output folder."""
+        from ._select import read_saved
+        from .errors import AeinterpError
+
+        entry, arrays = read_saved(path)
+        try:
+            return cls.from_json(entry, arrays)
+        except (KeyError, ValueError) as exc:
+            raise AeinterpError(f"cannot rebuild the explanation in {path}: {exc}") from None
+
     # --- views -----------------------------------------------------------------
     def top_features(self, k: int = 5) -> dict[str, list[tuple[str, float]]]:
         """For each target, its ``k`` most important features with their importance."""
@@ -165,21 +181,6 @@ class Explanation:
         imp = np.clip(self.importance, 0.0, None)
         total = imp.sum(axis=1, keepdims=True)
         return np.divide(imp, total, out=np.zeros_like(imp), where=total > 0)
-
-    @property
-    def plot(self) -> Any:
-        """The figures the reports draw, as methods returning matplotlib Figures: ``exp.plot.heatmap()``,
-        ``.bar()``, ``.beeswarm(target, data=X)``, ``.waterfall(sample=0)``, ``.dependence(feature, data=X)``,
-        ``.image()``, ``.sequence()``; ``exp.plot()`` draws the view that fits the data."""
-        from .report.plotting import ExplanationPlots  # matplotlib only when plotting
-
-        return ExplanationPlots(self)
-
-    def _repr_html_(self) -> str:
-        """Notebook display: a compact importance picture and a top-features table."""
-        from .report.notebook import explanation_html
-
-        return explanation_html(self)
 
     def _sample_ids(self) -> np.ndarray:
         """Row ids of ``local``'s samples: the explained rows' indices when the explainer recorded them."""
@@ -294,7 +295,7 @@ class Explanation:
             if arr.dtype == object:  # np.savez would pickle it
                 raise ValueError(f"array {key!r} has dtype object; only numeric arrays are saved (no pickle)")
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **data)  # uncompressed: float noise does not compress, and members can be memory-mapped
+        np.savez(tmp, **data)  # type: ignore[arg-type]  # (numpy's stub types **kwds as allow_pickle) uncompressed: float noise does not compress, and members can be memory-mapped
         tmp.replace(path)
         for value in self.arrays.values() if move else ():  # spilled rows now copied into the npz: drop their temporary files
             source = _mapped_file(np.asarray(value)) if isinstance(value, np.ndarray) else None
@@ -361,7 +362,7 @@ def _mapped_file(array: np.ndarray) -> Path | None:
     base: Any = array
     while isinstance(base, np.ndarray):
         if isinstance(base, np.memmap) and getattr(base, "filename", None):
-            return Path(base.filename)
+            return Path(str(base.filename))
         base = base.base
     return None
 

@@ -89,7 +89,7 @@ def select_code(output: Any, code: int | str | None = None, *, where: str = "enc
         return output.mean
     if isinstance(output, Mapping):
         if code is None:
-            key = next((k for k in CODE_KEYS if k in output), None)
+            key: int | str | None = next((k for k in CODE_KEYS if k in output), None)
             if key is None:
                 raise ModelError(
                     f"the {where} returned a dict with keys {sorted(output)}; "

@@ -2,3 +2,4 @@
 
 from .run.results import *  # noqa: F401,F403
 from .run.results import __all__  # noqa: F401
+from .report import views as _views  # noqa: F401  (exp.plot on loaded results)

@@ -56,7 +56,7 @@ def _timed(fn):  # noqa: ANN001, ANN202
 def quickstart(device: str) -> float:
     from rich.console import Console
 
-    from aeinterp.run.runner import Runner
+    from aeinterp.runner import Runner
 
     with tempfile.TemporaryDirectory() as out:
         runner = Runner(console=Console(file=io.StringIO()), quiet=True, device=device, cache=False)
@@ -68,7 +68,7 @@ def explainers(n: int, samples: int, devices: tuple[str, str] = ("cpu", "cuda"))
     from _scenario import scenario
 
     from aeinterp.model import TorchAutoencoder
-    from aeinterp.run.runner import Runner
+    from aeinterp.runner import Runner
     from aeinterp import run_explainer
 
     model, data = scenario(n, samples)

@@ -19,7 +19,7 @@ from aeinterp.io.datasets import load_dataset
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import evaluate
 from aeinterp.run.results import load_results
-from aeinterp.run.runner import Runner
+from aeinterp.runner import Runner
 from aeinterp.targets import Target, evaluate_target, target_names_for
 
 

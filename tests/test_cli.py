@@ -13,7 +13,7 @@ from rich.console import Console
 from torch import nn
 
 from aeinterp import cli
-from aeinterp.run.runner import Runner
+from aeinterp.runner import Runner
 from tests.fixtures import test_plugins as tp
 
 

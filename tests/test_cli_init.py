@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from aeinterp.cli import main
-from aeinterp.run.runner import Runner
+from aeinterp.runner import Runner
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

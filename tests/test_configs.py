@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aeinterp.run.runner import Runner
+from aeinterp.runner import Runner
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
 

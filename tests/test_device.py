@@ -20,7 +20,7 @@ from aeinterp.models.loading import adapt, build_builtin, load_module
 from aeinterp.model import TorchAutoencoder, as_tensor
 from aeinterp.recipe.schema import parse_recipe
 from aeinterp.run.results import load_results
-from aeinterp.run.runner import Runner
+from aeinterp.runner import Runner
 from aeinterp import run_explainer
 from aeinterp.models.training import TrainConfig
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from aeinterp import cli
 from aeinterp.errors import RecipeError
 from aeinterp.recipe.schema import parse_recipe, plan_steps
-from aeinterp.run.runner import Runner
+from aeinterp.runner import Runner
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 

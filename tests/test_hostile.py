@@ -20,7 +20,7 @@ from aeinterp.models.architectures import CHECKPOINT_FORMAT
 from aeinterp.errors import ModelError, RecipeError
 from aeinterp.models.loading import load_module, resolve_factory
 from aeinterp.recipe.schema import parse_recipe
-from aeinterp.run.runner import Runner
+from aeinterp.runner import Runner
 from tests.fixtures import hostile_plugins as hp
 
 BASE = """\

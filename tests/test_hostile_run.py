@@ -23,7 +23,7 @@ from aeinterp.io.datasets import load_dataset
 from aeinterp.errors import CapabilityError, ModelError
 from aeinterp.model import TorchAutoencoder
 from aeinterp.plugins.manager import PluginHost, PluginWarning
-from aeinterp.run.runner import RunInterrupted, Runner
+from aeinterp.runner import RunInterrupted, Runner
 from aeinterp import run_explainer
 from tests.fixtures import hostile_plugins as hp
 from tests.fixtures import test_plugins as tp

@@ -17,7 +17,7 @@ import aeinterp
 from aeinterp.errors import AeinterpError, DataError, ModelError
 from aeinterp.explanation import Explanation
 from aeinterp.run.cache import Cache
-from aeinterp.run.runner import Runner
+from aeinterp.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 

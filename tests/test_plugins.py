@@ -42,7 +42,7 @@ def test_every_builtin_plugin_enters_through_its_entry_point() -> None:
 
 
 def test_core_imports_no_explainer() -> None:
-    code = "import sys, aeinterp, aeinterp.run.runner, aeinterp.cli; print([m for m in sys.modules if m.startswith('aeinterp_') or m in ('shap', 'pyoperon', 'pysr', 'captum')])"
+    code = "import sys, aeinterp, aeinterp.runner, aeinterp.cli; print([m for m in sys.modules if m.startswith('aeinterp_') or m in ('shap', 'pyoperon', 'pysr', 'captum')])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

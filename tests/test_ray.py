@@ -133,7 +133,7 @@ report: {plots: false, html: false, terminal: false}
 
 
 def _runner(**kw):  # noqa: ANN003, ANN202
-    from aeinterp.run.runner import Runner
+    from aeinterp.runner import Runner
 
     return Runner(plugins=[ray_test_plugin], quiet=True, **kw)
 
@@ -297,7 +297,7 @@ report: {{plots: false, html: false, terminal: false}}
 
     def run(path: Path, out: str) -> tuple[dict, dict[str, Explanation], str]:
         buf = io.StringIO()
-        from aeinterp.run.runner import Runner
+        from aeinterp.runner import Runner
 
         outcome = Runner(plugins=[ray_test_plugin], console=Console(file=buf, width=200)).run_file(path, out=tmp_path / out)
         assert outcome.ok, outcome.failures
@@ -410,7 +410,7 @@ def test_executor_section_is_validated() -> None:
 
 def test_local_runs_import_no_ray_and_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     code = (
-        "import sys, aeinterp.run.runner, aeinterp.cli\n"
+        "import sys, aeinterp.runner, aeinterp.cli\n"
         "from aeinterp.run.executors import make_executor\n"
         "make_executor('local'); make_executor({'kind': 'ray'})\n"
         "assert 'ray' not in sys.modules, 'ray imported'\n"
@@ -424,7 +424,7 @@ def test_local_runs_import_no_ray_and_missing_ray_names_the_extra(monkeypatch: p
 
 
 def test_steps_depend_on_the_steps_their_step_refs_name(tmp_path: Path) -> None:
-    from aeinterp.run.runner import step_dependencies
+    from aeinterp.runner import step_dependencies
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from aeinterp.run.runner import Runner
+from aeinterp.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
@@ -126,3 +126,48 @@ def test_report_in_a_real_browser(quickstart: Path) -> None:
         finally:
             browser.close()
     assert (artifacts / "report_quickstart.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow  # a browser and the quickstart run (~30 s on a loaded machine)
+def test_latent_pages_in_a_real_browser(quickstart: Path) -> None:
+    """The report opens on the latent pages: tabs switch them, each has its four sections, offline, no errors."""
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (`apt-get install -y chromium`; .ci/run does it as root)")
+    from playwright.sync_api import sync_playwright
+
+    html = quickstart.read_text()
+    assert html.count("data-latent-page=") == 4 and 'id="code"' in html
+    assert html.index('id="latents"') < html.index('id="steps-list"')  # the latents come before the steps
+    artifacts = Path(os.environ.get("AEINTERP_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            requests: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+            page.goto(quickstart.as_uri())
+            page.wait_for_load_state("load")
+            assert page.is_visible("[data-latent-page='z0']") and not page.is_visible("[data-latent-page='z2']")
+            assert page.get_attribute("button[data-latent-tab='z0']", "aria-selected") == "true"
+            page.click("button[data-latent-tab='z2']")
+            assert page.is_visible("[data-latent-page='z2']") and not page.is_visible("[data-latent-page='z0']")
+            assert page.get_attribute("button[data-latent-tab='z2']", "aria-selected") == "true"
+            assert page.input_value("#latent-select") == "z2"
+            text = page.inner_text("[data-latent-page='z2']")
+            for heading in ("What drives it", "What it does to the output", "When it is high", "Relations"):
+                assert heading in text
+            assert "consensus:" in text and "top-activating samples" in text
+            assert page.locator("[data-latent-page='z2'] svg.hist rect").count() == 30
+            page.click("a.sub[data-latent-link='z1']")  # the table of contents switches too
+            assert page.is_visible("[data-latent-page='z1']")
+            assert "total correlation" in page.inner_text("#code ~ .code-page")
+            page.evaluate("document.getElementById('latents').scrollIntoView()")
+            page.screenshot(path=str(artifacts / "report_latent_pages.png"), full_page=False)
+            assert errors == [] and requests == [], (errors, requests)
+        finally:
+            browser.close()

@@ -13,7 +13,7 @@ from rich.console import Console
 from aeinterp.io.datasets import load_dataset
 from aeinterp.errors import DataError, RecipeError
 from aeinterp.run.results import load_results
-from aeinterp.run.runner import Runner
+from aeinterp.runner import Runner
 
 
 def _data(n: int = 120, seed: int = 0) -> np.ndarray:

@@ -20,7 +20,7 @@ CONSTRAINTS = ROOT / ".ci" / "constraints.txt"
 BUILTINS = {
     "permutation", "zero_ablation", "mutual_information", "jacobian", "integrated_gradients", "deepshap",
     "symbolic_regression", "latent_size_law", "feature_visualization", "activation_atlas", "latent_traversal",
-    "component_contributions", "invariance", "interactions", "faithfulness", "weight_importance",
+    "component_contributions", "output_effects", "invariance", "interactions", "faithfulness", "weight_importance",
 }
 
 pytestmark = pytest.mark.slow

@@ -53,6 +53,12 @@ class BuiltinAutoencoder(nn.Module):
     """Shared behaviour: an encoder body, a (mu[, logvar]) head, a decoder."""
 
     architecture: str = ""
+    # set by each subclass: the encoder body (x -> features), the code head(s), the decoder (z -> x_hat)
+    encoder: nn.Module
+    to_code: nn.Module
+    to_mu: nn.Module
+    to_logvar: nn.Module
+    decoder: nn.Module
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
@@ -68,6 +74,12 @@ class BuiltinAutoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
+
+    def aeinterp_first_layer(self, func: Any) -> Any:
+        """How :mod:`aeinterp.toolkit.first_layer` splits ``encode`` (only the one defined here; None for an override)."""
+        from ..toolkit.first_layer import split_builtin
+
+        return split_builtin(self) if func is BuiltinAutoencoder.encode else None
 
     def forward(self, x: torch.Tensor) -> Any:
         if not self.variational:
@@ -303,6 +315,12 @@ class SupervisedVAE(BuiltinAutoencoder):
     def encode(self, x: torch.Tensor) -> Any:
         return self.vae.encode(x)
 
+    def aeinterp_first_layer(self, func: Any) -> Any:
+        """``encode`` delegates to the MLP VAE, which splits as any built-in does."""
+        from ..toolkit.first_layer import split_method
+
+        return split_method(self.vae.encode) if func is SupervisedVAE.encode else None
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(z)
 
@@ -345,7 +363,7 @@ def build_architecture(name: str, input_shape: Sequence[int], latent_dim: int, *
     if int(latent_dim) < 1:
         raise ModelError(f"latent_dim must be >= 1, got {latent_dim}")
     try:
-        return cls(list(input_shape), int(latent_dim), **options)
+        return cls(list(input_shape), int(latent_dim), **options)  # type: ignore[arg-type, call-arg]
     except TypeError as exc:
         raise ModelError(f"bad options for architecture {name!r}: {exc}") from None
 

@@ -197,7 +197,7 @@ def find_state_dict(obj: Mapping[str, Any], source: str = "the file") -> tuple[d
     for key in STATE_DICT_KEYS:
         inner = obj.get(key)
         if _is_state_dict(inner):
-            return dict(inner), key
+            return dict(inner), key  # type: ignore[arg-type]
     keys = ", ".join(map(repr, list(obj)[:12]))
     raise ModelError(f"{source} is a dict without a state dict of tensors (keys: {keys}); expected a plain state dict or one under {', '.join(STATE_DICT_KEYS)}")
 
@@ -367,7 +367,7 @@ def adapt(
     the head) and ``task_dims`` come from the recipe.
     """
     if head is None and getattr(module, "supervised", False):
-        head, task_dims = "head", list(module.task_dims)  # type: ignore[attr-defined]
+        head, task_dims = "head", list(module.task_dims)  # type: ignore[arg-type, attr-defined]
     head_fn: Any = head
     if head is not None and ":" in head:
         build_head = resolve_factory(head, base_dir, role="head", trusted=trusted_factories)

@@ -55,7 +55,7 @@ def _loss(module: nn.Module, xb: torch.Tensor, yb: torch.Tensor | None, config: 
             raise ModelError("this model has a classifier head: training it needs labels (a dataset with labels, e.g. digits, wine, breast_cancer, or `label:` for a CSV)")
         loss = loss + config.alpha * F.cross_entropy(out[3], yb)
     if len(out) >= 5:  # the supervised VAE's cycle term: redrawn nuisance must keep the label
-        loss = loss + config.alpha * float(getattr(module, "cycle_weight", 1.0)) * F.cross_entropy(out[4], yb)
+        loss = loss + config.alpha * float(getattr(module, "cycle_weight", 1.0)) * F.cross_entropy(out[4], yb)  # type: ignore[arg-type]
     return loss
 
 
@@ -77,7 +77,7 @@ def reconstruction_error(module: nn.Module, x: np.ndarray, batch_size: int = 102
         with torch.no_grad():
             for s in range(0, len(xt), batch_size):
                 xb = xt[s : s + batch_size].to(device)
-                total += float((module.decode(select_code(module.encode(xb))) - xb).pow(2).sum())
+                total += float((module.decode(select_code(module.encode(xb))) - xb).pow(2).sum())  # type: ignore[operator]
         return total / xt.numel()
     finally:
         module.train(was)

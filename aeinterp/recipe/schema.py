@@ -196,7 +196,7 @@ class Recipe(_Section):
     data: DataSection
     model: ModelSection
     explainers: list[StepSection] = Field(min_length=1)
-    targets: list[TargetName] = Field(default_factory=lambda: ["latent"], min_length=1)
+    targets: list[TargetName] = Field(default_factory=lambda: ["latent"], min_length=1)  # type: ignore[arg-type]
     output: str = Field("out", description="output folder (relative to the recipe); --out overrides it")
     report: ReportSection = Field(default_factory=ReportSection)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig, description="where steps run: {kind: local | ray, address, num_cpus, num_gpus, max_retries}")
@@ -320,7 +320,7 @@ def _data_kind(data: Any) -> str | None:
         return str(data["kind"])
     from ..io.datasets import BUILTIN_KINDS
 
-    return BUILTIN_KINDS.get(data.get("builtin")) if isinstance(data.get("builtin"), str) else None
+    return BUILTIN_KINDS.get(data.get("builtin")) if isinstance(data.get("builtin"), str) else None  # type: ignore[arg-type]
 
 
 def _raw_step_problems(raw: Mapping[str, Any], node: yaml.Node | None, registry: ExplainerRegistry) -> list[str]:
@@ -372,7 +372,7 @@ def _check_steps(
                 close = difflib.get_close_matches(str(ref), list(seen), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else (f" (earlier steps: {', '.join(seen)})" if seen else " (there are no earlier steps)")
                 problems.append(f"{_format_loc(where)}{line}: {ref!r} is not the alias of an earlier step{hint}")
-        targets = step.targets or list(default_targets)
+        targets = step.targets or list(default_targets)  # type: ignore[arg-type]
         tloc = [*loc, "targets"] if step.targets else ["targets"]
         base = step.alias or step.name
         caps = entry.cls.capabilities

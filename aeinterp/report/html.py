@@ -123,9 +123,10 @@ def _latent_view(e: Explanation, r: int, data_info: Mapping[str, Any]) -> Markup
                 return Markup(f"<div class='muted'>{html.escape(what)} on the {a}×{b} image</div>") + table
             feats = list(layout.col_labels) or [f"f{j}" for j in range(b)]
             return Markup(f"<div class='muted'>{html.escape(what)}, feature × time</div>") + heatmap_table(feats, list(layout.row_labels) or [f"t{i}" for i in range(a)], m.T, unit=unit, signed=bool(np.nanmin(m) < 0))
-    values = np.asarray(e.local[:, r, :], dtype=np.float64).mean(axis=0) if e.local is not None else e.importance[r]
-    label = "mean signed attribution" if e.local is not None else "importance"
-    return Markup(f"<div class='muted'>{label}</div>") + bars_html(e.feature_names, values, unit=unit)
+    values = e.importance[r]  # the step's own ranking (a signed mean would cancel across samples)
+    kind = e.extras.get("importance_summary", "mean_abs" if e.local is not None else "")
+    label = "importance" + (f" ({kind})" if kind else "")
+    return Markup(f"<div class='muted'>{html.escape(label)}</div>") + bars_html(e.feature_names, values, unit=unit)
 
 
 def _step(alias: str, e: Explanation, paths: Sequence[Path], top_k: int) -> dict[str, Any]:
@@ -170,17 +171,29 @@ def render_html(results: RunResults, plots: Mapping[str, Sequence[Path]], *, top
     data, model = doc.get("data") or {}, doc.get("model") or {}
     data_info = data_info or data
     verdict = verdict or verdicts(results.explanations, model.get("latent_dim") if isinstance(model.get("latent_dim"), int) else None)
+    from . import latent_source
+    from .code_page import build_code_page, code_html
+    from .latent import build_page
+    from .latent_render import page_html
+
+    source = latent_source(results, data_info=data_info)
+    pages = {n: build_page(source, n) for n in verdict.latents if n in source.names()}
     latents = []
     for n in verdict.latents:
-        top, agree = agreeing(results.explanations, n)
-        judges = [a for a, p in verdict.per_explainer.items() if n in p["explained"]]
+        page = pages.get(n)
         if n in verdict.not_explained:
             v, css = "not explained", "muted"
-        elif n in verdict.dead:
+        elif n in verdict.dead or (page is not None and page.flags):
             v, css = "dead", "warn"
         else:
             v, css = "", ""
-        latents.append({"name": n, "top": top, "agree_share": f"{len(agree) / len(judges):.3f}" if judges else "0", "agree_text": f"{len(agree)}/{len(judges)}" + (f" ({', '.join(agree)})" if agree else ""), "verdict": v, "css": css})
+        top = page.top_inputs(3) if page is not None and page.consensus else agreeing(results.explanations, n)[0]
+        agree = page.agreement if page is not None else None
+        latents.append({"name": n, "top": top, "agree_share": f"{agree:.3f}" if agree is not None else "0",
+                        "agree_text": f"{agree:.2f} over {len(page.steps)} explainers" if page is not None and agree is not None else "", "verdict": v, "css": css})
+    code = None
+    if source.codes is not None and len(source.codes.latent_names) >= 2:
+        code = Markup(code_html(build_code_page(source)))
     views: dict[str, list[dict[str, Any]]] = {n: [] for n in verdict.latents}
     for alias, e in results.explanations.items():
         if e.target != "latent":
@@ -200,7 +213,8 @@ def render_html(results: RunResults, plots: Mapping[str, Sequence[Path]], *, top
         version=doc.get("aeinterp_version"), status=doc.get("status"), started=doc.get("started"), finished=doc.get("finished"),
         data_name=data.get("name", ""), data_kind=data.get("kind", ""), n_explain=data.get("n_explain"), n_fit=data.get("n_fit"), n_groups=data.get("n_groups"),
         model_desc=model.get("description", ""), latent_dim=model.get("latent_dim"),
-        latents=latents, latent_names=[n for n in verdict.latents], latent_views=views, verdict=verdict, members=data.get("group_members") or {},
+        latents=latents, latent_names=[n for n in verdict.latents], latent_views=views, code_page=code,
+        latent_pages={n: Markup(page_html(pages[n])) if n in pages else Markup("") for n in verdict.latents}, verdict=verdict, members=data.get("group_members") or {},
         steps=steps, entries=entries, pairs=pairs, failures=results.failures, top_k=top_k,
         data_rows=[(k, json.dumps(v)[:400]) for k, v in data.items() if k != "group_members"], model_rows=[(k, json.dumps(v)[:400]) for k, v in model.items()],
         plugins=doc.get("plugins") or [],

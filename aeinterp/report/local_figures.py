@@ -176,7 +176,7 @@ def waterfall(e: Explanation, sample: int | str = 0, target: int | str | None = 
     fig = _figure(7.5, 0.32 * (len(steps) + 2) + 1.4)
     ax = fig.add_subplot()
     start = base
-    for i, (lab, v) in enumerate(zip(labels, steps)):
+    for i, v in enumerate(steps):
         y = len(steps) - i
         ax.barh(y, v, left=start, color="tab:red" if v > 0 else "tab:blue", height=0.7)
         ax.text(start + v + (0.01 if v >= 0 else -0.01) * span, y, f"{v:+.3g}", va="center", ha="left" if v >= 0 else "right", fontsize=8)

@@ -192,9 +192,13 @@ def agreements(explanations: Mapping[str, Explanation]) -> list[Agreement]:
 
 
 def agreeing(explanations: Mapping[str, Explanation], target_name: str, k: int = 3) -> tuple[list[str], list[str]]:
-    """For one latent: the top ``k`` inputs by mean normalised importance over the explainers that
-    explain it, and the explainers whose own top input is the first of those."""
+    """For one latent: the top ``k`` inputs by consensus over the explainers that explain it (mean
+    normalised rank, 1 = first; ties by mean share of importance, as the latent pages rank them), and
+    the explainers whose own top input is the first of those."""
+    from scipy.stats import rankdata
+
     scores: dict[str, float] = {}
+    ranks: dict[str, float] = {}
     tops: dict[str, str] = {}
     for alias, e in explanations.items():
         if e.target != "latent" or not measures_inputs(e) or target_name not in e.target_names:
@@ -206,8 +210,10 @@ def agreeing(explanations: Mapping[str, Explanation], target_name: str, k: int =
         if row.sum() <= 0:
             continue
         tops[alias] = e.feature_names[int(np.argmax(row))]
+        norm = 1.0 - (rankdata(-e.importance[r], method="average") - 1) / max(len(row) - 1, 1)
         for i, v in enumerate(row):
             scores[e.feature_names[i]] = scores.get(e.feature_names[i], 0.0) + float(v)
-    ranked = sorted(scores, key=lambda f: -scores[f])[:k]
+            ranks[e.feature_names[i]] = ranks.get(e.feature_names[i], 0.0) + float(norm[i])
+    ranked = sorted(scores, key=lambda f: (-ranks[f], -scores[f]))[:k]
     agree = [a for a, t in tops.items() if ranked and t == ranked[0]]
     return ranked, agree

@@ -92,7 +92,7 @@ def top_table(e: Explanation, k: int, rows: Sequence[int]) -> Group:
     table.add_column("features", overflow="fold", ratio=1)
     order = np.argsort(-e.importance, axis=1, kind="stable")[:, :k]
     for r in list(rows)[:MAX_ROWS]:
-        parts = []
+        parts = []  # type: ignore[var-annotated]
         for i in order[r]:
             if e.importance[r, i] <= 0 and parts:
                 break
@@ -128,7 +128,7 @@ def _latent_lines(console: Console, results: RunResults, verdict: Verdicts, want
     names = [n for n in verdict.latents if wanted is None or n in wanted]
     if not names:
         return
-    table = Table(title="latents: top 3 inputs over every explainer of the inputs; explainers whose own top input agrees", title_justify="left", box=None, padding=(0, 1, 0, 0), show_header=False)
+    table = Table(title="latents: top 3 inputs by consensus rank over every explainer of the inputs; explainers whose own top input agrees (aeinterp show OUT --latent NAME: one latent's page)", title_justify="left", box=None, padding=(0, 1, 0, 0), show_header=False)
     table.add_column("latent", style="bold", no_wrap=True)
     table.add_column("top inputs", overflow="fold", ratio=3)
     table.add_column("agree", overflow="fold", ratio=1, style="dim")

@@ -44,10 +44,10 @@ import numpy as np
 
 from .._version import __version__
 from ..explanation import Explanation, jsonable
+from ..paths import CACHE_ENV, default_cache_dir
 
 __all__ = ["Cache", "CACHE_ENV", "default_cache_dir", "without_run_facts", "fingerprint", "data_fingerprint", "model_fingerprint", "module_fingerprint"]
 
-CACHE_ENV = "AEINTERP_CACHE_DIR"
 KEY_VERSION = 2  # bump when what goes into a key changes (or the values for a key do), so old entries are never matched
 _CHUNK = 16 * 2**20
 
@@ -67,15 +67,6 @@ def without_run_facts(explanation: Explanation) -> Explanation:
         if not extras["summary"]:
             del extras["summary"]
     return explanation.replace(extras=extras)
-
-
-def default_cache_dir() -> Path:
-    """``$AEINTERP_CACHE_DIR``, else ``$XDG_CACHE_HOME/aeinterp``, else ``~/.cache/aeinterp``."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "aeinterp"
 
 
 def _hasher() -> Any:

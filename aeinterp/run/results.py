@@ -94,7 +94,7 @@ def _signals_deferred() -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in previous.items():
+        for sig, handler in previous.items():  # type: ignore[assignment]
             signal.signal(sig, handler)
         for signum, frame in caught[:1]:
             handler = previous.get(signum)

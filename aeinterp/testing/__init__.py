@@ -41,7 +41,7 @@ def run_recipe(tmp_path: Path) -> Callable[..., dict[str, Any]]:
 
     import yaml
 
-    from ..run.runner import Runner
+    from ..runner import Runner
 
     def run(recipe: dict[str, Any], plugins: list[Any] | None = None, files: dict[str, Any] | None = None) -> dict[str, Any]:
         for name, content in (files or {}).items():

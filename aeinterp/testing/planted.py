@@ -53,7 +53,7 @@ class PlantedAutoencoder(nn.Module):
                 w2[j, j * h : (j + 1) * h] = 0.5 + torch.rand(h, generator=gen)
             second.weight.data = w2
             second.bias.data.zero_()
-            self.encoder = nn.Sequential(first, nn.Tanh(), second)
+            self.encoder = nn.Sequential(first, nn.Tanh(), second)  # type: ignore[assignment]
         self.decoder = nn.Linear(k, n_features)
         self.decoder.weight.data = weights.T.clone() / max(1.0, float(weights.abs().sum(dim=1).max()))
         self.decoder.bias.data.zero_()
@@ -64,6 +64,12 @@ class PlantedAutoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
+
+    def aeinterp_first_layer(self, func: object) -> object:
+        """``encode`` is ``encoder(x)``: it splits as the encoder module does (see :mod:`aeinterp.toolkit.first_layer`)."""
+        from ..toolkit.first_layer import split_module
+
+        return split_module(self.encoder) if func is PlantedAutoencoder.encode else None
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
@@ -115,5 +121,5 @@ def planted_autoencoder(
         fit_index=fit, explain_index=explain, name="planted", labels=labels,
     )
     head = dict(head="head", task_dims=[0], class_names=["neg", "pos"]) if supervised else {}
-    model = TorchAutoencoder(module, (n_features,), description="PlantedAutoencoder", **head)
+    model = TorchAutoencoder(module, (n_features,), description="PlantedAutoencoder", **head)  # type: ignore[arg-type]
     return Planted(model=model, data=data, dependencies=[tuple(d) for d in dependencies])

@@ -13,10 +13,10 @@ resolved encoder is
 
 * an ``nn.Linear`` or an ``nn.Sequential`` whose first module is one (after an
   optional ``nn.Flatten``), or
-* the unmodified ``encode`` method of a built-in architecture
-  (``BuiltinAutoencoder.encode``: ``to_code(encoder(x))`` or the VAE heads
-  ``(to_mu(h), to_logvar(h))``; ``SupervisedVAE.encode`` delegating to its
-  MLP), or of the planted test model (``encoder(x)``),
+* the unmodified ``encode`` method of a module that says how it splits
+  (``aeinterp_first_layer(func)``: the built-in architectures'
+  ``to_code(encoder(x))`` or VAE heads ``(to_mu(h), to_logvar(h))``,
+  ``SupervisedVAE`` delegating to its MLP, the planted test model's ``encoder(x)``),
 
 with no hooks on the modules that are bypassed. When the encoder after the
 first layer is one elementwise activation and an affine layer ``W``,
@@ -72,7 +72,7 @@ def _hooked(module: nn.Module) -> bool:
     return bool(module._forward_hooks or module._forward_pre_hooks or getattr(module, "_forward_hooks_with_kwargs", None))
 
 
-def _split_module(encoder: Any) -> FirstLayer | str:
+def split_module(encoder: Any) -> FirstLayer | str:
     """Split an ``nn.Linear`` / ``nn.Sequential([nn.Flatten,] nn.Linear, ...)`` module."""
     if isinstance(encoder, nn.Linear):
         if _hooked(encoder):
@@ -95,15 +95,15 @@ def _split_module(encoder: Any) -> FirstLayer | str:
     return f"the encoder is a {type(encoder).__name__}, not an nn.Linear or an nn.Sequential starting with one"
 
 
-def _split_builtin(module: nn.Module) -> FirstLayer | str:
+def split_builtin(module: nn.Module) -> FirstLayer | str:
     """``BuiltinAutoencoder.encode``: ``to_code(encoder(x))`` or ``(to_mu(h), to_logvar(h))``."""
-    body = _split_module(module.encoder)
+    body = split_module(module.encoder)
     if isinstance(body, str):
         return body
 
     def rest(a: torch.Tensor) -> Any:
         h = body.rest(a)
-        return (module.to_mu(h), module.to_logvar(h)) if module.variational else module.to_code(h)
+        return (module.to_mu(h), module.to_logvar(h)) if module.variational else module.to_code(h)  # type: ignore[operator]
 
     tail = None
     act = body.rest if isinstance(body.rest, nn.Sequential) else None
@@ -114,23 +114,23 @@ def _split_builtin(module: nn.Module) -> FirstLayer | str:
     return FirstLayer(body.linear, rest, tail)
 
 
-def _split_method(method: Any) -> FirstLayer | str:
-    """Split a bound ``encode`` method whose body is known (built-in or planted models)."""
+def split_method(method: Any) -> FirstLayer | str:
+    """Split a bound ``encode`` method whose owner says how (built-in architectures, the planted test model).
+
+    A module knows its own ``encode``: its ``aeinterp_first_layer(func)``
+    returns the split when ``func`` is the ``encode`` it defines (so a
+    subclass that overrides ``encode`` is not split), else None.
+    """
     owner, func = getattr(method, "__self__", None), getattr(method, "__func__", None)
     if not isinstance(owner, nn.Module) or func is None:
         return f"the encoder is {type(method).__name__}, not a module or a known encode method"
     if _hooked(owner):
         return "the autoencoder module has forward hooks"
-    from ..models.architectures import BuiltinAutoencoder, SupervisedVAE
-
-    if func is BuiltinAutoencoder.encode:
-        return _split_builtin(owner)
-    if func is SupervisedVAE.encode:
-        return _split_method(owner.vae.encode)
-    planted = sys.modules.get("aeinterp.testing.planted")  # only loaded when a planted model can exist
-    if planted is not None and func is planted.PlantedAutoencoder.encode:
-        return _split_module(owner.encoder)
-    return f"{type(owner).__name__}.{func.__name__} is not a known encode method (only built-in and planted models are split)"
+    split = getattr(owner, "aeinterp_first_layer", None)
+    found = split(func) if callable(split) else None
+    if found is None:
+        return f"{type(owner).__name__}.{func.__name__} is not a known encode method (only built-in and planted models are split)"
+    return found
 
 
 def first_layer_split(model: Any, data: Any, target: Target) -> tuple[FirstLayer | None, str]:
@@ -140,7 +140,7 @@ def first_layer_split(model: Any, data: Any, target: Target) -> tuple[FirstLayer
     if getattr(data, "kind", None) != "tabular" or len(model.input_shape) != 1:
         return None, "the data are not tabular"
     encoder = model.encoder_fn
-    split = _split_module(encoder) if isinstance(encoder, nn.Module) else _split_method(encoder)
+    split = split_module(encoder) if isinstance(encoder, nn.Module) else split_method(encoder)
     if isinstance(split, str):
         return None, split
     if split.linear.in_features != model.input_shape[0]:

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..data import FeatureGroup
+from ..data import FeatureGroup, subsample_indices  # re-exported: it lived here first
 from .first_layer import FirstLayer
 from .kinks import KinkUpdate, kink_update_reason
 from ..model import Model, as_tensor
@@ -203,7 +203,7 @@ def _perturbed_changes(
                         jacobian = (cols[0], kinks.jacobian(cols[0]))  # type: ignore[union-attr]
                     by_kinks = kinks.change(cols[0], torch.stack([deltas[k] for k in shared]), jacobian[1]).float().cpu()  # type: ignore[union-attr]
                 if not plain:
-                    change = by_kinks  # every copy: no copy of the result
+                    change = by_kinks  # type: ignore[assignment]  # every copy: no copy of the result
                 else:  # a rank-|C| update of the first layer's pre-activations, then the rest of the model
                     change = base.new_empty((len(ids), n, base.shape[1]))
                     if by_kinks is not None:
@@ -267,7 +267,7 @@ def reduce_groups(local: np.ndarray | torch.Tensor, groups: Sequence[FeatureGrou
         return local  # every element is its own group, in order: nothing to reduce (and no copy)
     arr = local if is_torch else torch.as_tensor(np.asarray(local))
     if how == "abs_sum":
-        arr = arr.abs()
+        arr = arr.abs()  # type: ignore[union-attr]
     d = arr.shape[-1]
     owner = torch.full((d,), len(groups), dtype=torch.long)  # elements in no group go to a dropped column
     disjoint = True
@@ -276,25 +276,17 @@ def reduce_groups(local: np.ndarray | torch.Tensor, groups: Sequence[FeatureGrou
         disjoint &= bool((owner[idx] == len(groups)).all())
         owner[idx] = j
     if disjoint:  # O(B*T*D) scatter instead of a dense (D x G) product
-        out = torch.zeros((*arr.shape[:-1], len(groups) + 1), dtype=arr.dtype, device=arr.device)
-        out.index_add_(-1, owner.to(arr.device), arr)
+        out = torch.zeros((*arr.shape[:-1], len(groups) + 1), dtype=arr.dtype, device=arr.device)  # type: ignore[arg-type]
+        out.index_add_(-1, owner.to(arr.device), arr)  # type: ignore[arg-type]
         out = out[..., :-1]
         if how == "mean":
-            out = out / torch.as_tensor([len(g.indices) for g in groups], dtype=arr.dtype, device=arr.device)
+            out = out / torch.as_tensor([len(g.indices) for g in groups], dtype=arr.dtype, device=arr.device)  # type: ignore[arg-type]
     else:  # overlapping groups: each element counts in every group that holds it
-        m = torch.zeros((d, len(groups)), dtype=arr.dtype, device=arr.device)
+        m = torch.zeros((d, len(groups)), dtype=arr.dtype, device=arr.device)  # type: ignore[arg-type]
         for j, g in enumerate(groups):
             m[torch.as_tensor(g.indices, device=arr.device), j] = 1.0 / len(g.indices) if how == "mean" else 1.0
-        out = arr @ m
+        out = arr @ m  # type: ignore[assignment]
     return out if is_torch else out.numpy()
-
-
-def subsample_indices(total: int, n: int | None, rng: np.random.Generator) -> np.ndarray:
-    """Sorted indices of at most ``n`` of ``total`` rows, drawn without replacement
-    (all of them, drawing nothing, if ``n`` is None or not smaller than ``total``)."""
-    if n is None or n >= total:
-        return np.arange(total)
-    return np.sort(rng.choice(total, size=n, replace=False))
 
 
 def subsample(x: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:

@@ -103,7 +103,7 @@ def _layer(kind: str, x: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor
         else:
             h = _rnn_step(steps[t], h, w_hh, b_hh, torch.tanh if kind == "rnn_tanh" else torch.relu)
         outs[t] = h
-    return torch.stack(outs, dim=1), h, c  # type: ignore[arg-type]
+    return torch.stack(outs, dim=1), h, c  # type: ignore[arg-type, return-value]
 
 
 def unrolled_rnn(kind: str, x: torch.Tensor, hx: Any, params: Sequence[torch.Tensor], has_biases: bool, num_layers: int,
@@ -135,7 +135,7 @@ def unrolled_rnn(kind: str, x: torch.Tensor, hx: Any, params: Sequence[torch.Ten
     h_n = torch.stack(h_last, dim=0)
     if kind != "lstm":
         return output, h_n
-    c_n = torch.stack(c_last, dim=0)
+    c_n = torch.stack(c_last, dim=0)  # type: ignore[arg-type]
     return output, h_n, c_n
 
 

@@ -6,8 +6,9 @@ user's choice, the ``local`` param (the same values for every explainer):
 
 ``auto`` (the default)
     ``full`` when the per-sample array (samples x targets x groups, float32)
-    fits in ``local_max_mb``, else ``none`` with a one-line note in
-    ``extras["local_note"]``;
+    fits in ``local_max_mb``, else each sample's top ``K`` features (``K`` <= 20,
+    as many as fit in ``local_max_mb``; what the beeswarm and waterfall draw),
+    else ``none``, with a one-line note in ``extras["local_note"]``;
 ``none``
     no per-sample output;
 ``full``
@@ -42,6 +43,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import AfterValidator, Field, field_validator
 
+from ..data import subsample_indices
 from ..explainer import ExplainerParams
 
 __all__ = ["StreamParams", "MaxSamples", "LocalPlan", "local_plan", "parse_local", "RowsSink", "top_k_rows", "round_sizes", "converged", "same_ranking", "Z_95"]
@@ -73,8 +75,8 @@ MaxSamples = Annotated[int | Literal["auto"] | None, AfterValidator(_at_least_on
 class StreamParams(ExplainerParams):
     """Params every streamed explainer shares (mix into its ``Params``)."""
 
-    local: str = Field("auto", description="per-sample output: auto (full if it fits in local_max_mb, else none), none, full (on disk beyond local_max_mb) or top_k:K")
-    local_max_mb: float = Field(64.0, gt=0, description="largest per-sample array kept in memory, in MiB (auto keeps none above it, full writes it to disk)")
+    local: str = Field("auto", description="per-sample output: auto (full if it fits in local_max_mb, else each sample's top 20 features or as many as fit, else none), none, full (on disk beyond local_max_mb) or top_k:K")
+    local_max_mb: float = Field(64.0, gt=0, description="largest per-sample array kept in memory, in MiB (auto keeps each sample's top features above it, full writes it to disk)")
     chunk_size: int | None = Field(None, ge=1, description="samples per chunk handed to the executor (default: the explainer's choice from its memory bound)")
     anytime_tolerance: float | None = Field(None, gt=0, lt=1, description="anytime: stop drawing sample rounds once every target's 95 % interval half-width is within this share of its largest importance and the top-k ranking is stable (max_samples: auto uses 0.05)")
     stable_top_k: int = Field(5, ge=1, description="anytime: how many top features per target must keep their order between two rounds")
@@ -103,11 +105,12 @@ def sample_index(explainer: Any, total: int, max_samples: int | str | None, rng:
     own = np.random.default_rng(int(rng.integers(2**63)))
     if max_samples == "auto":
         return own.permutation(total)
-    from .perturb import subsample_indices
-
     index = subsample_indices(total, max_samples, own)  # type: ignore[arg-type]
     explainer.rows_used[split] = index
     return index
+
+
+AUTO_TOP_K = 20  # local: auto keeps at most this many features per sample and target when the full array is over budget
 
 
 class LocalPlan:
@@ -139,6 +142,10 @@ def local_plan(requested: str, n_samples: int, n_targets: int, n_groups: int, ma
         return LocalPlan("memory")
     if mode == "full":
         return LocalPlan("disk", note=f"per-sample attributions ({mb:.0f} MiB > local_max_mb) written to disk and read lazily")
+    fit = int(max_mb * 2**20 // max(1, n_samples * n_targets * 8))  # int32 index + float32 value per kept entry
+    k = min(AUTO_TOP_K, n_groups, fit)
+    if k >= 1:  # what the beeswarm and waterfall draw: each sample's largest attributions, within the bound
+        return LocalPlan("top_k", k, note=f"per-sample attributions ({mb:.0f} MiB > local_max_mb = {max_mb:g}) kept for each sample's top {k} features only (arrays local_top_index / local_top_value; local: full writes them all to disk)")
     return LocalPlan("none", note=f"per-sample attributions not kept: {mb:.0f} MiB > local_max_mb = {max_mb:g} (set local: full to write them to disk, or top_k:K)")
 
 

@@ -556,7 +556,7 @@ def test_features_from_an_earlier_step_limits_each_search(formulas_case) -> None
 def test_latent_size_law_step_reports_errors_and_a_law(tmp_path: Path) -> None:
     from aeinterp.io.datasets import load_dataset
     from aeinterp.report.plots import write_plots
-    from aeinterp.run.runner import Runner
+    from aeinterp.runner import Runner
     from aeinterp_symbolic.law_explainer import LatentSizeLawExplainer
 
     data = load_dataset(builtin="wine")

@@ -279,7 +279,7 @@ def test_traversal_codes_sweep_one_latent_and_hold_the_rest() -> None:
 
 
 def test_traversal_importance_is_the_decoded_range_of_a_linear_decoder(planted) -> None:  # noqa: ANN001
-    result = explain(LatentTraversal, planted.model, planted.data, params={"steps": 5, "reference": "samples", "n_references": 3})
+    result = explain(LatentTraversal, planted.model, planted.data, params={"steps": 5, "reference": "samples", "n_references": 3, "normalize": "input_spread"})
     dec = planted.model.module.decoder.weight.detach().numpy().astype(np.float64)
     codes = planted.model.encode(torch.as_tensor(planted.data.x_explain)).detach().numpy().astype(np.float64)
     q_lo, q_hi = np.quantile(codes, [0.05, 0.95], axis=0)
@@ -296,7 +296,7 @@ def test_centred_sweep_sits_on_the_reference(planted) -> None:  # noqa: ANN001
 
 
 def test_component_contributions_are_exact_and_additive_for_a_linear_decoder(planted) -> None:  # noqa: ANN001
-    result = explain(ComponentContributions, planted.model, planted.data, params={"max_samples": None})
+    result = explain(ComponentContributions, planted.model, planted.data, params={"max_samples": None, "normalize": "input_spread"})
     codes = planted.model.encode(torch.as_tensor(planted.data.x_explain)).detach().numpy().astype(np.float64)
     dec = planted.model.module.decoder.weight.detach().numpy().astype(np.float64)
     dev = np.abs(codes - codes.mean(axis=0)).mean(axis=0)

@@ -51,7 +51,15 @@
       Array.prototype.forEach.call(document.querySelectorAll("section.latent-view"), function (s) {
         s.hidden = s.getAttribute("data-latent") !== name;
       });
+      Array.prototype.forEach.call(document.querySelectorAll("button[data-latent-tab]"), function (b) {
+        var on = b.getAttribute("data-latent-tab") === name;
+        b.setAttribute("aria-selected", on ? "true" : "false");
+        b.classList.toggle("on", on);
+      });
     }
+    Array.prototype.forEach.call(document.querySelectorAll("button[data-latent-tab]"), function (b) {
+      b.addEventListener("click", function () { sel.value = b.getAttribute("data-latent-tab"); show(sel.value); });
+    });
     sel.addEventListener("change", function () { show(sel.value); });
     Array.prototype.forEach.call(document.querySelectorAll("a[data-latent-link]"), function (a) {
       a.addEventListener("click", function () { sel.value = a.getAttribute("data-latent-link"); show(sel.value); });

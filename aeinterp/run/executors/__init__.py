@@ -72,4 +72,4 @@ def make_executor(spec: Executor | ExecutorConfig | Mapping[str, Any] | str | No
         return LocalExecutor()
     from .ray import RayExecutor
 
-    return RayExecutor(address=spec.address, num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_retries=spec.max_retries, data_from_path=spec.data_from_path)
+    return RayExecutor(address=spec.address, num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_retries=spec.max_retries, data_from_path=spec.data_from_path)  # type: ignore[return-value]

@@ -7,7 +7,7 @@ What runs where
     partials are those the local executor computes. They are added up on the
     driver in chunk order, as they arrive. Any other step runs whole, as one
     task. The runner runs independent steps at the same time (see
-    :meth:`aeinterp.run.runner.Runner.run`).
+    :meth:`aeinterp.runner.Runner.run`).
 
 Object store
     The model and the data are put into Ray's object store once per run (and
@@ -298,7 +298,7 @@ class RayExecutor:
         from ..step import run_step
 
         if isinstance(explainer, ChunkedExplainer):
-            explainer.executor = self
+            explainer.executor = self  # type: ignore[assignment]
             return run_step(explainer, model, data, target=target, seed=seed, distribution=distribution, version=version)
         self.connect()
         ref = self._submit(

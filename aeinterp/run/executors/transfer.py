@@ -28,7 +28,7 @@ def file_region(x: np.ndarray) -> dict[str, Any] | None:
     if not isinstance(x, np.memmap) or getattr(x, "_mmap", None) is None or not x.filename or not x.flags.c_contiguous:
         return None
     map_start = x.offset - x.offset % mmap.ALLOCATIONGRANULARITY  # where numpy began the map in the file
-    offset = map_start + (x.ctypes.data - np.frombuffer(x._mmap, dtype=np.uint8).ctypes.data)
+    offset = map_start + (x.ctypes.data - np.frombuffer(x._mmap, dtype=np.uint8).ctypes.data)  # type: ignore[attr-defined]
     stat = os.stat(x.filename)
     return {"path": str(x.filename), "offset": int(offset), "dtype": x.dtype.str, "shape": tuple(x.shape), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 

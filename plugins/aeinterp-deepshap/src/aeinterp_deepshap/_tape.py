@@ -31,12 +31,26 @@ Composite operations with no single rule are rewritten into primitives while
 recording: ``layer_norm`` becomes centring (affine), squaring (product),
 mean (affine), ``rsqrt`` (unary) and a product, which keeps attributions
 exactly additive; a division by a dependent tensor becomes ``reciprocal``
-(unary) times the numerator.
+(unary) times the numerator; ``broadcast_tensors`` (what ``torch.distributions``
+calls through ``broadcast_all`` when it builds ``Normal(loc, scale)``) becomes
+one ``expand`` (affine) per dependent tensor, so a code read from the
+distribution's ``.mean`` / ``.loc`` keeps its exact rules.
+
+Argument validation of ``torch.distributions`` (``validate_args``, on by
+default) compares the parameters with their constraints and calls
+``bool()`` on the all-true result: a check that either passes, leaving every
+value unchanged, or raises. Such ``bool()`` calls on a boolean tensor made
+inside ``torch/distributions`` are counted in :attr:`Tape.checks` instead of
+being taken for data-dependent control flow. Every unsupported node's reason
+names where it was called (the innermost ``nn.Module`` and the user's source
+line), so a fallback says which operation of which module broke exactness.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +60,7 @@ from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+import aeinterp
 from aeinterp.toolkit.recurrent import UnsupportedRecurrence
 
 from ._decompose import DECOMPOSED, decompose
@@ -110,6 +125,7 @@ class Tape:
     rows: int
     used: list[bool] = field(default_factory=list)  # node lies on a path input -> output
     bdim: list[int] = field(default_factory=list)  # the batch axis of each value (0 unless moved); set by check_tape
+    checks: int = 0  # bool() calls of torch.distributions' argument validation, passed and ignored
 
     def feat(self, value: int) -> tuple[int, ...]:
         """Shape of one row of ``value`` (its shape without the batch axis)."""
@@ -249,6 +265,7 @@ class _Recorder(TorchFunctionMode):
         self.ids: dict[int, int] = {id(x): 0}
         self.nodes: list[Node] = []
         self.data_dependent: str = ""
+        self.checks = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - torch protocol
         kwargs = kwargs or {}
@@ -259,7 +276,11 @@ class _Recorder(TorchFunctionMode):
         if name in _PASS or name in ("shape", "dtype", "device", "requires_grad", "is_leaf", "grad_fn", "layout", "ndim"):
             return func(*args, **kwargs)
         if name in _DATA_DEPENDENT:
-            self.data_dependent = self.data_dependent or name
+            if name == "__bool__" and _is_validation(args):
+                self.checks += 1
+            else:
+                self.data_dependent = self.data_dependent or _with_location(
+                    f"the model calls .{name}() on an input-dependent tensor (data-dependent control flow)")
             return func(*args, **kwargs)
         if name in _FACTORY_LIKE:  # values do not depend on the input
             return func(*args, **kwargs)
@@ -278,6 +299,8 @@ class _Recorder(TorchFunctionMode):
                     return self.call(func, name, args, kwargs, reason=str(exc))
         if name == "layer_norm":
             return self._layer_norm(*args, **kwargs)
+        if name == "broadcast_tensors":
+            return self._broadcast(args)
         if name in _DIV or name == "__rtruediv__":
             return self._div(func, name, args, kwargs)
         return self.call(func, name, args, kwargs)
@@ -291,6 +314,8 @@ class _Recorder(TorchFunctionMode):
         dep = [i for i, leaf in enumerate(leaves) if self._dep(leaf)]
         out = func(*args, **kwargs)
         kind, reason = ("unsupported", reason) if reason else classify(name, args, kwargs, dep, leaves, out)
+        if kind == "unsupported":
+            reason = _with_location(reason)
         inputs = tuple(self.ids[id(leaves[i])] for i in dep)
         stored = [Ref(self.ids[id(leaf)]) if i in dep else leaf for i, leaf in enumerate(leaves)]
         out_leaves, _ = tree_flatten(out)
@@ -325,6 +350,20 @@ class _Recorder(TorchFunctionMode):
         inv = self.call(torch.reciprocal, "reciprocal", (den,), {})
         return self.call(torch.mul, "mul", (num, inv) if isinstance(num, torch.Tensor) else (inv, num), {})
 
+    def _broadcast(self, args: tuple) -> tuple[torch.Tensor, ...]:
+        """``broadcast_tensors`` as one ``expand`` per tensor (``reshape`` where the shape stays): affine, one input each."""
+        tensors = tuple(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else tuple(args)
+        shape = torch.broadcast_shapes(*(tuple(t.shape) for t in tensors))
+        out = []
+        for t in tensors:
+            if not self._dep(t):
+                out.append(t.expand(shape))
+            elif tuple(t.shape) == tuple(shape):
+                out.append(self.call(torch.Tensor.reshape, "reshape", (t, tuple(shape)), {}))
+            else:
+                out.append(self.call(torch.Tensor.expand, "expand", (t, tuple(shape)), {}))
+        return tuple(out)
+
     def _layer_norm(self, x: torch.Tensor, normalized_shape: Any, weight: Any = None, bias: Any = None, eps: float = 1e-5) -> Any:
         dims = tuple(range(-len(tuple(normalized_shape)), 0))
         mu = self.call(torch.mean, "mean", (x,), {"dim": dims, "keepdim": True})
@@ -339,6 +378,41 @@ class _Recorder(TorchFunctionMode):
         if bias is not None:
             y = self.call(torch.add, "add", (y, bias), {})
         return y
+
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_DISTRIBUTIONS_DIR = os.path.join(_TORCH_DIR, "distributions") + os.sep
+_LIBRARY_DIRS = (_TORCH_DIR, os.path.dirname(__file__) + os.sep, os.path.dirname(aeinterp.__file__) + os.sep)
+
+
+def _is_validation(args: tuple) -> bool:
+    """Whether ``bool(t)`` is torch.distributions checking its arguments: a boolean ``t``, asked inside torch/distributions."""
+    if not args or not isinstance(args[0], torch.Tensor) or args[0].dtype != torch.bool:
+        return False
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(_DISTRIBUTIONS_DIR):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _with_location(reason: str) -> str:
+    """``reason`` plus where the call was made: the innermost nn.Module running it and, when that
+    line is inside the module (not in torch, aeinterp or the caller of the whole model), the user's source line."""
+    module = site = None
+    frame = sys._getframe(1)
+    while frame is not None and module is None:
+        code = frame.f_code
+        file = code.co_filename
+        if site is None and not file.startswith(_LIBRARY_DIRS):
+            site = f"{os.path.basename(file)}:{frame.f_lineno} in {code.co_name}"
+        owner = frame.f_locals.get(code.co_varnames[0]) if code.co_argcount else None  # a method's self, whatever its name
+        if isinstance(owner, torch.nn.Module):
+            module = type(owner).__name__
+        frame = frame.f_back
+    where = ", ".join(part for part in (f"module {module}" if module else "", site if module else "") if part)
+    return f"{reason} (called from {where})" if where else reason
 
 
 def _no_inplace_flag(func: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -362,13 +436,13 @@ def record(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Tape:
     with torch.no_grad(), rec:
         out = fn(x)
     if rec.data_dependent:
-        raise Unsupported(f"the model calls .{rec.data_dependent}() on an input-dependent tensor (data-dependent control flow)")
+        raise Unsupported(rec.data_dependent)
     if not isinstance(out, torch.Tensor) or id(out) not in rec.ids:
         raise Unsupported("the target was not computed by torch operations the recorder can see (TorchScript or a C++ extension?)")
     for i, (t, v) in enumerate(zip(rec.values, rec.versions)):
         if t._version != v:
             raise Unsupported(f"an intermediate tensor (value {i}) was modified in place after it was used")
-    tape = Tape(values=rec.values, producer=rec.producer, nodes=rec.nodes, output=rec.ids[id(out)], rows=x.shape[0])
+    tape = Tape(values=rec.values, producer=rec.producer, nodes=rec.nodes, output=rec.ids[id(out)], rows=x.shape[0], checks=rec.checks)
     _mark_used(tape)
     return tape
 

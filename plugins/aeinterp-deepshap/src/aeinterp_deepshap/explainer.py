@@ -280,8 +280,9 @@ def _explanation(explainer: DeepShap, data, state, total, target, info) -> Expla
     }
     if not additivity["ok"]:
         bad = int((max_rel > p.tolerance).sum())
-        cure = "load a state dict with `factory:` for exact values" if reason == TORCHSCRIPT_REASON else f"raise eg_samples (now {p.eg_samples})"
-        hint = f"; expected gradients is approximate ({reason.split(';')[0]}): {cure}" if method == METHOD_EG else ""
+        cure = "load a state dict with `factory:` for exact values" if reason == TORCHSCRIPT_REASON else (
+            f"for exact values replace that operation; raising eg_samples (now {p.eg_samples}) only narrows the sampling error")
+        hint = f"; expected gradients is approximate and ran because {reason.split(';')[0]}: {cure}" if method == METHOD_EG else ""
         warnings.warn(
             f"deepshap: attributions of {bad} of {k} targets do not add up to f(x) - E[f(background)]: "
             f"max relative error {additivity['max_rel']:.2e} on {additivity['worst_target']} (tolerance {p.tolerance:g}){hint}",

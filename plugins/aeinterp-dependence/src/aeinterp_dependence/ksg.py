@@ -66,7 +66,7 @@ def ensure_numba_cache() -> str:
     user = (Path(xdg) if xdg else Path.home() / ".cache") / "numba"
     if _writable(user):
         return str(user)
-    from aeinterp.run.cache import default_cache_dir
+    from aeinterp.paths import default_cache_dir
 
     fallback = default_cache_dir() / "numba"
     if not _writable(fallback):

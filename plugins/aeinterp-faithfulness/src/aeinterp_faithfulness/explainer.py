@@ -222,10 +222,9 @@ class Faithfulness(Explainer):
         return perturbation_effects(model, target, x, len(removed), fill, memory_mb=p.memory_mb, progress=self.progress, description="deletion / insertion").double().numpy()
 
     def _randomization(self, model, data, target: Target, source: Explanation) -> dict[str, Any]:  # noqa: ANN001
-        from aeinterp.plugins.manager import PluginHost
-        from aeinterp import run_explainer
+        from aeinterp import find_explainer, run_explainer
 
-        entry = PluginHost().registry.get(source.explainer) if source.explainer else None
+        entry = find_explainer(source.explainer) if source.explainer else None
         if entry is None:
             return {"skipped": f"explainer {source.explainer or '?'} is not installed here"}
         try:

@@ -99,7 +99,7 @@ from torch.func import jacfwd, jacrev
 from aeinterp.toolkit.recurrent import Unrolled
 from aeinterp.targets import Target, evaluate_target
 
-from .recurrent_vjp import RoutedRecurrent, batched_grad
+from .recurrent_vjp import RoutedRecurrent, batched_grad, is_recurrent as _is_recurrent
 
 __all__ = ["target_function", "weighted_jacobian", "choose_mode", "has_recurrent_layers", "scripted_recurrent", "Mode"]
 
@@ -124,15 +124,6 @@ def target_function(model, target: Target | str, *, unroll: bool = False) -> Tar
         return evaluate_target(model, target, x, reference)
 
     return f
-
-
-_RECURRENT_NAMES = {"LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"}
-
-
-def _is_recurrent(m: torch.nn.Module) -> bool:
-    if isinstance(m, (torch.nn.RNNBase, torch.nn.RNNCellBase)):
-        return True
-    return isinstance(m, torch.jit.ScriptModule) and getattr(m, "original_name", "") in _RECURRENT_NAMES
 
 
 def has_recurrent_layers(model) -> bool:  # noqa: ANN001 - any Model

@@ -634,6 +634,16 @@ class RoutedRecurrent(TorchFunctionMode):
 
 
 
+_RECURRENT_NAMES = {"LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"}
+
+
+def is_recurrent(m: torch.nn.Module) -> bool:
+    """An ``nn.LSTM``/``GRU``/``RNN`` or cell, or one of them compiled to TorchScript."""
+    if isinstance(m, (torch.nn.RNNBase, torch.nn.RNNCellBase)):
+        return True
+    return isinstance(m, torch.jit.ScriptModule) and getattr(m, "original_name", "") in _RECURRENT_NAMES
+
+
 def batched_support(model: Any) -> tuple[bool, str]:
     """Whether every recurrent layer behind ``model`` can take the batched backward, and why (not).
 
@@ -642,17 +652,15 @@ def batched_support(model: Any) -> tuple[bool, str]:
     """
     from aeinterp.model import torch_modules
 
-    from .autodiff import _is_recurrent
-
     private = ("_add_batch_dim", "_remove_batch_dim")
     if not all(hasattr(torch, n) for n in private) or not hasattr(torch._C, "_vmapmode_increment_nesting"):
         return False, f"this torch ({torch.__version__}) lacks the batched-gradient calls the batched backward relies on"
     for root in torch_modules(model):
         for name, m in root.named_modules():
             label = name or type(m).__name__
-            if isinstance(m, torch.jit.ScriptModule) and any(_is_recurrent(s) for s in m.modules()):
+            if isinstance(m, torch.jit.ScriptModule) and any(is_recurrent(s) for s in m.modules()):
                 return False, f"{label}: a recurrent layer inside TorchScript (its kernel cannot be routed)"
-            if not _is_recurrent(m):
+            if not is_recurrent(m):
                 continue
             if type(m) not in (torch.nn.LSTM, torch.nn.GRU):
                 return False, f"{label}: {type(m).__name__} has no batched backward here (only nn.LSTM and nn.GRU)"

@@ -22,7 +22,7 @@ import sympy
 
 from aeinterp.errors import require
 
-from .backends import Candidate, SearchResult, SearchSettings
+from .backend_types import Candidate, SearchResult, SearchSettings
 
 __all__ = ["OperonBackend", "tree_to_sympy", "operon_symbols"]
 

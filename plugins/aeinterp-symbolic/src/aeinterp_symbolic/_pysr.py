@@ -19,7 +19,7 @@ import sympy
 
 from aeinterp.errors import require
 
-from .backends import BINARY, Candidate, SearchResult, SearchSettings
+from .backend_types import BINARY, Candidate, SearchResult, SearchSettings
 
 __all__ = ["PySRBackend", "pysr_operators"]
 

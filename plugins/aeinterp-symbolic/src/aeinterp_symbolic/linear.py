@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 
-from .backends import Candidate
+from .backend_types import Candidate
 
 __all__ = ["LinearFit", "linear_candidates", "linear_size"]
 

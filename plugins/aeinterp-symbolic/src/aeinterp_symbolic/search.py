@@ -51,7 +51,7 @@ import sympy
 from aeinterp.progress import NullProgress, Progress
 
 from . import formulas as F
-from .backends import Backend, Candidate, SearchSettings
+from .backend_types import Backend, Candidate, SearchSettings
 from .linear import linear_candidates
 
 __all__ = ["Job", "TargetFit", "fit_target", "run_jobs", "choose"]

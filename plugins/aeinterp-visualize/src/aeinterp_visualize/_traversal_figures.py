@@ -128,6 +128,7 @@ def contribution_figures(explanation: Any) -> dict[str, Any]:
     signed = np.asarray(arrays["mean_contribution"]).reshape(k, -1)
     shown = rows_to_show(explanation.importance, MAX_ROWS)
     names = [explanation.target_names[j] for j in shown]
+    unit = str(explanation.extras.get("unit_short", "data SDs"))
     if geo.kind == "image":
         fig = new_figure(0.95 * len(shown) + 1.8, 4.4)
         top, bottom = fig.subfigures(2, 1)
@@ -135,8 +136,8 @@ def contribution_figures(explanation: Any) -> dict[str, Any]:
         image_grid(top, mean_abs[shown][None], geo.sample_shape, row_labels=["mean |c|"], col_labels=names, vmin=0.0, vmax=hi, cmap="magma_r")
         lim = float(np.abs(signed[shown]).max()) or 1.0
         image_grid(bottom, signed[shown][None], geo.sample_shape, row_labels=["mean c"], col_labels=names, vmin=-lim, vmax=lim, cmap=DIVERGING_CMAP)
-        top.suptitle(f"Mean |contribution| per latent (dark = large; max {hi:.2g} data SDs)", fontsize=9)
-        bottom.suptitle(f"Mean signed contribution (red +, blue -; +-{lim:.2g} data SDs)", fontsize=9)
+        top.suptitle(f"Mean |contribution| per latent (dark = large; max {hi:.2g} {unit})", fontsize=9)
+        bottom.suptitle(f"Mean signed contribution (red +, blue -; +-{lim:.2g} {unit})", fontsize=9)
         fig.suptitle(f"Component contributions: decode(z) - decode(z with z_j at its mean); non-linear, reference-dependent{shown_of(shown, k)}", fontsize=10)
         out = {"maps": fig}
         if "example_contribution" in arrays:
@@ -158,7 +159,7 @@ def contribution_figures(explanation: Any) -> dict[str, Any]:
 
         fig = new_figure(2.6 * n_feat + 1.0, 1.4 * len(shown) + 1.0)
         share_y(panel_grid(fig, names, feats, draw, xlabel="time step"))
-        fig.suptitle(f"Component contributions over time (data SDs, one y-scale for all panels); non-linear, reference-dependent{shown_of(shown, k)}", fontsize=10)
+        fig.suptitle(f"Component contributions over time ({unit}, one y-scale for all panels); non-linear, reference-dependent{shown_of(shown, k)}", fontsize=10)
         out = {"over_time": fig}
         if "example_contribution" in arrays:
             out["decomposition"] = decomposition_figure(explanation)
