@@ -226,11 +226,11 @@ def _cmd_init(args: argparse.Namespace, console: Console) -> int:
     there = [f for f in files if (folder / f).exists()]
     if there and not args.force:
         raise AeinterpError(f"{', '.join(there)} exists in {folder}; pass --force to overwrite")
-    for fname, text in files.items():
-        if text is None:
+    for fname, content in files.items():
+        if content is None:
             _genes_csv(folder / fname)
         else:
-            (folder / fname).write_text(text, encoding="utf-8")
+            (folder / fname).write_text(content, encoding="utf-8")
     recipe = next(f for f in files if f.endswith(".yaml"))
     console.print(f"wrote {', '.join(files)} in {folder}; run it with: aeinterp run {folder / recipe if str(folder) != '.' else recipe}", highlight=False, markup=False)
     return EXIT_OK

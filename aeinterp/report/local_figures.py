@@ -260,7 +260,8 @@ def image_samples(e: Explanation, samples: Any = (0, 1, 2, 3), target: Any = Non
                 ax.set_title(_label(names[p], 16) if e.sample_names is not None else f"sample {names[p]}", fontsize=9)
             if j == 0:
                 ax.set_ylabel(e.target_names[r], fontsize=9)
-    fig.colorbar(mappable, ax=axes, shrink=0.7, label="attribution: red +, blue −")
+    if mappable is not None:
+        fig.colorbar(mappable, ax=axes, shrink=0.7, label="attribution: red +, blue −")
     note = f"{len(picked)} samples x {len(rows)} targets" + ("" if images[0] is not None else "; no data= given: no image beneath")
     fig.suptitle(_title(e, "per-sample attribution over the image", note, unit=SIGNED_UNIT), fontsize=9)
     return fig

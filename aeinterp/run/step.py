@@ -52,11 +52,12 @@ def _with_rows(arrays: Mapping[str, Any], used: Mapping[str, np.ndarray], data: 
 def _sample_names(result: Explanation, data: Dataset, instance: Explainer) -> list[str] | None:
     """The data's row names of ``local``'s rows (which index the explain split), when the data has row names."""
     names = getattr(data, "row_names", None)
-    if result.sample_names is not None or names is None or result.local is None:
+    explain_index = getattr(data, "explain_index", None)  # an ArrayDataset's (the Dataset protocol has no row names)
+    if result.sample_names is not None or names is None or explain_index is None or result.local is None:
         return result.sample_names
     if getattr(instance.params, "split", "explain") != "explain":
         return None  # local's rows are of another split
-    explain = np.asarray(data.explain_index)
+    explain = np.asarray(explain_index)
     ids = result._sample_ids()
     if ids.size and (ids.min() < 0 or ids.max() >= len(explain)):
         return None
