@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from .api import Explanations, code_page, explain, explain_all, find_explainer, latent_page
+    from .api import Explanations, code_page, explain, explain_all, find_explainer, latent_page, load
     from .data import ArrayDataset, Dataset, FeatureGroup
     from .errors import (
         AeinterpError, CapabilityError, DataError, ExplainerError, MissingDependencyError, ModelError, PluginError,
@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
 
 _WHERE = {
     "Explanations": "api", "explain": "api", "explain_all": "api", "find_explainer": "api", "latent_page": "api", "code_page": "api",
+    "load": "api",
     "ArrayDataset": "data", "Dataset": "data", "FeatureGroup": "data",
     "AeinterpError": "errors", "CapabilityError": "errors", "DataError": "errors", "ExplainerError": "errors",
     "MissingDependencyError": "errors", "ModelError": "errors", "PluginError": "errors", "PluginLoadError": "errors",

@@ -27,7 +27,7 @@ from .data import ArrayDataset, element_names, make_groups
 from .errors import AeinterpError, DataError, RecipeError
 from .explanation import Explanation
 from .report import views as _views  # noqa: F401  (exp.plot and notebook display on every result)
-from .progress import NullProgress, Progress, RichProgress
+from .progress import NullProgress, Progress, RichProgress, TextProgress
 from .plugins.registry import ExplainerRegistry
 from .run.dispatch import run_explainer
 from .targets import Target
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from .report.summary import Agreement
 
-__all__ = ["explain", "explain_all", "Explanations", "as_dataset", "as_model", "find_explainer", "latent_page", "code_page"]
+__all__ = ["explain", "explain_all", "Explanations", "as_dataset", "as_model", "find_explainer", "latent_page", "code_page", "load", "row_labels"]
 
 _KIND_BY_NDIM = {2: "tabular", 3: "sequence", 4: "image"}
 
@@ -62,6 +62,40 @@ def _to_array(x: Any, what: str) -> tuple[np.ndarray, list[str] | None]:
     return arr, names
 
 
+def row_labels(X: Any, sample_names: Sequence[Any] | None = None) -> list[str] | None:
+    """The labels of ``X``'s rows: ``sample_names`` when given, else a pandas DataFrame's index unless it is
+    the default 0..n-1 (then positions say the same), else an AnnData's ``obs_names``; None otherwise."""
+    n = len(X) if hasattr(X, "__len__") else None
+    if sample_names is not None:
+        labels = [str(v) for v in sample_names]
+        if n is not None and len(labels) != n:
+            raise DataError(f"sample_names has {len(labels)} labels for {n} rows of X")
+        return labels
+    index = getattr(X, "obs_names", None) if hasattr(X, "obs") else getattr(X, "index", None)
+    if index is None or not hasattr(X, "shape") or callable(index):
+        return None
+    values = list(index)
+    if len(values) != X.shape[0]:
+        return None
+    if type(index).__name__ == "RangeIndex" and list(values) == list(range(len(values))):
+        return None
+    return [str(v) for v in values]
+
+
+def load(path: str | Path) -> Any:
+    """Read a result back: a folder written by ``exp.save(path)`` gives the :class:`Explanation`; a run's
+    output folder (``aeinterp run``, ``Explanations.report``) gives its ``RunResults`` (no pickle)."""
+    from ._select import JSON_FILE
+    from .run.results import RESULTS_FILE, load_results
+
+    folder = Path(path)
+    if (folder / JSON_FILE).is_file():
+        return Explanation.load(folder)
+    if (folder / RESULTS_FILE).is_file():
+        return load_results(folder)
+    raise AeinterpError(f"{folder} holds neither {JSON_FILE} (exp.save) nor {RESULTS_FILE} (a run's output folder)")
+
+
 def as_dataset(
     X: Any,
     *,
@@ -70,14 +104,17 @@ def as_dataset(
     kind: str | None = None,
     groups: str | Mapping[str, Sequence[str]] = "auto",
     dtype: Any = np.float32,
+    sample_names: Sequence[Any] | None = None,
 ) -> ArrayDataset:
     """An :class:`ArrayDataset` whose explain split is exactly ``X`` and whose fit split is ``background``.
 
     ``X`` and ``background`` are numpy arrays, torch tensors or pandas
     DataFrames (feature names from the columns); ``kind`` is inferred from the
     number of dimensions (2: tabular, 3: sequence, 4: image; pass
-    ``kind="image"`` for ``(N, H, W)`` images).
+    ``kind="image"`` for ``(N, H, W)`` images). Row labels (the dataset's
+    ``row_names``) come from ``sample_names`` or a DataFrame's index (:func:`row_labels`).
     """
+    labels = row_labels(X, sample_names)
     x, df_names = _to_array(X, "X")
     if kind == "image" and x.ndim == 3:
         x = x[:, None]
@@ -102,6 +139,8 @@ def as_dataset(
             raise DataError("background holds no samples")
         x = np.concatenate([x, b])
         fit_index = np.arange(n, n + len(b))
+        if labels is not None:
+            labels = labels + (row_labels(background) or [f"background:{i}" for i in range(len(b))])
     x = np.ascontiguousarray(x, dtype=dtype)
     if not np.isfinite(x).all():
         where = "X" if not np.isfinite(x[:n]).all() else "background"
@@ -112,9 +151,9 @@ def as_dataset(
     try:
         element = element_names(kind, x.shape[1:], names)  # type: ignore[arg-type]
     except Exception as exc:
-        raise DataError(f"feature names do not fit X of shape {x.shape}: {exc}") from None
+        raise DataError(f"feature names do not fit X of shape {(n, *x.shape[1:])}: {exc}") from None
     grp = make_groups(kind, x.shape[1:], groups, feature_names=element, x=x[fit_index], base_names=names)  # type: ignore[arg-type]
-    return ArrayDataset(x=x, kind=kind, feature_names=element, groups=grp, fit_index=fit_index, explain_index=explain_index, name="array")  # type: ignore[arg-type]
+    return ArrayDataset(x=x, kind=kind, feature_names=element, groups=grp, fit_index=fit_index, explain_index=explain_index, name="array", row_names=labels)  # type: ignore[arg-type]
 
 
 def as_model(model: Any, data: ArrayDataset, *, encoder: str | None = None, decoder: str | None = None, code: int | str | None = None, device: str | None = None) -> Any:
@@ -158,7 +197,10 @@ def _progress(progress: bool | Progress | None) -> tuple[Any, Progress]:
         from rich.console import Console
 
         console = Console(stderr=True)
-        if progress is True or console.is_terminal or console.is_jupyter:
+        if console.is_jupyter:  # rich's live bars need ipywidgets there and warn on every call without it
+            text = TextProgress()
+            return text, text
+        if progress is True or console.is_terminal:
             bar = RichProgress(console)  # type: ignore[assignment]
             return bar, bar
         bar = NullProgress()
@@ -209,6 +251,7 @@ def explain(
     registry: ExplainerRegistry | None = None,
     device: str | None = None,
     executor: Any = None,
+    sample_names: Sequence[Any] | None = None,
     **params: Any,
 ) -> Explanation:
     """Explain every target (all latent dims by default) of ``model`` on exactly the rows of ``X``.
@@ -222,7 +265,9 @@ def explain(
         :class:`aeinterp.Model`.
     X:
         the samples to explain: numpy array, torch tensor or pandas DataFrame
-        (feature names from its columns).
+        (feature names from its columns, row labels from its index: the
+        result's ``sample_names``, ``to_pandas("local")``'s index and
+        ``exp.sel(sample=...)``).
     method:
         a registered explainer name (``aeinterp plugins`` lists them), e.g.
         ``"deepshap"``, ``"permutation"``, ``"integrated_gradients"``.
@@ -232,12 +277,15 @@ def explain(
     background:
         the rows that form the background / baseline / fit split (default: ``X``).
     progress:
-        ``None`` shows a progress bar in a terminal or notebook, ``False`` never.
+        ``None`` shows a progress bar in a terminal (rich) or a notebook (a text line
+        per loop, no widgets needed), ``False`` never.
     device:
         ``auto | cpu | cuda[:i] | mps``: move the model there first (``None``: where it is).
     executor:
         where the work runs: ``None``/``"local"`` (this process) or ``"ray"`` /
         an ``executor:`` mapping (see :func:`aeinterp.run.executors.make_executor`).
+    sample_names:
+        labels of ``X``'s rows (default: a DataFrame's index when it is not 0..n-1).
     **params:
         the explainer's parameters, checked by its ``Params``.
     """
@@ -250,7 +298,7 @@ def explain(
     reg = _registry(registry)
     entry, p = _params(method, params, reg)
     tgt = _single_target(target, targets)
-    data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model))
+    data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model), sample_names=sample_names)
     adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code, device=device)
     bar, tracker = _progress(progress)
     with bar:
@@ -302,6 +350,34 @@ class Explanations(Mapping[str, Explanation]):
     def __len__(self) -> int:
         return len(self.explanations)
 
+    def __repr__(self) -> str:
+        """One line per result (at most 12), never arrays."""
+        lines = [f"Explanations({len(self.explanations)} results, {len(self.failures)} failed)"]
+        for alias, e in list(self.explanations.items())[:12]:
+            lines.append(f"  {alias[:40]}: {e!r}"[:220])
+        if len(self.explanations) > 12:
+            lines.append(f"  ... and {len(self.explanations) - 12} more")
+        return "\n".join(lines)
+
+    def save(self, path: str | Path) -> list[Path]:
+        """Write every result to the folder ``path`` as ``aeinterp run`` does (``results.json`` + npz, no pickle,
+        no figures); ``aeinterp.load(path)`` reads it back."""
+        out = Path(path)
+        self._store(out)
+        return [out / "results.json"]
+
+    def _store(self, out: Path) -> Any:
+        from .run.results import ResultsStore
+
+        data = self.data.describe() if self.data is not None else {}
+        store = ResultsStore(out, recipe={"source": "aeinterp.explain_all"}, model=self.model_info, data=data, plugins=[])
+        for alias, e in self.explanations.items():
+            store.add(alias, e)
+        for f in self.failures:
+            store.doc["explainers"].append(f)
+        store.finish("failed" if self.failures else "complete")
+        return store
+
     @property
     def agreement(self) -> list[Agreement]:
         """Rank agreement between every pair of explanations of the same target (as the report shows)."""
@@ -320,17 +396,10 @@ class Explanations(Mapping[str, Explanation]):
         """Write ``results.json``, the npz arrays, PNG plots and the HTML report to ``out_dir``
         (what ``aeinterp run`` writes); print the terminal report to ``console`` when given."""
         from .report import render_reports
-        from .run.results import ResultsStore, RunResults
+        from .run.results import RunResults
 
         out = Path(out_dir)
-        data = self.data.describe() if self.data is not None else {}
-        store = ResultsStore(out, recipe={"source": "aeinterp.explain_all"}, model=self.model_info, data=data, plugins=[])
-        for alias, e in self.explanations.items():
-            store.add(alias, e)
-        for f in self.failures:
-            store.doc["explainers"].append(f)
-        store.finish("failed" if self.failures else "complete")
-        results = RunResults(out_dir=out, doc=store.doc, explanations=dict(self.explanations))
+        results = RunResults(out_dir=out, doc=self._store(out).doc, explanations=dict(self.explanations))
         options = _ReportOptions(terminal=console is not None, top_k=top_k)
         return [out / "results.json", *render_reports(results, self.registry, console=console, options=options, data=self.data, model=self.model)]
 
@@ -417,6 +486,7 @@ def explain_all(
     raise_errors: bool = False,
     device: str | None = None,
     executor: Any = None,
+    sample_names: Sequence[Any] | None = None,
 ) -> Explanations:
     """Run several explainers on every target in ``targets``; one failing step does not lose the others.
 
@@ -425,7 +495,8 @@ def explain_all(
     (``{"name": "permutation", "alias": "perm5", "params": {"repeats": 5}}``).
     Results are keyed by alias (``name`` or ``alias``, suffixed ``-<target>``
     when a step has several targets), as in a recipe. Failures are kept in
-    ``.failures`` (or raised with ``raise_errors=True``).
+    ``.failures`` (or raised with ``raise_errors=True``). Row labels as in
+    :func:`explain` (``sample_names`` or the DataFrame's index).
     """
     reg = _registry(registry)
     planned: list[Any] = []
@@ -444,7 +515,7 @@ def explain_all(
             planned.append((key, entry, p, _single_target(t, None)))
     if problems:
         raise RecipeError(problems, source="of explain_all", what="methods")
-    data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model))
+    data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model), sample_names=sample_names)
     adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code, device=device)
     out: dict[str, Explanation] = {}
     failures: list[dict[str, Any]] = []

@@ -45,7 +45,7 @@ def _sub(sub: Any, name: str, help: str, example: str) -> argparse.ArgumentParse
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aeinterp", description="Explain autoencoders from YAML recipes.", formatter_class=_Help,
-        epilog="examples:\n  aeinterp run configs/quickstart.yaml -o out/quick\n  aeinterp plugins\n  aeinterp COMMAND --help",
+        epilog="examples:\n  aeinterp init quickstart && aeinterp run quickstart.yaml\n  aeinterp plugins\n  aeinterp COMMAND --help",
     )
     parser.add_argument("--version", action="version", version=f"aeinterp {__version__}")
     plug = parser.add_argument_group("plugins")
@@ -55,7 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     plug.add_argument("--trace-plugins", action="store_true", help="print every hook call (env AEINTERP_TRACE_PLUGINS=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = _sub(sub, "run", "run a recipe and write results.json, PNGs and report.html", "aeinterp run configs/quickstart.yaml -o out/quick --set explainers.0.params.repeats=3")
+    init = _sub(sub, "init", "write a shipped example recipe (and its data file, if it has one) into this folder", "aeinterp init quickstart && aeinterp run quickstart.yaml")
+    init.add_argument("name", nargs="?", default="quickstart", help="which example: " + ", ".join(STARTERS) + ", or any name --list shows")
+    init.add_argument("--list", action="store_true", help="list the shipped recipes")
+    init.add_argument("--force", action="store_true", help="overwrite files that exist")
+    init.add_argument("-d", "--dir", type=Path, default=Path("."), help="the folder to write to")
+
+    run = _sub(sub, "run", "run a recipe and write results.json, PNGs and report.html", "aeinterp run quickstart.yaml -o out/quick --set explainers.0.params.repeats=3")
     run.add_argument("recipe", type=Path, help="the YAML recipe")
     run.add_argument("-o", "--out", type=Path, help="output folder (default: the recipe's `output`)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe value, e.g. --set explainers.0.params.repeats=3 (repeatable)")
@@ -68,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, metavar="SECONDS", help="abandon a step after this many seconds and record it as failed (steps' own `timeout:` wins; default: none)")
     run.add_argument("--trust-factory", dest="trusted_factories", action="append", default=[], metavar="MODULE:NAME", help="let the recipe call this factory although it is no nn.Module class nor marked @aeinterp.factory (repeatable)")
 
-    val = _sub(sub, "validate", "check a recipe (both passes) without loading data or running it", "aeinterp validate configs/quickstart.yaml")
+    val = _sub(sub, "validate", "check a recipe (both passes) without loading data or running it", "aeinterp validate quickstart.yaml")
     val.add_argument("recipe", type=Path, help="the YAML recipe")
     val.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe value (repeatable)")
 
@@ -146,6 +152,87 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     if outcome.failures:
         console.print(f"[red]{len(outcome.failures)} step(s) failed[/red]; the other results are kept. Run with --traceback for details.")
         return EXIT_FAILED_STEPS
+    return EXIT_OK
+
+
+#: short names of the example recipes (`aeinterp init NAME`); every shipped recipe's own name works too
+STARTERS = {"quickstart": "quickstart", "image": "image_perturbation", "sequence": "deepshap_sequence", "genes": None}
+
+_GENES_RECIPE = """\
+# aeinterp run genes.yaml
+# A genes-style table: 300 cells x 40 genes in genes.csv, written by pandas'
+# df.to_csv() (the cell ids are its first, unnamed column: `index: 0` reads
+# them as row labels). Three gene programs drive the expression; the
+# autoencoder's latents should each pick up the genes of one program.
+seed: 0
+data:
+  path: genes.csv
+  index: 0                      # the cell ids: per-sample results are named by them
+  split: {explain_fraction: 0.25, seed: 0}
+  standardize: true
+model:
+  builtin: mlp
+  latent_dim: 3
+  options: {hidden: [32]}
+  train: {epochs: 60, lr: 0.003}
+explainers:
+  - name: deepshap
+  - name: permutation
+    params: {repeats: 3}
+output: out/genes
+"""
+
+
+def _genes_csv(path: Path) -> None:
+    """A seeded genes x cells table: three programs of eight genes each, sixteen noise genes, cell ids first."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    cells, programs = 300, rng.standard_normal((300, 3))
+    x = 0.3 * rng.standard_normal((cells, 40))
+    for p in range(3):
+        x[:, 8 * p : 8 * p + 8] += programs[:, p : p + 1] * rng.uniform(0.6, 1.4, 8)
+    genes = [f"prog{g // 8}_gene{g % 8}" if g < 24 else f"noise_gene{g - 24}" for g in range(40)]
+    lines = ["," + ",".join(genes)] + [f"cell_{i:03d}," + ",".join(f"{v:.4f}" for v in row) for i, row in enumerate(x)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _shipped() -> dict[str, str]:
+    """Every recipe shipped in the package, by name (the file's stem)."""
+    from importlib.resources import files
+
+    folder = files("aeinterp") / "recipes"
+    return {p.name[:-5]: p.read_text(encoding="utf-8") for p in folder.iterdir() if p.name.endswith(".yaml")} if folder.is_dir() else {}
+
+
+def _cmd_init(args: argparse.Namespace, console: Console) -> int:
+    import re
+
+    shipped = _shipped()
+    if args.list:
+        console.print("examples: " + ", ".join(STARTERS) + "\nall recipes: " + ", ".join(sorted(shipped)), highlight=False)
+        return EXIT_OK
+    name = STARTERS.get(args.name, args.name)
+    if name is None:  # the genes example: a recipe and the CSV it reads
+        files = {"genes.yaml": _GENES_RECIPE, "genes.csv": None}
+    elif name in shipped:
+        text = shipped[name].replace(f"# aeinterp run configs/{name}.yaml", f"# aeinterp run {args.name}.yaml", 1)
+        text = re.sub(r"(?m)^output: \.\./out/", "output: out/", text)  # results beside the recipe, not above it
+        files = {f"{args.name}.yaml": text}
+    else:
+        raise AeinterpError(f"no example recipe {args.name!r}; choose one of {', '.join([*STARTERS, *sorted(shipped)])}")
+    folder = args.dir
+    folder.mkdir(parents=True, exist_ok=True)
+    there = [f for f in files if (folder / f).exists()]
+    if there and not args.force:
+        raise AeinterpError(f"{', '.join(there)} exists in {folder}; pass --force to overwrite")
+    for fname, content in files.items():
+        if content is None:
+            _genes_csv(folder / fname)
+        else:
+            (folder / fname).write_text(content, encoding="utf-8")
+    recipe = next(f for f in files if f.endswith(".yaml"))
+    console.print(f"wrote {', '.join(files)} in {folder}; run it with: aeinterp run {folder / recipe if str(folder) != '.' else recipe}", highlight=False, markup=False)
     return EXIT_OK
 
 
@@ -322,7 +409,7 @@ def _cmd_completion(args: argparse.Namespace, console: Console) -> int:
 
 COMMANDS = {
     "run": _cmd_run, "validate": _cmd_validate, "plugins": _cmd_plugins, "train": _cmd_train, "report": _cmd_report, "show": _cmd_show,
-    "schema": _cmd_schema, "completion": _cmd_completion,
+    "schema": _cmd_schema, "completion": _cmd_completion, "init": _cmd_init,
 }
 
 

@@ -95,6 +95,9 @@ class ArrayDataset:
     split_info: dict[str, Any] = field(default_factory=dict)
     #: check every value is finite (a loader that checked already passes False: one pass over a large file)
     check_finite: bool = field(default=True, repr=False, compare=False)
+    #: a label per sample (a CSV's ``index:`` column, a DataFrame's index, AnnData obs names), or None;
+    #: explanations name their per-sample rows with it (``Explanation.sample_names``)
+    row_names: list[str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -111,6 +114,10 @@ class ArrayDataset:
                 raise DataError(f"feature group {g.name!r} has indices outside 0..{self.n_features - 1}")
         if len(self.explain_index) == 0:
             raise DataError("the explain split is empty")
+        if self.row_names is not None:
+            if len(self.row_names) != self.x.shape[0]:
+                raise DataError(f"{len(self.row_names)} row names for {self.x.shape[0]} samples")
+            object.__setattr__(self, "row_names", [str(n) for n in self.row_names])
         for what in ("fit_index", "explain_index"):
             idx = np.asarray(getattr(self, what), dtype=np.int64)
             if idx.size and (idx.min() < 0 or idx.max() >= self.x.shape[0]):

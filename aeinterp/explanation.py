@@ -80,6 +80,8 @@ class Explanation:
     seed: int | None = None
     runtime_s: float | None = None
     library_versions: dict[str, str] = field(default_factory=dict)
+    #: labels of ``local``'s rows (the caller's DataFrame index, AnnData obs names), or None: positions
+    sample_names: list[str] | None = None
     #: ``exp.plot`` (figures) and notebook display: attached by the report layer
     #: (:mod:`aeinterp.report.views`), which ``aeinterp``, its API and the results loader import
     plot: ClassVar[Any]
@@ -102,12 +104,68 @@ class Explanation:
             if local.ndim != 3 or local.shape[1:] != shape:
                 raise ValueError(f"local has shape {local.shape}, expected (samples, {shape[0]}, {shape[1]})")
             object.__setattr__(self, "local", local)
+        if self.sample_names is not None:
+            names = [str(n) for n in self.sample_names]
+            if self.local is None or len(names) != self.local.shape[0]:
+                got = "no local" if self.local is None else f"local with {self.local.shape[0]} samples"
+                raise ValueError(f"sample_names has {len(names)} labels for {got}; they name local's rows")
+            object.__setattr__(self, "sample_names", names)
         for key in self.arrays:
             if key in ("importance", "std", "local"):
                 raise ValueError(f"extra array name {key!r} is reserved")
 
     def replace(self, **changes: Any) -> Explanation:
         return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        """Shape, method, targets and runtime on one line (never the arrays)."""
+        from ._select import short_repr
+
+        return short_repr(self)
+
+    # --- selection (xarray's ``sel``, shap's ``exp[:, "z3"]``) --------------------
+    def sel(self, *, target: Any = None, sample: Any = None, feature: Any = None) -> Explanation:
+        """This explanation restricted by name: ``exp.sel(target="z3")``, ``exp.sel(sample="cell_110")``,
+        ``exp.sel(feature=["age", "bmi"])``.
+
+        Each takes a name (target / feature name, row label from ``sample_names``),
+        a position, a list of either, a slice (label slices include both ends) or a
+        boolean mask. Axes keep their dimension: ``local`` stays ``(samples,
+        targets, features)``. ``arrays`` indexed by a restricted axis are subset
+        (``sample_index``, ``expected_value``) or dropped when their axes cannot be told.
+        """
+        from ._select import select
+
+        return select(self, target=target, sample=sample, feature=feature)
+
+    def __getitem__(self, key: Any) -> Explanation:
+        """``exp[samples, targets, features]`` in ``local``'s axis order, by label or position:
+        ``exp[:, "z3"]`` (target z3), ``exp["cell_110"]`` (one row), ``exp[:, :, "age"]``."""
+        from ._select import getitem
+
+        return getitem(self, key)
+
+    __iter__ = None  # indexing selects (exp[:, "z3"]); it is not a sequence to loop over
+
+    def save(self, path: str | Path) -> Path:
+        """Write this explanation to the folder ``path`` (``explanation.json`` + ``explanation.npz``, no pickle);
+        read it back with ``aeinterp.load(path)``."""
+        from ._select import save
+
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Explanation:
+        """The explanation :meth:`save` wrote to the folder ``path`` (arrays memory-mapped read-only, no pickle);
+        ``aeinterp.load(path)`` does the same and also reads a run's output folder."""
+        from ._select import read_saved
+        from .errors import AeinterpError
+
+        entry, arrays = read_saved(path)
+        try:
+            return cls.from_json(entry, arrays)
+        except (KeyError, ValueError) as exc:
+            raise AeinterpError(f"cannot rebuild the explanation in {path}: {exc}") from None
 
     # --- views -----------------------------------------------------------------
     def top_features(self, k: int = 5) -> dict[str, list[tuple[str, float]]]:
@@ -126,7 +184,8 @@ class Explanation:
 
     def _sample_ids(self) -> np.ndarray:
         """Row ids of ``local``'s samples: the explained rows' indices when the explainer recorded them."""
-        assert self.local is not None
+        if self.local is None:
+            return np.arange(0)
         ids = self.arrays.get("sample_index")
         return np.asarray(ids) if ids is not None and len(ids) == len(self.local) else np.arange(len(self.local))
 
@@ -136,7 +195,9 @@ class Explanation:
         ``"importance"`` (default): a targets x features DataFrame;
         ``"std"``: the same for the spread; ``"local"``: the per-sample
         attributions in long form (columns ``sample``, ``target``,
-        ``feature``, ``attribution``).
+        ``feature``, ``attribution``), indexed by the row labels
+        (``sample_names``: your DataFrame's index) when there are any;
+        ``sample`` is the explained row's position.
         """
         from .errors import require
 
@@ -150,12 +211,15 @@ class Explanation:
             if self.local is None:
                 raise ValueError(f"{self.explainer or 'this explanation'} has no per-sample attributions (local)")
             s, t, f = self.local.shape
+            index = None
+            if self.sample_names is not None:
+                index = pd.Index(np.repeat(np.asarray(self.sample_names, dtype=object), t * f), name="row")
             return pd.DataFrame({
                 "sample": np.repeat(self._sample_ids(), t * f),
                 "target": np.tile(np.repeat(np.asarray(self.target_names, dtype=object), f), s),
                 "feature": np.tile(np.asarray(self.feature_names, dtype=object), s * t),
                 "attribution": np.asarray(self.local).reshape(-1),
-            })
+            }, index=index)
         raise ValueError(f"kind must be 'importance', 'std' or 'local', got {kind!r}")
 
     def to_xarray(self) -> Any:
@@ -169,7 +233,7 @@ class Explanation:
             variables["std"] = (("target", "feature"), self.std)
         if self.local is not None:
             variables["local"] = (("sample", "target", "feature"), np.asarray(self.local))
-            coords["sample"] = self._sample_ids()
+            coords["sample"] = self._sample_ids() if self.sample_names is None else list(self.sample_names)
         attrs = {"explainer": self.explainer, "target_kind": self.target, "method": str(self.extras.get("method", self.explainer))}
         return xr.Dataset(variables, coords=coords, attrs=attrs)
 
@@ -203,16 +267,17 @@ class Explanation:
                 "has_local": self.local is not None,
                 "local_shape": None if self.local is None else list(self.local.shape),
                 "array_names": sorted(self.arrays),
+                "sample_names": self.sample_names,
             }
         )
 
-    def save_arrays(self, path: str | Path) -> str | None:
+    def save_arrays(self, path: str | Path, *, move: bool = True) -> str | None:
         """Write ``importance``, ``std``, ``local`` and ``arrays`` to an uncompressed ``.npz`` (atomically).
 
         A ``local`` above :data:`LOCAL_FILE_MB`, or one memory-mapped from a
         file, goes to ``<stem>.local.npy`` beside it instead (moved there when
-        it is a file on the same file system, else copied in slices); the
-        name of that file is returned (None when ``local`` is in the npz).
+        it is a file on the same file system and ``move``, else copied in
+        slices); the name of that file is returned (None when ``local`` is in the npz).
         """
         path = Path(path)
         data: dict[str, np.ndarray] = {"importance": self.importance}
@@ -222,7 +287,7 @@ class Explanation:
         if self.local is not None:
             if _mapped_file(self.local) is not None or self.local.nbytes > LOCAL_FILE_MB * 2**20:
                 local_file = path.name[: -len(path.suffix)] + ".local.npy" if path.suffix else path.name + ".local.npy"
-                _write_npy(self.local, path.with_name(local_file))
+                _write_npy(self.local, path.with_name(local_file), move=move)
             else:
                 data["local"] = self.local
         data.update({k: np.asarray(v) for k, v in self.arrays.items()})
@@ -232,7 +297,7 @@ class Explanation:
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, **data)  # type: ignore[arg-type]  # (numpy's stub types **kwds as allow_pickle) uncompressed: float noise does not compress, and members can be memory-mapped
         tmp.replace(path)
-        for value in self.arrays.values():  # spilled rows now copied into the npz: drop their temporary files
+        for value in self.arrays.values() if move else ():  # spilled rows now copied into the npz: drop their temporary files
             source = _mapped_file(np.asarray(value)) if isinstance(value, np.ndarray) else None
             if source is not None and source.parent.name.startswith(".rows-"):
                 source.unlink(missing_ok=True)  # an open map stays valid after the unlink
@@ -278,10 +343,18 @@ class Explanation:
             seed=entry.get("seed"),
             runtime_s=entry.get("runtime_s"),
             library_versions=dict(entry.get("library_versions") or {}),
+            sample_names=_names_for(entry.get("sample_names"), local),
         )
 
     def dumps(self) -> str:
         return json.dumps(self.to_json())
+
+
+def _names_for(names: Any, local: Any) -> list[str] | None:
+    """Saved row labels, kept only when they still match ``local`` (older files have none)."""
+    if not isinstance(names, list) or local is None or len(names) != len(local):
+        return None
+    return [str(n) for n in names]
 
 
 def _mapped_file(array: np.ndarray) -> Path | None:
@@ -294,10 +367,10 @@ def _mapped_file(array: np.ndarray) -> Path | None:
     return None
 
 
-def _write_npy(array: np.ndarray, target: Path, rows_per_slice: int = 64) -> None:
+def _write_npy(array: np.ndarray, target: Path, rows_per_slice: int = 64, *, move: bool = True) -> None:
     """``array`` as ``target`` (an ``.npy``): moved when it is a whole mapped ``.npy`` file, else copied in slices."""
     source = _mapped_file(array)
-    if source is not None and source.suffix == ".npy" and source.resolve() != target.resolve():
+    if move and source is not None and source.suffix == ".npy" and source.resolve() != target.resolve():
         whole = np.load(source, mmap_mode="r")
         if whole.shape == array.shape and whole.dtype == array.dtype:
             try:

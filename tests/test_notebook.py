@@ -49,3 +49,70 @@ def test_quickstart_notebook_executes_and_explains_every_latent_on_the_test_rows
     assert any("image/png" in o.get("data", {}) for c in code_cells for o in c.get("outputs", []))
     assert any("text/html" in o.get("data", {}) for c in code_cells for o in c.get("outputs", []))
     assert "report.html" in joined and "results.json" in joined
+
+
+_LABELLED_CELLS = [
+    '''import numpy as np, pandas as pd, torch
+from torch import nn
+from sklearn.datasets import load_breast_cancer
+import aeinterp
+raw = load_breast_cancer(as_frame=True).data
+X = ((raw - raw.mean()) / raw.std()).astype("float32")
+X.index = [f"cell_{i}" for i in range(len(X))]
+torch.manual_seed(0)
+model = nn.Module()
+model.encoder = nn.Sequential(nn.Linear(30, 16), nn.Tanh(), nn.Linear(16, 4))
+model.decoder = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 30))
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+xt = torch.as_tensor(X.to_numpy())
+for _ in range(150):
+    opt.zero_grad(); loss = ((model.decoder(model.encoder(xt)) - xt) ** 2).mean(); loss.backward(); opt.step()
+print("trained, loss", round(loss.item(), 3))''',
+    'exp = aeinterp.explain(model, X.iloc[100:160], "deepshap", background=X.iloc[300:400])\nexp',
+    'print(repr(exp))',
+    'exp.to_pandas("local").head(3)',
+    'exp.plot.waterfall(sample="cell_110", data=X.iloc[100:160])',
+    'perm = aeinterp.explain(model, X.iloc[100:160], "permutation")\nperm',
+]
+
+
+@pytest.mark.slow  # a real Jupyter kernel importing torch and training a model: ~60 s on 2 shared cores
+def test_a_notebook_shows_progress_without_widget_warnings_readable_figures_and_row_labels(tmp_path: Path) -> None:
+    """A DataFrame with named rows in a real kernel: progress without rich's ipywidgets warning, the figure
+    shown at 110 px per inch (8 pt labels read as 9.2 pt) and no wider than 1150 px, the row labels in the
+    DataFrame view and the waterfall, a short repr, and a footer offering only the figures that draw."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    import base64
+    import struct
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in _LABELLED_CELLS])
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbformat.write(nb, tmp_path / "executed.ipynb")
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    everything = "\n".join(o.get("text", "") + "".join(str(v) for v in o.get("data", {}).values()) for o in outputs)
+    assert "ipywidgets" not in everything and "UserWarning" not in everything
+    stderr = "".join(o["text"] for o in nb.cells[1].outputs if o.get("name") == "stderr")
+    assert stderr.startswith("\rdeepshap [") and stderr.endswith(" s\n")  # a text progress line, closed with its time
+
+    from html import unescape
+
+    exp_html = unescape(next(o["data"]["text/html"] for o in nb.cells[1].outputs if "text/html" in o.get("data", {})))
+    assert ".plot.beeswarm(data=X)" in exp_html and "sample='cell_100'" in exp_html and ".plot.image(" not in exp_html
+    perm_html = unescape(next(o["data"]["text/html"] for o in nb.cells[5].outputs if "text/html" in o.get("data", {})))
+    assert ".beeswarm" not in perm_html and ".waterfall" not in perm_html and ".image(" not in perm_html and ".plot.bar()" in perm_html
+
+    text = _text(nb.cells[2])
+    assert text.startswith("Explanation(deepshap on latent: 4 targets x 30 features") and len(text) < 500
+    assert "rows 'cell_100'..'cell_159'" in text
+
+    frame = nb.cells[3].outputs[0]["data"]["text/html"]
+    assert "cell_100" in frame and ">row<" in frame
+
+    png_out = next(o for o in nb.cells[4].outputs if "image/png" in o.get("data", {}))
+    png = base64.b64decode(png_out["data"]["image/png"])
+    width, height = struct.unpack(">II", png[16:24])
+    shown = png_out["metadata"]["image/png"]["width"]
+    assert shown == width // 2 <= 1150  # drawn at 220 dpi, shown at 110 px per inch: not scaled down
+    assert 500 < shown  # a 7.5-inch waterfall, not a 640-px thumbnail

@@ -109,3 +109,18 @@ def test_an_explainer_that_is_not_installed_says_how_to_get_it(user_env: Path, t
     assert out.returncode == 2
     text = " ".join(out.stderr.split())
     assert "unknown explainer 'permutation'" in text and "pip install aeinterp" in text and "(blocked)" in text
+
+
+def test_init_writes_a_recipe_that_runs_in_an_empty_folder(user_env: Path, tmp_path: Path) -> None:
+    """The README's first CLI example after `pip install`: the recipes ship in the wheel."""
+    init = _run([user_env / "aeinterp", "init", "quickstart"], cwd=tmp_path)
+    assert init.returncode == 0, init.stdout + init.stderr
+    assert (tmp_path / "quickstart.yaml").read_text().startswith("# aeinterp run quickstart.yaml")
+    ran = _run([user_env / "aeinterp", "run", "quickstart.yaml", "--quiet", "--no-cache"], cwd=tmp_path, timeout=900)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    doc = json.loads((tmp_path / "out" / "quickstart" / "results.json").read_text())
+    assert doc["status"] == "complete" and len(doc["explainers"]) == 5
+    genes = _run([user_env / "aeinterp", "init", "genes", "--dir", "g"], cwd=tmp_path)
+    assert genes.returncode == 0 and (tmp_path / "g" / "genes.csv").exists(), genes.stderr
+    helped = _run([user_env / "aeinterp", "--help"], cwd=tmp_path)
+    assert "aeinterp init quickstart && aeinterp run quickstart.yaml" in helped.stdout

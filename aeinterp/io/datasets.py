@@ -130,9 +130,9 @@ def read_rows(spec: str | Path | Sequence[int], n_rows: int, what: str, base_dir
     return rows
 
 
-def _read(path: str | Path, key: str | None, keep: Sequence[str], encoding: str) -> tuple[RawTable, str]:
+def _read(path: str | Path, key: str | None, keep: Sequence[str], encoding: str, index: int | str | None = None) -> tuple[RawTable, str]:
     p = Path(path)
-    return read_file(p, key=key, keep=keep, encoding=encoding), p.name
+    return read_file(p, key=key, keep=keep, encoding=encoding, index=index), p.name
 
 
 def _labels(table: RawTable, label: str | None, name: str, suffix: str) -> np.ndarray | None:
@@ -197,6 +197,7 @@ def load_dataset(
     nan: str = "error",
     max_samples: int | None = None,
     encoding: str = "utf-8",
+    index: int | str | None = None,
     fit_path: str | Path | None = None,
     explain_path: str | Path | None = None,
     split_column: str | None = None,
@@ -219,7 +220,9 @@ def load_dataset(
     ``standardize`` (default: on for bundled tabular sets, off otherwise) scales
     each element by the fit split's mean and standard deviation. ``nan`` is
     ``error`` (refuse data with NaN or infinite values) or ``drop`` (drop
-    those rows with a warning). ``encoding`` is the text encoding of a CSV.
+    those rows with a warning). ``encoding`` is the text encoding of a CSV;
+    ``index`` names the CSV column (or its position) holding row labels: the
+    dataset's ``row_names``, which name the rows of per-sample results.
     """
     sources = sum(v is not None for v in (path, builtin, fit_path))
     if explain_path is None and fit_path is not None:
@@ -243,12 +246,12 @@ def load_dataset(
         table = RawTable(x=x)
     else:
         fit_source = fit_path if fit_path is not None else path
-        table, name = _read(fit_source, key, keep, encoding)  # type: ignore[arg-type]
+        table, name = _read(fit_source, key, keep, encoding, index)  # type: ignore[arg-type]
         labels = _labels(table, label, name, Path(fit_source).suffix)  # type: ignore[arg-type]
         if explain_path is not None:
             if split_column is not None or explain_rows is not None or fit_rows is not None:
                 raise DataError("`explain_path` is the split already; drop `split.column` / `split.explain_rows`")
-            other, other_name = _read(explain_path, key, keep, encoding)
+            other, other_name = _read(explain_path, key, keep, encoding, index)
             if other.feature_names is not None and table.feature_names is not None and other.feature_names != table.feature_names:
                 diff = next((a, b) for a, b in zip(other.feature_names + [None], table.feature_names + [None]) if a != b)  # type: ignore[operator]
                 raise DataError(f"{other_name} and {name} have different columns (first difference: {diff[0]!r} vs {diff[1]!r})")
@@ -260,7 +263,8 @@ def load_dataset(
                 labels = np.concatenate([np.asarray(labels), np.asarray(other_labels)])
             elif (labels is None) != (other_labels is None):
                 labels = None
-            table = RawTable(x=np.concatenate([np.asarray(table.x), np.asarray(other.x)]), feature_names=table.feature_names)
+            both = None if table.index is None or other.index is None else np.concatenate([table.index, other.index])
+            table = RawTable(x=np.concatenate([np.asarray(table.x), np.asarray(other.x)]), feature_names=table.feature_names, index=both)
             user = (np.arange(n_fit), np.arange(n_fit, table.x.shape[0]), {"method": "files", "fit_path": str(fit_source), "explain_path": str(explain_path)})
             name = f"{name}+{other_name}"
         base_names = table.feature_names
@@ -325,4 +329,5 @@ def load_dataset(
     return ArrayDataset(
         x=x, kind=kind, feature_names=names, groups=grp, fit_index=fit_idx, explain_index=explain_idx, name=name, labels=labels,
         info=info, row_ids=row_ids, split_info=split_info, check_finite=False,  # checked above (and standardizing keeps it finite)
+        row_names=None if table.index is None else [str(table.index[r]) for r in row_ids],
     )

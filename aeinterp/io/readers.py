@@ -45,6 +45,8 @@ class RawTable:
     x: np.ndarray
     feature_names: list[str] | None = None
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    #: the row labels (the ``index:`` column), or None
+    index: np.ndarray | None = None
 
     def column(self, name: str, source: str, role: str) -> np.ndarray:
         if name not in self.columns:
@@ -53,9 +55,12 @@ class RawTable:
         return self.columns[name]
 
 
-def read_file(path: Path, *, key: str | None = None, keep: Sequence[str] = (), encoding: str = "utf-8") -> RawTable:
+def read_file(path: Path, *, key: str | None = None, keep: Sequence[str] = (), encoding: str = "utf-8", index: int | str | None = None) -> RawTable:
     """Read ``path`` by its suffix. ``keep`` names columns that are not features
-    (the label, the split column); ``key`` picks the ``.npz`` array or the ``.h5ad`` layer."""
+    (the label, the split column); ``key`` picks the ``.npz`` array or the ``.h5ad`` layer;
+    ``index`` names a CSV's row-label column (or gives its position: 0 is the first)."""
+    if index is not None and path.suffix not in (".csv", ".tsv"):
+        raise DataError(f"`index:` reads a CSV's row-label column; {path.name} is not a CSV")
     if path.is_dir():
         raise DataError(f"data path {path} is a folder, not a file; name the file ({', '.join(SUFFIXES)})")
     if not path.exists():
@@ -64,7 +69,7 @@ def read_file(path: Path, *, key: str | None = None, keep: Sequence[str] = (), e
     if suffix.lower() != suffix and suffix.lower() in SUFFIXES:
         raise DataError(f"data file {path.name}: write the suffix in lower case ({suffix.lower()}), as aeinterp recognises formats by it")
     if suffix in (".csv", ".tsv"):
-        return _read_csv(path, keep, encoding, sep="\t" if suffix == ".tsv" else ",")
+        return _read_csv(path, keep, encoding, sep="\t" if suffix == ".tsv" else ",", index=index)
     if suffix in (".parquet", ".pq"):
         return _read_parquet(path, keep)
     if suffix == ".h5ad":
@@ -78,7 +83,10 @@ def read_file(path: Path, *, key: str | None = None, keep: Sequence[str] = (), e
 
 
 # --- CSV ---------------------------------------------------------------------------------
-def _header(path: Path, encoding: str, sep: str) -> list[str]:
+INDEX = "\0index"  # the internal name of an unnamed index column
+
+
+def _header(path: Path, encoding: str, sep: str, index: int | str | None = None) -> list[str]:
     try:
         with path.open(newline="", encoding=encoding) as fh:
             first = next(csv.reader(fh, delimiter=sep), None)
@@ -92,9 +100,36 @@ def _header(path: Path, encoding: str, sep: str) -> list[str]:
     twice = [h for h, c in Counter(header).items() if c > 1]
     if twice:
         raise DataError(f"{path}: the header names {', '.join(repr(h) for h in twice)} more than once; every column needs its own name")
+    if header and header[0] == "" and index in (0, ""):
+        header[0] = INDEX  # pandas' unnamed index, asked for with `index: 0`
+    elif header and header[0] == "" and header.count("") == 1:
+        raise DataError(
+            f"{path}: the first column has no name: it looks like the row index pandas writes with df.to_csv(); "
+            "add `index: 0` to the data section to read it as row labels (or write the file with df.to_csv(index=False))"
+        )
     if any(h == "" for h in header):
         raise DataError(f"{path}: column {header.index('') + 1} of the header has no name")
     return header
+
+
+def _index_name(path: Path, header: list[str], index: int | str | None) -> str | None:
+    """The header name of the ``index:`` column."""
+    if index is None:
+        return None
+    if isinstance(index, int) and not isinstance(index, bool):
+        if not 0 <= index < len(header):
+            raise DataError(f"{path}: `index: {index}` is outside the header's columns 0..{len(header) - 1}")
+        return header[index]
+    if index not in header:
+        raise DataError(f"{path}: no column {index!r} for `index:` (the header: {', '.join(header[:12])})")
+    return str(index)
+
+
+def _not_numeric(path: Path, h: str, value: str, row: int, first: bool) -> DataError:
+    hint = f"mark it with `label: {h}` or remove it"
+    if first:  # pandas writes a named index first: row labels, not a class label
+        hint = f"if it names the rows (the index pandas writes first), add `index: {h}`; if it is a class label, `label: {h}`; else remove it"
+    return DataError(f"{path}: column {h!r} is not numeric (value {value!r}, data row {row}); {hint}")
 
 
 def _decode_error(path: Path, exc: UnicodeDecodeError, encoding: str) -> DataError:
@@ -112,8 +147,20 @@ def _ragged(path: Path, n_columns: int, encoding: str, sep: str) -> None:
                 raise DataError(f"{path}:{lineno}: {len(row)} values, but the header has {n_columns} columns")
 
 
-def _read_csv(path: Path, keep: Sequence[str], encoding: str, sep: str) -> RawTable:
-    header = _header(path, encoding, sep)
+def _read_csv(path: Path, keep: Sequence[str], encoding: str, sep: str, index: int | str | None = None) -> RawTable:
+    header = _header(path, encoding, sep, index)
+    index_name = _index_name(path, header, index)
+    if index_name is not None:
+        keep = [*keep, index_name] if index_name not in keep else list(keep)
+    table = _read_csv_table(path, header, keep, encoding, sep)
+    if index_name is not None:
+        table.index = table.columns[index_name] if index_name in table.columns else None
+        if index_name == INDEX or index_name not in keep[:-1]:
+            table.columns.pop(index_name, None)
+    return table
+
+
+def _read_csv_table(path: Path, header: list[str], keep: Sequence[str], encoding: str, sep: str) -> RawTable:
     missing = [k for k in keep if k not in header]
     if missing:
         raise DataError(f"{path}: column {missing[0]!r} is not in the header ({', '.join(header)})")
@@ -149,7 +196,7 @@ def _read_csv(path: Path, keep: Sequence[str], encoding: str, sep: str) -> RawTa
             numeric = pd.to_numeric(col, errors="coerce")
             bad = col[numeric.isna() & col.notna()]
             row = int(bad.index[0]) if len(bad) else 0
-            raise DataError(f"{path}: column {h!r} is not numeric (value {str(bad.iloc[0]) if len(bad) else '?'!r}, data row {row + 1}); mark it with `label: {h}` or remove it")
+            raise _not_numeric(path, h, str(bad.iloc[0]) if len(bad) else "?", row + 1, h == header[0])
     x = frame[names].to_numpy(dtype=np.float32)
     if np.isnan(x).any() or frame[list(keep)].isna().to_numpy().any():  # short rows read as missing values: check
         _ragged(path, len(header), encoding, sep)
@@ -181,7 +228,7 @@ def _read_csv_python(path: Path, header: list[str], keep: Sequence[str], encodin
             try:
                 x[i, j] = np.nan if v in MISSING else float(v)
             except ValueError:
-                raise DataError(f"{path}: column {h!r} is not numeric (value {v!r}, data row {i + 1}); mark it with `label: {h}` or remove it") from None
+                raise _not_numeric(path, h, v, i + 1, h == header[0]) from None
     return RawTable(x=x, feature_names=names, columns={k: np.asarray(columns[k], dtype=str) for k in keep})
 
 

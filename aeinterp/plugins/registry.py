@@ -107,7 +107,10 @@ class ExplainerRegistry:
     def unknown_message(self, name: str) -> str:
         if name in self.conflicts:
             return self.conflicts[name]
-        close = difflib.get_close_matches(name, list(self._entries), n=1)
+        lowered = {n.lower(): n for n in self._entries}  # deepSHAP -> deepshap: case is never the difference
+        close = [lowered[name.lower()]] if name.lower() in lowered else [
+            lowered[c] for c in difflib.get_close_matches(name.lower(), list(lowered), n=1)
+        ]
         hint = f"; did you mean {close[0]!r}?" if close else ""
         known = ", ".join(sorted(self._entries)) or "none installed"
         msg = f"unknown explainer {name!r}{hint} (installed: {known})"

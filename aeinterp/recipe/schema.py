@@ -103,6 +103,7 @@ class DataSection(_Section):
     kind: Literal["tabular", "image", "sequence"] | None = Field(None, description="needed when the array shape is ambiguous")
     feature_names: list[str] | None = Field(None, description="names of the columns (tabular) or of the last axis (sequences)")
     label: str | None = Field(None, description="CSV column / .npz array holding labels (not a feature)")
+    index: int | str | None = Field(None, description="CSV column holding row labels (not a feature): its name, or its position (0: the first, e.g. the unnamed index pandas' df.to_csv() writes)")
     key: str | None = Field(None, description="which array of an .npz holds the samples (default x), or which layer of an .h5ad (default X)")
     groups: str | dict[str, list[str]] = Field("auto", description="auto | elements | features | steps | pixels | channels | patches:K | correlation:R | {group: [features]}")
     split: SplitSection = Field(default_factory=SplitSection)

@@ -33,6 +33,7 @@ _FIGURE_CAPTIONS = {
     "beeswarm": "per-sample signed attributions (colour = feature value)",
     "waterfall": "one sample's attributions, from the expected value to its output",
     "dependence": "attribution against the feature's value",
+    "samples": "each sample's signed attribution over its own image, one row per target",
 }
 
 

@@ -16,11 +16,13 @@ from matplotlib.figure import Figure
 
 from ..errors import AeinterpError
 from ..explanation import Explanation
-from .figures import _figure, _hbars, _label, _title
+from .._select import resolve_sample, sample_labels
 from ..toolkit.summaries import SUMMARIES, ranking_key
+from .figures import SIGNED_UNIT, _figure, _label, _title, overlay
+from .layout import grid_values, layout_of
 from .summary import explained_rows, shown_note, top_rows
 
-__all__ = ["feature_values", "beeswarm", "waterfall", "dependence", "MAX_POINTS"]
+__all__ = ["feature_values", "beeswarm", "waterfall", "dependence", "image_samples", "MAX_POINTS"]
 
 MAX_POINTS = 1000  # samples drawn per beeswarm row (a seeded subset beyond it, said in the title)
 ROW_INDEX_ARRAYS = ("explain_rows", "sample_index")
@@ -129,8 +131,13 @@ def beeswarm(e: Explanation, target: int | str | None = None, *, data: Any = Non
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(n, MAX_POINTS, replace=False)) if n > MAX_POINTS else np.arange(n)
     k = min(max_features, len(e.feature_names))
-    fig = _figure(4.6 * len(rows) + 1.2, 0.36 * k + 1.6)
-    axes = fig.subplots(1, len(rows), squeeze=False)[0]
+    ncols = min(2, len(rows))  # two panels a row: readable at a notebook's width
+    nrows = int(np.ceil(len(rows) / ncols))
+    fig = _figure(4.6 * ncols + 1.2, (0.36 * k + 1.0) * nrows + 0.8)
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    for spare in grid.flat[len(rows):]:
+        spare.set_axis_off()
+    axes = grid.flat[: len(rows)]
     sc = None
     for ax, r in zip(axes, rows):
         att = np.asarray(local[pick, r, :], dtype=np.float64)
@@ -147,48 +154,58 @@ def beeswarm(e: Explanation, target: int | str | None = None, *, data: Any = Non
         ax.set_xlabel("attribution (+ raises the target)", fontsize=8)
         ax.grid(axis="x", alpha=0.3, linewidth=0.5)
     if sc is not None:
-        fig.colorbar(sc, ax=axes, shrink=0.8, ticks=[0, 1], label="feature value").ax.set_yticklabels(["low", "high"])
+        fig.colorbar(sc, ax=list(axes), shrink=0.8, ticks=[0, 1], label="feature value").ax.set_yticklabels(["low", "high"])
     notes = [shown_note(k, len(e.feature_names), "features", _rank_name(e))]
     if target is None:
         notes.append(shown_note(len(rows), len(explained_rows(e)), "targets"))
     notes.append(f"{len(pick)} of {n} samples" if len(pick) < n else f"{n} samples")
     if values is None:
         notes.append("no feature values given: grey")
-    fig.suptitle(_title(e, "per-sample attributions", "; ".join(notes)), fontsize=9)
+    fig.suptitle(_title(e, "per-sample attributions", "; ".join(notes), unit=SIGNED_UNIT), fontsize=9)
     return fig
 
 
-def waterfall(e: Explanation, sample: int = 0, target: int | str | None = None, *, top_k: int = 10) -> Figure:
+def waterfall(e: Explanation, sample: int | str = 0, target: int | str | None = None, *, top_k: int = 10, data: Any = None) -> Figure:
     """One sample's attributions to one target, stacked from the expected value to the sample's output
-    (the largest ``top_k`` by |value|, the rest as one bar)."""
+    (the largest ``top_k`` by |value|, the rest as one bar). ``sample``: a row label or a position in
+    ``local``; ``target``: a name or index (default: the first explained target, z0); ``data``: the
+    explained rows or the dataset, to show each feature's value ("age = 61")."""
     local = _needs_local(e, "waterfall")
-    if not 0 <= sample < local.shape[0]:
-        raise AeinterpError(f"sample {sample} outside 0..{local.shape[0] - 1} (the explained samples of this step)")
-    r = _resolve_target(e, target)
-    contrib = np.asarray(local[sample, r], dtype=np.float64)
+    pos_ = resolve_sample(e, sample)
+    r = _resolve_target(e, target) if target is not None else explained_rows(e)[0]
+    contrib = np.asarray(local[pos_, r], dtype=np.float64)
     order = np.argsort(-np.abs(contrib), kind="stable")
     shown, rest = order[:top_k], order[top_k:]
     base_arr = e.arrays.get("expected_value")
     base = float(np.asarray(base_arr).reshape(-1)[r]) if base_arr is not None and np.asarray(base_arr).size == len(e.target_names) else 0.0
-    labels = [_label(e.feature_names[i]) for i in shown]
+    values = feature_values(e, data)
+    labels = [_label(e.feature_names[i]) + ("" if values is None else f" = {values[pos_, i]:.3g}") for i in shown]
     steps = list(contrib[shown])
     if len(rest):
         labels.append(f"{len(rest)} other features")
         steps.append(float(contrib[rest].sum()))
-    fig = _figure(7.0, 0.3 * (len(steps) + 2) + 1.2)
+    ends = base + np.cumsum(steps)
+    lo, hi = min(base, float(ends.min())), max(base, float(ends.max()))
+    span = (hi - lo) or max(abs(base), 1.0)
+    fig = _figure(7.5, 0.32 * (len(steps) + 2) + 1.4)
     ax = fig.add_subplot()
     start = base
-    for pos, (lab, v) in enumerate(zip(labels, steps)):
-        y = len(steps) - pos
+    for i, v in enumerate(steps):
+        y = len(steps) - i
         ax.barh(y, v, left=start, color="tab:red" if v > 0 else "tab:blue", height=0.7)
-        ax.text(start + v, y, f" {v:+.3g}", va="center", ha="left" if v > 0 else "right", fontsize=7)
+        ax.text(start + v + (0.01 if v >= 0 else -0.01) * span, y, f"{v:+.3g}", va="center", ha="left" if v >= 0 else "right", fontsize=8)
         start += v
-    ax.set_yticks(range(len(steps), 0, -1), labels, fontsize=8)
+    ax.set_xlim(lo - 0.16 * span, hi + 0.16 * span)  # room for the value labels on both sides: inside the axes, clear of the names
+    ax.set_ylim(0.4, len(steps) + 0.6)
+    ax.set_yticks(range(len(steps), 0, -1), labels, fontsize=9)
     ax.axvline(base, color="0.4", linestyle=":", linewidth=0.8)
     ax.axvline(start, color="0.1", linewidth=0.8)
+    ax.grid(axis="x", alpha=0.3, linewidth=0.5)
     base_label = "E[f(background)]" if base_arr is not None else "0 (no expected value saved)"
-    ax.set_xlabel(f"target value: from {base_label} = {base:.3g} to {base:.3g} + sum = {start:.3g}", fontsize=8)
-    fig.suptitle(_title(e, f"sample {sample}, {e.target_names[r]}", shown_note(len(shown), len(contrib), "features", "|attribution|")), fontsize=9)
+    ax.set_xlabel(f"{e.target_names[r]}: from {base_label} = {base:.3g} to {base:.3g} + sum = {start:.3g}", fontsize=9)
+    name = sample_labels(e)[pos_]
+    note = f"{len(shown)} largest of {len(contrib)} features by |attribution|" if len(rest) else f"all {len(contrib)} features"
+    fig.suptitle(_title(e, f"sample {name}, {e.target_names[r]}", note, unit=SIGNED_UNIT), fontsize=9)
     return fig
 
 
@@ -208,5 +225,57 @@ def dependence(e: Explanation, feature: int | str, target: int | str | None = No
     ax.set_xlabel(f"{_label(e.feature_names[f], 40)} (value)")
     ax.set_ylabel(f"attribution to {e.target_names[r]}")
     ax.grid(alpha=0.3, linewidth=0.5)
-    fig.suptitle(_title(e, f"dependence on {_label(e.feature_names[f], 40)}", f"{local.shape[0]} samples"), fontsize=9)
+    fig.suptitle(_title(e, f"dependence on {_label(e.feature_names[f], 40)}", f"{local.shape[0]} samples", unit=SIGNED_UNIT), fontsize=9)
+    return fig
+
+
+def _sample_images(e: Explanation, data: Any, positions: list[int], grid: tuple[int, int]) -> list[np.ndarray | None]:
+    """Each picked sample's own image (channels averaged to grey) from ``data``, matched like feature values."""
+    if data is None:
+        return [None] * len(positions)
+    x = np.asarray(data.x_explain if hasattr(data, "x_explain") else data, dtype=np.float64)
+    ids = e._sample_ids()
+    if len(x) != len(e.local) and len(ids) == len(e.local) and ids.size and ids.max() < len(x):  # type: ignore[arg-type]
+        x = x[ids]
+    if len(x) != len(e.local) or x[0].size % (grid[0] * grid[1]):  # type: ignore[arg-type]
+        raise AeinterpError(f"data has {len(x)} rows of {x.shape[1:]}; give the explained rows ({len(e.local)} images of {grid[0]}x{grid[1]})")  # type: ignore[arg-type]
+    images = x.reshape(len(x), -1, grid[0], grid[1]).mean(axis=1)
+    return [images[p] for p in positions]
+
+
+def image_samples(e: Explanation, samples: Any = (0, 1, 2, 3), target: Any = None, *, data: Any = None, max_targets: int = 6, data_info: Any = None) -> Figure:
+    """Per-sample image overlays: one row per target (latent), one column per sample; each panel is the
+    sample's own image in grey (from ``data``) under its signed attribution (red +, blue −), transparent
+    where the attribution is small. ``samples``: row labels or positions; ``target``: names or indices
+    (default: the ``max_targets`` most important)."""
+    local = _needs_local(e, "per-sample image")
+    layout = layout_of(e, data_info)
+    if layout.grid_shape is None or layout.cells is None:
+        raise AeinterpError(f"{e.explainer or 'this explanation'}: its features ({len(e.feature_names)}) do not lie on an image grid")
+    picked = [resolve_sample(e, s) for s in ([samples] if isinstance(samples, (int, str)) else list(samples))]
+    if target is None:
+        rows = top_rows(e, max_targets)
+    else:
+        rows = [_resolve_target(e, t) for t in ([target] if isinstance(target, (int, str)) else list(target))]
+    maps = grid_values(layout, np.asarray(local[picked], dtype=np.float64)[:, rows])  # (samples, targets, H, W)
+    lim = float(np.nanmax(np.abs(maps))) or 1.0
+    images = _sample_images(e, data, picked, layout.grid_shape)
+    names = sample_labels(e)
+    fig = _figure(1.7 * len(picked) + 1.6, 1.7 * len(rows) + 1.2)
+    axes = fig.subplots(len(rows), len(picked), squeeze=False)
+    mappable = None
+    for i, r in enumerate(rows):
+        for j, p in enumerate(picked):
+            ax = axes[i, j]
+            mappable = overlay(ax, maps[j, i], lim, images[j])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(_label(names[p], 16) if e.sample_names is not None else f"sample {names[p]}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(e.target_names[r], fontsize=9)
+    if mappable is not None:
+        fig.colorbar(mappable, ax=axes, shrink=0.7, label="attribution: red +, blue −")
+    note = f"{len(picked)} samples x {len(rows)} targets" + ("" if images[0] is not None else "; no data= given: no image beneath")
+    fig.suptitle(_title(e, "per-sample attribution over the image", note, unit=SIGNED_UNIT), fontsize=9)
     return fig

@@ -3,6 +3,7 @@ where it has ``local``, and the explainer's own figures."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import warnings
@@ -14,10 +15,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..run.cache import Cache
+from ..errors import AeinterpError
 from ..explanation import Explanation
 from ..plugins.registry import ExplainerRegistry
 from .figures import bar_summary, importance_figure
-from .local_figures import beeswarm, dependence, feature_values, waterfall
+from .layout import layout_of
+from .local_figures import beeswarm, dependence, feature_values, image_samples, waterfall
 from .summary import explained_rows, measures_inputs, top_rows
 
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
@@ -40,7 +43,11 @@ def report_figures(e: Explanation, data_info: Mapping[str, Any] | None = None, d
     if e.local is not None and e.local.shape[0] > 0 and measures_inputs(e):  # per-sample views of input attributions
         figs["beeswarm"] = beeswarm(e, data=data)
         target = top_rows(e, 1)[0]
-        figs["waterfall"] = waterfall(e, 0, target)
+        figs["waterfall"] = waterfall(e, 0, target, data=data)
+        layout = layout_of(e, data_info)
+        if data is not None and layout.kind == "image" and layout.cells is not None:  # each sample's attribution over its own image
+            with contextlib.suppress(AeinterpError):  # rows that cannot be matched to their images: no such figure
+                figs["samples"] = image_samples(e, list(range(min(4, e.local.shape[0]))), data=data, max_targets=6, data_info=data_info)
         if feature_values(e, data) is not None:
             feature = int(np.argmax(e.importance[target]))
             figs["dependence"] = dependence(e, feature, target, data=data)

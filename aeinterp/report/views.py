@@ -30,8 +30,9 @@ def _repr_html_(self: Explanation) -> str:
 
 
 _plot.__doc__ = """The figures the reports draw, as methods returning matplotlib Figures: ``exp.plot.heatmap()``,
-``.bar()``, ``.beeswarm(target, data=X)``, ``.waterfall(sample=0)``, ``.dependence(feature, data=X)``,
-``.image()``, ``.sequence()``; ``exp.plot()`` draws the view that fits the data."""
+``.bar()`` (``.bar("z0")`` for one target), ``.beeswarm(target, data=X)``, ``.waterfall(sample="cell_110", data=X)``,
+``.dependence(feature, data=X)``, ``.image()`` (``over=img``; ``samples=[...], data=X`` per sample), ``.sequence()``;
+``exp.plot()`` draws the view that fits the data. Targets are named or indexed, samples are row labels or positions."""
 _repr_html_.__doc__ = "Notebook display: a compact importance picture and a top-features table."
 
 

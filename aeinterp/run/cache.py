@@ -46,10 +46,27 @@ from .._version import __version__
 from ..explanation import Explanation, jsonable
 from ..paths import CACHE_ENV, default_cache_dir
 
-__all__ = ["Cache", "CACHE_ENV", "default_cache_dir", "fingerprint", "data_fingerprint", "model_fingerprint", "module_fingerprint"]
+__all__ = ["Cache", "CACHE_ENV", "default_cache_dir", "without_run_facts", "fingerprint", "data_fingerprint", "model_fingerprint", "module_fingerprint"]
 
 KEY_VERSION = 2  # bump when what goes into a key changes (or the values for a key do), so old entries are never matched
 _CHUNK = 16 * 2**20
+
+
+def without_run_facts(explanation: Explanation) -> Explanation:
+    """``explanation`` without what its explainer marked as facts about the run that computed it
+    (``extras["run_facts"]``: ``keys`` of extras and ``summary`` lines, e.g. "numba compiled the kernels
+    in this run" and the folder it compiled to): a cached copy reports only the result."""
+    facts = explanation.extras.get("run_facts")
+    if not isinstance(facts, dict):
+        return explanation
+    drop = {str(k) for k in facts.get("keys", [])} | {"run_facts"}
+    extras = {k: v for k, v in explanation.extras.items() if k not in drop}
+    lines = set(str(line) for line in facts.get("summary", []))
+    if isinstance(extras.get("summary"), list):
+        extras["summary"] = [line for line in extras["summary"] if str(line) not in lines]
+        if not extras["summary"]:
+            del extras["summary"]
+    return explanation.replace(extras=extras)
 
 
 def _hasher() -> Any:
@@ -192,6 +209,7 @@ class Cache:
 
     def save_step(self, key: str, explanation: Explanation, *, inputs: Mapping[str, Any] | None = None) -> Path | None:
         """Store ``explanation`` under ``key``; returns the entry's folder (None if the cache folder is not writable)."""
+        explanation = without_run_facts(explanation)
         entry = {**explanation.to_json(), "cache_key": key, "inputs": dict(inputs or {})}
 
         def write(tmp: Path) -> None:

@@ -7,7 +7,7 @@ file, a model file that is not what its recipe says).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ def load_data(loaded: LoadedRecipe) -> ArrayDataset:
             path=path, builtin=d.builtin, kind=d.kind, feature_names=d.feature_names,
             label=d.label, key=d.key, groups=d.groups, explain_fraction=d.split.explain_fraction,
             explain_size=d.split.explain_size, split_seed=d.split.seed, standardize=d.standardize, nan=d.nan,
-            max_samples=d.max_samples, encoding=d.encoding, fit_path=resolve(base, d.fit_path), explain_path=resolve(base, d.explain_path),
+            max_samples=d.max_samples, encoding=d.encoding, index=d.index, fit_path=resolve(base, d.fit_path), explain_path=resolve(base, d.explain_path),
             split_column=d.split.column, explain_values=d.split.values("explain") or ("test",), fit_values=d.split.values("fit"),
             explain_rows=d.split.explain_rows, fit_rows=d.split.fit_rows, base_dir=base,
         )
@@ -56,6 +56,17 @@ def resolve_cache(loaded: LoadedRecipe, override: bool | str | Path | None = Non
     if setting is True:
         return Cache()
     return Cache(resolve(loaded.base_dir, str(setting)))
+
+
+def _trained_line(architecture: str, training: Mapping[str, Any]) -> str:
+    """``model: builtin mlp trained 30 epochs, final train loss 0.0123, held-out error 0.0150``."""
+    loss, val = training.get("final_train_loss"), training.get("val_error")
+    parts = [f"model: builtin {architecture} trained {training.get('epochs')} epochs"]
+    if isinstance(loss, (int, float)):
+        parts.append(f"final train loss {loss:.4g}")
+    if isinstance(val, (int, float)):
+        parts.append(f"held-out error {val:.4g}")
+    return ", ".join(parts)
 
 
 def load_model(
@@ -90,6 +101,7 @@ def load_model(
                     train=TrainConfig(**m.train.model_dump(), seed=loaded.recipe.seed), progress=bar, device=device,
                 )
             info.update(source=f"builtin:{getattr(module, 'architecture', m.builtin)}", training=trained.to_json())
+            say(_trained_line(getattr(module, "architecture", m.builtin), trained.to_json()))
             if cache is not None and key is not None:
                 cache.save_model(key, module, trained.to_json())
         if m.save:

@@ -215,6 +215,16 @@ class RunResults:
     doc: dict[str, Any]
     explanations: dict[str, Explanation] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """Where, status, and one line per result (at most 12); never arrays."""
+        status = self.doc.get("status", "?")
+        lines = [f"RunResults({str(self.out_dir)[-80:]!r}, status {status}, {len(self.explanations)} results, {len(self.failures)} failed)"]
+        for alias, e in list(self.explanations.items())[:12]:
+            lines.append(f"  {alias[:40]}: {e!r}"[:220])
+        if len(self.explanations) > 12:
+            lines.append(f"  ... and {len(self.explanations) - 12} more")
+        return "\n".join(lines)
+
     @property
     def entries(self) -> list[dict[str, Any]]:
         return list(self.doc.get("explainers", []))

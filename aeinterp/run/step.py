@@ -49,6 +49,21 @@ def _with_rows(arrays: Mapping[str, Any], used: Mapping[str, np.ndarray], data: 
     return out
 
 
+def _sample_names(result: Explanation, data: Dataset, instance: Explainer) -> list[str] | None:
+    """The data's row names of ``local``'s rows (which index the explain split), when the data has row names."""
+    names = getattr(data, "row_names", None)
+    explain_index = getattr(data, "explain_index", None)  # an ArrayDataset's (the Dataset protocol has no row names)
+    if result.sample_names is not None or names is None or explain_index is None or result.local is None:
+        return result.sample_names
+    if getattr(instance.params, "split", "explain") != "explain":
+        return None  # local's rows are of another split
+    explain = np.asarray(explain_index)
+    ids = result._sample_ids()
+    if ids.size and (ids.min() < 0 or ids.max() >= len(explain)):
+        return None
+    return [names[int(r)] for r in explain[ids]]
+
+
 def run_step(
     explainer: type[Explainer] | Explainer,
     model: Model,
@@ -99,6 +114,7 @@ def run_step(
         result = result.replace(extras={**result.extras, "latent_pca": pca.to_json(), "summary": summary})
     result = check_explanation(result, model, data, target, explainer=instance.name, distribution=distribution, features=instance.capabilities.features)
     return result.replace(
+        sample_names=_sample_names(result, data, instance),
         arrays=_with_rows(result.arrays, instance.rows_used, data),
         explainer=instance.name,
         distribution=distribution,

@@ -91,8 +91,11 @@ class MutualInformation(Explainer):
             dep, backend = mi_matrix(prepared, groups, p.n_neighbors, backend=p.backend, progress=self.progress, memory_mb=p.memory_mb, status=kernels)
             if kernels:
                 extras["numba_kernels"] = kernels
+                # facts about this run, not the result: a cached copy of it must not repeat them
+                extras["run_facts"] = {"keys": ["numba_kernels"], "summary": []}
                 if kernels["compiled"]:  # the one run on this machine that pays for compiling says so
                     extras["summary"] = [kernels["note"]]
+                    extras["run_facts"]["summary"] = [kernels["note"]]
             for gi, g in enumerate(groups):
                 if len(g) == 1 and discrete[g[0]]:
                     entropy[gi] = entropy_discrete(prepared.codes[g[0]])
@@ -153,13 +156,16 @@ class MutualInformation(Explainer):
         from matplotlib.figure import Figure
 
         top = explanation.importance.max(axis=1)
-        fig = Figure(figsize=(max(4.0, 0.35 * len(top) + 2), 3.2), layout="constrained")
+        import textwrap
+
+        fig = Figure(figsize=(max(6.0, 0.35 * len(top) + 2), 3.8), layout="constrained")
         ax = fig.add_subplot()
         pos = np.arange(len(top))
         ax.bar(pos, top, color="#bbbbbb", label="strongest dependence")
         ax.bar(pos, gap, color="#cc5500", label="gap to the second feature")
-        ax.set_xticks(pos, explanation.target_names, rotation=90, fontsize=8)
-        ax.set_ylabel(explanation.extras.get("unit", "dependence"), fontsize=8)
-        ax.legend(fontsize=8)
-        ax.set_title(f"{explanation.explainer or cls.name}: top dependence and gap per target", fontsize=9)
+        ax.set_xticks(pos, explanation.target_names, rotation=90 if len(top) > 12 else 0, fontsize=9)
+        ax.set_ylabel(textwrap.fill(str(explanation.extras.get("unit", "dependence")), 40), fontsize=9)
+        # the legend sits under the axes (never over a bar), the title above them, wrapped to the figure's width
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+        fig.suptitle(textwrap.fill(f"{explanation.explainer or cls.name}: top dependence and gap per target", 70), fontsize=10)
         return {"gaps": fig}
