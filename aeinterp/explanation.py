@@ -309,6 +309,8 @@ def _mapped_file(array: np.ndarray) -> Path | None:
 def _write_npy(array: np.ndarray, target: Path, rows_per_slice: int = 64) -> None:
     """``array`` as ``target`` (an ``.npy``): moved when it is a whole mapped ``.npy`` file, else copied in slices."""
     source = _mapped_file(array)
+    if source is not None and not source.exists():  # moved away already (e.g. into the output folder): the open map still reads
+        source = None
     if source is not None and source.suffix == ".npy" and source.resolve() != target.resolve():
         whole = np.load(source, mmap_mode="r")
         if whole.shape == array.shape and whole.dtype == array.dtype:
