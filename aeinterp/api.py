@@ -156,7 +156,9 @@ def _progress(progress: bool | Progress | None) -> tuple[Any, Progress]:
     if progress is None or progress is True:
         from rich.console import Console
 
-        console = Console(stderr=True)
+        from .text import safe_console
+
+        console = safe_console(Console(stderr=True))  # step names in the bars: control characters shown escaped
         if progress is True or console.is_terminal or console.is_jupyter:
             bar = RichProgress(console)
             return bar, bar

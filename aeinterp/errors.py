@@ -31,7 +31,10 @@ MAX_PROBLEM_CHARS = 400  # characters of one problem (values quoted from a recip
 
 
 def clip(text: str, limit: int = MAX_PROBLEM_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    """``text`` cut to ``limit`` characters, saying how much was left out (control characters shown escaped)."""
+    from .text import terminal_safe
+
+    text = terminal_safe(text)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
 
 

@@ -39,6 +39,7 @@ from ..data import SPLIT_FILE, ArrayDataset
 from ..io.datasets import load_dataset
 from ..device import device_name, resolve_device
 from ..errors import AeinterpError, DataError, RecipeError, StepTimeout
+from ..text import safe_console, terminal_safe
 from .executors import make_executor
 from ..explainer import step_ref_fields
 from ..explanation import Explanation
@@ -159,7 +160,7 @@ class Runner:
     ) -> None:
         self.host = PluginHost(autoload=autoload, allow=allow, block=block, plugins=plugins, trace=trace)
         self.executor = executor
-        self.console = console or Console()
+        self.console = safe_console(console or Console())  # control characters in names and errors are shown escaped
         self.quiet = quiet
         self.device = device
         self.cache = cache
@@ -367,7 +368,7 @@ class Runner:
         if not self.quiet:
             _, fail_mark = marks(self.console)
             self.console.print(
-                f"[red]{fail_mark} {escape(step.alias)}[/red] ({escape(entry.name)} from {escape(entry.distribution)} {escape(entry.version)}): {escape(str(exc))}",
+                f"[red]{fail_mark} {escape(step.alias)}[/red] ({escape(entry.name)} from {escape(entry.distribution)} {escape(entry.version)}): {escape(terminal_safe(exc))}",
                 highlight=False, soft_wrap=True,
             )
 
