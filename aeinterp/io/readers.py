@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import check_dense_fits, check_unique_names
 from ..errors import DataError, require
 
 __all__ = ["RawTable", "read_file", "SUFFIXES", "MISSING"]
@@ -221,6 +222,8 @@ def _read_h5ad(path: Path, layer: str | None) -> RawTable:
         if layer not in adata.layers:
             raise DataError(f"{path} has no layer {layer!r}; it has {', '.join(adata.layers) or 'none'} (omit `key:` for X)")
         matrix = adata.layers[layer]
+    check_unique_names([str(v) for v in adata.var_names], f"the var_names of {path}")
+    check_dense_fits(getattr(matrix, "shape", ()), np.float32, f"X of {path}" if layer is None else f"layer {layer!r} of {path}")
     if hasattr(matrix, "toarray"):  # scipy sparse: the explainers need dense rows
         matrix = matrix.toarray()
     x = np.asarray(matrix, dtype=np.float32)

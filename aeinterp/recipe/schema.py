@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..data import DATA_KINDS
 from ..errors import RecipeError, clip
 from .executor import ExecutorConfig
-from ..explainer import ExplainerParams, step_ref_fields
+from ..explainer import ExplainerParams, reject_bool_numbers, step_ref_fields
 from ..plugins.registry import ExplainerRegistry, RegisteredExplainer
 from ..targets import Target
 from .locate import _format_loc, _line, _node_at, _problems
@@ -69,6 +69,8 @@ def _inside(value: str | None, what: str) -> str | None:
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    _no_bool_numbers = field_validator("*", mode="before")(classmethod(reject_bool_numbers))  # `seed: true` is no seed
 
 
 class SplitSection(_Section):
