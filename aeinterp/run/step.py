@@ -97,7 +97,10 @@ def run_step(
         pca = work.latent_pca  # type: ignore[attr-defined]
         summary = [*result.extras.get("summary", []), pca.summary()]
         result = result.replace(extras={**result.extras, "latent_pca": pca.to_json(), "summary": summary})
-    result = check_explanation(result, model, data, target, explainer=instance.name, distribution=distribution, features=instance.capabilities.features)
+    result = check_explanation(
+        result, model, data, target, explainer=instance.name, distribution=distribution, features=instance.capabilities.features,
+        split="fit" if getattr(instance.params, "split", "explain") == "fit" else "explain",
+    )
     return result.replace(
         arrays=_with_rows(result.arrays, instance.rows_used, data),
         explainer=instance.name,
