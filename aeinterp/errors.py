@@ -19,6 +19,7 @@ __all__ = [
     "ExplainerError",
     "StepTimeout",
     "MissingDependencyError",
+    "ResourceError",
 ]
 
 
@@ -90,6 +91,10 @@ class ExplainerError(PluginError):
 
 class StepTimeout(ExplainerError):
     """A step ran past its ``timeout`` and was abandoned."""
+
+
+class ResourceError(AeinterpError):
+    """Not enough disk space (or memory) for what a step must write; the message gives the size and the room left."""
 
 
 class MissingDependencyError(AeinterpError):

@@ -322,8 +322,16 @@ def _write_npy(array: np.ndarray, target: Path, rows_per_slice: int = 64) -> Non
                 pass
     if source is not None and source.resolve() == target.resolve():
         return
+    from .files import check_free, reserve
+
     tmp = target.with_name(target.name + ".tmp")
+    check_free(target.parent, int(array.nbytes), f"writing {target.name}")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=array.dtype, shape=array.shape)
+    try:
+        reserve(tmp, f"writing {target.name}")  # a full disk fails here, never as SIGBUS while copying
+    except BaseException:
+        del out
+        raise
     for s in range(0, array.shape[0], rows_per_slice):
         out[s : s + rows_per_slice] = array[s : s + rows_per_slice]
     out.flush()
