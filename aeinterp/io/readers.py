@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .checks import check_dense_fits, check_unique_names
+from .checks import check_dense_fits, check_unique_names, open_npy
 from ..errors import DataError, require
 
 __all__ = ["RawTable", "read_file", "SUFFIXES", "MISSING"]
@@ -234,7 +234,7 @@ def _read_h5ad(path: Path, layer: str | None) -> RawTable:
 # --- numpy -------------------------------------------------------------------------------
 def _read_array(path: Path, key: str | None) -> RawTable:
     if path.suffix == ".npy":
-        return RawTable(x=np.load(path, mmap_mode="r", allow_pickle=False))
+        return RawTable(x=open_npy(path))  # a truncated file says so
     with np.load(path, allow_pickle=False) as npz:
         keys = list(npz.files)
         if key is None:

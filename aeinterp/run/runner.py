@@ -49,6 +49,7 @@ from ..plugins.manager import PluginHost
 from ..progress import NullProgress, RichProgress
 from ..recipe.schema import LoadedRecipe, PlannedStep, dump_recipe, load_recipe, plan_steps, resolve
 from ..plugins.registry import ExplainerRegistry
+from .lock import OutputLock
 from .results import ResultsStore, RunResults
 from .step import run_step
 from ..models.training import TrainConfig
@@ -286,6 +287,15 @@ class Runner:
             raise RecipeError("no output folder")
         if out_dir.exists() and not out_dir.is_dir():
             raise RecipeError(f"the output folder {out_dir} is a file; name a folder for the results (--out or `output:`)")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AeinterpError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc}") from None
+        with OutputLock(out_dir):  # one run per output folder: a second one is told which run is writing there
+            return self._run_in(loaded, steps, out_dir)
+
+    def _run_in(self, loaded: LoadedRecipe, steps: list[PlannedStep], out_dir: Path) -> RunOutcome:
+        recipe = loaded.recipe
         with _sigterm_as_interrupt():
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
