@@ -240,24 +240,58 @@ def test_api_spill_folders_are_removed_at_exit(tmp_path: Path) -> None:
 
 # --- item 15: one run per output folder ------------------------------------------------------------
 
-@pytest.mark.slow  # a second `aeinterp run` process that must run while this one tries (30-60 s)
+_WAITING_RUN = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import numpy as np
+    from aeinterp import Explainer, Explanation, hookimpl
+    from aeinterp.run.runner import Runner
+    from aeinterp.targets import Target, target_names_for
+    from aeinterp.explainer import ALL_TARGETS
+    from aeinterp import Capabilities
+
+    class Waiting(Explainer):
+        name = "waiting"
+        capabilities = Capabilities(targets=ALL_TARGETS)
+        def explain(self, model, data, *, target, rng):
+            while not Path(sys.argv[2]).exists():  # holds the run open until the test says so
+                time.sleep(0.05)
+            names = target_names_for(model, data, target)
+            return Explanation(importance=np.ones((len(names), len(data.group_names))), feature_names=data.group_names,
+                               target_names=names, target=Target(target).value)
+
+    class Plugin:
+        @hookimpl
+        def aeinterp_register_explainers(self, registry):
+            registry.add(Waiting)
+
+    outcome = Runner(plugins=[Plugin()], quiet=True).run_file(sys.argv[1])
+    print("FIRST", "ok" if outcome.ok else outcome.failures)
+""")
+
+
+@pytest.mark.slow  # a second Python process running a recipe while this one tries (20-40 s on a loaded machine)
 def test_second_run_into_the_same_folder_is_told_who_writes_there(tmp_path: Path) -> None:
     _csv(tmp_path)
-    path = _recipe(tmp_path, epochs=3000)
-    first = subprocess.Popen([sys.executable, "-m", "aeinterp.cli", "run", str(path), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    path = _recipe(tmp_path, steps="  - name: waiting\n")
+    (tmp_path / "first.py").write_text(_WAITING_RUN)
+    go = tmp_path / "go"
+    first = subprocess.Popen([sys.executable, str(tmp_path / "first.py"), str(path), str(go)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lock = tmp_path / "out" / LOCK_FILE
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert lock.exists(), "the first run never took the lock"
-        code, out = _cli("run", str(path), "--quiet")
+        code, out = _cli("run", str(_recipe(tmp_path)), "--quiet")  # the same output folder
         assert code == 2 and f"pid {first.pid}" in out and "is writing to" in out
     finally:
+        go.touch()
         output = first.communicate(timeout=300)[0]
-    assert first.returncode == 0, output  # the first run was not disturbed
+    assert "FIRST ok" in output, output  # the first run was not disturbed
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert doc["status"] == "complete" and not (tmp_path / "out" / LOCK_FILE).exists()
+    assert doc["status"] == "complete" and doc["explainers"][0]["alias"] == "waiting"
+    assert not (tmp_path / "out" / LOCK_FILE).exists()
 
 
 def test_a_dead_runs_lock_is_taken_over(tmp_path: Path) -> None:
