@@ -297,6 +297,9 @@ class Runner:
     def _run_in(self, loaded: LoadedRecipe, steps: list[PlannedStep], out_dir: Path) -> RunOutcome:
         recipe = loaded.recipe
         with _sigterm_as_interrupt():
+            executor = make_executor(self.executor if self.executor is not None else recipe.executor)
+            if hasattr(executor, "check_reachable"):
+                executor.check_reachable()  # a cluster address nobody answers at fails the run now, not every step later
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
                 device = resolve_device(self.device or recipe.device)
@@ -313,7 +316,6 @@ class Runner:
             store = ResultsStore(out_dir, recipe=dump_recipe(recipe), model=model_info, data=data.describe(), plugins=[i.to_json() for i in self.host.infos])
             np.savez(out_dir / SPLIT_FILE, **data.split_arrays())  # which rows were explained, which were fit/background
             outcome = RunOutcome(out_dir=out_dir)
-            executor = make_executor(self.executor if self.executor is not None else recipe.executor)
             keying = None
             if cache is not None:
                 keying = _StepKeys(cache, data_hash=data_hash or "", model_hash=model_fingerprint(model), device=device.type, seed=recipe.seed)
@@ -420,6 +422,7 @@ class Runner:
         needs = step_dependencies(steps)
         waiting: list[PlannedStep] = list(steps)
         running: dict[Future[Explanation], PlannedStep] = {}
+        deadlines: dict[Future[Explanation], tuple[float, float, Any]] = {}  # a step's timeout: (deadline, seconds, explainer)
         finished: dict[str, tuple[Explanation | None, BaseException | None]] = {}
         keys: dict[str, str | None] = {}  # cache keys of the started steps
         from_cache: set[str] = set()
@@ -466,12 +469,36 @@ class Runner:
                     finish(step, hit, None, cached=True)
                     return
             entry = step.explainer
+            if hasattr(executor, "connect"):  # once, here in the runner's thread: Ray's connection must not be made by a step thread
+                executor.connect()
             results = {a: outcome.explanations[a] for a in needs[step.alias] if a in outcome.explanations}
             instance = entry.cls(step.params, progress=progress.view(f"{step.alias}: "), results=results)
-            running[pool.submit(
+            fut = pool.submit(
                 executor.run_explainer, instance, model, data, target=step.target, seed=seed,
                 distribution=entry.distribution, version=entry.version,
-            )] = step
+            )
+            running[fut] = step
+            timeout = step.timeout if step.timeout is not None else self.timeout
+            if timeout is not None:
+                deadlines[fut] = (time.monotonic() + timeout, timeout, instance)
+
+        def expire() -> None:  # steps past their timeout: their tasks cancelled, the step failed, the run goes on
+            now = time.monotonic()
+            for fut, (deadline, seconds, instance) in list(deadlines.items()):
+                if fut.done():
+                    deadlines.pop(fut)
+                elif now >= deadline:
+                    deadlines.pop(fut)
+                    step = running.pop(fut)
+                    if hasattr(executor, "cancel_step"):
+                        executor.cancel_step(instance)
+                    abandoned.add(fut)
+                    finish(step, None, StepTimeout(
+                        f"step {step.alias!r} did not finish within its timeout of {seconds:g} s; its tasks were cancelled "
+                        "(raise `timeout:` for this step or --timeout)", plugin=step.alias,
+                    ))
+
+        abandoned: set[Future[Explanation]] = set()
 
         pool = ThreadPoolExecutor(max_workers=max(1, min(len(steps), 32)), thread_name_prefix="aeinterp-step")
         progress = self._progress()
@@ -481,9 +508,13 @@ class Runner:
                     while ready := [s for s in waiting if needs[s.alias] <= done_aliases]:  # a cached step readies its dependents at once
                         for step in ready:
                             start(step)
-                    done, _ = wait(running, return_when=FIRST_COMPLETED) if running else (set(), set())
+                    next_deadline = min((d for d, _, _ in deadlines.values()), default=None)
+                    wait_for = None if next_deadline is None else max(0.0, next_deadline - time.monotonic())
+                    done, _ = wait(running, timeout=wait_for, return_when=FIRST_COMPLETED) if running else (set(), set())
                     for fut in done:
+                        deadlines.pop(fut, None)
                         harvest(fut)
+                    expire()
                     first_open = next((i for i, s in enumerate(steps) if s.alias not in done_aliases), len(steps))
                     write(first_open)
         except BaseException:
@@ -493,7 +524,7 @@ class Runner:
             pool.shutdown(wait=False, cancel_futures=True)
             write(len(steps))  # keep every finished step, even after an unfinished one
             raise
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=not abandoned)  # a timed-out step's driver thread is not waited for
 
 
 def step_refs(params: Any) -> list[str]:
