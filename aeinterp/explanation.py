@@ -322,7 +322,7 @@ def _write_npy(array: np.ndarray, target: Path, rows_per_slice: int = 64) -> Non
                 pass
     if source is not None and source.resolve() == target.resolve():
         return
-    from .files import check_free, reserve
+    from .resources import check_free, reserve
 
     tmp = target.with_name(target.name + ".tmp")
     check_free(target.parent, int(array.nbytes), f"writing {target.name}")

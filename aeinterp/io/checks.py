@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..toolkit.memory import check_fits
+from ..resources import check_fits
 
 __all__ = ["check_dense_fits", "check_unique_names", "check_float32_range", "open_npy"]
 

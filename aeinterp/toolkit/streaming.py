@@ -46,7 +46,7 @@ import numpy as np
 from pydantic import AfterValidator, Field, field_validator
 
 from ..explainer import ExplainerParams
-from ..files import check_free, reserve
+from ..resources import check_free, reserve
 
 __all__ = ["StreamParams", "MaxSamples", "LocalPlan", "local_plan", "parse_local", "RowsSink", "top_k_rows", "round_sizes", "converged", "same_ranking", "Z_95"]
 

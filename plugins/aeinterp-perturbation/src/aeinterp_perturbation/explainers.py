@@ -39,7 +39,7 @@ from aeinterp.toolkit.chunks import ChunkedExplainer, Partial
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.toolkit.first_layer import first_layer_split
 from aeinterp.toolkit.kinks import kink_update_reason
-from aeinterp.toolkit.memory import available_bytes, check_fits, human_bytes
+from aeinterp.resources import available_bytes, check_fits, human_bytes
 from aeinterp.toolkit.perturb import change_from_sums, perturbation_sums
 from aeinterp.toolkit.streaming import Z_95, MaxSamples, StreamParams, sample_index
 from aeinterp.targets import Target, target_names_for
