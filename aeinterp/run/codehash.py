@@ -45,6 +45,8 @@ _MAX_OBJECTS = 2000  # a bound on the walk (a huge import graph still hashes, ju
 def _is_library(module: types.ModuleType | None) -> bool:
     if module is None:
         return True
+    if module.__name__ == "__main__":  # a script or notebook: the user's own code, hashed by its source
+        return False
     name = module.__name__.split(".")[0]
     if name in sys.builtin_module_names or name in getattr(sys, "stdlib_module_names", ()) or name in ("torch", "numpy", "aeinterp"):
         return True
