@@ -25,6 +25,7 @@ import numpy as np
 
 from .data import ArrayDataset, element_names, make_groups
 from .errors import AeinterpError, DataError, RecipeError
+from .io.checks import check_float32_range, check_unique_names
 from .explanation import Explanation
 from .report import views as _views  # noqa: F401  (exp.plot and notebook display on every result)
 from .progress import NullProgress, Progress, RichProgress, TextProgress
@@ -48,6 +49,10 @@ def _to_array(x: Any, what: str) -> tuple[np.ndarray, list[str] | None]:
     names = None
     if hasattr(x, "columns") and hasattr(x, "to_numpy"):  # pandas DataFrame, without importing pandas
         names = [str(c) for c in x.columns]
+        text = [(str(c), t) for c, t in zip(x.columns, getattr(x, "dtypes", [])) if getattr(t, "kind", "O") not in "biuf"]
+        if text:  # name the column, as the CSV reader does
+            more = f" (and {len(text) - 1} more columns)" if len(text) > 1 else ""
+            raise DataError(f"{what}'s column {text[0][0]!r} is not numeric (dtype {text[0][1]}){more}; encode categorical columns first or drop them")
         x = x.to_numpy()
     elif hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor
         x = x.detach().cpu().numpy()
@@ -122,6 +127,8 @@ def as_dataset(
     if kind is None:
         raise DataError(f"X has shape {x.shape}; pass kind='tabular' | 'sequence' | 'image'")
     names = list(feature_names) if feature_names is not None else df_names
+    if names is not None:
+        check_unique_names([str(v) for v in names], "feature_names" if feature_names is not None else "X's columns")
     n = len(x)
     if n == 0:
         raise DataError("X holds no samples")
@@ -141,6 +148,8 @@ def as_dataset(
         fit_index = np.arange(n, n + len(b))
         if labels is not None:
             labels = labels + (row_labels(background) or [f"background:{i}" for i in range(len(b))])
+    if np.dtype(dtype) == np.float32:
+        check_float32_range(x, "X" if background is None else "X and background", names)
     x = np.ascontiguousarray(x, dtype=dtype)
     if not np.isfinite(x).all():
         where = "X" if not np.isfinite(x[:n]).all() else "background"
@@ -196,7 +205,9 @@ def _progress(progress: bool | Progress | None) -> tuple[Any, Progress]:
     if progress is None or progress is True:
         from rich.console import Console
 
-        console = Console(stderr=True)
+        from .text import safe_console
+
+        console = safe_console(Console(stderr=True))  # step names in the bars: control characters shown escaped
         if console.is_jupyter:  # rich's live bars need ipywidgets there and warn on every call without it
             text = TextProgress()
             return text, text

@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from ._version import __version__
 from .errors import AeinterpError, clip
+from .text import safe_console, terminal_safe
 
 __all__ = ["main", "build_parser"]
 
@@ -414,7 +415,7 @@ COMMANDS = {
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    print(f"warning: {message}", file=sys.stderr)
+    print(f"warning: {terminal_safe(message)}", file=sys.stderr)
 
 
 def _plain_streams() -> None:
@@ -431,15 +432,15 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
     args = build_parser().parse_args(argv)
     if console is None:
         _plain_streams()
-    console = console or Console()
-    err = Console(stderr=True) if console.file is sys.stdout else console
+    console = safe_console(console or Console())  # every text printed shows control characters escaped
+    err = safe_console(Console(stderr=True)) if console.file is sys.stdout else console
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         try:
             return COMMANDS[args.command](args, console)
         except AeinterpError as exc:
-            err.print(f"[red]error:[/red] {escape(clip(str(exc), 20_000))}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(terminal_safe(clip(str(exc), 20_000)))}", highlight=False, soft_wrap=True)
             return EXIT_BAD_INPUT
         except KeyboardInterrupt as exc:
             results = getattr(exc, "results", None)
@@ -452,7 +453,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
             if os.environ.get("AEINTERP_TRACEBACK"):
                 raise
             err.print(
-                f"[red]internal error:[/red] {type(exc).__name__}: {escape(clip(str(exc), 2000))}\n"
+                f"[red]internal error:[/red] {type(exc).__name__}: {escape(terminal_safe(clip(str(exc), 2000)))}\n"
                 "This is a bug in aeinterp or a plugin; set AEINTERP_TRACEBACK=1 to see the traceback and please report it.",
                 highlight=False, soft_wrap=True,
             )

@@ -110,7 +110,9 @@ class ArrayDataset:
         if self.check_finite and not finite_rows(self.x).all():
             raise DataError("the data contains NaN or infinite values")
         for g in self.groups:
-            if g.indices.size == 0 or g.indices.min() < 0 or g.indices.max() >= self.n_features:
+            if g.indices.size == 0:
+                raise DataError(f"feature group {g.name!r} is empty; give it at least one feature (or remove it)")
+            if g.indices.min() < 0 or g.indices.max() >= self.n_features:
                 raise DataError(f"feature group {g.name!r} has indices outside 0..{self.n_features - 1}")
         if len(self.explain_index) == 0:
             raise DataError("the explain split is empty")

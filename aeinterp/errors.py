@@ -19,6 +19,7 @@ __all__ = [
     "ExplainerError",
     "StepTimeout",
     "MissingDependencyError",
+    "ResourceError",
 ]
 
 
@@ -31,7 +32,10 @@ MAX_PROBLEM_CHARS = 400  # characters of one problem (values quoted from a recip
 
 
 def clip(text: str, limit: int = MAX_PROBLEM_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    """``text`` cut to ``limit`` characters, saying how much was left out (control characters shown escaped)."""
+    from .text import terminal_safe
+
+    text = terminal_safe(text)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
 
 
@@ -87,6 +91,10 @@ class ExplainerError(PluginError):
 
 class StepTimeout(ExplainerError):
     """A step ran past its ``timeout`` and was abandoned."""
+
+
+class ResourceError(AeinterpError):
+    """Not enough disk space (or memory) for what a step must write; the message gives the size and the room left."""
 
 
 class MissingDependencyError(AeinterpError):

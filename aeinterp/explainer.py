@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from .data import DATA_KINDS, Dataset, subsample_indices
 from .errors import CapabilityError
@@ -40,10 +40,27 @@ __all__ = ["Explainer", "ExplainerParams", "Capabilities", "StepRef", "step_ref_
 ALL_TARGETS = frozenset({"latent", "latent_pca", "reconstruction", "reconstruction_error"})
 
 
+def _accepts_bool(annotation: Any) -> bool:
+    if annotation is bool or annotation is Any or isinstance(annotation, bool):
+        return True
+    return any(_accepts_bool(arg) for arg in typing.get_args(annotation))
+
+
+def reject_bool_numbers(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """A ``field_validator("*", mode="before")``: ``true`` / ``false`` is no number (pydantic would take it as 1 / 0)."""
+    if isinstance(value, bool) and info.field_name is not None:
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and not _accepts_bool(field.annotation):
+            raise ValueError(f"expected a number, got {str(value).lower()} (a boolean)")
+    return value
+
+
 class ExplainerParams(BaseModel):
-    """Base of every explainer's ``Params``: unknown keys are an error."""
+    """Base of every explainer's ``Params``: unknown keys are an error, booleans are no numbers."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    _no_bool_numbers = field_validator("*", mode="before")(classmethod(reject_bool_numbers))
 
 
 class _StepRefMarker:

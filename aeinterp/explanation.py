@@ -370,6 +370,8 @@ def _mapped_file(array: np.ndarray) -> Path | None:
 def _write_npy(array: np.ndarray, target: Path, rows_per_slice: int = 64, *, move: bool = True) -> None:
     """``array`` as ``target`` (an ``.npy``): moved when it is a whole mapped ``.npy`` file, else copied in slices."""
     source = _mapped_file(array)
+    if source is not None and not source.exists():  # moved away already (e.g. into the output folder): the open map still reads
+        source = None
     if move and source is not None and source.suffix == ".npy" and source.resolve() != target.resolve():
         whole = np.load(source, mmap_mode="r")
         if whole.shape == array.shape and whole.dtype == array.dtype:
@@ -381,8 +383,16 @@ def _write_npy(array: np.ndarray, target: Path, rows_per_slice: int = 64, *, mov
                 pass
     if source is not None and source.resolve() == target.resolve():
         return
+    from .resources import check_free, reserve
+
     tmp = target.with_name(target.name + ".tmp")
+    check_free(target.parent, int(array.nbytes), f"writing {target.name}")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=array.dtype, shape=array.shape)
+    try:
+        reserve(tmp, f"writing {target.name}")  # a full disk fails here, never as SIGBUS while copying
+    except BaseException:
+        del out
+        raise
     for s in range(0, array.shape[0], rows_per_slice):
         out[s : s + rows_per_slice] = array[s : s + rows_per_slice]
     out.flush()

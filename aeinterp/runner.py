@@ -36,12 +36,14 @@ from .recipe.schema import LoadedRecipe, PlannedStep, dump_recipe, load_recipe, 
 from .run.cache import Cache, data_fingerprint, model_fingerprint
 from .run.executors import make_executor
 from .run.keys import StepKeys
+from .run.lock import OutputLock
 from .run.prepare import load_data, load_model, resolve_cache
 from .run.record import Recorder, RunOutcome, marks
 from .run.results import ResultsStore, RunResults
 from .run.schedule import run_concurrently, sigterm_as_interrupt, with_timeout
 from .run.step import run_step
 from .toolkit.checks import check_finite_outputs
+from .text import safe_console
 from .toolkit.chunks import ChunkedExplainer
 
 __all__ = ["Runner", "RunOutcome", "RunInterrupted", "marks"]
@@ -84,7 +86,7 @@ class Runner:
     ) -> None:
         self.host = PluginHost(autoload=autoload, allow=allow, block=block, plugins=plugins, trace=trace)
         self.executor = executor
-        self.console = console or Console()
+        self.console = safe_console(console or Console())  # control characters in names and errors are shown escaped
         self.quiet = quiet
         self.device = device
         self.cache = cache
@@ -144,7 +146,19 @@ class Runner:
             raise RecipeError("no output folder")
         if out_dir.exists() and not out_dir.is_dir():
             raise RecipeError(f"the output folder {out_dir} is a file; name a folder for the results (--out or `output:`)")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AeinterpError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc}") from None
+        with OutputLock(out_dir):  # one run per output folder: a second one is told which run is writing there
+            return self._run_in(loaded, steps, out_dir)
+
+    def _run_in(self, loaded: LoadedRecipe, steps: list[PlannedStep], out_dir: Path) -> RunOutcome:
+        recipe = loaded.recipe
         with sigterm_as_interrupt():
+            executor = make_executor(self.executor if self.executor is not None else recipe.executor)
+            if hasattr(executor, "check_reachable"):
+                executor.check_reachable()  # a cluster address nobody answers at fails the run now, not every step later
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
                 device = resolve_device(self.device or recipe.device)
@@ -161,7 +175,6 @@ class Runner:
             store = ResultsStore(out_dir, recipe=dump_recipe(recipe), model=model_info, data=data.describe(), plugins=[i.to_json() for i in self.host.infos])
             np.savez(out_dir / SPLIT_FILE, **data.split_arrays())  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle  # which rows were explained, which were fit/background
             outcome = RunOutcome(out_dir=out_dir)
-            executor = make_executor(self.executor if self.executor is not None else recipe.executor)
             keying = None
             if cache is not None:
                 keying = StepKeys(cache, data_hash=data_hash or "", model_hash=model_fingerprint(model), device=device.type, seed=recipe.seed)
@@ -169,7 +182,7 @@ class Runner:
             status = "interrupted"
             try:
                 if getattr(executor, "concurrent_steps", False):
-                    run_concurrently(steps, executor, model, data, recipe.seed, recorder, self._progress(), keying)
+                    run_concurrently(steps, executor, model, data, recipe.seed, recorder, self._progress(), keying, timeout=self.timeout)
                 else:
                     for step in steps:
                         self._run_step(step, model, data, recipe.seed, recorder)

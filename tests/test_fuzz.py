@@ -131,3 +131,109 @@ def test_the_cli_prints_every_outcome_without_internal_errors(recipe: dict, tmp_
     code = cli.main(["validate", str(path)], console=Console(file=buf, width=120))
     assert code in (0, 2), buf.getvalue()
     assert "internal error" not in buf.getvalue()
+
+
+# --- issue 27: cache manifests, terminal text and HTML text -------------------------------------
+
+import json as _json  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from aeinterp.run.cache import Cache, file_hash, safe_figure_name  # noqa: E402
+from aeinterp.text import UNSAFE, safe_console, script_json, terminal_safe  # noqa: E402
+
+_CACHE_ROOT = Path(tempfile.mkdtemp(prefix="aeinterp-fuzz-cache-"))
+PATHS = ["0.png", "1.png", "/etc/hostname", "../0.png", "x/../../..", "..", ".", "", "0.png/", "./0.png", "00.png", "figures.json",
+         "\\..\\0.png", "0.png\x00", "~/0.png", "1.PNG", "-1.png", "9" * 30 + ".png"]
+FIG_NAMES = ["", "own", "x/../../../../ESCAPED", "..", "a..b", "../up", "/abs", "ok.name", "-dash", "_u", "\x1b]0;x\x07", "<b>", "a" * 200]
+path_like = st.sampled_from(PATHS) | st.text(max_size=12)
+name_like = st.sampled_from(FIG_NAMES) | st.text(max_size=12)
+
+
+def _figure_entry(key: str) -> Path:
+    cache = Cache(_CACHE_ROOT)
+    png = _CACHE_ROOT / "src.png"
+    png.write_bytes(b"\x89PNG-fuzz")
+    if cache.load_figures(key) is None:
+        cache.save_figures(key, {"": png, "own": png})
+    return cache._dir("figures", key)
+
+
+@FUZZ
+@given(files=st.dictionaries(name_like, path_like, max_size=4), hashes=st.dictionaries(path_like, st.sampled_from(["", "0" * 40]) | st.text(max_size=4), max_size=3),
+       keep_hashes=st.booleans())
+def test_fuzzed_figure_manifest_never_points_outside_its_entry(files: dict, hashes: dict, keep_hashes: bool) -> None:
+    key = "f" * 40
+    folder = _figure_entry(key)
+    manifest = folder / "figures.json"
+    original = manifest.read_text()
+    try:
+        doc = _json.loads(original)
+        doc["files"] = files
+        if keep_hashes:  # the attacker recomputes the hashes of whatever the names point at, where that can be read
+            doc["hashes"] = {f: (file_hash(folder / f) if isinstance(f, str) and f and (folder / f).is_file() else "0") for f in files.values()}
+        else:
+            doc["hashes"] = hashes
+        manifest.write_text(_json.dumps(doc))
+        loaded = Cache(_CACHE_ROOT).load_figures(key)
+        if loaded is not None:
+            for name, path in loaded.items():
+                assert name == "" or safe_figure_name(name)
+                assert path.parent == folder and not path.is_symlink() and path.resolve().parent == folder.resolve()
+    finally:
+        manifest.write_text(original)
+
+
+@FUZZ
+@given(local_file=st.none() | path_like, files=st.dictionaries(path_like, st.text(max_size=4), max_size=3))
+def test_fuzzed_step_entry_never_reads_outside_its_entry(local_file: object, files: dict) -> None:
+    from aeinterp.explanation import Explanation
+
+    cache = Cache(_CACHE_ROOT)
+    key = "s" * 40
+    if cache.load_step(key) is None:
+        cache.save_step(key, Explanation(importance=np.ones((2, 3)), feature_names=list("abc"), target_names=["z0", "z1"], local=np.ones((4, 2, 3))))
+    folder = cache._dir("steps", key)
+    result = folder / "result.json"
+    original = result.read_text()
+    try:
+        doc = _json.loads(original)
+        doc["local_file"] = local_file
+        doc["files"] = {**doc["files"], **files}
+        result.write_text(_json.dumps(doc))
+        loaded = cache.load_step(key)
+        if loaded is not None:  # only the names the entry wrote, with the hashes it wrote
+            assert doc["local_file"] in (None, "arrays.local.npy") and set(doc["files"]) <= {"arrays.npz", "arrays.local.npy"}
+    finally:
+        result.write_text(original)
+
+
+any_text = st.text(alphabet=st.characters(codec=None, min_codepoint=0, max_codepoint=0x2FFF), max_size=40)
+
+
+@FUZZ
+@given(text=any_text)
+def test_fuzzed_terminal_text_has_no_control_characters(text: str) -> None:
+    safe = terminal_safe(text)
+    assert not UNSAFE.search(safe) and terminal_safe(safe) == safe
+    buf = io.StringIO()
+    safe_console(Console(file=buf, width=80)).print(text, markup=False, highlight=False)
+    assert not UNSAFE.search(buf.getvalue())
+
+
+@FUZZ
+@given(names=st.lists(any_text, min_size=1, max_size=4, unique=True))
+def test_fuzzed_html_text_stays_inert(names: list[str]) -> None:
+    from aeinterp.explanation import Explanation
+    from aeinterp.report.html import _step
+
+    text = script_json({"cols": names})
+    assert not set(text) & set("<>&\u2028\u2029") and _json.loads(text)["cols"] == names
+    e = Explanation(importance=np.arange(2.0 * len(names)).reshape(2, len(names)), feature_names=names, target_names=["z0", "z1"], explainer="fuzz")
+    step = _step("fuzz", e, [], 3)
+    assert "<" not in str(step["matrix_json"]) and _json.loads(str(step["matrix_json"]))["cols"] == names
+    for name in names:
+        if "<" in name:
+            assert name not in str(step["heatmap"])  # escaped in the table's HTML

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data import ArrayDataset, DataKind, element_names, finite_rows, make_groups, split_indices
 from ..errors import DataError
+from .checks import check_float32_range, check_unique_names
 from .readers import MISSING, RawTable, read_file
 
 __all__ = ["load_dataset", "BUILTIN_DATASETS", "BUILTIN_KINDS", "make_sines", "make_synthetic_tabular", "MISSING", "read_rows"]
@@ -87,6 +88,8 @@ def _builtin(name: str) -> tuple[np.ndarray, list[str] | None, np.ndarray | None
 
 
 def _infer_kind(x: np.ndarray, kind: str | None, source: str) -> tuple[np.ndarray, DataKind]:
+    if x.ndim < 2:
+        raise DataError(f"{source} has shape {x.shape}; data must be 2-D, samples x features (one feature: save x.reshape(-1, 1); one sample: x.reshape(1, -1))")
     if kind is None:
         if x.ndim == 2:
             return x, "tabular"
@@ -272,6 +275,7 @@ def load_dataset(
     if not np.issubdtype(np.asarray(x[:0]).dtype, np.number):
         raise DataError(f"data from {name} is not numeric (dtype {x.dtype})")
     if x.dtype != np.float32:
+        check_float32_range(x, str(name), table.feature_names)
         x = np.asarray(x, dtype=np.float32)
     x, kind = _infer_kind(x, kind, name)
     if x.shape[0] == 0:
@@ -280,6 +284,7 @@ def load_dataset(
         if kind == "image":
             raise DataError("feature_names do not apply to image data (pixels are named by position)")
         base_names = [str(n) for n in feature_names]
+        check_unique_names(base_names, "data.feature_names")
     if user is None:
         user = _user_split(
             x.shape[0], table, name, column=split_column, explain_values=explain_values, fit_values=fit_values,

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import check_dense_fits, check_unique_names, open_npy
 from ..errors import DataError, require
 
 __all__ = ["RawTable", "read_file", "SUFFIXES", "MISSING"]
@@ -268,6 +269,8 @@ def _read_h5ad(path: Path, layer: str | None) -> RawTable:
         if layer not in adata.layers:
             raise DataError(f"{path} has no layer {layer!r}; it has {', '.join(adata.layers) or 'none'} (omit `key:` for X)")
         matrix = adata.layers[layer]
+    check_unique_names([str(v) for v in adata.var_names], f"the var_names of {path}")
+    check_dense_fits(getattr(matrix, "shape", ()), np.float32, f"X of {path}" if layer is None else f"layer {layer!r} of {path}")
     if hasattr(matrix, "toarray"):  # scipy sparse: the explainers need dense rows
         matrix = matrix.toarray()
     x = np.asarray(matrix, dtype=np.float32)
@@ -278,7 +281,7 @@ def _read_h5ad(path: Path, layer: str | None) -> RawTable:
 # --- numpy -------------------------------------------------------------------------------
 def _read_array(path: Path, key: str | None) -> RawTable:
     if path.suffix == ".npy":
-        return RawTable(x=np.load(path, mmap_mode="r", allow_pickle=False))
+        return RawTable(x=open_npy(path))  # a truncated file says so
     with np.load(path, allow_pickle=False) as npz:
         keys = list(npz.files)
         if key is None:

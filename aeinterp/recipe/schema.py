@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..data import DATA_KINDS
 from ..errors import RecipeError, clip
 from .executor import ExecutorConfig
-from ..explainer import ExplainerParams, step_ref_fields
+from ..explainer import ExplainerParams, reject_bool_numbers, step_ref_fields
 from ..plugins.registry import ExplainerRegistry, RegisteredExplainer
 from ..targets import Target
 from .locate import _format_loc, _line, _node_at, _problems
@@ -33,6 +33,10 @@ from .yamlsafe import SYNTAX_ERROR as _SYNTAX, load_yaml
 __all__ = ["Recipe", "PlannedStep", "load_recipe", "parse_recipe", "plan_steps", "apply_overrides", "recipe_schema"]
 
 TargetName = Literal["latent", "latent_pca", "reconstruction", "reconstruction_error", "prediction"]
+#: files every run writes in its output folder (the run lock, results, the split's rows, the values the reports draw)
+OUTPUT_FILES = frozenset({"results.json", "report.html", "split.npz", "report_values.npz", ".aeinterp.lock"})
+#: names no step alias and no model.save may take: those files, and the stems of the .npz ones (a step writes <alias>.npz)
+RESERVED_OUTPUT_NAMES = OUTPUT_FILES | {"split", "report_values"}
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeds both accept 0 .. 2**32 - 1
 SUPERVISED_MODELS = ("supervised_vae",)
 
@@ -69,6 +73,8 @@ def _inside(value: str | None, what: str) -> str | None:
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    _no_bool_numbers = field_validator("*", mode="before")(classmethod(reject_bool_numbers))  # `seed: true` is no seed
 
 
 class SplitSection(_Section):
@@ -418,10 +424,17 @@ def plan_steps(loaded: LoadedRecipe, registry: ExplainerRegistry) -> list[Planne
     out = resolve(loaded.base_dir, recipe.output)
     if out is not None and out.exists() and not out.is_dir():
         problems.append(f"output{_line(_node_at(loaded.node, ['output']))}: {out} is a file, not a folder; name a folder for the results")
+    for step in planned:  # <alias>.npz / .png beside aeinterp's own files: never one of them
+        if step.alias.lower() in RESERVED_OUTPUT_NAMES:
+            loc = ["explainers", step.index, "alias"] if recipe.explainers[step.index].alias else ["explainers", step.index, "name"]
+            problems.append(
+                f"{_format_loc(loc)}{_line(_node_at(loaded.node, loc))}: result name {step.alias!r} is reserved (aeinterp writes "
+                f"{', '.join(sorted(OUTPUT_FILES))} in the output folder); give this step another `alias:`"
+            )
     if recipe.model.save:
         save = Path(recipe.model.save).as_posix()
         taken = [a for s in planned for a in (s.alias,) if save.startswith(a + ".")]
-        if save in ("results.json", "report.html") or taken:
+        if save.lower() in RESERVED_OUTPUT_NAMES or taken:
             what = f"the files of step {taken[0]!r}" if taken else "aeinterp's own output"
             problems.append(f"model.save{_line(_node_at(loaded.node, ['model', 'save']))}: {save!r} would overwrite {what}; choose another file name")
     if problems:

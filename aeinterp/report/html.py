@@ -18,6 +18,7 @@ import numpy as np
 from markupsafe import Markup
 
 from ..explanation import Explanation, jsonable
+from ..text import script_json
 from ..run.results import RunResults
 from .layout import element_maps, layout_of
 from .summary import Verdicts, agreeing, agreements, explained_rows, measures_inputs, shown_note, top_columns, top_rows, unit_of, verdicts
@@ -149,7 +150,7 @@ def _step(alias: str, e: Explanation, paths: Sequence[Path], top_k: int) -> dict
         total = float(e.importance[r].sum())
         top.append({"index": r, "target": e.target_names[r], "total": _fmt(total), "total_text": _fmt(total), "features": feats})
     skipped = len(e.target_names) - len(explained_rows(e))
-    matrix = json.dumps({"rows": e.target_names, "cols": e.feature_names, "v": jsonable(np.round(e.importance, 6))}, allow_nan=False).replace("</", "<\\/")
+    matrix = script_json({"rows": e.target_names, "cols": e.feature_names, "v": jsonable(np.round(e.importance, 6))}, allow_nan=False)
     extras = {k: v for k, v in e.extras.items() if k != "summary"}
     return {
         "alias": alias, "anchor": _anchor(alias), "explainer": e.explainer, "distribution": e.distribution, "version": e.version,
@@ -206,7 +207,7 @@ def render_html(results: RunResults, plots: Mapping[str, Sequence[Path]], *, top
             unit = unit_of(e) + ("" if measures_inputs(e) else " (over the model's outputs)")
             views[name].append({"alias": alias, "anchor": _anchor(alias), "explainer": e.explainer, "unit": unit, "view": _latent_view(e, r, data_info), "lines": _target_lines(e, name)})
     steps = [_step(alias, e, plots.get(alias, []), top_k) for alias, e in results.explanations.items()]
-    entries = [{"alias": x["alias"], "anchor": _anchor(x["alias"]), "name": x["name"], "target": x.get("target", ""), "ok": x.get("status") == "ok", "time": _fmt(float(x.get("runtime_s") or 0)), "time_text": f"{x.get('runtime_s') or 0:.2f}" if x.get("status") == "ok" else html.escape(str(x.get("error", "")))[:200]} for x in results.entries]
+    entries = [{"alias": x["alias"], "anchor": _anchor(x["alias"]), "name": x["name"], "target": x.get("target", ""), "ok": x.get("status") == "ok", "time": _fmt(float(x.get("runtime_s") or 0)), "time_text": f"{x.get('runtime_s') or 0:.2f}" if x.get("status") == "ok" else str(x.get("error", ""))[:200]} for x in results.entries]
     pairs = [{"a": p.a, "b": p.b, "target": p.target, "spearman": _fmt(p.spearman), "spearman_text": f"{p.spearman:.2f}", "top1": _fmt(p.top1), "top1_text": f"{p.top1:.0%}"} for p in agreements(results.explanations)]
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]), trim_blocks=False)
     return env.get_template("report.html.j2").render(

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..explanation import Explanation
+from ..text import safe_console
 from ..run.results import RunResults
 from .summary import Verdicts, agreeing, agreements, explained_rows, shown_note, top_columns, top_rows, unit_of, verdicts
 
@@ -168,6 +169,7 @@ def _verdict_text(verdict: Verdicts, members: Mapping[str, Sequence[str]]) -> Te
 
 
 def print_report(console: Console, results: RunResults, *, top_k: int = 5, targets: str | Sequence[str] | int | None = None, verdict: Verdicts | None = None) -> None:
+    console = safe_console(console)  # names come from the user's files: control characters are shown, not obeyed
     doc = results.doc
     data, model = doc.get("data", {}), doc.get("model", {})
     verdict = verdict or verdicts(results.explanations, model.get("latent_dim") if isinstance(model.get("latent_dim"), int) else None)

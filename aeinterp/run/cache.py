@@ -34,6 +34,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -48,8 +49,11 @@ from ..paths import CACHE_ENV, default_cache_dir
 
 __all__ = ["Cache", "CACHE_ENV", "default_cache_dir", "without_run_facts", "fingerprint", "data_fingerprint", "model_fingerprint", "module_fingerprint"]
 
-KEY_VERSION = 2  # bump when what goes into a key changes (or the values for a key do), so old entries are never matched
+KEY_VERSION = 3  # bump when what goes into a key changes (or the values for a key do), so old entries are never matched
 _CHUNK = 16 * 2**20
+#: a figure name an entry may hold: it becomes part of ``<alias>.<name>.png`` in the output folder
+FIGURE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_FIGURE_FILE = re.compile(r"(0|[1-9][0-9]*)\.png")
 
 
 def without_run_facts(explanation: Explanation) -> Explanation:
@@ -127,13 +131,16 @@ def _source_of(obj: Any) -> str:
 
 
 def module_fingerprint(module: Any) -> str:
-    """Hash of a torch module: its class, its class's source (or TorchScript code), every tensor of its state dict."""
+    """Hash of a torch module: its class, the code it runs (:func:`aeinterp.run.codehash.code_fingerprint`), every tensor of its state dict."""
     import torch
+
+    from .codehash import code_fingerprint
 
     h = _hasher()
     cls = type(module)
     h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
     h.update(_source_of(module).encode())
+    h.update(code_fingerprint(module).encode())  # the classes' MRO, their modules' sources and the helpers they call
     state = module.state_dict() if hasattr(module, "state_dict") else {}
     for name, tensor in state.items():
         h.update(name.encode())
@@ -150,6 +157,7 @@ def module_fingerprint(module: Any) -> str:
 def model_fingerprint(model: Any) -> str:
     """Hash of an :class:`aeinterp.Model`: its module(s), and how the adapter reads them."""
     from ..model import torch_modules
+    from .codehash import callable_fingerprint
 
     parts: list[Any] = [type(model).__qualname__, list(getattr(model, "input_shape", ()))]
     for attr in ("code", "task_dims", "class_names"):
@@ -157,12 +165,49 @@ def model_fingerprint(model: Any) -> str:
     for attr in ("_encoder", "_decoder", "_head"):
         fn = getattr(model, attr, None)
         parts.append(getattr(fn, "__qualname__", None) or type(fn).__qualname__)
+        if fn is not None and not hasattr(fn, "state_dict"):
+            parts.append(callable_fingerprint(fn))  # an adapter's own encoder/decoder function: its code too
         if fn is not None and hasattr(fn, "state_dict") and not any(fn is m for m in torch_modules(model)):
             parts.append(module_fingerprint(fn))
     parts += [module_fingerprint(m) for m in torch_modules(model)]
     if not torch_modules(model):  # a user's Model without a torch module: only its identity is known
         parts.append(f"{type(model).__module__}.{type(model).__qualname__}:{id(model)}")
     return fingerprint(*parts)
+
+
+STEP_LOCAL_FILE = "arrays.local.npy"
+STEP_FILES = frozenset({"arrays.npz", STEP_LOCAL_FILE})
+
+
+def safe_figure_name(name: str) -> bool:
+    """Whether ``name`` may become part of a file name in the output folder (letters, digits, ``_ - .``; no ``..``)."""
+    return bool(FIGURE_NAME.fullmatch(name)) and ".." not in name and len(name) <= 120
+
+
+def file_hash(path: Path) -> str:
+    """Content hash of one file (read in chunks)."""
+    h = _hasher()
+    with open(path, "rb") as fh:
+        while block := fh.read(_CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verify(folder: Path, hashes: Mapping[str, Any], allowed: Iterable[str] | None = None) -> bool:
+    """Every file named in ``hashes`` is a plain file directly in ``folder`` (no link, no path) with that content hash."""
+    allowed = None if allowed is None else frozenset(allowed)
+    root = folder.resolve()
+    for name, digest in hashes.items():
+        if not isinstance(name, str) or not isinstance(digest, str) or (allowed is not None and name not in allowed):
+            return False
+        if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name or os.path.isabs(name):
+            return False
+        path = folder / name
+        if path.is_symlink() or not path.is_file() or path.resolve().parent != root:
+            return False
+        if file_hash(path) != digest:
+            return False
+    return True
 
 
 class Cache:
@@ -199,7 +244,11 @@ class Cache:
         folder = self._dir("steps", key)
         try:
             entry = json.loads((folder / "result.json").read_text())
-            if entry.get("cache_key") != key:
+            if entry.get("cache_key") != key or not isinstance(entry.get("files"), dict):
+                return None
+            if entry.get("local_file") not in (None, STEP_LOCAL_FILE) or not _verify(folder, entry["files"], allowed=STEP_FILES):
+                return None  # a name the entry never wrote, or a file changed since: not used
+            if set(entry["files"]) != {"arrays.npz", *([entry["local_file"]] if entry.get("local_file") else [])}:
                 return None
             return Explanation.from_json(entry, folder / "arrays.npz")
         except FileNotFoundError:
@@ -213,8 +262,10 @@ class Cache:
         entry = {**explanation.to_json(), "cache_key": key, "inputs": dict(inputs or {})}
 
         def write(tmp: Path) -> None:
-            explanation.save_arrays(tmp / "arrays.npz")
-            (tmp / "result.json").write_text(json.dumps(jsonable(entry), allow_nan=False))
+            local_file = explanation.save_arrays(tmp / "arrays.npz")  # a spilled or large ``local`` goes beside it
+            names = ["arrays.npz", *([local_file] if local_file else [])]
+            full = {**entry, "local_file": local_file, "files": {n: file_hash(tmp / n) for n in names}}
+            (tmp / "result.json").write_text(json.dumps(jsonable(full), allow_nan=False))
 
         return self._store("steps", key, write)
 
@@ -268,18 +319,29 @@ class Cache:
             manifest = json.loads((folder / "figures.json").read_text())
             if manifest.get("cache_key") != key:
                 return None
-            files = {str(name): folder / str(file) for name, file in manifest["files"].items()}
-        except (OSError, ValueError, KeyError, AttributeError):
+            names, hashes = manifest["files"], manifest["hashes"]
+            if not isinstance(names, dict) or not isinstance(hashes, dict):
+                return None
+            for name, file in names.items():  # names the entry itself wrote: n.png, each once, and safe figure names
+                if not isinstance(name, str) or not isinstance(file, str) or not (name == "" or safe_figure_name(name)) or not _FIGURE_FILE.fullmatch(file):
+                    return None
+            if len(set(names.values())) != len(names) or set(hashes) != set(names.values()) or not _verify(folder, hashes):
+                return None
+            files = {name: folder / file for name, file in names.items()}
+        except (OSError, ValueError, KeyError, AttributeError, TypeError):
             return None
-        return files if all(f.is_file() for f in files.values()) else None
+        return files
 
     def save_figures(self, key: str, files: Mapping[str, Path]) -> Path | None:
         """Store copies of the PNG ``files`` (by figure name) under ``key``."""
         def write(tmp: Path) -> None:
+            if not all(name == "" or safe_figure_name(name) for name in files):
+                raise OSError("unsafe figure name")  # never stored (the report refuses such names before)
             names = {name: f"{i}.png" for i, name in enumerate(files)}
             for name, path in files.items():
                 shutil.copyfile(path, tmp / names[name])
-            (tmp / "figures.json").write_text(json.dumps({"cache_key": key, "files": names}))
+            hashes = {file: file_hash(tmp / file) for file in names.values()}
+            (tmp / "figures.json").write_text(json.dumps({"cache_key": key, "files": names, "hashes": hashes}))
 
         return self._store("figures", key, write)
 

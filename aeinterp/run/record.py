@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from ..errors import AeinterpError
 from ..explanation import Explanation
+from ..text import terminal_safe
 from ..recipe.schema import PlannedStep
 from .keys import StepKeys
 from .results import ResultsStore
@@ -85,6 +86,6 @@ class Recorder:
         if not self.quiet:
             _, fail_mark = marks(self.console)
             self.console.print(
-                f"[red]{fail_mark} {escape(step.alias)}[/red] ({escape(entry.name)} from {escape(entry.distribution)} {escape(entry.version)}): {escape(str(exc))}",
+                f"[red]{fail_mark} {escape(step.alias)}[/red] ({escape(entry.name)} from {escape(entry.distribution)} {escape(entry.version)}): {escape(terminal_safe(exc))}",
                 highlight=False, soft_wrap=True,
             )

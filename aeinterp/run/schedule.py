@@ -79,7 +79,7 @@ def with_timeout(fn: Callable[[], Any], timeout: float | None, what: str) -> Any
 
 def run_concurrently(
     steps: list[PlannedStep], executor: Any, model: Model, data: Any, seed: int,
-    recorder: Recorder, progress: Any, keying: StepKeys | None = None,
+    recorder: Recorder, progress: Any, keying: StepKeys | None = None, *, timeout: float | None = None,
 ) -> None:
     """Every step whose dependencies have finished runs at once on ``executor`` (driver threads wait on its tasks).
 
@@ -90,6 +90,8 @@ def run_concurrently(
     ``results.json`` in recipe order: a step that finishes before an
     earlier one waits for it, except on Ctrl-C or an error, where every
     finished step is written before the tasks in flight are cancelled.
+    A step past its ``timeout:`` (or ``timeout``, the run's default) has its
+    tasks cancelled and fails alone; the run goes on.
     """
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
@@ -97,6 +99,7 @@ def run_concurrently(
     needs = step_dependencies(steps)
     waiting: list[PlannedStep] = list(steps)
     running: dict[Future[Explanation], PlannedStep] = {}
+    deadlines: dict[Future[Explanation], tuple[float, float, Any]] = {}  # a step's timeout: (deadline, seconds, explainer)
     finished: dict[str, tuple[Explanation | None, BaseException | None]] = {}
     keys: dict[str, str | None] = {}  # cache keys of the started steps
     from_cache: set[str] = set()
@@ -143,12 +146,36 @@ def run_concurrently(
                 finish(step, hit, None, cached=True)
                 return
         entry = step.explainer
+        if hasattr(executor, "connect"):  # once, here in the runner's thread: Ray's connection must not be made by a step thread
+            executor.connect()
         results = {a: outcome.explanations[a] for a in needs[step.alias] if a in outcome.explanations}
         instance = entry.cls(step.params, progress=progress.view(f"{step.alias}: "), results=results)
-        running[pool.submit(
+        fut = pool.submit(
             executor.run_explainer, instance, model, data, target=step.target, seed=seed,
             distribution=entry.distribution, version=entry.version,
-        )] = step
+        )
+        running[fut] = step
+        seconds = step.timeout if step.timeout is not None else timeout
+        if seconds is not None:
+            deadlines[fut] = (time.monotonic() + seconds, seconds, instance)
+
+    abandoned: set[Future[Explanation]] = set()
+
+    def expire() -> None:  # steps past their timeout: their tasks cancelled, the step failed, the run goes on
+        now = time.monotonic()
+        for fut, (deadline, seconds, instance) in list(deadlines.items()):
+            if fut.done():
+                deadlines.pop(fut)
+            elif now >= deadline:
+                deadlines.pop(fut)
+                step = running.pop(fut)
+                if hasattr(executor, "cancel_step"):
+                    executor.cancel_step(instance)
+                abandoned.add(fut)
+                finish(step, None, StepTimeout(
+                    f"step {step.alias!r} did not finish within its timeout of {seconds:g} s; its tasks were cancelled "
+                    "(raise `timeout:` for this step or --timeout)", plugin=step.alias,
+                ))
 
     pool = ThreadPoolExecutor(max_workers=max(1, min(len(steps), 32)), thread_name_prefix="aeinterp-step")
     try:
@@ -157,9 +184,13 @@ def run_concurrently(
                 while ready := [s for s in waiting if needs[s.alias] <= done_aliases]:  # a cached step readies its dependents at once
                     for step in ready:
                         start(step)
-                done, _ = wait(running, return_when=FIRST_COMPLETED) if running else (set(), set())
+                next_deadline = min((d for d, _, _ in deadlines.values()), default=None)
+                wait_for = None if next_deadline is None else max(0.0, next_deadline - time.monotonic())
+                done, _ = wait(running, timeout=wait_for, return_when=FIRST_COMPLETED) if running else (set(), set())
                 for fut in done:
+                    deadlines.pop(fut, None)
                     harvest(fut)
+                expire()
                 first_open = next((i for i, s in enumerate(steps) if s.alias not in done_aliases), len(steps))
                 write(first_open)
     except BaseException:
@@ -169,4 +200,4 @@ def run_concurrently(
         pool.shutdown(wait=False, cancel_futures=True)
         write(len(steps))  # keep every finished step, even after an unfinished one
         raise
-    pool.shutdown(wait=True)
+    pool.shutdown(wait=not abandoned)  # a timed-out step's driver thread is not waited for

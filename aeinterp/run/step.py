@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import platform
 import time
+import warnings
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version as dist_version
 from typing import Any
@@ -64,6 +65,20 @@ def _sample_names(result: Explanation, data: Dataset, instance: Explainer) -> li
     return [names[int(r)] for r in explain[ids]]
 
 
+def training_note(model: Any) -> str | None:
+    """What changes when a model left in training mode is explained in eval mode (dropout, batch norm), or None."""
+    from torch import nn
+
+    from ..model import torch_modules
+
+    kinds = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
+    moving = sorted({type(m).__name__ for root in torch_modules(model) for m in root.modules() if m.training and isinstance(m, kinds)})
+    if not moving:
+        return None
+    return (f"the model was in training mode; it was explained in eval mode ({', '.join(moving)} behave as at inference: "
+            "dropout off, batch-norm running statistics) and left in training mode afterwards; call model.eval() first to silence this")
+
+
 def run_step(
     explainer: type[Explainer] | Explainer,
     model: Model,
@@ -89,6 +104,9 @@ def run_step(
     instance = explainer if isinstance(explainer, Explainer) else explainer(params, progress=progress)
     instance.rows_used = {}
     target = Target(target)
+    note = training_note(model)
+    if note is not None:
+        warnings.warn(note, stacklevel=2)
     start = time.perf_counter()
     try:
         instance.check(model, data, target)
@@ -112,7 +130,12 @@ def run_step(
         pca = work.latent_pca  # type: ignore[attr-defined]
         summary = [*result.extras.get("summary", []), pca.summary()]
         result = result.replace(extras={**result.extras, "latent_pca": pca.to_json(), "summary": summary})
-    result = check_explanation(result, model, data, target, explainer=instance.name, distribution=distribution, features=instance.capabilities.features)
+    result = check_explanation(
+        result, model, data, target, explainer=instance.name, distribution=distribution, features=instance.capabilities.features,
+        split="fit" if getattr(instance.params, "split", "explain") == "fit" else "explain",
+    )
+    if note is not None:
+        result = result.replace(extras={**result.extras, "model_mode": note})
     return result.replace(
         sample_names=_sample_names(result, data, instance),
         arrays=_with_rows(result.arrays, instance.rows_used, data),

@@ -170,8 +170,12 @@ def plain_extras(value: Any, where: str = "extras") -> Any:
 
 def check_explanation(
     result: Any, model: Model, data: Any, target: Target | str, *, explainer: str, distribution: str = "", features: str = "groups",
+    split: str = "explain",
 ) -> Explanation:
-    """The explainer's result if it fits the data and target; extras made plain JSON. Raises :class:`ExplainerError`."""
+    """The explainer's result if it fits the data and target; extras made plain JSON. Raises :class:`ExplainerError`.
+
+    ``split`` is the split the explainer explained (its ``split`` param): ``local`` has at most that many rows.
+    """
 
     def fail(problem: str) -> ExplainerError:
         return ExplainerError(f"explainer {explainer!r} returned an unusable result: {problem}", plugin=explainer, distribution=distribution)
@@ -192,8 +196,12 @@ def check_explanation(
     subset = expected is not None and len(set(rows)) == len(rows) and set(rows) <= set(expected)  # e.g. a `dims:` param
     if expected is not None and len(rows) != len(expected) and not subset:
         raise fail(f"{len(rows)} target rows {_head(rows)}, but target {target.value!r} has {len(expected)} {_head(expected)}")
-    if result.local is not None and not 1 <= result.local.shape[0] <= len(data.x_explain):
-        raise fail(f"local attributions for {result.local.shape[0]} samples, but {len(data.x_explain)} samples were explained")
+    importance = np.asarray(result.importance, dtype=np.float64)
+    if importance.size and not np.isfinite(importance).any():
+        raise fail(f"every importance value is NaN or infinite ({importance.shape[0]} targets x {importance.shape[1]} features); that is no result")
+    explained = len(data.x_fit) if split == "fit" else len(data.x_explain)
+    if result.local is not None and not 1 <= result.local.shape[0] <= explained:
+        raise fail(f"local attributions for {result.local.shape[0]} samples, but {explained} samples of the {split} split were explained")
     for key, arr in result.arrays.items():
         a = np.asarray(arr)
         if a.dtype == object:

@@ -222,6 +222,15 @@ class ChunkedExplainer(Explainer):
         spill, stop = self.spill(state), self.stopping(state)
         sink = RowsSink(len(units), None if self.rows_dir is None else Path(self.rows_dir) / f".rows-{self.name}-{base_seed:x}") if spill else None
         rounds = [len(units)] if stop is None else round_sizes(len(units), stop.first_round)
+        try:
+            return self._explain_rounds(model, data, state, target, units, chunk_size, base_seed, spill, stop, sink, rounds)
+        except BaseException:
+            if sink is not None:  # a failed step leaves no half-written spill behind
+                sink.discard()
+            raise
+
+    def _explain_rounds(self, model: Any, data: Any, state: Any, target: Target, units: np.ndarray, chunk_size: int, base_seed: int,
+                        spill: frozenset[str], stop: Any, sink: RowsSink | None, rounds: list[int]) -> Explanation:
         total, done, previous, history = Partial(), 0, None, []
         value = halfwidth = None
         for r, upto in enumerate(rounds):

@@ -35,7 +35,10 @@ kept swapping such pairs and never stopped).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -45,6 +48,7 @@ from pydantic import AfterValidator, Field, field_validator
 
 from ..data import subsample_indices
 from ..explainer import ExplainerParams
+from ..resources import check_free, reserve
 
 __all__ = ["StreamParams", "MaxSamples", "LocalPlan", "local_plan", "parse_local", "RowsSink", "top_k_rows", "round_sizes", "converged", "same_ranking", "Z_95"]
 
@@ -168,7 +172,11 @@ class RowsSink:
 
     def __init__(self, total: int, directory: str | Path | None = None) -> None:
         self.total = int(total)
-        self.dir = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="aeinterp-rows-"))
+        if directory is None:  # the Python API: a temporary folder, removed at exit at the latest
+            self.dir = Path(tempfile.mkdtemp(prefix="aeinterp-rows-"))
+            _TEMPORARY.add(str(self.dir))
+        else:
+            self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._maps: dict[str, np.memmap] = {}
 
@@ -178,8 +186,28 @@ class RowsSink:
     def write(self, key: str, start: int, rows: np.ndarray) -> None:
         rows = np.asarray(rows)
         if key not in self._maps:
-            self._maps[key] = np.lib.format.open_memmap(self.path(key), mode="w+", dtype=rows.dtype, shape=(self.total, *rows.shape[1:]))
+            self._maps[key] = self._open(key, rows.dtype, (self.total, *rows.shape[1:]))
         self._maps[key][start : start + rows.shape[0]] = rows
+
+    def _open(self, key: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.memmap:
+        """The ``.npy`` map for ``key``, its blocks reserved on disk first: a full disk fails here, not as SIGBUS on a later write."""
+        what = f"spilling {key} ({' x '.join(map(str, shape))} {np.dtype(dtype).name})"
+        check_free(self.dir, int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize, what)
+        out = np.lib.format.open_memmap(self.path(key), mode="w+", dtype=dtype, shape=shape)
+        try:
+            reserve(self.path(key), what)
+        except BaseException:
+            del out
+            raise
+        return out
+
+    def discard(self) -> None:
+        """Remove what was written (a failed step): its files, and the folder when it is empty."""
+        self._maps.clear()
+        for key_file in self.dir.glob("*.npy"):
+            key_file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.dir.rmdir()
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {}
@@ -188,6 +216,17 @@ class RowsSink:
             out[key] = np.load(self.path(key), mmap_mode="r")
         self._maps.clear()
         return out
+
+
+_TEMPORARY: set[str] = set()  # aeinterp-rows-* folders of this process (the Python API spills there)
+
+
+@atexit.register
+def _remove_temporary() -> None:
+    """Remove this process's temporary rows folders at exit (results saved with ``save`` were copied or moved out)."""
+    for folder in list(_TEMPORARY):
+        shutil.rmtree(folder, ignore_errors=True)
+    _TEMPORARY.clear()
 
 
 def round_sizes(total: int, first: int) -> list[int]:

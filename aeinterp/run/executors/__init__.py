@@ -20,6 +20,9 @@ when it first connects, never before.
 ``max_retries``
     how often a task whose worker died (killed, out of memory, node lost) is
     re-run before its step fails with a message saying so.
+``connect_timeout``
+    seconds a ``host:port`` / ``ray://host:port`` address has to answer before
+    the run fails with a clear message (default 30; Ray alone would retry for minutes).
 ``data_from_path``
     samples memory-mapped from a ``.npy`` file reach the workers as the
     file's path (they map it themselves; default ``true``, every node must
@@ -72,4 +75,5 @@ def make_executor(spec: Executor | ExecutorConfig | Mapping[str, Any] | str | No
         return LocalExecutor()
     from .ray import RayExecutor
 
-    return RayExecutor(address=spec.address, num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_retries=spec.max_retries, data_from_path=spec.data_from_path)  # type: ignore[return-value]
+    return RayExecutor(address=spec.address, num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_retries=spec.max_retries, data_from_path=spec.data_from_path,  # type: ignore[return-value]
+                       connect_timeout=spec.connect_timeout)

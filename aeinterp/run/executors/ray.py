@@ -37,11 +37,21 @@ Failures
     memory, node lost) is re-run up to ``max_retries`` times by Ray; after that
     its step fails with :class:`ChunkLostError`, never with a chunk silently
     missing. Ctrl-C cancels every task in flight (:meth:`RayExecutor.cancel_all`).
+
+Connection and timeouts
+    One connection per process, made behind a lock: steps that start at the
+    same time share it (they never race ``ray.init``). An ``address`` naming a
+    host and port is probed first: nothing listening there within
+    ``connect_timeout`` seconds is a :class:`RayConnectionError` at once, not
+    endless retries. A step's ``timeout`` (or ``--timeout``) cancels its tasks
+    when it runs out (:meth:`RayExecutor.cancel_step`, forcing the workers to
+    stop) and the step fails with :class:`aeinterp.errors.StepTimeout`.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -50,17 +60,32 @@ import numpy as np
 
 from ...toolkit.chunks import ChunkedExplainer, Partial, chunk_rng
 from ...data import ArrayDataset
-from ...errors import require
+from ...errors import AeinterpError, StepTimeout, require
 from ...explainer import Explainer
 from ...explanation import Explanation
 from ...targets import Target
 from .transfer import ByPath, file_region, on_cpu, tensors_to
 
-__all__ = ["RayExecutor", "ChunkLostError"]
+__all__ = ["RayExecutor", "ChunkLostError", "RayConnectionError"]
+
+_CONNECT_LOCK = threading.Lock()  # one ray.init per process, however many steps or executors start at once
 
 
 class ChunkLostError(RuntimeError):
     """A task's worker died more often than ``max_retries`` allows."""
+
+
+class RayConnectionError(AeinterpError):
+    """The Ray cluster named by ``address`` cannot be reached."""
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``host:port`` or ``ray://host:port`` address (None for auto / local)."""
+    bare = address.removeprefix("ray://")
+    host, sep, port = bare.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return None
+    return host.strip("[]"), int(port)
 
 
 def _LOST(ray: Any) -> tuple[type[BaseException], ...]:  # noqa: N802 - a tuple of exception classes
@@ -127,9 +152,10 @@ class RayExecutor:
 
     def __init__(
         self, address: str = "auto", num_cpus: float | None = None, num_gpus: float | None = None, max_retries: int = 2,
-        max_in_flight: int | None = None, data_from_path: bool = True,
+        max_in_flight: int | None = None, data_from_path: bool = True, connect_timeout: float = 30.0,
     ) -> None:
         self.address = address
+        self.connect_timeout = float(connect_timeout)
         self.data_from_path = bool(data_from_path)
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
@@ -139,6 +165,8 @@ class RayExecutor:
         self._lock = threading.Lock()
         self._puts: dict[int, tuple[Any, Any]] = {}  # id(obj) -> (obj, ref); obj kept so its id stays unique
         self._inflight: set[Any] = set()
+        self._owned: dict[int, set[Any]] = {}  # id(explainer) -> its tasks in flight (a step's timeout cancels them)
+        self._stopped: set[int] = set()  # explainers whose step timed out: they submit nothing more
         self._cancelled = False
 
     def __repr__(self) -> str:
@@ -150,16 +178,40 @@ class RayExecutor:
         if self._ray is not None:
             return self._ray
         ray = require("ray", "ray", "the ray executor")
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"log_to_driver": False}
-            if self.address == "local":
-                kwargs["include_dashboard"] = False
-            ray.init(address=None if self.address == "auto" else self.address, **kwargs)
-        options = {"num_cpus": self.num_cpus or 1, "num_gpus": self.num_gpus or 0, "max_retries": self.max_retries, "retry_exceptions": False}
-        self._chunk_remote = ray.remote(_chunk_task).options(**options)
-        self._step_remote = ray.remote(_step_task).options(**options)
-        self._ray = ray
+        with _CONNECT_LOCK:  # steps starting together: the first connects, the others wait for it and reuse the connection
+            if self._ray is not None:
+                return self._ray
+            if not ray.is_initialized():
+                self.check_reachable()
+                kwargs: dict[str, Any] = {"log_to_driver": False}
+                if self.address == "local":  # a cluster for this run only: no dashboard, reachable from this machine only
+                    kwargs.update(include_dashboard=False, _node_ip_address="127.0.0.1")
+                try:
+                    ray.init(address=None if self.address == "auto" else self.address, **kwargs)
+                except (ConnectionError, TimeoutError) as exc:
+                    raise RayConnectionError(f"cannot connect to the Ray cluster at {self.address}: {exc}") from None
+            options = {"num_cpus": self.num_cpus or 1, "num_gpus": self.num_gpus or 0, "max_retries": self.max_retries, "retry_exceptions": False}
+            self._chunk_remote = ray.remote(_chunk_task).options(**options)
+            self._step_remote = ray.remote(_step_task).options(**options)
+            self._ray = ray
         return ray
+
+    def check_reachable(self) -> None:
+        """Fail fast (:class:`RayConnectionError`) when nothing answers at the address (Ray itself would retry for minutes)."""
+        address = os.environ.get("RAY_ADDRESS", "") if self.address == "auto" else self.address
+        target = _host_port(address) if address not in ("", "auto", "local") else None
+        if target is None:
+            return
+        try:
+            with socket.create_connection(target, timeout=self.connect_timeout):
+                pass
+        except OSError as exc:
+            why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
+            where = f" (from RAY_ADDRESS={address})" if self.address == "auto" else ""
+            raise RayConnectionError(
+                f"cannot reach the Ray cluster at {address}{where}: {why} within {self.connect_timeout:g} s; "
+                "start it (`ray start --head`), correct executor.address, or use address: local for a cluster on this machine"
+            ) from None
 
     @property
     def workers(self) -> int:
@@ -204,7 +256,20 @@ class RayExecutor:
         """Forget the objects put for earlier steps (the runner calls it at the end of a run)."""
         with self._lock:
             self._puts.clear()
+            self._owned.clear()
+            self._stopped.clear()
             self._cancelled = False
+
+    def cancel_step(self, explainer: Any) -> None:
+        """Stop one step (its timeout ran out): its tasks are cancelled, forcing their workers to stop, and it submits no more."""
+        with self._lock:
+            self._stopped.add(id(explainer))
+            refs = list(self._owned.pop(id(explainer), ()))
+        for ref in refs:
+            try:
+                self._ray.cancel(ref, force=True, recursive=True)
+            except Exception:  # already finished or lost
+                pass
 
     def cancel_all(self) -> None:
         """Cancel every task in flight (Ctrl-C); their steps end with ``KeyboardInterrupt``."""
@@ -218,12 +283,16 @@ class RayExecutor:
                 pass
 
     # --- results and their failures --------------------------------------------------
-    def _submit(self, remote: Any, *args: Any) -> Any:
+    def _submit(self, remote: Any, *args: Any, owner: Any = None) -> Any:
         with self._lock:
             if self._cancelled:
                 raise KeyboardInterrupt
+            if owner is not None and id(owner) in self._stopped:
+                raise StepTimeout(f"step {getattr(owner, 'name', '?')!r} ran past its timeout; its tasks were cancelled", plugin=getattr(owner, "name", None))
             ref = remote.remote(*args)
             self._inflight.add(ref)
+            if owner is not None:
+                self._owned.setdefault(id(owner), set()).add(ref)
         return ref
 
     def _get(self, ref: Any, what: str) -> Any:
@@ -253,6 +322,8 @@ class RayExecutor:
         finally:
             with self._lock:
                 self._inflight.discard(ref)
+                for refs in self._owned.values():
+                    refs.discard(ref)
 
     # --- the Executor protocol ---------------------------------------------------------
     def map_chunks(self, explainer: ChunkedExplainer, model: Any, data: Any, state: Any, chunks: Sequence[np.ndarray], *, target: Target, base_seed: int) -> Iterator[Partial]:
@@ -270,7 +341,7 @@ class RayExecutor:
             while submitted < n or pending:
                 while submitted < n and len(pending) < window:
                     units = np.asarray(chunks[submitted])
-                    pending[self._submit(self._chunk_remote, *refs, units, submitted, int(base_seed), Target(target).value, self.num_cpus, self.num_gpus)] = submitted
+                    pending[self._submit(self._chunk_remote, *refs, units, submitted, int(base_seed), Target(target).value, self.num_cpus, self.num_gpus, owner=explainer)] = submitted
                     submitted += 1
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
@@ -303,7 +374,7 @@ class RayExecutor:
         self.connect()
         ref = self._submit(
             self._step_remote, self._put_new((type(explainer), explainer.params)), self._model_ref(model), self.put(data),
-            Target(target).value, int(seed), distribution, version, dict(explainer.results), self.num_cpus, self.num_gpus,
+            Target(target).value, int(seed), distribution, version, dict(explainer.results), self.num_cpus, self.num_gpus, owner=explainer,
         )
         for _ in explainer.progress.track([ref], total=1, description="on ray"):
             return self._get(ref, f"step {explainer.name}")

@@ -273,6 +273,18 @@ def _explanation(explainer: DeepShap, data, state, total, target, info) -> Expla
     p = explainer.params
     n, k = max(1, total.count), state["k"]
     names, method, reason = state["names"], state["method"], state["reason"]
+    finite = np.isfinite(total.sums["abs"]).all(axis=1)
+    if not finite.all():  # NaN is no attribution: fail the step, never return it as a result
+        from aeinterp.errors import ExplainerError
+
+        bad_names = [names[i] for i in np.flatnonzero(~finite)]
+        raise ExplainerError(
+            f"deepshap ({method}) computed non-finite attributions (NaN or inf) for {len(bad_names)} of {k} targets "
+            f"({', '.join(bad_names[:5])}{', ...' if len(bad_names) > 5 else ''}): a layer's rule or gradient is undefined at these "
+            "inputs (e.g. nn.LPPool2d or a sqrt/pow at 0 after a ReLU, or a division by zero in the model); "
+            "try method: expected_gradients, or a perturbation explainer (permutation) that needs no gradients",
+            plugin="deepshap",
+        )
     scale = total.sums["delta"] / n
     floor = max(1e-6 * float(scale.max(initial=0.0)), np.finfo(np.float64).tiny)
     max_rel = total.maxima["err"] / np.maximum(scale, floor)
@@ -286,7 +298,7 @@ def _explanation(explainer: DeepShap, data, state, total, target, info) -> Expla
         "ok": bool(max_rel.max(initial=0.0) <= p.tolerance),
     }
     if not additivity["ok"]:
-        bad = int((max_rel > p.tolerance).sum())
+        bad = int((~(max_rel <= p.tolerance)).sum())  # a NaN error fails too (NaN compares false)
         cure = "load a state dict with `factory:` for exact values" if reason == TORCHSCRIPT_REASON else (
             f"for exact values replace that operation; raising eg_samples (now {p.eg_samples}) only narrows the sampling error")
         hint = f"; expected gradients is approximate and ran because {reason.split(';')[0]}: {cure}" if method == METHOD_EG else ""

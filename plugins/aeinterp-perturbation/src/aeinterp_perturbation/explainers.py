@@ -32,13 +32,14 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from aeinterp import Capabilities, Explanation
 from aeinterp.toolkit.chunks import ChunkedExplainer, Partial
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.toolkit.first_layer import first_layer_split
 from aeinterp.toolkit.kinks import kink_update_reason
+from aeinterp.resources import available_bytes, check_fits, human_bytes
 from aeinterp.toolkit.perturb import change_from_sums, perturbation_sums
 from aeinterp.model import as_tensor
 from aeinterp.toolkit.perturb import reduce_groups
@@ -114,9 +115,16 @@ class _Perturbation(ChunkedExplainer):
             path["path"] = "first-layer rank update, code changes from shared Jacobian columns and kink crossings"
             path["path_reason"] = (f"{reason}; then one ReLU-like activation and an nn.Linear give the code, and feature groups of up to "
                                    f"{per_group // 2} columns are perturbed at least twice per column ({per_group} repeats)")
+        n_groups, n_targets, squares = len(data.groups), len(target_names_for(model, data, target)), self.stopping(None) is not None
+        n_copies = self._n_copies(n_groups)
+        check_fits(  # the sums (float64, one per copy and target) and, on the kink path, one group id per copy: refused before allocating
+            8.0 * n_copies * n_targets * (2 if squares else 1) + (40.0 * n_copies if kinks else 0.0),
+            f"{self.name}'s sums over {n_copies:,} perturbed copies ({per_group:,} per feature group × {n_groups:,} groups) for {n_targets:,} targets",
+            "lower repeats" if per_group > 1 else "use fewer feature groups or targets",
+        )
         summary = None
         if p.summary != "rms_change":
-            summary = summary_plan(p, data, p.split, additive=True, n_targets=len(target_names_for(model, data, target)))
+            summary = summary_plan(p, data, p.split, additive=True, n_targets=n_targets)
         return {"index": index, "seed": int(rng.integers(2**62)), "path": path, "use_layer": layer is not None,
                 "kinks": kinks, "squares": self.stopping(None) is not None, "summary": summary, **self._prepare_extra(model, data, rng)}
 
@@ -208,6 +216,14 @@ class Permutation(_Perturbation):
 
     class Params(_PerturbationParams):
         repeats: int = Field(5, ge=1, description="independent draws of donor samples per feature group; importance is their mean, std their spread")
+
+        @field_validator("repeats")
+        @classmethod
+        def _repeats_fit(cls, value: int) -> int:  # each copy keeps at least one float64 sum: refuse at validate time what can never fit
+            if 8.0 * value > 0.9 * available_bytes():
+                raise ValueError(f"repeats: {value:,} keeps at least {human_bytes(8.0 * value)} of sums (8 bytes per copy, feature group and target), "
+                                 f"more than the {human_bytes(available_bytes())} of memory available; lower repeats")
+            return value
 
     def _n_copies(self, n_groups: int) -> int:
         return self.params.repeats * n_groups

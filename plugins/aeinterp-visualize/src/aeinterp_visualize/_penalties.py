@@ -59,14 +59,23 @@ class Mahalanobis:
             mode = "full" if d <= max_full else "lowrank"
         if mode == "lowrank" and min(rank, n - 1, d - 1) < 1:
             mode = "diagonal"
-        self.mode: str = mode
+        if d == 0 or n < 2:  # nothing varies (or one sample): no covariance to estimate
+            mode = "diagonal"
+        #: why the covariance mode asked for was not used (None: it was)
+        self.fallback: str | None = None
+        if mode not in ("full", "lowrank", "diagonal"):
+            raise ValueError(f"unknown covariance mode {mode!r}; use auto, full, lowrank or diagonal")
         centred = x - x.mean(axis=0)
         if mode == "full":
             from sklearn.covariance import LedoitWolf
 
             precision = LedoitWolf(assume_centered=True).fit(centred).precision_
             precision = 0.5 * (precision + precision.T)
-            self.whiten = torch.as_tensor(np.linalg.cholesky(precision), dtype=dtype)  # d2 = ||c @ L||^2
+            try:
+                self.whiten = torch.as_tensor(np.linalg.cholesky(precision), dtype=dtype)  # d2 = ||c @ L||^2
+            except np.linalg.LinAlgError:  # too few samples for a positive definite estimate
+                mode = "diagonal"
+                self.fallback = f"the full covariance of {n} fit samples x {d} elements is singular; used the diagonal"
         elif mode == "lowrank":
             r = min(rank, n - 1, d - 1)
             _, s, vt = np.linalg.svd(centred, full_matrices=False)
@@ -76,10 +85,9 @@ class Mahalanobis:
             self.shrink = torch.as_tensor(1.0 - sigma2 / np.maximum(eig[:r], sigma2), dtype=dtype)
             self.sigma2 = sigma2
             self.rank = r
-        elif mode == "diagonal":
+        if mode == "diagonal":
             self.inv_var = torch.as_tensor(1.0 / np.maximum(centred.var(axis=0), 1e-12), dtype=dtype)
-        else:
-            raise ValueError(f"unknown covariance mode {mode!r}; use auto, full, lowrank or diagonal")
+        self.mode: str = mode
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` is ``(rows, D)`` (flattened samples); returns ``(rows,)``."""
