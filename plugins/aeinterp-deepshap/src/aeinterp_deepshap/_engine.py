@@ -235,7 +235,8 @@ def deeplift_shap(
         kb = (kb + 1) // 2
     per = _per_sample(first, plan, kb, b, d)
     chunk = max(1, min(n_all, (budget - fixed) // max(1, per)))
-    phi = torch.empty((n_all, k_all, d), dtype=x.dtype, device=x.device)
+    single = chunk >= n_all and kb >= k_all  # one block: its result is phi itself, no copy into a buffer
+    phi = None if single else torch.empty((n_all, k_all, d), dtype=x.dtype, device=x.device)
     f_x = torch.empty((n_all, k_all), dtype=x.dtype, device=x.device)
     bg_flat = background.reshape(b, -1)
     starts = range(0, n_all, chunk)
@@ -253,7 +254,10 @@ def deeplift_shap(
             kidx = torch.arange(k0, min(k0 + kb, k_all))
             with torch.no_grad():
                 part = _backward(tape, probe, plan, n, xc.reshape(n, -1), bg_flat, kidx, eps)
-            phi[start : start + n, k0 : k0 + len(kidx)] = part.transpose(0, 1)
+            if phi is None:  # (targets, samples, D) views of a (samples, targets, D) product: transposing back is free
+                phi = part.transpose(0, 1).contiguous()
+            else:
+                phi[start : start + n, k0 : k0 + len(kidx)] = part.transpose(0, 1)
         del tape
     rules = Counter(n.name for n in first.nodes if first.used[n.index])
     info = {
@@ -264,4 +268,6 @@ def deeplift_shap(
         "targets_per_chunk": int(kb),
         "estimated_peak_mb": round((fixed + chunk * per) * x.element_size() / 2**20, 1),
     }
+    if phi is None:  # no samples
+        phi = torch.zeros((n_all, k_all, d), dtype=x.dtype, device=x.device)
     return DeepLiftResult(phi=phi, f_x=f_x, f_background=f_bg, info=info)
