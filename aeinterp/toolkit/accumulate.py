@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["BLOCK", "sample_sum", "magnitude_sums", "row_sums"]
+__all__ = ["BLOCK", "sample_sum", "moments", "magnitude_sums", "row_sums"]
 
 #: rows summed in float32 before the running sum moves to float64
 BLOCK = 64
@@ -39,18 +39,43 @@ def sample_sum(values: np.ndarray | torch.Tensor) -> np.ndarray:
     return blocks.double().sum(0).cpu().numpy()
 
 
+def moments(values: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """``(values.sum(axis=0), (values**2).sum(axis=0))`` in float64, converted a few rows at a time
+    (no float64 copy of the whole chunk).
+
+    For variances (``sum x**2 - n mean**2``), which cancel: both sums must be
+    float64 sums of the same values, or a zero spread turns into ``sqrt(eps)``
+    times the mean.
+    """
+    t = _tensor(values)
+    if t.dtype == torch.float64:
+        return t.sum(0).cpu().numpy(), (t * t).sum(0).cpu().numpy()
+    first = torch.zeros(t.shape[1:], dtype=torch.float64, device=t.device)
+    second = torch.zeros(t.shape[1:], dtype=torch.float64, device=t.device)
+    rows = max(1, _CAST_ELEMENTS // max(1, t[0].numel())) if t.shape[0] else 1
+    for block in torch.split(t, rows):
+        b = block.double()
+        first += b.sum(0)
+        second += b.mul_(b).sum(0)
+    return first.cpu().numpy(), second.cpu().numpy()
+
+
+#: elements converted to float64 at once by :func:`moments` (2 MiB: stays in cache)
+_CAST_ELEMENTS = 2**18
+
+
 def magnitude_sums(local: np.ndarray | torch.Tensor, *, squares: bool = False) -> dict[str, np.ndarray]:
     """``{"abs": sum |local|, "abs_sq": sum local**2}`` over the samples (axis 0), float64 numpy.
 
-    ``abs_sq`` (the variance of an anytime interval) only when ``squares``: it
-    is a second pass over the chunk.
+    ``abs_sq`` (the variance of an anytime interval; both sums then in
+    float64: see :func:`moments`) only when ``squares``: it is a second pass over the chunk.
     """
     t = _tensor(local)
     mag = t.abs()
-    out = {"abs": sample_sum(mag)}
-    if squares:
-        out["abs_sq"] = sample_sum(mag.mul_(mag))
-    return out
+    if not squares:
+        return {"abs": sample_sum(mag)}
+    first, second = moments(mag)
+    return {"abs": first, "abs_sq": second}
 
 
 def row_sums(values: np.ndarray | torch.Tensor, dims: int = 1) -> np.ndarray:
