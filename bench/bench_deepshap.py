@@ -2,6 +2,8 @@
 
     python bench/bench_deepshap.py            # n = 200 and 1000, deep SiLU / Tanh encoders
     python bench/bench_deepshap.py --quick    # n = 200 only, small subsets of the references
+    python bench/bench_deepshap.py --reference-only --sizes 200 1000 --shap-samples 10 --profile
+                                              # the reference scenario only, with the share of time outside matmuls
 
 Reference scenario (DESIGN.md): encoder Linear(n, 0.75n)-ReLU-Linear(0.75n, 0.5n),
 950 samples, 100 background samples, all latent dims. shap.DeepExplainer is timed
@@ -42,6 +44,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _trail  # noqa: E402
 from _scenario import scenario  # noqa: E402
 from aeinterp_deepshap.explainer import DeepShap  # noqa: E402
 
@@ -56,6 +59,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+MATMUL_OPS = {"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::addbmm", "aten::mv", "aten::addmv", "aten::dot"}
+
+
+def matmul_share(model, data) -> tuple[float, float]:  # noqa: ANN001
+    """``(seconds, share of them outside matrix products)`` of one native run under torch.profiler (CPU self time of the
+    BLAS calls over the run's wall time; the profiler's own overhead counts as outside, so the share is an upper bound)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        ours(model, data)
+        wall = time.perf_counter() - start
+    mm = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in MATMUL_OPS) / 1e6
+    return wall, max(0.0, 1.0 - mm / wall)
+
+
 def background(data) -> np.ndarray:  # noqa: ANN001
     """The background ``explain`` draws with this seed (no ``max_samples``: the first draw is the background)."""
     return sample_background(data.x_fit, N_BACKGROUND, np.random.default_rng(SEED))
@@ -63,7 +82,7 @@ def background(data) -> np.ndarray:  # noqa: ANN001
 
 def ours(model, data):  # noqa: ANN001, ANN201
     start = time.perf_counter()
-    result = explain(DeepShap, model, data, seed=SEED, params={"n_background": N_BACKGROUND})
+    result = explain(DeepShap, model, data, seed=SEED, params={"n_background": N_BACKGROUND, "local_max_mb": 4096})  # every value kept, as shap returns them
     return time.perf_counter() - start, result
 
 
@@ -93,7 +112,7 @@ def captum_looped(encoder: nn.Module, x: np.ndarray, bg: np.ndarray, latents: li
     return time.perf_counter() - start, np.stack(out, axis=1)
 
 
-def reference_scenario(n: int, shap_samples: int) -> None:
+def reference_scenario(n: int, shap_samples: int, profile: bool = False) -> None:
     model, data = scenario(n)
     encoder = model.module.encoder
     for p in encoder.parameters():
@@ -115,6 +134,11 @@ def reference_scenario(n: int, shap_samples: int) -> None:
     print(f"  additivity max rel error (native): {result.extras['additivity']['max_rel']:.2e}")
     print(f"  peak RSS after native: {rss:.0f} MiB (result phi alone: {phi.nbytes / 2**20:.0f} MiB; "
           f"estimated working memory {result.extras['estimated_peak_mb']} MiB, bound memory_mb=1024)")
+    _trail.emit(f"deepshap/reference-n{n}", t_shap_all / t_ours, ours_s=t_ours, ref_s=t_shap_all, reference=f"shap.DeepExplainer ({note})", rss_mb=rss)
+    if profile:
+        wall, outside = matmul_share(model, data)
+        print(f"  profile (torch.profiler, {wall:.2f} s): {outside:.0%} of the run outside matrix products")
+        _trail.emit(f"deepshap/reference-n{n}/share-in-matmul", 1.0 - outside, ours_s=wall, reference="share of the run in BLAS matrix products (1 - share outside)")
 
 
 class DeepAE(nn.Module):
@@ -150,6 +174,8 @@ def deep_scenario(act: type[nn.Module], captum_latents: int, samples: int) -> No
     else:
         print(f"  max |diff| vs captum (first {len(latents)} latents): {np.abs(phi[:, latents] - cap).max():.2e}   (max |phi| {np.abs(cap).max():.2e})")
     print(f"  peak RSS after native: {rss:.0f} MiB")
+    _trail.emit(f"deepshap/deep-{act.__name__.lower()}-200", t_cap_all / t_ours, ours_s=t_ours, ref_s=t_cap_all,
+                reference=f"Captum DeepLiftShap x {k} latents (extrapolated from {len(latents)})", rss_mb=rss)
 
 
 def lstm_scenario(samples: int, ref_samples: int, n_background: int) -> None:
@@ -207,6 +233,8 @@ def lstm_scenario(samples: int, ref_samples: int, n_background: int) -> None:
     print(f"  shap GradientExplainer (200 draws) {t_shap:9.2f} s   additivity max rel {additivity(sv):.2e}   ratio {t_shap / t_ours:.1f} x   (timed on {m} samples)")
     print(f"  Captum DeepLiftShap x 4 latents    {t_cap:9.2f} s   additivity max rel {additivity(cap):.2e}   ratio {t_cap / t_ours:.1f} x   (timed on {m} samples)")
     print(f"  peak RSS after native: {rss:.0f} MiB; {result.extras['samples_per_chunk']} samples per chunk")
+    _trail.emit("deepshap/lstm-6x30-4", t_shap / t_ours, ours_s=t_ours, ref_s=t_shap, reference=f"shap GradientExplainer, 200 draws (timed on {m} samples)", rss_mb=rss)
+    _trail.emit("deepshap/lstm-6x30-4/captum", t_cap / t_ours, ours_s=t_ours, ref_s=t_cap, reference=f"Captum DeepLiftShap x 4 latents (timed on {m} samples)", rss_mb=rss)
 
 
 def main() -> None:
@@ -216,16 +244,30 @@ def main() -> None:
     parser.add_argument("--captum-latents", type=int, default=None, help="latents Captum is timed on (default 10; 2 with --quick)")
     parser.add_argument("--lstm-only", action="store_true", help="only the two-stack LSTM scenario")
     parser.add_argument("--lstm-ref-samples", type=int, default=8, help="samples the LSTM references are timed on")
+    parser.add_argument("--sizes", type=int, nargs="*", default=None, help="n of the reference scenario (default 200 1000; 200 with --quick)")
+    parser.add_argument("--reference-only", action="store_true", help="only the reference scenario (no LSTM, no deep encoders)")
+    parser.add_argument("--profile", action="store_true", help="also profile one native run per size: the share of time outside matrix products")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, the reference scenario's; shap runs on the same)")
+    parser.add_argument("--json", action="store_true", help="also print one BENCH_FIGURE json line per figure (bench/run_all.py)")
     args = parser.parse_args()
+    _trail.enable(args.json)
     torch.manual_seed(SEED)
+    torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; the machine may be shared, timings are wall clock")
+    warm_model, warm_data = scenario(8, samples=40)  # one-off first-call costs (imports, plugin discovery, shap's setup) out of both timings
+    ours(warm_model, warm_data)
+    shap_deep(warm_model.module.encoder, warm_data.x_explain[:2], background(warm_data)[:10])
+    if args.reference_only:
+        for n in args.sizes or ([200] if args.quick else [200, 1000]):
+            reference_scenario(n, args.shap_samples or (5 if args.quick else (50 if n == 200 else 5)), args.profile)
+        return
     lstm_scenario(samples=16 if args.quick else 128, ref_samples=min(args.lstm_ref_samples, 4 if args.quick else 128), n_background=20 if args.quick else N_BACKGROUND)
     if args.lstm_only:
         return
-    sizes = [200] if args.quick else [200, 1000]
+    sizes = args.sizes or ([200] if args.quick else [200, 1000])
     for n in sizes:
         default = 5 if args.quick else (50 if n == 200 else 5)
-        reference_scenario(n, args.shap_samples or default)
+        reference_scenario(n, args.shap_samples or default, args.profile)
     latents = args.captum_latents or (2 if args.quick else 10)
     for act in (nn.SiLU, nn.Tanh):
         deep_scenario(act, latents, samples=200 if args.quick else 950)
