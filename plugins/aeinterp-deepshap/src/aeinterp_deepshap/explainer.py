@@ -114,6 +114,7 @@ class DeepShap(ChunkedExplainer):
         from ._tape import Unsupported, check_tape, record
 
         p = self.params
+        self._engine_setup: dict[str, Any] = {}  # the engine's recordings and plan, shared by this step's chunks (one model, one background)
         total = data.x_explain.shape[0]
         index = sample_index(self, total, p.max_samples, rng, "explain")
         if p.background == "random":  # recorded: the step's npz says which fit rows formed the background
@@ -142,7 +143,7 @@ class DeepShap(ChunkedExplainer):
             from ._engine import deeplift_shap
 
             try:  # one sample through the engine: it says whether every operation has a rule (recurrent layers written out)
-                deeplift_shap(fn, x0, bg, memory_mb=p.memory_mb / 2)
+                deeplift_shap(fn, x0, bg, memory_mb=p.memory_mb / 2, setup=self._engine_setup)
             except Unsupported as exc:
                 method, reason = METHOD_EG, str(exc)
         if method == METHOD_EG and p.method == "rescale":
@@ -211,7 +212,8 @@ class DeepShap(ChunkedExplainer):
                 x, bg = x.float(), bg.float()
             return shap_gradient(module, x, bg, seeds, samples=p.eg_samples, progress=self.progress), {"eg_samples": p.eg_samples}
         if method == METHOD_RESCALE:
-            result = deeplift_shap(fn, x, bg, memory_mb=p.memory_mb / 2, progress=self.progress)
+            setup = self.__dict__.setdefault("_engine_setup", {})
+            result = deeplift_shap(fn, x, bg, memory_mb=p.memory_mb / 2, progress=self.progress, setup=setup)
             return result.phi, result.info
         from ._expected_gradients import expected_gradients
 
