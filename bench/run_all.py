@@ -3,6 +3,7 @@
     python bench/run_all.py                 # run, append to bench/trail.jsonl, compare with the last figures
     python bench/run_all.py --only deepshap # one bench script (by its name after bench_)
     python bench/run_all.py --markdown      # the latest figure of each kind as a Markdown table (runs nothing)
+    python bench/run_all.py --full          # the issue-size runs instead (n = 200 and 1000; tens of minutes on a quiet machine)
 
 Each bench script is run with ``--quick --json``; it prints its usual report
 plus one ``BENCH_FIGURE {json}`` line per figure (``bench/_trail.py``): a
@@ -50,6 +51,14 @@ BENCHES: dict[str, list[str]] = {
     "gradients": ["--quick"],
     "dependence": ["--quick"],
     "perturbation": ["--quick"],
+}
+
+#: ``--full``: the issue-size runs (n = 200 and 1000); their figures go to the same trail
+FULL: dict[str, list[str]] = {
+    "deepshap": ["--reference-only", "--sizes", "200", "1000", "--shap-samples", "10", "--profile"],
+    "gradients": ["--jacobian-only", "--n", "200", "1000"],
+    "dependence": ["--n", "200", "--ref-latents", "5"],
+    "perturbation": ["--n", "1000", "--repeats", "3", "--auto-only"],
 }
 
 
@@ -172,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", choices=sorted(BENCHES), help="run only these bench scripts")
     ap.add_argument("--markdown", action="store_true", help="print the latest figures as a Markdown table and exit")
+    ap.add_argument("--full", action="store_true", help="the issue-size runs (FULL: n = 200 and 1000; tens of minutes) instead of the quick ones")
     ap.add_argument("--trail", type=Path, default=TRAIL, help="the trail file (default bench/trail.jsonl)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per bench script")
     ap.add_argument("--no-write", action="store_true", help="compare only; append nothing to the trail")
@@ -188,10 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         pass
     regressions = 0
-    for name in args.only or list(BENCHES):
+    table = FULL if args.full else BENCHES
+    for name in args.only or list(table):
         start = time.perf_counter()
-        figures, output, load0, load1 = run_script(name, BENCHES[name], args.timeout)
-        print(f"== bench_{name}.py {' '.join(BENCHES[name])} --json: {len(figures)} figures in {time.perf_counter() - start:.0f} s")
+        figures, output, load0, load1 = run_script(name, table[name], args.timeout)
+        print(f"== bench_{name}.py {' '.join(table[name])} --json: {len(figures)} figures in {time.perf_counter() - start:.0f} s", flush=True)
         if not figures:
             print(output[-3000:])
         for fig in figures:
@@ -199,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                       "load_per_core_start": round(load0, 2), "load_per_core_end": round(load1, 2)}
             verdict = compare(trail, record)
             regressions += verdict["status"] == "regression"
-            print("  " + describe(record, verdict))
+            print("  " + describe(record, verdict), flush=True)
             trail.append(record)
             if not args.no_write:
                 with args.trail.open("a") as fh:
