@@ -14,7 +14,8 @@ squares, for ``max_samples: auto``), of the additivity errors and their
 maxima; per-sample arrays (``local``, ``phi``, ``phi_steps``) follow the
 shared ``local`` param (:mod:`aeinterp.toolkit.streaming`), ``target_values`` are
 always kept. Chunks hold at most about ``memory_mb / 2`` of per-element
-attributions.
+attributions, and aim at :data:`CACHE_MB` (at least :data:`CACHE_MIN_SAMPLES`
+samples); each chunk's sums are taken in torch (:mod:`._accumulate`).
 ``arrays["phi"]``
     ``(samples, targets, *sample_shape)``: per-element SHAP values, kept when
     the groups are not the single elements.
