@@ -65,7 +65,7 @@ from aeinterp.toolkit.recurrent import UnsupportedRecurrence
 
 from .autodiff import choose_mode, has_recurrent_layers, scripted_recurrent, target_function, weighted_jacobian
 from .code_head import code_head_split, resolve_code_head
-from .factorised import FirstLayer, first_layer_split, layer_target_function, summed_code_jacobian
+from .factorised import FirstLayer, first_layer_split, jacobian_factorised, layer_target_function, summed_code_jacobian
 from .paths import Baseline, Rule, baselines, quadrature
 from .recurrent_vjp import RoutedRecurrent, batched_support
 
@@ -284,24 +284,6 @@ def _jacobian_blocks(f, points, reference, weights, mode, chunk, info):  # noqa:
     return weighted_jacobian(f, points, reference, weights, "rev", chunk_size=chunk), "rev"
 
 
-def _jacobian_factorised(p, model, data, target: Target, state: dict[str, Any]) -> bool:  # noqa: ANN001
-    """Whether the Jacobian is ``W act'(A x + b) A`` (latent code of ``Linear -> activation -> Linear``; mode ``auto``):
-    one ``(targets x h) @ (h x n)`` product per sample, the floor of any autodiff; sets the mode, blocks and path."""
-    info = state["info"]
-    if p.mode != "auto" or target is not Target.LATENT or info["recurrent_layers"]:
-        return False
-    layer, reason = first_layer_split(model, data, target)
-    if layer is None or layer.tail is None:
-        return False
-    n_t, n_e, h = len(state["names"]), state["n_e"], layer.width
-    rows = max(1, int(p.memory_mb * 2**20 // (4.0 * (2 * n_t * h + 3 * n_t * n_e))))  # weight x slope, the Jacobian and its |.|
-    state.update(mode="none", rows=rows, chunk=None, head=None)
-    info.update(mode="none", samples_per_block=rows, path="first-layer factorised", first_layer=[int(layer.linear.in_features), h],
-                path_reason=f"{reason}; the code is an affine map of an elementwise {type(layer.tail[0]).__name__}: "
-                "its Jacobian is the weight times the activation's slope times the first layer's weight, no autodiff")
-    return True
-
-
 def _factorised_plan(p, model, data, target: Target, n_t: int, n_e: int, info: dict[str, Any]):  # noqa: ANN001, ANN202
     """The affine first layer to factorise out (or None), its autodiff mode, rows and chunk; records the path in ``info``."""
     layer: FirstLayer | None = None
@@ -368,7 +350,7 @@ class Jacobian(_GradientExplainer):
 
     def prepare(self, model, data, *, target, rng):  # noqa: ANN001, ANN201
         state = _setup(self, model, data, target, rng, copies=1)
-        state["use_layer"] = _jacobian_factorised(self.params, model, data, target, state)
+        state["use_layer"] = jacobian_factorised(self.params, model, data, target, state)
         if state["use_layer"]:
             return state
         x0 = as_tensor(np.asarray(_samples(data, self.params.split)[state["index"][:1]]), model)

@@ -37,11 +37,15 @@ path.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+
+from aeinterp.targets import Target
 
 from aeinterp.toolkit.first_layer import ELEMENTWISE, FirstLayer, first_layer_split, layer_target_function
 
-__all__ = ["ELEMENTWISE", "FirstLayer", "first_layer_split", "layer_target_function", "summed_code_jacobian"]
+__all__ = ["ELEMENTWISE", "FirstLayer", "first_layer_split", "layer_target_function", "summed_code_jacobian", "jacobian_factorised"]
 
 
 def summed_code_jacobian(layer: FirstLayer, points: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -55,3 +59,21 @@ def summed_code_jacobian(layer: FirstLayer, points: torch.Tensor, weights: torch
     slope = jvp(act, (points,), (torch.ones_like(points),))[1]  # act'(a), elementwise
     summed = (slope * weights.to(points.dtype).view(-1, 1, 1)).sum(dim=0)  # (B, h)
     return out.weight.detach().unsqueeze(0) * summed.unsqueeze(1)
+
+
+def jacobian_factorised(p, model, data, target: Target, state: dict[str, Any]) -> bool:  # noqa: ANN001
+    """Whether the Jacobian is ``W act'(A x + b) A`` (latent code of ``Linear -> activation -> Linear``; mode ``auto``):
+    one ``(targets x h) @ (h x n)`` product per sample, the floor of any autodiff; sets the mode, blocks and path."""
+    info = state["info"]
+    if p.mode != "auto" or target is not Target.LATENT or info["recurrent_layers"]:
+        return False
+    layer, reason = first_layer_split(model, data, target)
+    if layer is None or layer.tail is None:
+        return False
+    n_t, n_e, h = len(state["names"]), state["n_e"], layer.width
+    rows = max(1, int(p.memory_mb * 2**20 // (4.0 * (2 * n_t * h + 3 * n_t * n_e))))  # weight x slope, the Jacobian and its |.|
+    state.update(mode="none", rows=rows, chunk=None, head=None)
+    info.update(mode="none", samples_per_block=rows, path="first-layer factorised", first_layer=[int(layer.linear.in_features), h],
+                path_reason=f"{reason}; the code is an affine map of an elementwise {type(layer.tail[0]).__name__}: "
+                "its Jacobian is the weight times the activation's slope times the first layer's weight, no autodiff")
+    return True
