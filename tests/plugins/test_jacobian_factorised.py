@@ -48,3 +48,16 @@ def test_other_targets_keep_autodiff() -> None:
     model, data = _model(nn.ReLU, torch.float32)
     result = explain(Jacobian, model, data, target="reconstruction")
     assert result.extras["mode"] in ("rev", "fwd") and result.extras.get("path") != "first-layer factorised"
+
+
+def test_relu_products_over_active_units_only_equal_the_dense_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aeinterp_gradients.factorised as factorised
+
+    model, data = _model(nn.ReLU, torch.float64)
+    with torch.no_grad():  # enough inactive units for the per-sample path to be taken
+        assert float((model.module.encoder[0](torch.as_tensor(data.x_explain)) <= 0).double().mean()) >= 0.25
+    dense = explain(Jacobian, model, data)
+    monkeypatch.setattr(factorised, "SPARSE_MIN_MACS", 0)  # every block takes the per-sample active-unit products
+    sparse = explain(Jacobian, model, data)
+    np.testing.assert_allclose(sparse.local, dense.local, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sparse.arrays["jacobian_mean"], dense.arrays["jacobian_mean"], rtol=0, atol=1e-12)

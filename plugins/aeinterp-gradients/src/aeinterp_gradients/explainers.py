@@ -65,7 +65,7 @@ from aeinterp.toolkit.recurrent import UnsupportedRecurrence
 
 from .autodiff import choose_mode, has_recurrent_layers, scripted_recurrent, target_function, weighted_jacobian
 from .code_head import code_head_split, resolve_code_head
-from .factorised import FirstLayer, first_layer_split, jacobian_factorised, layer_target_function, summed_code_jacobian
+from .factorised import FirstLayer, code_jacobian, first_layer_split, jacobian_factorised, layer_target_function, summed_code_jacobian
 from .paths import Baseline, Rule, baselines, quadrature
 from .recurrent_vjp import RoutedRecurrent, batched_support
 
@@ -372,7 +372,7 @@ class Jacobian(_GradientExplainer):
             xb = xt[s : s + rows]
             if layer is not None:  # W act'(A x + b) A: the code's Jacobian without autodiff
                 with torch.no_grad():
-                    jac = summed_code_jacobian(layer, layer(xb).unsqueeze(0), one) @ layer.linear.weight.detach()
+                    jac = code_jacobian(layer, xb)
             else:
                 jac, _ = _jacobian_blocks(f, xb.unsqueeze(0), xb, one, state["mode"], state["chunk"], {})
             if head is not None:
