@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _trail  # noqa: E402
 
 
 def scenario(n: int, samples: int, seed: int = 0):  # noqa: ANN201
@@ -84,6 +89,17 @@ def run(n: int, samples: int, ref_latents: int, method: str) -> None:
     print(f"  sklearn loop over latents    {full:9.2f} s{note}")
     print(f"  ratio                        {full / ours:9.1f} x")
     print(f"  max |ours - sklearn|         {np.abs(result.importance[:m] - ref).max():9.2e} nats (same samples, k, noise seed)")
+    _trail.emit(f"mutual_information/n{n}/sklearn", full / ours, ours_s=ours, ref_s=full, reference=f"sklearn mutual_info_regression x {n_lat} latents (timed on {m})",
+                rss_mb=grew, max_abs_diff=float(np.abs(result.importance[:m] - ref).max()), kernel_threads=_threads())
+
+
+def _threads() -> int:
+    try:
+        import numba
+
+        return int(numba.get_num_threads())
+    except ImportError:
+        return 0
 
 
 def main() -> None:
@@ -94,7 +110,9 @@ def main() -> None:
     ap.add_argument("--ref-latents", type=int, nargs="*", default=None,
                     help="latents the sklearn loop is timed on, one per n (default: 20 for n <= 200, else 4)")
     ap.add_argument("--hsic", action="store_true", help="also time method: hsic (no reference)")
+    ap.add_argument("--json", action="store_true", help="also print one BENCH_FIGURE json line per figure (bench/run_all.py)")
     args = ap.parse_args()
+    _trail.enable(args.json)
     if args.quick:
         args.n, args.samples = [40], 300
     refs = args.ref_latents or [20 if n <= 200 else 4 for n in args.n]

@@ -46,9 +46,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_dependence import scenario  # the same reference autoencoder
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _trail  # noqa: E402
+from bench_dependence import scenario  # noqa: E402  (the same reference autoencoder)
 
 
 def peak_rss_mb() -> float:
@@ -59,9 +59,14 @@ def _ours(cls, model, data, params):  # noqa: ANN001, ANN202
     from aeinterp import explain
 
     before = peak_rss_mb()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = explain(cls, model, data, seed=0, params={"split": "explain", "local_max_mb": 4096, **params})
+    CPU["ours"] = time.process_time() - cpu
     return result, time.perf_counter() - start, peak_rss_mb() - before
+
+
+#: CPU seconds of our last run (on a loaded machine wall clocks mostly measure the wait for a core)
+CPU: dict[str, float] = {}
 
 
 def _report(quiet: bool, name: str, ours: float, grew: float, ref: float | None, timed: float, m: int, n_t: int, diff: float | None, extra: str) -> None:
@@ -76,7 +81,7 @@ def _report(quiet: bool, name: str, ours: float, grew: float, ref: float | None,
     print(f"  {'':<22} ratio {ref / ours:6.1f} x   max |diff| {diff:.2e}")
 
 
-def run(n: int, samples: int, steps: int, ref_targets: int, quiet: bool = False, compare_generic: bool = False) -> None:
+def run(n: int, samples: int, steps: int, ref_targets: int, quiet: bool = False, compare_generic: bool = False, jacobian_only: bool = False) -> None:
     from aeinterp_gradients.explainers import IntegratedGradients, Jacobian
 
     model, data = scenario(n, samples)
@@ -105,7 +110,28 @@ def run(n: int, samples: int, steps: int, ref_targets: int, quiet: bool = False,
         jac = torch.stack(maps, dim=1).numpy()
         diff = float(np.abs(sal.arrays["jacobian_mean"][:m] - jac.mean(axis=0)).max())
     _report(quiet, "jacobian (saliency)", ours, grew, ref, timed, m, n_t, diff, f", mode {sal.extras['mode']}")
+    if not quiet and ref is not None:
+        _trail.emit(f"jacobian/n{n}/captum-saliency", ref / ours, ours_s=ours, ref_s=ref, reference=f"Captum Saliency x {n_t} latents (timed on {m})", rss_mb=grew)
+    if not quiet:  # plain torch.func: every sample's full Jacobian, nothing reduced (ours also reduces and keeps local)
+        enc = model.encode
+        jr = torch.func.vmap(torch.func.jacrev(lambda v: enc(v.unsqueeze(0))[0]))
+        jr(x[:2])  # its first-call costs out of the timing
+        ours_cpu = CPU["ours"]
+        before = peak_rss_mb()
+        start, cpu = time.perf_counter(), time.process_time()
+        full = jr(x)
+        t_vmap = time.perf_counter() - start
+        vmap_cpu = time.process_time() - cpu
+        grew_vmap = peak_rss_mb() - before
+        rel = float((torch.as_tensor(sal.arrays["jacobian_mean"]) - full.mean(0)).abs().max() / full.abs().max())
+        print(f"  {'':<22} vmap(jacrev) {t_vmap:8.2f} s (peak RSS +{grew_vmap:.0f} MiB)   ratio {t_vmap / ours:6.2f} x   "
+              f"(CPU time: ours {ours_cpu:.2f} s, vmap {vmap_cpu:.2f} s, ratio {vmap_cpu / ours_cpu:.2f} x)   max rel diff of the mean Jacobian {rel:.1e}")
+        _trail.emit(f"jacobian/n{n}/vmap-jacrev", t_vmap / ours, ours_s=ours, ref_s=t_vmap, reference="torch.func.vmap(jacrev) over the samples", rss_mb=grew,
+                    ref_rss_mb=round(grew_vmap, 1), cpu_ratio=round(vmap_cpu / ours_cpu, 3))
+        del full
 
+    if jacobian_only:
+        return
     ig, ours, grew = _ours(IntegratedGradients, model, data, {"steps": steps, "baseline": "zero", "rule": "gausslegendre"})
     ref = diff = None
     if has_captum:
@@ -119,6 +145,8 @@ def run(n: int, samples: int, steps: int, ref_targets: int, quiet: bool = False,
         diff = float(np.abs(ig.local[:, :m] - torch.stack(maps, dim=1).numpy()).max()) if ig.local is not None else float("nan")
     _report(quiet, f"integrated_gradients ({steps} steps)", ours, grew, ref, timed, m, n_t, diff,
             f", {ig.extras['path']} path, mode {ig.extras['mode']}, completeness gap <= {ig.extras['max_relative_completeness_gap']:.1e} relative")
+    if not quiet and ref is not None:
+        _trail.emit(f"integrated_gradients/n{n}/captum", ref / ours, ours_s=ours, ref_s=ref, reference=f"Captum IntegratedGradients x {n_t} latents, {steps} steps (timed on {m})", rss_mb=grew)
     if ig.extras["path"] != "generic" and not quiet:  # the same explainer with less factorisation
         for level in ["first_layer", "off"] if compare_generic else ["first_layer"]:
             other, t_other, grew_other = _ours(IntegratedGradients, model, data, {"steps": steps, "baseline": "zero", "rule": "gausslegendre", "factorize": level})
@@ -157,6 +185,7 @@ def lstm_rows(samples: int, steps: int, latents: list[int], ref_targets: int) ->
         timed = time.perf_counter() - start
         diff = float(np.abs(ig.local[:, :m] - torch.stack(maps, dim=1).sum(2).numpy()).max())
         _report(False, "", t_ours, grew, timed * k / m, timed, m, k, diff, "")
+        _trail.emit(f"integrated_gradients/lstm-6x30-{k}/captum", timed * k / m / t_ours, ours_s=t_ours, ref_s=timed * k / m, reference=f"Captum IntegratedGradients x {k} latents (timed on {m})", rss_mb=grew)
 
 
 def main() -> None:
@@ -170,7 +199,12 @@ def main() -> None:
     ap.add_argument("--lstm-only", action="store_true", help="only the LSTM rows")
     ap.add_argument("--lstm-samples", type=int, default=64, help="explained sequences in the LSTM rows")
     ap.add_argument("--compare-generic", action="store_true", help="also time integrated gradients with factorize: off for every n (default: n <= 200 only; slow)")
+    ap.add_argument("--jacobian-only", action="store_true", help="only the jacobian rows of the reference scenario (no integrated gradients, no LSTM rows)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, the reference scenario's)")
+    ap.add_argument("--json", action="store_true", help="also print one BENCH_FIGURE json line per figure (bench/run_all.py)")
     args = ap.parse_args()
+    _trail.enable(args.json)
+    torch.set_num_threads(args.threads)
     if args.quick:
         args.n, args.samples, args.steps = [40], 200, 8
     refs = args.ref_targets or [n // 2 if n <= 200 else 25 for n in args.n]
@@ -178,11 +212,12 @@ def main() -> None:
     start = time.perf_counter()
     run(8, 40, 4, 4, quiet=True)  # one-off first-call costs (torch.func, captum) out of the timings
     print(f"warm-up {time.perf_counter() - start:.1f} s; torch threads: {torch.get_num_threads()}; timings depend on machine load")
-    lstm_rows(16 if args.quick else args.lstm_samples, args.steps, [4] if args.quick else [4, 64], 4 if args.quick else 8)
+    if not args.jacobian_only:
+        lstm_rows(16 if args.quick else args.lstm_samples, args.steps, [4] if args.quick else [4, 64], 4 if args.quick else 8)
     if args.lstm_only:
         return
     for n, ref in zip(args.n, refs):
-        run(n, args.samples, args.steps, ref, compare_generic=args.compare_generic or n <= 200)
+        run(n, args.samples, args.steps, ref, compare_generic=args.compare_generic or n <= 200, jacobian_only=args.jacobian_only)
 
 
 if __name__ == "__main__":

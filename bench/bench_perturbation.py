@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _trail  # noqa: E402
 from _scenario import scenario  # noqa: E402
 
 from aeinterp import explain  # noqa: E402
@@ -70,7 +71,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--n", type=int, action="append", help="feature counts to run (default 200 and 1000)")
     parser.add_argument("--auto-only", action="store_true", help="only the default copies per pass")
+    parser.add_argument("--json", action="store_true", help="also print one BENCH_FIGURE json line per figure (bench/run_all.py)")
     args = parser.parse_args()
+    _trail.enable(args.json)
     sizes = args.n or ([200] if args.quick else [200, 1000])
     repeats = args.repeats or (1 if args.quick else 3)
     print(f"torch threads: {torch.get_num_threads()}, repeats: {repeats}, samples: 950")
@@ -87,6 +90,8 @@ def main() -> None:
                 rel = np.abs(e.importance - ref).max() / ref.max()
                 print(f"  {first_layer:11} {e.extras['path'][:36]:36} copies/pass {copies:>3}{tag:7}: {t:7.2f} s   naive/ours {t_naive / t:5.2f}x   input block {block_mb:7.1f} MiB   "
                       f"max rel diff vs naive {rel:.1e} (same seed, same donors)")
+                if first_layer == "auto" and copies == auto:
+                    _trail.emit(f"permutation/n{n}/repeats{repeats}", t_naive / t, ours_s=t, ref_s=t_naive, reference="naive per-feature loop (same donors)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of this process: {peak:.0f} MiB")
 

@@ -80,13 +80,20 @@ def combine(partials: Iterable[Partial], *, start: Partial | None = None, sink: 
     onwards instead of being concatenated.
     """
     total = start if start is not None else Partial()
+    pending = {k: [v] for k, v in total.rows.items()}  # rows are concatenated once at the end, not chunk by chunk (quadratic)
+    total = Partial(sums=total.sums, count=total.count, maxima=total.maxima)
     for p in partials:
         if spill and sink is not None:
             moved = {k: p.rows.pop(k) for k in spill if k in p.rows}
             for k, rows in moved.items():
                 sink.write(k, offset, rows)
             offset += next(iter(moved.values())).shape[0] if moved else p.count
-        total = total + p
+        if (pending or total.count) and set(pending) != set(p.rows):
+            raise ValueError("partials with different keys cannot be combined")
+        for k, rows in p.rows.items():
+            pending.setdefault(k, []).append(rows)
+        total = total + Partial(sums=p.sums, count=p.count, maxima=p.maxima)
+    total.rows = {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in pending.items()}
     return total
 
 

@@ -200,24 +200,9 @@ def _backward(tape: Tape, probe: Tape, plan: _Plan, n: int, x: torch.Tensor, bg:
     return phi.expand(k, n, x.shape[1])
 
 
-def deeplift_shap(
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    background: torch.Tensor,
-    *,
-    memory_mb: float = 1024.0,
-    eps: float = 1e-6,
-    progress: Progress | None = None,
-    description: str = "deepshap",
-) -> DeepLiftResult:
-    """DeepSHAP attributions of every output of ``fn`` for every row of ``x``.
-
-    ``fn`` maps ``(N, *shape)`` to ``(N, K)``. Raises :class:`Unsupported` (with
-    the reason) when an operation between input and output has no rule.
-    """
-    progress = progress or NullProgress()
-    n_all, b = x.shape[0], background.shape[0]
-    d = _numel(tuple(x.shape[1:]))
+def _setup(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, background: torch.Tensor, memory_mb: float) -> tuple[Tape, Tape, _Plan, int, int, int, int]:
+    """What every chunk shares: the recorded probe and first tapes, the plan, its first-layer maps, the block sizes."""
+    b, d = background.shape[0], _numel(tuple(x.shape[1:]))
     probe = record(fn, x[:1])
     first = record(fn, torch.cat([x[:1], background]))
     check_tape(first, probe)
@@ -233,9 +218,47 @@ def deeplift_shap(
     kb = k_all
     while kb > 1 and _per_sample(first, plan, kb, b, d) > budget - fixed:
         kb = (kb + 1) // 2
-    per = _per_sample(first, plan, kb, b, d)
+    return probe, first, plan, k_all, fixed, kb, _per_sample(first, plan, kb, b, d)
+
+
+def deeplift_shap(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    background: torch.Tensor,
+    *,
+    memory_mb: float = 1024.0,
+    eps: float = 1e-6,
+    progress: Progress | None = None,
+    description: str = "deepshap",
+    setup: dict[str, Any] | None = None,
+) -> DeepLiftResult:
+    """DeepSHAP attributions of every output of ``fn`` for every row of ``x``.
+
+    ``fn`` maps ``(N, *shape)`` to ``(N, K)``. Raises :class:`Unsupported` (with
+    the reason) when an operation between input and output has no rule.
+
+    ``setup``: a dict the caller keeps between calls with the same ``fn``
+    (model and target) and ``background`` (e.g. the sample chunks of one
+    step); the recorded probe, the plan and the first-layer maps are made on
+    the first call and reused by the next (each costs a recording of the
+    model on the background). It is keyed by the background's storage, shape,
+    dtype and ``memory_mb``, so a different background makes a new one.
+    """
+    progress = progress or NullProgress()
+    n_all, b = x.shape[0], background.shape[0]
+    d = _numel(tuple(x.shape[1:]))
+    key = (background.data_ptr(), tuple(background.shape), background.dtype, tuple(x.shape[1:]), float(memory_mb))
+    if setup is not None and setup.get("key") == key:
+        probe, first, plan, k_all, fixed, kb, per = setup["value"]
+    else:
+        probe, first, plan, k_all, fixed, kb, per = _setup(fn, x, background, memory_mb)
+        if setup is not None:
+            setup.clear()
+            setup.update(key=key, value=(probe, first, plan, k_all, fixed, kb, per))
+    budget = max(1, int(memory_mb * 2**20 / x.element_size()))
     chunk = max(1, min(n_all, (budget - fixed) // max(1, per)))
-    phi = torch.empty((n_all, k_all, d), dtype=x.dtype, device=x.device)
+    single = chunk >= n_all and kb >= k_all  # one block: its result is phi itself, no copy into a buffer
+    phi = None if single else torch.empty((n_all, k_all, d), dtype=x.dtype, device=x.device)
     f_x = torch.empty((n_all, k_all), dtype=x.dtype, device=x.device)
     bg_flat = background.reshape(b, -1)
     starts = range(0, n_all, chunk)
@@ -253,7 +276,10 @@ def deeplift_shap(
             kidx = torch.arange(k0, min(k0 + kb, k_all))
             with torch.no_grad():
                 part = _backward(tape, probe, plan, n, xc.reshape(n, -1), bg_flat, kidx, eps)
-            phi[start : start + n, k0 : k0 + len(kidx)] = part.transpose(0, 1)
+            if phi is None:  # (targets, samples, D) views of a (samples, targets, D) product: transposing back is free
+                phi = part.transpose(0, 1).contiguous()
+            else:
+                phi[start : start + n, k0 : k0 + len(kidx)] = part.transpose(0, 1)
         del tape
     rules = Counter(n.name for n in first.nodes if first.used[n.index])
     info = {
@@ -264,4 +290,6 @@ def deeplift_shap(
         "targets_per_chunk": int(kb),
         "estimated_peak_mb": round((fixed + chunk * per) * x.element_size() / 2**20, 1),
     }
+    if phi is None:  # no samples
+        phi = torch.zeros((n_all, k_all, d), dtype=x.dtype, device=x.device)
     return DeepLiftResult(phi=phi, f_x=f_x, f_background=f_bg, info=info)

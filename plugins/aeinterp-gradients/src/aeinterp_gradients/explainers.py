@@ -54,6 +54,7 @@ import torch
 from pydantic import Field
 
 from aeinterp import Capabilities, Explanation
+from aeinterp.toolkit.accumulate import moments, sample_sum
 from aeinterp.toolkit.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import as_tensor
@@ -65,7 +66,7 @@ from aeinterp.toolkit.recurrent import UnsupportedRecurrence
 
 from .autodiff import choose_mode, has_recurrent_layers, scripted_recurrent, target_function, weighted_jacobian
 from .code_head import code_head_split, resolve_code_head
-from .factorised import FirstLayer, first_layer_split, layer_target_function, summed_code_jacobian
+from .factorised import FirstLayer, code_jacobian, first_layer_split, jacobian_factorised, layer_target_function, summed_code_jacobian
 from .paths import Baseline, Rule, baselines, quadrature, resolve_baseline
 from .recurrent_vjp import RoutedRecurrent, batched_support
 
@@ -88,17 +89,23 @@ class _GradientParams(StreamParams, SummaryParams):
 
 
 class _Sums:
-    """One chunk's additive sums: importance terms and their squares, element maps, per-sample rows."""
+    """One chunk's additive sums: importance terms and their squares, element maps, per-sample rows.
 
-    def __init__(self, n_t: int, n_e: int, elem_group: torch.Tensor, n_g: int, plan: LocalPlan) -> None:
+    Sums are taken in torch in the values' dtype, in blocks (:mod:`aeinterp.toolkit.accumulate`;
+    squares in float64), never on a float64 copy of a block; kept rows go straight into one
+    array for the chunk (no list of blocks concatenated at the end).
+    """
+
+    def __init__(self, n_t: int, n_e: int, elem_group: torch.Tensor, n_g: int, plan: LocalPlan, n_rows: int = 0) -> None:
         self.n_g, self.elem_group, self.plan = n_g, elem_group, plan
         # one group per element, in order (tabular data): group sums are the values themselves
         self.identity = n_g == n_e and bool(torch.equal(elem_group, torch.arange(n_e)))
         self.count = 0
-        self.score = torch.zeros((n_t, n_g), dtype=torch.float64)
-        self.score_sq = torch.zeros((n_t, n_g), dtype=torch.float64)
-        self.elem = torch.zeros((n_t, n_e), dtype=torch.float64)
-        self.elem_abs = torch.zeros((n_t, n_e), dtype=torch.float64)
+        self.score = np.zeros((n_t, n_g), dtype=np.float64)
+        self.score_sq = np.zeros((n_t, n_g), dtype=np.float64)
+        self.elem = np.zeros((n_t, n_e), dtype=np.float64)
+        self.elem_abs = np.zeros((n_t, n_e), dtype=np.float64)
+        self.local = np.empty((n_rows, n_t, n_g), dtype=np.float32) if plan.mode in ("memory", "disk") else None
         self.rows: dict[str, list[np.ndarray]] = {}
         self.extra: dict[str, np.ndarray] = {}
         self.summary: dict[str, np.ndarray] = {}
@@ -115,18 +122,22 @@ class _Sums:
     def add(self, element_values: torch.Tensor, group_values: torch.Tensor, score: torch.Tensor, element_abs: torch.Tensor | None = None) -> None:
         """``element_values`` (B, T, E) for the maps (``element_abs`` their absolute values if already computed),
         ``group_values`` (B, T, G) local, ``score`` (B, T, G) importance terms."""
-        self.elem += element_values.sum(dim=0).double()
-        self.elem_abs += (element_values.abs() if element_abs is None else element_abs).sum(dim=0).double()
-        sc = score.double()
-        self.score += sc.sum(dim=0)
-        self.score_sq += sc.pow(2).sum(dim=0)
-        self.count += score.shape[0]
-        if self.plan.mode in ("memory", "disk"):
-            self.rows.setdefault("local", []).append(group_values.float().numpy())
+        self.elem += sample_sum(element_values)
+        first, second = moments(score)  # float64: the spread cancels (see moments)
+        self.score += first
+        self.score_sq += second
+        if score is element_abs:  # saliency on single-element groups: the same sum
+            self.elem_abs += first
+        else:
+            self.elem_abs += sample_sum(element_values.abs() if element_abs is None else element_abs)
+        b = score.shape[0]
+        if self.local is not None:
+            self.local[self.count : self.count + b] = group_values.detach().cpu().numpy()
         elif self.plan.mode == "top_k":
             index, value = top_k_rows(group_values.float().numpy(), self.plan.k or 1)
             self.rows.setdefault("local_top_index", []).append(index)
             self.rows.setdefault("local_top_value", []).append(value)
+        self.count += b
 
     def add_summary(self, plan: SummaryPlan, group_values: torch.Tensor, z: torch.Tensor, x: torch.Tensor, positions: np.ndarray, rows: np.ndarray) -> None:
         """Add a block's summary sums (:mod:`aeinterp.toolkit.summaries`): ``z`` (B, T) the targets, ``x`` (B, ...) the inputs."""
@@ -135,8 +146,11 @@ class _Sums:
             self.summary[k] = self.summary[k] + v if k in self.summary else v
 
     def partial(self) -> Partial:
-        sums = {"score": self.score.numpy(), "score_sq": self.score_sq.numpy(), "elem": self.elem.numpy(), "elem_abs": self.elem_abs.numpy(), **self.extra, **self.summary}
-        return Partial(sums=sums, rows={k: np.concatenate(v) for k, v in self.rows.items()}, count=self.count)
+        sums = {"score": self.score, "score_sq": self.score_sq, "elem": self.elem, "elem_abs": self.elem_abs, **self.extra, **self.summary}
+        rows = {k: np.concatenate(v) for k, v in self.rows.items()}
+        if self.local is not None:
+            rows["local"] = self.local[: self.count]
+        return Partial(sums=sums, rows=rows, count=self.count)
 
 
 def _element_groups(data, n_e: int) -> tuple[torch.Tensor, int]:  # noqa: ANN001
@@ -229,7 +243,7 @@ class _GradientExplainer(ChunkedExplainer):
     def _chunk(self, model, data, state, units) -> tuple[torch.Tensor, _Sums]:  # noqa: ANN001
         x = np.asarray(_samples(data, self.params.split)[state["index"][units]])
         owner, n_g = _element_groups(data, state["n_e"])
-        return as_tensor(x, model), _Sums(len(state["names"]), state["n_e"], owner, n_g, state["plan"])
+        return as_tensor(x, model), _Sums(len(state["names"]), state["n_e"], owner, n_g, state["plan"], len(units))
 
     def interval(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
         n = max(2, total.count)
@@ -351,6 +365,9 @@ class Jacobian(_GradientExplainer):
     def prepare(self, model, data, *, target, rng):  # noqa: ANN001, ANN201
         state = _setup(self, model, data, target, rng, copies=1)
         state["summary"] = summary_plan(self.params, data, self.params.split, additive=False, n_targets=len(state["names"]))
+        state["use_layer"] = jacobian_factorised(self.params, model, data, target, state)
+        if state["use_layer"]:
+            return state
         x0 = as_tensor(np.asarray(_samples(data, self.params.split)[state["index"][:1]]), model)
         _probe_mode(target_function(model, target, unroll=state["info"]["recurrent_unrolled"]), x0, state)
         _head_plan(self.params, model, target, x0, state, copies=1)
@@ -364,10 +381,15 @@ class Jacobian(_GradientExplainer):
         if head is not None:
             f = head.input_function(f)  # differentiate the head's h inputs, then apply its weight
         one, rows, n_t = torch.ones(1), state["rows"], len(state["names"])
+        layer = first_layer_split(model, data, target)[0] if state.get("use_layer") else None
         starts = range(0, xt.shape[0], rows)
         for s in self.progress.track(starts, total=len(starts), description=f"jacobian ({target})"):
             xb = xt[s : s + rows]
-            jac, _ = _jacobian_blocks(f, xb.unsqueeze(0), xb, one, state["mode"], state["chunk"], {})
+            if layer is not None:  # W act'(A x + b) A: the code's Jacobian without autodiff
+                with torch.no_grad():
+                    jac = code_jacobian(layer, xb)
+            else:
+                jac, _ = _jacobian_blocks(f, xb.unsqueeze(0), xb, one, state["mode"], state["chunk"], {})
             if head is not None:
                 jac = head.apply(jac.detach())
             jac = jac.detach().reshape(xb.shape[0], n_t, -1).cpu()

@@ -37,11 +37,19 @@ path.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+
+from aeinterp.targets import Target
 
 from aeinterp.toolkit.first_layer import ELEMENTWISE, FirstLayer, first_layer_split, layer_target_function
 
-__all__ = ["ELEMENTWISE", "FirstLayer", "first_layer_split", "layer_target_function", "summed_code_jacobian"]
+__all__ = ["ELEMENTWISE", "FirstLayer", "first_layer_split", "layer_target_function", "summed_code_jacobian", "jacobian_factorised", "code_jacobian"]
+
+#: per-sample products over the active units only when one dense product is at least this many multiply-adds and at
+#: least a quarter of the slopes are exactly 0 (ReLU): the zero columns cost half the work of a dense product
+SPARSE_MIN_MACS = 2**22
 
 
 def summed_code_jacobian(layer: FirstLayer, points: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -55,3 +63,45 @@ def summed_code_jacobian(layer: FirstLayer, points: torch.Tensor, weights: torch
     slope = jvp(act, (points,), (torch.ones_like(points),))[1]  # act'(a), elementwise
     summed = (slope * weights.to(points.dtype).view(-1, 1, 1)).sum(dim=0)  # (B, h)
     return out.weight.detach().unsqueeze(0) * summed.unsqueeze(1)
+
+
+def jacobian_factorised(p, model, data, target: Target, state: dict[str, Any]) -> bool:  # noqa: ANN001
+    """Whether the Jacobian is ``W act'(A x + b) A`` (latent code of ``Linear -> activation -> Linear``; mode ``auto``):
+    one ``(targets x h) @ (h x n)`` product per sample, the floor of any autodiff; sets the mode, blocks and path."""
+    info = state["info"]
+    if p.mode != "auto" or target is not Target.LATENT or info["recurrent_layers"]:
+        return False
+    layer, reason = first_layer_split(model, data, target)
+    if layer is None or layer.tail is None:
+        return False
+    n_t, n_e, h = len(state["names"]), state["n_e"], layer.width
+    rows = max(1, int(p.memory_mb * 2**20 // (4.0 * (2 * n_t * h + 3 * n_t * n_e))))  # weight x slope, the Jacobian and its |.|
+    state.update(mode="none", rows=rows, chunk=None, head=None)
+    info.update(mode="none", samples_per_block=rows, path="first-layer factorised", first_layer=[int(layer.linear.in_features), h],
+                path_reason=f"{reason}; the code is an affine map of an elementwise {type(layer.tail[0]).__name__}: "
+                "its Jacobian is the weight times the activation's slope times the first layer's weight, no autodiff")
+    return True
+
+
+def code_jacobian(layer: FirstLayer, x: torch.Tensor) -> torch.Tensor:
+    """``(B, k, n)``: the Jacobian ``W diag(act'(A x + b)) A`` of ``z = W act(A x + b) + c`` for each row of ``x``.
+
+    Where many slopes are exactly 0 (ReLU) and the product is large, each
+    sample's product runs over its active units only: the skipped terms are
+    exact zeros, so the values are those of the dense product.
+    """
+    act, out, _ = layer.tail  # type: ignore[misc]
+    from torch.func import jvp
+
+    a = layer(x)
+    slope = jvp(act, (a,), (torch.ones_like(a),))[1]  # (B, h)
+    w_out, w_in = out.weight.detach(), layer.linear.weight.detach()
+    k, h = w_out.shape
+    active = slope != 0
+    if k * h * w_in.shape[1] < SPARSE_MIN_MACS or 4 * int(active.sum()) > 3 * active.numel():
+        return (w_out.unsqueeze(0) * slope.unsqueeze(1)) @ w_in
+    jac = torch.empty((x.shape[0], k, w_in.shape[1]), dtype=w_in.dtype, device=w_in.device)
+    for i in range(x.shape[0]):
+        idx = torch.nonzero(active[i]).squeeze(1)
+        torch.matmul(w_out[:, idx] * slope[i, idx], w_in[idx], out=jac[i])
+    return jac
