@@ -69,14 +69,26 @@ def as_dataset(
     kind: str | None = None,
     groups: str | Mapping[str, Sequence[str]] = "auto",
     dtype: Any = np.float32,
+    layer: str | None = None,
+    labels: str | None = None,
+    split: str | None = None,
 ) -> ArrayDataset:
     """An :class:`ArrayDataset` whose explain split is exactly ``X`` and whose fit split is ``background``.
+
+    An AnnData ``X`` is read by :func:`aeinterp.io.anndata.anndata_dataset` (``layer``: ``X``, ``raw``
+    or a layer; ``labels`` / ``split``: ``obs`` columns); a scipy sparse matrix stays sparse
+    (:func:`aeinterp.io.inputs.lazy_dataset`).
 
     ``X`` and ``background`` are numpy arrays, torch tensors or pandas
     DataFrames (feature names from the columns); ``kind`` is inferred from the
     number of dimensions (2: tabular, 3: sequence, 4: image; pass
     ``kind="image"`` for ``(N, H, W)`` images).
     """
+    from .io.inputs import lazy_dataset
+
+    lazy = lazy_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, layer=layer, labels=labels, split=split)
+    if lazy is not None:
+        return lazy
     x, df_names = _to_array(X, "X")
     if kind == "image" and x.ndim == 3:
         x = x[:, None]
@@ -208,6 +220,9 @@ def explain(
     registry: ExplainerRegistry | None = None,
     device: str | None = None,
     executor: Any = None,
+    layer: str | None = None,
+    labels: str | None = None,
+    split: str | None = None,
     **params: Any,
 ) -> Explanation:
     """Explain every target (all latent dims by default) of ``model`` on exactly the rows of ``X``.
@@ -237,6 +252,10 @@ def explain(
     executor:
         where the work runs: ``None``/``"local"`` (this process) or ``"ray"`` /
         an ``executor:`` mapping (see :func:`aeinterp.run.executors.make_executor`).
+    layer, labels, split:
+        for an AnnData ``X``: which matrix (``X``, ``raw`` or a layer name), the ``obs`` column of
+        labels, and an ``obs`` column whose value ``test`` marks the cells to explain (the others
+        are the background). See ``docs/singlecell.md``.
     **params:
         the explainer's parameters, checked by its ``Params``.
     """
@@ -249,11 +268,36 @@ def explain(
     reg = _registry(registry)
     entry, p = _params(method, params, reg)
     tgt = _single_target(target, targets)
-    data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model))
-    adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code, device=device)
+    data, adapted = _inputs(model, X, background=background, feature_names=feature_names, kind=kind, groups=groups,
+                            encoder=encoder, decoder=decoder, code=code, device=device, layer=layer, labels=labels, split=split)
     bar, tracker = _progress(progress)
     with bar:
-        return run_explainer(entry.cls(p, progress=tracker), adapted, data, target=tgt, seed=seed, distribution=entry.distribution, version=entry.version, executor=executor)
+        result = run_explainer(entry.cls(p, progress=tracker), adapted, data, target=tgt, seed=seed, distribution=entry.distribution, version=entry.version, executor=executor)
+    return _with_source(result, data)
+
+
+def _inputs(model: Any, X: Any, **kw: Any) -> tuple[ArrayDataset, Any]:
+    """The dataset and the adapted model (an scvi-tools model reads its own registered matrix and covariates)."""
+    from .models.scvi import is_scvi_model
+
+    if is_scvi_model(model):
+        from .io.inputs import adapter_dataset
+        from .models.scvi import ScviAutoencoder
+
+        adapter = ScviAutoencoder(model, device=kw["device"])
+        return adapter_dataset(adapter, X, **{k: kw[k] for k in ("layer", "labels", "split", "groups", "background")}), adapter
+    model_kw = {k: kw.pop(k) for k in ("encoder", "decoder", "code", "device")}
+    data = as_dataset(X, dtype=_float_dtype(model), **kw)
+    return data, as_model(model, data, **model_kw)
+
+
+def _with_source(result: Explanation, data: ArrayDataset) -> Explanation:
+    """Say which matrix was explained (AnnData / sparse input), and which rows (for ``to_anndata``)."""
+    if "matrix" not in data.info:
+        return result
+    arrays = dict(result.arrays)
+    arrays.setdefault("explain_index", np.asarray(data.explain_index, dtype=np.int64))
+    return result.replace(extras={**result.extras, "data": {k: v for k, v in data.info.items()}}, arrays=arrays)
 
 
 def _float_dtype(model: Any) -> Any:
@@ -370,6 +414,9 @@ def explain_all(
     raise_errors: bool = False,
     device: str | None = None,
     executor: Any = None,
+    layer: str | None = None,
+    labels: str | None = None,
+    split: str | None = None,
 ) -> Explanations:
     """Run several explainers on every target in ``targets``; one failing step does not lose the others.
 
@@ -397,18 +444,18 @@ def explain_all(
             planned.append((key, entry, p, _single_target(t, None)))
     if problems:
         raise RecipeError(problems, source="of explain_all", what="methods")
-    data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model))
-    adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code, device=device)
+    data, adapted = _inputs(model, X, background=background, feature_names=feature_names, kind=kind, groups=groups,
+                            encoder=encoder, decoder=decoder, code=code, device=device, layer=layer, labels=labels, split=split)
     out: dict[str, Explanation] = {}
     failures: list[dict[str, Any]] = []
     bar, tracker = _progress(progress)
     with bar:
         for key, entry, p, tgt in planned:
             try:
-                out[key] = run_explainer(
+                out[key] = _with_source(run_explainer(
                     entry.cls(p, progress=tracker, results=out), adapted, data, target=tgt, seed=seed,
                     distribution=entry.distribution, version=entry.version, executor=executor,
-                )
+                ), data)
             except AeinterpError as exc:
                 if raise_errors:
                     raise

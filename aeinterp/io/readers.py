@@ -10,8 +10,9 @@ array), so the label and the split can be read from any of them.
   else through the csv module, with the same located errors for ragged rows,
   duplicate header names and non-UTF-8 bytes (``encoding:`` reads other encodings).
 - Parquet through pandas with pyarrow (``aeinterp[parquet]``).
-- ``.h5ad`` through anndata (``aeinterp[anndata]``): ``X`` (dense or sparse)
-  or a layer (``key:``), ``var_names`` as feature names, ``obs`` columns as
+- ``.h5ad`` through anndata (``aeinterp[anndata]``, see :mod:`aeinterp.io.anndata`):
+  ``X``, ``raw`` or a layer (``layer:`` / ``key:``), sparse kept sparse and
+  large files read backed, ``var_names`` as feature names, ``obs`` columns as
   labels or split.
 - ``.npy`` memory-mapped (``mmap_mode="r"``): rows are read when they are
   used, so explaining a few rows of a large file does not load all of it.
@@ -45,6 +46,8 @@ class RawTable:
     x: np.ndarray
     feature_names: list[str] | None = None
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    #: what was read, for the dataset's description (e.g. which AnnData matrix, sparse or backed)
+    info: dict[str, Any] = field(default_factory=dict)
 
     def column(self, name: str, source: str, role: str) -> np.ndarray:
         if name not in self.columns:
@@ -68,7 +71,9 @@ def read_file(path: Path, *, key: str | None = None, keep: Sequence[str] = (), e
     if suffix in (".parquet", ".pq"):
         return _read_parquet(path, keep)
     if suffix == ".h5ad":
-        return _read_h5ad(path, key)
+        from .anndata import read_h5ad  # sparse stays sparse, large files stay on disk (aeinterp.io.anndata)
+
+        return read_h5ad(path, key)
     if suffix in (".npy", ".npz"):
         try:
             return _read_array(path, key)
