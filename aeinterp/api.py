@@ -346,6 +346,12 @@ class Explanations(Mapping[str, Explanation]):
         pd = require("pandas", "pandas", "to build DataFrames")
         return pd.DataFrame([vars(a) for a in self.agreement], columns=["a", "b", "target", "spearman", "top1"])
 
+    def to_anndata(self, adata: Any) -> Any:
+        """Write every explanation into ``adata`` in place, keyed by alias (see :mod:`aeinterp.anndata_out`)."""
+        from .anndata_out import write_explanations
+
+        return write_explanations(adata, self.explanations, run={"model": self.model_info, "failures": self.failures})
+
     def report(self, out_dir: str | Path, *, console: Console | None = None, top_k: int = 5) -> list[Path]:
         """Write ``results.json``, the npz arrays, PNG plots and the HTML report to ``out_dir``
         (what ``aeinterp run`` writes); print the terminal report to ``console`` when given."""

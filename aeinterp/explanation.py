@@ -185,6 +185,14 @@ class Explanation:
         attrs = {"explainer": self.explainer, "target_kind": self.target, "method": str(self.extras.get("method", self.explainer))}
         return xr.Dataset(variables, coords=coords, attrs=attrs)
 
+    def to_anndata(self, adata: Any, key: str | None = None) -> Any:
+        """Write this explanation into ``adata`` in place (``varm["aeinterp_<key>"]`` genes x targets,
+        per-cell ``obsm``, ``uns["aeinterp"]``; see :mod:`aeinterp.anndata_out`) and return it.
+        ``key`` defaults to the explainer's name."""
+        from .anndata_out import write_explanations
+
+        return write_explanations(adata, {key or self.explainer or "explanation": self})
+
     # --- serialisation ---------------------------------------------------------
     def to_json(self, *, inline: bool | None = None) -> dict[str, Any]:
         """The ``results.json`` entry for this explanation (arrays referenced, not embedded).
