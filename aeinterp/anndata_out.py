@@ -121,3 +121,36 @@ def write_explanations(adata: Any, explanations: Mapping[str, Explanation], run:
         uns["_run"] = json.dumps(jsonable(dict(run)), default=str)
     adata.uns[UNS_KEY] = uns
     return adata
+
+
+RESULTS_H5AD = "results.h5ad"
+
+
+def write_results_h5ad(out_path: Any, data: Any, explanations: Mapping[str, Explanation], run: Mapping[str, Any] | None = None) -> Any:
+    """``results.h5ad`` of a recipe run on an ``.h5ad`` file: the input's ``obs`` and the explained
+    matrix's genes as ``var``, **no expression matrix** (join it to your data by ``obs_names`` /
+    ``var_names``), and the explanations under the keys above. Returns the path."""
+    anndata = require("anndata", "scverse", "to write results.h5ad")
+    pd = require("pandas", "scverse", "to write results.h5ad")
+    info = getattr(data, "info", {})
+    source = anndata.read_h5ad(info["path"], backed="r")
+    try:
+        obs = source.obs.copy()
+        var_names = source.raw.var_names if info.get("matrix") == "raw.X" and source.raw is not None else source.var_names
+        var = pd.DataFrame(index=pd.Index([str(v) for v in var_names]))
+    finally:
+        source.file.close()
+    row_ids = getattr(data, "row_ids", None)
+    rows = np.arange(len(obs)) if row_ids is None else np.asarray(row_ids)
+    fixed = {}
+    for alias, exp in explanations.items():  # per-sample rows -> rows of the file (dropped rows and splits accounted for)
+        index = exp.arrays.get("explain_index", getattr(data, "explain_index", None))
+        arrays = dict(exp.arrays)
+        if index is not None:
+            arrays["explain_index"] = rows[np.asarray(index, dtype=np.int64)]
+        extras = {**exp.extras, "data": {"n_obs": int(len(obs)), **{k: v for k, v in info.items() if k != "n_obs"}}}
+        fixed[alias] = exp.replace(arrays=arrays, extras=extras)
+    adata = anndata.AnnData(obs=obs, var=var)
+    write_explanations(adata, fixed, run=run)
+    adata.write_h5ad(out_path)
+    return out_path

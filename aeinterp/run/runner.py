@@ -197,7 +197,7 @@ class Runner:
         try:
             return load_dataset(
                 path=path, builtin=d.builtin, kind=d.kind, feature_names=d.feature_names,
-                label=d.label, key=d.key, groups=d.groups, explain_fraction=d.split.explain_fraction,
+                label=d.label, key=d.key if d.layer is None else d.layer, groups=d.groups, explain_fraction=d.split.explain_fraction,
                 explain_size=d.split.explain_size, split_seed=d.split.seed, standardize=d.standardize, nan=d.nan,
                 max_samples=d.max_samples, encoding=d.encoding, fit_path=resolve(base, d.fit_path), explain_path=resolve(base, d.explain_path),
                 split_column=d.split.column, explain_values=d.split.values("explain") or ("test",), fit_values=d.split.values("fit"),
@@ -328,6 +328,14 @@ class Runner:
                 outcome.reports = render_reports(results, self.registry, console=None if self.quiet else self.console, options=recipe.report, data=data, cache=cache)
             except Exception as exc:  # the results are on disk already; a report bug must not hide them
                 warnings.warn(f"writing the reports failed ({type(exc).__name__}: {exc}); the results are in {out_dir / 'results.json'}, retry with `aeinterp report {out_dir}`", stacklevel=2)
+            if data.info.get("source") == "h5ad" and outcome.explanations:  # scverse users read results back into their AnnData
+                from ..anndata_out import RESULTS_H5AD, write_results_h5ad
+
+                try:
+                    write_results_h5ad(out_dir / RESULTS_H5AD, data, outcome.explanations, run={"recipe": dump_recipe(recipe), "model": model_info})
+                    outcome.reports.append(out_dir / RESULTS_H5AD)
+                except Exception as exc:  # the results are on disk already
+                    warnings.warn(f"writing {RESULTS_H5AD} failed ({type(exc).__name__}: {exc}); the results are in {out_dir / 'results.json'}", stacklevel=2)
         return outcome
 
     def _run_step(
