@@ -264,9 +264,15 @@ class LazyRows:
 
     def finite_rows(self) -> np.ndarray:
         """Whether each row is finite: the stored values are checked (not the implicit zeros)."""
+        plain = self.extra is None and self.center is None and self.scale is None
         data = getattr(self.source, "data", None)
-        if isinstance(data, np.ndarray) and is_sparse(self.source) and self.extra is None and self.center is None and self.scale is None:
+        if isinstance(data, np.ndarray) and is_sparse(self.source) and plain:
             if np.isfinite(data).all():
+                return np.ones(self.shape[0], dtype=bool)
+        group = getattr(self.source, "group", None)  # a backed AnnData sparse dataset: its stored values, in slices
+        if plain and group is not None and "data" in group:
+            stored, step = group["data"], 2**22
+            if all(np.isfinite(stored[s : s + step]).all() for s in range(0, stored.shape[0], step)):
                 return np.ones(self.shape[0], dtype=bool)
         out = np.empty(self.shape[0], dtype=bool)
         start = 0
