@@ -228,3 +228,26 @@ def test_recipe_on_h5ad_reads_the_named_matrix_and_writes_results_h5ad(cells, tm
     np.testing.assert_allclose(res.varm["aeinterp_deepshap"].to_numpy().T, outcome.explanations["deepshap"].importance)
     values = res.obsm["aeinterp_deepshap_values"]
     assert np.isfinite(values[::4]).all() and np.isnan(values[1::4]).all()  # explained cells are obs['set'] == 'test'
+
+
+def test_lazy_rows_cache_serves_few_columns_of_repeated_rows(monkeypatch) -> None:  # noqa: ANN001
+    """Permutation reads one gene of random donor rows per group: rows are read once, then served from the cache."""
+    import aeinterp.io.rows as rows_module
+
+    rng = np.random.default_rng(1)
+    dense = ((rng.random((300, 50)) < 0.2) * rng.random((300, 50))).astype(np.float32)
+    view = LazyRows(sp.csr_matrix(dense)).rows_view(np.arange(10, 300))
+    reference = dense[10:300]
+    for limit in (rows_module.CACHE_BYTES, 50 * 4 * 20, 50 * 4 * 3):  # everything fits / the cache starts over / rows do not fit
+        monkeypatch.setattr(rows_module, "CACHE_BYTES", limit)
+        for _ in range(40):
+            r, c = rng.integers(0, 290, size=7), rng.integers(0, 50, size=2)
+            np.testing.assert_array_equal(view[r[:, None], c[None, :]], reference[r[:, None], c[None, :]])
+    monkeypatch.setattr(rows_module, "CACHE_BYTES", 2**20)
+    fresh = LazyRows(sp.csr_matrix(dense))
+    fresh[np.array([[3], [5]]), np.array([[1]])]
+    def no_second_read(rows):  # noqa: ANN001, ANN202
+        raise AssertionError(f"rows {rows} read again")
+
+    monkeypatch.setattr(fresh, "read", no_second_read)  # cached rows are not read from the source again
+    np.testing.assert_array_equal(fresh[np.array([[5], [3]]), np.array([[2, 4]])], dense[[[5], [3]], [[2, 4]]])

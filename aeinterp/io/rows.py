@@ -36,6 +36,8 @@ __all__ = ["LazyRows", "column_stats", "dense_budget_bytes", "is_sparse", "BLOCK
 
 #: dense bytes densified at a time by streaming passes (statistics, finiteness, hashing)
 BLOCK_BYTES = 64 * 2**20
+#: dense rows kept for reads of a few columns of rows (permutation's donors of one gene): at most this many bytes
+CACHE_BYTES = 64 * 2**20
 
 
 def dense_budget_bytes() -> int:
@@ -91,6 +93,7 @@ class LazyRows:
         self._fingerprint = fingerprint
         #: an object kept alive with the rows (the open h5py file of a backed matrix)
         self.keepalive: Any = None
+        self._cache: tuple[np.ndarray, np.ndarray] | None = None  # (sorted source rows, their dense rows)
 
     # --- the ndarray interface ----------------------------------------------------------
     @property
@@ -189,8 +192,32 @@ class LazyRows:
             return self.read(self._source_rows(arr))
         # numpy's fancy indexing (rows broadcast against columns): read each row once, then index the block
         uniq, inverse = np.unique(arr, return_inverse=True)
+        if rest:  # a few columns of some rows, again and again (permutation's donors, one gene at a time): cached rows
+            hit = self._cached(self._source_rows(uniq))
+            if hit is not None:
+                block, pos = hit
+                return block[(pos[inverse].reshape(arr.shape), *rest)]
         block = self.read(self._source_rows(uniq))
         return block[(inverse.reshape(arr.shape), *rest)]
+
+    def _cached(self, src: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(cached dense rows, positions of src in them)``, adding the missing rows of ``src`` (sorted, unique
+        source rows) while the cache stays within :data:`CACHE_BYTES`; None when they do not fit."""
+        rows, block = self._cache if self._cache is not None else (np.zeros(0, dtype=np.int64), None)
+        missing = np.setdiff1d(src, rows, assume_unique=True)
+        if missing.size:
+            row_bytes = self.shape[1] * self.itemsize
+            if (len(rows) + len(missing)) * row_bytes > CACHE_BYTES:
+                if len(src) * row_bytes > CACHE_BYTES:
+                    return None
+                rows, block, missing = np.zeros(0, dtype=np.int64), None, src  # start over with these rows
+            new = self.read(missing)
+            merged = np.concatenate([rows, missing])
+            order = np.argsort(merged, kind="stable")
+            block = new if block is None else np.concatenate([block, new])
+            rows, block = merged[order], block[order]
+            self._cache = (rows, block)
+        return block, np.searchsorted(rows, src)  # type: ignore[return-value]
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:  # noqa: ARG002
         out = self[:]
