@@ -30,7 +30,7 @@ VENV = Path(os.environ.get("AEINTERP_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 CONSTRAINTS = ROOT / ".ci" / "constraints.txt"
-EXTRAS = "dev,shap,symbolic,captum,ray,anndata,parquet,docs"
+EXTRAS = "dev,shap,symbolic,captum,ray,anndata,parquet,docs,scverse,scvi"
 
 
 # the built-ins were separate distributions before 0.2; left installed they would claim every name twice

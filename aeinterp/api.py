@@ -110,8 +110,15 @@ def as_dataset(
     groups: str | Mapping[str, Sequence[str]] = "auto",
     dtype: Any = np.float32,
     sample_names: Sequence[Any] | None = None,
+    layer: str | None = None,
+    labels: str | None = None,
+    split: str | None = None,
 ) -> ArrayDataset:
     """An :class:`ArrayDataset` whose explain split is exactly ``X`` and whose fit split is ``background``.
+
+    An AnnData ``X`` is read by :func:`aeinterp.io.anndata.anndata_dataset` (``layer``: ``X``, ``raw``
+    or a layer; ``labels`` / ``split``: ``obs`` columns); a scipy sparse matrix stays sparse
+    (:func:`aeinterp.io.inputs.lazy_dataset`).
 
     ``X`` and ``background`` are numpy arrays, torch tensors or pandas
     DataFrames (feature names from the columns); ``kind`` is inferred from the
@@ -119,7 +126,15 @@ def as_dataset(
     ``kind="image"`` for ``(N, H, W)`` images). Row labels (the dataset's
     ``row_names``) come from ``sample_names`` or a DataFrame's index (:func:`row_labels`).
     """
-    labels = row_labels(X, sample_names)
+    from .io.inputs import lazy_dataset
+
+    lazy = lazy_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, layer=layer, labels=labels, split=split)
+    if lazy is not None:
+        cells = getattr(X, "obs_names", None)
+        if lazy.row_names is None and cells is not None and len(cells) == lazy.x.shape[0]:
+            object.__setattr__(lazy, "row_names", [str(v) for v in cells])  # an AnnData's cell names label its rows
+        return lazy
+    rows = row_labels(X, sample_names)
     x, df_names = _to_array(X, "X")
     if kind == "image" and x.ndim == 3:
         x = x[:, None]
@@ -146,8 +161,8 @@ def as_dataset(
             raise DataError("background holds no samples")
         x = np.concatenate([x, b])
         fit_index = np.arange(n, n + len(b))
-        if labels is not None:
-            labels = labels + (row_labels(background) or [f"background:{i}" for i in range(len(b))])
+        if rows is not None:
+            rows = rows + (row_labels(background) or [f"background:{i}" for i in range(len(b))])
     if np.dtype(dtype) == np.float32:
         check_float32_range(x, "X" if background is None else "X and background", names)
     x = np.ascontiguousarray(x, dtype=dtype)
@@ -162,7 +177,7 @@ def as_dataset(
     except Exception as exc:
         raise DataError(f"feature names do not fit X of shape {(n, *x.shape[1:])}: {exc}") from None
     grp = make_groups(kind, x.shape[1:], groups, feature_names=element, x=x[fit_index], base_names=names)  # type: ignore[arg-type]
-    return ArrayDataset(x=x, kind=kind, feature_names=element, groups=grp, fit_index=fit_index, explain_index=explain_index, name="array", row_names=labels)  # type: ignore[arg-type]
+    return ArrayDataset(x=x, kind=kind, feature_names=element, groups=grp, fit_index=fit_index, explain_index=explain_index, name="array", row_names=rows)  # type: ignore[arg-type]
 
 
 def as_model(model: Any, data: ArrayDataset, *, encoder: str | None = None, decoder: str | None = None, code: int | str | None = None, device: str | None = None) -> Any:
@@ -263,6 +278,9 @@ def explain(
     device: str | None = None,
     executor: Any = None,
     sample_names: Sequence[Any] | None = None,
+    layer: str | None = None,
+    labels: str | None = None,
+    split: str | None = None,
     **params: Any,
 ) -> Explanation:
     """Explain every target (all latent dims by default) of ``model`` on exactly the rows of ``X``.
@@ -296,7 +314,11 @@ def explain(
         where the work runs: ``None``/``"local"`` (this process) or ``"ray"`` /
         an ``executor:`` mapping (see :func:`aeinterp.run.executors.make_executor`).
     sample_names:
-        labels of ``X``'s rows (default: a DataFrame's index when it is not 0..n-1).
+        labels of ``X``'s rows (default: a DataFrame's index when it is not 0..n-1, an AnnData's ``obs_names``).
+    layer, labels, split:
+        for an AnnData ``X``: which matrix (``X``, ``raw`` or a layer name), the ``obs`` column of
+        labels, and an ``obs`` column whose value ``test`` marks the cells to explain (the others
+        are the background). See ``docs/singlecell.md``.
     **params:
         the explainer's parameters, checked by its ``Params``.
     """
@@ -309,11 +331,36 @@ def explain(
     reg = _registry(registry)
     entry, p = _params(method, params, reg)
     tgt = _single_target(target, targets)
-    data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model), sample_names=sample_names)
-    adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code, device=device)
+    data, adapted = _inputs(model, X, background=background, feature_names=feature_names, kind=kind, groups=groups, sample_names=sample_names,
+                            encoder=encoder, decoder=decoder, code=code, device=device, layer=layer, labels=labels, split=split)
     bar, tracker = _progress(progress)
     with bar:
-        return run_explainer(entry.cls(p, progress=tracker), adapted, data, target=tgt, seed=seed, distribution=entry.distribution, version=entry.version, executor=executor)
+        result = run_explainer(entry.cls(p, progress=tracker), adapted, data, target=tgt, seed=seed, distribution=entry.distribution, version=entry.version, executor=executor)
+    return _with_source(result, data)
+
+
+def _inputs(model: Any, X: Any, **kw: Any) -> tuple[ArrayDataset, Any]:
+    """The dataset and the adapted model (an scvi-tools model reads its own registered matrix and covariates)."""
+    from .models.scvi import is_scvi_model
+
+    if is_scvi_model(model):
+        from .io.inputs import adapter_dataset
+        from .models.scvi import ScviAutoencoder
+
+        adapter = ScviAutoencoder(model, device=kw["device"])
+        return adapter_dataset(adapter, X, **{k: kw[k] for k in ("layer", "labels", "split", "groups", "background")}), adapter
+    model_kw = {k: kw.pop(k) for k in ("encoder", "decoder", "code", "device")}
+    data = as_dataset(X, dtype=_float_dtype(model), **kw)
+    return data, as_model(model, data, **model_kw)
+
+
+def _with_source(result: Explanation, data: ArrayDataset) -> Explanation:
+    """Say which matrix was explained (AnnData / sparse input), and which rows (for ``to_anndata``)."""
+    if "matrix" not in data.info:
+        return result
+    arrays = dict(result.arrays)
+    arrays.setdefault("explain_index", np.asarray(data.explain_index, dtype=np.int64))
+    return result.replace(extras={**result.extras, "data": {k: v for k, v in data.info.items()}}, arrays=arrays)
 
 
 def find_explainer(name: str) -> Any:
@@ -402,6 +449,12 @@ class Explanations(Mapping[str, Explanation]):
 
         pd = require("pandas", "pandas", "to build DataFrames")
         return pd.DataFrame([vars(a) for a in self.agreement], columns=["a", "b", "target", "spearman", "top1"])
+
+    def to_anndata(self, adata: Any) -> Any:
+        """Write every explanation into ``adata`` in place, keyed by alias (see :mod:`aeinterp.io.anndata_out`)."""
+        from .io.anndata_out import write_explanations
+
+        return write_explanations(adata, self.explanations, run={"model": self.model_info, "failures": self.failures})
 
     def report(self, out_dir: str | Path, *, console: Console | None = None, top_k: int = 5) -> list[Path]:
         """Write ``results.json``, the npz arrays, PNG plots and the HTML report to ``out_dir``
@@ -498,6 +551,9 @@ def explain_all(
     device: str | None = None,
     executor: Any = None,
     sample_names: Sequence[Any] | None = None,
+    layer: str | None = None,
+    labels: str | None = None,
+    split: str | None = None,
 ) -> Explanations:
     """Run several explainers on every target in ``targets``; one failing step does not lose the others.
 
@@ -526,18 +582,18 @@ def explain_all(
             planned.append((key, entry, p, _single_target(t, None)))
     if problems:
         raise RecipeError(problems, source="of explain_all", what="methods")
-    data = as_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, dtype=_float_dtype(model), sample_names=sample_names)
-    adapted = as_model(model, data, encoder=encoder, decoder=decoder, code=code, device=device)
+    data, adapted = _inputs(model, X, background=background, feature_names=feature_names, kind=kind, groups=groups, sample_names=sample_names,
+                            encoder=encoder, decoder=decoder, code=code, device=device, layer=layer, labels=labels, split=split)
     out: dict[str, Explanation] = {}
     failures: list[dict[str, Any]] = []
     bar, tracker = _progress(progress)
     with bar:
         for key, entry, p, tgt in planned:
             try:
-                out[key] = run_explainer(
+                out[key] = _with_source(run_explainer(
                     entry.cls(p, progress=tracker, results=out), adapted, data, target=tgt, seed=seed,
                     distribution=entry.distribution, version=entry.version, executor=executor,
-                )
+                ), data)
             except AeinterpError as exc:
                 if raise_errors:
                     raise

@@ -25,6 +25,8 @@ _CHUNK_BYTES = 16 * 2**20  # rows checked at a time, so a memory-mapped array is
 
 def finite_rows(x: np.ndarray) -> np.ndarray:
     """For each sample, whether all its values are finite (in chunks of rows, for memory-mapped data)."""
+    if callable(getattr(x, "finite_rows", None)):  # a lazily read matrix checks its stored values
+        return x.finite_rows()
     n = x.shape[0]
     row_bytes = max(1, int(np.prod(x.shape[1:])) * x.itemsize)
     step = max(1, _CHUNK_BYTES // row_bytes)
@@ -71,6 +73,8 @@ class Dataset(Protocol):
 def _rows(x: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``x[index]``; for a memory map and a contiguous ascending ``index``, a slice of the map (no copy: it stays lazy)."""
     index = np.asarray(index)
+    if callable(getattr(x, "rows_view", None)):  # a lazily read matrix (aeinterp.io.rows.LazyRows): a lazy subset
+        return x.rows_view(index)
     if isinstance(x, np.memmap) and index.ndim == 1 and len(index) and index[-1] - index[0] == len(index) - 1 and (len(index) < 2 or bool((np.diff(index) == 1).all())):
         return x[int(index[0]) : int(index[-1]) + 1]
     return x[index]

@@ -82,9 +82,10 @@ class Explanation:
     library_versions: dict[str, str] = field(default_factory=dict)
     #: labels of ``local``'s rows (the caller's DataFrame index, AnnData obs names), or None: positions
     sample_names: list[str] | None = None
-    #: ``exp.plot`` (figures) and notebook display: attached by the report layer
-    #: (:mod:`aeinterp.report.views`), which ``aeinterp``, its API and the results loader import
+    #: ``exp.plot`` (figures), notebook display and ``exp.to_anndata(adata)``: attached by the report
+    #: layer (:mod:`aeinterp.report.views`), which ``aeinterp``, its API and the results loader import
     plot: ClassVar[Any]
+    to_anndata: ClassVar[Any]
 
     def __post_init__(self) -> None:
         imp = np.asarray(self.importance, dtype=np.float64)

@@ -289,13 +289,15 @@ def evaluate(
 
     Returns the concatenated outputs on the CPU.
     """
-    xt = as_tensor(x, model)
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    if not hasattr(x, "shape"):
+        x = np.asarray(x)
     outs = []
     with torch.no_grad():
-        for start in range(0, xt.shape[0], batch_size):
-            outs.append(fn(xt[start : start + batch_size]).detach().cpu())
+        for start in range(0, x.shape[0], batch_size):  # batches converted one at a time: a lazily read matrix stays lazy
+            part = x[start : start + batch_size]
+            outs.append(fn(as_tensor(part if isinstance(part, torch.Tensor) else np.asarray(part), model)).detach().cpu())
     if not outs:
         raise ValueError("cannot evaluate an empty batch")
     return torch.cat(outs)

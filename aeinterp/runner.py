@@ -201,6 +201,14 @@ class Runner:
                 outcome.reports = render_reports(results, self.registry, console=None if self.quiet else self.console, options=recipe.report, data=data, cache=cache, model=model)
             except Exception as exc:  # the results are on disk already; a report bug must not hide them
                 warnings.warn(f"writing the reports failed ({type(exc).__name__}: {exc}); the results are in {out_dir / 'results.json'}, retry with `aeinterp report {out_dir}`", stacklevel=2)
+            if data.info.get("source") == "h5ad" and outcome.explanations:  # scverse users read results back into their AnnData
+                from .io.anndata_out import RESULTS_H5AD, write_results_h5ad
+
+                try:
+                    write_results_h5ad(out_dir / RESULTS_H5AD, data, outcome.explanations, run={"recipe": dump_recipe(recipe), "model": model_info})
+                    outcome.reports.append(out_dir / RESULTS_H5AD)
+                except Exception as exc:  # the results are on disk already
+                    warnings.warn(f"writing {RESULTS_H5AD} failed ({type(exc).__name__}: {exc}); the results are in {out_dir / 'results.json'}", stacklevel=2)
         return outcome
 
     def _run_step(self, step: PlannedStep, model: TorchAutoencoder, data: ArrayDataset, seed: int, recorder: Recorder) -> None:

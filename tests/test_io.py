@@ -154,7 +154,9 @@ def test_h5ad_x_var_names_and_obs_columns(tmp_path: Path, sparse: bool) -> None:
     assert data.fit_index.tolist() == list(range(45))
     layer = load_dataset(path=tmp_path / "cells.h5ad", key="scaled")
     np.testing.assert_array_equal(layer.x, counts / 2)
-    with pytest.raises(DataError, match="no layer 'raw'; it has scaled"):
+    with pytest.raises(DataError, match="no layer 'spliced'; it has: X, scaled"):
+        load_dataset(path=tmp_path / "cells.h5ad", key="spliced")
+    with pytest.raises(DataError, match="has no raw matrix"):  # `raw` names adata.raw.X (docs/singlecell.md)
         load_dataset(path=tmp_path / "cells.h5ad", key="raw")
     with pytest.raises(DataError, match="no column 'donor' for the label"):
         load_dataset(path=tmp_path / "cells.h5ad", label="donor")

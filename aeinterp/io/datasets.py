@@ -18,6 +18,7 @@ from ..data import ArrayDataset, DataKind, element_names, finite_rows, make_grou
 from ..errors import DataError
 from .checks import check_float32_range, check_unique_names
 from .readers import MISSING, RawTable, read_file
+from .rows import LazyRows, column_stats
 
 __all__ = ["load_dataset", "BUILTIN_DATASETS", "BUILTIN_KINDS", "make_sines", "make_synthetic_tabular", "MISSING", "read_rows"]
 
@@ -102,6 +103,11 @@ def _infer_kind(x: np.ndarray, kind: str | None, source: str) -> tuple[np.ndarra
     if x.ndim != expected:
         raise DataError(f"{source} has shape {x.shape}, which is not {kind} data ({expected} dimensions expected)")
     return x, kind  # type: ignore[return-value]
+
+
+def _take(x: Any, rows: np.ndarray) -> Any:
+    """``x[rows]``; a lazy subset for a lazily read matrix (nothing is read)."""
+    return x.rows_view(rows) if isinstance(x, LazyRows) else x[rows]
 
 
 def read_rows(spec: str | Path | Sequence[int], n_rows: int, what: str, base_dir: Path | None = None) -> np.ndarray:
@@ -301,7 +307,7 @@ def load_dataset(
             )
         warnings.warn(f"dropping {len(bad)} of {len(x)} samples of {name} with NaN or infinite values", stacklevel=2)
         row_ids = np.flatnonzero(finite)
-        x = x[finite]
+        x = _take(x, finite)
         labels = labels[finite] if labels is not None else None
     split_info: dict[str, Any]
     if user is not None:
@@ -317,11 +323,15 @@ def load_dataset(
     else:
         if max_samples is not None and x.shape[0] > max_samples:
             keep_rows = np.sort(np.random.default_rng(split_seed).choice(x.shape[0], size=max_samples, replace=False))
-            x, labels, row_ids = x[keep_rows], (labels[keep_rows] if labels is not None else None), row_ids[keep_rows]
+            x, labels, row_ids = _take(x, keep_rows), (labels[keep_rows] if labels is not None else None), row_ids[keep_rows]
         fit_idx, explain_idx = split_indices(x.shape[0], explain_fraction=explain_fraction, explain_size=explain_size, seed=split_seed)
         split_info = {"method": "random", "seed": split_seed, "explain_fraction": explain_fraction, "explain_size": explain_size}
-    info: dict[str, Any] = {}
-    if standardize:
+    info: dict[str, Any] = dict(table.info)
+    if standardize and isinstance(x, LazyRows):  # one streaming pass; each chunk is scaled as it is read
+        mean, std = column_stats(x, fit_idx)
+        x = x._replace(center=mean, scale=np.where(std > 0, std, 1.0))
+        info["standardized"] = True
+    elif standardize:
         x_fit = x[fit_idx]
         mean = x_fit.mean(axis=0)
         std = x_fit.std(axis=0)

@@ -10,8 +10,9 @@ array), so the label and the split can be read from any of them.
   else through the csv module, with the same located errors for ragged rows,
   duplicate header names and non-UTF-8 bytes (``encoding:`` reads other encodings).
 - Parquet through pandas with pyarrow (``aeinterp[parquet]``).
-- ``.h5ad`` through anndata (``aeinterp[anndata]``): ``X`` (dense or sparse)
-  or a layer (``key:``), ``var_names`` as feature names, ``obs`` columns as
+- ``.h5ad`` through anndata (``aeinterp[anndata]``, see :mod:`aeinterp.io.anndata`):
+  ``X``, ``raw`` or a layer (``layer:`` / ``key:``), sparse kept sparse and
+  large files read backed, ``var_names`` as feature names, ``obs`` columns as
   labels or split.
 - ``.npy`` memory-mapped (``mmap_mode="r"``): rows are read when they are
   used, so explaining a few rows of a large file does not load all of it.
@@ -24,7 +25,6 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,28 +32,12 @@ import numpy as np
 
 from .checks import check_dense_fits, check_unique_names, open_npy
 from ..errors import DataError, require
+from .table import RawTable  # noqa: F401  (read_file's result; re-exported)
 
 __all__ = ["RawTable", "read_file", "SUFFIXES", "MISSING"]
 
 MISSING = ("", "NA", "nan", "NaN")  # CSV cells read as NaN
 SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".h5ad", ".npy", ".npz")
-
-
-@dataclass
-class RawTable:
-    """What a file holds: samples, their feature names, and the other named columns."""
-
-    x: np.ndarray
-    feature_names: list[str] | None = None
-    columns: dict[str, np.ndarray] = field(default_factory=dict)
-    #: the row labels (the ``index:`` column), or None
-    index: np.ndarray | None = None
-
-    def column(self, name: str, source: str, role: str) -> np.ndarray:
-        if name not in self.columns:
-            have = ", ".join(self.columns) or "none"
-            raise DataError(f"{source}: no column {name!r} for the {role} (columns that are not features: {have})")
-        return self.columns[name]
 
 
 def read_file(path: Path, *, key: str | None = None, keep: Sequence[str] = (), encoding: str = "utf-8", index: int | str | None = None) -> RawTable:
@@ -74,7 +58,9 @@ def read_file(path: Path, *, key: str | None = None, keep: Sequence[str] = (), e
     if suffix in (".parquet", ".pq"):
         return _read_parquet(path, keep)
     if suffix == ".h5ad":
-        return _read_h5ad(path, key)
+        from .anndata import read_h5ad  # sparse stays sparse, large files stay on disk (aeinterp.io.anndata)
+
+        return read_h5ad(path, key)
     if suffix in (".npy", ".npz"):
         try:
             return _read_array(path, key)

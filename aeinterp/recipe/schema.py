@@ -111,6 +111,7 @@ class DataSection(_Section):
     label: str | None = Field(None, description="CSV column / .npz array holding labels (not a feature)")
     index: int | str | None = Field(None, description="CSV column holding row labels (not a feature): its name, or its position (0: the first, e.g. the unnamed index pandas' df.to_csv() writes)")
     key: str | None = Field(None, description="which array of an .npz holds the samples (default x), or which layer of an .h5ad (default X)")
+    layer: str | None = Field(None, description="which matrix of an .h5ad: X (default), raw (adata.raw.X) or a layer name; the results say which was read")
     groups: str | dict[str, list[str]] = Field("auto", description="auto | elements | features | steps | pixels | channels | patches:K | correlation:R | {group: [features]}")
     split: SplitSection = Field(default_factory=SplitSection)
     standardize: bool | None = Field(None, description="scale by the fit split's mean/std (default: on for bundled tabular sets)")
@@ -128,6 +129,8 @@ class DataSection(_Section):
             raise ValueError("`fit_path` needs `explain_path`")
         if sum(v is not None for v in (self.path, self.builtin, self.fit_path)) != 1:
             raise ValueError("give exactly one of `path` or `builtin` (or `fit_path` with `explain_path`)")
+        if self.layer is not None and self.key is not None:
+            raise ValueError("give the .h5ad matrix once: `layer:` (or the older `key:`), not both")
         return self
 
 

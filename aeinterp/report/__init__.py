@@ -34,9 +34,9 @@ MAX_VALUES = 20_000_000  # explained rows x feature groups kept for the figures'
 def save_values(out_dir: Path, data: Any) -> np.ndarray | None:
     """The explained rows' value of every feature group (the mean of its elements), saved beside the results."""
     groups = list(data.groups)
-    x = np.asarray(data.x_explain)
-    if x.shape[0] * len(groups) > MAX_VALUES:
+    if data.x_explain.shape[0] * len(groups) > MAX_VALUES:  # before reading: a lazily read matrix stays on disk
         return None
+    x = np.asarray(data.x_explain)
     flat = x.reshape(x.shape[0], -1)
     values = np.stack([flat[:, np.asarray(g.indices)].mean(axis=1) for g in groups], axis=1).astype(np.float32)
     tmp = out_dir / (VALUES_FILE + ".tmp.npz")

@@ -85,6 +85,10 @@ def fingerprint(*parts: Any) -> str:
 
 
 def _update_array(h: Any, arr: Any) -> None:
+    fingerprint = getattr(arr, "fingerprint", None)
+    if callable(fingerprint):  # a lazily read matrix (aeinterp.io.rows.LazyRows): its source, rows and transforms
+        h.update(str(fingerprint()).encode())
+        return
     a = np.asarray(arr)
     if a.dtype == object or a.dtype.kind in "US":
         a = np.asarray(a.astype(str), dtype="U")

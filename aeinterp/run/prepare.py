@@ -35,7 +35,7 @@ def load_data(loaded: LoadedRecipe) -> ArrayDataset:
     try:
         return load_dataset(
             path=path, builtin=d.builtin, kind=d.kind, feature_names=d.feature_names,
-            label=d.label, key=d.key, groups=d.groups, explain_fraction=d.split.explain_fraction,
+            label=d.label, key=d.key if d.layer is None else d.layer, groups=d.groups, explain_fraction=d.split.explain_fraction,
             explain_size=d.split.explain_size, split_seed=d.split.seed, standardize=d.standardize, nan=d.nan,
             max_samples=d.max_samples, encoding=d.encoding, index=d.index, fit_path=resolve(base, d.fit_path), explain_path=resolve(base, d.explain_path),
             split_column=d.split.column, explain_values=d.split.values("explain") or ("test",), fit_values=d.split.values("fit"),

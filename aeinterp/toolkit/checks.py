@@ -87,10 +87,10 @@ def check_finite_outputs(model: Model, data: Any, target: Target | str) -> None:
     target = Target(target)
     if not hasattr(model, "encode"):  # explainers that build their own models get none
         return
-    x = np.asarray(data.x_explain)
+    x = data.x_explain  # read a batch at a time (a memory map or a lazily read sparse matrix stays lazy)
     with frozen(model), torch.no_grad():
         for start in range(0, len(x), FINITE_BATCH):
-            batch = as_tensor(x[start : start + FINITE_BATCH], model)
+            batch = as_tensor(np.asarray(x[start : start + FINITE_BATCH]), model)
             try:
                 out = evaluate_target(model, target, batch)
             except Exception:  # a model that cannot evaluate is reported by the explainer's own error
@@ -110,7 +110,7 @@ def check_finite_outputs(model: Model, data: Any, target: Target | str) -> None:
 def check_gradient_path(model: Model, data: Any, target: Target | str, *, explainer: str = "") -> None:
     """Raise :class:`CapabilityError` if ``target`` has no autograd path to the input, or a zero gradient."""
     target = Target(target)
-    x = as_tensor(np.asarray(data.x_explain)[:GRADIENT_PROBE], model).clone().requires_grad_(True)
+    x = as_tensor(np.asarray(data.x_explain[:GRADIENT_PROBE]), model).clone().requires_grad_(True)
     who = f"{explainer} needs gradients, but " if explainer else "gradients are needed, but "
     with frozen(model), torch.enable_grad():
         try:
