@@ -23,29 +23,61 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .api import Explanations, code_page, explain, explain_all, find_explainer, latent_page, load
     from .data import ArrayDataset, Dataset, FeatureGroup
     from .errors import (
-        AeinterpError, CapabilityError, DataError, ExplainerError, MissingDependencyError, ModelError, PluginError,
-        PluginLoadError, RecipeError, RegistrationError, StepTimeout,
+        AeinterpError,
+        CapabilityError,
+        DataError,
+        ExplainerError,
+        MissingDependencyError,
+        ModelError,
+        PluginError,
+        PluginLoadError,
+        RecipeError,
+        RegistrationError,
+        StepTimeout,
     )
     from .explainer import Capabilities, Explainer, ExplainerParams, StepRef
     from .explanation import Explanation
-    from .plugins.hookspecs import hookimpl
-    from .models.loading import factory
     from .model import Model, TorchAutoencoder
-    from .runner import Runner
+    from .models.loading import factory
+    from .plugins.hookspecs import hookimpl
     from .run.dispatch import run_explainer
+    from .runner import Runner
     from .targets import Target
 
 _WHERE = {
-    "Explanations": "api", "explain": "api", "explain_all": "api", "find_explainer": "api", "latent_page": "api", "code_page": "api",
+    "Explanations": "api",
+    "explain": "api",
+    "explain_all": "api",
+    "find_explainer": "api",
+    "latent_page": "api",
+    "code_page": "api",
     "load": "api",
-    "ArrayDataset": "data", "Dataset": "data", "FeatureGroup": "data",
-    "AeinterpError": "errors", "CapabilityError": "errors", "DataError": "errors", "ExplainerError": "errors",
-    "MissingDependencyError": "errors", "ModelError": "errors", "PluginError": "errors", "PluginLoadError": "errors",
-    "RecipeError": "errors", "RegistrationError": "errors",
-    "Capabilities": "explainer", "Explainer": "explainer", "ExplainerParams": "explainer", "StepRef": "explainer",
-    "Explanation": "explanation", "hookimpl": "plugins.hookspecs", "Model": "model", "TorchAutoencoder": "model",
-    "Runner": "runner", "run_explainer": "run.dispatch", "Target": "targets",
-    "factory": "models.loading", "StepTimeout": "errors",
+    "ArrayDataset": "data",
+    "Dataset": "data",
+    "FeatureGroup": "data",
+    "AeinterpError": "errors",
+    "CapabilityError": "errors",
+    "DataError": "errors",
+    "ExplainerError": "errors",
+    "MissingDependencyError": "errors",
+    "ModelError": "errors",
+    "PluginError": "errors",
+    "PluginLoadError": "errors",
+    "RecipeError": "errors",
+    "RegistrationError": "errors",
+    "Capabilities": "explainer",
+    "Explainer": "explainer",
+    "ExplainerParams": "explainer",
+    "StepRef": "explainer",
+    "Explanation": "explanation",
+    "hookimpl": "plugins.hookspecs",
+    "Model": "model",
+    "TorchAutoencoder": "model",
+    "Runner": "runner",
+    "run_explainer": "run.dispatch",
+    "Target": "targets",
+    "factory": "models.loading",
+    "StepTimeout": "errors",
 }
 
 __all__ = ["__version__", *sorted(_WHERE)]
@@ -67,13 +99,34 @@ def __getattr__(name: str) -> Any:
 # ``aeinterp.<name>`` as an attribute: the modules this package always offered, where they live now.
 # The layers' own folders (toolkit, io, models, recipe, plugins, run, report) import as usual.
 _SUBMODULES = {
-    "api": "api", "data": "data", "errors": "errors", "explainer": "explainer", "explanation": "explanation",
-    "model": "model", "targets": "targets", "testing": "testing", "progress": "progress", "device": "device",
-    "chunks": "toolkit.chunks", "perturb": "toolkit.perturb", "streaming": "toolkit.streaming",
-    "datasets": "io.datasets", "loading": "models.loading", "training": "models.training",
-    "plugins": "plugins", "registry": "plugins.registry", "recipe": "recipe",
-    "results": "run.results", "runner": "runner", "step": "run.step", "executors": "run.executors",
-    "toolkit": "toolkit", "io": "io", "models": "models", "run": "run", "report": "report",
+    "api": "api",
+    "data": "data",
+    "errors": "errors",
+    "explainer": "explainer",
+    "explanation": "explanation",
+    "model": "model",
+    "targets": "targets",
+    "testing": "testing",
+    "progress": "progress",
+    "device": "device",
+    "chunks": "toolkit.chunks",
+    "perturb": "toolkit.perturb",
+    "streaming": "toolkit.streaming",
+    "datasets": "io.datasets",
+    "loading": "models.loading",
+    "training": "models.training",
+    "plugins": "plugins",
+    "registry": "plugins.registry",
+    "recipe": "recipe",
+    "results": "run.results",
+    "runner": "runner",
+    "step": "run.step",
+    "executors": "run.executors",
+    "toolkit": "toolkit",
+    "io": "io",
+    "models": "models",
+    "run": "run",
+    "report": "report",
 }
 
 

@@ -97,7 +97,9 @@ def resolve_sample(e: Explanation, sample: int | str) -> int:
     return _positions(int(sample), range(len(e.local)), "sample")[0]  # type: ignore[arg-type]
 
 
-def _subset_array(key: str, value: Any, rows: list[int] | None, cols: list[int] | None, samples: list[int] | None, shape: tuple[int, int, int]) -> Any:
+def _subset_array(
+    key: str, value: Any, rows: list[int] | None, cols: list[int] | None, samples: list[int] | None, shape: tuple[int, int, int]
+) -> Any:
     """The extra array restricted like the explanation, or None where it cannot be told which axis is which."""
     arr = np.asarray(value)
     n_samples, n_targets, n_features = shape

@@ -25,11 +25,11 @@ import numpy as np
 
 from .data import ArrayDataset, element_names, make_groups
 from .errors import AeinterpError, DataError, RecipeError
-from .io.checks import check_float32_range, check_unique_names
 from .explanation import Explanation
-from .report import views as _views  # noqa: F401  (exp.plot and notebook display on every result)
-from .progress import NullProgress, Progress, RichProgress, TextProgress
+from .io.checks import check_float32_range, check_unique_names
 from .plugins.registry import ExplainerRegistry
+from .progress import NullProgress, Progress, RichProgress, TextProgress
+from .report import views as _views  # noqa: F401  (exp.plot and notebook display on every result)
 from .run.dispatch import run_explainer
 from .targets import Target
 
@@ -38,7 +38,18 @@ if TYPE_CHECKING:
 
     from .report.summary import Agreement
 
-__all__ = ["explain", "explain_all", "Explanations", "as_dataset", "as_model", "find_explainer", "latent_page", "code_page", "load", "row_labels"]
+__all__ = [
+    "explain",
+    "explain_all",
+    "Explanations",
+    "as_dataset",
+    "as_model",
+    "find_explainer",
+    "latent_page",
+    "code_page",
+    "load",
+    "row_labels",
+]
 
 _KIND_BY_NDIM = {2: "tabular", 3: "sequence", 4: "image"}
 
@@ -52,7 +63,9 @@ def _to_array(x: Any, what: str) -> tuple[np.ndarray, list[str] | None]:
         text = [(str(c), t) for c, t in zip(x.columns, getattr(x, "dtypes", [])) if getattr(t, "kind", "O") not in "biuf"]
         if text:  # name the column, as the CSV reader does
             more = f" (and {len(text) - 1} more columns)" if len(text) > 1 else ""
-            raise DataError(f"{what}'s column {text[0][0]!r} is not numeric (dtype {text[0][1]}){more}; encode categorical columns first or drop them")
+            raise DataError(
+                f"{what}'s column {text[0][0]!r} is not numeric (dtype {text[0][1]}){more}; encode categorical columns first or drop them"
+            )
         x = x.to_numpy()
     elif hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor
         x = x.detach().cpu().numpy()
@@ -128,7 +141,9 @@ def as_dataset(
     """
     from .io.inputs import lazy_dataset
 
-    lazy = lazy_dataset(X, background=background, feature_names=feature_names, kind=kind, groups=groups, layer=layer, labels=labels, split=split)
+    lazy = lazy_dataset(
+        X, background=background, feature_names=feature_names, kind=kind, groups=groups, layer=layer, labels=labels, split=split
+    )
     if lazy is not None:
         cells = getattr(X, "obs_names", None)
         if lazy.row_names is None and cells is not None and len(cells) == lazy.x.shape[0]:
@@ -177,16 +192,33 @@ def as_dataset(
     except Exception as exc:
         raise DataError(f"feature names do not fit X of shape {(n, *x.shape[1:])}: {exc}") from None
     grp = make_groups(kind, x.shape[1:], groups, feature_names=element, x=x[fit_index], base_names=names)  # type: ignore[arg-type]
-    return ArrayDataset(x=x, kind=kind, feature_names=element, groups=grp, fit_index=fit_index, explain_index=explain_index, name="array", row_names=rows)  # type: ignore[arg-type]
+    return ArrayDataset(
+        x=x,
+        kind=kind,
+        feature_names=element,
+        groups=grp,
+        fit_index=fit_index,
+        explain_index=explain_index,
+        name="array",
+        row_names=rows,  # type: ignore[arg-type]
+    )  # type: ignore[arg-type]
 
 
-def as_model(model: Any, data: ArrayDataset, *, encoder: str | None = None, decoder: str | None = None, code: int | str | None = None, device: str | None = None) -> Any:
+def as_model(
+    model: Any,
+    data: ArrayDataset,
+    *,
+    encoder: str | None = None,
+    decoder: str | None = None,
+    code: int | str | None = None,
+    device: str | None = None,
+) -> Any:
     """``model`` as an :class:`aeinterp.Model`: an nn.Module or TorchScript module is adapted and checked
     against ``data``; anything that already satisfies the protocol is used as is."""
     from torch import nn
 
-    from .models.loading import adapt
     from .model import Model
+    from .models.loading import adapt
 
     if isinstance(model, nn.Module):
         return adapt(model, data, encoder=encoder, decoder=decoder, code=code, description=type(model).__name__, device=device)
@@ -249,7 +281,9 @@ def _single_target(target: str | Target, targets: Any) -> Target:
     if targets is not None:
         if isinstance(targets, (list, tuple)):
             if len(targets) != 1:
-                raise AeinterpError(f"explain() runs one target, got {list(targets)}; use aeinterp.explain_all(..., targets=[...]) for several")
+                raise AeinterpError(
+                    f"explain() runs one target, got {list(targets)}; use aeinterp.explain_all(..., targets=[...]) for several"
+                )
             targets = targets[0]
         target = targets
     try:
@@ -331,11 +365,34 @@ def explain(
     reg = _registry(registry)
     entry, p = _params(method, params, reg)
     tgt = _single_target(target, targets)
-    data, adapted = _inputs(model, X, background=background, feature_names=feature_names, kind=kind, groups=groups, sample_names=sample_names,
-                            encoder=encoder, decoder=decoder, code=code, device=device, layer=layer, labels=labels, split=split)
+    data, adapted = _inputs(
+        model,
+        X,
+        background=background,
+        feature_names=feature_names,
+        kind=kind,
+        groups=groups,
+        sample_names=sample_names,
+        encoder=encoder,
+        decoder=decoder,
+        code=code,
+        device=device,
+        layer=layer,
+        labels=labels,
+        split=split,
+    )
     bar, tracker = _progress(progress)
     with bar:
-        result = run_explainer(entry.cls(p, progress=tracker), adapted, data, target=tgt, seed=seed, distribution=entry.distribution, version=entry.version, executor=executor)
+        result = run_explainer(
+            entry.cls(p, progress=tracker),
+            adapted,
+            data,
+            target=tgt,
+            seed=seed,
+            distribution=entry.distribution,
+            version=entry.version,
+            executor=executor,
+        )
     return _with_source(result, data)
 
 
@@ -465,7 +522,10 @@ class Explanations(Mapping[str, Explanation]):
         out = Path(out_dir)
         results = RunResults(out_dir=out, doc=self._store(out).doc, explanations=dict(self.explanations))
         options = _ReportOptions(terminal=console is not None, top_k=top_k)
-        return [out / "results.json", *render_reports(results, self.registry, console=console, options=options, data=self.data, model=self.model)]
+        return [
+            out / "results.json",
+            *render_reports(results, self.registry, console=console, options=options, data=self.data, model=self.model),
+        ]
 
     def latent(self, name: str) -> Any:
         """The page of latent ``name`` ("z3"): what drives it, what it does, when it is high, its relations.
@@ -492,12 +552,21 @@ class Explanations(Mapping[str, Explanation]):
             values = None
             if self.data is not None:
                 x = np.asarray(self.data.x_explain).reshape(len(self.data.explain_index), -1)
-                values = (np.stack([x[:, np.asarray(g.indices)].mean(axis=1) for g in self.data.groups], axis=1), [g.name for g in self.data.groups])
+                values = (
+                    np.stack([x[:, np.asarray(g.indices)].mean(axis=1) for g in self.data.groups], axis=1),
+                    [g.name for g in self.data.groups],
+                )
             dim = self.model_info.get("latent_dim")
             verdict = verdicts(self.explanations, dim if isinstance(dim, int) else None)
             info = self.data.describe() if self.data is not None else {}
-            self._pages["source"] = LatentSource(self.explanations, codes=codes, values=values, data_info=info,
-                                                 latent_names=list(codes.latent_names) if codes is not None else list(verdict.latents), dead_by_attribution=list(verdict.dead))
+            self._pages["source"] = LatentSource(
+                self.explanations,
+                codes=codes,
+                values=values,
+                data_info=info,
+                latent_names=list(codes.latent_names) if codes is not None else list(verdict.latents),
+                dead_by_attribution=list(verdict.dead),
+            )
         return self._pages["source"]
 
 
@@ -514,7 +583,10 @@ def _steps(methods: Any) -> list[tuple[str, str | None, dict[str, Any], list[str
     if isinstance(methods, str):
         methods = [methods]
     if isinstance(methods, Mapping):  # {alias: {name:..., params:...}} or {name: params}
-        methods = [({"alias": k, **v} if "name" in v else {"name": k, "params": dict(v)}) if isinstance(v, Mapping) else {"name": k} for k, v in methods.items()]
+        methods = [
+            ({"alias": k, **v} if "name" in v else {"name": k, "params": dict(v)}) if isinstance(v, Mapping) else {"name": k}
+            for k, v in methods.items()
+        ]
     out: list[tuple[str, Any, dict[str, Any], list[str] | None]] = []
     for m in methods:
         if isinstance(m, str):
@@ -524,10 +596,18 @@ def _steps(methods: Any) -> list[tuple[str, str | None, dict[str, Any], list[str
         elif isinstance(m, Mapping) and "name" in m:
             unknown = set(m) - {"name", "alias", "params", "targets"}
             if unknown:
-                raise RecipeError(f"step {dict(m)!r}: unknown keys {sorted(unknown)} (a step has name, alias, params, targets)", source="of explain_all", what="methods")
+                raise RecipeError(
+                    f"step {dict(m)!r}: unknown keys {sorted(unknown)} (a step has name, alias, params, targets)",
+                    source="of explain_all",
+                    what="methods",
+                )
             out.append((str(m["name"]), m.get("alias"), dict(m.get("params") or {}), list(m["targets"]) if m.get("targets") else None))
         else:
-            raise RecipeError(f"cannot read method {m!r}: give a name, a (name, params) pair or {{name:, alias:, params:, targets:}}", source="of explain_all", what="methods")
+            raise RecipeError(
+                f"cannot read method {m!r}: give a name, a (name, params) pair or {{name:, alias:, params:, targets:}}",
+                source="of explain_all",
+                what="methods",
+            )
     return out
 
 
@@ -582,23 +662,59 @@ def explain_all(
             planned.append((key, entry, p, _single_target(t, None)))
     if problems:
         raise RecipeError(problems, source="of explain_all", what="methods")
-    data, adapted = _inputs(model, X, background=background, feature_names=feature_names, kind=kind, groups=groups, sample_names=sample_names,
-                            encoder=encoder, decoder=decoder, code=code, device=device, layer=layer, labels=labels, split=split)
+    data, adapted = _inputs(
+        model,
+        X,
+        background=background,
+        feature_names=feature_names,
+        kind=kind,
+        groups=groups,
+        sample_names=sample_names,
+        encoder=encoder,
+        decoder=decoder,
+        code=code,
+        device=device,
+        layer=layer,
+        labels=labels,
+        split=split,
+    )
     out: dict[str, Explanation] = {}
     failures: list[dict[str, Any]] = []
     bar, tracker = _progress(progress)
     with bar:
         for key, entry, p, tgt in planned:
             try:
-                out[key] = _with_source(run_explainer(
-                    entry.cls(p, progress=tracker, results=out), adapted, data, target=tgt, seed=seed,
-                    distribution=entry.distribution, version=entry.version, executor=executor,
-                ), data)
+                out[key] = _with_source(
+                    run_explainer(
+                        entry.cls(p, progress=tracker, results=out),
+                        adapted,
+                        data,
+                        target=tgt,
+                        seed=seed,
+                        distribution=entry.distribution,
+                        version=entry.version,
+                        executor=executor,
+                    ),
+                    data,
+                )
             except AeinterpError as exc:
                 if raise_errors:
                     raise
-                failures.append({"name": entry.name, "alias": key, "target": tgt.value, "status": "error", "error": str(exc), "error_type": type(exc.__cause__ or exc).__name__})
-    info = {"description": getattr(adapted, "description", type(model).__name__), "latent_dim": int(adapted.latent_dim), "input_shape": list(adapted.input_shape)}
+                failures.append(
+                    {
+                        "name": entry.name,
+                        "alias": key,
+                        "target": tgt.value,
+                        "status": "error",
+                        "error": str(exc),
+                        "error_type": type(exc.__cause__ or exc).__name__,
+                    }
+                )
+    info = {
+        "description": getattr(adapted, "description", type(model).__name__),
+        "latent_dim": int(adapted.latent_dim),
+        "input_shape": list(adapted.input_shape),
+    }
     return Explanations(out, failures, data=data, model_info=info, registry=reg, model=adapted)
 
 

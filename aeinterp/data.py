@@ -17,7 +17,18 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["DataKind", "Dataset", "ArrayDataset", "FeatureGroup", "make_groups", "element_names", "split_indices", "subsample_indices", "finite_rows", "SPLIT_FILE"]
+__all__ = [
+    "DataKind",
+    "Dataset",
+    "ArrayDataset",
+    "FeatureGroup",
+    "make_groups",
+    "element_names",
+    "split_indices",
+    "subsample_indices",
+    "finite_rows",
+    "SPLIT_FILE",
+]
 
 SPLIT_FILE = "split.npz"  # where the runner writes the split's row indices, beside results.json
 _CHUNK_BYTES = 16 * 2**20  # rows checked at a time, so a memory-mapped array is never copied whole
@@ -26,7 +37,7 @@ _CHUNK_BYTES = 16 * 2**20  # rows checked at a time, so a memory-mapped array is
 def finite_rows(x: np.ndarray) -> np.ndarray:
     """For each sample, whether all its values are finite (in chunks of rows, for memory-mapped data)."""
     if callable(getattr(x, "finite_rows", None)):  # a lazily read matrix checks its stored values
-        return x.finite_rows()
+        return x.finite_rows()  # type: ignore[attr-defined]
     n = x.shape[0]
     row_bytes = max(1, int(np.prod(x.shape[1:])) * x.itemsize)
     step = max(1, _CHUNK_BYTES // row_bytes)
@@ -34,6 +45,7 @@ def finite_rows(x: np.ndarray) -> np.ndarray:
     for s in range(0, n, step):
         out[s : s + step] = np.isfinite(np.asarray(x[s : s + step]).reshape(min(step, n - s), -1)).all(axis=1)
     return out
+
 
 DataKind = Literal["tabular", "image", "sequence"]
 DATA_KINDS: tuple[str, ...] = ("tabular", "image", "sequence")
@@ -74,8 +86,14 @@ def _rows(x: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``x[index]``; for a memory map and a contiguous ascending ``index``, a slice of the map (no copy: it stays lazy)."""
     index = np.asarray(index)
     if callable(getattr(x, "rows_view", None)):  # a lazily read matrix (aeinterp.io.rows.LazyRows): a lazy subset
-        return x.rows_view(index)
-    if isinstance(x, np.memmap) and index.ndim == 1 and len(index) and index[-1] - index[0] == len(index) - 1 and (len(index) < 2 or bool((np.diff(index) == 1).all())):
+        return x.rows_view(index)  # type: ignore[attr-defined]
+    if (
+        isinstance(x, np.memmap)
+        and index.ndim == 1
+        and len(index)
+        and index[-1] - index[0] == len(index) - 1
+        and (len(index) < 2 or bool((np.diff(index) == 1).all()))
+    ):
         return x[int(index[0]) : int(index[-1]) + 1]
     return x[index]
 
@@ -161,7 +179,9 @@ class ArrayDataset:
     def label_codes(self) -> tuple[np.ndarray, list[str]]:
         """Labels as integer codes ``0..C-1`` for every sample, and the class names."""
         if self.labels is None:
-            raise DataError(f"dataset {self.name!r} has no labels; give `label:` (a CSV column or an .npz array) or use a labelled builtin set")
+            raise DataError(
+                f"dataset {self.name!r} has no labels; give `label:` (a CSV column or an .npz array) or use a labelled builtin set"
+            )
         classes, codes = np.unique(self.labels, return_inverse=True)
         return codes.astype(np.int64), [str(c) for c in classes]
 
@@ -170,8 +190,10 @@ class ArrayDataset:
         ``explain_rows`` / ``fit_rows`` into the source file (they differ when rows were dropped)."""
         rows = np.arange(self.x.shape[0]) if self.row_ids is None else np.asarray(self.row_ids)
         return {
-            "explain_index": self.explain_index, "fit_index": self.fit_index,
-            "explain_rows": rows[self.explain_index], "fit_rows": rows[self.fit_index],
+            "explain_index": self.explain_index,
+            "fit_index": self.fit_index,
+            "explain_rows": rows[self.explain_index],
+            "fit_rows": rows[self.fit_index],
         }
 
     def describe(self) -> dict[str, Any]:
@@ -333,7 +355,9 @@ def _correlation_groups(x: np.ndarray, names: Sequence[str], threshold: float) -
     return tuple(groups)
 
 
-def split_indices(n: int, *, explain_fraction: float = 0.25, explain_size: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    n: int, *, explain_fraction: float = 0.25, explain_size: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Shuffle ``range(n)`` with ``seed`` and cut it into (fit, explain) indices."""
     if n < 2:
         raise DataError(f"need at least 2 samples to split into fit and explain sets, got {n}")

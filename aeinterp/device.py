@@ -54,7 +54,9 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
             raise ModelError(f"device 'mps' is not available on this machine ({_available()}); use `device: auto` or `cpu`")
         return torch.device("mps")
     if not torch.cuda.is_available():
-        raise ModelError(f"device {text!r} is not available: this torch ({torch.__version__}) sees no CUDA GPU ({_available()}); use `device: auto` or `cpu`")
+        raise ModelError(
+            f"device {text!r} is not available: this torch ({torch.__version__}) sees no CUDA GPU ({_available()}); use `device: auto` or `cpu`"
+        )
     count = torch.cuda.device_count()
     i = int(index) if index is not None else torch.cuda.current_device()
     if i >= count:

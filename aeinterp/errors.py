@@ -105,10 +105,7 @@ class MissingDependencyError(AeinterpError):
         self.extra = extra
         self.purpose = purpose
         what = f" for {purpose}" if purpose else ""
-        super().__init__(
-            f"{package} is required{what} but is not installed; "
-            f"install it with: pip install 'aeinterp[{extra}]'"
-        )
+        super().__init__(f"{package} is required{what} but is not installed; install it with: pip install 'aeinterp[{extra}]'")
 
     def __reduce__(self):  # noqa: ANN204 - picklable, so it can come back from a Ray worker
         return (type(self), (self.package, self.extra, self.purpose))

@@ -85,8 +85,7 @@ def _marks_step_ref(annotation: Any) -> bool:
 def step_ref_fields(params: type[BaseModel]) -> list[str]:
     """Names of the fields of ``params`` declared as :data:`StepRef`."""
     return [
-        name for name, f in params.model_fields.items()
-        if _marks_step_ref(f.annotation) or any(m is _StepRefMarker for m in f.metadata)
+        name for name, f in params.model_fields.items() if _marks_step_ref(f.annotation) or any(m is _StepRefMarker for m in f.metadata)
     ]
 
 

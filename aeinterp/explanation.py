@@ -26,7 +26,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -92,9 +91,7 @@ class Explanation:
         object.__setattr__(self, "importance", imp)
         shape = (len(self.target_names), len(self.feature_names))
         if imp.shape != shape:
-            raise ValueError(
-                f"importance has shape {imp.shape}, expected (targets, features) = {shape}"
-            )
+            raise ValueError(f"importance has shape {imp.shape}, expected (targets, features) = {shape}")
         if self.std is not None:
             std = np.asarray(self.std, dtype=np.float64)
             if std.shape != shape:
@@ -172,10 +169,7 @@ class Explanation:
     def top_features(self, k: int = 5) -> dict[str, list[tuple[str, float]]]:
         """For each target, its ``k`` most important features with their importance."""
         order = np.argsort(-self.importance, axis=1, kind="stable")[:, :k]
-        return {
-            t: [(self.feature_names[i], float(self.importance[r, i])) for i in order[r]]
-            for r, t in enumerate(self.target_names)
-        }
+        return {t: [(self.feature_names[i], float(self.importance[r, i])) for i in order[r]] for r, t in enumerate(self.target_names)}
 
     def normalized(self) -> np.ndarray:
         """Importance scaled so each target's non-negative values sum to 1 (rows of zeros stay 0)."""
@@ -207,7 +201,9 @@ class Explanation:
             values = self.importance if kind == "importance" else self.std
             if values is None:
                 raise ValueError(f"{self.explainer or 'this explanation'} has no std (no repeats or spread)")
-            return pd.DataFrame(values, index=pd.Index(self.target_names, name="target"), columns=pd.Index(self.feature_names, name="feature"))
+            return pd.DataFrame(
+                values, index=pd.Index(self.target_names, name="target"), columns=pd.Index(self.feature_names, name="feature")
+            )
         if kind == "local":
             if self.local is None:
                 raise ValueError(f"{self.explainer or 'this explanation'} has no per-sample attributions (local)")
@@ -215,12 +211,15 @@ class Explanation:
             index = None
             if self.sample_names is not None:
                 index = pd.Index(np.repeat(np.asarray(self.sample_names, dtype=object), t * f), name="row")
-            return pd.DataFrame({
-                "sample": np.repeat(self._sample_ids(), t * f),
-                "target": np.tile(np.repeat(np.asarray(self.target_names, dtype=object), f), s),
-                "feature": np.tile(np.asarray(self.feature_names, dtype=object), s * t),
-                "attribution": np.asarray(self.local).reshape(-1),
-            }, index=index)
+            return pd.DataFrame(
+                {
+                    "sample": np.repeat(self._sample_ids(), t * f),
+                    "target": np.tile(np.repeat(np.asarray(self.target_names, dtype=object), f), s),
+                    "feature": np.tile(np.asarray(self.feature_names, dtype=object), s * t),
+                    "attribution": np.asarray(self.local).reshape(-1),
+                },
+                index=index,
+            )
         raise ValueError(f"kind must be 'importance', 'std' or 'local', got {kind!r}")
 
     def to_xarray(self) -> Any:
@@ -327,7 +326,9 @@ class Explanation:
                 if local_path.exists():
                     local = np.load(local_path, mmap_mode="r", allow_pickle=False)
         if importance is None:
-            raise ValueError(f"the entry of {entry.get('alias', entry.get('name'))!r} references its matrices in {arrays_path}, which is missing")
+            raise ValueError(
+                f"the entry of {entry.get('alias', entry.get('name'))!r} references its matrices in {arrays_path}, which is missing"
+            )
         return cls(
             importance=np.asarray(importance, dtype=np.float64),
             feature_names=list(entry["feature_names"]),

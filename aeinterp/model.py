@@ -93,7 +93,7 @@ def select_code(output: Any, code: int | str | None = None, *, where: str = "enc
             if key is None:
                 raise ModelError(
                     f"the {where} returned a dict with keys {sorted(output)}; "
-                    f"say which one is the code: code=\"<key>\" in Python, `code: <key>` in a recipe's model section"
+                    f'say which one is the code: code="<key>" in Python, `code: <key>` in a recipe\'s model section'
                 )
         else:
             key = code
@@ -117,7 +117,7 @@ def _resolve(module: nn.Module, names: Sequence[str], role: str) -> Callable[...
             return attr
     raise ModelError(
         f"the model has no {role}: looked for {', '.join(repr(n) for n in names)}; "
-        f"name the submodule or method: {role}=\"<name>\" in Python (aeinterp.explain, TorchAutoencoder), "
+        f'name the submodule or method: {role}="<name>" in Python (aeinterp.explain, TorchAutoencoder), '
         f"`{role}: <name>` in a recipe's model section"
     )
 

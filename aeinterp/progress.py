@@ -44,7 +44,8 @@ class RichProgress:
     """A rich progress bar per tracked loop, removed when the loop ends."""
 
     def __init__(self, console=None, prefix: str = "") -> None:  # noqa: ANN001 - rich.Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as _Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as _Progress
 
         self.prefix = prefix
         self._bar = _Progress(

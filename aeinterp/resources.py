@@ -81,7 +81,9 @@ def check_fits(nbytes: float, what: str, advice: str = "") -> None:
     room = available_bytes()
     if nbytes > FRACTION * room:
         tail = f"; {advice}" if advice else ""
-        raise DataError(f"{what} would take {human_bytes(nbytes)}, more than the {human_bytes(room)} of memory available here; refused before allocating{tail}")
+        raise DataError(
+            f"{what} would take {human_bytes(nbytes)}, more than the {human_bytes(room)} of memory available here; refused before allocating{tail}"
+        )
 
 
 MARGIN = 2**20  # bytes kept free beyond the file itself (headers, results.json)
@@ -111,4 +113,6 @@ def reserve(path: Path, what: str) -> None:
         if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)):
             return  # this file system cannot preallocate: check_free was the guard
         path.unlink(missing_ok=True)
-        raise ResourceError(f"cannot reserve the space for {what} in {path.parent}: {exc.strerror or exc}; free space, or keep less per sample (local: none or top_k:K)") from None
+        raise ResourceError(
+            f"cannot reserve the space for {what} in {path.parent}: {exc.strerror or exc}; free space, or keep less per sample (local: none or top_k:K)"
+        ) from None

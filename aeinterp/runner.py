@@ -31,8 +31,8 @@ from .model import TorchAutoencoder
 from .plugins.manager import PluginHost
 from .plugins.registry import ExplainerRegistry
 from .progress import NullProgress, RichProgress
-from .report import views as _views  # noqa: F401  (exp.plot on the outcome's explanations)
 from .recipe.schema import LoadedRecipe, PlannedStep, dump_recipe, load_recipe, plan_steps, resolve
+from .report import views as _views  # noqa: F401  (exp.plot on the outcome's explanations)
 from .run.cache import Cache, data_fingerprint, model_fingerprint
 from .run.executors import make_executor
 from .run.keys import StepKeys
@@ -42,8 +42,8 @@ from .run.record import Recorder, RunOutcome, marks
 from .run.results import ResultsStore, RunResults
 from .run.schedule import run_concurrently, sigterm_as_interrupt, with_timeout
 from .run.step import run_step
-from .toolkit.checks import check_finite_outputs
 from .text import safe_console
+from .toolkit.checks import check_finite_outputs
 from .toolkit.chunks import ChunkedExplainer
 
 __all__ = ["Runner", "RunOutcome", "RunInterrupted", "marks"]
@@ -124,12 +124,26 @@ class Runner:
         return resolve_cache(loaded, self.cache)
 
     def load_model(
-        self, loaded: LoadedRecipe, data: ArrayDataset, out_dir: Path, *, device: Any = None, cache: Cache | None = None, data_hash: str | None = None,
+        self,
+        loaded: LoadedRecipe,
+        data: ArrayDataset,
+        out_dir: Path,
+        *,
+        device: Any = None,
+        cache: Cache | None = None,
+        data_hash: str | None = None,
     ) -> tuple[TorchAutoencoder, dict[str, Any]]:
         """The recipe's model (trained, cached or loaded) and what the results say of it."""
         return load_model(
-            loaded, data, out_dir, device=device if device is not None else (self.device or loaded.recipe.device), cache=cache, data_hash=data_hash,
-            say=self._say, progress=self._progress, trusted_factories=self.trusted_factories,
+            loaded,
+            data,
+            out_dir,
+            device=device if device is not None else (self.device or loaded.recipe.device),
+            cache=cache,
+            data_hash=data_hash,
+            say=self._say,
+            progress=self._progress,
+            trusted_factories=self.trusted_factories,
         )
 
     def _say(self, text: str) -> None:
@@ -172,12 +186,16 @@ class Runner:
                 raise RunInterrupted(None) from None
             except OSError as exc:
                 raise AeinterpError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc}") from None
-            store = ResultsStore(out_dir, recipe=dump_recipe(recipe), model=model_info, data=data.describe(), plugins=[i.to_json() for i in self.host.infos])
+            store = ResultsStore(
+                out_dir, recipe=dump_recipe(recipe), model=model_info, data=data.describe(), plugins=[i.to_json() for i in self.host.infos]
+            )
             np.savez(out_dir / SPLIT_FILE, **data.split_arrays())  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle  # which rows were explained, which were fit/background
             outcome = RunOutcome(out_dir=out_dir)
             keying = None
             if cache is not None:
-                keying = StepKeys(cache, data_hash=data_hash or "", model_hash=model_fingerprint(model), device=device.type, seed=recipe.seed)
+                keying = StepKeys(
+                    cache, data_hash=data_hash or "", model_hash=model_fingerprint(model), device=device.type, seed=recipe.seed
+                )
             recorder = Recorder(store, outcome, self.console, quiet=self.quiet, keying=keying)
             status = "interrupted"
             try:
@@ -198,17 +216,33 @@ class Runner:
 
             results = RunResults(out_dir=out_dir, doc=store.doc, explanations=outcome.explanations)
             try:
-                outcome.reports = render_reports(results, self.registry, console=None if self.quiet else self.console, options=recipe.report, data=data, cache=cache, model=model)
+                outcome.reports = render_reports(
+                    results,
+                    self.registry,
+                    console=None if self.quiet else self.console,
+                    options=recipe.report,
+                    data=data,
+                    cache=cache,
+                    model=model,
+                )
             except Exception as exc:  # the results are on disk already; a report bug must not hide them
-                warnings.warn(f"writing the reports failed ({type(exc).__name__}: {exc}); the results are in {out_dir / 'results.json'}, retry with `aeinterp report {out_dir}`", stacklevel=2)
+                warnings.warn(
+                    f"writing the reports failed ({type(exc).__name__}: {exc}); the results are in {out_dir / 'results.json'}, retry with `aeinterp report {out_dir}`",
+                    stacklevel=2,
+                )
             if data.info.get("source") == "h5ad" and outcome.explanations:  # scverse users read results back into their AnnData
                 from .io.anndata_out import RESULTS_H5AD, write_results_h5ad
 
                 try:
-                    write_results_h5ad(out_dir / RESULTS_H5AD, data, outcome.explanations, run={"recipe": dump_recipe(recipe), "model": model_info})
+                    write_results_h5ad(
+                        out_dir / RESULTS_H5AD, data, outcome.explanations, run={"recipe": dump_recipe(recipe), "model": model_info}
+                    )
                     outcome.reports.append(out_dir / RESULTS_H5AD)
                 except Exception as exc:  # the results are on disk already
-                    warnings.warn(f"writing {RESULTS_H5AD} failed ({type(exc).__name__}: {exc}); the results are in {out_dir / 'results.json'}", stacklevel=2)
+                    warnings.warn(
+                        f"writing {RESULTS_H5AD} failed ({type(exc).__name__}: {exc}); the results are in {out_dir / 'results.json'}",
+                        stacklevel=2,
+                    )
         return outcome
 
     def _run_step(self, step: PlannedStep, model: TorchAutoencoder, data: ArrayDataset, seed: int, recorder: Recorder) -> None:
@@ -220,7 +254,9 @@ class Runner:
             recorder.record(step, cached, key, cached=True)
             return
         timeout = step.timeout if step.timeout is not None else self.timeout
-        progress = self._progress(f"{step.alias}: ") if timeout is None else NullProgress()  # no live bar from a thread that may be abandoned
+        progress = (
+            self._progress(f"{step.alias}: ") if timeout is None else NullProgress()
+        )  # no live bar from a thread that may be abandoned
         instance = entry.cls(step.params, progress=progress, results=outcome.explanations)
         if isinstance(instance, ChunkedExplainer):
             instance.rows_dir = recorder.store.out_dir  # per-sample rows spilled to disk land next to results.json
@@ -228,10 +264,16 @@ class Runner:
             with progress:
                 explanation = with_timeout(
                     lambda: run_step(
-                        instance, model, data, target=step.target, seed=seed,
-                        distribution=entry.distribution, version=entry.version,
+                        instance,
+                        model,
+                        data,
+                        target=step.target,
+                        seed=seed,
+                        distribution=entry.distribution,
+                        version=entry.version,
                     ),
-                    timeout, step.alias,
+                    timeout,
+                    step.alias,
                 )
             recorder.record(step, explanation, key)
         except Exception as exc:  # one failing step must not lose the others (a result that cannot be written fails alone)

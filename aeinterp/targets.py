@@ -37,8 +37,15 @@ from .errors import DataError
 from .model import Model, evaluate, torch_modules
 
 __all__ = [
-    "Target", "evaluate_target", "target_names", "target_names_for", "target_change",
-    "LatentPCA", "LatentPCAModel", "fit_latent_pca", "with_latent_pca",
+    "Target",
+    "evaluate_target",
+    "target_names",
+    "target_names_for",
+    "target_change",
+    "LatentPCA",
+    "LatentPCAModel",
+    "fit_latent_pca",
+    "with_latent_pca",
 ]
 
 
@@ -58,9 +65,7 @@ class Target(str, Enum):
         return self.value
 
 
-def evaluate_target(
-    model: Model, target: Target | str, x: torch.Tensor, reference: torch.Tensor | None = None
-) -> torch.Tensor:
+def evaluate_target(model: Model, target: Target | str, x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
     """Evaluate ``target`` on the batch ``x``; returns a ``(batch, n_targets)`` tensor.
 
     ``reference`` is the unperturbed input the reconstruction error is measured

@@ -46,8 +46,15 @@ def cover_case(epochs: int = 60, seed: int = 0) -> tuple[TorchAutoencoder, Array
     mu, sd = raw[fit].mean(axis=0), raw[fit].std(axis=0)
     x = ((raw - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
     names = [f"{b}{i}" for b, k in BLOCKS for i in range(k)]
-    data = ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (54,), feature_names=names),
-                        fit_index=fit, explain_index=held, name="covertype-like")
+    data = ArrayDataset(
+        x=x,
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (54,), feature_names=names),
+        fit_index=fit,
+        explain_index=held,
+        name="covertype-like",
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = CoverAE()

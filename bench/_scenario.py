@@ -28,7 +28,12 @@ def scenario(n: int, samples: int = 950, seed: int = 0) -> tuple[TorchAutoencode
     x = np.random.default_rng(seed).normal(size=(samples, n)).astype(np.float32)
     names = element_names("tabular", (n,))
     data = ArrayDataset(
-        x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (n,), feature_names=names),
-        fit_index=np.arange(samples), explain_index=np.arange(samples), name=f"reference-{n}",
+        x=x,
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (n,), feature_names=names),
+        fit_index=np.arange(samples),
+        explain_index=np.arange(samples),
+        name=f"reference-{n}",
     )
     return TorchAutoencoder(module, (n,)), data

@@ -29,7 +29,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def emit(figure: str, ratio: float, *, ours_s: float | None = None, ref_s: float | None = None, reference: str = "", rss_mb: float | None = None, **extra: Any) -> None:
+def emit(
+    figure: str,
+    ratio: float,
+    *,
+    ours_s: float | None = None,
+    ref_s: float | None = None,
+    reference: str = "",
+    rss_mb: float | None = None,
+    **extra: Any,
+) -> None:
     """Print one figure as a :data:`MARK`-prefixed JSON line (only after :func:`enable`).
 
     ``ratio`` is the reference's time over ours (larger is better); ``rss_mb``
@@ -37,8 +46,14 @@ def emit(figure: str, ratio: float, *, ours_s: float | None = None, ref_s: float
     """
     if not _ENABLED:
         return
-    record = {"figure": figure, "ratio": round(float(ratio), 4), "reference": reference,
-              "ours_s": None if ours_s is None else round(float(ours_s), 4), "ref_s": None if ref_s is None else round(float(ref_s), 4),
-              "peak_rss_mb": round(float(peak_rss_mb() if rss_mb is None else rss_mb), 1), **extra}
+    record = {
+        "figure": figure,
+        "ratio": round(float(ratio), 4),
+        "reference": reference,
+        "ours_s": None if ours_s is None else round(float(ours_s), 4),
+        "ref_s": None if ref_s is None else round(float(ref_s), 4),
+        "peak_rss_mb": round(float(peak_rss_mb() if rss_mb is None else rss_mb), 1),
+        **extra,
+    }
     print(MARK + json.dumps(record, sort_keys=True), flush=True)
     sys.stdout.flush()

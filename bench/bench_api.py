@@ -49,7 +49,9 @@ def main() -> None:
     model, data = scenario(args.n)
     module, x = model.module, data.x_explain
     registry = PluginHost().registry
-    print(f"n = {args.n} features, {model.latent_dim} latents, {len(x)} samples; torch threads {torch.get_num_threads()}; median of {repeats}")
+    print(
+        f"n = {args.n} features, {model.latent_dim} latents, {len(x)} samples; torch threads {torch.get_num_threads()}; median of {repeats}"
+    )
     for method, params in (("deepshap", {}), ("permutation", {"repeats": 1})):
         entry = registry[method]
         recipe_step = lambda: aeinterp.run_explainer(entry.cls, model, data, params=params)  # noqa: E731

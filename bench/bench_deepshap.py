@@ -71,7 +71,18 @@ def matmul_share(model, data, repeats: int = 3) -> tuple[float, float]:  # noqa:
     from torch.nn import functional as F
     from torch.overrides import TorchFunctionMode
 
-    products = {torch.matmul, torch.bmm, torch.mm, torch.addmm, torch.baddbmm, F.linear, torch.Tensor.__matmul__, torch.Tensor.matmul, torch.Tensor.bmm, torch.Tensor.mm}
+    products = {
+        torch.matmul,
+        torch.bmm,
+        torch.mm,
+        torch.addmm,
+        torch.baddbmm,
+        F.linear,
+        torch.Tensor.__matmul__,
+        torch.Tensor.matmul,
+        torch.Tensor.bmm,
+        torch.Tensor.mm,
+    }
     spent = [0.0]
 
     class Timed(TorchFunctionMode):
@@ -164,22 +175,43 @@ def reference_scenario(n: int, shap_samples: int, profile: bool = False) -> None
     t_shap_all = t_shap * len(data.x_explain) / m
     note = "measured" if m == len(data.x_explain) else f"extrapolated from {m} samples"
     k = result.importance.shape[0]
-    print(f"\n== reference scenario n={n}: Linear({n},{int(0.75 * n)})-ReLU-Linear({int(0.75 * n)},{k}), {len(data.x_explain)} samples, {N_BACKGROUND} background, {k} latents")
-    print(f"  deepshap native        {t_ours:9.2f} s   ({result.extras['factorised_nonlinearities']} factorised nonlinearity, "
-          f"{result.extras['samples_per_chunk']} samples per chunk)")
+    print(
+        f"\n== reference scenario n={n}: Linear({n},{int(0.75 * n)})-ReLU-Linear({int(0.75 * n)},{k}), {len(data.x_explain)} samples, {N_BACKGROUND} background, {k} latents"
+    )
+    print(
+        f"  deepshap native        {t_ours:9.2f} s   ({result.extras['factorised_nonlinearities']} factorised nonlinearity, "
+        f"{result.extras['samples_per_chunk']} samples per chunk)"
+    )
     print(f"  shap.DeepExplainer     {t_shap_all:9.2f} s   ({note}: {t_shap:.2f} s for {m})")
     cpu_ratio = CPU["shap"] * len(data.x_explain) / m / CPU["ours"]
-    print(f"  ratio shap / native    {t_shap_all / t_ours:9.1f} x   (CPU time: native {CPU['ours']:.2f} s, shap {CPU['shap'] * len(data.x_explain) / m:.1f} s, ratio {cpu_ratio:.1f} x)")
+    print(
+        f"  ratio shap / native    {t_shap_all / t_ours:9.1f} x   (CPU time: native {CPU['ours']:.2f} s, shap {CPU['shap'] * len(data.x_explain) / m:.1f} s, ratio {cpu_ratio:.1f} x)"
+    )
     print(f"  max |diff| (first {m} samples, all latents): {np.abs(phi[:m] - ref).max():.2e}   (max |phi| {np.abs(ref).max():.2e})")
     print(f"  additivity max rel error (native): {result.extras['additivity']['max_rel']:.2e}")
-    print(f"  peak RSS after native: {rss:.0f} MiB (local: {result.extras['local']}; all of phi would be {len(data.x_explain) * k * n * 4 / 2**20:.0f} MiB; "
-          f"estimated working memory {result.extras['estimated_peak_mb']} MiB, bound memory_mb=1024)")
-    _trail.emit(f"deepshap/reference-n{n}", t_shap_all / t_ours, ours_s=t_ours, ref_s=t_shap_all, reference=f"shap.DeepExplainer ({note})", rss_mb=rss,
-                cpu_ratio=round(cpu_ratio, 2), ours_cpu_s=round(CPU["ours"], 3))
+    print(
+        f"  peak RSS after native: {rss:.0f} MiB (local: {result.extras['local']}; all of phi would be {len(data.x_explain) * k * n * 4 / 2**20:.0f} MiB; "
+        f"estimated working memory {result.extras['estimated_peak_mb']} MiB, bound memory_mb=1024)"
+    )
+    _trail.emit(
+        f"deepshap/reference-n{n}",
+        t_shap_all / t_ours,
+        ours_s=t_ours,
+        ref_s=t_shap_all,
+        reference=f"shap.DeepExplainer ({note})",
+        rss_mb=rss,
+        cpu_ratio=round(cpu_ratio, 2),
+        ours_cpu_s=round(CPU["ours"], 3),
+    )
     if profile:
         cpu, outside = matmul_share(model, data)
         print(f"  profile (CPU time {cpu:.2f} s, matrix products timed): {outside:.0%} of the run outside matrix products")
-        _trail.emit(f"deepshap/reference-n{n}/share-in-matmul", 1.0 - outside, ours_s=cpu, reference="share of the run's CPU time in torch matrix products (1 - share outside)")
+        _trail.emit(
+            f"deepshap/reference-n{n}/share-in-matmul",
+            1.0 - outside,
+            ours_s=cpu,
+            reference="share of the run's CPU time in torch matrix products (1 - share outside)",
+        )
 
 
 class DeepAE(nn.Module):
@@ -203,7 +235,9 @@ def deep_scenario(act: type[nn.Module], captum_latents: int, samples: int) -> No
     k = result.importance.shape[0]
     t_cap_all = t_cap * k / len(latents)
     phi = per_element(result)
-    print(f"\n== deep encoder Linear(200,150)-{act.__name__}-Linear(150,150)-{act.__name__}-Linear(150,100), {len(data.x_explain)} samples, {N_BACKGROUND} background")
+    print(
+        f"\n== deep encoder Linear(200,150)-{act.__name__}-Linear(150,150)-{act.__name__}-Linear(150,100), {len(data.x_explain)} samples, {N_BACKGROUND} background"
+    )
     print(f"  deepshap native                 {t_ours:9.2f} s   ({result.extras['samples_per_chunk']} samples per chunk)")
     print(f"  Captum DeepLiftShap x {k} latents {t_cap_all:9.2f} s   (extrapolated from {len(latents)} latents: {t_cap:.2f} s)")
     print(f"  ratio captum / native           {t_cap_all / t_ours:9.1f} x")
@@ -213,16 +247,24 @@ def deep_scenario(act: type[nn.Module], captum_latents: int, samples: int) -> No
     if act is nn.SiLU:
         print(f"  max |diff| vs captum: {np.abs(phi[:, latents] - cap).max():.2e} (captum has no SiLU rule: it uses the gradient there)")
     else:
-        print(f"  max |diff| vs captum (first {len(latents)} latents): {np.abs(phi[:, latents] - cap).max():.2e}   (max |phi| {np.abs(cap).max():.2e})")
+        print(
+            f"  max |diff| vs captum (first {len(latents)} latents): {np.abs(phi[:, latents] - cap).max():.2e}   (max |phi| {np.abs(cap).max():.2e})"
+        )
     print(f"  peak RSS after native: {rss:.0f} MiB")
-    _trail.emit(f"deepshap/deep-{act.__name__.lower()}-200", t_cap_all / t_ours, ours_s=t_ours, ref_s=t_cap_all,
-                reference=f"Captum DeepLiftShap x {k} latents (extrapolated from {len(latents)})", rss_mb=rss)
+    _trail.emit(
+        f"deepshap/deep-{act.__name__.lower()}-200",
+        t_cap_all / t_ours,
+        ours_s=t_ours,
+        ref_s=t_cap_all,
+        reference=f"Captum DeepLiftShap x {k} latents (extrapolated from {len(latents)})",
+        rss_mb=rss,
+    )
 
 
 def lstm_scenario(samples: int, ref_samples: int, n_background: int) -> None:
     import shap
-    from captum.attr import DeepLiftShap
     from _lstm import trained
+    from captum.attr import DeepLiftShap
 
     from aeinterp import ArrayDataset
     from aeinterp.data import element_names, make_groups
@@ -232,7 +274,14 @@ def lstm_scenario(samples: int, ref_samples: int, n_background: int) -> None:
         p.requires_grad_(False)
     names = element_names("sequence", x.shape[1:])
     fit, exp = np.arange(samples, samples + n_background), np.arange(samples)
-    data = ArrayDataset(x=x, kind="sequence", feature_names=names, groups=make_groups("sequence", x.shape[1:], feature_names=names), fit_index=fit, explain_index=exp)
+    data = ArrayDataset(
+        x=x,
+        kind="sequence",
+        feature_names=names,
+        groups=make_groups("sequence", x.shape[1:], feature_names=names),
+        fit_index=fit,
+        explain_index=exp,
+    )
     model = TorchAutoencoder(module, x.shape[1:])
     start = time.perf_counter()
     result = explain(DeepShap, model, data, seed=SEED, params={"n_background": n_background, "background": "all"})
@@ -268,26 +317,54 @@ def lstm_scenario(samples: int, ref_samples: int, n_background: int) -> None:
         warnings.simplefilter("ignore")
         cap = np.stack([dl.attribute(xe[:m], bg, target=k).detach().numpy() for k in range(delta.shape[1])], axis=1)
     t_cap = (time.perf_counter() - start) * samples / m
-    phi = result.arrays["phi"][:m].astype(np.float64)
     print(f"\n== two-stack LSTM autoencoder 6 x 30 -> 4 (hidden 32), {samples} samples, {n_background} background, all 4 latents")
-    print(f"  deepshap native (exact)            {t_ours:9.2f} s   method {result.extras['method']}, additivity max rel {result.extras['additivity']['max_rel']:.2e} (float32)")
-    print(f"  shap GradientExplainer (200 draws) {t_shap:9.2f} s   additivity max rel {additivity(sv):.2e}   ratio {t_shap / t_ours:.1f} x   (timed on {m} samples)")
-    print(f"  Captum DeepLiftShap x 4 latents    {t_cap:9.2f} s   additivity max rel {additivity(cap):.2e}   ratio {t_cap / t_ours:.1f} x   (timed on {m} samples)")
+    print(
+        f"  deepshap native (exact)            {t_ours:9.2f} s   method {result.extras['method']}, additivity max rel {result.extras['additivity']['max_rel']:.2e} (float32)"
+    )
+    print(
+        f"  shap GradientExplainer (200 draws) {t_shap:9.2f} s   additivity max rel {additivity(sv):.2e}   ratio {t_shap / t_ours:.1f} x   (timed on {m} samples)"
+    )
+    print(
+        f"  Captum DeepLiftShap x 4 latents    {t_cap:9.2f} s   additivity max rel {additivity(cap):.2e}   ratio {t_cap / t_ours:.1f} x   (timed on {m} samples)"
+    )
     print(f"  peak RSS after native: {rss:.0f} MiB; {result.extras['samples_per_chunk']} samples per chunk")
-    _trail.emit("deepshap/lstm-6x30-4", t_shap / t_ours, ours_s=t_ours, ref_s=t_shap, reference=f"shap GradientExplainer, 200 draws (timed on {m} samples)", rss_mb=rss)
-    _trail.emit("deepshap/lstm-6x30-4/captum", t_cap / t_ours, ours_s=t_ours, ref_s=t_cap, reference=f"Captum DeepLiftShap x 4 latents (timed on {m} samples)", rss_mb=rss)
+    _trail.emit(
+        "deepshap/lstm-6x30-4",
+        t_shap / t_ours,
+        ours_s=t_ours,
+        ref_s=t_shap,
+        reference=f"shap GradientExplainer, 200 draws (timed on {m} samples)",
+        rss_mb=rss,
+    )
+    _trail.emit(
+        "deepshap/lstm-6x30-4/captum",
+        t_cap / t_ours,
+        ours_s=t_ours,
+        ref_s=t_cap,
+        reference=f"Captum DeepLiftShap x 4 latents (timed on {m} samples)",
+        rss_mb=rss,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="n = 200 only, small reference subsets")
-    parser.add_argument("--shap-samples", type=int, default=None, help="samples shap.DeepExplainer is timed on (default: 50 at n=200, 5 at n=1000; 5 with --quick)")
+    parser.add_argument(
+        "--shap-samples",
+        type=int,
+        default=None,
+        help="samples shap.DeepExplainer is timed on (default: 50 at n=200, 5 at n=1000; 5 with --quick)",
+    )
     parser.add_argument("--captum-latents", type=int, default=None, help="latents Captum is timed on (default 10; 2 with --quick)")
     parser.add_argument("--lstm-only", action="store_true", help="only the two-stack LSTM scenario")
     parser.add_argument("--lstm-ref-samples", type=int, default=8, help="samples the LSTM references are timed on")
-    parser.add_argument("--sizes", type=int, nargs="*", default=None, help="n of the reference scenario (default 200 1000; 200 with --quick)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="*", default=None, help="n of the reference scenario (default 200 1000; 200 with --quick)"
+    )
     parser.add_argument("--reference-only", action="store_true", help="only the reference scenario (no LSTM, no deep encoders)")
-    parser.add_argument("--profile", action="store_true", help="also profile one native run per size: the share of time outside matrix products")
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile one native run per size: the share of time outside matrix products"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, the reference scenario's; shap runs on the same)")
     parser.add_argument("--json", action="store_true", help="also print one BENCH_FIGURE json line per figure (bench/run_all.py)")
     args = parser.parse_args()
@@ -295,14 +372,20 @@ def main() -> None:
     torch.manual_seed(SEED)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; the machine may be shared, timings are wall clock")
-    warm_model, warm_data = scenario(8, samples=40)  # one-off first-call costs (imports, plugin discovery, shap's setup) out of both timings
+    warm_model, warm_data = scenario(
+        8, samples=40
+    )  # one-off first-call costs (imports, plugin discovery, shap's setup) out of both timings
     ours(warm_model, warm_data)
     shap_deep(warm_model.module.encoder, warm_data.x_explain[:2], background(warm_data)[:10])
     if args.reference_only:
         for n in args.sizes or ([200] if args.quick else [200, 1000]):
             reference_scenario(n, args.shap_samples or (5 if args.quick else (50 if n == 200 else 5)), args.profile)
         return
-    lstm_scenario(samples=16 if args.quick else 128, ref_samples=min(args.lstm_ref_samples, 4 if args.quick else 128), n_background=20 if args.quick else N_BACKGROUND)
+    lstm_scenario(
+        samples=16 if args.quick else 128,
+        ref_samples=min(args.lstm_ref_samples, 4 if args.quick else 128),
+        n_background=20 if args.quick else N_BACKGROUND,
+    )
     if args.lstm_only:
         return
     sizes = args.sizes or ([200] if args.quick else [200, 1000])

@@ -46,8 +46,15 @@ def scenario(n: int, samples: int, seed: int = 0):  # noqa: ANN201
     module.eval()
     names = element_names("tabular", (n,))
     fit, explain = split_indices(samples, seed=seed)
-    data = ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (n,), feature_names=names),
-                        fit_index=fit, explain_index=explain, name=f"bench{n}")
+    data = ArrayDataset(
+        x=x,
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (n,), feature_names=names),
+        fit_index=fit,
+        explain_index=explain,
+        name=f"bench{n}",
+    )
     return TorchAutoencoder(module, (n,)), data
 
 
@@ -56,10 +63,10 @@ def peak_rss_mb() -> float:
 
 
 def run(n: int, samples: int, ref_latents: int, method: str) -> None:
+    from aeinterp_dependence.explainers import MutualInformation
     from sklearn.feature_selection import mutual_info_regression
 
     from aeinterp import explain
-    from aeinterp_dependence.explainers import MutualInformation
 
     model, data = scenario(n, samples)
     params = {"split": "all", "method": method}
@@ -89,8 +96,16 @@ def run(n: int, samples: int, ref_latents: int, method: str) -> None:
     print(f"  sklearn loop over latents    {full:9.2f} s{note}")
     print(f"  ratio                        {full / ours:9.1f} x")
     print(f"  max |ours - sklearn|         {np.abs(result.importance[:m] - ref).max():9.2e} nats (same samples, k, noise seed)")
-    _trail.emit(f"mutual_information/n{n}/sklearn", full / ours, ours_s=ours, ref_s=full, reference=f"sklearn mutual_info_regression x {n_lat} latents (timed on {m})",
-                rss_mb=grew, max_abs_diff=float(np.abs(result.importance[:m] - ref).max()), kernel_threads=_threads())
+    _trail.emit(
+        f"mutual_information/n{n}/sklearn",
+        full / ours,
+        ours_s=ours,
+        ref_s=full,
+        reference=f"sklearn mutual_info_regression x {n_lat} latents (timed on {m})",
+        rss_mb=grew,
+        max_abs_diff=float(np.abs(result.importance[:m] - ref).max()),
+        kernel_threads=_threads(),
+    )
 
 
 def _threads() -> int:
@@ -107,8 +122,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a fast sanity run (n = 40, 300 samples)")
     ap.add_argument("--n", type=int, nargs="*", default=[200, 1000], help="feature counts (default 200 1000)")
     ap.add_argument("--samples", type=int, default=950)
-    ap.add_argument("--ref-latents", type=int, nargs="*", default=None,
-                    help="latents the sklearn loop is timed on, one per n (default: 20 for n <= 200, else 4)")
+    ap.add_argument(
+        "--ref-latents",
+        type=int,
+        nargs="*",
+        default=None,
+        help="latents the sklearn loop is timed on, one per n (default: 20 for n <= 200, else 4)",
+    )
     ap.add_argument("--hsic", action="store_true", help="also time method: hsic (no reference)")
     ap.add_argument("--json", action="store_true", help="also print one BENCH_FIGURE json line per figure (bench/run_all.py)")
     args = ap.parse_args()
@@ -121,8 +141,9 @@ def main() -> None:
     if has_numba():  # compile (or load from the on-disk cache) before timing
         start = time.perf_counter()
         model, data = scenario(8, 50)
-        from aeinterp import explain
         from aeinterp_dependence.explainers import MutualInformation
+
+        from aeinterp import explain
 
         explain(MutualInformation, model, data, params={"split": "all"})
         print(f"numba kernels ready in {time.perf_counter() - start:.1f} s (JIT compile on first use, cached on disk)")

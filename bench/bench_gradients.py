@@ -38,8 +38,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import resource
-import time
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -69,7 +69,9 @@ def _ours(cls, model, data, params):  # noqa: ANN001, ANN202
 CPU: dict[str, float] = {}
 
 
-def _report(quiet: bool, name: str, ours: float, grew: float, ref: float | None, timed: float, m: int, n_t: int, diff: float | None, extra: str) -> None:
+def _report(
+    quiet: bool, name: str, ours: float, grew: float, ref: float | None, timed: float, m: int, n_t: int, diff: float | None, extra: str
+) -> None:
     if quiet:
         return
     print(f"  {name:<22} ours {ours:8.2f} s (peak RSS +{grew:.0f} MiB){extra}")
@@ -81,7 +83,9 @@ def _report(quiet: bool, name: str, ours: float, grew: float, ref: float | None,
     print(f"  {'':<22} ratio {ref / ours:6.1f} x   max |diff| {diff:.2e}")
 
 
-def run(n: int, samples: int, steps: int, ref_targets: int, quiet: bool = False, compare_generic: bool = False, jacobian_only: bool = False) -> None:
+def run(
+    n: int, samples: int, steps: int, ref_targets: int, quiet: bool = False, compare_generic: bool = False, jacobian_only: bool = False
+) -> None:
     from aeinterp_gradients.explainers import IntegratedGradients, Jacobian
 
     model, data = scenario(n, samples)
@@ -111,7 +115,14 @@ def run(n: int, samples: int, steps: int, ref_targets: int, quiet: bool = False,
         diff = float(np.abs(sal.arrays["jacobian_mean"][:m] - jac.mean(axis=0)).max())
     _report(quiet, "jacobian (saliency)", ours, grew, ref, timed, m, n_t, diff, f", mode {sal.extras['mode']}")
     if not quiet and ref is not None:
-        _trail.emit(f"jacobian/n{n}/captum-saliency", ref / ours, ours_s=ours, ref_s=ref, reference=f"Captum Saliency x {n_t} latents (timed on {m})", rss_mb=grew)
+        _trail.emit(
+            f"jacobian/n{n}/captum-saliency",
+            ref / ours,
+            ours_s=ours,
+            ref_s=ref,
+            reference=f"Captum Saliency x {n_t} latents (timed on {m})",
+            rss_mb=grew,
+        )
     if not quiet:  # plain torch.func: every sample's full Jacobian, nothing reduced (ours also reduces and keeps local)
         enc = model.encode
         jr = torch.func.vmap(torch.func.jacrev(lambda v: enc(v.unsqueeze(0))[0]))
@@ -124,10 +135,20 @@ def run(n: int, samples: int, steps: int, ref_targets: int, quiet: bool = False,
         vmap_cpu = time.process_time() - cpu
         grew_vmap = peak_rss_mb() - before
         rel = float((torch.as_tensor(sal.arrays["jacobian_mean"]) - full.mean(0)).abs().max() / full.abs().max())
-        print(f"  {'':<22} vmap(jacrev) {t_vmap:8.2f} s (peak RSS +{grew_vmap:.0f} MiB)   ratio {t_vmap / ours:6.2f} x   "
-              f"(CPU time: ours {ours_cpu:.2f} s, vmap {vmap_cpu:.2f} s, ratio {vmap_cpu / ours_cpu:.2f} x)   max rel diff of the mean Jacobian {rel:.1e}")
-        _trail.emit(f"jacobian/n{n}/vmap-jacrev", t_vmap / ours, ours_s=ours, ref_s=t_vmap, reference="torch.func.vmap(jacrev) over the samples", rss_mb=grew,
-                    ref_rss_mb=round(grew_vmap, 1), cpu_ratio=round(vmap_cpu / ours_cpu, 3))
+        print(
+            f"  {'':<22} vmap(jacrev) {t_vmap:8.2f} s (peak RSS +{grew_vmap:.0f} MiB)   ratio {t_vmap / ours:6.2f} x   "
+            f"(CPU time: ours {ours_cpu:.2f} s, vmap {vmap_cpu:.2f} s, ratio {vmap_cpu / ours_cpu:.2f} x)   max rel diff of the mean Jacobian {rel:.1e}"
+        )
+        _trail.emit(
+            f"jacobian/n{n}/vmap-jacrev",
+            t_vmap / ours,
+            ours_s=ours,
+            ref_s=t_vmap,
+            reference="torch.func.vmap(jacrev) over the samples",
+            rss_mb=grew,
+            ref_rss_mb=round(grew_vmap, 1),
+            cpu_ratio=round(vmap_cpu / ours_cpu, 3),
+        )
         del full
 
     if jacobian_only:
@@ -143,15 +164,36 @@ def run(n: int, samples: int, steps: int, ref_targets: int, quiet: bool = False,
         timed = time.perf_counter() - start
         ref = timed * n_t / m
         diff = float(np.abs(ig.local[:, :m] - torch.stack(maps, dim=1).numpy()).max()) if ig.local is not None else float("nan")
-    _report(quiet, f"integrated_gradients ({steps} steps)", ours, grew, ref, timed, m, n_t, diff,
-            f", {ig.extras['path']} path, mode {ig.extras['mode']}, completeness gap <= {ig.extras['max_relative_completeness_gap']:.1e} relative")
+    _report(
+        quiet,
+        f"integrated_gradients ({steps} steps)",
+        ours,
+        grew,
+        ref,
+        timed,
+        m,
+        n_t,
+        diff,
+        f", {ig.extras['path']} path, mode {ig.extras['mode']}, completeness gap <= {ig.extras['max_relative_completeness_gap']:.1e} relative",
+    )
     if not quiet and ref is not None:
-        _trail.emit(f"integrated_gradients/n{n}/captum", ref / ours, ours_s=ours, ref_s=ref, reference=f"Captum IntegratedGradients x {n_t} latents, {steps} steps (timed on {m})", rss_mb=grew)
+        _trail.emit(
+            f"integrated_gradients/n{n}/captum",
+            ref / ours,
+            ours_s=ours,
+            ref_s=ref,
+            reference=f"Captum IntegratedGradients x {n_t} latents, {steps} steps (timed on {m})",
+            rss_mb=grew,
+        )
     if ig.extras["path"] != "generic" and not quiet:  # the same explainer with less factorisation
         for level in ["first_layer", "off"] if compare_generic else ["first_layer"]:
-            other, t_other, grew_other = _ours(IntegratedGradients, model, data, {"steps": steps, "baseline": "zero", "rule": "gausslegendre", "factorize": level})
-            print(f"  {'':<22} factorize: {level:<11} {t_other:8.2f} s (peak RSS +{grew_other:.0f} MiB, {other.extras['path']}, mode {other.extras['mode']}):"
-                  f" auto is {t_other / ours:.1f} x faster, max |diff| {np.abs(ig.local - other.local).max():.2e}")
+            other, t_other, grew_other = _ours(
+                IntegratedGradients, model, data, {"steps": steps, "baseline": "zero", "rule": "gausslegendre", "factorize": level}
+            )
+            print(
+                f"  {'':<22} factorize: {level:<11} {t_other:8.2f} s (peak RSS +{grew_other:.0f} MiB, {other.extras['path']}, mode {other.extras['mode']}):"
+                f" auto is {t_other / ours:.1f} x faster, max |diff| {np.abs(ig.local - other.local).max():.2e}"
+            )
 
 
 def lstm_rows(samples: int, steps: int, latents: list[int], ref_targets: int) -> None:
@@ -166,13 +208,21 @@ def lstm_rows(samples: int, steps: int, latents: list[int], ref_targets: int) ->
         for p in module.parameters():
             p.requires_grad_(False)
         names = element_names("sequence", x.shape[1:])
-        data = ArrayDataset(x=x, kind="sequence", feature_names=names, groups=make_groups("sequence", x.shape[1:], feature_names=names),
-                            fit_index=np.arange(samples, samples + 32), explain_index=np.arange(samples))
+        data = ArrayDataset(
+            x=x,
+            kind="sequence",
+            feature_names=names,
+            groups=make_groups("sequence", x.shape[1:], feature_names=names),
+            fit_index=np.arange(samples, samples + 32),
+            explain_index=np.arange(samples),
+        )
         model = TorchAutoencoder(module, x.shape[1:])
         params = {"steps": steps, "baseline": "zero", "rule": "gausslegendre"}
         ig, t_ours, grew = _ours(IntegratedGradients, model, data, params)
         print(f"\ntwo-stack LSTM AE 6 x 30 -> {k}, {samples} samples, {steps} steps")
-        print(f"  {'integrated_gradients':<22} ours {t_ours:8.2f} s (peak RSS +{grew:.0f} MiB), mode {ig.extras['mode']}, code head {ig.extras.get('code_head')}")
+        print(
+            f"  {'integrated_gradients':<22} ours {t_ours:8.2f} s (peak RSS +{grew:.0f} MiB), mode {ig.extras['mode']}, code head {ig.extras.get('code_head')}"
+        )
         if importlib.util.find_spec("captum") is None:
             continue
         from captum.attr import IntegratedGradients as CaptumIG
@@ -185,7 +235,14 @@ def lstm_rows(samples: int, steps: int, latents: list[int], ref_targets: int) ->
         timed = time.perf_counter() - start
         diff = float(np.abs(ig.local[:, :m] - torch.stack(maps, dim=1).sum(2).numpy()).max())
         _report(False, "", t_ours, grew, timed * k / m, timed, m, k, diff, "")
-        _trail.emit(f"integrated_gradients/lstm-6x30-{k}/captum", timed * k / m / t_ours, ours_s=t_ours, ref_s=timed * k / m, reference=f"Captum IntegratedGradients x {k} latents (timed on {m})", rss_mb=grew)
+        _trail.emit(
+            f"integrated_gradients/lstm-6x30-{k}/captum",
+            timed * k / m / t_ours,
+            ours_s=t_ours,
+            ref_s=timed * k / m,
+            reference=f"Captum IntegratedGradients x {k} latents (timed on {m})",
+            rss_mb=grew,
+        )
 
 
 def main() -> None:
@@ -194,12 +251,25 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="*", default=[200, 1000])
     ap.add_argument("--samples", type=int, default=950, help="samples in the data set; a quarter (the explain split) is explained")
     ap.add_argument("--steps", type=int, default=32, help="integration steps for both tools")
-    ap.add_argument("--ref-targets", type=int, nargs="*", default=None,
-                    help="latents Captum is timed on, one per n (default: all for n <= 200, else 25)")
+    ap.add_argument(
+        "--ref-targets",
+        type=int,
+        nargs="*",
+        default=None,
+        help="latents Captum is timed on, one per n (default: all for n <= 200, else 25)",
+    )
     ap.add_argument("--lstm-only", action="store_true", help="only the LSTM rows")
     ap.add_argument("--lstm-samples", type=int, default=64, help="explained sequences in the LSTM rows")
-    ap.add_argument("--compare-generic", action="store_true", help="also time integrated gradients with factorize: off for every n (default: n <= 200 only; slow)")
-    ap.add_argument("--jacobian-only", action="store_true", help="only the jacobian rows of the reference scenario (no integrated gradients, no LSTM rows)")
+    ap.add_argument(
+        "--compare-generic",
+        action="store_true",
+        help="also time integrated gradients with factorize: off for every n (default: n <= 200 only; slow)",
+    )
+    ap.add_argument(
+        "--jacobian-only",
+        action="store_true",
+        help="only the jacobian rows of the reference scenario (no integrated gradients, no LSTM rows)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, the reference scenario's)")
     ap.add_argument("--json", action="store_true", help="also print one BENCH_FIGURE json line per figure (bench/run_all.py)")
     args = ap.parse_args()

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from aeinterp.explanation import Explanation
+from aeinterp.resources import reserve
 from aeinterp.run.cache import Cache, file_hash
 from aeinterp.run.codehash import code_fingerprint
-from aeinterp.resources import reserve
 from aeinterp.text import terminal_safe
 
 
@@ -61,13 +61,20 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-hardening-"))
     cache = Cache(root)
     local = np.random.default_rng(0).standard_normal((4096, 16, 256)).astype(np.float32)  # 64 MiB
-    e = Explanation(importance=np.abs(local).mean(axis=0), feature_names=[f"f{i}" for i in range(256)], target_names=[f"z{i}" for i in range(16)], local=local)
+    e = Explanation(
+        importance=np.abs(local).mean(axis=0),
+        feature_names=[f"f{i}" for i in range(256)],
+        target_names=[f"z{i}" for i in range(16)],
+        local=local,
+    )
     key = "b" * 40
     cache.save_step(key, e)
     folder = cache._dir("steps", key)
     load = best(lambda: np.asarray(cache.load_step(key).local).sum())
     read = best(lambda: [p.read_bytes() for p in folder.glob("arrays*")])
-    print(f"cached step with a 64 MiB local: load (hashes verified) {load * 1e3:.0f} ms, reading its files {read * 1e3:.0f} ms, ratio {load / read:.2f}")
+    print(
+        f"cached step with a 64 MiB local: load (hashes verified) {load * 1e3:.0f} ms, reading its files {read * 1e3:.0f} ms, ratio {load / read:.2f}"
+    )
 
     names = [f"gene_{i}\x1b[31m" if i % 100 == 0 else f"gene_{i}" for i in range(10_000)]
     safe = best(lambda: [terminal_safe(n) for n in names])

@@ -37,13 +37,13 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
-
-from aeinterp.data import ArrayDataset, element_names, make_groups
-from aeinterp.model import TorchAutoencoder
-from aeinterp import run_explainer
 from aeinterp_interactions.explainer import Interactions
 from aeinterp_interactions.hessians import log_weight_rule
+from torch import nn
+
+from aeinterp import run_explainer
+from aeinterp.data import ArrayDataset, element_names, make_groups
+from aeinterp.model import TorchAutoencoder
 
 
 def peak_rss_mb() -> float:
@@ -64,8 +64,15 @@ def scenario(n: int, samples: int, activation: str, seed: int = 0) -> tuple[Torc
     module = ReferenceAE(n, activation).eval()
     x = np.random.default_rng(seed).normal(size=(samples, n)).astype(np.float32)
     names = element_names("tabular", (n,))
-    data = ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (n,), feature_names=names),
-                        fit_index=np.arange(samples), explain_index=np.arange(samples), name=f"reference-{n}")
+    data = ArrayDataset(
+        x=x,
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (n,), feature_names=names),
+        fit_index=np.arange(samples),
+        explain_index=np.arange(samples),
+        name=f"reference-{n}",
+    )
     return TorchAutoencoder(module, (n,)), data
 
 
@@ -113,7 +120,12 @@ def run(n: int, samples: int, steps: int, ref_targets: int, activation: str, mem
     generic = None
     if compare_generic:
         start = time.perf_counter()
-        run_explainer(Interactions, model, data, params={"steps": steps, "max_samples": None, "memory_mb": memory_mb, "factorize": "off", "keep_local": False})
+        run_explainer(
+            Interactions,
+            model,
+            data,
+            params={"steps": steps, "max_samples": None, "memory_mb": memory_mb, "factorize": "off", "keep_local": False},
+        )
         generic = time.perf_counter() - start
     timed = list(range(min(ref_targets, k)))
     start = time.perf_counter()
@@ -124,7 +136,9 @@ def run(n: int, samples: int, steps: int, ref_targets: int, activation: str, mem
     scale = float(np.abs(mean).max())
     extrapolated = "" if len(timed) == k else f" (timed on {len(timed)} latents, x{k / len(timed):.0f})"
     print(f"n = {n}, {k} latents, {samples} samples, {steps} path points, {activation}")
-    print(f"  ours (all latents, {result.extras['path']:>10})          {ours:8.2f} s   peak RSS +{peak:.0f} MiB   mode={result.extras['mode']}")
+    print(
+        f"  ours (all latents, {result.extras['path']:>10})          {ours:8.2f} s   peak RSS +{peak:.0f} MiB   mode={result.extras['mode']}"
+    )
     if generic is not None:
         print(f"  ours, factorize: off (torch.func)           {generic:8.2f} s   ({ref_time / generic:.1f}x vs the loop)")
     print(f"  per-target loop (path_explain style)   {ref_time:8.2f} s{extrapolated}")

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from aeinterp_invariance.explainers import Invariance
 
 from aeinterp import explain
 from aeinterp.io.datasets import load_dataset
 from aeinterp.models.loading import adapt, build_builtin
 from aeinterp.models.training import TrainConfig
-from aeinterp_invariance.explainers import Invariance
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "invariance_digits.yaml"
 
@@ -54,21 +54,29 @@ def main() -> None:
     print(f"digits recipe: latent {m['latent_dim']}, options {options}, train {train}; invariance {params}")
     for seed in range(args.seeds):
         t0 = time.perf_counter()
-        module, _ = build_builtin("supervised_vae", data, latent_dim=m["latent_dim"], options=options, train=TrainConfig(seed=seed, **train))
+        module, _ = build_builtin(
+            "supervised_vae", data, latent_dim=m["latent_dim"], options=options, train=TrainConfig(seed=seed, **train)
+        )
         model = adapt(module, data)
         r = explain(Invariance, model, data, target="prediction", seed=seed, params=params)
         e, c = r.extras, r.extras["collapse"]
         rows.append((e["label_preservation"], e["head_accuracy"], e["leakage"]))
         kl = "n/a" if c["kl_per_dim"] is None else ", ".join(f"{v:.3f}" for v in c["kl_per_dim"])
-        print(f"seed {seed}: preservation {e['label_preservation']:.3f}  head accuracy {e['head_accuracy']:.3f}  leakage {e['leakage']:.2f}  "
-              f"({time.perf_counter() - t0:.0f} s)\n        KL per nuisance dim [{kl}]  decoded variation "
-              f"[{', '.join(f'{v:.3f}' for v in c['decoded_variation'])}]  collapsed {c['collapsed']}  informative={e['label_preservation_informative']}",
-              flush=True)
+        print(
+            f"seed {seed}: preservation {e['label_preservation']:.3f}  head accuracy {e['head_accuracy']:.3f}  leakage {e['leakage']:.2f}  "
+            f"({time.perf_counter() - t0:.0f} s)\n        KL per nuisance dim [{kl}]  decoded variation "
+            f"[{', '.join(f'{v:.3f}' for v in c['decoded_variation'])}]  collapsed {c['collapsed']}  informative={e['label_preservation_informative']}",
+            flush=True,
+        )
     pres = np.array([r[0] for r in rows])
-    print(f"\nlabel preservation over {len(pres)} seeds: mean {pres.mean():.3f} +- {pres.std():.3f} (min {pres.min():.3f}, max {pres.max():.3f}); "
-          f"target >= 0.9: {'REACHED' if pres.mean() >= 0.9 else 'NOT reached'}")
-    print(f"head accuracy mean {np.mean([r[1] for r in rows]):.3f}; leakage mean {np.mean([r[2] for r in rows]):.2f}; "
-          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(
+        f"\nlabel preservation over {len(pres)} seeds: mean {pres.mean():.3f} +- {pres.std():.3f} (min {pres.min():.3f}, max {pres.max():.3f}); "
+        f"target >= 0.9: {'REACHED' if pres.mean() >= 0.9 else 'NOT reached'}"
+    )
+    print(
+        f"head accuracy mean {np.mean([r[1] for r in rows]):.3f}; leakage mean {np.mean([r[2] for r in rows]):.2f}; "
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

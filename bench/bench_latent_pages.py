@@ -57,12 +57,18 @@ def case(n_features: int, n_latents: int, n_samples: int, repeats: int) -> None:
         html_s = median_time(page._repr_html_, repeats)
         rich_s = median_time(lambda: Console(file=io.StringIO(), width=80).print(page), repeats)
         worst = max(build) + html_s
-        print(f"{n_features} inputs x {n_latents} latents, {len(exp.data.explain_index)} explained rows, local: {exp['deepshap'].extras.get('local')}")
+        print(
+            f"{n_features} inputs x {n_latents} latents, {len(exp.data.explain_index)} explained rows, local: {exp['deepshap'].extras.get('local')}"
+        )
         print(f"  load_results (reference) {load_s * 1e3:8.1f} ms")
-        print(f"  page build (median of 4 latents) {statistics.median(build) * 1e3:8.1f} ms   ratio to load_results {statistics.median(build) / load_s:6.2f}")
+        print(
+            f"  page build (median of 4 latents) {statistics.median(build) * 1e3:8.1f} ms   ratio to load_results {statistics.median(build) / load_s:6.2f}"
+        )
         print(f"  page HTML {html_s * 1e3:8.1f} ms ({len(page._repr_html_()) / 1024:.0f} KiB)   terminal {rich_s * 1e3:8.1f} ms")
         print(f"  one page, build + HTML, worst of 4: {worst * 1e3:.1f} ms ({'under' if worst < 1 else 'OVER'} 1 s)")
-        print(f"  whole report (explain_all's report(), plots included) {report_s:6.2f} s, report.html {size / 2**20:.2f} MiB = {size / n_latents / 1024:.0f} KiB per latent")
+        print(
+            f"  whole report (explain_all's report(), plots included) {report_s:6.2f} s, report.html {size / 2**20:.2f} MiB = {size / n_latents / 1024:.0f} KiB per latent"
+        )
 
 
 def main() -> None:

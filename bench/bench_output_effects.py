@@ -70,9 +70,11 @@ def bench(n: int) -> None:
     t_ref = time.perf_counter() - t
     diff = float(np.abs(ours.arrays["effect"] - ref).max())
     k = codes.shape[1]
-    print(f"n={n:5d} latents={k} rows={len(x)}: output_effects {t_ours:.2f}s, per-latent loop {t_ref:.2f}s, "
-          f"ratio {t_ref / t_ours:.2f}x; max|diff| {diff:.2e}; peak RSS {base:.0f} -> {peak_ours:.0f} MB (ours) -> {_peak_mb():.0f} MB (loop); "
-          f"all-at-once array would be {len(x) * k * 3 * n * 8 / 2**20:.0f} MB")
+    print(
+        f"n={n:5d} latents={k} rows={len(x)}: output_effects {t_ours:.2f}s, per-latent loop {t_ref:.2f}s, "
+        f"ratio {t_ref / t_ours:.2f}x; max|diff| {diff:.2e}; peak RSS {base:.0f} -> {peak_ours:.0f} MB (ours) -> {_peak_mb():.0f} MB (loop); "
+        f"all-at-once array would be {len(x) * k * 3 * n * 8 / 2**20:.0f} MB"
+    )
 
 
 def bench_scvi(epochs: int) -> None:
@@ -110,8 +112,14 @@ def bench_scvi(epochs: int) -> None:
     loadings = lin.get_loadings().to_numpy().T
     names = list(ad.var_names)
     fit, exp = split_indices(len(counts), seed=0)
-    data = ArrayDataset(x=counts, kind="tabular", feature_names=names, groups=make_groups("tabular", (len(names),), feature_names=names),
-                        fit_index=fit, explain_index=exp)
+    data = ArrayDataset(
+        x=counts,
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (len(names),), feature_names=names),
+        fit_index=fit,
+        explain_index=exp,
+    )
     model = TorchAutoencoder(Adapter(lin.module.eval()), (len(names),))
     old = explain(LatentTraversal, model, data, params={"normalize": "input_spread"})
     new = explain(LatentTraversal, model, data)

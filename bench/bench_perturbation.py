@@ -31,10 +31,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _trail  # noqa: E402
 from _scenario import scenario  # noqa: E402
+from aeinterp_perturbation.explainers import Permutation, donors  # noqa: E402
 
 from aeinterp import explain  # noqa: E402
 from aeinterp.toolkit.perturb import copies_per_batch  # noqa: E402
-from aeinterp_perturbation.explainers import Permutation, donors  # noqa: E402
 
 
 def _donor_seed(seed: int = 0) -> int:
@@ -84,14 +84,26 @@ def main() -> None:
         print(f"\nn = {n} features, {model.latent_dim} latents; naive per-feature loop: {t_naive:.2f} s")
         for first_layer in ("off", "rank_update", "auto"):
             for copies in [auto] if args.auto_only else sorted({1, 4, 16, auto}):
-                t, e = timed(lambda: explain(Permutation, model, data, params={"repeats": repeats, "copies_per_batch": copies, "first_layer": first_layer}))
+                t, e = timed(
+                    lambda: explain(
+                        Permutation, model, data, params={"repeats": repeats, "copies_per_batch": copies, "first_layer": first_layer}
+                    )
+                )
                 block_mb = copies * 950 * n * 4 / 2**20
                 tag = " (auto)" if copies == auto else ""
                 rel = np.abs(e.importance - ref).max() / ref.max()
-                print(f"  {first_layer:11} {e.extras['path'][:36]:36} copies/pass {copies:>3}{tag:7}: {t:7.2f} s   naive/ours {t_naive / t:5.2f}x   input block {block_mb:7.1f} MiB   "
-                      f"max rel diff vs naive {rel:.1e} (same seed, same donors)")
+                print(
+                    f"  {first_layer:11} {e.extras['path'][:36]:36} copies/pass {copies:>3}{tag:7}: {t:7.2f} s   naive/ours {t_naive / t:5.2f}x   input block {block_mb:7.1f} MiB   "
+                    f"max rel diff vs naive {rel:.1e} (same seed, same donors)"
+                )
                 if first_layer == "auto" and copies == auto:
-                    _trail.emit(f"permutation/n{n}/repeats{repeats}", t_naive / t, ours_s=t, ref_s=t_naive, reference="naive per-feature loop (same donors)")
+                    _trail.emit(
+                        f"permutation/n{n}/repeats{repeats}",
+                        t_naive / t,
+                        ours_s=t,
+                        ref_s=t_naive,
+                        reference="naive per-feature loop (same donors)",
+                    )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of this process: {peak:.0f} MiB")
 

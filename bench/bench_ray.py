@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scenario import scenario  # noqa: E402
 
 from aeinterp import Capabilities, ExplainerParams, Explanation, explain  # noqa: E402
-from aeinterp.toolkit.chunks import ChunkedExplainer, Partial  # noqa: E402
-from aeinterp.run.executors import make_executor  # noqa: E402
 from aeinterp.model import as_tensor  # noqa: E402
+from aeinterp.run.executors import make_executor  # noqa: E402
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial  # noqa: E402
 
 
 class Occlusion(ChunkedExplainer):
@@ -70,7 +70,9 @@ class Occlusion(ChunkedExplainer):
 
     def finish(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
         k, n = total.sums["d"].shape
-        return Explanation(importance=total.sums["d"] / total.count, feature_names=list(data.feature_names), target_names=[f"z{i}" for i in range(k)])
+        return Explanation(
+            importance=total.sums["d"] / total.count, feature_names=list(data.feature_names), target_names=[f"z{i}" for i in range(k)]
+        )
 
 
 def _timed(fn):  # noqa: ANN001, ANN202
@@ -94,14 +96,20 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     import ray
-
     from aeinterp_symbolic.explainer import SymbolicRegression
 
     n_samples = 2 * 10**4 if args.quick else 10**5
     model, data = scenario(64, samples=n_samples)
     sym_model, sym_data = scenario(16, samples=950)
-    sym_params = {"dims": [0, 1] if args.quick else [0, 1, 2, 3], "generations": 10, "population_size": 200 if args.quick else 300,
-                  "time_budget": None, "threads": 1, "max_samples": 500, "operators": ["add", "sub", "mul", "tanh"]}
+    sym_params = {
+        "dims": [0, 1] if args.quick else [0, 1, 2, 3],
+        "generations": 10,
+        "population_size": 200 if args.quick else 300,
+        "time_budget": None,
+        "threads": 1,
+        "max_samples": 500,
+        "operators": ["add", "sub", "mul", "tanh"],
+    }
     from aeinterp_gradients.explainers import IntegratedGradients
     from aeinterp_perturbation.explainers import Permutation
 
@@ -129,23 +137,36 @@ def main() -> None:
         executor = make_executor({"kind": "ray"})
         for case, (cls, m, d, params) in cases.items():
             times[case, f"ray{workers}-cold"], _ = _timed(lambda: explain(cls, m, d, seed=0, params=params, executor=executor))
-            times[case, f"ray{workers}"], results[case, f"ray{workers}"] = _timed(lambda: explain(cls, m, d, seed=0, params=params, executor=executor))
+            times[case, f"ray{workers}"], results[case, f"ray{workers}"] = _timed(
+                lambda: explain(cls, m, d, seed=0, params=params, executor=executor)
+            )
             executor.release()
-            print(f"{case}: ray {workers} worker(s) {times[case, f'ray{workers}-cold']:.2f} s cold, {times[case, f'ray{workers}']:.2f} s warm", flush=True)
+            print(
+                f"{case}: ray {workers} worker(s) {times[case, f'ray{workers}-cold']:.2f} s cold, {times[case, f'ray{workers}']:.2f} s warm",
+                flush=True,
+            )
         rss[f"worker (ray {workers})"] = _worker_rss_mb(ray, workers)
         print(f"ray.init with {workers} CPU(s): {start_s:.1f} s", flush=True)
         ray.shutdown()
     rss["driver"] = max(rss["driver"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
-    print(f"\n{'case':22s} {'local':>8s} {'ray1 cold':>10s} {'ray1':>8s} {'ray2 cold':>10s} {'ray2':>8s} {'overhead':>9s} {'speed-up':>9s}  same result")
+    print(
+        f"\n{'case':22s} {'local':>8s} {'ray1 cold':>10s} {'ray1':>8s} {'ray2 cold':>10s} {'ray2':>8s} {'overhead':>9s} {'speed-up':>9s}  same result"
+    )
     for case in cases:
         t = {k: times[case, k] for k in ("local", "ray1-cold", "ray1", "ray2-cold", "ray2")}
-        same = all(np.allclose(results[case, k].importance, results[case, "local"].importance, rtol=1e-9, atol=1e-12) for k in ("ray1", "ray2"))
-        print(f"{case:22s} {t['local']:8.2f} {t['ray1-cold']:10.2f} {t['ray1']:8.2f} {t['ray2-cold']:10.2f} {t['ray2']:8.2f} "
-              f"{t['ray1'] / t['local']:8.2f}x {t['local'] / t['ray2']:8.2f}x  {same}")
+        same = all(
+            np.allclose(results[case, k].importance, results[case, "local"].importance, rtol=1e-9, atol=1e-12) for k in ("ray1", "ray2")
+        )
+        print(
+            f"{case:22s} {t['local']:8.2f} {t['ray1-cold']:10.2f} {t['ray1']:8.2f} {t['ray2-cold']:10.2f} {t['ray2']:8.2f} "
+            f"{t['ray1'] / t['local']:8.2f}x {t['local'] / t['ray2']:8.2f}x  {same}"
+        )
         if chunks.get(case):
             c = chunks[case]
-            print(f"{'':22s} per chunk (local): {t['local'] / c:.3f} s; per-task overhead on Ray: {(t['ray1'] - t['local']) / c:+.3f} s over {c} chunks")
+            print(
+                f"{'':22s} per chunk (local): {t['local'] / c:.3f} s; per-task overhead on Ray: {(t['ray1'] - t['local']) / c:+.3f} s over {c} chunks"
+            )
     print("\ntargets: overhead (ray1 / local) <= 1.2x; speed-up (local / ray2) >= 1.7x on the sample-heavy cases")
     print("peak RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()))
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared: timings are noisy, compare ratios)")

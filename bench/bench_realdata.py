@@ -40,14 +40,13 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     print("bench_realdata: scanpy is not installed (pip install scanpy); skipped")
     sys.exit(0)
+from aeinterp_deepshap.explainer import DeepShap
+from aeinterp_gradients.explainers import IntegratedGradients
+from aeinterp_perturbation.explainers import Permutation
 from sklearn.metrics import roc_auc_score
 
 from aeinterp import ArrayDataset, TorchAutoencoder, explain
 from aeinterp.data import make_groups, split_indices
-from aeinterp_deepshap.explainer import DeepShap
-from aeinterp_gradients.explainers import IntegratedGradients
-from aeinterp_perturbation.explainers import Permutation
-
 from aeinterp.toolkit.summaries import chunk_sums, ranking_key, summarise, topk_overlap
 
 K = 20
@@ -108,8 +107,16 @@ def load(inputs: str = "scaled") -> tuple[ArrayDataset, np.ndarray, list[str], d
     names = adata.uns["rank_genes_groups"]["names"]
     truth = {f"top{n}": [{where[g] for g in list(names[t])[:n]} for t in types] for n in (20, 50)}
     fit, held = split_indices(len(x), seed=0)
-    data = ArrayDataset(x=x, kind="tabular", feature_names=genes, groups=make_groups("tabular", (x.shape[1],), feature_names=genes),
-                        fit_index=fit, explain_index=held, name="pbmc68k_reduced", labels=labels)
+    data = ArrayDataset(
+        x=x,
+        kind="tabular",
+        feature_names=genes,
+        groups=make_groups("tabular", (x.shape[1],), feature_names=genes),
+        fit_index=fit,
+        explain_index=held,
+        name="pbmc68k_reduced",
+        labels=labels,
+    )
     return data, labels, types, truth
 
 
@@ -146,7 +153,9 @@ def score(rankings: dict[str, np.ndarray], model: AE, data: ArrayDataset, latent
             top = np.argsort(-values[j], kind="stable")[:K]
             hit20 = len(truth["top20"][t] & set(top.tolist()))
             hit50 = len(truth["top50"][t] & set(top.tolist()))
-            rows.append([hit20 / K, hit50 / K, hit50 / len(truth["top50"][t]), deletion(model, x, mean, j, top, float(z[:, j].std()) or 1.0)])
+            rows.append(
+                [hit20 / K, hit50 / K, hit50 / len(truth["top50"][t]), deletion(model, x, mean, j, top, float(z[:, j].std()) or 1.0)]
+            )
         out[name] = np.mean(rows, axis=0)
     return out
 
@@ -171,7 +180,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3, help="DeepSHAP background resamples for the stability column")
     ap.add_argument("--epochs", type=int, default=400)
     ap.add_argument("--weight-decay", type=float, default=1e-3)
-    ap.add_argument("--inputs", choices=["scaled", "lognorm"], default="scaled", help="scaled: adata.X (z-scored); lognorm: adata.raw.X (log-normalised, zero = not expressed)")
+    ap.add_argument(
+        "--inputs",
+        choices=["scaled", "lognorm"],
+        default="scaled",
+        help="scaled: adata.X (z-scored); lognorm: adata.raw.X (log-normalised, zero = not expressed)",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     data, labels, types, truth = load(args.inputs)
@@ -180,11 +194,16 @@ def main() -> None:
     with torch.no_grad():
         z = module.encoder(torch.as_tensor(data.x_explain)).numpy()
     latents = assign(z, labels[data.explain_index], types)
-    print(f"pbmc68k_reduced {data.x.shape} ({args.inputs}), fit {len(data.fit_index)} / explain {len(data.explain_index)} cells; AE 765-128-10 "
-          f"(weight decay {args.weight_decay:g}), early stop at epoch {epoch}, held-out MSE {val:.3f}; load+train {time.perf_counter() - t0:.1f} s")
+    print(
+        f"pbmc68k_reduced {data.x.shape} ({args.inputs}), fit {len(data.fit_index)} / explain {len(data.explain_index)} cells; AE 765-128-10 "
+        f"(weight decay {args.weight_decay:g}), early stop at epoch {epoch}, held-out MSE {val:.3f}; load+train {time.perf_counter() - t0:.1f} s"
+    )
     print("scored latents (latent -> cell type, AUC): " + ", ".join(f"z{j}->{types[t]} {a:.2f}" for j, t, a in latents))
 
-    rankings: dict[str, np.ndarray] = {"correlation |r(x, z)|": correlation(data.x_explain, z), "random": np.random.default_rng(1).random((z.shape[1], data.x.shape[1]))}
+    rankings: dict[str, np.ndarray] = {
+        "correlation |r(x, z)|": correlation(data.x_explain, z),
+        "random": np.random.default_rng(1).random((z.shape[1], data.x.shape[1])),
+    }
     timings: dict[str, float] = {}
     t = time.perf_counter()
     shap_runs = []
@@ -200,7 +219,9 @@ def main() -> None:
         t = time.perf_counter()
         e = explain(IntegratedGradients, model, data, params={"baseline": base, **extra}, seed=0)
         timings[f"ig {base}"] = time.perf_counter() - t
-        rankings.update(with_summaries(f"ig[{base}={e.extras['baseline']}]" if base == "auto" else f"ig[{base}]", e, extra_abs=base == "mean"))
+        rankings.update(
+            with_summaries(f"ig[{base}={e.extras['baseline']}]" if base == "auto" else f"ig[{base}]", e, extra_abs=base == "mean")
+        )
     t = time.perf_counter()
     e = explain(Permutation, model, data, params={"repeats": 5}, seed=0)
     timings["permutation"] = time.perf_counter() - t
@@ -220,11 +241,20 @@ def main() -> None:
     summaries = ("mean_abs", "variance_share")
     print(f"\nDeepSHAP top-{K} overlap between {args.seeds} background resamples (mean over scored latents and seed pairs):")
     for s in summaries:
-        vals = [topk_overlap(ranking_key(s, a.arrays[f"importance_{s}"]), ranking_key(s, b.arrays[f"importance_{s}"]), K)[[j for j, _, _ in latents]].mean()
-                for i, a in enumerate(shap_runs) for b in shap_runs[i + 1:]]
+        vals = [
+            topk_overlap(ranking_key(s, a.arrays[f"importance_{s}"]), ranking_key(s, b.arrays[f"importance_{s}"]), K)[
+                [j for j, _, _ in latents]
+            ].mean()
+            for i, a in enumerate(shap_runs)
+            for b in shap_runs[i + 1 :]
+        ]
         print(f"  {s:15s} {np.mean(vals):.3f}")
     st = shap_runs[0].extras["stability"]
-    print(f"  split-half (the explainer's own, default summary, top-{st['topk']}): " + " ".join(f"{v:.2f}" for v in st["overlap"]) + (f"\n  warning: {st['warning']}" if "warning" in st else ""))
+    print(
+        f"  split-half (the explainer's own, default summary, top-{st['topk']}): "
+        + " ".join(f"{v:.2f}" for v in st["overlap"])
+        + (f"\n  warning: {st['warning']}" if "warning" in st else "")
+    )
     print(f"  variance-share residual, max over latents: {shap_runs[0].extras['variance_share_residual_max']:.2e}")
 
     # the accumulator's own cost next to the explainer that feeds it (same run)
@@ -234,7 +264,9 @@ def main() -> None:
         summarise({k: v.sum(axis=0) for k, v in chunk_sums(phi, z, data.x_explain, np.arange(len(phi)) % 4, 4).items()})
     acc = (time.perf_counter() - t) / 5
     print("\ntimings: " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
-    print(f"summary accumulator on {phi.shape} (samples x latents x genes): {acc * 1e3:.1f} ms = {acc / timings['deepshap (per run)']:.3f} x one DeepSHAP run")
+    print(
+        f"summary accumulator on {phi.shape} (samples x latents x genes): {acc * 1e3:.1f} ms = {acc / timings['deepshap (per run)']:.3f} x one DeepSHAP run"
+    )
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; total {time.perf_counter() - t0:.1f} s")
 
 

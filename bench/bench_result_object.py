@@ -41,8 +41,12 @@ def main() -> None:
     local = rng.standard_normal((n, 16, 100), dtype=np.float32)
     names = [f"cell_{i}" for i in range(n)]
     exp = Explanation(
-        importance=np.abs(local).mean(axis=0), feature_names=[f"g{i}" for i in range(100)], target_names=[f"z{j}" for j in range(16)],
-        local=local, sample_names=names, explainer="bench",
+        importance=np.abs(local).mean(axis=0),
+        feature_names=[f"g{i}" for i in range(100)],
+        target_names=[f"z{j}" for j in range(16)],
+        local=local,
+        sample_names=names,
+        explainer="bench",
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "exp"

@@ -109,8 +109,15 @@ def _setup(scenario: str, work: Path):  # noqa: ANN202
     x = np.load(_data_file(f"{scenario if scenario != 'run' else 'ref5000'}", samples, n, work), mmap_mode="r")
     names = element_names("tabular", (n,))
     idx = np.arange(samples)
-    data = ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (n,), feature_names=names),
-                        fit_index=idx, explain_index=idx, name=scenario)
+    data = ArrayDataset(
+        x=x,
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (n,), feature_names=names),
+        fit_index=idx,
+        explain_index=idx,
+        name=scenario,
+    )
     return TorchAutoencoder(_module(sizes), (n,)), data
 
 
@@ -192,10 +199,12 @@ def anytime(work: Path, only: set[str] | None) -> None:
         tied = same_ranking(imp, hw, ref, 5)  # swaps only between features whose values are within the intervals
         inside = float((np.abs(imp - ref) <= hw).mean())
         used = auto["extras"]["anytime"]["samples_used"]
-        print(f"  {name:12} auto: {used} samples in {auto['wall_s']:.1f} s ({auto['peak_mb']:.0f} MiB); all 10**6: {full['wall_s']:.1f} s "
-              f"({full['peak_mb']:.0f} MiB); time ratio {auto['wall_s'] / full['wall_s']:.3f}; top-5 of every latent equal: {same}, "
-              f"equal up to ties within the intervals: {tied}; "
-              f"full-data values within the 95 % intervals: {100 * inside:.1f} %")
+        print(
+            f"  {name:12} auto: {used} samples in {auto['wall_s']:.1f} s ({auto['peak_mb']:.0f} MiB); all 10**6: {full['wall_s']:.1f} s "
+            f"({full['peak_mb']:.0f} MiB); time ratio {auto['wall_s'] / full['wall_s']:.3f}; top-5 of every latent equal: {same}, "
+            f"equal up to ties within the intervals: {tied}; "
+            f"full-data values within the 95 % intervals: {100 * inside:.1f} %"
+        )
 
 
 def run_share(work: Path) -> None:
@@ -206,8 +215,12 @@ def run_share(work: Path) -> None:
     model, data = _setup("run", work)
     reg = _registry()
     out = Path(tempfile.mkdtemp(prefix="bench-scale-run-", dir=work))
-    steps = [("jacobian", {"max_samples": 4}), ("integrated_gradients", {"max_samples": 4, "steps": 8}),
-             ("deepshap", {"max_samples": 4, "n_background": 20}), ("zero_ablation", {"max_samples": 4})]
+    steps = [
+        ("jacobian", {"max_samples": 4}),
+        ("integrated_gradients", {"max_samples": 4, "steps": 8}),
+        ("deepshap", {"max_samples": 4, "n_background": 20}),
+        ("zero_ablation", {"max_samples": 4}),
+    ]
     start = time.perf_counter()
     store = ResultsStore(out, recipe={}, model={}, data=data.describe(), plugins=[])
     inside = 0.0
@@ -224,9 +237,11 @@ def run_share(work: Path) -> None:
     t_load = time.perf_counter() - t
     size = (out / "results.json").stat().st_size / 2**20
     files = sum(p.stat().st_size for p in out.iterdir()) / 2**20
-    print(f"\nscenario run: 4 steps at n = 5000, 4 samples each: {total:.1f} s in all, {inside:.1f} s in the explainers, "
-          f"{100 * (total - inside) / total:.1f} % outside (target <= 20 %); results.json {size:.2f} MiB, all files {files:.0f} MiB; "
-          f"load_results + top features {t_load:.2f} s ({len(top)} steps); peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(
+        f"\nscenario run: 4 steps at n = 5000, 4 samples each: {total:.1f} s in all, {inside:.1f} s in the explainers, "
+        f"{100 * (total - inside) / total:.1f} % outside (target <= 20 %); results.json {size:.2f} MiB, all files {files:.0f} MiB; "
+        f"load_results + top features {t_load:.2f} s ({len(top)} steps); peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
 
 
 def main() -> None:

@@ -113,10 +113,19 @@ def one(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     exp = aeinterp.explain(net, adata, args.one, progress=False, max_samples=args.cells, **METHODS[args.one])
     wall = time.perf_counter() - start
-    print(json.dumps({
-        "method": args.one, "wall_s": wall, "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": rss_before,
-        "importance": list(exp.importance.shape), "explained": args.cells, "storage": exp.extras["data"]["storage"],
-    }))
+    print(
+        json.dumps(
+            {
+                "method": args.one,
+                "wall_s": wall,
+                "peak_rss_mb": peak_rss_mb(),
+                "rss_after_load_mb": rss_before,
+                "importance": list(exp.importance.shape),
+                "explained": args.cells,
+                "storage": exp.extras["data"]["storage"],
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -141,11 +150,17 @@ def main() -> None:
     nnz = write_h5ad(path, n_cells, case["genes"], case["density"])
     gen_s = time.perf_counter() - t
     full_dense_gb = case["cells"] * case["genes"] * 4 / 1e9
-    print(f"case {args.case}: {n_cells:,} of {case['cells']:,} cells (scale {args.scale}) x {case['genes']:,} genes, {nnz:,} stored values, "
-          f"file {path.stat().st_size / 2**20:.0f} MiB written in {gen_s:.0f} s")
-    print(f"dense float32: {n_cells * case['genes'] * 4 / 1e9:.2f} GB at this scale, {full_dense_gb:.1f} GB at full size; "
-          f"model {case['genes']} -> {case['hidden']} -> {case['latent']}; budget {case['budget_gb']} GB peak RSS")
-    print(f"{'explainer':22s} {'cells':>6s} {'time s':>8s} {'s/cell':>8s} {'full size (extrap.)':>20s} {'peak RSS MiB':>13s}  within budget")
+    print(
+        f"case {args.case}: {n_cells:,} of {case['cells']:,} cells (scale {args.scale}) x {case['genes']:,} genes, {nnz:,} stored values, "
+        f"file {path.stat().st_size / 2**20:.0f} MiB written in {gen_s:.0f} s"
+    )
+    print(
+        f"dense float32: {n_cells * case['genes'] * 4 / 1e9:.2f} GB at this scale, {full_dense_gb:.1f} GB at full size; "
+        f"model {case['genes']} -> {case['hidden']} -> {case['latent']}; budget {case['budget_gb']} GB peak RSS"
+    )
+    print(
+        f"{'explainer':22s} {'cells':>6s} {'time s':>8s} {'s/cell':>8s} {'full size (extrap.)':>20s} {'peak RSS MiB':>13s}  within budget"
+    )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for method in args.only.split(","):
         cmd = [sys.executable, __file__, args.case, "--one", method, "--path", str(path), "--cells", str(args.cells)]
@@ -158,7 +173,9 @@ def main() -> None:
         per_cell = r["wall_s"] / args.cells
         full_h = per_cell * case["cells"] / 3600
         ok = r["peak_rss_mb"] * 2**20 <= case["budget_gb"] * 1e9
-        print(f"{method:22s} {args.cells:6d} {r['wall_s']:8.1f} {per_cell:8.2f} {full_h:17.1f} h {r['peak_rss_mb']:13.0f}  {'yes' if ok else 'NO'}")
+        print(
+            f"{method:22s} {args.cells:6d} {r['wall_s']:8.1f} {per_cell:8.2f} {full_h:17.1f} h {r['peak_rss_mb']:13.0f}  {'yes' if ok else 'NO'}"
+        )
     if not args.keep:
         path.unlink()
 

@@ -32,16 +32,16 @@ import warnings
 
 import numpy as np
 import torch
+from aeinterp_symbolic.explainer import SymbolicRegression, available_cpus
+from aeinterp_symbolic.formulas import r2_rmse
 from torch import nn
 
 from aeinterp import TorchAutoencoder, explain
 from aeinterp.data import ArrayDataset, element_names, make_groups, split_indices
 from aeinterp.io.datasets import load_dataset
-from aeinterp.models.loading import adapt, build_builtin
 from aeinterp.model import evaluate
+from aeinterp.models.loading import adapt, build_builtin
 from aeinterp.models.training import TrainConfig
-from aeinterp_symbolic.explainer import SymbolicRegression, available_cpus
-from aeinterp_symbolic.formulas import r2_rmse
 
 OPERATORS = ["add", "sub", "mul", "div", "square", "tanh"]
 
@@ -54,9 +54,18 @@ def quickstart_model(epochs: int) -> tuple[TorchAutoencoder, ArrayDataset]:
     data = load_dataset(builtin="breast_cancer")
     # generic names x0..x29 so that the substring artefact (x1 inside x10..x19) is visible
     names = [f"x{i}" for i in range(data.n_features)]
-    data = ArrayDataset(x=data.x, kind="tabular", feature_names=names, groups=make_groups("tabular", (len(names),), feature_names=names),
-                        fit_index=data.fit_index, explain_index=data.explain_index, name="breast_cancer")
-    module, _ = build_builtin("mlp", data, latent_dim=4, options={"hidden": [32], "activation": "relu"}, train=TrainConfig(epochs=epochs, lr=3e-3))
+    data = ArrayDataset(
+        x=data.x,
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (len(names),), feature_names=names),
+        fit_index=data.fit_index,
+        explain_index=data.explain_index,
+        name="breast_cancer",
+    )
+    module, _ = build_builtin(
+        "mlp", data, latent_dim=4, options={"hidden": [32], "activation": "relu"}, train=TrainConfig(epochs=epochs, lr=3e-3)
+    )
     return adapt(module, data), data
 
 
@@ -78,13 +87,24 @@ def wide_model(n: int) -> tuple[TorchAutoencoder, ArrayDataset]:
     x = np.random.default_rng(0).normal(size=(950, n)).astype(np.float32)
     names = element_names("tabular", (n,))
     fit, ex = split_indices(950, seed=0)
-    data = ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (n,), feature_names=names), fit_index=fit, explain_index=ex)
+    data = ArrayDataset(
+        x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (n,), feature_names=names), fit_index=fit, explain_index=ex
+    )
     return TorchAutoencoder(WideEncoder(n).eval(), (n,)), data
 
 
 def ours(model, data, dims, args, **extra):  # noqa: ANN001, ANN201
-    params = {"operators": OPERATORS, "max_size": 25, "population_size": args.population, "generations": args.generations,
-              "time_budget": args.budget, "threads": args.threads, "seed": 0, "dims": dims, **extra}
+    params = {
+        "operators": OPERATORS,
+        "max_size": 25,
+        "population_size": args.population,
+        "generations": args.generations,
+        "time_budget": args.budget,
+        "threads": args.threads,
+        "seed": 0,
+        "dims": dims,
+        **extra,
+    }
     start = time.perf_counter()
     r = explain(SymbolicRegression, model, data, seed=0, params=params)
     return time.perf_counter() - start, r
@@ -102,9 +122,18 @@ def reference(model, data, dims, args):  # noqa: ANN001, ANN201
     start = time.perf_counter()
     rows = []
     for j in dims:
-        reg = SymbolicRegressor(allowed_symbols=symbols, objectives=["r2", "length"], max_length=25, population_size=args.population,
-                                generations=args.generations, max_evaluations=2**62, optimizer_iterations=10, n_threads=1,
-                                max_time=max(1, math.ceil(args.budget)), random_state=0)
+        reg = SymbolicRegressor(
+            allowed_symbols=symbols,
+            objectives=["r2", "length"],
+            max_length=25,
+            population_size=args.population,
+            generations=args.generations,
+            max_evaluations=2**62,
+            optimizer_iterations=10,
+            n_threads=1,
+            max_time=max(1, math.ceil(args.budget)),
+            random_state=0,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             reg.fit(x_fit, z_fit[:, j])
@@ -119,10 +148,14 @@ def reference(model, data, dims, args):  # noqa: ANN001, ANN201
 def report(label: str, wall_ours: float, r, wall_ref: float | None = None, ref_rows=None) -> None:  # noqa: ANN001
     r2 = r.arrays["r2"][r.extras["dims"]]
     print(f"\n== {label}: {len(r2)} latents, {available_cpus()} CPUs (machine shared with other jobs)")
-    print(f"ours: {wall_ours:7.2f} s   held-out R^2 min/median/max {np.min(r2):.3f} / {np.median(r2):.3f} / {np.max(r2):.3f}   peak RSS {peak_mb():.0f} MB")
+    print(
+        f"ours: {wall_ours:7.2f} s   held-out R^2 min/median/max {np.min(r2):.3f} / {np.median(r2):.3f} / {np.max(r2):.3f}   peak RSS {peak_mb():.0f} MB"
+    )
     if wall_ref is not None:
         ref_r2 = np.array([row[1] for row in ref_rows])
-        print(f"ref : {wall_ref:7.2f} s   held-out R^2 min/median/max {np.min(ref_r2):.3f} / {np.median(ref_r2):.3f} / {np.max(ref_r2):.3f}")
+        print(
+            f"ref : {wall_ref:7.2f} s   held-out R^2 min/median/max {np.min(ref_r2):.3f} / {np.median(ref_r2):.3f} / {np.max(ref_r2):.3f}"
+        )
         print(f"ratio ref/ours wall time: {wall_ref / wall_ours:.2f}x")
     for k, rec in enumerate(r.extras["formulas"][:8]):
         line = f"  {rec['target']}: R^2 {rec['r2']:.3f}  search {rec['search_s']:.1f}s  uses {len(rec['features'])}: {', '.join(rec['features'][:8])}"
@@ -158,8 +191,16 @@ def cover54(args) -> None:  # noqa: ANN001
     lasso_r2 = np.array([m.score(x_test, z_test[:, j]) for j, m in enumerate(lasso)])
     lasso_k = np.array([int(np.count_nonzero(m.coef_)) for m in lasso])
     per_latent = args.total_budget * args.threads / 32 * 0.8  # 20 % for the linear fits, sympy and selection
-    params = {"operators": OPERATORS, "max_size": 25, "max_size_limit": 100, "population_size": args.population, "generations": args.generations,
-              "time_budget": per_latent, "threads": args.threads, "seed": 0}
+    params = {
+        "operators": OPERATORS,
+        "max_size": 25,
+        "max_size_limit": 100,
+        "population_size": args.population,
+        "generations": args.generations,
+        "time_budget": per_latent,
+        "threads": args.threads,
+        "seed": 0,
+    }
     start = time.perf_counter()
     r = explain(SymbolicRegression, model, data, seed=0, params=params)
     wall = time.perf_counter() - start
@@ -170,19 +211,31 @@ def cover54(args) -> None:  # noqa: ANN001
     base = np.array([f["linear_baseline"]["r2"] for f in recs])
     closed = np.array([f["closed_form"].get("r2", np.nan) for f in recs])
     families = [f["family"] for f in recs]
-    print(f"\n== cover54: 3000 x 54 -> 32 latents, MLP 54-128-64-32 (trained in {train_s:.0f} s), {args.threads} threads, "
-          f"total budget {args.total_budget:g} s ({per_latent:.1f} s per latent), {available_cpus()} CPUs visible (machine shared)")
-    print(f"ours          : {wall:7.1f} s   held-out R^2 median {np.median(r2):.3f}  min {r2.min():.3f}   "
-          f"nodes median {np.median(nodes):.0f} max {nodes.max()}, inputs median {np.median(k):.0f}; peak RSS {peak_mb():.0f} MB")
+    print(
+        f"\n== cover54: 3000 x 54 -> 32 latents, MLP 54-128-64-32 (trained in {train_s:.0f} s), {args.threads} threads, "
+        f"total budget {args.total_budget:g} s ({per_latent:.1f} s per latent), {available_cpus()} CPUs visible (machine shared)"
+    )
+    print(
+        f"ours          : {wall:7.1f} s   held-out R^2 median {np.median(r2):.3f}  min {r2.min():.3f}   "
+        f"nodes median {np.median(nodes):.0f} max {nodes.max()}, inputs median {np.median(k):.0f}; peak RSS {peak_mb():.0f} MB"
+    )
     print(f"LinearRegression: {ols_s:5.1f} s   held-out R^2 median {np.median(ols):.3f}  min {ols.min():.3f}   (all 54 inputs, 109 nodes)")
-    print(f"LassoCV       : {lasso_s:7.1f} s   held-out R^2 median {np.median(lasso_r2):.3f}  min {lasso_r2.min():.3f}   inputs median {np.median(lasso_k):.0f} max {lasso_k.max()}")
+    print(
+        f"LassoCV       : {lasso_s:7.1f} s   held-out R^2 median {np.median(lasso_r2):.3f}  min {lasso_r2.min():.3f}   inputs median {np.median(lasso_k):.0f} max {lasso_k.max()}"
+    )
     print(f"sparse linear baseline (ours): R^2 median {np.median(base):.3f}; best closed form (GP only) median {np.nanmedian(closed):.3f}")
-    print(f"ours - LinearRegression per latent: median {np.median(r2 - ols):+.4f}, min {np.min(r2 - ols):+.4f}; ours >= LassoCV - 0.005 on {int(np.sum(r2 >= lasso_r2 - 0.005))}/32")
+    print(
+        f"ours - LinearRegression per latent: median {np.median(r2 - ols):+.4f}, min {np.min(r2 - ols):+.4f}; ours >= LassoCV - 0.005 on {int(np.sum(r2 >= lasso_r2 - 0.005))}/32"
+    )
     wide = lasso_k > 29  # linear needs more inputs than a 60-node formula holds
-    print(f"latents where LassoCV needs > 29 inputs: {int(wide.sum())}; our formulas there: nodes max {nodes[wide].max() if wide.any() else '-'}, "
-          f"R^2 median {np.median(r2[wide]) if wide.any() else float('nan'):.3f}; formulas <= 60 nodes overall: {int(np.sum(nodes <= 60))}/32")
-    print(f"chosen: {families.count('linear')} linear, {families.count('closed form')} closed form; size cap stopped by: "
-          + ", ".join(f"{s} {sum(1 for f in recs if f['stopped_by'] == s)}" for s in sorted({f['stopped_by'] for f in recs})))
+    print(
+        f"latents where LassoCV needs > 29 inputs: {int(wide.sum())}; our formulas there: nodes max {nodes[wide].max() if wide.any() else '-'}, "
+        f"R^2 median {np.median(r2[wide]) if wide.any() else float('nan'):.3f}; formulas <= 60 nodes overall: {int(np.sum(nodes <= 60))}/32"
+    )
+    print(
+        f"chosen: {families.count('linear')} linear, {families.count('closed form')} closed form; size cap stopped by: "
+        + ", ".join(f"{s} {sum(1 for f in recs if f['stopped_by'] == s)}" for s in sorted({f["stopped_by"] for f in recs}))
+    )
     target = "REACHED" if np.median(r2) >= 0.95 and wall <= args.total_budget * 1.05 else "NOT reached"
     print(f"target (median held-out R^2 >= 0.95 within {args.total_budget:g} s): {target} (median {np.median(r2):.3f}, {wall:.0f} s)")
     for line in r.extras["summary"][:6] + r.extras["summary"][-1:]:

@@ -13,8 +13,9 @@ import argparse
 import json
 import time
 
-from aeinterp.io.datasets import load_dataset
 from aeinterp_symbolic.law import latent_size_law
+
+from aeinterp.io.datasets import load_dataset
 
 
 def main() -> None:
@@ -30,8 +31,12 @@ def main() -> None:
         args.sizes, args.epochs = [1, 2, 4, 8], 30
     data = load_dataset(builtin=args.data)
     start = time.perf_counter()
-    law = latent_size_law(data, sizes=args.sizes, train={"epochs": args.epochs, "lr": 3e-3},
-                          params={"backend": args.backend, "generations": 100, "population_size": 300, "time_budget": 10})
+    law = latent_size_law(
+        data,
+        sizes=args.sizes,
+        train={"epochs": args.epochs, "lr": 3e-3},
+        params={"backend": args.backend, "generations": 100, "population_size": 300, "time_budget": 10},
+    )
     wall = time.perf_counter() - start
     print(f"{args.data}: {law.architecture} autoencoders at latent sizes {law.sizes} ({args.epochs} epochs each), {wall:.1f} s in all")
     print("\n".join(law.lines()))

@@ -30,11 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scenario import scenario  # noqa: E402  (the reference scenario of DESIGN.md)
+from aeinterp_visualize.feature_visualization import FeatureVisualization
+from aeinterp_visualize.traversal import LatentTraversal
 
 from aeinterp import TorchAutoencoder, explain
 from aeinterp.data import ArrayDataset
-from aeinterp_visualize.feature_visualization import FeatureVisualization
-from aeinterp_visualize.traversal import LatentTraversal
 
 
 class _OneLatent:
@@ -74,10 +74,12 @@ def bench_feature_visualization(model: TorchAutoencoder, data: ArrayDataset, ste
     diff = max(float(np.abs(r.arrays["optimized"][0] - ours.arrays["optimized"][j]).max()) for j, r in enumerate(ref))
     t_bare = _bare_loop(model, data, steps, starts, m) * k / m
     extra = f" (loops extrapolated from {m} latents)" if m < k else ""
-    print(f"  feature_visualization ({k} latents x 2 x {starts} starts, {steps} steps): ours {t_ours:.2f} s; "
-          f"explainer run per latent {t_loop:.2f} s (ratio {t_loop / t_ours:.1f}x, max abs diff {diff:.2e}); "
-          f"bare Adam loop per latent and sign {t_bare:.2f} s (ratio {t_bare / t_ours:.1f}x){extra}; "
-          f"peak RSS {peak:.0f} MB; covariance {'full' if data.n_features <= 512 else 'lowrank'}")
+    print(
+        f"  feature_visualization ({k} latents x 2 x {starts} starts, {steps} steps): ours {t_ours:.2f} s; "
+        f"explainer run per latent {t_loop:.2f} s (ratio {t_loop / t_ours:.1f}x, max abs diff {diff:.2e}); "
+        f"bare Adam loop per latent and sign {t_bare:.2f} s (ratio {t_bare / t_ours:.1f}x){extra}; "
+        f"peak RSS {peak:.0f} MB; covariance {'full' if data.n_features <= 512 else 'lowrank'}"
+    )
 
 
 def _bare_loop(model: TorchAutoencoder, data: ArrayDataset, steps: int, starts: int, m: int) -> float:
@@ -120,8 +122,10 @@ def bench_traversal(model: TorchAutoencoder, data: ArrayDataset, steps: int) -> 
             loop.append(model.decode(torch.as_tensor(codes, dtype=torch.float32)).numpy())
     t_loop = time.perf_counter() - t
     diff = float(np.abs(np.stack(loop) - ours.arrays["decoded"][0]).max())
-    print(f"  latent_traversal ({k} latents x {steps} steps): ours {t_ours:.3f} s (incl. encoding the split), "
-          f"loop over latents (decoding only) {t_loop:.3f} s, ratio {t_loop / t_ours:.1f}x, max abs diff {diff:.2e}, peak RSS {_peak_mb():.0f} MB")
+    print(
+        f"  latent_traversal ({k} latents x {steps} steps): ours {t_ours:.3f} s (incl. encoding the split), "
+        f"loop over latents (decoding only) {t_loop:.3f} s, ratio {t_loop / t_ours:.1f}x, max abs diff {diff:.2e}, peak RSS {_peak_mb():.0f} MB"
+    )
 
 
 def main() -> None:

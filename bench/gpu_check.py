@@ -67,9 +67,9 @@ def quickstart(device: str) -> float:
 def explainers(n: int, samples: int, devices: tuple[str, str] = ("cpu", "cuda")) -> list[tuple[str, float, float, float]]:
     from _scenario import scenario
 
+    from aeinterp import run_explainer
     from aeinterp.model import TorchAutoencoder
     from aeinterp.runner import Runner
-    from aeinterp import run_explainer
 
     model, data = scenario(n, samples)
     registry = Runner().registry
@@ -86,7 +86,10 @@ def explainers(n: int, samples: int, devices: tuple[str, str] = ("cpu", "cuda"))
             times.append(seconds)
         diff = float(np.max(np.abs(results[0] - results[1])) / max(1e-12, float(np.max(np.abs(results[0])))))
         rows.append((name, times[0], times[1], diff))
-        print(f"{name:<22} {devices[0]} {times[0]:8.2f} s   {devices[1]} {times[1]:8.2f} s   speed-up {times[0] / times[1]:6.1f}x   max rel. diff {diff:.1e}", flush=True)
+        print(
+            f"{name:<22} {devices[0]} {times[0]:8.2f} s   {devices[1]} {times[1]:8.2f} s   speed-up {times[0] / times[1]:6.1f}x   max rel. diff {diff:.1e}",
+            flush=True,
+        )
     return rows
 
 
@@ -108,7 +111,9 @@ def main() -> int:
     status = 0 if worst < 1e-3 else 2
     print(f"largest relative difference CPU vs GPU: {worst:.1e} ({'ok' if status == 0 else 'TOO LARGE'})")
     if not args.skip_tests:
-        status |= subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_device.py")], cwd=ROOT)
+        status |= subprocess.call(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_device.py")], cwd=ROOT
+        )
     return status
 
 

@@ -32,7 +32,7 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,9 @@ def commit() -> str:
     """The short commit of the tree, with ``+dirty`` when tracked files differ from it."""
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE, capture_output=True, text=True
+        ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -119,7 +121,9 @@ def compare(previous: list[dict[str, Any]], record: dict[str, Any], drop: float 
     if not same:
         return {"status": "new", "change": None, "before": None}
     last = same[-1]
-    if last.get("machine", {}).get("cpu") != record.get("machine", {}).get("cpu") or last.get("machine", {}).get("cores") != record.get("machine", {}).get("cores"):
+    if last.get("machine", {}).get("cpu") != record.get("machine", {}).get("cpu") or last.get("machine", {}).get("cores") != record.get(
+        "machine", {}
+    ).get("cores"):
         return {"status": "other-machine", "change": None, "before": last}
     change = record["ratio"] / last["ratio"] - 1.0 if last.get("ratio") else None
     if change is None or change >= -drop:
@@ -146,7 +150,7 @@ def describe(record: dict[str, Any], verdict: dict[str, Any]) -> str:
 
 def parse_figures(output: str) -> list[dict[str, Any]]:
     """The ``BENCH_FIGURE`` records in a script's output."""
-    return [json.loads(line[len(MARK):]) for line in output.splitlines() if line.startswith(MARK)]
+    return [json.loads(line[len(MARK) :]) for line in output.splitlines() if line.startswith(MARK)]
 
 
 def run_script(name: str, args: list[str], timeout: float) -> tuple[list[dict[str, Any]], str, float, float]:
@@ -154,7 +158,14 @@ def run_script(name: str, args: list[str], timeout: float) -> tuple[list[dict[st
     before = load_per_core()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
-        proc = subprocess.run([sys.executable, str(HERE / f"bench_{name}.py"), *args, "--json"], capture_output=True, text=True, timeout=timeout, env=env, cwd=HERE.parent)
+        proc = subprocess.run(
+            [sys.executable, str(HERE / f"bench_{name}.py"), *args, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=HERE.parent,
+        )
         output = proc.stdout + (f"\n[exit {proc.returncode}]\n" + proc.stderr[-2000:] if proc.returncode else "")
     except subprocess.TimeoutExpired as exc:
         output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -167,13 +178,18 @@ def markdown(records: list[dict[str, Any]]) -> str:
     latest: dict[str, dict[str, Any]] = {}
     for r in records:
         latest[r["figure"]] = r
-    lines = ["| figure | vs | ratio | ours (s) | reference (s) | peak RSS (MiB) | load/core | commit | date |", "|---|---|---:|---:|---:|---:|---:|---|---|"]
+    lines = [
+        "| figure | vs | ratio | ours (s) | reference (s) | peak RSS (MiB) | load/core | commit | date |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
+    ]
     for fig in sorted(latest):
         r = latest[fig]
         ours = f"{r['ours_s']:.3g}" if r.get("ours_s") is not None else ""
         ref = f"{r['ref_s']:.3g}" if r.get("ref_s") is not None else ""
         load = f"{r.get('load_per_core_start', float('nan')):.2f}-{r.get('load_per_core_end', float('nan')):.2f}"
-        lines.append(f"| {fig} | {r.get('reference', '')} | {r['ratio']:.2f}x | {ours} | {ref} | {r.get('peak_rss_mb', 0):.0f} | {load} | {r.get('commit', '')} | {r.get('date', '')[:10]} |")
+        lines.append(
+            f"| {fig} | {r.get('reference', '')} | {r['ratio']:.2f}x | {ours} | {ref} | {r.get('peak_rss_mb', 0):.0f} | {load} | {r.get('commit', '')} | {r.get('date', '')[:10]} |"
+        )
     return "\n".join(lines)
 
 
@@ -181,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", choices=sorted(BENCHES), help="run only these bench scripts")
     ap.add_argument("--markdown", action="store_true", help="print the latest figures as a Markdown table and exit")
-    ap.add_argument("--full", action="store_true", help="the issue-size runs (FULL: n = 200 and 1000; tens of minutes) instead of the quick ones")
+    ap.add_argument(
+        "--full", action="store_true", help="the issue-size runs (FULL: n = 200 and 1000; tens of minutes) instead of the quick ones"
+    )
     ap.add_argument("--trail", type=Path, default=TRAIL, help="the trail file (default bench/trail.jsonl)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per bench script")
     ap.add_argument("--no-write", action="store_true", help="compare only; append nothing to the trail")
@@ -202,12 +220,20 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or list(table):
         start = time.perf_counter()
         figures, output, load0, load1 = run_script(name, table[name], args.timeout)
-        print(f"== bench_{name}.py {' '.join(table[name])} --json: {len(figures)} figures in {time.perf_counter() - start:.0f} s", flush=True)
+        print(
+            f"== bench_{name}.py {' '.join(table[name])} --json: {len(figures)} figures in {time.perf_counter() - start:.0f} s", flush=True
+        )
         if not figures:
             print(output[-3000:])
         for fig in figures:
-            record = {**fig, **meta, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "bench": f"bench_{name}.py",
-                      "load_per_core_start": round(load0, 2), "load_per_core_end": round(load1, 2)}
+            record = {
+                **fig,
+                **meta,
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "bench": f"bench_{name}.py",
+                "load_per_core_start": round(load0, 2),
+                "load_per_core_end": round(load1, 2),
+            }
             verdict = compare(trail, record)
             regressions += verdict["status"] == "regression"
             print("  " + describe(record, verdict), flush=True)

@@ -126,9 +126,7 @@ def properties_table(schema: dict[str, Any], defs: dict[str, Any]) -> str:
     required = set(schema.get("required", []))
     rows = ["| name | type | default | description |", "|---|---|---|---|"]
     for name, sub in props.items():
-        rows.append(
-            f"| `{name}` | {_type(sub, defs)} | {_default(sub, name in required)} | {_cell(sub.get('description', ''))} |"
-        )
+        rows.append(f"| `{name}` | {_type(sub, defs)} | {_default(sub, name in required)} | {_cell(sub.get('description', ''))} |")
     return "\n".join(rows) + "\n"
 
 
@@ -262,15 +260,13 @@ def on_config(config: Any) -> Any:
     for item in nav:
         if not isinstance(item, dict):
             continue
-        for title, value in item.items():
+        for title in list(item):
             if title == "Explainers":
                 item[title] = ["explainers/index.md", *({n: f"explainers/{n}.md"} for n in names)]
             elif title == "Notebooks":
                 item[title] = [{nb.stem.replace("_", " "): nb.relative_to(ROOT).as_posix()} for nb in _notebooks()]
     # every page the nav does not name yet, under Guides (pages other branches add need no mkdocs.yml edit)
-    extra = sorted(
-        p.relative_to(DOCS).as_posix() for p in DOCS.glob("*.md") if p.relative_to(DOCS).as_posix() not in listed
-    )
+    extra = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.glob("*.md") if p.relative_to(DOCS).as_posix() not in listed)
     if extra:
         guides = next((item for item in nav if isinstance(item, dict) and "Guides" in item), None)
         if guides is None:

@@ -7,8 +7,8 @@ import torch
 
 from aeinterp.data import ArrayDataset
 from aeinterp.io.datasets import load_dataset
-from aeinterp.models.loading import adapt, build_builtin
 from aeinterp.model import TorchAutoencoder
+from aeinterp.models.loading import adapt, build_builtin
 from aeinterp.models.training import TrainConfig
 
 torch.set_num_threads(1)  # small models: one thread is faster and does not oversubscribe 2 cores

@@ -57,8 +57,13 @@ def cells() -> tuple[np.ndarray, _AE]:
 
 
 def _adata(counts: np.ndarray, *, sparse: bool = True) -> object:
-    obs = pd.DataFrame({"cell_type": [["T", "B", "NK"][i % 3] for i in range(len(counts))],
-                        "set": ["test" if i % 4 == 0 else "train" for i in range(len(counts))]}, index=[f"cell{i}" for i in range(len(counts))])
+    obs = pd.DataFrame(
+        {
+            "cell_type": [["T", "B", "NK"][i % 3] for i in range(len(counts))],
+            "set": ["test" if i % 4 == 0 else "train" for i in range(len(counts))],
+        },
+        index=[f"cell{i}" for i in range(len(counts))],
+    )
     logged = np.log1p(counts)
     adata = anndata.AnnData(X=sp.csr_matrix(logged) if sparse else logged, obs=obs, var=pd.DataFrame(index=GENES))
     adata.layers["counts"] = sp.csr_matrix(counts)
@@ -76,7 +81,13 @@ def test_sparse_anndata_and_backed_equal_dense(cells, tmp_path: Path, method: st
     adata = _adata(counts)
     adata.write_h5ad(tmp_path / "cells.h5ad")
     backed = anndata.read_h5ad(tmp_path / "cells.h5ad", backed="r")
-    for name, X in [("csr", sp.csr_matrix(logged)), ("csc", sp.csc_matrix(logged)), ("anndata", adata), ("backed", backed), ("dense anndata", _adata(counts, sparse=False))]:
+    for name, X in [
+        ("csr", sp.csr_matrix(logged)),
+        ("csc", sp.csc_matrix(logged)),
+        ("anndata", adata),
+        ("backed", backed),
+        ("dense anndata", _adata(counts, sparse=False)),
+    ]:
         got = aeinterp.explain(net, X, method, progress=False, seed=3, **params)
         np.testing.assert_allclose(got.importance, dense.importance, rtol=1e-5, atol=1e-7, err_msg=name)
         if got.local is not None:
@@ -246,6 +257,7 @@ def test_lazy_rows_cache_serves_few_columns_of_repeated_rows(monkeypatch) -> Non
     monkeypatch.setattr(rows_module, "CACHE_BYTES", 2**20)
     fresh = LazyRows(sp.csr_matrix(dense))
     fresh[np.array([[3], [5]]), np.array([[1]])]
+
     def no_second_read(rows):  # noqa: ANN001, ANN202
         raise AssertionError(f"rows {rows} read again")
 

@@ -160,7 +160,17 @@ def test_errors_are_clear(net: AE, xy) -> None:  # noqa: ANN001
 
 def test_explain_all_gives_agreement_and_the_cli_report(net: AE, xy, tmp_path: Path) -> None:  # noqa: ANN001
     x, bg = xy
-    res = aeinterp.explain_all(net, x, ["deepshap", ("permutation", {"repeats": 2}), {"name": "zero_ablation", "alias": "zero", "targets": ["latent", "reconstruction_error"]}], background=bg, progress=False)
+    res = aeinterp.explain_all(
+        net,
+        x,
+        [
+            "deepshap",
+            ("permutation", {"repeats": 2}),
+            {"name": "zero_ablation", "alias": "zero", "targets": ["latent", "reconstruction_error"]},
+        ],
+        background=bg,
+        progress=False,
+    )
     assert list(res) == ["deepshap", "permutation", "zero-latent", "zero-reconstruction_error"]
     assert not res.failures
     pairs = {(a.a, a.b) for a in res.agreement}

@@ -8,8 +8,8 @@ import torch
 
 from aeinterp import ModelError
 from aeinterp.data import ArrayDataset
-from aeinterp.models.architectures import build_architecture, from_checkpoint
 from aeinterp.io.datasets import load_dataset
+from aeinterp.models.architectures import build_architecture, from_checkpoint
 from aeinterp.models.loading import adapt, load_module
 from aeinterp.models.training import TrainConfig, reconstruction_error, train_autoencoder
 
@@ -43,8 +43,12 @@ def test_vae_encode_returns_mean_and_logvar_and_adapter_takes_mean() -> None:
     x = torch.randn(3, 5)
     mu, logvar = module.encode(x)
     data = ArrayDataset(
-        x=np.zeros((4, 5), np.float32), kind="tabular", feature_names=list("abcde"),
-        groups=(), fit_index=np.arange(2), explain_index=np.arange(2, 4),
+        x=np.zeros((4, 5), np.float32),
+        kind="tabular",
+        feature_names=list("abcde"),
+        groups=(),
+        fit_index=np.arange(2),
+        explain_index=np.arange(2, 4),
     )
     model = adapt(module, data)
     torch.testing.assert_close(model.encode(x), mu)
@@ -72,12 +76,14 @@ def test_unknown_architecture_and_bad_options() -> None:
 
 
 def test_supervised_vae_learns_the_labels_and_exposes_its_head(tmp_path) -> None:  # noqa: ANN001
-    from aeinterp.models.loading import build_builtin
     from aeinterp.model import is_supervised
+    from aeinterp.models.loading import build_builtin
     from aeinterp.targets import Target, evaluate_target
 
     data = load_dataset(builtin="breast_cancer")
-    module, result = build_builtin("supervised_vae", data, latent_dim=5, options={"task_dims": 2, "hidden": [16]}, train=TrainConfig(epochs=25, lr=3e-3))
+    module, result = build_builtin(
+        "supervised_vae", data, latent_dim=5, options={"task_dims": 2, "hidden": [16]}, train=TrainConfig(epochs=25, lr=3e-3)
+    )
     model = adapt(module, data)
     assert is_supervised(model) and model.task_dims == [0, 1] and model.class_names == ["benign", "malignant"]
     codes, _ = data.label_codes()

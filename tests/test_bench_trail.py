@@ -23,8 +23,19 @@ MACHINE = {"host": "a", "cpu": "Test CPU", "cores": 4}
 
 
 def rec(ratio: float, load: float = 0.1, commit: str = "abc", figure: str = "deepshap/n200", machine: dict | None = None) -> dict:
-    return {"figure": figure, "ratio": ratio, "commit": commit, "machine": machine or MACHINE, "load_per_core_start": load, "load_per_core_end": load,
-            "ours_s": 1.0, "ref_s": ratio, "peak_rss_mb": 100.0, "reference": "shap", "date": "2026-12-07T21:00:00+00:00"}
+    return {
+        "figure": figure,
+        "ratio": ratio,
+        "commit": commit,
+        "machine": machine or MACHINE,
+        "load_per_core_start": load,
+        "load_per_core_end": load,
+        "ours_s": 1.0,
+        "ref_s": ratio,
+        "peak_rss_mb": 100.0,
+        "reference": "shap",
+        "date": "2026-12-07T21:00:00+00:00",
+    }
 
 
 def test_first_figure_is_new(run_all) -> None:  # noqa: ANN001

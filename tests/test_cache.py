@@ -13,11 +13,11 @@ import yaml
 from rich.console import Console
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation, StepRef, hookimpl
-from aeinterp.run.cache import Cache, data_fingerprint, module_fingerprint
 from aeinterp.cli import main
-from aeinterp.io.datasets import load_dataset
 from aeinterp.explainer import ALL_TARGETS
+from aeinterp.io.datasets import load_dataset
 from aeinterp.model import evaluate
+from aeinterp.run.cache import Cache, data_fingerprint, module_fingerprint
 from aeinterp.run.results import load_results
 from aeinterp.runner import Runner
 from aeinterp.targets import Target, evaluate_target, target_names_for
@@ -41,7 +41,9 @@ class Counting(Explainer):
         y = evaluate(lambda b: evaluate_target(model, target, b), x, model=model).double().numpy()
         feat = np.abs(x.reshape(len(x), -1)).mean(axis=0)
         imp = self.params.scale * np.outer(np.abs(y).mean(axis=0), feat) + 1e-3 * rng.random((y.shape[1], feat.size))
-        return Explanation(importance=imp, feature_names=data.group_names, target_names=target_names_for(model, data, target), target=target.value)
+        return Explanation(
+            importance=imp, feature_names=data.group_names, target_names=target_names_for(model, data, target), target=target.value
+        )
 
 
 class Follower(Explainer):
@@ -56,7 +58,9 @@ class Follower(Explainer):
     def explain(self, model, data, *, target, rng):  # noqa: ANN001
         type(self).calls += 1
         before = self.result_of(self.params.after)
-        return Explanation(importance=2 * before.importance, feature_names=before.feature_names, target_names=before.target_names, target=before.target)
+        return Explanation(
+            importance=2 * before.importance, feature_names=before.feature_names, target_names=before.target_names, target=before.target
+        )
 
 
 class Plugin:
@@ -81,11 +85,14 @@ def _write_csv(path: Path, x: np.ndarray) -> None:
 
 def _recipe(tmp_path: Path, **changes: Any) -> Path:
     recipe: dict[str, Any] = {
-        "seed": 1, "device": "cpu", "cache": str(tmp_path / "cache"),
+        "seed": 1,
+        "device": "cpu",
+        "cache": str(tmp_path / "cache"),
         "data": {"path": "d.csv"},
         "model": {"builtin": "mlp", "latent_dim": 2, "options": {"hidden": [8]}, "train": {"epochs": 4}},
         "explainers": [{"name": "counting", "params": {"scale": 1.0}}, {"name": "follower", "params": {"after": "counting"}}],
-        "report": {"terminal": False, "plots": False, "html": False}, "output": "out",
+        "report": {"terminal": False, "plots": False, "html": False},
+        "output": "out",
     }
     for key, value in changes.items():
         node = recipe
@@ -256,8 +263,12 @@ class DrawingPlugin(Plugin):
 
 def test_cached_steps_get_their_figures_copied_not_redrawn(csv_data: Path) -> None:
     def recipe(scale: float, cache: bool = True) -> Path:
-        return _recipe(csv_data, explainers=[{"name": "drawing", "params": {"scale": scale}}], report={"terminal": False, "plots": True, "html": False},
-                       **({} if cache else {"cache": False}))
+        return _recipe(
+            csv_data,
+            explainers=[{"name": "drawing", "params": {"scale": scale}}],
+            report={"terminal": False, "plots": True, "html": False},
+            **({} if cache else {"cache": False}),
+        )
 
     def run(path: Path) -> dict[str, bytes]:
         Drawing.drawn = 0

@@ -75,7 +75,16 @@ def test_lightning_checkpoint_with_model_prefix_loads(user_module) -> None:  # n
     name, folder = user_module
     wrapper = import_factory(f"{name}:Wrapper", folder)()
     path = folder / "epoch=3-step=100.ckpt"
-    torch.save({"epoch": 3, "global_step": 100, "pytorch-lightning_version": "2.4.0", "state_dict": wrapper.state_dict(), "hyper_parameters": {"lr": 0.001}}, path)
+    torch.save(
+        {
+            "epoch": 3,
+            "global_step": 100,
+            "pytorch-lightning_version": "2.4.0",
+            "state_dict": wrapper.state_dict(),
+            "hyper_parameters": {"lr": 0.001},
+        },
+        path,
+    )
     assert all(k.startswith("model.") for k in wrapper.state_dict())
     _same_outputs(load_module(path, factory=f"{name}:Net", base_dir=folder), wrapper.model)
     # the wrapper class itself takes the keys as they are

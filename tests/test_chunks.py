@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from aeinterp import ArrayDataset, Capabilities, ExplainerParams, Explanation, RegistrationError
-from aeinterp.toolkit.chunks import ChunkedExplainer, Partial, chunk_rng, combine, split_units
 from aeinterp.plugins.registry import ExplainerRegistry
 from aeinterp.targets import Target
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial, chunk_rng, combine, split_units
 
 
 class MeanAbsInput(ChunkedExplainer):
@@ -43,7 +43,14 @@ def _data(n: int = 23) -> ArrayDataset:
     from aeinterp.data import make_groups
 
     names = ["a", "b", "c"]
-    return ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (3,), "auto", feature_names=names, x=x), fit_index=np.arange(n), explain_index=np.arange(n))
+    return ArrayDataset(
+        x=x,
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (3,), "auto", feature_names=names, x=x),
+        fit_index=np.arange(n),
+        explain_index=np.arange(n),
+    )
 
 
 def test_chunked_explainer_reduces_partials_in_unit_order() -> None:

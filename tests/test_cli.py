@@ -54,7 +54,20 @@ def test_run_prints_report_and_writes_the_result_contract(recipe: Path) -> None:
     assert results["status"] == "complete" and results["aeinterp_version"]
     assert results["data"]["name"] == "synthetic_tabular" and results["model"]["latent_dim"] == 3
     entry = results["explainers"][0]
-    for key in ("name", "alias", "target", "status", "feature_names", "target_names", "importance", "std", "runtime_s", "params", "extras", "arrays"):
+    for key in (
+        "name",
+        "alias",
+        "target",
+        "status",
+        "feature_names",
+        "target_names",
+        "importance",
+        "std",
+        "runtime_s",
+        "params",
+        "extras",
+        "arrays",
+    ):
         assert key in entry, key
     assert entry["feature_names"] == ["a1", "a2", "b1", "b2", "c1", "c2", "noise1", "noise2"]
     assert np.asarray(entry["importance"]).shape == (3, 8)
@@ -87,7 +100,10 @@ def test_validate_reports_line_and_fix(tmp_path: Path) -> None:
     [
         (("builtin: synthetic_tabular", "path: missing.csv"), "data file not found"),
         (("model:\n  builtin: mlp", "model:\n  path: nope.pt\n  builtin_: mlp"), "unknown key 'builtin_'"),
-        (("  builtin: mlp\n  latent_dim: 3\n  options: {hidden: [16]}\n  train: {epochs: 40, lr: 0.005}", "  path: nope.pt"), "model file not found"),
+        (
+            ("  builtin: mlp\n  latent_dim: 3\n  options: {hidden: [16]}\n  train: {epochs: 40, lr: 0.005}", "  path: nope.pt"),
+            "model file not found",
+        ),
     ],
 )
 def test_bad_input_is_a_message_and_exit_2(tmp_path: Path, change: tuple[str, str], message: str) -> None:
@@ -111,7 +127,9 @@ def test_model_that_does_not_fit_the_data(tmp_path: Path) -> None:
     module.decoder = nn.Linear(2, 5)
     torch.save(module.state_dict(), tmp_path / "m.pt")
     path = tmp_path / "r.yaml"
-    path.write_text(RECIPE.replace("  builtin: mlp\n  latent_dim: 3\n  options: {hidden: [16]}\n  train: {epochs: 40, lr: 0.005}", "  path: m.pt"))
+    path.write_text(
+        RECIPE.replace("  builtin: mlp\n  latent_dim: 3\n  options: {hidden: [16]}\n  train: {epochs: 40, lr: 0.005}", "  path: m.pt")
+    )
     code, out = run_cli("run", str(path))
     assert code == 2 and "state dict" in out and "factory" in out
 
@@ -153,14 +171,18 @@ def test_minimal_recipe_form_from_the_issue(tmp_path: Path) -> None:
 
 def test_torchscript_with_wrong_input_width_is_explained(tmp_path: Path) -> None:
     torch.jit.script(WideAE(5)).save(str(tmp_path / "model.pt"))
-    (tmp_path / "r.yaml").write_text(RECIPE.replace("  builtin: mlp\n  latent_dim: 3\n  options: {hidden: [16]}\n  train: {epochs: 40, lr: 0.005}", "  path: model.pt"))
+    (tmp_path / "r.yaml").write_text(
+        RECIPE.replace("  builtin: mlp\n  latent_dim: 3\n  options: {hidden: [16]}\n  train: {epochs: 40, lr: 0.005}", "  path: model.pt")
+    )
     code, out = run_cli("run", str(tmp_path / "r.yaml"))
     assert code == 2 and "the model cannot encode the data: samples have shape (8,)" in out
 
 
 def test_pickled_module_needs_trust(tmp_path: Path) -> None:
     torch.save(WideAE(8), tmp_path / "m.pt")
-    (tmp_path / "r.yaml").write_text(RECIPE.replace("  builtin: mlp\n  latent_dim: 3\n  options: {hidden: [16]}\n  train: {epochs: 40, lr: 0.005}", "  path: m.pt"))
+    (tmp_path / "r.yaml").write_text(
+        RECIPE.replace("  builtin: mlp\n  latent_dim: 3\n  options: {hidden: [16]}\n  train: {epochs: 40, lr: 0.005}", "  path: m.pt")
+    )
     code, out = run_cli("run", str(tmp_path / "r.yaml"), "--quiet")
     assert code == 2 and "trust: true" in out
     code, out = run_cli("run", str(tmp_path / "r.yaml"), "--quiet", "--set", "model.trust=true")
@@ -186,10 +208,12 @@ def test_state_dict_with_factory(tmp_path: Path) -> None:
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("mymodels", None)
-    (tmp_path / "r.yaml").write_text(RECIPE.replace(
-        "  builtin: mlp\n  latent_dim: 3\n  options: {hidden: [16]}\n  train: {epochs: 40, lr: 0.005}",
-        "  path: w.pt\n  factory: mymodels:AE\n  kwargs: {n: 8, k: 2}\n  encoder: enc\n  decoder: dec",
-    ))
+    (tmp_path / "r.yaml").write_text(
+        RECIPE.replace(
+            "  builtin: mlp\n  latent_dim: 3\n  options: {hidden: [16]}\n  train: {epochs: 40, lr: 0.005}",
+            "  path: w.pt\n  factory: mymodels:AE\n  kwargs: {n: 8, k: 2}\n  encoder: enc\n  decoder: dec",
+        )
+    )
     code, out = run_cli("run", str(tmp_path / "r.yaml"), "--quiet")
     assert code == 0, out
     assert json.loads((tmp_path / "out/results.json").read_text())["model"]["latent_dim"] == 2
@@ -198,7 +222,9 @@ def test_state_dict_with_factory(tmp_path: Path) -> None:
 def test_a_failing_step_keeps_the_others_and_exits_1(recipe: Path, monkeypatch) -> None:  # noqa: ANN001
     text = RECIPE.replace("  - name: zero_ablation\n", "  - name: crashing\n  - name: zero_ablation\n")
     recipe.write_text(text)
-    monkeypatch.setattr(cli, "_runner", lambda args, console, quiet=False: Runner(plugins=[tp.crashing_plugin], console=console, quiet=quiet))
+    monkeypatch.setattr(
+        cli, "_runner", lambda args, console, quiet=False: Runner(plugins=[tp.crashing_plugin], console=console, quiet=quiet)
+    )
     code, out = run_cli("run", str(recipe))
     assert code == 1
     assert "crashing" in out and "boom inside the plugin" in out and "1 step(s) failed" in out
@@ -211,8 +237,12 @@ def test_a_failing_step_keeps_the_others_and_exits_1(recipe: Path, monkeypatch) 
 
 
 def test_an_unsupported_target_is_refused_before_running(recipe: Path, monkeypatch) -> None:  # noqa: ANN001
-    recipe.write_text(RECIPE.replace("  - name: zero_ablation\n", "  - name: latent_only\n    targets: [reconstruction]\n  - name: zero_ablation\n"))
-    monkeypatch.setattr(cli, "_runner", lambda args, console, quiet=False: Runner(plugins=[tp.crashing_plugin], console=console, quiet=quiet))
+    recipe.write_text(
+        RECIPE.replace("  - name: zero_ablation\n", "  - name: latent_only\n    targets: [reconstruction]\n  - name: zero_ablation\n")
+    )
+    monkeypatch.setattr(
+        cli, "_runner", lambda args, console, quiet=False: Runner(plugins=[tp.crashing_plugin], console=console, quiet=quiet)
+    )
     code, out = run_cli("run", str(recipe))
     assert code == 2 and "explainers[1].targets (line 12): latent_only cannot explain target 'reconstruction'" in out, out
     assert not (recipe.parent / "out").exists()
@@ -243,7 +273,13 @@ def test_plugins_lists_the_builtins_with_their_distribution() -> None:
     payload = json.loads(out)
     by_name = {e["name"]: e for e in payload["explainers"]}
     assert by_name["permutation"]["distribution"] == "aeinterp"
-    assert by_name["zero_ablation"]["capabilities"]["targets"] == ["latent", "latent_pca", "prediction", "reconstruction", "reconstruction_error"]
+    assert by_name["zero_ablation"]["capabilities"]["targets"] == [
+        "latent",
+        "latent_pca",
+        "prediction",
+        "reconstruction",
+        "reconstruction_error",
+    ]
 
 
 def test_schema_is_json() -> None:
@@ -252,9 +288,26 @@ def test_schema_is_json() -> None:
 
 
 def test_train_saves_a_checkpoint_and_torchscript(tmp_path: Path) -> None:
-    code, out = run_cli("train", "--data", "builtin:wine", "--latent-dim", "2", "--epochs", "3", "--option", "hidden=[8]", "-o", str(tmp_path / "m.pt"))
+    code, out = run_cli(
+        "train", "--data", "builtin:wine", "--latent-dim", "2", "--epochs", "3", "--option", "hidden=[8]", "-o", str(tmp_path / "m.pt")
+    )
     assert code == 0 and "held-out reconstruction MSE" in out, out
-    code, out = run_cli("train", "--data", "builtin:sines", "--arch", "lstm", "--latent-dim", "2", "--epochs", "1", "--option", "hidden=4", "--torchscript", "-o", str(tmp_path / "s.pt"))
+    code, out = run_cli(
+        "train",
+        "--data",
+        "builtin:sines",
+        "--arch",
+        "lstm",
+        "--latent-dim",
+        "2",
+        "--epochs",
+        "1",
+        "--option",
+        "hidden=4",
+        "--torchscript",
+        "-o",
+        str(tmp_path / "s.pt"),
+    )
     assert code == 0, out
     scripted = torch.jit.load(str(tmp_path / "s.pt"))
     assert scripted.encode(torch.randn(3, 24, 3)).shape == (3, 2)
@@ -264,7 +317,11 @@ def test_train_saves_a_checkpoint_and_torchscript(tmp_path: Path) -> None:
 
 
 def test_a_step_can_read_an_earlier_step_by_alias(recipe: Path) -> None:
-    recipe.write_text(RECIPE.replace("  - name: zero_ablation\n", "  - name: follower\n    params: {source: permutation, top_k: 2}\n  - name: zero_ablation\n"))
+    recipe.write_text(
+        RECIPE.replace(
+            "  - name: zero_ablation\n", "  - name: follower\n    params: {source: permutation, top_k: 2}\n  - name: zero_ablation\n"
+        )
+    )
     outcome = Runner(plugins=[tp.crashing_plugin], quiet=True).run_file(recipe)
     perm, follow = outcome.explanations["permutation"], outcome.explanations["follower"]
     top = np.argsort(-perm.importance, axis=1)[:, :2]
@@ -275,7 +332,11 @@ def test_a_step_can_read_an_earlier_step_by_alias(recipe: Path) -> None:
 def test_a_step_reference_must_name_an_earlier_step(recipe: Path) -> None:
     from aeinterp import RecipeError
 
-    recipe.write_text(RECIPE.replace("  - name: permutation\n", "  - name: follower\n    params: {source: zero_ablaton}\n  - name: permutation\n"))
+    recipe.write_text(
+        RECIPE.replace("  - name: permutation\n", "  - name: follower\n    params: {source: zero_ablaton}\n  - name: permutation\n")
+    )
     with pytest.raises(RecipeError) as info:
         Runner(plugins=[tp.crashing_plugin], quiet=True).validate(recipe)
-    assert info.value.problems == ["explainers[0].params.source (line 10): 'zero_ablaton' is not the alias of an earlier step (there are no earlier steps)"]
+    assert info.value.problems == [
+        "explainers[0].params.source (line 10): 'zero_ablaton' is not the alias of an earlier step (there are no earlier steps)"
+    ]

@@ -12,20 +12,22 @@ import torch
 import yaml
 from rich.console import Console
 
+from aeinterp import run_explainer
 from aeinterp.cli import main
-from aeinterp.io.datasets import load_dataset
 from aeinterp.device import device_name, resolve_device
 from aeinterp.errors import ModelError, RecipeError
-from aeinterp.models.loading import adapt, build_builtin, load_module
+from aeinterp.io.datasets import load_dataset
 from aeinterp.model import TorchAutoencoder, as_tensor
+from aeinterp.models.loading import adapt, build_builtin, load_module
+from aeinterp.models.training import TrainConfig
 from aeinterp.recipe.schema import parse_recipe
 from aeinterp.run.results import load_results
 from aeinterp.runner import Runner
-from aeinterp import run_explainer
-from aeinterp.models.training import TrainConfig
 
 CUDA = torch.cuda.is_available()
-needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (none on this machine); bench/gpu_check.py runs these checks on a GPU machine")
+needs_cuda = pytest.mark.skipif(
+    not CUDA, reason="needs a CUDA GPU (none on this machine); bench/gpu_check.py runs these checks on a GPU machine"
+)
 
 
 def test_resolve_device_specs() -> None:
@@ -76,9 +78,12 @@ def test_adapter_trainer_and_loader_take_a_device(tmp_path: Path) -> None:
 
 def test_recipe_and_cli_device_cpu(tmp_path: Path) -> None:
     recipe = {
-        "device": "cpu", "cache": False, "data": {"builtin": "wine"},
+        "device": "cpu",
+        "cache": False,
+        "data": {"builtin": "wine"},
         "model": {"builtin": "mlp", "latent_dim": 2, "train": {"epochs": 2}},
-        "explainers": [{"name": "permutation", "params": {"repeats": 1}}], "report": {"terminal": False, "plots": False, "html": False},
+        "explainers": [{"name": "permutation", "params": {"repeats": 1}}],
+        "report": {"terminal": False, "plots": False, "html": False},
     }
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -87,7 +92,10 @@ def test_recipe_and_cli_device_cpu(tmp_path: Path) -> None:
     assert main(["run", str(path), "--quiet", "--device", "cpu", "--out", str(tmp_path / "cli")]) == 0
     assert load_results(tmp_path / "cli").doc["model"]["device"] == "cpu"
     assert main(["run", str(path), "--quiet", "--device", "gpu", "--out", str(tmp_path / "bad")]) == 2
-    assert main(["train", "--data", "builtin:wine", "--latent-dim", "2", "--epochs", "1", "--device", "cpu", "-o", str(tmp_path / "t.pt")]) == 0
+    assert (
+        main(["train", "--data", "builtin:wine", "--latent-dim", "2", "--epochs", "1", "--device", "cpu", "-o", str(tmp_path / "t.pt")])
+        == 0
+    )
     assert (tmp_path / "t.pt").exists()
 
 

@@ -58,15 +58,24 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("site")
     env = {
         **os.environ,
-        "HTTP_PROXY": CLOSED, "HTTPS_PROXY": CLOSED, "http_proxy": CLOSED, "https_proxy": CLOSED,
-        "ALL_PROXY": CLOSED, "NO_PROXY": "", "no_proxy": "",
+        "HTTP_PROXY": CLOSED,
+        "HTTPS_PROXY": CLOSED,
+        "http_proxy": CLOSED,
+        "https_proxy": CLOSED,
+        "ALL_PROXY": CLOSED,
+        "NO_PROXY": "",
+        "no_proxy": "",
         "NO_MKDOCS_2_WARNING": "1",
         "AEINTERP_DOCS_EXECUTE": "true",
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
     }
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
     return out

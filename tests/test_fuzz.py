@@ -11,7 +11,8 @@ import io
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from aeinterp import cli
@@ -29,11 +30,61 @@ BASE = {
     "targets": ["latent"],
     "output": "out",
 }
-KEYS = ["seed", "data", "model", "explainers", "targets", "output", "report", "builtin", "path", "latent_dim", "factory",
-        "head", "task_dims", "save", "kwargs", "options", "train", "epochs", "name", "alias", "params", "timeout", "split",
-        "explain_fraction", "groups", "kind", "trust", "format", "[/x]", "[bold]", "", "0", "-1", "x" * 300]
-NAMES = ["permutation", "zero_ablation", "jacobian", "activation_atlas", "follower", "breast_cancer", "mlp", "latent",
-         "prediction", "reconstruction", "builtins:open", "os:system", "math:sqrt", "../x", "/etc/passwd", "t.grid", "[/x]"]
+KEYS = [
+    "seed",
+    "data",
+    "model",
+    "explainers",
+    "targets",
+    "output",
+    "report",
+    "builtin",
+    "path",
+    "latent_dim",
+    "factory",
+    "head",
+    "task_dims",
+    "save",
+    "kwargs",
+    "options",
+    "train",
+    "epochs",
+    "name",
+    "alias",
+    "params",
+    "timeout",
+    "split",
+    "explain_fraction",
+    "groups",
+    "kind",
+    "trust",
+    "format",
+    "[/x]",
+    "[bold]",
+    "",
+    "0",
+    "-1",
+    "x" * 300,
+]
+NAMES = [
+    "permutation",
+    "zero_ablation",
+    "jacobian",
+    "activation_atlas",
+    "follower",
+    "breast_cancer",
+    "mlp",
+    "latent",
+    "prediction",
+    "reconstruction",
+    "builtins:open",
+    "os:system",
+    "math:sqrt",
+    "../x",
+    "/etc/passwd",
+    "t.grid",
+    "[/x]",
+]
 
 
 @functools.cache
@@ -42,12 +93,21 @@ def _runner() -> Runner:
 
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30), st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from(NAMES), st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(NAMES),
+    st.text(max_size=20),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), inner, max_size=4),
-), max_leaves=20)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), inner, max_size=4),
+    ),
+    max_leaves=20,
+)
 
 
 @st.composite
@@ -97,8 +157,39 @@ def test_mutated_recipe_dicts_validate_or_say_why(recipe: dict) -> None:
     _validate_text(yaml.safe_dump(recipe, allow_unicode=True))
 
 
-YAML_BITS = ["\n", ": ", "- ", "[", "]", "{", "}", ",", "&a ", "*a", "!!", "'", '"', "#", "|", ">", "? ", "<<: *a", "\t",
-             "  ", "~", "null", "1e400", "-1", "0x1F", ".nan", "2024-01-01", "[/x]", "\x00", "\ufeff", "é"]
+YAML_BITS = [
+    "\n",
+    ": ",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "&a ",
+    "*a",
+    "!!",
+    "'",
+    '"',
+    "#",
+    "|",
+    ">",
+    "? ",
+    "<<: *a",
+    "\t",
+    "  ",
+    "~",
+    "null",
+    "1e400",
+    "-1",
+    "0x1F",
+    ".nan",
+    "2024-01-01",
+    "[/x]",
+    "\x00",
+    "\ufeff",
+    "é",
+]
 
 
 @FUZZ
@@ -108,14 +199,20 @@ def test_random_yaml_texts_validate_or_say_why(data: st.DataObject) -> None:
     pieces = data.draw(st.lists(st.one_of(st.sampled_from(YAML_BITS), st.sampled_from(KEYS), st.text(max_size=6)), max_size=12))
     at = data.draw(st.integers(0, len(base)))
     cut = data.draw(st.integers(0, 40))
-    _validate_text(base[:at] + "".join(pieces) + base[at + cut:])
+    _validate_text(base[:at] + "".join(pieces) + base[at + cut :])
 
 
 segments = st.one_of(st.sampled_from(KEYS), st.sampled_from(["0", "1", "5", "-1", "01", "１", "٣"]), st.text(max_size=5))
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.lists(segments, min_size=1, max_size=5), st.one_of(st.sampled_from(YAML_BITS + NAMES), st.text(max_size=12))), min_size=1, max_size=3))
+@given(
+    st.lists(
+        st.tuples(st.lists(segments, min_size=1, max_size=5), st.one_of(st.sampled_from(YAML_BITS + NAMES), st.text(max_size=12))),
+        min_size=1,
+        max_size=3,
+    )
+)
 def test_set_paths_validate_or_say_why(items: list) -> None:
     overrides = [".".join(path) + "=" + value for path, value in items]
     _validate_text(yaml.safe_dump(BASE), overrides)
@@ -123,7 +220,9 @@ def test_set_paths_validate_or_say_why(items: list) -> None:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(recipe=mutated_recipes())
-def test_the_cli_prints_every_outcome_without_internal_errors(recipe: dict, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_prints_every_outcome_without_internal_errors(
+    recipe: dict, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path_factory.mktemp("fuzz") / "r.yaml"
     path.write_text(yaml.safe_dump(recipe, allow_unicode=True))
     monkeypatch.setattr(cli, "_runner", lambda args, console, quiet=False: _runner())
@@ -145,8 +244,26 @@ from aeinterp.run.cache import Cache, file_hash, safe_figure_name  # noqa: E402
 from aeinterp.text import UNSAFE, safe_console, script_json, terminal_safe  # noqa: E402
 
 _CACHE_ROOT = Path(tempfile.mkdtemp(prefix="aeinterp-fuzz-cache-"))
-PATHS = ["0.png", "1.png", "/etc/hostname", "../0.png", "x/../../..", "..", ".", "", "0.png/", "./0.png", "00.png", "figures.json",
-         "\\..\\0.png", "0.png\x00", "~/0.png", "1.PNG", "-1.png", "9" * 30 + ".png"]
+PATHS = [
+    "0.png",
+    "1.png",
+    "/etc/hostname",
+    "../0.png",
+    "x/../../..",
+    "..",
+    ".",
+    "",
+    "0.png/",
+    "./0.png",
+    "00.png",
+    "figures.json",
+    "\\..\\0.png",
+    "0.png\x00",
+    "~/0.png",
+    "1.PNG",
+    "-1.png",
+    "9" * 30 + ".png",
+]
 FIG_NAMES = ["", "own", "x/../../../../ESCAPED", "..", "a..b", "../up", "/abs", "ok.name", "-dash", "_u", "\x1b]0;x\x07", "<b>", "a" * 200]
 path_like = st.sampled_from(PATHS) | st.text(max_size=12)
 name_like = st.sampled_from(FIG_NAMES) | st.text(max_size=12)
@@ -162,8 +279,11 @@ def _figure_entry(key: str) -> Path:
 
 
 @FUZZ
-@given(files=st.dictionaries(name_like, path_like, max_size=4), hashes=st.dictionaries(path_like, st.sampled_from(["", "0" * 40]) | st.text(max_size=4), max_size=3),
-       keep_hashes=st.booleans())
+@given(
+    files=st.dictionaries(name_like, path_like, max_size=4),
+    hashes=st.dictionaries(path_like, st.sampled_from(["", "0" * 40]) | st.text(max_size=4), max_size=3),
+    keep_hashes=st.booleans(),
+)
 def test_fuzzed_figure_manifest_never_points_outside_its_entry(files: dict, hashes: dict, keep_hashes: bool) -> None:
     key = "f" * 40
     folder = _figure_entry(key)
@@ -173,7 +293,9 @@ def test_fuzzed_figure_manifest_never_points_outside_its_entry(files: dict, hash
         doc = _json.loads(original)
         doc["files"] = files
         if keep_hashes:  # the attacker recomputes the hashes of whatever the names point at, where that can be read
-            doc["hashes"] = {f: (file_hash(folder / f) if isinstance(f, str) and f and (folder / f).is_file() else "0") for f in files.values()}
+            doc["hashes"] = {
+                f: (file_hash(folder / f) if isinstance(f, str) and f and (folder / f).is_file() else "0") for f in files.values()
+            }
         else:
             doc["hashes"] = hashes
         manifest.write_text(_json.dumps(doc))
@@ -194,7 +316,9 @@ def test_fuzzed_step_entry_never_reads_outside_its_entry(local_file: object, fil
     cache = Cache(_CACHE_ROOT)
     key = "s" * 40
     if cache.load_step(key) is None:
-        cache.save_step(key, Explanation(importance=np.ones((2, 3)), feature_names=list("abc"), target_names=["z0", "z1"], local=np.ones((4, 2, 3))))
+        cache.save_step(
+            key, Explanation(importance=np.ones((2, 3)), feature_names=list("abc"), target_names=["z0", "z1"], local=np.ones((4, 2, 3)))
+        )
     folder = cache._dir("steps", key)
     result = folder / "result.json"
     original = result.read_text()
@@ -231,7 +355,9 @@ def test_fuzzed_html_text_stays_inert(names: list[str]) -> None:
 
     text = script_json({"cols": names})
     assert not set(text) & set("<>&\u2028\u2029") and _json.loads(text)["cols"] == names
-    e = Explanation(importance=np.arange(2.0 * len(names)).reshape(2, len(names)), feature_names=names, target_names=["z0", "z1"], explainer="fuzz")
+    e = Explanation(
+        importance=np.arange(2.0 * len(names)).reshape(2, len(names)), feature_names=names, target_names=["z0", "z1"], explainer="fuzz"
+    )
     step = _step("fuzz", e, [], 3)
     assert "<" not in str(step["matrix_json"]) and _json.loads(str(step["matrix_json"]))["cols"] == names
     for name in names:

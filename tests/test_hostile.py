@@ -16,8 +16,8 @@ import torch
 from rich.console import Console
 
 from aeinterp import cli
-from aeinterp.models.architectures import CHECKPOINT_FORMAT
 from aeinterp.errors import ModelError, RecipeError
+from aeinterp.models.architectures import CHECKPOINT_FORMAT
 from aeinterp.models.loading import load_module, resolve_factory
 from aeinterp.recipe.schema import parse_recipe
 from aeinterp.runner import Runner
@@ -72,14 +72,17 @@ def state_dict_recipe(tmp_path: Path, model_lines: str, data: str = "x.npy") -> 
 
 
 # --- a recipe cannot run code ----------------------------------------------------------
-@pytest.mark.parametrize("factory, kwargs", [
-    ("builtins:open", "{file: PWNED, mode: w}"),
-    ("io:open", "{file: PWNED, mode: w}"),
-    ("os:system", "{command: 'touch PWNED'}"),
-    ("subprocess:run", "{args: [touch, PWNED]}"),
-    ("pathlib:Path.touch", "{self: PWNED}"),
-    ("torch:save", "{obj: 1, f: PWNED}"),
-])
+@pytest.mark.parametrize(
+    "factory, kwargs",
+    [
+        ("builtins:open", "{file: PWNED, mode: w}"),
+        ("io:open", "{file: PWNED, mode: w}"),
+        ("os:system", "{command: 'touch PWNED'}"),
+        ("subprocess:run", "{args: [touch, PWNED]}"),
+        ("pathlib:Path.touch", "{self: PWNED}"),
+        ("torch:save", "{obj: 1, f: PWNED}"),
+    ],
+)
 def test_a_factory_that_is_no_module_class_is_never_called(tmp_path: Path, monkeypatch, factory: str, kwargs: str) -> None:  # noqa: ANN001
     monkeypatch.chdir(tmp_path)
     recipe = state_dict_recipe(tmp_path, f"  factory: '{factory}'\n  kwargs: {kwargs}")
@@ -97,7 +100,7 @@ def test_a_head_from_the_standard_library_is_never_called(tmp_path: Path) -> Non
     assert not (tmp_path / "out" / "results.json").exists()
 
 
-USER_MODULE = '''
+USER_MODULE = """
 import pathlib
 from torch import nn
 import aeinterp
@@ -118,7 +121,7 @@ def sneaky(**kw):
 @aeinterp.factory
 def marked(**kw):
     return AE(**kw)
-'''
+"""
 
 
 def _user_model(tmp_path: Path, factory: str) -> Path:
@@ -135,7 +138,10 @@ def _user_model(tmp_path: Path, factory: str) -> Path:
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("usermodels", None)
-    return write(tmp_path, f"data:\n  path: x.npy\nmodel:\n  path: w.pt\n  factory: '{factory}'\n  kwargs: {{n: 8, k: 2}}\nexplainers:\n  - name: zero_ablation\n")
+    return write(
+        tmp_path,
+        f"data:\n  path: x.npy\nmodel:\n  path: w.pt\n  factory: '{factory}'\n  kwargs: {{n: 8, k: 2}}\nexplainers:\n  - name: zero_ablation\n",
+    )
 
 
 def test_an_unmarked_function_is_refused_a_marked_one_or_a_trusted_one_runs(tmp_path: Path) -> None:
@@ -282,13 +288,18 @@ explainers:
         assert line in out, (line, out)
 
 
-@pytest.mark.parametrize(("data", "kind"), [("builtin: digits", "image"), ("builtin: sines", "sequence"), ("path: x.npy\n  kind: image", "image")])
+@pytest.mark.parametrize(
+    ("data", "kind"), [("builtin: digits", "image"), ("builtin: sines", "sequence"), ("path: x.npy\n  kind: image", "image")]
+)
 def test_an_explainer_for_other_data_kinds_fails_at_validate_time(tmp_path: Path, data: str, kind: str) -> None:
     """weight_importance reads an MLP's weights (tabular only): validate says so before any data or model is loaded."""
     text = f"data:\n  {data}\nmodel:\n  builtin: mlp\n  latent_dim: 2\nexplainers:\n  - name: permutation\n  - name: weight_importance\n"
     code, out = run_cli("validate", str(write(tmp_path, text)))
     assert code == 2, out
-    assert f"explainers[1].name (line {8 + data.count(chr(10))}): weight_importance works on tabular data; the data section holds {kind} data" in out, out
+    assert (
+        f"explainers[1].name (line {8 + data.count(chr(10))}): weight_importance works on tabular data; the data section holds {kind} data"
+        in out
+    ), out
     assert "explainers[0]" not in out, out  # permutation takes every kind
 
 
@@ -299,17 +310,20 @@ def test_prediction_needs_a_supervised_model_at_validate_time(tmp_path: Path) ->
 
 
 # --- --set paths ----------------------------------------------------------------------
-@pytest.mark.parametrize("item, message", [
-    ("explainers.0.name.x=1", "explainers.0.name is a str value, not a section or a list"),
-    ("model.latent_dim.x=1", "model.latent_dim is a int value"),
-    ("targets.0.x=1", "there is no list targets to index into"),
-    ("explainers.-1.name=x", "explainers.-1 is not an existing list item"),
-    ("explainers.5.name=x", "explainers.5 is not an existing list item"),
-    ("a..b=1", "has an empty part"),
-    ("=1", "expected key.path=value"),
-    ("model.options.widths.0=1", "there is no list model.options.widths to index into"),
-    ("model.kwargs=" + BOMB.replace("\n", ", ").join("{}"), "expands to more than"),
-])
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("explainers.0.name.x=1", "explainers.0.name is a str value, not a section or a list"),
+        ("model.latent_dim.x=1", "model.latent_dim is a int value"),
+        ("targets.0.x=1", "there is no list targets to index into"),
+        ("explainers.-1.name=x", "explainers.-1 is not an existing list item"),
+        ("explainers.5.name=x", "explainers.5 is not an existing list item"),
+        ("a..b=1", "has an empty part"),
+        ("=1", "expected key.path=value"),
+        ("model.options.widths.0=1", "there is no list model.options.widths to index into"),
+        ("model.kwargs=" + BOMB.replace("\n", ", ").join("{}"), "expands to more than"),
+    ],
+)
 def test_set_paths_that_do_not_fit_are_exit_2(tmp_path: Path, item: str, message: str) -> None:
     code, out = run_cli("validate", str(write(tmp_path, BASE)), "--set", item)
     assert code == 2 and message in out, out
@@ -378,7 +392,12 @@ def test_an_absurd_latent_dim_is_refused_before_allocating(tmp_path: Path) -> No
 
 
 def test_a_checkpoint_asking_for_huge_layers_is_refused_before_allocating(tmp_path: Path) -> None:
-    ckpt = {"format": CHECKPOINT_FORMAT, "architecture": "mlp", "config": {"input_shape": [8], "latent_dim": 2, "hidden": [10**6, 10**6]}, "state_dict": {}}
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "architecture": "mlp",
+        "config": {"input_shape": [8], "latent_dim": 2, "hidden": [10**6, 10**6]},
+        "state_dict": {},
+    }
     torch.save(ckpt, tmp_path / "big.pt")
     with pytest.raises(ModelError, match="would need .* GB"):
         load_module(tmp_path / "big.pt")
@@ -426,12 +445,15 @@ def test_upper_case_npy_and_truncated_npz_are_not_internal_errors(tmp_path: Path
     bad_input(out)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
-    (["--lr", "-1"], "--lr must be a positive finite number, got -1.0"),
-    (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--seed", "-3"], "--seed must be between 0 and 4294967295"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["--lr", "-1"], "--lr must be a positive finite number, got -1.0"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--seed", "-3"], "--seed must be between 0 and 4294967295"),
+    ],
+)
 def test_train_refuses_bad_numbers(tmp_path: Path, argv: list[str], message: str) -> None:
     code, out = run_cli("train", "--data", "builtin:synthetic_tabular", "--latent-dim", "2", "-o", str(tmp_path / "m.pt"), *argv)
     assert code == 2 and message in out, out
@@ -440,13 +462,27 @@ def test_train_refuses_bad_numbers(tmp_path: Path, argv: list[str], message: str
 
 def test_train_output_under_a_file_or_onto_a_folder_is_exit_2(tmp_path: Path) -> None:
     (tmp_path / "data.csv").write_text("a\n1\n")
-    code, out = run_cli("train", "--data", "builtin:synthetic_tabular", "--latent-dim", "2", "-o", str(tmp_path / "data.csv/x.pt"), "--epochs", "1")
+    code, out = run_cli(
+        "train", "--data", "builtin:synthetic_tabular", "--latent-dim", "2", "-o", str(tmp_path / "data.csv/x.pt"), "--epochs", "1"
+    )
     assert code == 2 and "data.csv is a file, not a folder" in out, out
     code, out = run_cli("train", "--data", "builtin:synthetic_tabular", "--latent-dim", "2", "-o", str(tmp_path), "--epochs", "1")
     assert code == 2 and "is a folder" in out, out
 
 
-@pytest.mark.parametrize("content", ["[1, 2]", '"text"', '{"explainers": 5}', '{"data": "x", "explainers": []}', '{"explainers": [{"alias": 3}]}', '{"explainers": [{"status": "ok", "alias": "a", "name": "x", "feature_names": ["f"], "target_names": ["t"], "importance": [[1, 2, 3]]}]}', '{"explainers": [{"status": "ok", "alias": "a", "arrays": "../../etc/passwd"}]}', "\xff\xfe"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "[1, 2]",
+        '"text"',
+        '{"explainers": 5}',
+        '{"data": "x", "explainers": []}',
+        '{"explainers": [{"alias": 3}]}',
+        '{"explainers": [{"status": "ok", "alias": "a", "name": "x", "feature_names": ["f"], "target_names": ["t"], "importance": [[1, 2, 3]]}]}',
+        '{"explainers": [{"status": "ok", "alias": "a", "arrays": "../../etc/passwd"}]}',
+        "\xff\xfe",
+    ],
+)
 def test_report_on_a_tampered_results_file_is_exit_2(tmp_path: Path, content: str) -> None:
     (tmp_path / "results.json").write_text(content, encoding="latin-1")
     code, out = run_cli("report", str(tmp_path), "--no-html")
@@ -455,14 +491,17 @@ def test_report_on_a_tampered_results_file_is_exit_2(tmp_path: Path, content: st
 
 
 # --- corrupt model files: never the `trust: true` advice --------------------------------
-@pytest.mark.parametrize("content, says", [
-    (b'{"weights": [1, 2]}', "is JSON text"),
-    (b"<!DOCTYPE html><html><body>404</body></html>", "is HTML or XML text"),
-    (bytes(np.random.default_rng(0).integers(1, 255, 4096, dtype=np.uint8)), "unrecognised binary content"),
-    (b"", "is empty"),
-    (b"just some notes\nabout a model\n", "is a text file"),
-    (b"PK\x03\x04garbage-zip", "damaged or truncated"),
-])
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        (b'{"weights": [1, 2]}', "is JSON text"),
+        (b"<!DOCTYPE html><html><body>404</body></html>", "is HTML or XML text"),
+        (bytes(np.random.default_rng(0).integers(1, 255, 4096, dtype=np.uint8)), "unrecognised binary content"),
+        (b"", "is empty"),
+        (b"just some notes\nabout a model\n", "is a text file"),
+        (b"PK\x03\x04garbage-zip", "damaged or truncated"),
+    ],
+)
 def test_a_corrupt_model_file_gets_no_trust_advice(tmp_path: Path, content: bytes, says: str) -> None:
     (tmp_path / "m.pt").write_bytes(content)
     with pytest.raises(ModelError) as info:

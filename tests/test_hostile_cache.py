@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from aeinterp.run.runner import Runner
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation, hookimpl
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import evaluate
 from aeinterp.run.cache import Cache, file_hash, module_fingerprint
 from aeinterp.run.results import load_results
-from aeinterp.run.runner import Runner
 from aeinterp.targets import Target, evaluate_target, target_names_for
 
 
@@ -44,7 +44,9 @@ class Drawing(Explainer):
         x = self.take_rows(data, "explain", None, rng)
         y = evaluate(lambda b: evaluate_target(model, target, b), x, model=model).double().numpy()
         imp = self.params.scale * np.outer(np.abs(y).mean(axis=0), np.abs(x).mean(axis=0))
-        return Explanation(importance=imp, feature_names=data.group_names, target_names=target_names_for(model, data, target), target=target.value)
+        return Explanation(
+            importance=imp, feature_names=data.group_names, target_names=target_names_for(model, data, target), target=target.value
+        )
 
     @classmethod
     def figures(cls, explanation: Explanation) -> dict[str, Any]:
@@ -72,9 +74,14 @@ def _data(folder: Path, n: int = 60) -> None:
 
 def _recipe(folder: Path, **over: Any) -> Path:
     recipe: dict[str, Any] = {
-        "seed": 1, "device": "cpu", "cache": "cache", "data": {"path": "d.csv"},
+        "seed": 1,
+        "device": "cpu",
+        "cache": "cache",
+        "data": {"path": "d.csv"},
         "model": {"builtin": "mlp", "latent_dim": 2, "options": {"hidden": [8]}, "train": {"epochs": 3}},
-        "explainers": [{"name": "drawing"}], "report": {"terminal": False, "plots": True, "html": True}, "output": "run/out",
+        "explainers": [{"name": "drawing"}],
+        "report": {"terminal": False, "plots": True, "html": True},
+        "output": "run/out",
     }
     recipe.update(over)
     path = folder / "recipe.yaml"
@@ -158,8 +165,11 @@ def test_cache_api_refuses_names_it_did_not_write(tmp_path: Path) -> None:
 
 
 def test_edited_step_entry_local_file_is_a_miss(folder: Path) -> None:
-    path = _recipe(folder, explainers=[{"name": "jacobian", "params": {"local": "full", "local_max_mb": 0.0001}}],
-                   report={"terminal": False, "plots": False, "html": False})
+    path = _recipe(
+        folder,
+        explainers=[{"name": "jacobian", "params": {"local": "full", "local_max_mb": 0.0001}}],
+        report={"terminal": False, "plots": False, "html": False},
+    )
     _run(path)
     (folder / "passwd.npy").write_bytes(b"")
     np.save(folder / "passwd.npy", np.full((3, 3), 7.0))
@@ -180,8 +190,11 @@ def test_edited_step_entry_local_file_is_a_miss(folder: Path) -> None:
 
 def test_cached_step_keeps_its_spilled_local(folder: Path) -> None:
     """Item 9: a spilled ``local: full`` step is cached, and its cached copy still has ``local``."""
-    path = _recipe(folder, explainers=[{"name": "jacobian", "params": {"local": "full", "local_max_mb": 0.0001}}],
-                   report={"terminal": False, "plots": False, "html": False})
+    path = _recipe(
+        folder,
+        explainers=[{"name": "jacobian", "params": {"local": "full", "local_max_mb": 0.0001}}],
+        report={"terminal": False, "plots": False, "html": False},
+    )
     first = _run(path)
     assert list((folder / "cache" / "steps").rglob("arrays.local.npy"))
     local1 = np.asarray(first.explanations["jacobian"].local)
@@ -253,15 +266,19 @@ def test_model_key_sees_a_changed_module_level_helper(tmp_path: Path) -> None:
 
 
 def test_model_key_sees_an_inherited_method_in_another_module(tmp_path: Path) -> None:
-    (tmp_path / "hk_base.py").write_text("from torch import nn\nclass Base(nn.Module):\n    def encode(self, x):\n        return self.enc(x)\n")
-    (tmp_path / "hk_child.py").write_text(textwrap.dedent("""
+    (tmp_path / "hk_base.py").write_text(
+        "from torch import nn\nclass Base(nn.Module):\n    def encode(self, x):\n        return self.enc(x)\n"
+    )
+    (tmp_path / "hk_child.py").write_text(
+        textwrap.dedent("""
         from torch import nn
         from hk_base import Base
         class Net(Base):
             def __init__(self):
                 super().__init__()
                 self.enc = nn.Linear(4, 2)
-    """))
+    """)
+    )
 
     def load() -> str:
         sys.path.insert(0, str(tmp_path))
@@ -275,7 +292,9 @@ def test_model_key_sees_an_inherited_method_in_another_module(tmp_path: Path) ->
             sys.path.remove(str(tmp_path))
 
     before = load()
-    (tmp_path / "hk_base.py").write_text("from torch import nn\nclass Base(nn.Module):\n    def encode(self, x):\n        return 2 * self.enc(x)\n")
+    (tmp_path / "hk_base.py").write_text(
+        "from torch import nn\nclass Base(nn.Module):\n    def encode(self, x):\n        return 2 * self.enc(x)\n"
+    )
     assert load() != before
 
 
@@ -284,8 +303,12 @@ def test_changed_helper_is_recomputed_not_served_from_the_cache(tmp_path: Path) 
     _data(tmp_path)
     net = _import_net(tmp_path, "e2e_net", "torch.tanh(x)")
     torch.save(net.state_dict(), tmp_path / "w.pt")
-    path = _recipe(tmp_path, model={"path": "w.pt", "factory": "e2e_net:Net"}, explainers=[{"name": "jacobian"}],
-                   report={"terminal": False, "plots": False, "html": False})
+    path = _recipe(
+        tmp_path,
+        model={"path": "w.pt", "factory": "e2e_net:Net"},
+        explainers=[{"name": "jacobian"}],
+        report={"terminal": False, "plots": False, "html": False},
+    )
 
     def run(body: str) -> tuple[bool, np.ndarray]:
         _import_net(tmp_path, "e2e_net", body)  # the file on disk and the imported code agree

@@ -29,8 +29,10 @@ from aeinterp.cli import main
 from aeinterp.errors import DataError, ExplainerError, RecipeError, ResourceError
 from aeinterp.run.lock import LOCK_FILE, OutputBusyError, OutputLock
 
-RECIPE = "data: {{path: {data}}}\nmodel: {{builtin: mlp, latent_dim: 2, options: {{hidden: [6]}}, train: {{epochs: {epochs}}}}}\ncache: false\n" \
-         "report: {{terminal: false, plots: false, html: false}}\nexplainers:\n{steps}output: {out}\n"
+RECIPE = (
+    "data: {{path: {data}}}\nmodel: {{builtin: mlp, latent_dim: 2, options: {{hidden: [6]}}, train: {{epochs: {epochs}}}}}\ncache: false\n"
+    "report: {{terminal: false, plots: false, html: false}}\nexplainers:\n{steps}output: {out}\n"
+)
 
 
 def _cli(*argv: str) -> tuple[int, str]:
@@ -38,7 +40,9 @@ def _cli(*argv: str) -> tuple[int, str]:
     return main(list(argv), console=Console(file=buf, width=200)), buf.getvalue()
 
 
-def _recipe(folder: Path, steps: str = "  - name: zero_ablation\n", data: str = "d.csv", epochs: int = 2, out: str = "out", **extra: str) -> Path:
+def _recipe(
+    folder: Path, steps: str = "  - name: zero_ablation\n", data: str = "d.csv", epochs: int = 2, out: str = "out", **extra: str
+) -> Path:
     path = folder / "r.yaml"
     text = RECIPE.format(data=data, epochs=epochs, steps=steps, out=out)
     for key, value in extra.items():
@@ -70,6 +74,7 @@ def _x(n: int = 30, d: int = 4) -> np.ndarray:
 
 
 # --- item 4: sizes checked before allocating ---------------------------------------------------
+
 
 def test_sparse_h5ad_declaring_200k_by_200k_is_refused_with_the_estimate(tmp_path: Path) -> None:
     anndata = pytest.importorskip("anndata")
@@ -103,6 +108,7 @@ def test_copy_sums_beyond_memory_fail_the_step_with_the_estimate(tmp_path: Path,
 
 # --- items 10 and 11: no NaN as success, split: fit ---------------------------------------------
 
+
 class LPNet(nn.Module):
     """ReLU then LPPool2d: the pool's gradient at 0 is undefined (the issue's case)."""
 
@@ -135,8 +141,14 @@ def test_split_fit_keeps_local_for_the_fit_rows(method: str) -> None:
 
     x = _x(60)
     names = list("abcd")
-    data = ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (4,), "auto", feature_names=names),
-                        fit_index=np.arange(45), explain_index=np.arange(45, 60))
+    data = ArrayDataset(
+        x=x,
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (4,), "auto", feature_names=names),
+        fit_index=np.arange(45),
+        explain_index=np.arange(45, 60),
+    )
     model = adapt(AE().eval(), data)
     from aeinterp.plugins.manager import PluginHost
 
@@ -177,7 +189,13 @@ def _small_disk(tmp_path: Path, command: str) -> subprocess.CompletedProcess:
     if probe.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {probe.stderr.decode()[:200]}")
     env = {**os.environ, "TMPDIR": str(disk)}
-    return subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {disk} && {command}"], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {disk} && {command}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow  # a fresh Python process importing torch and aeinterp (20-30 s on a loaded 2-core machine)
@@ -192,11 +210,20 @@ def test_full_disk_during_an_api_spill_is_an_error_not_sigbus(tmp_path: Path) ->
 @pytest.mark.slow  # a fresh `aeinterp run` process (20-30 s on a loaded 2-core machine)
 def test_full_disk_in_the_output_folder_fails_the_step_and_keeps_the_run(tmp_path: Path) -> None:
     x = np.random.default_rng(0).normal(size=(1500, 120))
-    (tmp_path / "d.csv").write_text(",".join(f"f{i}" for i in range(120)) + "\n" + "\n".join(",".join(f"{v:.3f}" for v in r) for r in x) + "\n")
-    path = _recipe(tmp_path, steps="  - name: zero_ablation\n  - name: jacobian\n    params: {local: full, local_max_mb: 0.01}\n", out="disk/out", epochs=1)
-    done = _small_disk(tmp_path, f"{sys.executable} -m aeinterp.cli run {path} --quiet; echo rc=$?; cat {tmp_path / 'disk/out/results.json'}")
+    (tmp_path / "d.csv").write_text(
+        ",".join(f"f{i}" for i in range(120)) + "\n" + "\n".join(",".join(f"{v:.3f}" for v in r) for r in x) + "\n"
+    )
+    path = _recipe(
+        tmp_path,
+        steps="  - name: zero_ablation\n  - name: jacobian\n    params: {local: full, local_max_mb: 0.01}\n",
+        out="disk/out",
+        epochs=1,
+    )
+    done = _small_disk(
+        tmp_path, f"{sys.executable} -m aeinterp.cli run {path} --quiet; echo rc=$?; cat {tmp_path / 'disk/out/results.json'}"
+    )
     assert "rc=1" in done.stdout, done.stdout + done.stderr  # steps failed, the process did not die
-    doc = json.loads(done.stdout[done.stdout.index("{"):])
+    doc = json.loads(done.stdout[done.stdout.index("{") :])
     assert doc["status"] == "failed"
     status = {e["alias"]: e["status"] for e in doc["explainers"]}
     assert status == {"zero_ablation": "ok", "jacobian": "error"}
@@ -208,6 +235,7 @@ def test_resource_error_is_an_aeinterp_error() -> None:
 
 
 # --- item 13: reserved output names ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("alias", ["split", "report_values", "Split", "report_values.npz", "results.json"])
 def test_reserved_aliases_are_refused_at_validate_time(tmp_path: Path, alias: str) -> None:
@@ -227,13 +255,18 @@ def test_reserved_model_save_names_are_refused(tmp_path: Path, save: str) -> Non
 
 # --- item 14: temporary spill files removed at exit ------------------------------------------------
 
+
 @pytest.mark.slow  # a fresh Python process, to see what is left after it exits (about 20 s)
 def test_api_spill_folders_are_removed_at_exit(tmp_path: Path) -> None:
-    script = _SPILL.replace('print("COMPUTED")', 'import glob, os; print("DURING", len(glob.glob(os.path.join(os.environ["TMPDIR"], "aeinterp-rows-*"))))')
+    script = _SPILL.replace(
+        'print("COMPUTED")', 'import glob, os; print("DURING", len(glob.glob(os.path.join(os.environ["TMPDIR"], "aeinterp-rows-*"))))'
+    )
     (tmp_path / "spill.py").write_text(script)
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    done = subprocess.run([sys.executable, str(tmp_path / "spill.py")], capture_output=True, text=True, env={**os.environ, "TMPDIR": str(tmp)}, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "spill.py")], capture_output=True, text=True, env={**os.environ, "TMPDIR": str(tmp)}, timeout=300
+    )
     assert "DURING 1" in done.stdout, done.stdout + done.stderr  # the result's local lives there while the process runs
     assert list(tmp.glob("aeinterp-rows-*")) == []  # and is gone after it exits
 
@@ -276,7 +309,9 @@ def test_second_run_into_the_same_folder_is_told_who_writes_there(tmp_path: Path
     path = _recipe(tmp_path, steps="  - name: waiting\n")
     (tmp_path / "first.py").write_text(_WAITING_RUN)
     go = tmp_path / "go"
-    first = subprocess.Popen([sys.executable, str(tmp_path / "first.py"), str(path), str(go)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        [sys.executable, str(tmp_path / "first.py"), str(path), str(go)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         lock = tmp_path / "out" / LOCK_FILE
         deadline = time.monotonic() + 240
@@ -305,6 +340,7 @@ def test_a_dead_runs_lock_is_taken_over(tmp_path: Path) -> None:
 
 
 # --- item 16: messages ------------------------------------------------------------------------------
+
 
 def test_duplicate_names_are_refused_from_h5ad_and_the_api(tmp_path: Path) -> None:
     anndata = pytest.importorskip("anndata")

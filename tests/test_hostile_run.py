@@ -18,13 +18,12 @@ import pytest
 import torch
 from rich.console import Console
 
-from aeinterp import cli
-from aeinterp.io.datasets import load_dataset
+from aeinterp import cli, run_explainer
 from aeinterp.errors import CapabilityError, ModelError
+from aeinterp.io.datasets import load_dataset
 from aeinterp.model import TorchAutoencoder
 from aeinterp.plugins.manager import PluginHost, PluginWarning
 from aeinterp.runner import RunInterrupted, Runner
-from aeinterp import run_explainer
 from tests.fixtures import hostile_plugins as hp
 from tests.fixtures import test_plugins as tp
 
@@ -66,12 +65,15 @@ def test_extras_with_sets_and_numpy_scalars_are_converted(tmp_path: Path) -> Non
     assert entry["extras"] == {"tags": ["a", "b"], "n": 3, "x": 0.5}
 
 
-@pytest.mark.parametrize("step, message", [
-    ("object_extras", "extras['thing'] holds a object, which is not JSON data"),
-    ("object_array", "array 'blob' has dtype object"),
-    ("unrelated", "1 feature names (q), but the data has 8 feature groups"),
-    ("wrong_local", "local attributions for"),
-])
+@pytest.mark.parametrize(
+    "step, message",
+    [
+        ("object_extras", "extras['thing'] holds a object, which is not JSON data"),
+        ("object_array", "array 'blob' has dtype object"),
+        ("unrelated", "1 feature names (q), but the data has 8 feature groups"),
+        ("wrong_local", "local attributions for"),
+    ],
+)
 def test_an_unusable_result_fails_its_step_and_keeps_the_others(tmp_path: Path, step: str, message: str) -> None:
     outcome = runner().run_file(recipe_with(tmp_path, step))
     assert [f["alias"] for f in outcome.failures] == [step]
@@ -91,7 +93,9 @@ def test_a_hanging_step_times_out_and_the_run_goes_on(tmp_path: Path, monkeypatc
         args: list[str] = []
     else:
         args = ["--timeout", "1"]
-    monkeypatch.setattr(cli, "_runner", lambda a, console, quiet=False: Runner(plugins=[hp.hostile_plugin], console=console, quiet=quiet, timeout=a.timeout))
+    monkeypatch.setattr(
+        cli, "_runner", lambda a, console, quiet=False: Runner(plugins=[hp.hostile_plugin], console=console, quiet=quiet, timeout=a.timeout)
+    )
     buf = io.StringIO()
     start = time.perf_counter()
     try:
@@ -141,11 +145,14 @@ def _tabular() -> object:
     return load_dataset(builtin="synthetic_tabular")
 
 
-@pytest.mark.parametrize("encoder, cause", [
-    (hp.NoGradEncoder, "does not depend on the input through autograd"),
-    (hp.DetachEncoder, "does not depend on the input through autograd"),
-    (hp.NumpyEncoder, "does not depend on the input through autograd"),
-])
+@pytest.mark.parametrize(
+    "encoder, cause",
+    [
+        (hp.NoGradEncoder, "does not depend on the input through autograd"),
+        (hp.DetachEncoder, "does not depend on the input through autograd"),
+        (hp.NumpyEncoder, "does not depend on the input through autograd"),
+    ],
+)
 @pytest.mark.parametrize("explainer", ["jacobian", "integrated_gradients", "feature_visualization"])
 def test_gradient_explainers_refuse_a_model_without_a_gradient_path(encoder, cause: str, explainer: str) -> None:  # noqa: ANN001
     data = _tabular()
@@ -186,7 +193,9 @@ def _send_later(sig: int, delay: float) -> threading.Timer:
 def test_sigterm_during_a_step_is_an_interrupt_with_results_kept(tmp_path: Path) -> None:
     hp.RELEASE.clear()
     recipe = recipe_with(tmp_path, "hanging")
-    recipe.write_text(recipe.read_text().replace("  - name: hanging\n", "  - name: permutation\n    params: {repeats: 1}\n  - name: hanging\n"))
+    recipe.write_text(
+        recipe.read_text().replace("  - name: hanging\n", "  - name: permutation\n    params: {repeats: 1}\n  - name: hanging\n")
+    )
     timer = _send_later(signal.SIGTERM, 4.0)
     try:
         with pytest.raises(RunInterrupted) as info:
@@ -245,7 +254,9 @@ def test_an_ascii_terminal_gets_plain_text(tmp_path: Path) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text(BASE.replace("builtin: synthetic_tabular", "path: x.npy\n  feature_names: [café, naïve, c]"))
     env = {**os.environ, "PYTHONIOENCODING": "ascii", "MPLBACKEND": "Agg", "COLUMNS": "120"}
-    proc = subprocess.run([sys.executable, "-m", "aeinterp.cli", "run", str(recipe)], capture_output=True, env=env, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "aeinterp.cli", "run", str(recipe)], capture_output=True, env=env, timeout=300, cwd=tmp_path
+    )
     out = proc.stdout.decode("ascii") + proc.stderr.decode("ascii")
     assert proc.returncode == 0, out
     assert "ok zero_ablation" in out and "caf?" in out

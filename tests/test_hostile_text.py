@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from aeinterp.run.runner import Runner
 from rich.console import Console
 
-from aeinterp import Explainer, Explanation, hookimpl
+from aeinterp import Explainer, hookimpl
 from aeinterp.cli import main
-from aeinterp.run.runner import Runner
 from aeinterp.text import UNSAFE, safe_console, script_json, terminal_safe
 
 OSC_TITLE = "\x1b]0;PWNED\x07"
@@ -114,7 +114,8 @@ def test_step_failure_line_is_escaped(tmp_path: Path) -> None:
     _csv(tmp_path, ["a", "b", "c"])
     buf = io.StringIO()
     outcome = Runner(autoload=False, plugins=[ShoutPlugin()], console=Console(file=buf, width=200)).run_file(
-        _recipe(tmp_path, "  - name: shouting\n", terminal=False))
+        _recipe(tmp_path, "  - name: shouting\n", terminal=False)
+    )
     assert len(outcome.failures) == 1
     out = buf.getvalue()
     assert "shouting" in out and _obeyable(out) == [] and "\\x1b]52;c;ZXZpbA==\\x07" in out
@@ -123,7 +124,9 @@ def test_step_failure_line_is_escaped(tmp_path: Path) -> None:
 def test_validate_locations_and_cli_errors_are_escaped(tmp_path: Path) -> None:
     _csv(tmp_path, ["a", "b", "c"])
     bad_key = tmp_path / "bad.yaml"  # YAML's "\e" is ESC, "\a" BEL: an unknown key full of them
-    bad_key.write_text('data: {path: d.csv}\nmodel: {builtin: mlp, latent_dim: 2}\n"\\e]0;PWNED\\a\\e[2J": 1\nexplainers: [{name: zero_ablation}]\n')
+    bad_key.write_text(
+        'data: {path: d.csv}\nmodel: {builtin: mlp, latent_dim: 2}\n"\\e]0;PWNED\\a\\e[2J": 1\nexplainers: [{name: zero_ablation}]\n'
+    )
     code, out = _cli("validate", str(bad_key))
     assert code == 2 and _obeyable(out) == [] and "\\x1b]0;PWNED\\x07" in out
     missing = tmp_path / "missing.yaml"
@@ -152,7 +155,9 @@ def test_script_json_round_trips_and_holds_no_markup() -> None:
 def test_html_names_keep_every_step_section_and_the_json_parses(tmp_path: Path) -> None:
     """The issue's case: ``<!--<script>`` in the JSON matrix block; three steps must all stay."""
     _csv(tmp_path, [*HTML_NAMES, "plain"])
-    path = _recipe(tmp_path, "  - name: zero_ablation\n  - name: permutation\n    params: {repeats: 1}\n  - name: jacobian\n", terminal=False)
+    path = _recipe(
+        tmp_path, "  - name: zero_ablation\n  - name: permutation\n    params: {repeats: 1}\n  - name: jacobian\n", terminal=False
+    )
     code, out = _cli("run", str(path))
     assert code == 0, out
     html = (tmp_path / "out" / "report.html").read_text()
@@ -174,7 +179,9 @@ def test_html_names_in_chromium(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     _csv(tmp_path, [*HTML_NAMES, "plain"])
-    path = _recipe(tmp_path, "  - name: zero_ablation\n  - name: permutation\n    params: {repeats: 1}\n  - name: jacobian\n", terminal=False)
+    path = _recipe(
+        tmp_path, "  - name: zero_ablation\n  - name: permutation\n    params: {repeats: 1}\n  - name: jacobian\n", terminal=False
+    )
     assert _cli("run", str(path))[0] == 0
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
@@ -185,7 +192,9 @@ def test_html_names_in_chromium(tmp_path: Path) -> None:
             page.on("dialog", lambda d: errors.append("dialog " + d.message))
             page.goto((tmp_path / "out" / "report.html").as_uri())
             assert page.locator("h2[id^='step-']").count() == 3
-            cols = page.evaluate("Array.from(document.querySelectorAll('script[type=\"application/json\"]')).map(s => JSON.parse(s.textContent).cols)")
+            cols = page.evaluate(
+                "Array.from(document.querySelectorAll('script[type=\"application/json\"]')).map(s => JSON.parse(s.textContent).cols)"
+            )
             assert all(c == [*HTML_NAMES, "plain"] for c in cols) and len(cols) == 3
             assert errors == []
         finally:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from aeinterp.cli import main
-from aeinterp.io.datasets import load_dataset
 from aeinterp.errors import DataError
+from aeinterp.io.datasets import load_dataset
 
 
 def _write(path: Path, text: str | bytes) -> Path:
@@ -140,7 +140,10 @@ def test_h5ad_x_var_names_and_obs_columns(tmp_path: Path, sparse: bool) -> None:
     counts = rng.poisson(0.7, size=(60, 12)).astype(np.float32)
     genes = [f"GENE{i}" for i in range(12)]
     obs = pd.DataFrame(
-        {"cell_type": pd.Categorical([["T", "B", "NK"][i % 3] for i in range(60)]), "set": ["test" if i >= 45 else "train" for i in range(60)]},
+        {
+            "cell_type": pd.Categorical([["T", "B", "NK"][i % 3] for i in range(60)]),
+            "set": ["test" if i >= 45 else "train" for i in range(60)],
+        },
         index=[f"cell{i}" for i in range(60)],
     )
     adata = anndata.AnnData(X=sp.csr_matrix(counts) if sparse else counts, obs=obs, var=pd.DataFrame(index=genes))

@@ -6,17 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from aeinterp_perturbation.explainers import Permutation
 from torch import nn
 
 from aeinterp import explain
-from aeinterp.models.architectures import MLPAutoencoder
 from aeinterp.data import ArrayDataset, FeatureGroup, element_names, make_groups
+from aeinterp.model import TorchAutoencoder
+from aeinterp.models.architectures import MLPAutoencoder
+from aeinterp.models.training import TrainConfig, train_autoencoder
+from aeinterp.targets import Target
 from aeinterp.toolkit.first_layer import FirstLayer, first_layer_split
 from aeinterp.toolkit.kinks import MIN_SECOND_LAYER, KinkUpdate, kink_update_reason
-from aeinterp.model import TorchAutoencoder
-from aeinterp.targets import Target
-from aeinterp.models.training import TrainConfig, train_autoencoder
-from aeinterp_perturbation.explainers import Permutation
 
 KINKED_PATH = "first-layer rank update, code changes from shared Jacobian columns and kink crossings"
 
@@ -37,7 +37,9 @@ def _plain_change(layer: FirstLayer, x: torch.Tensor, cols: torch.Tensor, delta:
     return out(act(layer(perturbed))) - out(act(layer(x)))
 
 
-@pytest.mark.parametrize("act", [nn.ReLU(), nn.LeakyReLU(0.1), nn.Identity(), nn.ReLU(inplace=True)], ids=["relu", "leaky", "identity", "relu_inplace"])
+@pytest.mark.parametrize(
+    "act", [nn.ReLU(), nn.LeakyReLU(0.1), nn.Identity(), nn.ReLU(inplace=True)], ids=["relu", "leaky", "identity", "relu_inplace"]
+)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("n_cols", [1, 3])
 def test_change_equals_the_forward_pass(act: nn.Module, dtype: torch.dtype, n_cols: int) -> None:
@@ -74,8 +76,13 @@ def test_jacobian_columns_are_the_codes_jacobian() -> None:
 def _data(x: np.ndarray, groups: list[FeatureGroup] | None = None) -> ArrayDataset:
     names = element_names("tabular", (x.shape[1],))
     return ArrayDataset(
-        x=x, kind="tabular", feature_names=names, groups=groups or make_groups("tabular", (x.shape[1],), feature_names=names),
-        fit_index=np.arange(len(x)), explain_index=np.arange(len(x)), name="kinks",
+        x=x,
+        kind="tabular",
+        feature_names=names,
+        groups=groups or make_groups("tabular", (x.shape[1],), feature_names=names),
+        fit_index=np.arange(len(x)),
+        explain_index=np.arange(len(x)),
+        name="kinks",
     )
 
 
@@ -92,7 +99,9 @@ def trained_mlp() -> tuple[TorchAutoencoder, ArrayDataset]:
 
 
 # memory_mb 0.08: blocks of 3 copies of 300 x 20 floats, so each feature's 4 repeats span two blocks sharing one Jacobian column
-@pytest.mark.parametrize("params", [{"repeats": 3}, {"repeats": 2, "max_samples": "auto"}, {"repeats": 4, "chunk_size": 37}, {"repeats": 4, "memory_mb": 0.08}])
+@pytest.mark.parametrize(
+    "params", [{"repeats": 3}, {"repeats": 2, "max_samples": "auto"}, {"repeats": 4, "chunk_size": 37}, {"repeats": 4, "memory_mb": 0.08}]
+)
 def test_permutation_takes_the_kink_path_with_the_plain_values(trained_mlp, params) -> None:  # noqa: ANN001
     model, data = trained_mlp
     fast = explain(Permutation, model, data, params=params, seed=2)
@@ -148,7 +157,10 @@ def test_the_path_is_not_taken_where_it_is_not_exact_or_does_not_pay(trained_mlp
     assert kink_update_reason(layer, Target.LATENT) is None
     assert "not the latent code" in kink_update_reason(layer, Target.RECONSTRUCTION)
     for target in ("reconstruction", "reconstruction_error"):
-        assert explain(Permutation, model, data, target=target, params={"repeats": 2, "max_samples": 40}).extras["path"] == "first-layer rank update"
+        assert (
+            explain(Permutation, model, data, target=target, params={"repeats": 2, "max_samples": 40}).extras["path"]
+            == "first-layer rank update"
+        )
     assert explain(Permutation, model, data, params={"repeats": 1}).extras["path"] == "first-layer rank update"  # nothing to share
 
     smooth = FirstLayer(layer.linear, layer.rest, (nn.Tanh(), layer.tail[1], None))

@@ -127,7 +127,7 @@ def test_html_ranks_a_signed_explainer_by_its_importance(exp, out) -> None:  # n
     html = (out / "report.html").read_text()
     for j in (0, 1, 2):
         section = re.search(rf"<section class=\"latent-view\" data-latent=\"z{j}\".*?</section>", html, re.S).group(0)
-        card = section.split("<a href=\"#step-deepshap\">deepshap</a>")[1].split("</div></div>")[0]
+        card = section.split('<a href="#step-deepshap">deepshap</a>')[1].split("</div></div>")[0]
         shown = re.findall(r"<span class='l' title='([^']+)'>", card)
         k = len(DEPS[j])
         expected = [e.feature_names[i] for i in np.argsort(-e.importance[j], kind="stable")[:k]]
@@ -203,9 +203,19 @@ def test_a_third_party_result_lands_by_what_it_declares(planted, exp) -> None:  
     names, feats = [f"z{i}" for i in range(5)], [f"x{i}" for i in range(8)]
     effect = np.zeros((5, 8))
     effect[1, 6], effect[1, 7] = 2.0, -3.0
-    mine = Explanation(importance=np.abs(effect), feature_names=feats, target_names=names, arrays={"output_effect": effect}, explainer="mine")
-    hidden = Explanation(importance=np.ones((5, 8)), feature_names=feats, target_names=names, extras={"latent_section": "none", "summary": ["z1: hidden"]}, explainer="other")
-    extended = aeinterp.api.Explanations({**exp.explanations, "mine": mine, "other": hidden}, data=exp.data, model_info=exp.model_info, model=exp.model)
+    mine = Explanation(
+        importance=np.abs(effect), feature_names=feats, target_names=names, arrays={"output_effect": effect}, explainer="mine"
+    )
+    hidden = Explanation(
+        importance=np.ones((5, 8)),
+        feature_names=feats,
+        target_names=names,
+        extras={"latent_section": "none", "summary": ["z1: hidden"]},
+        explainer="other",
+    )
+    extended = aeinterp.api.Explanations(
+        {**exp.explanations, "mine": mine, "other": hidden}, data=exp.data, model_info=exp.model_info, model=exp.model
+    )
     page = extended.latent("z1")
     got = [e for e in page.effects if e["source"] == "mine"][0]
     assert got["up"] == [("x6", 2.0)] and got["down"] == [("x7", -3.0)]
@@ -254,8 +264,10 @@ def test_notebook_renders_a_latent_page(tmp_path: Path) -> None:
     pytest.importorskip("ipykernel")
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell("import aeinterp\nfrom aeinterp.testing.planted import planted_autoencoder\np = planted_autoencoder(n_samples=200)\n"
-                                  "exp = aeinterp.explain_all(p.model, p.data.x, ['deepshap', 'permutation'], progress=False)"),
+        nbformat.v4.new_code_cell(
+            "import aeinterp\nfrom aeinterp.testing.planted import planted_autoencoder\np = planted_autoencoder(n_samples=200)\n"
+            "exp = aeinterp.explain_all(p.model, p.data.x, ['deepshap', 'permutation'], progress=False)"
+        ),
         nbformat.v4.new_code_cell("exp.latent('z1')"),
     ]
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import aeinterp_perturbation
 import numpy as np
 import pytest
 import torch
+from aeinterp_gradients.explainers import IntegratedGradients
+from aeinterp_perturbation.explainers import Permutation
 from torch import nn
 
-import aeinterp_perturbation
 from aeinterp import DataError, Explainer, Explanation, TorchAutoencoder, explain
 from aeinterp.data import ArrayDataset, element_names, make_groups, split_indices
 from aeinterp.model import evaluate
 from aeinterp.targets import LatentPCAModel, Target, evaluate_target, fit_latent_pca, target_names_for, with_latent_pca
-from aeinterp_gradients.explainers import IntegratedGradients
-from aeinterp_perturbation.explainers import Permutation
 
 FACTORS = [(0, 1), (2, 3), (4,)]
 SCALES = [3.0, 1.5, 0.5]
@@ -46,7 +46,9 @@ def rotated() -> tuple[TorchAutoencoder, ArrayDataset, RotatedFactors]:
     x = np.random.default_rng(0).normal(size=(2000, 10)).astype(np.float32)
     names = element_names("tabular", (10,))
     fit, ex = split_indices(2000, explain_size=300, seed=0)
-    data = ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (10,), feature_names=names), fit_index=fit, explain_index=ex)
+    data = ArrayDataset(
+        x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (10,), feature_names=names), fit_index=fit, explain_index=ex
+    )
     return TorchAutoencoder(module, (10,)), data, module
 
 
@@ -97,7 +99,12 @@ def test_a_third_party_explainer_with_default_capabilities_gets_latent_pca(rotat
         def explain(self, model, data, *, target, rng):  # noqa: ANN001
             y = evaluate(lambda b: evaluate_target(model, target, b), data.x_explain, model=model).numpy()
             imp = np.repeat(np.abs(y.mean(axis=0))[:, None], len(data.groups), axis=1)
-            return Explanation(importance=imp, feature_names=data.group_names, target_names=target_names_for(model, data, target), target=Target(target).value)
+            return Explanation(
+                importance=imp,
+                feature_names=data.group_names,
+                target_names=target_names_for(model, data, target),
+                target=Target(target).value,
+            )
 
     model, data, _ = rotated
     assert "latent_pca" in MeanTarget.capabilities.targets
@@ -118,13 +125,17 @@ def test_without_components_the_target_is_a_clear_error(rotated) -> None:  # noq
 
 
 def test_recipe_reports_explained_variance(run_recipe, tmp_path) -> None:  # noqa: ANN001
-    doc = run_recipe({
-        "data": {"builtin": "synthetic_tabular"},
-        "model": {"builtin": "mlp", "latent_dim": 3, "options": {"hidden": [8]}, "train": {"epochs": 5}},
-        "targets": ["latent_pca"],
-        "explainers": [{"name": "permutation", "params": {"repeats": 1}}],
-        "output": str(tmp_path / "out"), "report": {"html": False, "plots": False},
-    }, plugins=[aeinterp_perturbation])
+    doc = run_recipe(
+        {
+            "data": {"builtin": "synthetic_tabular"},
+            "model": {"builtin": "mlp", "latent_dim": 3, "options": {"hidden": [8]}, "train": {"epochs": 5}},
+            "targets": ["latent_pca"],
+            "explainers": [{"name": "permutation", "params": {"repeats": 1}}],
+            "output": str(tmp_path / "out"),
+            "report": {"html": False, "plots": False},
+        },
+        plugins=[aeinterp_perturbation],
+    )
     (step,) = doc["explainers"]
     assert step["status"] == "ok" and step["target"] == "latent_pca" and step["target_names"] == ["pc0", "pc1", "pc2"]
     ratio = step["extras"]["latent_pca"]["explained_variance_ratio"]

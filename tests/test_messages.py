@@ -25,9 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_a_cached_step_drops_the_facts_of_the_run_that_computed_it(tmp_path: Path) -> None:
     note = "numba compiled the KSG kernels in this run (3.0 s, once per machine); later runs load them from /elsewhere/numba"
     e = Explanation(
-        importance=np.ones((1, 2)), feature_names=["a", "b"], target_names=["z0"],
-        extras={"summary": [note, "z0: a"], "numba_kernels": {"compiled": True, "cache_dir": "/elsewhere/numba"}, "unit": "nats",
-                "run_facts": {"keys": ["numba_kernels"], "summary": [note]}},
+        importance=np.ones((1, 2)),
+        feature_names=["a", "b"],
+        target_names=["z0"],
+        extras={
+            "summary": [note, "z0: a"],
+            "numba_kernels": {"compiled": True, "cache_dir": "/elsewhere/numba"},
+            "unit": "nats",
+            "run_facts": {"keys": ["numba_kernels"], "summary": [note]},
+        },
     )
     cache = Cache(tmp_path)
     cache.save_step("k" * 64, e)
@@ -39,14 +45,16 @@ def test_a_cached_step_drops_the_facts_of_the_run_that_computed_it(tmp_path: Pat
 @pytest.mark.slow  # numba compiles (or loads) the KSG kernels: ~20 s on 2 shared cores
 def test_a_cached_mutual_information_step_does_not_say_it_compiled(tmp_path: Path) -> None:
     pytest.importorskip("numba")
-    (tmp_path / "r.yaml").write_text(textwrap.dedent("""\
+    (tmp_path / "r.yaml").write_text(
+        textwrap.dedent("""\
         seed: 0
         data: {builtin: synthetic_tabular}
         model: {builtin: mlp, latent_dim: 2, options: {hidden: [8]}, train: {epochs: 3}}
         explainers:
           - {name: mutual_information, params: {backend: numba}}
         output: out
-        """))
+        """)
+    )
     runner = Runner(quiet=True, cache=tmp_path / "cache")
     for out in ("first", "second"):
         loaded, steps = runner.validate(tmp_path / "r.yaml")
@@ -86,14 +94,16 @@ def test_a_wrongly_cased_explainer_name_gets_the_right_suggestion() -> None:
 
 
 def test_a_freshly_trained_builtin_model_prints_its_training_line(tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(textwrap.dedent("""\
+    (tmp_path / "r.yaml").write_text(
+        textwrap.dedent("""\
         seed: 0
         data: {builtin: synthetic_tabular}
         model: {builtin: mlp, latent_dim: 2, options: {hidden: [8]}, train: {epochs: 4}}
         explainers:
           - {name: permutation, params: {repeats: 1}}
         output: out
-        """))
+        """)
+    )
     buf = io.StringIO()
     runner = Runner(cache=False, console=Console(file=buf, width=200))
     loaded, steps = runner.validate(tmp_path / "r.yaml")

@@ -52,7 +52,7 @@ def test_quickstart_notebook_executes_and_explains_every_latent_on_the_test_rows
 
 
 _LABELLED_CELLS = [
-    '''import numpy as np, pandas as pd, torch
+    """import numpy as np, pandas as pd, torch
 from torch import nn
 from sklearn.datasets import load_breast_cancer
 import aeinterp
@@ -67,9 +67,9 @@ opt = torch.optim.Adam(model.parameters(), lr=1e-2)
 xt = torch.as_tensor(X.to_numpy())
 for _ in range(150):
     opt.zero_grad(); loss = ((model.decoder(model.encoder(xt)) - xt) ** 2).mean(); loss.backward(); opt.step()
-print("trained, loss", round(loss.item(), 3))''',
+print("trained, loss", round(loss.item(), 3))""",
     'exp = aeinterp.explain(model, X.iloc[100:160], "deepshap", background=X.iloc[300:400])\nexp',
-    'print(repr(exp))',
+    "print(repr(exp))",
     'exp.to_pandas("local").head(3)',
     'exp.plot.waterfall(sample="cell_110", data=X.iloc[100:160])',
     'perm = aeinterp.explain(model, X.iloc[100:160], "permutation")\nperm',

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from aeinterp_perturbation.explainers import Permutation, ZeroAblation
 
 from aeinterp import explain
-from aeinterp.toolkit.perturb import copies_per_batch
 from aeinterp.testing import ExplainerConformance, planted_autoencoder
-from aeinterp_perturbation.explainers import Permutation, ZeroAblation
+from aeinterp.toolkit.perturb import copies_per_batch
 
 
 class TestPermutationConformance(ExplainerConformance):

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 import aeinterp
-
 from aeinterp import Explainer, RegistrationError
 from aeinterp.plugins.manager import PluginHost, PluginWarning
 from aeinterp.plugins.registry import ExplainerRegistry
@@ -118,8 +117,20 @@ def thirdparty_site(tmp_path_factory) -> Path:  # noqa: ANN001
     target = tmp_path_factory.mktemp("site")
     for package in ("thirdparty", "broken"):
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(ROOT / "tests/fixtures" / package)],
-            check=True, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "--target",
+                str(target),
+                str(ROOT / "tests/fixtures" / package),
+            ],
+            check=True,
+            capture_output=True,
         )
     return target
 

@@ -73,5 +73,7 @@ def test_layer_folders_say_what_they_hold() -> None:
 
     for folder in ("toolkit", "io", "models", "recipe", "plugins", "run", "report", "testing"):
         module = importlib.import_module(f"aeinterp.{folder}")
-        assert module.__doc__ and len(module.__doc__.split()) >= 20, f"aeinterp/{folder}/__init__.py needs a paragraph saying what the layer holds"
+        assert module.__doc__ and len(module.__doc__.split()) >= 20, (
+            f"aeinterp/{folder}/__init__.py needs a paragraph saying what the layer holds"
+        )
     assert aeinterp.__doc__

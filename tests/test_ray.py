@@ -23,9 +23,9 @@ from pydantic import Field
 from rich.console import Console
 
 from aeinterp import Capabilities, ExplainerParams, Explanation, MissingDependencyError, RecipeError, hookimpl
-from aeinterp.toolkit.chunks import ChunkedExplainer, Partial
 from aeinterp.model import as_tensor
 from aeinterp.run.results import load_results
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +76,12 @@ class NoisyMeanAbs(ChunkedExplainer):
             Path(self.params.touch).touch()
         names = list(data.feature_names)
         k = total.sums["s"].shape[0]
-        return Explanation(importance=total.sums["s"] / total.count, feature_names=names, target_names=[f"z{i}" for i in range(k)], local=total.rows["local"])
+        return Explanation(
+            importance=total.sums["s"] / total.count,
+            feature_names=names,
+            target_names=[f"z{i}" for i in range(k)],
+            local=total.rows["local"],
+        )
 
 
 class ray_test_plugin:  # noqa: N801 - a plugin object, like a module
@@ -152,11 +157,15 @@ def test_recipe_on_ray_gives_the_local_results(ray_cluster, tmp_path: Path, monk
     local = _runner().run_file(recipe, out=tmp_path / "local")
     assert local.ok, local.failures
     monkeypatch.setattr(cli, "_runner", lambda args, console, quiet=False: _runner())
-    code = cli.main(["run", str(recipe), "--executor", "ray", "--out", str(tmp_path / "ray"), "--quiet"], console=Console(file=io.StringIO()))
+    code = cli.main(
+        ["run", str(recipe), "--executor", "ray", "--out", str(tmp_path / "ray"), "--quiet"], console=Console(file=io.StringIO())
+    )
     assert code == 0
     order_l, exp_l, doc_l = _arrays(tmp_path / "local")
     order_r, exp_r, doc_r = _arrays(tmp_path / "ray")
-    assert order_l == order_r == ["noisy", "permutation", "symbolic_regression", "noisy2", "feature_visualization"]  # recipe order, however they finished
+    assert (
+        order_l == order_r == ["noisy", "permutation", "symbolic_regression", "noisy2", "feature_visualization"]
+    )  # recipe order, however they finished
     assert doc_r["recipe"]["executor"]["kind"] == "ray" and doc_l["recipe"]["executor"]["kind"] == "local"
     for alias in order_l:
         a, b = exp_l[alias], exp_r[alias]
@@ -164,8 +173,12 @@ def test_recipe_on_ray_gives_the_local_results(ray_cluster, tmp_path: Path, monk
         if a.local is not None:
             np.testing.assert_allclose(b.local, a.local, rtol=1e-10, atol=1e-12, err_msg=alias)
     # feature visualization ran one task per latent on Ray, one Adam loop for all of them locally
-    np.testing.assert_allclose(exp_r["feature_visualization"].arrays["optimized"], exp_l["feature_visualization"].arrays["optimized"], rtol=1e-5, atol=1e-6)
-    assert [f["formula"] for f in exp_r["symbolic_regression"].extras["formulas"]] == [f["formula"] for f in exp_l["symbolic_regression"].extras["formulas"]]
+    np.testing.assert_allclose(
+        exp_r["feature_visualization"].arrays["optimized"], exp_l["feature_visualization"].arrays["optimized"], rtol=1e-5, atol=1e-6
+    )
+    assert [f["formula"] for f in exp_r["symbolic_regression"].extras["formulas"]] == [
+        f["formula"] for f in exp_l["symbolic_regression"].extras["formulas"]
+    ]
     # the noise came from the chunks' own generators: other chunking, other values
     assert not np.allclose(exp_l["noisy"].importance, exp_l["noisy2"].importance)
 
@@ -182,8 +195,8 @@ data: {{builtin: synthetic_tabular, max_samples: 200}}
 model: {{builtin: mlp, latent_dim: 2, options: {{hidden: [8]}}, train: {{epochs: 5}}}}
 executor: {{kind: ray, max_retries: 1}}
 explainers:
-  - {{name: noisy_mean_abs, alias: rerun, params: {{die: once, marker: "{tmp_path / 'once'}", chunk: 10}}}}
-  - {{name: noisy_mean_abs, alias: dead, params: {{die: always, marker: "{tmp_path / 'always'}", chunk: 10}}}}
+  - {{name: noisy_mean_abs, alias: rerun, params: {{die: once, marker: "{tmp_path / "once"}", chunk: 10}}}}
+  - {{name: noisy_mean_abs, alias: dead, params: {{die: always, marker: "{tmp_path / "always"}", chunk: 10}}}}
   - {{name: noisy_mean_abs, alias: failing, params: {{fail: true, chunk: 10}}}}
   - {{name: noisy_mean_abs, alias: fine, params: {{chunk: 10}}}}
 report: {{plots: false, html: false, terminal: false}}
@@ -206,6 +219,7 @@ report: {{plots: false, html: false, terminal: false}}
     want = explain(NoisyMeanAbs, model, data, seed=1, params={"chunk": 10})
     got = load_results(tmp_path / "out").explanations["rerun"]
     np.testing.assert_allclose(got.importance, want.importance, rtol=1e-10)
+
     # Python API: the same executor object works for a single explainer
     class Recorder:
         def __init__(self) -> None:
@@ -235,7 +249,7 @@ executor: {{kind: ray}}
 explainers:
   - {{name: noisy_mean_abs, alias: quick, params: {{chunk: 30}}}}
   - {{name: noisy_mean_abs, alias: slow, params: {{chunk: 1, sleep: 20.0}}}}
-  - {{name: noisy_mean_abs, alias: later, params: {{chunk: 30, touch: "{tmp_path / 'later.done'}"}}}}
+  - {{name: noisy_mean_abs, alias: later, params: {{chunk: 30, touch: "{tmp_path / "later.done"}"}}}}
 report: {{plots: false, html: false, terminal: false}}
 """)
     out = tmp_path / "out"
@@ -278,11 +292,12 @@ report: {{plots: false, html: false, terminal: false}}
 @pytest.mark.slow
 def test_ray_runs_use_the_cache_like_local_runs(ray_cluster, tmp_path: Path) -> None:  # noqa: ANN001
     """Unchanged steps come from the cache without a task (values identical); a changed step and its dependents recompute."""
+
     def recipe(noise: float) -> Path:
         path = tmp_path / "recipe.yaml"
         path.write_text(f"""\
 seed: 2
-cache: {tmp_path / 'cache'}
+cache: {tmp_path / "cache"}
 data: {{builtin: synthetic_tabular, max_samples: 120}}
 model: {{builtin: mlp, latent_dim: 2, options: {{hidden: [8]}}, train: {{epochs: 3}}}}
 executor: {{kind: ray}}
@@ -348,8 +363,14 @@ def test_memory_mapped_data_reaches_workers_as_its_path(ray_cluster, tmp_path: P
     # a slice of the map (rows 100..) starts later in the file: the worker maps the same rows
     from aeinterp.data import ArrayDataset
 
-    part = ArrayDataset(x=data.x[100:], kind="tabular", feature_names=data.feature_names, groups=data.groups,
-                        fit_index=np.arange(0, 50), explain_index=np.arange(50, 80))
+    part = ArrayDataset(
+        x=data.x[100:],
+        kind="tabular",
+        feature_names=data.feature_names,
+        groups=data.groups,
+        fit_index=np.arange(0, 50),
+        explain_index=np.arange(50, 80),
+    )
     kind, _, explain, fit, _ = ray.get(look.remote(by_path.put(part)))
     assert kind
     np.testing.assert_array_equal(explain, x[150:180])
@@ -364,7 +385,9 @@ def test_memory_mapped_data_reaches_workers_as_its_path(ray_cluster, tmp_path: P
     executor = RayExecutor()
     ref = executor.put(part)
     np.save(tmp_path / "cells.npy", x[:10])
-    with pytest.raises(RuntimeError, match=r"running chunk 1: its inputs could not be read there: the data file .*cells.npy .* is not the one the run read") as err:
+    with pytest.raises(
+        RuntimeError, match=r"running chunk 1: its inputs could not be read there: the data file .*cells.npy .* is not the one the run read"
+    ) as err:
         executor._get(look.remote(ref), "chunk 1")
     assert "Traceback" not in str(err.value)
 
@@ -390,8 +413,8 @@ def test_gpus_the_cluster_lacks_fail_the_step_instead_of_waiting_forever(ray_clu
 
 
 def test_executor_section_is_validated() -> None:
-    from aeinterp.run.executors import make_executor
     from aeinterp.recipe.schema import parse_recipe
+    from aeinterp.run.executors import make_executor
 
     base = "data: {builtin: wine}\nmodel: {builtin: mlp, latent_dim: 2}\nexplainers: [{name: permutation}]\n"
     assert parse_recipe(base).recipe.executor.kind == "local"
@@ -429,4 +452,10 @@ def test_steps_depend_on_the_steps_their_step_refs_name(tmp_path: Path) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE)
     _, steps = _runner().validate(recipe)
-    assert step_dependencies(steps) == {"noisy": set(), "permutation": set(), "symbolic_regression": {"noisy"}, "noisy2": set(), "feature_visualization": set()}
+    assert step_dependencies(steps) == {
+        "noisy": set(),
+        "permutation": set(),
+        "symbolic_regression": {"noisy"},
+        "noisy2": set(),
+        "feature_visualization": set(),
+    }

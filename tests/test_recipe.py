@@ -49,7 +49,11 @@ def test_misspelled_key_gets_line_and_suggestion(registry) -> None:  # noqa: ANN
 
 def test_misspelled_explainer_gets_nearest_name(registry) -> None:  # noqa: ANN001
     found = problems(GOOD.replace("name: permutation", "name: permutaton"), registry)
-    assert found == ["explainers[0].name (line 7): unknown explainer 'permutaton'; did you mean 'permutation'? (installed: " + ", ".join(registry.names()) + ")"]
+    assert found == [
+        "explainers[0].name (line 7): unknown explainer 'permutaton'; did you mean 'permutation'? (installed: "
+        + ", ".join(registry.names())
+        + ")"
+    ]
 
 
 def test_bad_params_are_located_in_the_second_pass(registry) -> None:  # noqa: ANN001
@@ -77,7 +81,9 @@ def test_duplicate_result_names_need_an_alias(registry) -> None:  # noqa: ANN001
     text = GOOD.replace("output: out\n", "  - name: permutation\noutput: out\n")
     found = problems(text, registry)
     assert any("result name 'permutation' is already used by explainers[0]; give this step an `alias:`" in p for p in found)
-    text = GOOD.replace("output: out\n", "  - name: permutation\n    alias: perm2\n    targets: [latent, reconstruction_error]\noutput: out\n")
+    text = GOOD.replace(
+        "output: out\n", "  - name: permutation\n    alias: perm2\n    targets: [latent, reconstruction_error]\noutput: out\n"
+    )
     steps = plan_steps(parse_recipe(text), registry)
     assert [s.alias for s in steps][-2:] == ["perm2-latent", "perm2-reconstruction_error"]
 

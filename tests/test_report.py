@@ -15,8 +15,16 @@ from aeinterp.run.results import ResultsStore, load_results
 
 
 def explanation(name: str, imp: np.ndarray) -> Explanation:
-    return Explanation(importance=imp, feature_names=["alpha", "beta", "gamma", "delta"], target_names=["z0", "z1", "z2"],
-                       explainer=name, distribution="dist", version="1.0", runtime_s=0.25, extras={"unit": "u"})
+    return Explanation(
+        importance=imp,
+        feature_names=["alpha", "beta", "gamma", "delta"],
+        target_names=["z0", "z1", "z2"],
+        explainer=name,
+        distribution="dist",
+        version="1.0",
+        runtime_s=0.25,
+        extras={"unit": "u"},
+    )
 
 
 IMP = np.array([[0.9, 0.1, 0.0, 0.0], [0.0, 0.8, 0.3, 0.0], [0.0, 0.0, 0.0, 0.0]])
@@ -31,7 +39,9 @@ def test_summary_facts() -> None:
 
 
 def test_terminal_html_and_pngs(tmp_path) -> None:  # noqa: ANN001
-    store = ResultsStore(tmp_path, recipe={}, model={"description": "M", "latent_dim": 3}, data={"name": "d", "kind": "tabular"}, plugins=[])
+    store = ResultsStore(
+        tmp_path, recipe={}, model={"description": "M", "latent_dim": 3}, data={"name": "d", "kind": "tabular"}, plugins=[]
+    )
     store.add("first", explanation("first", IMP))
     store.add("second", explanation("second", IMP[:, ::-1].copy()))
     store.add_error("third", "broken", "latent", RuntimeError("kaput"), params={})

@@ -12,12 +12,11 @@ from aeinterp_gradients.explainers import Jacobian
 from matplotlib.collections import PathCollection
 from matplotlib.image import AxesImage
 
-from aeinterp import Explanation
+from aeinterp import Explanation, run_explainer
 from aeinterp.errors import AeinterpError
 from aeinterp.report.figures import bar_summary, heatmap_figure, image_maps, importance_figure, sequence_maps, target_bars, topk_figure
 from aeinterp.report.layout import layout_of
 from aeinterp.report.local_figures import beeswarm, dependence, feature_values, waterfall
-from aeinterp import run_explainer
 from aeinterp.testing.planted import planted_autoencoder
 
 
@@ -60,7 +59,7 @@ def test_beeswarm_points_are_samples_times_features_coloured_by_value(linear_ixg
     assert checked == len(planted.dependencies[0])
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     planted_z0 = {f"x{i}" for i in planted.dependencies[0]}
-    assert set(labels[-len(planted_z0):]) == planted_z0  # the planted inputs are the top rows
+    assert set(labels[-len(planted_z0) :]) == planted_z0  # the planted inputs are the top rows
     assert "4 of 10 features" in _titles(fig)
 
 
@@ -102,8 +101,15 @@ def test_plot_namespace_returns_figures(linear_ixg) -> None:  # noqa: ANN001
     planted, e = linear_ixg
     from matplotlib.figure import Figure
 
-    figs = [e.plot(), e.plot.heatmap(), e.plot.bar(), e.plot.target("z0"), e.plot.beeswarm("z0", X=planted.data.x_explain),
-            e.plot.waterfall(sample=0), e.plot.dependence("x0", data=planted.data)]
+    figs = [
+        e.plot(),
+        e.plot.heatmap(),
+        e.plot.bar(),
+        e.plot.target("z0"),
+        e.plot.beeswarm("z0", X=planted.data.x_explain),
+        e.plot.waterfall(sample=0),
+        e.plot.dependence("x0", data=planted.data),
+    ]
     assert all(isinstance(f, Figure) for f in figs)
     html = e._repr_html_()
     assert "data:image/png;base64," in html and "<table>" in html and "z0" in html
@@ -140,8 +146,12 @@ def test_image_maps_from_patches_and_data_description() -> None:
     maps = _images(image_maps(e))
     assert maps[1].shape == (8, 8) and maps[1][0, 0] == 4.0 and maps[1][7, 7] == 7.0
     # element-level arrays with the sample shape from results.json's data section
-    e2 = Explanation(importance=np.ones((2, 2)), feature_names=["c0", "c1"], target_names=["z0", "z1"],
-                     arrays={"attribution_mean": np.arange(2 * 2 * 5 * 4.0).reshape(2, 2 * 5 * 4)})
+    e2 = Explanation(
+        importance=np.ones((2, 2)),
+        feature_names=["c0", "c1"],
+        target_names=["z0", "z1"],
+        arrays={"attribution_mean": np.arange(2 * 2 * 5 * 4.0).reshape(2, 2 * 5 * 4)},
+    )
     layout = layout_of(e2, {"kind": "image", "sample_shape": [2, 5, 4]})
     maps2 = _images(image_maps(e2, layout))
     assert maps2[0].shape == (5, 4) and maps2[0][0, 0] == pytest.approx((0 + 20) / 2)  # channel mean
@@ -161,8 +171,12 @@ def test_sequence_maps_are_feature_by_time() -> None:
     bars = fig.axes[1].patches
     assert len(bars) == f  # the per-feature bar
     # feature groups over all steps + element maps and the data description
-    e2 = Explanation(importance=np.ones((2, f)), feature_names=["sine", "cosine", "walk"], target_names=["z0", "z1"],
-                     arrays={"jacobian_mean": local.mean(0)})
+    e2 = Explanation(
+        importance=np.ones((2, f)),
+        feature_names=["sine", "cosine", "walk"],
+        target_names=["z0", "z1"],
+        arrays={"jacobian_mean": local.mean(0)},
+    )
     fig2 = sequence_maps(e2, data_info={"kind": "sequence", "sample_shape": [t, f]})
     assert _images(fig2)[0].shape == (f, t) and "importance" in [ax.get_title() for ax in fig2.axes]
 
@@ -198,8 +212,15 @@ def test_wide_data_gets_top_k_per_target_with_the_rest_summed_as_text_not_a_bar(
 
 def test_one_target_is_drawn_as_bars_with_std_only_where_there_is_spread() -> None:
     imp = np.linspace(1, 0, 30)[None]
-    e = Explanation(importance=imp, std=np.full((1, 30), 0.05), feature_names=[f"f{i}" for i in range(30)], target_names=["reconstruction_error"],
-                    target="reconstruction_error", explainer="permutation", extras={"unit": "mean increase of reconstruction error"})
+    e = Explanation(
+        importance=imp,
+        std=np.full((1, 30), 0.05),
+        feature_names=[f"f{i}" for i in range(30)],
+        target_names=["reconstruction_error"],
+        target="reconstruction_error",
+        explainer="permutation",
+        extras={"unit": "mean increase of reconstruction error"},
+    )
     fig = importance_figure(e)
     ax = fig.axes[0]
     assert len(ax.patches) == 20 and not _images(fig)  # top 20 (the rest as a line of text), not a one-row heatmap
@@ -212,7 +233,9 @@ def test_one_target_is_drawn_as_bars_with_std_only_where_there_is_spread() -> No
 
 def test_bar_summary_is_the_model_level_ranking() -> None:
     imp = np.array([[0.0, 1.0, 0.2], [0.0, 3.0, 0.4]])
-    e = Explanation(importance=imp, std=np.full((2, 3), 0.1), feature_names=["a", "b", "c"], target_names=["z0", "z1"], explainer="permutation")
+    e = Explanation(
+        importance=imp, std=np.full((2, 3), 0.1), feature_names=["a", "b", "c"], target_names=["z0", "z1"], explainer="permutation"
+    )
     ax = bar_summary(e).axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels == ["b", "c", "a"]
@@ -223,7 +246,13 @@ def test_bar_summary_is_the_model_level_ranking() -> None:
 def test_unexplained_targets_are_left_out_and_said_to_be() -> None:
     imp = np.zeros((30, 4))
     imp[:2] = [[1, 0.5, 0, 0], [0, 1, 0.2, 0]]
-    e = Explanation(importance=imp, feature_names=list("abcd"), target_names=[f"z{i}" for i in range(30)], explainer="symbolic_regression", extras={"dims": [0, 1]})
+    e = Explanation(
+        importance=imp,
+        feature_names=list("abcd"),
+        target_names=[f"z{i}" for i in range(30)],
+        explainer="symbolic_regression",
+        extras={"dims": [0, 1]},
+    )
     fig = heatmap_figure(e)
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["z0", "z1"]
     assert "28 targets not explained by this step" in _titles(fig)

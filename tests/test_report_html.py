@@ -20,7 +20,14 @@ from aeinterp.runner import Runner
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 MAX_BYTES = 2 * 1024 * 1024
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +91,10 @@ def test_report_in_a_real_browser(quickstart: Path) -> None:
 
             # sorting reorders a table: the permutation step's per-target table by total importance
             table = "#top-permutation"
+
             def column(i: int) -> list[str]:
                 return page.eval_on_selector_all(f"{table} tbody tr", f"rows => rows.map(r => r.cells[{i}].getAttribute('data-v'))")
+
             before = [float(v) for v in column(1)]
             page.click(f"{table} thead th:nth-child(2)")
             ascending = [float(v) for v in column(1)]

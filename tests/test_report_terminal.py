@@ -26,16 +26,24 @@ def _wide(name: str, seed: int, std: bool) -> Explanation:
     imp = rng.random((N_LATENTS, N_FEATURES)) * np.logspace(0, -3, N_FEATURES)  # values from ~1 down to ~1e-3
     imp[:, 150:] = 0.0  # 50 inputs nothing depends on
     return Explanation(
-        importance=imp, std=(np.full_like(imp, 0.01) if std else np.zeros_like(imp)), feature_names=NAMES,
-        target_names=[f"z{j}" for j in range(N_LATENTS)], explainer=name, distribution="dist", version="1.0",
-        runtime_s=0.5, extras={"unit": "root mean squared change of the target"},
+        importance=imp,
+        std=(np.full_like(imp, 0.01) if std else np.zeros_like(imp)),
+        feature_names=NAMES,
+        target_names=[f"z{j}" for j in range(N_LATENTS)],
+        explainer=name,
+        distribution="dist",
+        version="1.0",
+        runtime_s=0.5,
+        extras={"unit": "root mean squared change of the target"},
     )
 
 
 @pytest.fixture(scope="module")
 def wide_results(tmp_path_factory):  # noqa: ANN001, ANN201
     out = tmp_path_factory.mktemp("wide")
-    store = ResultsStore(out, recipe={}, model={"description": "M", "latent_dim": N_LATENTS}, data={"name": "genes", "kind": "tabular"}, plugins=[])
+    store = ResultsStore(
+        out, recipe={}, model={"description": "M", "latent_dim": N_LATENTS}, data={"name": "genes", "kind": "tabular"}, plugins=[]
+    )
     store.add("permutation", _wide("permutation", 0, std=False))
     store.add("repeated", _wide("repeated", 1, std=True))
     store.finish("complete")
@@ -104,10 +112,26 @@ def test_verdicts_are_one_set_with_their_basis_and_unexplained_latents_are_not_d
     imp[0] = [1.0, 0.5, 0.0, 0.0, 0.0]
     imp[1] = [0.0, 0.8, 0.3, 0.0, 0.01]
     # a formula search that explained only z0..z2 (z2 depends on nothing), and a second explainer of z0, z1
-    symbolic = Explanation(importance=imp, feature_names=list("abcde"), target_names=["z0", "z1", "z2", "z3"], explainer="symbolic", extras={"dims": [0, 1, 2]})
-    other = Explanation(importance=np.vstack([imp[:2], np.zeros((2, 5))]) + np.array([0, 0, 0, 0, 0.4]), feature_names=list("abcde"), target_names=["z0", "z1", "z2", "z3"], explainer="other", extras={"dims": [0, 1]})
-    traversal = Explanation(importance=np.zeros((4, 5)), feature_names=list("abcde"), target_names=["z0", "z1", "z2", "z3"], explainer="latent_traversal", extras={"feature_axis": "output"})
-    store = ResultsStore(tmp_path, recipe={}, model={"description": "M", "latent_dim": 4}, data={"name": "d", "kind": "tabular"}, plugins=[])
+    symbolic = Explanation(
+        importance=imp, feature_names=list("abcde"), target_names=["z0", "z1", "z2", "z3"], explainer="symbolic", extras={"dims": [0, 1, 2]}
+    )
+    other = Explanation(
+        importance=np.vstack([imp[:2], np.zeros((2, 5))]) + np.array([0, 0, 0, 0, 0.4]),
+        feature_names=list("abcde"),
+        target_names=["z0", "z1", "z2", "z3"],
+        explainer="other",
+        extras={"dims": [0, 1]},
+    )
+    traversal = Explanation(
+        importance=np.zeros((4, 5)),
+        feature_names=list("abcde"),
+        target_names=["z0", "z1", "z2", "z3"],
+        explainer="latent_traversal",
+        extras={"feature_axis": "output"},
+    )
+    store = ResultsStore(
+        tmp_path, recipe={}, model={"description": "M", "latent_dim": 4}, data={"name": "d", "kind": "tabular"}, plugins=[]
+    )
     for alias, e in (("symbolic", symbolic), ("other", other), ("traversal", traversal)):
         store.add(alias, e)
     store.finish("complete")

@@ -60,7 +60,14 @@ def test_default_range_index_and_numpy_give_no_labels_and_explicit_names_win(fra
     plain = frame.reset_index(drop=True)
     e = aeinterp.explain(LinearAE(), plain.iloc[:10], "deepshap", background=plain.iloc[40:], progress=False)
     assert e.sample_names is None
-    named = aeinterp.explain(LinearAE(), plain.iloc[:10].to_numpy(), "deepshap", background=plain.iloc[40:].to_numpy(), progress=False, sample_names=list("abcdefghij"))
+    named = aeinterp.explain(
+        LinearAE(),
+        plain.iloc[:10].to_numpy(),
+        "deepshap",
+        background=plain.iloc[40:].to_numpy(),
+        progress=False,
+        sample_names=list("abcdefghij"),
+    )
     assert named.sample_names == list("abcdefghij")
     with pytest.raises(AeinterpError, match="3 labels for 10 rows"):
         aeinterp.explain(LinearAE(), plain.iloc[:10], "deepshap", progress=False, sample_names=["a", "b", "c"])
@@ -101,7 +108,11 @@ def test_reprs_are_short_and_never_hold_arrays(exp: Explanation) -> None:
     text = repr(exp)
     assert text.startswith("Explanation(deepshap on latent: 3 targets x 6 features, local (40, 3, 6)")
     assert "rows 'cell_100'..'cell_139'" in text and "[[" not in text and "array(" not in text
-    wide = Explanation(importance=np.ones((500, 2000)), feature_names=[f"feature_{'x' * 80}_{i}" for i in range(2000)], target_names=[f"t{'y' * 90}{i}" for i in range(500)])
+    wide = Explanation(
+        importance=np.ones((500, 2000)),
+        feature_names=[f"feature_{'x' * 80}_{i}" for i in range(2000)],
+        target_names=[f"t{'y' * 90}{i}" for i in range(500)],
+    )
     assert len(repr(wide)) < 500
 
 
@@ -126,14 +137,22 @@ def test_save_and_load_round_trip_without_pickle(exp: Explanation, tmp_path: Pat
 def test_saving_a_memory_mapped_result_copies_its_local_file(tmp_path: Path) -> None:
     source = tmp_path / "big.local.npy"
     np.save(source, np.arange(24, dtype=np.float64).reshape(2, 3, 4))
-    e = Explanation(importance=np.ones((3, 4)), feature_names=list("abcd"), target_names=["z0", "z1", "z2"], local=np.load(source, mmap_mode="r"), sample_names=["r1", "r2"])
+    e = Explanation(
+        importance=np.ones((3, 4)),
+        feature_names=list("abcd"),
+        target_names=["z0", "z1", "z2"],
+        local=np.load(source, mmap_mode="r"),
+        sample_names=["r1", "r2"],
+    )
     folder = e.save(tmp_path / "out")
     assert source.exists()  # the user's file stays where it was
     np.testing.assert_array_equal(np.asarray(aeinterp.load(folder).local), np.load(source))
 
 
 def test_explain_all_results_save_load_and_repr(frame: pd.DataFrame, tmp_path: Path) -> None:
-    both = aeinterp.explain_all(LinearAE(), frame.iloc[:40], ["deepshap", ("permutation", {"repeats": 2})], background=frame.iloc[40:], progress=False)
+    both = aeinterp.explain_all(
+        LinearAE(), frame.iloc[:40], ["deepshap", ("permutation", {"repeats": 2})], background=frame.iloc[40:], progress=False
+    )
     text = repr(both)
     assert text.splitlines()[0] == "Explanations(2 results, 0 failed)" and len(text) < 600
     both.save(tmp_path / "run")
@@ -191,7 +210,13 @@ def test_image_overlay_is_transparent_where_the_attribution_is_small_and_per_sam
     local = np.zeros((12, 2, 36))
     local[:, 0, 7] = 1.0  # one pixel matters for z0, in every sample
     names = [f"px[{i},{j}]" for i in range(6) for j in range(6)]
-    e = Explanation(importance=np.abs(local).mean(axis=0), feature_names=names, target_names=["z0", "z1"], local=local, sample_names=[f"img{i}" for i in range(12)])
+    e = Explanation(
+        importance=np.abs(local).mean(axis=0),
+        feature_names=names,
+        target_names=["z0", "z1"],
+        local=local,
+        sample_names=[f"img{i}" for i in range(12)],
+    )
     fig = e.plot.image(over=images[0])
     ax = fig.axes[0]
     layers = [im for im in ax.get_children() if isinstance(im, AxesImage)]

@@ -32,8 +32,14 @@ def test_top_features_and_normalized() -> None:
 
 
 def test_round_trip_through_results_json_and_npz(tmp_path) -> None:  # noqa: ANN001
-    e = make(std=np.ones((2, 3)), local=np.random.default_rng(0).normal(size=(4, 2, 3)), arrays={"tiles": np.zeros((2, 8, 8))},
-             extras={"gap": np.float32(0.5), "nan": float("nan"), "list": np.arange(3)}, explainer="x", runtime_s=1.5)
+    e = make(
+        std=np.ones((2, 3)),
+        local=np.random.default_rng(0).normal(size=(4, 2, 3)),
+        arrays={"tiles": np.zeros((2, 8, 8))},
+        extras={"gap": np.float32(0.5), "nan": float("nan"), "list": np.arange(3)},
+        explainer="x",
+        runtime_s=1.5,
+    )
     store = ResultsStore(tmp_path, recipe={}, model={}, data={}, plugins=[])
     store.add("x", e)
     store.finish("complete")

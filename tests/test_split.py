@@ -10,8 +10,8 @@ import pytest
 import yaml
 from rich.console import Console
 
-from aeinterp.io.datasets import load_dataset
 from aeinterp.errors import DataError, RecipeError
+from aeinterp.io.datasets import load_dataset
 from aeinterp.run.results import load_results
 from aeinterp.runner import Runner
 
@@ -32,8 +32,14 @@ def _csv(path: Path, x: np.ndarray, extra: dict[str, list[str]] | None = None) -
 
 def _run(tmp_path: Path, data: dict, explainers: list[dict]) -> tuple[Path, dict]:
     recipe = {
-        "seed": 3, "data": data, "model": {"builtin": "mlp", "latent_dim": 2, "options": {"hidden": [8]}, "train": {"epochs": 3}},
-        "explainers": explainers, "output": "out", "report": {"plots": False, "html": False, "terminal": False}, "device": "cpu", "cache": False,
+        "seed": 3,
+        "data": data,
+        "model": {"builtin": "mlp", "latent_dim": 2, "options": {"hidden": [8]}, "train": {"epochs": 3}},
+        "explainers": explainers,
+        "output": "out",
+        "report": {"plots": False, "html": False, "terminal": False},
+        "device": "cpu",
+        "cache": False,
     }
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -47,9 +53,13 @@ def test_held_out_rows_by_index_are_exactly_the_rows_explained(tmp_path: Path) -
     x = _data()
     _csv(tmp_path / "d.csv", x)
     out, doc = _run(
-        tmp_path, {"path": "d.csv", "split": {"explain_rows": list(range(90, 120))}},
-        [{"name": "permutation", "params": {"repeats": 2}}, {"name": "mutual_information"},
-         {"name": "deepshap", "params": {"max_samples": 7, "n_background": 20}}],
+        tmp_path,
+        {"path": "d.csv", "split": {"explain_rows": list(range(90, 120))}},
+        [
+            {"name": "permutation", "params": {"repeats": 2}},
+            {"name": "mutual_information"},
+            {"name": "deepshap", "params": {"max_samples": 7, "n_background": 20}},
+        ],
     )
     with np.load(out / "split.npz") as split:
         assert split["explain_index"].tolist() == list(range(90, 120))

@@ -8,15 +8,16 @@ import json
 
 import numpy as np
 import pytest
-
-from aeinterp import explain
-from aeinterp.toolkit.chunks import LocalExecutor
-from aeinterp.explanation import Explanation
-from aeinterp.run.results import ResultsStore, load_results
-from aeinterp.testing import planted_autoencoder
 from aeinterp_deepshap.explainer import DeepShap
 from aeinterp_gradients.explainers import IntegratedGradients, Jacobian
 from aeinterp_perturbation.explainers import Permutation, ZeroAblation
+
+from aeinterp import explain
+from aeinterp.explanation import Explanation
+from aeinterp.run.results import ResultsStore, load_results
+from aeinterp.testing import planted_autoencoder
+from aeinterp.toolkit.chunks import LocalExecutor
+
 
 def _mapped(a: np.ndarray) -> bool:
     """Whether ``a`` is (a view of) a memory map: read lazily from its file."""
@@ -158,7 +159,9 @@ def test_local_auto_none_and_top_k(planted) -> None:  # noqa: ANN001
 def test_anytime_intervals_cover_the_full_data_value(cls, params) -> None:  # noqa: ANN001
     planted = planted_autoencoder(n_samples=4000)
     full = explain(cls, planted.model, planted.data, params=params, seed=2)
-    auto = explain(cls, planted.model, planted.data, params={**params, "max_samples": "auto", "first_round": 100, "anytime_tolerance": 0.1}, seed=2)
+    auto = explain(
+        cls, planted.model, planted.data, params={**params, "max_samples": "auto", "first_round": 100, "anytime_tolerance": 0.1}, seed=2
+    )
     facts = auto.extras["anytime"]
     assert facts["samples_used"] < len(planted.data.explain_index) and facts["stopped"] == "converged"
     hw = auto.arrays["importance_halfwidth"]
@@ -175,8 +178,10 @@ def test_the_background_does_not_depend_on_max_samples() -> None:
     """An anytime estimate and the full-data result differ only in the samples averaged: same background, same
     per-sample values (DeepSHAP on 10**6 samples once compared an estimate with a result on another background)."""
     planted = planted_autoencoder(n_samples=800)
-    runs = {m: explain(DeepShap, planted.model, planted.data, params={"n_background": 10, "max_samples": m, "local": "full"}, seed=5)
-            for m in (None, "auto", 50)}
+    runs = {
+        m: explain(DeepShap, planted.model, planted.data, params={"n_background": 10, "max_samples": m, "local": "full"}, seed=5)
+        for m in (None, "auto", 50)
+    }
     backgrounds = [r.arrays["fit_index"] for r in runs.values()]
     assert all(np.array_equal(b, backgrounds[0]) for b in backgrounds)
     full, some = runs[None], runs[50]
@@ -186,8 +191,13 @@ def test_the_background_does_not_depend_on_max_samples() -> None:
 
 def _explanation(t: int, f: int) -> Explanation:
     rng = np.random.default_rng(0)
-    return Explanation(importance=rng.random((t, f)), std=rng.random((t, f)), feature_names=[f"x{i}" for i in range(f)],
-                       target_names=[f"z{j}" for j in range(t)], explainer="demo")
+    return Explanation(
+        importance=rng.random((t, f)),
+        std=rng.random((t, f)),
+        feature_names=[f"x{i}" for i in range(f)],
+        target_names=[f"z{j}" for j in range(t)],
+        explainer="demo",
+    )
 
 
 def test_large_matrices_are_referenced_and_memory_mapped(tmp_path) -> None:  # noqa: ANN001

@@ -158,7 +158,13 @@ def test_streamed_chunks_equal_the_whole(planted) -> None:  # noqa: ANN001
         whole = explain(explainer, planted.model, planted.data, params=params)
         chunked = explain(explainer, planted.model, planted.data, params={**params, "chunk_size": 7, "local": "none"})
         np.testing.assert_allclose(chunked.importance, whole.importance, rtol=1e-6, atol=1e-10)
-        for key in ("importance_mean_abs", "importance_variance_share", "importance_direction", "importance_by_group", "stability_topk_overlap"):
+        for key in (
+            "importance_mean_abs",
+            "importance_variance_share",
+            "importance_direction",
+            "importance_by_group",
+            "stability_topk_overlap",
+        ):
             np.testing.assert_allclose(chunked.arrays[key], whole.arrays[key], rtol=1e-6, atol=1e-9, err_msg=key)
 
 
@@ -178,7 +184,14 @@ def _noisy_case() -> tuple[TorchAutoencoder, ArrayDataset]:
     x = np.random.default_rng(1).standard_t(2, size=(n, d)).astype(np.float32)
     names = element_names("tabular", (d,))
     fit, held = split_indices(n, seed=0)
-    data = ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (d,), feature_names=names), fit_index=fit, explain_index=held)
+    data = ArrayDataset(
+        x=x,
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (d,), feature_names=names),
+        fit_index=fit,
+        explain_index=held,
+    )
     return TorchAutoencoder(module, (d,)), data
 
 
@@ -186,7 +199,7 @@ def test_stability_drops_below_one_when_the_background_is_resampled_on_a_noisy_c
     model, data = _noisy_case()
     params = {"n_background": 4, "summary": "mean_abs", "stability_k": 5}
     runs = [explain(DeepShap, model, data, params=params, seed=s) for s in range(3)]
-    across = np.mean([topk_overlap(a.importance, b.importance, 5).mean() for i, a in enumerate(runs) for b in runs[i + 1:]])
+    across = np.mean([topk_overlap(a.importance, b.importance, 5).mean() for i, a in enumerate(runs) for b in runs[i + 1 :]])
     assert across < 1.0
     same = [explain(DeepShap, model, data, params=params, seed=0) for _ in range(2)]  # same seed, same background: identical
     np.testing.assert_array_equal(topk_overlap(same[0].importance, same[1].importance, 5), 1.0)

@@ -18,9 +18,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CONSTRAINTS = ROOT / ".ci" / "constraints.txt"
 BUILTINS = {
-    "permutation", "zero_ablation", "mutual_information", "jacobian", "integrated_gradients", "deepshap",
-    "symbolic_regression", "latent_size_law", "feature_visualization", "activation_atlas", "latent_traversal",
-    "component_contributions", "output_effects", "invariance", "interactions", "faithfulness", "weight_importance",
+    "permutation",
+    "zero_ablation",
+    "mutual_information",
+    "jacobian",
+    "integrated_gradients",
+    "deepshap",
+    "symbolic_regression",
+    "latent_size_law",
+    "feature_visualization",
+    "activation_atlas",
+    "latent_traversal",
+    "component_contributions",
+    "output_effects",
+    "invariance",
+    "interactions",
+    "faithfulness",
+    "weight_importance",
 }
 
 pytestmark = pytest.mark.slow
@@ -60,7 +74,8 @@ def test_the_wheel_lists_every_builtin_explainer(user_env: Path, tmp_path: Path)
 
 
 def test_a_recipe_runs_end_to_end_from_the_wheel(user_env: Path, tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(textwrap.dedent("""\
+    (tmp_path / "r.yaml").write_text(
+        textwrap.dedent("""\
         seed: 0
         data: {builtin: synthetic_tabular}
         model: {builtin: mlp, latent_dim: 3, options: {hidden: [16]}, train: {epochs: 20}}
@@ -68,14 +83,18 @@ def test_a_recipe_runs_end_to_end_from_the_wheel(user_env: Path, tmp_path: Path)
           - {name: permutation, params: {repeats: 2}}
           - {name: deepshap}
         output: out
-        """))
+        """)
+    )
     ran = _run([user_env / "aeinterp", "run", "r.yaml", "--quiet"], cwd=tmp_path, timeout=600)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
     assert doc["status"] == "complete" and [e["alias"] for e in doc["explainers"]] == ["permutation", "deepshap"]
     assert (tmp_path / "out" / "report.html").exists()
     # the code ran from the installed wheel, not from this checkout
-    where = _run([user_env / "python", "-c", "import aeinterp, aeinterp_deepshap; print(aeinterp.__file__, aeinterp_deepshap.__file__)"], cwd=tmp_path)
+    where = _run(
+        [user_env / "python", "-c", "import aeinterp, aeinterp_deepshap; print(aeinterp.__file__, aeinterp_deepshap.__file__)"],
+        cwd=tmp_path,
+    )
     assert str(ROOT) not in where.stdout and "site-packages" in where.stdout
 
 

@@ -97,8 +97,10 @@ def matrix_rows(matrix: Any, description: str, fingerprint: str | None = None, e
         if not np.issubdtype(matrix.dtype, np.number) and matrix.dtype != bool:
             raise DataError(f"{description} is not numeric (dtype {matrix.dtype})")
     elif getattr(matrix, "format", None) == "csc":
-        raise DataError(f"{description} is stored CSC on disk: reading rows would read the whole file each time; "
-                        "rewrite it as CSR (adata.X = adata.X.tocsr(); adata.write_h5ad(...)) or read it into memory (backed=False)")
+        raise DataError(
+            f"{description} is stored CSC on disk: reading rows would read the whole file each time; "
+            "rewrite it as CSR (adata.X = adata.X.tocsr(); adata.write_h5ad(...)) or read it into memory (backed=False)"
+        )
     elif isinstance(matrix, np.ndarray) or hasattr(matrix, "__array__"):
         matrix = matrix if hasattr(matrix, "shape") and len(matrix.shape) == 2 else np.asarray(matrix)
     return LazyRows(matrix, extra=extra, description=description, fingerprint=fingerprint)
@@ -162,8 +164,14 @@ def read_h5ad(path: Path, layer: str | None = None, *, backed: bool | str = "aut
     else:
         f.close()
     columns = {str(c): obs[c].astype(str).to_numpy(dtype=str) for c in obs.columns}
-    info = {"source": "h5ad", "path": str(path), "matrix": which, "storage": _storage(matrix),
-            "n_obs": int(rows.shape[0]), "n_vars": int(rows.shape[1])}
+    info = {
+        "source": "h5ad",
+        "path": str(path),
+        "matrix": which,
+        "storage": _storage(matrix),
+        "n_obs": int(rows.shape[0]),
+        "n_vars": int(rows.shape[1]),
+    }
     return RawTable(x=rows, feature_names=[str(v) for v in var.index], columns=columns, info=info)
 
 
@@ -212,22 +220,40 @@ def anndata_dataset(
             raise DataError(f"no cell has obs[{split!r}] in {want} for the explain split (values found: {found})")
         if fit_index.size == 0:
             raise DataError(f"no cell of obs[{split!r}] is left for the fit split (values found: {found})")
-        split_info = {"method": "column", "column": split, "explain": want, "fit": None if fit_values is None else [str(v) for v in fit_values]}
+        split_info = {
+            "method": "column",
+            "column": split,
+            "explain": want,
+            "fit": None if fit_values is None else [str(v) for v in fit_values],
+        }
     if check_finite:
         finite = x.finite_rows() if isinstance(x, LazyRows) else np.isfinite(x).all(axis=1)
         if not finite.all():
-            raise DataError(f"{description} has NaN or infinite values (first in cell {adata.obs_names[int(np.flatnonzero(~finite)[0])]!r}); clean or drop those cells")
+            raise DataError(
+                f"{description} has NaN or infinite values (first in cell {adata.obs_names[int(np.flatnonzero(~finite)[0])]!r}); clean or drop those cells"
+            )
     genes = element_names("tabular", (len(names),), names)
     all_names = genes + [str(e) for e in extra_names]
     if len(all_names) != x.shape[1]:
         raise DataError(f"{len(extra_names)} names for {x.shape[1] - len(names)} extra columns")
     if isinstance(groups, str) and groups.startswith("correlation"):
-        raise DataError("correlation groups are not computed on AnnData (they need a dense genes x genes correlation); give groups as a mapping")
+        raise DataError(
+            "correlation groups are not computed on AnnData (they need a dense genes x genes correlation); give groups as a mapping"
+        )
     grp = make_groups("tabular", (len(names),), groups, feature_names=genes)
     info = {"source": "AnnData", "matrix": which, "storage": _storage(matrix), "n_obs": n, "n_vars": len(names), "row_names": "obs_names"}
     if extra_names:
         info["held_fixed"] = [str(e) for e in extra_names]
     return ArrayDataset(
-        x=x, kind="tabular", feature_names=all_names, groups=grp, fit_index=fit_index, explain_index=explain_index,
-        name=description, labels=y, info=info, split_info=split_info, check_finite=False,
+        x=x,
+        kind="tabular",
+        feature_names=all_names,
+        groups=grp,
+        fit_index=fit_index,
+        explain_index=explain_index,
+        name=description,
+        labels=y,
+        info=info,
+        split_info=split_info,
+        check_finite=False,
     )

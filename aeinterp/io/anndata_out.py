@@ -52,7 +52,9 @@ def _cells(exp: Explanation, n_obs: int) -> np.ndarray | None:
         return None
     rows = np.asarray(rows, dtype=np.int64)
     if data.get("n_obs") not in (None, n_obs) or (rows.size and rows.max() >= n_obs):
-        raise DataError(f"the explanation was computed on {data.get('n_obs', '?')} cells, but this AnnData has {n_obs}; write it into the AnnData it explains")
+        raise DataError(
+            f"the explanation was computed on {data.get('n_obs', '?')} cells, but this AnnData has {n_obs}; write it into the AnnData it explains"
+        )
     return rows
 
 
@@ -87,19 +89,28 @@ def _write_one(adata: Any, alias: str, exp: Explanation, pd: Any) -> dict[str, A
         adata.obsm[f"{key}_total"] = _per_cell(total, rows, n_obs)
         written["obsm"].append(f"{key}_total")
     record = {
-        "params": exp.params, "seed": exp.seed, "runtime_s": exp.runtime_s, "library_versions": exp.library_versions,
-        "distribution": exp.distribution, "version": exp.version, "feature_names_not_in_var": None,
+        "params": exp.params,
+        "seed": exp.seed,
+        "runtime_s": exp.runtime_s,
+        "library_versions": exp.library_versions,
+        "distribution": exp.distribution,
+        "version": exp.version,
+        "feature_names_not_in_var": None,
         "extras": {k: v for k, v in exp.extras.items() if k not in ("summary",)},
     }
     missing = [f for f, h in zip(exp.feature_names, hits) if h is None]
-    record["feature_names_not_in_var"] = missing[:1000]
+    record["feature_names_not_in_var"] = missing[:1000]  # type: ignore[assignment]
     if not written["varm"]:  # features are not genes of this AnnData (groups, other genes): keep the matrix in uns
         written["importance"] = np.asarray(exp.importance)
         written["features"] = np.asarray([str(f) for f in exp.feature_names])
     return {
-        "explainer": exp.explainer, "method": str(exp.extras.get("method", exp.explainer)), "target": exp.target,
-        **({"exact": bool(exp.extras["exact"])} if "exact" in exp.extras else {}), "targets": np.asarray([str(t) for t in exp.target_names]),
-        "varm": written["varm"], "obsm": np.asarray(written["obsm"], dtype=str),
+        "explainer": exp.explainer,
+        "method": str(exp.extras.get("method", exp.explainer)),
+        "target": exp.target,
+        **({"exact": bool(exp.extras["exact"])} if "exact" in exp.extras else {}),
+        "targets": np.asarray([str(t) for t in exp.target_names]),
+        "varm": written["varm"],
+        "obsm": np.asarray(written["obsm"], dtype=str),
         "record": json.dumps(jsonable(record), default=str),
         **({k: written[k] for k in ("importance", "features") if k in written}),
     }
@@ -111,7 +122,9 @@ def write_explanations(adata: Any, explanations: Mapping[str, Explanation], run:
     if not all(hasattr(adata, a) for a in ("varm", "obsm", "uns", "var_names", "n_obs")):
         raise DataError(f"to_anndata needs an anndata.AnnData, got {type(adata).__name__}")
     if getattr(adata, "isbacked", False):
-        raise DataError("the AnnData is opened backed (read-only); load it with anndata.read_h5ad(path) or write to a copy: adata.to_memory()")
+        raise DataError(
+            "the AnnData is opened backed (read-only); load it with anndata.read_h5ad(path) or write to a copy: adata.to_memory()"
+        )
     uns = dict(adata.uns.get(UNS_KEY, {}))
     for alias, exp in explanations.items():
         if not isinstance(exp, Explanation):

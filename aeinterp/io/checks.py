@@ -27,7 +27,8 @@ def check_dense_fits(shape: Sequence[int], dtype: Any, what: str) -> None:
     nbytes = float(np.prod([float(d) for d in dims])) * np.dtype(dtype).itemsize
     shown = " × ".join(f"{d:,}" for d in dims)
     check_fits(
-        nbytes, f"{what} as a dense {np.dtype(dtype).name} array ({shown})",
+        nbytes,
+        f"{what} as a dense {np.dtype(dtype).name} array ({shown})",
         "select fewer samples or features (max_samples:, a smaller file), or use a machine with more memory",
     )
 

@@ -44,7 +44,16 @@ def make_synthetic_tabular(n: int = 800, seed: int = 0) -> tuple[np.ndarray, lis
     rng = np.random.default_rng(seed)
     f = rng.normal(size=(n, 3))
     noise = lambda: rng.normal(0, 0.1, size=n)  # noqa: E731
-    cols = [f[:, 0] + noise(), 2 * f[:, 0] + noise(), f[:, 1] + noise(), -f[:, 1] + noise(), f[:, 2] + noise(), 0.5 * f[:, 2] + noise(), rng.normal(size=n), rng.normal(size=n)]
+    cols = [
+        f[:, 0] + noise(),
+        2 * f[:, 0] + noise(),
+        f[:, 1] + noise(),
+        -f[:, 1] + noise(),
+        f[:, 2] + noise(),
+        0.5 * f[:, 2] + noise(),
+        rng.normal(size=n),
+        rng.normal(size=n),
+    ]
     names = ["a1", "a2", "b1", "b2", "c1", "c2", "noise1", "noise2"]
     return np.stack(cols, axis=1).astype(np.float32), names
 
@@ -69,7 +78,13 @@ BUILTIN_DATASETS: dict[str, str] = {
 }
 
 #: The data kind of each bundled dataset, known before loading it (``aeinterp validate`` checks explainers against it).
-BUILTIN_KINDS: dict[str, str] = {"breast_cancer": "tabular", "wine": "tabular", "digits": "image", "sines": "sequence", "synthetic_tabular": "tabular"}
+BUILTIN_KINDS: dict[str, str] = {
+    "breast_cancer": "tabular",
+    "wine": "tabular",
+    "digits": "image",
+    "sines": "sequence",
+    "synthetic_tabular": "tabular",
+}
 
 
 def _builtin(name: str) -> tuple[np.ndarray, list[str] | None, np.ndarray | None, DataKind]:
@@ -90,7 +105,9 @@ def _builtin(name: str) -> tuple[np.ndarray, list[str] | None, np.ndarray | None
 
 def _infer_kind(x: np.ndarray, kind: str | None, source: str) -> tuple[np.ndarray, DataKind]:
     if x.ndim < 2:
-        raise DataError(f"{source} has shape {x.shape}; data must be 2-D, samples x features (one feature: save x.reshape(-1, 1); one sample: x.reshape(1, -1))")
+        raise DataError(
+            f"{source} has shape {x.shape}; data must be 2-D, samples x features (one feature: save x.reshape(-1, 1); one sample: x.reshape(1, -1))"
+        )
     if kind is None:
         if x.ndim == 2:
             return x, "tabular"
@@ -173,7 +190,11 @@ def _user_split(
             raise DataError(f"{name}: no row has {column} in {want} for the explain split (values found: {', '.join(found[:10])})")
         if fit.size == 0:
             raise DataError(f"{name}: no row of {column} is in the fit split (values found: {', '.join(found[:10])})")
-        return fit, explain, {"method": "column", "column": column, "explain": want, "fit": None if fit_values is None else [str(v) for v in fit_values]}
+        return (
+            fit,
+            explain,
+            {"method": "column", "column": column, "explain": want, "fit": None if fit_values is None else [str(v) for v in fit_values]},
+        )
     if explain_rows is None and fit_rows is None:
         return None
     if explain_rows is None:
@@ -244,7 +265,9 @@ def load_dataset(
     keep = [c for c in dict.fromkeys((label, split_column)) if c is not None]
     if builtin is not None:
         if explain_path is not None or split_column is not None:
-            raise DataError("a bundled dataset has no split column and no separate explain file; use `split.explain_rows` for your own split")
+            raise DataError(
+                "a bundled dataset has no split column and no separate explain file; use `split.explain_rows` for your own split"
+            )
         x, base_names, labels, builtin_kind = _builtin(builtin)
         if kind is not None and kind != builtin_kind:
             raise DataError(f"builtin dataset {builtin!r} is {builtin_kind} data, not {kind}")
@@ -274,7 +297,11 @@ def load_dataset(
                 labels = None
             both = None if table.index is None or other.index is None else np.concatenate([table.index, other.index])
             table = RawTable(x=np.concatenate([np.asarray(table.x), np.asarray(other.x)]), feature_names=table.feature_names, index=both)
-            user = (np.arange(n_fit), np.arange(n_fit, table.x.shape[0]), {"method": "files", "fit_path": str(fit_source), "explain_path": str(explain_path)})
+            user = (
+                np.arange(n_fit),
+                np.arange(n_fit, table.x.shape[0]),
+                {"method": "files", "fit_path": str(fit_source), "explain_path": str(explain_path)},
+            )
             name = f"{name}+{other_name}"
         base_names = table.feature_names
     x = table.x
@@ -293,8 +320,15 @@ def load_dataset(
         check_unique_names(base_names, "data.feature_names")
     if user is None:
         user = _user_split(
-            x.shape[0], table, name, column=split_column, explain_values=explain_values, fit_values=fit_values,
-            explain_rows=explain_rows, fit_rows=fit_rows, base_dir=base_dir,
+            x.shape[0],
+            table,
+            name,
+            column=split_column,
+            explain_values=explain_values,
+            fit_values=fit_values,
+            explain_rows=explain_rows,
+            fit_rows=fit_rows,
+            base_dir=base_dir,
         )
     row_ids = np.arange(x.shape[0])
     finite = finite_rows(x)
@@ -342,7 +376,17 @@ def load_dataset(
     needs_rows = isinstance(groups, str) and groups.startswith("correlation")
     grp = make_groups(kind, x.shape[1:], groups, feature_names=names, x=x[fit_idx] if needs_rows else None, base_names=base_names)
     return ArrayDataset(
-        x=x, kind=kind, feature_names=names, groups=grp, fit_index=fit_idx, explain_index=explain_idx, name=name, labels=labels,
-        info=info, row_ids=row_ids, split_info=split_info, check_finite=False,  # checked above (and standardizing keeps it finite)
+        x=x,
+        kind=kind,
+        feature_names=names,
+        groups=grp,
+        fit_index=fit_idx,
+        explain_index=explain_idx,
+        name=name,
+        labels=labels,
+        info=info,
+        row_ids=row_ids,
+        split_info=split_info,
+        check_finite=False,  # checked above (and standardizing keeps it finite)
         row_names=None if table.index is None else [str(table.index[r]) for r in row_ids],
     )

@@ -46,8 +46,10 @@ def lazy_dataset(
         raise DataError(f"an AnnData or sparse matrix is tabular data (cells x genes), not {kind}")
     if is_anndata(X):
         if background is not None:
-            raise DataError("background= with an AnnData: mark the explained cells in an obs column and pass split=<column> "
-                            "(cells whose value is 'test' are explained, the others are the background)")
+            raise DataError(
+                "background= with an AnnData: mark the explained cells in an obs column and pass split=<column> "
+                "(cells whose value is 'test' are explained, the others are the background)"
+            )
         if feature_names is not None:
             raise DataError("feature_names= with an AnnData: the genes are named by adata.var_names")
         return anndata_dataset(X, layer=layer, labels=labels, split=split, groups=groups)
@@ -87,9 +89,22 @@ def _sparse_dataset(X: Any, background: Any, feature_names: Sequence[str] | None
     if isinstance(groups, str) and groups.startswith("correlation"):
         raise DataError("correlation groups are not computed on sparse data; give groups as a mapping")
     grp = make_groups("tabular", (x.shape[1],), groups, feature_names=names)
-    info = {"source": "scipy sparse", "matrix": f"{type(X).__name__} ({matrix.nnz:,} stored values)", "storage": "sparse CSR in memory, densified a chunk of rows at a time"}
-    return ArrayDataset(x=x, kind="tabular", feature_names=names, groups=grp, fit_index=fit_index, explain_index=explain_index,
-                        name="sparse", info=info, check_finite=False)
+    info = {
+        "source": "scipy sparse",
+        "matrix": f"{type(X).__name__} ({matrix.nnz:,} stored values)",
+        "storage": "sparse CSR in memory, densified a chunk of rows at a time",
+    }
+    return ArrayDataset(
+        x=x,  # type: ignore[arg-type]
+        kind="tabular",
+        feature_names=names,
+        groups=grp,
+        fit_index=fit_index,
+        explain_index=explain_index,
+        name="sparse",
+        info=info,
+        check_finite=False,
+    )
 
 
 def adapter_dataset(
@@ -111,8 +126,10 @@ def adapter_dataset(
         raise DataError("background= with an AnnData: mark the explained cells in an obs column and pass split=<column>")
     registered = adapter.layer
     if layer not in (None, registered) and not (layer == "X" and registered is None):
-        raise DataError(f"the {name} model was set up on {'X' if registered is None else 'layer ' + repr(registered)}; "
-                        f"layer={layer!r} would feed it another matrix (leave layer= out)")
+        raise DataError(
+            f"the {name} model was set up on {'X' if registered is None else 'layer ' + repr(registered)}; "
+            f"layer={layer!r} would feed it another matrix (leave layer= out)"
+        )
     extra = adapter.covariates(X)
     data = anndata_dataset(X, layer=registered, labels=labels, split=split, groups=groups, extra=extra, extra_names=adapter.covariate_names)
     return data

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .checks import check_dense_fits, check_unique_names, open_npy
 from ..errors import DataError, require
+from .checks import check_dense_fits, check_unique_names, open_npy
 from .table import RawTable  # noqa: F401  (read_file's result; re-exported)
 
 __all__ = ["RawTable", "read_file", "SUFFIXES", "MISSING"]
@@ -40,7 +40,9 @@ MISSING = ("", "NA", "nan", "NaN")  # CSV cells read as NaN
 SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".h5ad", ".npy", ".npz")
 
 
-def read_file(path: Path, *, key: str | None = None, keep: Sequence[str] = (), encoding: str = "utf-8", index: int | str | None = None) -> RawTable:
+def read_file(
+    path: Path, *, key: str | None = None, keep: Sequence[str] = (), encoding: str = "utf-8", index: int | str | None = None
+) -> RawTable:
     """Read ``path`` by its suffix. ``keep`` names columns that are not features
     (the label, the split column); ``key`` picks the ``.npz`` array or the ``.h5ad`` layer;
     ``index`` names a CSV's row-label column (or gives its position: 0 is the first)."""
@@ -115,13 +117,15 @@ def _index_name(path: Path, header: list[str], index: int | str | None) -> str |
 def _not_numeric(path: Path, h: str, value: str, row: int, first: bool) -> DataError:
     hint = f"mark it with `label: {h}` or remove it"
     if first:  # pandas writes a named index first: row labels, not a class label
-        hint = f"if it names the rows (the index pandas writes first), add `index: {h}`; if it is a class label, `label: {h}`; else remove it"
+        hint = (
+            f"if it names the rows (the index pandas writes first), add `index: {h}`; if it is a class label, `label: {h}`; else remove it"
+        )
     return DataError(f"{path}: column {h!r} is not numeric (value {value!r}, data row {row}); {hint}")
 
 
 def _decode_error(path: Path, exc: UnicodeDecodeError, encoding: str) -> DataError:
     return DataError(
-        f"{path} is not {encoding} text (byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start}); "
+        f"{path} is not {encoding} text (byte {exc.object[exc.start : exc.start + 1]!r} at offset {exc.start}); "
         "give its encoding in the data section, e.g. `encoding: latin-1`"
     )
 
@@ -159,8 +163,16 @@ def _read_csv_table(path: Path, header: list[str], keep: Sequence[str], encoding
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # a long first row: pandas would drop values
             frame = pd.read_csv(
-                path, sep=sep, header=0, names=header, index_col=False, encoding=encoding, skip_blank_lines=True,
-                na_values=list(MISSING), keep_default_na=False, dtype={k: str for k in keep},
+                path,
+                sep=sep,
+                header=0,
+                names=header,
+                index_col=False,
+                encoding=encoding,
+                skip_blank_lines=True,
+                na_values=list(MISSING),
+                keep_default_na=False,
+                dtype={k: str for k in keep},
             )
     except pd.errors.ParserWarning:
         _ragged(path, len(header), encoding, sep)
@@ -235,7 +247,9 @@ def _read_parquet(path: Path, keep: Sequence[str]) -> RawTable:
     names = [h for h in header if h not in keep]
     bad = [h for h in names if not pd.api.types.is_numeric_dtype(frame[h]) and not pd.api.types.is_bool_dtype(frame[h])]
     if bad:
-        raise DataError(f"{path}: column {bad[0]!r} is not numeric (dtype {frame[bad[0]].dtype}); mark it with `label: {bad[0]}` or remove it")
+        raise DataError(
+            f"{path}: column {bad[0]!r} is not numeric (dtype {frame[bad[0]].dtype}); mark it with `label: {bad[0]}` or remove it"
+        )
     x = frame[names].to_numpy(dtype=np.float32, na_value=np.nan)
     return RawTable(x=x, feature_names=names, columns={k: frame[k].astype(str).to_numpy(dtype=str) for k in keep})
 

@@ -130,8 +130,15 @@ class LazyRows:
         return f"LazyRows(shape={self.shape}, dtype={self._dtype}{what})"
 
     def _replace(self, **changes: Any) -> LazyRows:
-        kw = {"index": self.index, "extra": self.extra, "center": self.center, "scale": self.scale, "dtype": self._dtype,
-              "description": self.description, "fingerprint": self._fingerprint}
+        kw = {
+            "index": self.index,
+            "extra": self.extra,
+            "center": self.center,
+            "scale": self.scale,
+            "dtype": self._dtype,
+            "description": self.description,
+            "fingerprint": self._fingerprint,
+        }
         kw.update(changes)
         out = LazyRows(self.source, **kw)
         out.keepalive = self.keepalive
@@ -351,4 +358,4 @@ def column_stats(x: Any, rows: np.ndarray | None = None) -> tuple[np.ndarray, np
         mean = mean + delta * (b_n / total)
         m2 = m2 + b_m2 + delta**2 * (n * b_n / total)
         n = total
-    return mean, np.sqrt(m2 / n)  # type: ignore[operator]
+    return mean, np.sqrt(m2 / n)  # type: ignore[operator, return-value]

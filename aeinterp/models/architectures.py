@@ -103,8 +103,23 @@ class BuiltinAutoencoder(nn.Module):
 class MLPAutoencoder(BuiltinAutoencoder):
     architecture = "mlp"
 
-    def __init__(self, input_shape: Sequence[int], latent_dim: int, hidden: Sequence[int] = (64,), activation: str = "relu", variational: bool = False) -> None:
-        super().__init__({"input_shape": list(input_shape), "latent_dim": latent_dim, "hidden": list(hidden), "activation": activation, "variational": variational})
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        latent_dim: int,
+        hidden: Sequence[int] = (64,),
+        activation: str = "relu",
+        variational: bool = False,
+    ) -> None:
+        super().__init__(
+            {
+                "input_shape": list(input_shape),
+                "latent_dim": latent_dim,
+                "hidden": list(hidden),
+                "activation": activation,
+                "variational": variational,
+            }
+        )
         if len(input_shape) != 1:
             raise ModelError(f"the mlp architecture needs tabular samples (D,), got {tuple(input_shape)}")
         d = int(input_shape[0])
@@ -184,8 +199,23 @@ def _halved(size: int, times: int) -> int:
 class ConvAutoencoder2d(BuiltinAutoencoder):
     architecture = "conv2d"
 
-    def __init__(self, input_shape: Sequence[int], latent_dim: int, channels: Sequence[int] = (16, 32), activation: str = "relu", variational: bool = False) -> None:
-        super().__init__({"input_shape": list(input_shape), "latent_dim": latent_dim, "channels": list(channels), "activation": activation, "variational": variational})
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        latent_dim: int,
+        channels: Sequence[int] = (16, 32),
+        activation: str = "relu",
+        variational: bool = False,
+    ) -> None:
+        super().__init__(
+            {
+                "input_shape": list(input_shape),
+                "latent_dim": latent_dim,
+                "channels": list(channels),
+                "activation": activation,
+                "variational": variational,
+            }
+        )
         if len(input_shape) != 3:
             raise ModelError(f"the conv2d architecture needs image samples (C, H, W), got {tuple(input_shape)}")
         c, h, w = (int(s) for s in input_shape)
@@ -194,16 +224,34 @@ class ConvAutoencoder2d(BuiltinAutoencoder):
         self.encoder = nn.Sequential(*_downsampling(nn.Conv2d, c, channels, activation), nn.Flatten())
         self._heads(flat, latent_dim)
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, flat), _activation(activation), _Unflatten([width, hh, ww]),
-            *_upsampling(nn.ConvTranspose2d, channels, c, activation), _Resize([h, w]),
+            nn.Linear(latent_dim, flat),
+            _activation(activation),
+            _Unflatten([width, hh, ww]),
+            *_upsampling(nn.ConvTranspose2d, channels, c, activation),
+            _Resize([h, w]),
         )
 
 
 class ConvAutoencoder1d(BuiltinAutoencoder):
     architecture = "conv1d"
 
-    def __init__(self, input_shape: Sequence[int], latent_dim: int, channels: Sequence[int] = (16, 32), activation: str = "relu", variational: bool = False) -> None:
-        super().__init__({"input_shape": list(input_shape), "latent_dim": latent_dim, "channels": list(channels), "activation": activation, "variational": variational})
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        latent_dim: int,
+        channels: Sequence[int] = (16, 32),
+        activation: str = "relu",
+        variational: bool = False,
+    ) -> None:
+        super().__init__(
+            {
+                "input_shape": list(input_shape),
+                "latent_dim": latent_dim,
+                "channels": list(channels),
+                "activation": activation,
+                "variational": variational,
+            }
+        )
         if len(input_shape) != 2:
             raise ModelError(f"the conv1d architecture needs sequence samples (T, F), got {tuple(input_shape)}")
         t, f = (int(s) for s in input_shape)
@@ -212,8 +260,12 @@ class ConvAutoencoder1d(BuiltinAutoencoder):
         self.encoder = nn.Sequential(_Transpose(), *_downsampling(nn.Conv1d, f, channels, activation), nn.Flatten())
         self._heads(flat, latent_dim)
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, flat), _activation(activation), _Unflatten([width, tt]),
-            *_upsampling(nn.ConvTranspose1d, channels, f, activation), _Resize([t]), _Transpose(),
+            nn.Linear(latent_dim, flat),
+            _activation(activation),
+            _Unflatten([width, tt]),
+            *_upsampling(nn.ConvTranspose1d, channels, f, activation),
+            _Resize([t]),
+            _Transpose(),
         )
 
 
@@ -247,7 +299,9 @@ class LSTMAutoencoder(BuiltinAutoencoder):
     architecture = "lstm"
 
     def __init__(self, input_shape: Sequence[int], latent_dim: int, hidden: int = 32, layers: int = 1, variational: bool = False) -> None:
-        super().__init__({"input_shape": list(input_shape), "latent_dim": latent_dim, "hidden": hidden, "layers": layers, "variational": variational})
+        super().__init__(
+            {"input_shape": list(input_shape), "latent_dim": latent_dim, "hidden": hidden, "layers": layers, "variational": variational}
+        )
         if len(input_shape) != 2:
             raise ModelError(f"the lstm architecture needs sequence samples (T, F), got {tuple(input_shape)}")
         t, f = (int(s) for s in input_shape)
@@ -286,11 +340,19 @@ class SupervisedVAE(BuiltinAutoencoder):
         head_hidden: int = 32,
         cycle: float = 0.0,
     ) -> None:
-        super().__init__({
-            "input_shape": list(input_shape), "latent_dim": latent_dim, "task_dims": task_dims, "n_classes": n_classes,
-            "hidden": list(hidden), "channels": list(channels), "activation": activation, "head_hidden": head_hidden,
-            "cycle": float(cycle),
-        })
+        super().__init__(
+            {
+                "input_shape": list(input_shape),
+                "latent_dim": latent_dim,
+                "task_dims": task_dims,
+                "n_classes": n_classes,
+                "hidden": list(hidden),
+                "channels": list(channels),
+                "activation": activation,
+                "head_hidden": head_hidden,
+                "cycle": float(cycle),
+            }
+        )
         if cycle < 0:
             raise ModelError(f"cycle must be >= 0, got {cycle}")
         self.cycle_weight = float(cycle)

@@ -26,16 +26,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from .architectures import ARCHITECTURES, CHECKPOINT_FORMAT, DEFAULT_FOR_KIND, build_architecture, from_checkpoint
-from ..toolkit.checks import check_model_memory
 from ..data import ArrayDataset
 from ..device import map_location, resolve_device
 from ..errors import ModelError
 from ..model import TorchAutoencoder, as_tensor, frozen
 from ..progress import Progress
+from ..toolkit.checks import check_model_memory
+from .architectures import ARCHITECTURES, CHECKPOINT_FORMAT, DEFAULT_FOR_KIND, build_architecture, from_checkpoint
 from .training import TrainConfig, TrainResult, train_autoencoder
 
-__all__ = ["load_module", "import_factory", "resolve_factory", "factory", "build_builtin", "adapt", "find_state_dict", "state_dict_mismatch"]
+__all__ = [
+    "load_module",
+    "import_factory",
+    "resolve_factory",
+    "factory",
+    "build_builtin",
+    "adapt",
+    "find_state_dict",
+    "state_dict_mismatch",
+]
 
 _FACTORY_MARK = "__aeinterp_factory__"
 
@@ -199,7 +208,9 @@ def find_state_dict(obj: Mapping[str, Any], source: str = "the file") -> tuple[d
         if _is_state_dict(inner):
             return dict(inner), key  # type: ignore[arg-type]
     keys = ", ".join(map(repr, list(obj)[:12]))
-    raise ModelError(f"{source} is a dict without a state dict of tensors (keys: {keys}); expected a plain state dict or one under {', '.join(STATE_DICT_KEYS)}")
+    raise ModelError(
+        f"{source} is a dict without a state dict of tensors (keys: {keys}); expected a plain state dict or one under {', '.join(STATE_DICT_KEYS)}"
+    )
 
 
 def _fit_prefix(state: dict[str, torch.Tensor], wanted: set[str]) -> dict[str, torch.Tensor]:
@@ -208,7 +219,7 @@ def _fit_prefix(state: dict[str, torch.Tensor], wanted: set[str]) -> dict[str, t
         return state
     for prefix in STATE_DICT_PREFIXES:
         if all(k.startswith(prefix) for k in state):
-            stripped = {k[len(prefix):]: v for k, v in state.items()}
+            stripped = {k[len(prefix) :]: v for k, v in state.items()}
             if set(stripped) == wanted:
                 return stripped
     return state
@@ -219,13 +230,19 @@ def state_dict_mismatch(module: nn.Module, state: Mapping[str, torch.Tensor], li
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} (file {tuple(state[k].shape)}, model {tuple(own[k].shape)})" for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    shapes = [
+        f"{k} (file {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
 
     def listed(title: str, items: list[str]) -> str:
         more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
         return f"{title} ({len(items)}): {', '.join(items[:limit])}{more}" if items else ""
 
-    return "; ".join(p for p in (listed("missing keys", missing), listed("unexpected keys", unexpected), listed("shapes that differ", shapes)) if p)
+    return "; ".join(
+        p for p in (listed("missing keys", missing), listed("unexpected keys", unexpected), listed("shapes that differ", shapes)) if p
+    )
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -277,7 +294,9 @@ def load_module(
         state, where = find_state_dict(obj, str(path))
     found = f"the state dict under {where!r} in {path}" if where else f"the state dict in {path}"
     if factory is None:
-        raise ModelError(f"{found} holds weights only; name the class that builds the model with `factory: package.module:Class` (and `kwargs:`)")
+        raise ModelError(
+            f"{found} holds weights only; name the class that builds the model with `factory: package.module:Class` (and `kwargs:`)"
+        )
     build = resolve_factory(factory, base_dir, trusted=trusted_factories)
     try:
         module = build(**dict(kwargs or {}))
@@ -300,17 +319,31 @@ def _from_checkpoint(path: Path, checkpoint: dict[str, Any]) -> nn.Module:
     """An aeinterp checkpoint, its config checked and its size estimated before anything is allocated."""
     config, arch = checkpoint.get("config"), checkpoint.get("architecture")
     if not isinstance(config, Mapping) or not isinstance(arch, str) or "state_dict" not in checkpoint:
-        missing = [k for k, ok in (("config", isinstance(config, Mapping)), ("architecture", isinstance(arch, str)), ("state_dict", "state_dict" in checkpoint)) if not ok]
-        raise ModelError(f"{path} says it is an aeinterp checkpoint but lacks {', '.join(missing)}; re-save it with `aeinterp train` or model.checkpoint()")
+        missing = [
+            k
+            for k, ok in (
+                ("config", isinstance(config, Mapping)),
+                ("architecture", isinstance(arch, str)),
+                ("state_dict", "state_dict" in checkpoint),
+            )
+            if not ok
+        ]
+        raise ModelError(
+            f"{path} says it is an aeinterp checkpoint but lacks {', '.join(missing)}; re-save it with `aeinterp train` or model.checkpoint()"
+        )
     config = dict(config)
     try:
         shape, latent = config.pop("input_shape"), config.pop("latent_dim")
-        check_model_memory(lambda: build_architecture(arch, shape, latent, **config), f"the checkpoint {path.name} (latent_dim {latent}, {arch})")
+        check_model_memory(
+            lambda: build_architecture(arch, shape, latent, **config), f"the checkpoint {path.name} (latent_dim {latent}, {arch})"
+        )
         return from_checkpoint(checkpoint)
     except ModelError:
         raise
     except Exception as exc:
-        raise ModelError(f"the aeinterp checkpoint {path} is damaged: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise ModelError(
+            f"the aeinterp checkpoint {path} is damaged: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
 
 
 def build_builtin(
@@ -335,7 +368,8 @@ def build_builtin(
         y_fit = codes[data.fit_index]
     check_model_memory(
         lambda: build_architecture(name, data.sample_shape, latent_dim, **options),
-        f"model.builtin {name} with latent_dim {latent_dim:,} on samples of shape {data.sample_shape}", training=True,
+        f"model.builtin {name} with latent_dim {latent_dim:,} on samples of shape {data.sample_shape}",
+        training=True,
     )
     with torch.random.fork_rng(devices=[]):  # seeded initial weights, caller's RNG untouched
         torch.manual_seed(train.seed)
@@ -381,8 +415,16 @@ def adapt(
         head_fn = head_fn.to(resolve_device(device))
     class_names = data.label_codes()[1] if head is not None and data.labels is not None else None
     model = TorchAutoencoder(
-        module, data.sample_shape, encoder=encoder, decoder=decoder, code=code, description=description,
-        head=head_fn, task_dims=task_dims, class_names=class_names, device=device,
+        module,
+        data.sample_shape,
+        encoder=encoder,
+        decoder=decoder,
+        code=code,
+        description=description,
+        head=head_fn,
+        task_dims=task_dims,
+        class_names=class_names,
+        device=device,
     )
     probe = as_tensor(data.x_explain[:2], model)
     with frozen(model), torch.no_grad():
@@ -400,7 +442,9 @@ def adapt(
         except Exception as exc:
             raise ModelError(f"the model cannot decode its own code of shape {tuple(z.shape)}: {type(exc).__name__}: {exc}") from None
         if tuple(x_hat.shape[1:]) != data.sample_shape:
-            raise ModelError(f"the decoder returns samples of shape {tuple(x_hat.shape[1:])}, but the data's samples have shape {data.sample_shape}")
+            raise ModelError(
+                f"the decoder returns samples of shape {tuple(x_hat.shape[1:])}, but the data's samples have shape {data.sample_shape}"
+            )
         if model.task_dims is not None:
             if max(model.task_dims) >= z.shape[1] or min(model.task_dims) < 0:
                 raise ModelError(f"task_dims {model.task_dims} are outside the code's {z.shape[1]} dims")

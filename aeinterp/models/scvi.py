@@ -46,7 +46,8 @@ _UNSUPPORTED_KEYS = ("extra_categorical_covs", "extra_continuous_covs")
 def is_scvi_model(obj: Any) -> bool:
     """True for a trained scvi-tools model object (duck-typed: scvi-tools is not imported)."""
     return (
-        hasattr(obj, "adata_manager") and callable(getattr(obj, "get_latent_representation", None))
+        hasattr(obj, "adata_manager")
+        and callable(getattr(obj, "get_latent_representation", None))
         and isinstance(getattr(obj, "module", None), nn.Module)
     )
 
@@ -76,16 +77,22 @@ class ScviAutoencoder:
         module = model.module
         missing = [a for a in ("z_encoder", "decoder", "n_input", "n_latent") if not hasattr(module, a)]
         if missing:
-            raise ModelError(f"{type(model).__name__}'s module {type(module).__name__} has no {', '.join(missing)}: only SCVI-like models (SCVI, LinearSCVI) are adapted")
+            raise ModelError(
+                f"{type(model).__name__}'s module {type(module).__name__} has no {', '.join(missing)}: only SCVI-like models (SCVI, LinearSCVI) are adapted"
+            )
         enc = module.z_encoder
         if not (hasattr(enc, "encoder") and hasattr(enc, "mean_encoder")):
-            raise ModelError(f"{type(model).__name__}'s encoder {type(enc).__name__} is not scvi-tools' Encoder; write an aeinterp.Model for it")
+            raise ModelError(
+                f"{type(model).__name__}'s encoder {type(enc).__name__} is not scvi-tools' Encoder; write an aeinterp.Model for it"
+            )
         registry = getattr(model.adata_manager, "data_registry", {})
         extra = [k for k in _UNSUPPORTED_KEYS if k in registry]
         if extra:
             raise ModelError(f"the model was set up with {', '.join(extra)}: extra covariates are not adapted yet (batch and library are)")
         if getattr(module, "batch_representation", "one-hot") == "embedding":
-            raise ModelError("the model encodes batches as an embedding (batch_representation='embedding'); only one-hot batches are adapted")
+            raise ModelError(
+                "the model encodes batches as an embedding (batch_representation='embedding'); only one-hot batches are adapted"
+            )
         if device is not None:
             from ..device import resolve_device
 
@@ -147,7 +154,9 @@ class ScviAutoencoder:
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if x.dim() != 2 or x.shape[1] != self._input_shape[0]:
-            raise ModelError(f"the scvi adapter takes (cells, {self.n_genes} genes + {len(COVARIATE_NAMES)} covariates), got {tuple(x.shape)}")
+            raise ModelError(
+                f"the scvi adapter takes (cells, {self.n_genes} genes + {len(COVARIATE_NAMES)} covariates), got {tuple(x.shape)}"
+            )
         g = self.n_genes
         return x[:, :g], x[:, g : g + 1], x[:, g + 1 : g + 2].round().long()
 

@@ -15,7 +15,6 @@ from torch.nn import functional as F
 
 from ..errors import ModelError
 from ..model import select_code
-
 from ..progress import NullProgress, Progress
 
 __all__ = ["TrainConfig", "TrainResult", "train_autoencoder", "reconstruction_error", "module_device"]
@@ -38,7 +37,11 @@ class TrainResult:
     val_error: float | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {"epochs": len(self.train_loss), "final_train_loss": self.train_loss[-1] if self.train_loss else None, "val_error": self.val_error}
+        return {
+            "epochs": len(self.train_loss),
+            "final_train_loss": self.train_loss[-1] if self.train_loss else None,
+            "val_error": self.val_error,
+        }
 
 
 def _loss(module: nn.Module, xb: torch.Tensor, yb: torch.Tensor | None, config: TrainConfig) -> torch.Tensor:
@@ -52,7 +55,9 @@ def _loss(module: nn.Module, xb: torch.Tensor, yb: torch.Tensor | None, config: 
     loss = rec + config.beta * kl
     if len(out) >= 4:
         if yb is None:
-            raise ModelError("this model has a classifier head: training it needs labels (a dataset with labels, e.g. digits, wine, breast_cancer, or `label:` for a CSV)")
+            raise ModelError(
+                "this model has a classifier head: training it needs labels (a dataset with labels, e.g. digits, wine, breast_cancer, or `label:` for a CSV)"
+            )
         loss = loss + config.alpha * F.cross_entropy(out[3], yb)
     if len(out) >= 5:  # the supervised VAE's cycle term: redrawn nuisance must keep the label
         loss = loss + config.alpha * float(getattr(module, "cycle_weight", 1.0)) * F.cross_entropy(out[4], yb)  # type: ignore[arg-type]

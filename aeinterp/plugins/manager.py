@@ -28,8 +28,8 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
 from ..errors import PluginLoadError, RegistrationError
+from . import hookspecs
 from .registry import ExplainerRegistry
 
 __all__ = ["PluginHost", "PluginInfo", "PluginWarning"]
@@ -158,7 +158,11 @@ class PluginHost:
         info = PluginInfo(name, dist, version, "failed", message)
         self.infos.append(info)
         self.registry.not_loaded.append(f"{name} from {dist} {version} (failed: {message})")
-        warnings.warn(PluginLoadError(f"plugin {name!r} from {dist} {version}: {message}", plugin=name, distribution=dist).args[0], PluginWarning, stacklevel=3)
+        warnings.warn(
+            PluginLoadError(f"plugin {name!r} from {dist} {version}: {message}", plugin=name, distribution=dist).args[0],
+            PluginWarning,
+            stacklevel=3,
+        )
 
     @property
     def failures(self) -> list[PluginInfo]:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from ..errors import RegistrationError
-from ..toolkit.chunks import SPLITS, ChunkedExplainer
 from ..explainer import Capabilities, Explainer
+from ..toolkit.chunks import SPLITS, ChunkedExplainer
 
 __all__ = ["ExplainerRegistry", "RegisteredExplainer"]
 
@@ -53,9 +53,7 @@ class ExplainerRegistry:
         """
         dist, version = self._current
         if not (inspect.isclass(cls) and issubclass(cls, Explainer)):
-            raise RegistrationError(
-                f"{dist} registered {cls!r}, which is not a subclass of aeinterp.Explainer", distribution=dist
-            )
+            raise RegistrationError(f"{dist} registered {cls!r}, which is not a subclass of aeinterp.Explainer", distribution=dist)
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name.isidentifier():
             raise RegistrationError(
@@ -66,14 +64,28 @@ class ExplainerRegistry:
         if not (inspect.isclass(params) and issubclass(params, BaseModel)):
             raise RegistrationError(f"{dist}: {cls.__qualname__}.Params must be a pydantic model", plugin=name, distribution=dist)
         if not isinstance(getattr(cls, "capabilities", None), Capabilities):
-            raise RegistrationError(f"{dist}: {cls.__qualname__}.capabilities must be a Capabilities instance", plugin=name, distribution=dist)
+            raise RegistrationError(
+                f"{dist}: {cls.__qualname__}.capabilities must be a Capabilities instance", plugin=name, distribution=dist
+            )
         splits = cls.capabilities.splits
         if cls.capabilities.features not in ("groups", "own"):
-            raise RegistrationError(f"{dist}: {cls.__qualname__}.capabilities.features must be 'groups' or 'own', got {cls.capabilities.features!r}", plugin=name, distribution=dist)
+            raise RegistrationError(
+                f"{dist}: {cls.__qualname__}.capabilities.features must be 'groups' or 'own', got {cls.capabilities.features!r}",
+                plugin=name,
+                distribution=dist,
+            )
         if splits not in SPLITS:
-            raise RegistrationError(f"{dist}: {cls.__qualname__}.capabilities.splits must be one of {', '.join(SPLITS)}, got {splits!r}", plugin=name, distribution=dist)
+            raise RegistrationError(
+                f"{dist}: {cls.__qualname__}.capabilities.splits must be one of {', '.join(SPLITS)}, got {splits!r}",
+                plugin=name,
+                distribution=dist,
+            )
         if splits != "none" and not issubclass(cls, ChunkedExplainer):
-            raise RegistrationError(f"{dist}: {cls.__qualname__} declares splits={splits!r} but is not an aeinterp.toolkit.chunks.ChunkedExplainer", plugin=name, distribution=dist)
+            raise RegistrationError(
+                f"{dist}: {cls.__qualname__} declares splits={splits!r} but is not an aeinterp.toolkit.chunks.ChunkedExplainer",
+                plugin=name,
+                distribution=dist,
+            )
         if inspect.isabstract(cls):
             missing = ", ".join(sorted(cls.__abstractmethods__))
             raise RegistrationError(f"{dist}: {cls.__qualname__} does not implement {missing}", plugin=name, distribution=dist)
@@ -108,9 +120,11 @@ class ExplainerRegistry:
         if name in self.conflicts:
             return self.conflicts[name]
         lowered = {n.lower(): n for n in self._entries}  # deepSHAP -> deepshap: case is never the difference
-        close = [lowered[name.lower()]] if name.lower() in lowered else [
-            lowered[c] for c in difflib.get_close_matches(name.lower(), list(lowered), n=1)
-        ]
+        close = (
+            [lowered[name.lower()]]
+            if name.lower() in lowered
+            else [lowered[c] for c in difflib.get_close_matches(name.lower(), list(lowered), n=1)]
+        )
         hint = f"; did you mean {close[0]!r}?" if close else ""
         known = ", ".join(sorted(self._entries)) or "none installed"
         msg = f"unknown explainer {name!r}{hint} (installed: {known})"

@@ -18,13 +18,20 @@ class ExecutorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["local", "ray"] = Field("local", description="local: this process, steps one after another; ray: steps, sample chunks and targets as Ray tasks")
+    kind: Literal["local", "ray"] = Field(
+        "local", description="local: this process, steps one after another; ray: steps, sample chunks and targets as Ray tasks"
+    )
     address: str = Field("auto", description="ray only: auto | local | ray://host:port | host:port (see the README)")
     num_cpus: float | None = Field(None, gt=0, description="ray only: CPUs each task asks for, also its torch threads (default 1)")
     num_gpus: float | None = Field(None, ge=0, description="ray only: GPUs each task asks for (default 0; fractions share a GPU)")
     max_retries: int = Field(2, ge=0, description="ray only: re-runs of a task whose worker died before its step fails")
-    connect_timeout: float = Field(30.0, gt=0, description="ray only: seconds to wait for the cluster at a host:port address to answer before the run fails")
-    data_from_path: bool = Field(True, description="ray only: workers map memory-mapped .npy data from its path (every node must see the file); false: send the samples")
+    connect_timeout: float = Field(
+        30.0, gt=0, description="ray only: seconds to wait for the cluster at a host:port address to answer before the run fails"
+    )
+    data_from_path: bool = Field(
+        True,
+        description="ray only: workers map memory-mapped .npy data from its path (every node must see the file); false: send the samples",
+    )
 
     @field_validator("address")
     @classmethod

@@ -23,12 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..data import DATA_KINDS
 from ..errors import RecipeError, clip
-from .executor import ExecutorConfig
 from ..explainer import ExplainerParams, reject_bool_numbers, step_ref_fields
 from ..plugins.registry import ExplainerRegistry, RegisteredExplainer
 from ..targets import Target
+from .executor import ExecutorConfig
 from .locate import _format_loc, _line, _node_at, _problems
-from .yamlsafe import SYNTAX_ERROR as _SYNTAX, load_yaml
+from .yamlsafe import SYNTAX_ERROR as _SYNTAX
+from .yamlsafe import load_yaml
 
 __all__ = ["Recipe", "PlannedStep", "load_recipe", "parse_recipe", "plan_steps", "apply_overrides", "recipe_schema"]
 
@@ -81,10 +82,17 @@ class SplitSection(_Section):
     explain_fraction: float = Field(0.25, gt=0, lt=1, description="share of samples held out for explaining (random split)")
     explain_size: int | None = Field(None, ge=1, description="number of held-out samples (overrides explain_fraction)")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="seed of the shuffle that makes the random split")
-    column: str | None = Field(None, description="your own split: a column (CSV/Parquet column, .h5ad obs column, .npz array) whose values say which rows are explained")
+    column: str | None = Field(
+        None,
+        description="your own split: a column (CSV/Parquet column, .h5ad obs column, .npz array) whose values say which rows are explained",
+    )
     explain: str | list[str] = Field("test", description="with `column`: the value(s) marking the rows to explain")
-    fit: str | list[str] | None = Field(None, description="with `column`: the value(s) marking the fit/background rows (default: every other row)")
-    explain_rows: str | list[int] | None = Field(None, description="your own split: 0-based row indices to explain, a list or an index file (.npy, or .txt with one per line)")
+    fit: str | list[str] | None = Field(
+        None, description="with `column`: the value(s) marking the fit/background rows (default: every other row)"
+    )
+    explain_rows: str | list[int] | None = Field(
+        None, description="your own split: 0-based row indices to explain, a list or an index file (.npy, or .txt with one per line)"
+    )
     fit_rows: str | list[int] | None = Field(None, description="with `explain_rows`: the fit/background rows (default: every other row)")
 
     @model_validator(mode="after")
@@ -101,18 +109,31 @@ class SplitSection(_Section):
 
 
 class DataSection(_Section):
-    path: str | None = Field(None, description="CSV with a header row, Parquet, AnnData .h5ad, .npy (memory-mapped) or .npz (relative to the recipe)")
-    explain_path: str | None = Field(None, description="your own split: a file of the rows to explain (the fit rows come from `path` or `fit_path`)")
+    path: str | None = Field(
+        None, description="CSV with a header row, Parquet, AnnData .h5ad, .npy (memory-mapped) or .npz (relative to the recipe)"
+    )
+    explain_path: str | None = Field(
+        None, description="your own split: a file of the rows to explain (the fit rows come from `path` or `fit_path`)"
+    )
     fit_path: str | None = Field(None, description="with `explain_path`: the file of the fit/background rows")
     encoding: str = Field("utf-8", description="text encoding of a CSV file, e.g. latin-1")
     builtin: str | None = Field(None, description="breast_cancer | wine | digits | sines | synthetic_tabular")
     kind: Literal["tabular", "image", "sequence"] | None = Field(None, description="needed when the array shape is ambiguous")
     feature_names: list[str] | None = Field(None, description="names of the columns (tabular) or of the last axis (sequences)")
     label: str | None = Field(None, description="CSV column / .npz array holding labels (not a feature)")
-    index: int | str | None = Field(None, description="CSV column holding row labels (not a feature): its name, or its position (0: the first, e.g. the unnamed index pandas' df.to_csv() writes)")
-    key: str | None = Field(None, description="which array of an .npz holds the samples (default x), or which layer of an .h5ad (default X)")
-    layer: str | None = Field(None, description="which matrix of an .h5ad: X (default), raw (adata.raw.X) or a layer name; the results say which was read")
-    groups: str | dict[str, list[str]] = Field("auto", description="auto | elements | features | steps | pixels | channels | patches:K | correlation:R | {group: [features]}")
+    index: int | str | None = Field(
+        None,
+        description="CSV column holding row labels (not a feature): its name, or its position (0: the first, e.g. the unnamed index pandas' df.to_csv() writes)",
+    )
+    key: str | None = Field(
+        None, description="which array of an .npz holds the samples (default x), or which layer of an .h5ad (default X)"
+    )
+    layer: str | None = Field(
+        None, description="which matrix of an .h5ad: X (default), raw (adata.raw.X) or a layer name; the results say which was read"
+    )
+    groups: str | dict[str, list[str]] = Field(
+        "auto", description="auto | elements | features | steps | pixels | channels | patches:K | correlation:R | {group: [features]}"
+    )
     split: SplitSection = Field(default_factory=SplitSection)
     standardize: bool | None = Field(None, description="scale by the fit split's mean/std (default: on for bundled tabular sets)")
     nan: Literal["error", "drop"] = Field("error", description="refuse NaN/inf values, or drop those samples with a warning")
@@ -144,20 +165,27 @@ class TrainSection(_Section):
 
 
 class ModelSection(_Section):
-    path: str | None = Field(None, description="TorchScript file, aeinterp checkpoint, whole pickled model (trust), or state dict / training checkpoint / .safetensors (with factory)")
+    path: str | None = Field(
+        None,
+        description="TorchScript file, aeinterp checkpoint, whole pickled model (trust), or state dict / training checkpoint / .safetensors (with factory)",
+    )
     format: Literal["auto", "torchscript", "checkpoint", "state_dict", "safetensors"] = "auto"
     factory: str | None = Field(None, description="import path package.module:Class building the module for a state dict")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the factory")
     builtin: str | None = Field(None, description="auto | mlp | conv2d | conv1d | lstm | supervised_vae: build and train on the fit split")
     latent_dim: int | None = Field(None, ge=1, description="latent size of a builtin model")
-    options: dict[str, Any] = Field(default_factory=dict, description="options of the builtin architecture (hidden, channels, activation, variational...)")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the builtin architecture (hidden, channels, activation, variational...)"
+    )
     train: TrainSection = Field(default_factory=TrainSection)
     save: str | None = Field(None, description="save the trained builtin model here (relative to the output folder)")
     encoder: str | None = Field(None, description="attribute name of the encoder (default encode, then encoder)")
     decoder: str | None = Field(None, description="attribute name of the decoder (default decode, then decoder)")
     code: int | str | None = Field(None, description="which encoder output is the code (index or key; default the mean)")
     trust: bool = Field(False, description="allow torch.load to unpickle arbitrary objects (only for files you trust)")
-    head: str | None = Field(None, description="supervised models: the classifier head, an attribute name or package.module:callable, fed z[:, task_dims]")
+    head: str | None = Field(
+        None, description="supervised models: the classifier head, an attribute name or package.module:callable, fed z[:, task_dims]"
+    )
     task_dims: list[int] | None = Field(None, min_length=1, description="supervised models: the latent dims the head reads")
 
     @field_validator("builtin")
@@ -188,7 +216,9 @@ class StepSection(_Section):
     alias: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$", description="result name, so one explainer can run twice")
     targets: list[TargetName] | None = Field(None, min_length=1, description="targets for this step (default: the recipe's targets)")
     params: dict[str, Any] = Field(default_factory=dict)
-    timeout: float | None = Field(None, gt=0, description="seconds after which the step is abandoned and recorded as failed (default: --timeout, else none)")
+    timeout: float | None = Field(
+        None, gt=0, description="seconds after which the step is abandoned and recorded as failed (default: --timeout, else none)"
+    )
 
 
 class ReportSection(_Section):
@@ -200,15 +230,24 @@ class ReportSection(_Section):
 
 class Recipe(_Section):
     seed: int = Field(0, ge=0, le=SEED_MAX, description="seed passed to every explainer")
-    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="where the model trains and the explainers run: auto | cpu | cuda | cuda:<index> | mps; --device overrides it")
-    cache: bool | str = Field(True, description="reuse trained built-in models and finished steps whose inputs are unchanged: true (folder $AEINTERP_CACHE_DIR or ~/.cache/aeinterp), false, or a folder; --no-cache / --cache-dir override it")
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="where the model trains and the explainers run: auto | cpu | cuda | cuda:<index> | mps; --device overrides it",
+    )
+    cache: bool | str = Field(
+        True,
+        description="reuse trained built-in models and finished steps whose inputs are unchanged: true (folder $AEINTERP_CACHE_DIR or ~/.cache/aeinterp), false, or a folder; --no-cache / --cache-dir override it",
+    )
     data: DataSection
     model: ModelSection
     explainers: list[StepSection] = Field(min_length=1)
     targets: list[TargetName] = Field(default_factory=lambda: ["latent"], min_length=1)  # type: ignore[arg-type]
     output: str = Field("out", description="output folder (relative to the recipe); --out overrides it")
     report: ReportSection = Field(default_factory=ReportSection)
-    executor: ExecutorConfig = Field(default_factory=ExecutorConfig, description="where steps run: {kind: local | ray, address, num_cpus, num_gpus, max_retries}")
+    executor: ExecutorConfig = Field(
+        default_factory=ExecutorConfig, description="where steps run: {kind: local | ray, address, num_cpus, num_gpus, max_retries}"
+    )
 
 
 @dataclass(frozen=True)
@@ -253,12 +292,16 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
             path = ".".join(names[: i + 1])
             if isinstance(node, list):
                 if not isinstance(part, int) or part >= len(node):
-                    raise RecipeError(f"{where}: {clip(path, 80)} is not an existing list item (that list has {len(node)} items, counted from 0)")
+                    raise RecipeError(
+                        f"{where}: {clip(path, 80)} is not an existing list item (that list has {len(node)} items, counted from 0)"
+                    )
             elif isinstance(node, dict):
                 part = str(part)
             else:
                 above = ".".join(names[:i])
-                raise RecipeError(f"{where}: {clip(above, 80)} is a {type(node).__name__} value, not a section or a list, so it has no {clip(str(part), 40)!r}")
+                raise RecipeError(
+                    f"{where}: {clip(above, 80)} is a {type(node).__name__} value, not a section or a list, so it has no {clip(str(part), 40)!r}"
+                )
             if i == len(parts) - 1:
                 node[part] = parsed
             elif isinstance(node, dict) and part not in node:
@@ -272,7 +315,11 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
 
 
 def parse_recipe(
-    text: str, *, source: str = "<recipe>", base_dir: Path | None = None, overrides: Sequence[str] = (),
+    text: str,
+    *,
+    source: str = "<recipe>",
+    base_dir: Path | None = None,
+    overrides: Sequence[str] = (),
     registry: ExplainerRegistry | None = None,
 ) -> LoadedRecipe:
     """Pass one: YAML syntax and the recipe's shape. Raises :class:`RecipeError`.
@@ -350,8 +397,12 @@ def _raw_step_problems(raw: Mapping[str, Any], node: yaml.Node | None, registry:
 
 
 def _check_steps(
-    steps: Sequence[StepSection | None], node: yaml.Node | None, registry: ExplainerRegistry,
-    default_targets: Sequence[str], supervised: bool | None, kind: str | None = None,
+    steps: Sequence[StepSection | None],
+    node: yaml.Node | None,
+    registry: ExplainerRegistry,
+    default_targets: Sequence[str],
+    supervised: bool | None,
+    kind: str | None = None,
 ) -> tuple[list[PlannedStep], list[str]]:
     problems: list[str] = []
     planned: list[PlannedStep] = []
@@ -379,7 +430,11 @@ def _check_steps(
                 where = [*loc, "params", field, *([k] if many else [])]
                 line = _line(_node_at(node, where))
                 close = difflib.get_close_matches(str(ref), list(seen), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else (f" (earlier steps: {', '.join(seen)})" if seen else " (there are no earlier steps)")
+                hint = (
+                    f"; did you mean {close[0]!r}?"
+                    if close
+                    else (f" (earlier steps: {', '.join(seen)})" if seen else " (there are no earlier steps)")
+                )
                 problems.append(f"{_format_loc(where)}{line}: {ref!r} is not the alias of an earlier step{hint}")
         targets = step.targets or list(default_targets)  # type: ignore[arg-type]
         tloc = [*loc, "targets"] if step.targets else ["targets"]
@@ -387,12 +442,16 @@ def _check_steps(
         caps = entry.cls.capabilities
         if kind is not None and kind not in caps.data_kinds:
             line = _line(_node_at(node, [*loc, "name"]))
-            problems.append(f"{_format_loc([*loc, 'name'])}{line}: {entry.name} works on {', '.join(sorted(caps.data_kinds))} data; the data section holds {kind} data")
+            problems.append(
+                f"{_format_loc([*loc, 'name'])}{line}: {entry.name} works on {', '.join(sorted(caps.data_kinds))} data; the data section holds {kind} data"
+            )
             continue
         for t in dict.fromkeys(targets):
             if t not in caps.targets:
                 line = _line(_node_at(node, tloc))
-                problems.append(f"{_format_loc(tloc)}{line}: {entry.name} cannot explain target {t!r}; it supports {', '.join(sorted(caps.targets))}")
+                problems.append(
+                    f"{_format_loc(tloc)}{line}: {entry.name} cannot explain target {t!r}; it supports {', '.join(sorted(caps.targets))}"
+                )
                 continue
             if t == Target.PREDICTION.value and supervised is False:
                 line = _line(_node_at(node, tloc))
@@ -404,7 +463,9 @@ def _check_steps(
             alias = base if len(targets) == 1 else f"{base}-{t}"
             if alias in seen:
                 line = _line(_node_at(node, loc))
-                problems.append(f"{_format_loc(loc)}{line}: result name {alias!r} is already used by explainers[{seen[alias]}]; give this step an `alias:`")
+                problems.append(
+                    f"{_format_loc(loc)}{line}: result name {alias!r} is already used by explainers[{seen[alias]}]; give this step an `alias:`"
+                )
                 continue
             seen[alias] = i
             planned.append(PlannedStep(alias=alias, index=i, target=Target(t), explainer=entry, params=params, timeout=step.timeout))
@@ -423,7 +484,9 @@ def _check_steps(
 def plan_steps(loaded: LoadedRecipe, registry: ExplainerRegistry) -> list[PlannedStep]:
     """Pass two: every step's explainer exists, supports its targets and its params validate; result names are unique."""
     recipe = loaded.recipe
-    planned, problems = _check_steps(recipe.explainers, loaded.node, registry, recipe.targets, _supervised(loaded.raw.get("model")), _data_kind(loaded.raw.get("data")))
+    planned, problems = _check_steps(
+        recipe.explainers, loaded.node, registry, recipe.targets, _supervised(loaded.raw.get("model")), _data_kind(loaded.raw.get("data"))
+    )
     out = resolve(loaded.base_dir, recipe.output)
     if out is not None and out.exists() and not out.is_dir():
         problems.append(f"output{_line(_node_at(loaded.node, ['output']))}: {out} is a file, not a folder; name a folder for the results")
@@ -439,7 +502,9 @@ def plan_steps(loaded: LoadedRecipe, registry: ExplainerRegistry) -> list[Planne
         taken = [a for s in planned for a in (s.alias,) if save.startswith(a + ".")]
         if save.lower() in RESERVED_OUTPUT_NAMES or taken:
             what = f"the files of step {taken[0]!r}" if taken else "aeinterp's own output"
-            problems.append(f"model.save{_line(_node_at(loaded.node, ['model', 'save']))}: {save!r} would overwrite {what}; choose another file name")
+            problems.append(
+                f"model.save{_line(_node_at(loaded.node, ['model', 'save']))}: {save!r} would overwrite {what}; choose another file name"
+            )
     if problems:
         raise RecipeError(problems, source=loaded.source)
     return planned
@@ -457,31 +522,39 @@ def recipe_schema(registry: ExplainerRegistry) -> dict[str, Any]:
     defs = schema.setdefault("$defs", {})
     builtin = defs.get("DataSection", {}).get("properties", {}).get("builtin")
     if builtin is not None:  # completion and hover docs for the bundled sets in editors
-        builtin["anyOf"] = [{"enum": sorted(BUILTIN_DATASETS), "description": "; ".join(f"{k}: {v}" for k, v in BUILTIN_DATASETS.items())}, {"type": "null"}]
+        builtin["anyOf"] = [
+            {"enum": sorted(BUILTIN_DATASETS), "description": "; ".join(f"{k}: {v}" for k, v in BUILTIN_DATASETS.items())},
+            {"type": "null"},
+        ]
     variants = []
     for entry in registry:
         try:
             params_schema = entry.cls.Params.model_json_schema()
             json.dumps(params_schema)
         except Exception as exc:  # one plugin's odd params must not break the schema of the others
-            warnings.warn(f"explainer {entry.name!r} ({entry.distribution} {entry.version}): its params have no JSON Schema ({type(exc).__name__}: {clip(str(exc), 200)})", stacklevel=2)
+            warnings.warn(
+                f"explainer {entry.name!r} ({entry.distribution} {entry.version}): its params have no JSON Schema ({type(exc).__name__}: {clip(str(exc), 200)})",
+                stacklevel=2,
+            )
             params_schema = {"type": "object", "description": f"params of {entry.name} (no JSON Schema available)"}
         defs.update(params_schema.pop("$defs", {}))
         key = f"Params_{entry.name}"
         defs[key] = params_schema
-        variants.append({
-            "type": "object",
-            "description": f"{entry.summary} ({entry.distribution} {entry.version})",
-            "properties": {
-                "name": {"const": entry.name},
-                "alias": {"type": "string"},
-                "targets": {"type": "array", "items": {"enum": sorted(entry.cls.capabilities.targets)}},
-                "params": {"$ref": f"#/$defs/{key}"},
-                "timeout": {"type": "number", "exclusiveMinimum": 0},
-            },
-            "required": ["name"],
-            "additionalProperties": False,
-        })
+        variants.append(
+            {
+                "type": "object",
+                "description": f"{entry.summary} ({entry.distribution} {entry.version})",
+                "properties": {
+                    "name": {"const": entry.name},
+                    "alias": {"type": "string"},
+                    "targets": {"type": "array", "items": {"enum": sorted(entry.cls.capabilities.targets)}},
+                    "params": {"$ref": f"#/$defs/{key}"},
+                    "timeout": {"type": "number", "exclusiveMinimum": 0},
+                },
+                "required": ["name"],
+                "additionalProperties": False,
+            }
+        )
     if variants:
         schema["properties"]["explainers"]["items"] = {"anyOf": variants}
     return schema

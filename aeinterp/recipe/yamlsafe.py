@@ -97,7 +97,8 @@ def _check_graph(root: yaml.Node) -> None:
             if sizes[key] > MAX_NODES:
                 raise _LimitError(
                     f"the recipe expands to more than {MAX_NODES:,} values (YAML aliases repeat what they point at); "
-                    "a recipe holds settings, not data", node,
+                    "a recipe holds settings, not data",
+                    node,
                 )
             continue
         if key in sizes:
@@ -107,8 +108,8 @@ def _check_graph(root: yaml.Node) -> None:
         if node.tag not in _PLAIN_TAGS:
             tag = node.tag.replace(_T, "!!")
             raise _LimitError(
-                f"unsupported YAML tag {tag}: recipes hold plain data only "
-                "(mappings, lists, strings, numbers, booleans, null)", node,
+                f"unsupported YAML tag {tag}: recipes hold plain data only (mappings, lists, strings, numbers, booleans, null)",
+                node,
             )
         active.add(key)
         stack.append((node, True))
@@ -130,7 +131,9 @@ def load_yaml(text: str, *, source: str | None = None, what: str = "YAML", synta
     instead (the caller keeps it as a string); the limits still raise.
     """
     if len(text) > MAX_CHARS:
-        raise RecipeError(f"{what} is {len(text):,} characters long; the limit is {MAX_CHARS:,} (a recipe holds settings, not data)", source=source)
+        raise RecipeError(
+            f"{what} is {len(text):,} characters long; the limit is {MAX_CHARS:,} (a recipe holds settings, not data)", source=source
+        )
     loader: _Loader | None = None
     try:
         loader = _Loader(text)  # the reader refuses control characters here

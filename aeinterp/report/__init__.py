@@ -64,8 +64,14 @@ def latent_source(results: RunResults, *, data_info: Any = None) -> Any:
     verdict = verdicts(results.explanations, int(model_dim) if isinstance(model_dim, int) else None)
     codes = load_codes(results.out_dir)
     names = list(codes.latent_names) if codes is not None else list(verdict.latents)
-    return LatentSource(results.explanations, codes=codes, values=load_values(results.out_dir), data_info=dict(data_info or doc.get("data") or {}),
-                        latent_names=names, dead_by_attribution=list(verdict.dead))
+    return LatentSource(
+        results.explanations,
+        codes=codes,
+        values=load_values(results.out_dir),
+        data_info=dict(data_info or doc.get("data") or {}),
+        latent_names=names,
+        dead_by_attribution=list(verdict.dead),
+    )
 
 
 def latent_page(results: RunResults, name: str) -> Any:
@@ -77,7 +83,13 @@ def latent_page(results: RunResults, name: str) -> Any:
 
 
 def render_reports(
-    results: RunResults, registry: ExplainerRegistry | None, *, console: Console | None, options: Any = None, data: Any = None, cache: Any = None,
+    results: RunResults,
+    registry: ExplainerRegistry | None,
+    *,
+    console: Console | None,
+    options: Any = None,
+    data: Any = None,
+    cache: Any = None,
     model: Any = None,
 ) -> list[Path]:
     """Terminal report (when ``console`` is given), PNG plots and the HTML report, as ``options`` say.
@@ -150,7 +162,10 @@ def _save_codes(results: RunResults, model: Any, data: Any) -> None:
         save_codes(results.out_dir, codes)
         s = code_summary(np.asarray(codes.codes, dtype=np.float64), list(codes.latent_names))
         results.doc["latent_codes"] = {
-            "file": CODES_FILE, "n_rows": int(codes.codes.shape[0]), "total_correlation": s.total_correlation, "dead": s.dead,
+            "file": CODES_FILE,
+            "n_rows": int(codes.codes.shape[0]),
+            "total_correlation": s.total_correlation,
+            "dead": s.dead,
             "duplicates": [[a, b, r] for a, b, r in s.duplicates],
             "basis": "codes of the explained rows; total correlation = -1/2 log det corr(z) over live latents (nats); dead: SD below 0.1 % of the largest latent's; duplicates: |Pearson| >= 0.99",
         }

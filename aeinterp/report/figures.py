@@ -22,8 +22,17 @@ from .layout import Layout, element_maps, layout_of
 from .summary import explained_rows, shown_note, top_columns, top_rows, unit_of
 
 __all__ = [
-    "importance_figure", "heatmap_figure", "bar_summary", "target_bars", "topk_figure", "image_maps", "sequence_maps",
-    "MAX_TARGETS", "TOP_K", "DIVERGING", "SEQUENTIAL",
+    "importance_figure",
+    "heatmap_figure",
+    "bar_summary",
+    "target_bars",
+    "topk_figure",
+    "image_maps",
+    "sequence_maps",
+    "MAX_TARGETS",
+    "TOP_K",
+    "DIVERGING",
+    "SEQUENTIAL",
 ]
 
 MAX_TARGETS = 40  # targets drawn in one figure; the rest are named in the title and kept in the HTML tables
@@ -53,7 +62,9 @@ def _title(e: Explanation, what: str, note: str = "", *, unit: str | None = None
     return "\n".join(textwrap.fill(line, 90) for line in lines)
 
 
-def importance_figure(e: Explanation, data_info: Mapping[str, Any] | None = None, *, max_targets: int = MAX_TARGETS, top_k: int = TOP_K) -> Figure:
+def importance_figure(
+    e: Explanation, data_info: Mapping[str, Any] | None = None, *, max_targets: int = MAX_TARGETS, top_k: int = TOP_K
+) -> Figure:
     """The global view of ``e`` that fits its data (see the module docstring)."""
     rows = explained_rows(e)
     layout = layout_of(e, data_info)
@@ -94,16 +105,30 @@ def _ranked(values: np.ndarray, k: int) -> tuple[np.ndarray, float, int]:
     return shown, float(values[rest].sum()), len(rest)
 
 
-def _hbars(ax: Any, labels: Sequence[str], values: np.ndarray, err: np.ndarray | None, rest: tuple[float, int] | None, *, color: str = "tab:blue") -> None:
+def _hbars(
+    ax: Any, labels: Sequence[str], values: np.ndarray, err: np.ndarray | None, rest: tuple[float, int] | None, *, color: str = "tab:blue"
+) -> None:
     """Ranked horizontal bars; the features not shown are one grey line of text under them (their sum as a
     number, never as a bar: a long tail summed would dwarf the bars that matter and squeeze their scale)."""
     labels = [_label(n) for n in labels]
     vals = np.asarray(values, dtype=np.float64)
     pos = np.arange(len(vals))[::-1]
-    ax.barh(pos, vals, xerr=None if err is None else list(err), color=color, capsize=2 if err is not None else 0, error_kw={"linewidth": 0.8})
+    ax.barh(
+        pos, vals, xerr=None if err is None else list(err), color=color, capsize=2 if err is not None else 0, error_kw={"linewidth": 0.8}
+    )
     ax.set_yticks(pos, labels, fontsize=9)
     if rest is not None and rest[1] > 0:
-        ax.text(0.99, -0.9, f"+ {rest[1]} other features, sum {rest[0]:.3g} (not drawn)", transform=ax.get_yaxis_transform(), ha="right", va="center", fontsize=8, color="0.35", style="italic")
+        ax.text(
+            0.99,
+            -0.9,
+            f"+ {rest[1]} other features, sum {rest[0]:.3g} (not drawn)",
+            transform=ax.get_yaxis_transform(),
+            ha="right",
+            va="center",
+            fontsize=8,
+            color="0.35",
+            style="italic",
+        )
         ax.set_ylim(-1.4, len(vals) - 0.4)
     ax.axvline(0, color="0.3", linewidth=0.6)
     ax.grid(axis="x", alpha=0.3, linewidth=0.5)
@@ -139,7 +164,9 @@ def bar_summary(e: Explanation, *, top_k: int = 20) -> Figure:
     ax = fig.add_subplot()
     _hbars(ax, [e.feature_names[i] for i in shown], values[shown], err, (rest, n_rest), color="tab:purple")
     ax.set_xlabel(f"mean importance over {len(rows)} targets" + (" (bars: ± RMS std over repeats)" if err is not None else ""))
-    ax.set_title(_title(e, "input ranking over all targets", shown_note(len(shown), len(values), "features", "mean importance")), fontsize=9)
+    ax.set_title(
+        _title(e, "input ranking over all targets", shown_note(len(shown), len(values), "features", "mean importance")), fontsize=9
+    )
     return fig
 
 
@@ -200,7 +227,14 @@ def _map_targets(e: Explanation, max_targets: int) -> list[int]:
     return top_rows(e, max_targets)
 
 
-def image_maps(e: Explanation, layout: Layout | None = None, *, max_targets: int = MAX_TARGETS, over: np.ndarray | None = None, data_info: Mapping[str, Any] | None = None) -> Figure:
+def image_maps(
+    e: Explanation,
+    layout: Layout | None = None,
+    *,
+    max_targets: int = MAX_TARGETS,
+    over: np.ndarray | None = None,
+    data_info: Mapping[str, Any] | None = None,
+) -> Figure:
     """One ``H x W`` map per target on the image grid, signed values on a diverging scale shared by
     all panels (importance on a sequential one); with ``over`` (one image, ``H x W`` or with channels) each
     map is a transparent overlay on it (opaque where |value| is large); per-sample overlays are
@@ -235,7 +269,9 @@ def image_maps(e: Explanation, layout: Layout | None = None, *, max_targets: int
     return fig
 
 
-def sequence_maps(e: Explanation, layout: Layout | None = None, *, max_targets: int = 12, data_info: Mapping[str, Any] | None = None) -> Figure:
+def sequence_maps(
+    e: Explanation, layout: Layout | None = None, *, max_targets: int = 12, data_info: Mapping[str, Any] | None = None
+) -> Figure:
     """Per target: a feature x time map (signed where possible, one shared scale) and a per-feature bar."""
     layout = layout or layout_of(e, data_info)
     got = element_maps(e, layout)
@@ -256,7 +292,14 @@ def sequence_maps(e: Explanation, layout: Layout | None = None, *, max_targets: 
         per_feature, bar_title = np.nansum(np.abs(maps), axis=1), "sum |.| over time"  # (k, F)
     for i, r in enumerate(rows):
         ax, bx = axes[i]
-        im = ax.imshow(maps[r].T, aspect="auto", cmap=DIVERGING if signed else SEQUENTIAL, vmin=-lim if signed else 0.0, vmax=lim, interpolation="nearest")
+        im = ax.imshow(
+            maps[r].T,
+            aspect="auto",
+            cmap=DIVERGING if signed else SEQUENTIAL,
+            vmin=-lim if signed else 0.0,
+            vmax=lim,
+            interpolation="nearest",
+        )
         ax.set_yticks(range(f), [_label(n, 18) for n in feats], fontsize=8)
         ax.set_ylabel(e.target_names[r], fontsize=9)
         if i == len(rows) - 1:

@@ -18,8 +18,8 @@ import numpy as np
 from markupsafe import Markup
 
 from ..explanation import Explanation, jsonable
-from ..text import script_json
 from ..run.results import RunResults
+from ..text import script_json
 from .layout import element_maps, layout_of
 from .summary import Verdicts, agreeing, agreements, explained_rows, measures_inputs, shown_note, top_columns, top_rows, unit_of, verdicts
 
@@ -64,7 +64,9 @@ def _colour(v: float, peak: float, signed: bool) -> str:
     return f"rgb({int(255 - 90 * level)},{int(255 - 215 * level)},{int(255 - 175 * level)})"
 
 
-def heatmap_table(rows: Sequence[str], cols: Sequence[str], values: np.ndarray, *, unit: str, signed: bool = False, grid: bool = False) -> Markup:
+def heatmap_table(
+    rows: Sequence[str], cols: Sequence[str], values: np.ndarray, *, unit: str, signed: bool = False, grid: bool = False
+) -> Markup:
     """An HTML heatmap: one cell per value, its value on hover (``data-tip``) and in ``data-v``."""
     esc = html.escape
     finite = values[np.isfinite(values)]
@@ -93,9 +95,13 @@ def bars_html(names: Sequence[str], values: np.ndarray, *, unit: str, k: int = 8
     for i in shown:
         v = float(values[i])
         width = 0 if peak <= 0 else int(160 * abs(v) / peak)
-        out.append(f"<div class='r' data-tip='{esc(names[i])}: {_fmt(v)} ({esc(unit)})'><span class='l' title='{esc(names[i])}'>{esc(names[i])}</span><span class='b{' neg' if v < 0 else ''}' style='width:{width}px'></span><span class='v'>{_fmt(v)}</span></div>")
+        out.append(
+            f"<div class='r' data-tip='{esc(names[i])}: {_fmt(v)} ({esc(unit)})'><span class='l' title='{esc(names[i])}'>{esc(names[i])}</span><span class='b{' neg' if v < 0 else ''}' style='width:{width}px'></span><span class='v'>{_fmt(v)}</span></div>"
+        )
     if len(rest):
-        out.append(f"<div class='r muted'><span class='l'>sum of the other {len(rest)}</span><span class='v'>{_fmt(float(values[rest].sum()))}</span></div>")
+        out.append(
+            f"<div class='r muted'><span class='l'>sum of the other {len(rest)}</span><span class='v'>{_fmt(float(values[rest].sum()))}</span></div>"
+        )
     out.append("</div>")
     return Markup("".join(out))
 
@@ -123,7 +129,9 @@ def _latent_view(e: Explanation, r: int, data_info: Mapping[str, Any]) -> Markup
                 table = heatmap_table([""] * a, [""] * b, m, unit=unit, signed=bool(np.nanmin(m) < 0), grid=True)
                 return Markup(f"<div class='muted'>{html.escape(what)} on the {a}×{b} image</div>") + table
             feats = list(layout.col_labels) or [f"f{j}" for j in range(b)]
-            return Markup(f"<div class='muted'>{html.escape(what)}, feature × time</div>") + heatmap_table(feats, list(layout.row_labels) or [f"t{i}" for i in range(a)], m.T, unit=unit, signed=bool(np.nanmin(m) < 0))
+            return Markup(f"<div class='muted'>{html.escape(what)}, feature × time</div>") + heatmap_table(
+                feats, list(layout.row_labels) or [f"t{i}" for i in range(a)], m.T, unit=unit, signed=bool(np.nanmin(m) < 0)
+            )
     values = e.importance[r]  # the step's own ranking (a signed mean would cancel across samples)
     kind = e.extras.get("importance_summary", "mean_abs" if e.local is not None else "")
     label = "importance" + (f" ({kind})" if kind else "")
@@ -145,7 +153,9 @@ def _step(alias: str, e: Explanation, paths: Sequence[Path], top_k: int) -> dict
     for r in explained_rows(e):
         feats = []
         for i in order[r]:
-            text = _fmt(float(e.importance[r, i])) + (f" ± {_fmt(float(e.std[r, i]))}" if spread and e.std is not None and e.std[r, i] > 0 else "")
+            text = _fmt(float(e.importance[r, i])) + (
+                f" ± {_fmt(float(e.std[r, i]))}" if spread and e.std is not None and e.std[r, i] > 0 else ""
+            )
             feats.append({"name": e.feature_names[i], "v": _fmt(float(e.importance[r, i])), "text": text})
         total = float(e.importance[r].sum())
         top.append({"index": r, "target": e.target_names[r], "total": _fmt(total), "total_text": _fmt(total), "features": feats})
@@ -153,18 +163,38 @@ def _step(alias: str, e: Explanation, paths: Sequence[Path], top_k: int) -> dict
     matrix = script_json({"rows": e.target_names, "cols": e.feature_names, "v": jsonable(np.round(e.importance, 6))}, allow_nan=False)
     extras = {k: v for k, v in e.extras.items() if k != "summary"}
     return {
-        "alias": alias, "anchor": _anchor(alias), "explainer": e.explainer, "distribution": e.distribution, "version": e.version,
-        "target": e.target, "unit": unit, "note": f"{skipped} of {len(e.target_names)} targets not explained by this step" if skipped else "",
+        "alias": alias,
+        "anchor": _anchor(alias),
+        "explainer": e.explainer,
+        "distribution": e.distribution,
+        "version": e.version,
+        "target": e.target,
+        "unit": unit,
+        "note": f"{skipped} of {len(e.target_names)} targets not explained by this step" if skipped else "",
         "summary": [str(x) for x in e.extras.get("summary") or []],
-        "heatmap": heatmap_table([e.target_names[r] for r in rows], [e.feature_names[c] for c in cols], e.importance[np.ix_(rows, cols)], unit=unit),
-        "heatmap_note": note + " (the full matrix: the button below)", "matrix_json": Markup(matrix),
-        "n_targets": len(e.target_names), "n_features": len(e.feature_names), "figures": figures, "top": top,
+        "heatmap": heatmap_table(
+            [e.target_names[r] for r in rows], [e.feature_names[c] for c in cols], e.importance[np.ix_(rows, cols)], unit=unit
+        ),
+        "heatmap_note": note + " (the full matrix: the button below)",
+        "matrix_json": Markup(matrix),
+        "n_targets": len(e.target_names),
+        "n_features": len(e.feature_names),
+        "figures": figures,
+        "top": top,
         "top_note": f"all {len(top)} explained targets; sort by a column, filter above",
-        "extras": json.dumps(jsonable(extras), indent=1)[:20000] if extras else "", "params": json.dumps(jsonable(e.params)),
+        "extras": json.dumps(jsonable(extras), indent=1)[:20000] if extras else "",
+        "params": json.dumps(jsonable(e.params)),
     }
 
 
-def render_html(results: RunResults, plots: Mapping[str, Sequence[Path]], *, top_k: int = 5, verdict: Verdicts | None = None, data_info: Mapping[str, Any] | None = None) -> str:
+def render_html(
+    results: RunResults,
+    plots: Mapping[str, Sequence[Path]],
+    *,
+    top_k: int = 5,
+    verdict: Verdicts | None = None,
+    data_info: Mapping[str, Any] | None = None,
+) -> str:
     """The report as one HTML string."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -190,8 +220,16 @@ def render_html(results: RunResults, plots: Mapping[str, Sequence[Path]], *, top
             v, css = "", ""
         top = page.top_inputs(3) if page is not None and page.consensus else agreeing(results.explanations, n)[0]
         agree = page.agreement if page is not None else None
-        latents.append({"name": n, "top": top, "agree_share": f"{agree:.3f}" if agree is not None else "0",
-                        "agree_text": f"{agree:.2f} over {len(page.steps)} explainers" if page is not None and agree is not None else "", "verdict": v, "css": css})
+        latents.append(
+            {
+                "name": n,
+                "top": top,
+                "agree_share": f"{agree:.3f}" if agree is not None else "0",
+                "agree_text": f"{agree:.2f} over {len(page.steps)} explainers" if page is not None and agree is not None else "",
+                "verdict": v,
+                "css": css,
+            }
+        )
     code = None
     if source.codes is not None and len(source.codes.latent_names) >= 2:
         code = Markup(code_html(build_code_page(source)))
@@ -205,24 +243,80 @@ def render_html(results: RunResults, plots: Mapping[str, Sequence[Path]], *, top
             if name not in views:
                 continue
             unit = unit_of(e) + ("" if measures_inputs(e) else " (over the model's outputs)")
-            views[name].append({"alias": alias, "anchor": _anchor(alias), "explainer": e.explainer, "unit": unit, "view": _latent_view(e, r, data_info), "lines": _target_lines(e, name)})
+            views[name].append(
+                {
+                    "alias": alias,
+                    "anchor": _anchor(alias),
+                    "explainer": e.explainer,
+                    "unit": unit,
+                    "view": _latent_view(e, r, data_info),
+                    "lines": _target_lines(e, name),
+                }
+            )
     steps = [_step(alias, e, plots.get(alias, []), top_k) for alias, e in results.explanations.items()]
-    entries = [{"alias": x["alias"], "anchor": _anchor(x["alias"]), "name": x["name"], "target": x.get("target", ""), "ok": x.get("status") == "ok", "time": _fmt(float(x.get("runtime_s") or 0)), "time_text": f"{x.get('runtime_s') or 0:.2f}" if x.get("status") == "ok" else str(x.get("error", ""))[:200]} for x in results.entries]
-    pairs = [{"a": p.a, "b": p.b, "target": p.target, "spearman": _fmt(p.spearman), "spearman_text": f"{p.spearman:.2f}", "top1": _fmt(p.top1), "top1_text": f"{p.top1:.0%}"} for p in agreements(results.explanations)]
+    entries = [
+        {
+            "alias": x["alias"],
+            "anchor": _anchor(x["alias"]),
+            "name": x["name"],
+            "target": x.get("target", ""),
+            "ok": x.get("status") == "ok",
+            "time": _fmt(float(x.get("runtime_s") or 0)),
+            "time_text": f"{x.get('runtime_s') or 0:.2f}" if x.get("status") == "ok" else str(x.get("error", ""))[:200],
+        }
+        for x in results.entries
+    ]
+    pairs = [
+        {
+            "a": p.a,
+            "b": p.b,
+            "target": p.target,
+            "spearman": _fmt(p.spearman),
+            "spearman_text": f"{p.spearman:.2f}",
+            "top1": _fmt(p.top1),
+            "top1_text": f"{p.top1:.0%}",
+        }
+        for p in agreements(results.explanations)
+    ]
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]), trim_blocks=False)
     return env.get_template("report.html.j2").render(
-        version=doc.get("aeinterp_version"), status=doc.get("status"), started=doc.get("started"), finished=doc.get("finished"),
-        data_name=data.get("name", ""), data_kind=data.get("kind", ""), n_explain=data.get("n_explain"), n_fit=data.get("n_fit"), n_groups=data.get("n_groups"),
-        model_desc=model.get("description", ""), latent_dim=model.get("latent_dim"),
-        latents=latents, latent_names=[n for n in verdict.latents], latent_views=views, code_page=code,
-        latent_pages={n: Markup(page_html(pages[n])) if n in pages else Markup("") for n in verdict.latents}, verdict=verdict, members=data.get("group_members") or {},
-        steps=steps, entries=entries, pairs=pairs, failures=results.failures, top_k=top_k,
-        data_rows=[(k, json.dumps(v)[:400]) for k, v in data.items() if k != "group_members"], model_rows=[(k, json.dumps(v)[:400]) for k, v in model.items()],
+        version=doc.get("aeinterp_version"),
+        status=doc.get("status"),
+        started=doc.get("started"),
+        finished=doc.get("finished"),
+        data_name=data.get("name", ""),
+        data_kind=data.get("kind", ""),
+        n_explain=data.get("n_explain"),
+        n_fit=data.get("n_fit"),
+        n_groups=data.get("n_groups"),
+        model_desc=model.get("description", ""),
+        latent_dim=model.get("latent_dim"),
+        latents=latents,
+        latent_names=[n for n in verdict.latents],
+        latent_views=views,
+        code_page=code,
+        latent_pages={n: Markup(page_html(pages[n])) if n in pages else Markup("") for n in verdict.latents},
+        verdict=verdict,
+        members=data.get("group_members") or {},
+        steps=steps,
+        entries=entries,
+        pairs=pairs,
+        failures=results.failures,
+        top_k=top_k,
+        data_rows=[(k, json.dumps(v)[:400]) for k, v in data.items() if k != "group_members"],
+        model_rows=[(k, json.dumps(v)[:400]) for k, v in model.items()],
         plugins=doc.get("plugins") or [],
     )
 
 
-def write_html(results: RunResults, plots: Mapping[str, Sequence[Path]], *, top_k: int = 5, verdict: Verdicts | None = None, data_info: Mapping[str, Any] | None = None) -> Path:
+def write_html(
+    results: RunResults,
+    plots: Mapping[str, Sequence[Path]],
+    *,
+    top_k: int = 5,
+    verdict: Verdicts | None = None,
+    data_info: Mapping[str, Any] | None = None,
+) -> Path:
     """Write ``report.html`` (atomically) beside ``results.json``."""
     path = results.out_dir / "report.html"
     tmp = path.with_name(".report.html.tmp")

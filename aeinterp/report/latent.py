@@ -68,7 +68,7 @@ class LatentSource:
         for e in self.explanations.values():
             if e.target == "latent" and measures_inputs(e):
                 counts[tuple(e.feature_names)] = counts.get(tuple(e.feature_names), 0) + 1
-        return list(max(counts, key=lambda k: counts[k])) if counts else None
+        return list(max(counts, key=lambda k: counts[k])) if counts else None  # type: ignore[index]
 
     def correlation(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Pearson and pairwise MI of the codes (computed once per source)."""
@@ -210,8 +210,14 @@ def _drives(page: LatentPage, src: LatentSource) -> None:
         order = order[np.abs(imp[order]) > 0] if np.any(np.abs(imp[order]) > 0) else order[:1]  # no zero rows
         kind = e.extras.get("importance_summary", "mean_abs" if e.local is not None else "")
         label = f"{e.explainer or alias}: importance" + (f" ({kind})" if kind else "")
-        view = StepView(alias, e.explainer, label, unit_of(e), [(e.feature_names[i], float(imp[i])) for i in order],
-                        {e.feature_names[i]: float(rk[i]) for i in range(n)})
+        view = StepView(
+            alias,
+            e.explainer,
+            label,
+            unit_of(e),
+            [(e.feature_names[i], float(imp[i])) for i in order],
+            {e.feature_names[i]: float(rk[i]) for i in range(n)},
+        )
         local = _signed_rows(e, r, order)
         if local is not None:
             view.signed = local
@@ -261,8 +267,15 @@ def _does(page: LatentPage, src: LatentSource) -> None:
         j = c.latent_names.index(page.name)
         up, down = _signed_list(list(c.output_names), np.asarray(c.effects[j], dtype=np.float64))
         lo, hi = (float(x) for x in c.effect_range[j])
-        page.effects.append({"source": "decoder", "signed": True, "up": up, "down": down,
-                             "unit": f"change of the decoded output (mean over the group's elements) when {page.name} moves from {lo:.3g} to {hi:.3g} (its 10 % and 90 % quantiles), other latents as in each row"})
+        page.effects.append(
+            {
+                "source": "decoder",
+                "signed": True,
+                "up": up,
+                "down": down,
+                "unit": f"change of the decoded output (mean over the group's elements) when {page.name} moves from {lo:.3g} to {hi:.3g} (its 10 % and 90 % quantiles), other latents as in each row",
+            }
+        )
     inputs = src.input_features()
     for alias, e in src.explanations.items():
         if section_of(e, inputs) != "does" or page.name not in e.target_names:
@@ -271,11 +284,17 @@ def _does(page: LatentPage, src: LatentSource) -> None:
         signed_effect = _signed_effect(e)
         if signed_effect is not None:
             up, down = _signed_list(list(e.feature_names), signed_effect[r])
-            page.effects.append({"source": alias, "signed": True, "up": up, "down": down, "unit": str(e.extras.get("output_effect_unit", unit_of(e)))})
+            page.effects.append(
+                {"source": alias, "signed": True, "up": up, "down": down, "unit": str(e.extras.get("output_effect_unit", unit_of(e)))}
+            )
         else:
             v = np.asarray(e.importance[r], dtype=np.float64)
             signed = bool(np.any(v < 0))
-            up, down = _signed_list(list(e.feature_names), v) if signed else ([(e.feature_names[i], float(v[i])) for i in np.argsort(-v, kind="stable")[:6] if v[i] > 0], [])
+            up, down = (
+                _signed_list(list(e.feature_names), v)
+                if signed
+                else ([(e.feature_names[i], float(v[i])) for i in np.argsort(-v, kind="stable")[:6] if v[i] > 0], [])
+            )
             page.effects.append({"source": alias, "signed": signed, "up": up, "down": down, "unit": unit_of(e)})
 
 
@@ -291,8 +310,12 @@ def _signed_effect(e: Explanation) -> np.ndarray | None:
 
 
 def _row(c: LatentCodes, i: int, z: np.ndarray, values: np.ndarray | None, cols: list[int]) -> dict[str, Any]:
-    return {"row": int(i), "sample": int(c.sample_index[i]) if i < len(c.sample_index) else int(i), "z": float(z[i]),
-            "values": [float(values[i, k]) for k in cols] if values is not None else []}
+    return {
+        "row": int(i),
+        "sample": int(c.sample_index[i]) if i < len(c.sample_index) else int(i),
+        "z": float(z[i]),
+        "values": [float(values[i, k]) for k in cols] if values is not None else [],
+    }
 
 
 def _when_high(page: LatentPage, src: LatentSource) -> None:
@@ -307,7 +330,16 @@ def _when_high(page: LatentPage, src: LatentSource) -> None:
     j = c.latent_names.index(page.name)
     page.values = z
     q = np.quantile(z, [0.05, 0.5, 0.95])
-    page.stats = {"mean": float(z.mean()), "sd": float(z.std()), "min": float(z.min()), "q05": float(q[0]), "median": float(q[1]), "q95": float(q[2]), "max": float(z.max()), "n": float(len(z))}
+    page.stats = {
+        "mean": float(z.mean()),
+        "sd": float(z.std()),
+        "min": float(z.min()),
+        "q05": float(q[0]),
+        "median": float(q[1]),
+        "q95": float(q[2]),
+        "max": float(z.max()),
+        "n": float(len(z)),
+    }
     if dead_latents(np.asarray(c.codes, dtype=np.float64))[j]:
         page.flags.append("dead: no spread over the explained rows (SD below 0.1 % of the largest latent's SD)")
         return  # no sample is more "high" than another
@@ -362,9 +394,15 @@ def build_page(src: LatentSource, name: str) -> LatentPage:
     """The page of latent ``name`` (e.g. ``"z3"``); a clear error for an unknown name."""
     names = src.names()
     if name not in names:
-        raise AeinterpError(f"no latent {name!r} in these results; the latents are {', '.join(names[:20]) or 'none'}" + (" …" if len(names) > 20 else ""))
-    page = LatentPage(name=name, index=names.index(name), data_kind=str(src.data_info.get("kind", "tabular")),
-                      sample_shape=list(src.data_info.get("sample_shape") or []))
+        raise AeinterpError(
+            f"no latent {name!r} in these results; the latents are {', '.join(names[:20]) or 'none'}" + (" …" if len(names) > 20 else "")
+        )
+    page = LatentPage(
+        name=name,
+        index=names.index(name),
+        data_kind=str(src.data_info.get("kind", "tabular")),
+        sample_shape=list(src.data_info.get("sample_shape") or []),
+    )
     _drives(page, src)
     _does(page, src)
     _when_high(page, src)

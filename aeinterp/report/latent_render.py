@@ -46,9 +46,15 @@ def matrix_html(names: list[str], m: np.ndarray, *, signed: bool) -> str:
         for j, b in enumerate(names):
             v = float(m[i, j])
             t = max(-1.0, min(1.0, v / peak)) if np.isfinite(v) else 0.0
-            bg = (f"rgb(255,{int(255 - 200 * t)},{int(255 - 210 * t)})" if t >= 0 else f"rgb({int(255 + 200 * t)},{int(255 + 150 * t)},255)") if signed else f"rgb({int(255 - 90 * abs(t))},{int(255 - 215 * abs(t))},{int(255 - 175 * abs(t))})"
+            bg = (
+                (f"rgb(255,{int(255 - 200 * t)},{int(255 - 210 * t)})" if t >= 0 else f"rgb({int(255 + 200 * t)},{int(255 + 150 * t)},255)")
+                if signed
+                else f"rgb({int(255 - 90 * abs(t))},{int(255 - 215 * abs(t))},{int(255 - 175 * abs(t))})"
+            )
             text = f"{v:.2f}" if len(names) <= 12 and np.isfinite(v) else ""
-            cells.append(f"<td data-tip='{esc(a)} · {esc(b)}: {_f(v)}' title='{_f(v)}' style='background:{bg};min-width:2.4em;height:1.5em;font-size:11px;text-align:center'>{text}</td>")
+            cells.append(
+                f"<td data-tip='{esc(a)} · {esc(b)}: {_f(v)}' title='{_f(v)}' style='background:{bg};min-width:2.4em;height:1.5em;font-size:11px;text-align:center'>{text}</td>"
+            )
         rows.append(f"<tr><th>{esc(a)}</th>{''.join(cells)}</tr>")
     return "".join(rows) + "</table>"
 
@@ -67,7 +73,12 @@ def _png(img: np.ndarray) -> str:
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
@@ -80,7 +91,9 @@ def _sparkline(seq: np.ndarray, w: int = 120, h: int = 36) -> str:
     for k in range(min(a.shape[1], 4)):
         ys = h - 2 - (a[:, k] - lo) / span * (h - 4)
         pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
-        lines.append(f"<polyline fill='none' stroke='{['#1b9e77', '#d95f02', '#7570b3', '#e7298a'][k]}' stroke-width='1.2' points='{pts}'/>")
+        lines.append(
+            f"<polyline fill='none' stroke='{['#1b9e77', '#d95f02', '#7570b3', '#e7298a'][k]}' stroke-width='1.2' points='{pts}'/>"
+        )
     return f"<svg width='{w}' height='{h}' role='img'>{''.join(lines)}</svg>"
 
 
@@ -111,7 +124,9 @@ def beeswarm_svg(names: list[str], local: np.ndarray, colour: np.ndarray | None,
     rng = np.random.default_rng(0)
     take = np.arange(local.shape[0]) if local.shape[0] <= max_points else np.sort(rng.choice(local.shape[0], max_points, replace=False))
     mid = left + (w - left - 8) / 2
-    out = [f"<svg class='swarm' width='{w}' height='{h}' role='img' aria-label='beeswarm'><line x1='{mid:.1f}' x2='{mid:.1f}' y1='0' y2='{h - 16}' stroke='#999'/>"]
+    out = [
+        f"<svg class='swarm' width='{w}' height='{h}' role='img' aria-label='beeswarm'><line x1='{mid:.1f}' x2='{mid:.1f}' y1='0' y2='{h - 16}' stroke='#999'/>"
+    ]
     for k, name in enumerate(names):
         y0 = 10 + k * rh
         out.append(f"<text x='{left - 4}' y='{y0 + 4}' font-size='11' text-anchor='end'>{esc(name[:16])}</text>")
@@ -125,7 +140,9 @@ def beeswarm_svg(names: list[str], local: np.ndarray, colour: np.ndarray | None,
             t = 0.5 if col is None or hi <= lo else (col[n] - lo) / (hi - lo)
             fill = f"rgb({int(30 + 225 * t)},{int(60 + 40 * (1 - abs(2 * t - 1)))},{int(255 - 225 * t)})"
             out.append(f"<circle cx='{x:.1f}' cy='{y0 + jitter[n]:.1f}' r='1.8' fill='{fill}'/>")
-    out.append(f"<text x='{mid:.1f}' y='{h - 3}' font-size='10' text-anchor='middle'>signed attribution; colour = feature value (blue low, red high)</text></svg>")
+    out.append(
+        f"<text x='{mid:.1f}' y='{h - 3}' font-size='10' text-anchor='middle'>signed attribution; colour = feature value (blue low, red high)</text></svg>"
+    )
     return "".join(out)
 
 
@@ -171,16 +188,26 @@ def page_html(page: LatentPage) -> str:
     # drives
     out.append("<h4>What drives it</h4>")
     if page.consensus:
-        trust = "" if page.agreement is None else f"agreement {page.agreement:.2f} (share of each explainer's top {len(page.core)} that are the consensus top {len(page.core)})"
+        trust = (
+            ""
+            if page.agreement is None
+            else f"agreement {page.agreement:.2f} (share of each explainer's top {len(page.core)} that are the consensus top {len(page.core)})"
+        )
         if page.weighted_tau is not None:
             trust += f"; weighted Kendall τ between explainers {page.weighted_tau:.2f}"
         out.append(f"<p>consensus: <b>{esc(', '.join(page.core))}</b> <span class='muted'>{esc(trust)}</span></p>")
-        head = "<tr><th class='l'>input</th><th>consensus</th><th>mean share</th>" + "".join(f"<th title='{esc(v.label)}'>{esc(v.alias)} rank</th>" for v in page.steps) + "</tr>"
+        head = (
+            "<tr><th class='l'>input</th><th>consensus</th><th>mean share</th>"
+            + "".join(f"<th title='{esc(v.label)}'>{esc(v.alias)} rank</th>" for v in page.steps)
+            + "</tr>"
+        )
         rows = []
         for f, score, share in page.consensus[:10]:
             ranks = "".join(f"<td>{v.rank.get(f, float('nan')):.0f}</td>" for v in page.steps)
             rows.append(f"<tr><td class='l'>{esc(f)}</td><td>{score:.2f}</td><td>{share:.3f}</td>{ranks}</tr>")
-        out.append(f"<table class='consensus'>{head}{''.join(rows)}</table><p class='muted'>consensus = mean over explainers of the normalised rank (1 = first, 0 = last); each explainer ranks by its own importance, never a signed mean</p>")
+        out.append(
+            f"<table class='consensus'>{head}{''.join(rows)}</table><p class='muted'>consensus = mean over explainers of the normalised rank (1 = first, 0 = last); each explainer ranks by its own importance, never a signed mean</p>"
+        )
         out.append("<div class='grid'>")
         drawn = False
         for v in page.steps:
@@ -191,37 +218,66 @@ def page_html(page: LatentPage) -> str:
             )
             swarm = ""
             if v.signed is not None and not drawn:  # one signed view per page keeps a report of many latents small
-                swarm = beeswarm_svg([n for n, _ in v.top[:8]], v.signed[:, :8], None if v.colour is None else v.colour[:, :8], max_points=200)
+                swarm = beeswarm_svg(
+                    [n for n, _ in v.top[:8]], v.signed[:, :8], None if v.colour is None else v.colour[:, :8], max_points=200
+                )
                 drawn = True
-            out.append(f"<div class='stepview' data-step='{esc(v.alias)}'><b>{esc(v.alias)}</b> <span class='muted'>{esc(v.label)}; {esc(v.unit)}</span><div class='bars'>{bars}</div>{swarm}</div>")
+            out.append(
+                f"<div class='stepview' data-step='{esc(v.alias)}'><b>{esc(v.alias)}</b> <span class='muted'>{esc(v.label)}; {esc(v.unit)}</span><div class='bars'>{bars}</div>{swarm}</div>"
+            )
         out.append("</div>")
     else:
         out.append("<p class='muted'>no step attributed this latent to the inputs</p>")
     # does
     out.append("<h4>What it does to the output</h4>")
-    out.append("".join(_effect_html(e) for e in page.effects) or "<p class='muted'>no signed output effects stored (the run kept no codes and no step explains the outputs)</p>")
+    out.append(
+        "".join(_effect_html(e) for e in page.effects)
+        or "<p class='muted'>no signed output effects stored (the run kept no codes and no step explains the outputs)</p>"
+    )
     # when high
     out.append("<h4>When it is high</h4>")
     if page.values is not None:
         s = page.stats
-        out.append(f"<p class='muted'>over {int(s['n'])} explained rows: mean {_f(s['mean'])}, SD {_f(s['sd'])}, min {_f(s['min'])}, median {_f(s['median'])}, max {_f(s['max'])}</p>")
+        out.append(
+            f"<p class='muted'>over {int(s['n'])} explained rows: mean {_f(s['mean'])}, SD {_f(s['sd'])}, min {_f(s['min'])}, median {_f(s['median'])}, max {_f(s['max'])}</p>"
+        )
         out.append(histogram_svg(page.values, {"5 %": s["q05"], "median": s["median"], "95 %": s["q95"]}))
         if page.top_rows:
-            out.append("<div class='grid'>" + _rows_table(page, page.top_rows, "top-activating samples") + _rows_table(page, page.quantile_rows, "samples at the 5, 25, 50, 75 and 95 % quantiles") + "</div>")
+            out.append(
+                "<div class='grid'>"
+                + _rows_table(page, page.top_rows, "top-activating samples")
+                + _rows_table(page, page.quantile_rows, "samples at the 5, 25, 50, 75 and 95 % quantiles")
+                + "</div>"
+            )
     else:
         out.append("<p class='muted'>no codes stored for this run (latent_codes.npz)</p>")
     # relations
     out.append("<h4>Relations</h4>")
     if page.correlated:
-        out.append("<table><tr><th class='l'>latent</th><th>Pearson</th><th>MI (nats)</th></tr>" + "".join(f"<tr><td class='l'>{esc(n)}</td><td>{c:.3f}</td><td>{m:.3f}</td></tr>" for n, c, m in page.correlated) + "</table>")
+        out.append(
+            "<table><tr><th class='l'>latent</th><th>Pearson</th><th>MI (nats)</th></tr>"
+            + "".join(f"<tr><td class='l'>{esc(n)}</td><td>{c:.3f}</td><td>{m:.3f}</td></tr>" for n, c, m in page.correlated)
+            + "</table>"
+        )
     for alias, line in page.lines:
         out.append(f"<p><span class='muted'>{esc(alias)}</span> <code>{esc(line)}</code></p>")
     if page.pairs:
-        out.append("<table><tr><th class='l'>step</th><th class='l'>interacting pair</th><th>value</th></tr>" + "".join(f"<tr><td class='l'>{esc(a)}</td><td class='l'>{esc(x)} × {esc(y)}</td><td>{_f(v)}</td></tr>" for a, x, y, v in page.pairs) + "</table>")
+        out.append(
+            "<table><tr><th class='l'>step</th><th class='l'>interacting pair</th><th>value</th></tr>"
+            + "".join(
+                f"<tr><td class='l'>{esc(a)}</td><td class='l'>{esc(x)} × {esc(y)}</td><td>{_f(v)}</td></tr>" for a, x, y, v in page.pairs
+            )
+            + "</table>"
+        )
     if page.faithfulness:
-        out.append("<table><tr><th class='l'>faithfulness of</th><th>AUC</th><th>random</th><th class='l'>faithful</th></tr>" + "".join(
-            f"<tr><td class='l'>{esc(s)} <span class='muted'>({esc(a)})</span></td><td>{_f(r.get('auc', float('nan')))}</td><td>{_f(r.get('random_auc', float('nan')))}</td><td class='l'>{esc(str(r.get('faithful')))}</td></tr>"
-            for a, s, r in page.faithfulness) + "</table>")
+        out.append(
+            "<table><tr><th class='l'>faithfulness of</th><th>AUC</th><th>random</th><th class='l'>faithful</th></tr>"
+            + "".join(
+                f"<tr><td class='l'>{esc(s)} <span class='muted'>({esc(a)})</span></td><td>{_f(r.get('auc', float('nan')))}</td><td>{_f(r.get('random_auc', float('nan')))}</td><td class='l'>{esc(str(r.get('faithful')))}</td></tr>"
+                for a, s, r in page.faithfulness
+            )
+            + "</table>"
+        )
     out.append("</div>")
     return "".join(out)
 
@@ -270,7 +326,11 @@ def page_rich(page: LatentPage) -> Any:
         parts.append(line)
     if page.values is not None:
         s = page.stats
-        parts.append(Text("values: ", style="bold").append(f"mean {_f(s['mean'])} sd {_f(s['sd'])} min {_f(s['min'])} median {_f(s['median'])} max {_f(s['max'])} over {int(s['n'])} rows"))
+        parts.append(
+            Text("values: ", style="bold").append(
+                f"mean {_f(s['mean'])} sd {_f(s['sd'])} min {_f(s['min'])} median {_f(s['median'])} max {_f(s['max'])} over {int(s['n'])} rows"
+            )
+        )
     if page.top_rows:
         top = Table(title="top-activating samples", title_justify="left", box=None, padding=(0, 1, 0, 0))
         top.add_column("sample", justify="right")
@@ -282,10 +342,15 @@ def page_rich(page: LatentPage) -> Any:
         parts.append(top)
     if page.correlated:
         parts.append(Text("correlated: ", style="bold").append(", ".join(f"{n} r={c:.2f} MI={m:.2f}" for n, c, m in page.correlated[:3])))
-    for alias, line in page.lines[:6]:
+    for alias, line in page.lines[:6]:  # type: ignore[assignment]
         parts.append(Text(f"{alias}: ", style="dim").append(line))
-    for alias, x, y, v in page.pairs[:3]:
-        parts.append(Text(f"{alias}: interacting pair {x} x {y} ({_f(v)})", style="dim"))
+    for alias, x, y, v in page.pairs[:3]:  # type: ignore[assignment]
+        parts.append(Text(f"{alias}: interacting pair {x} x {y} ({_f(v)})", style="dim"))  # type: ignore[arg-type]
     for alias, source, r in page.faithfulness[:3]:
-        parts.append(Text(f"{alias}: {source} faithful={r.get('faithful')} AUC {_f(r.get('auc', float('nan')))} vs random {_f(r.get('random_auc', float('nan')))}", style="dim"))
+        parts.append(
+            Text(
+                f"{alias}: {source} faithful={r.get('faithful')} AUC {_f(r.get('auc', float('nan')))} vs random {_f(r.get('random_auc', float('nan')))}",
+                style="dim",
+            )
+        )
     return Group(*parts)

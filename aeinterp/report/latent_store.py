@@ -90,8 +90,14 @@ def compute_codes(model: Any, data: Any, names: list[str] | None = None) -> Late
         effects, effect_range = output_effects(model, codes, groups=groups)
     except Exception:  # an encoder-only model or a decoder that does not take codes: no "does" section from here
         effects = effect_range = None
-    out = LatentCodes(codes=codes, latent_names=names, sample_index=np.asarray(data.explain_index, dtype=np.int64), effects=effects,
-                      effect_range=effect_range, output_names=[g.name for g in data.groups])
+    out = LatentCodes(
+        codes=codes,
+        latent_names=names,
+        sample_index=np.asarray(data.explain_index, dtype=np.int64),
+        effects=effects,
+        effect_range=effect_range,
+        output_names=[g.name for g in data.groups],
+    )
     y = getattr(data, "y_explain", None)
     if y is not None:
         classes, inv = np.unique(np.asarray(y), return_inverse=True)
@@ -138,9 +144,18 @@ def load_codes(out_dir: Path) -> LatentCodes | None:
             get = lambda k: z[k] if k in z.files else None  # noqa: E731
             names = lambda k: [str(n) for n in z[k]] if k in z.files else []  # noqa: E731
             return LatentCodes(
-                codes=z["codes"], latent_names=names("latent_names"), sample_index=z["sample_index"], effects=get("effects"),
-                effect_range=get("effect_range"), output_names=names("output_names"), labels=get("labels"), label_names=names("label_names"),
-                factors=get("factors"), factor_names=names("factor_names"), examples=get("examples"), example_index=get("example_index"),
+                codes=z["codes"],
+                latent_names=names("latent_names"),
+                sample_index=z["sample_index"],
+                effects=get("effects"),
+                effect_range=get("effect_range"),
+                output_names=names("output_names"),
+                labels=get("labels"),
+                label_names=names("label_names"),
+                factors=get("factors"),
+                factor_names=names("factor_names"),
+                examples=get("examples"),
+                example_index=get("example_index"),
             )
     except (OSError, ValueError, KeyError):
         return None

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from .._select import resolve_sample, sample_labels
 from ..errors import AeinterpError
 from ..explanation import Explanation
-from .._select import resolve_sample, sample_labels
 from ..toolkit.summaries import SUMMARIES, ranking_key
 from .figures import SIGNED_UNIT, _figure, _label, _title, overlay
 from .layout import grid_values, layout_of
@@ -30,7 +30,9 @@ ROW_INDEX_ARRAYS = ("explain_rows", "sample_index")
 
 def _needs_local(e: Explanation, view: str) -> np.ndarray:
     if e.local is None:
-        raise AeinterpError(f"{e.explainer or 'this explanation'} has no per-sample attributions (local), so it has no {view}; its bar summary is exp.plot.bar()")
+        raise AeinterpError(
+            f"{e.explainer or 'this explanation'} has no per-sample attributions (local), so it has no {view}; its bar summary is exp.plot.bar()"
+        )
     return np.asarray(e.local)
 
 
@@ -74,7 +76,9 @@ def _resolve_target(e: Explanation, target: int | str | None) -> int:
         return top_rows(e, 1)[0]
     if isinstance(target, str):
         if target not in e.target_names:
-            raise AeinterpError(f"unknown target {target!r}; this explanation has {', '.join(e.target_names[:8])}{' ...' if len(e.target_names) > 8 else ''}")
+            raise AeinterpError(
+                f"unknown target {target!r}; this explanation has {', '.join(e.target_names[:8])}{' ...' if len(e.target_names) > 8 else ''}"
+            )
         return e.target_names.index(target)
     if not 0 <= int(target) < len(e.target_names):
         raise AeinterpError(f"target index {target} outside 0..{len(e.target_names) - 1}")
@@ -117,10 +121,14 @@ def _rank_key(e: Explanation, row: int, att: np.ndarray) -> np.ndarray:
 
 def _rank_name(e: Explanation) -> str:
     summary = e.extras.get("importance_summary")
-    return {"variance_share": "share of the target's variance", "direction": "|direction|", "mean_abs": "mean |attribution|"}.get(str(summary), "mean |attribution|")
+    return {"variance_share": "share of the target's variance", "direction": "|direction|", "mean_abs": "mean |attribution|"}.get(
+        str(summary), "mean |attribution|"
+    )
 
 
-def beeswarm(e: Explanation, target: int | str | None = None, *, data: Any = None, max_features: int = 10, max_targets: int = 4, seed: int = 0) -> Figure:
+def beeswarm(
+    e: Explanation, target: int | str | None = None, *, data: Any = None, max_features: int = 10, max_targets: int = 4, seed: int = 0
+) -> Figure:
     """Per target, one row per feature (the ``max_features`` with the largest mean |local|), one point per
     sample at its signed attribution, coloured by the feature's value (blue low, red high) when ``data``
     is given. ``target=None`` draws the ``max_targets`` targets with the largest total importance."""
@@ -135,7 +143,7 @@ def beeswarm(e: Explanation, target: int | str | None = None, *, data: Any = Non
     nrows = int(np.ceil(len(rows) / ncols))
     fig = _figure(4.6 * ncols + 1.2, (0.36 * k + 1.0) * nrows + 0.8)
     grid = fig.subplots(nrows, ncols, squeeze=False)
-    for spare in grid.flat[len(rows):]:
+    for spare in grid.flat[len(rows) :]:
         spare.set_axis_off()
     axes = grid.flat[: len(rows)]
     sc = None
@@ -145,7 +153,9 @@ def beeswarm(e: Explanation, target: int | str | None = None, *, data: Any = Non
         for pos, f in enumerate(order):
             y = (k - 1 - pos) + _swarm_offsets(att[:, f], rng)
             if values is not None:
-                sc = ax.scatter(att[:, f], y, c=_colours(values[pick, f]), cmap="coolwarm", vmin=0, vmax=1, s=7, linewidths=0, rasterized=True)
+                sc = ax.scatter(
+                    att[:, f], y, c=_colours(values[pick, f]), cmap="coolwarm", vmin=0, vmax=1, s=7, linewidths=0, rasterized=True
+                )
             else:
                 ax.scatter(att[:, f], y, color="0.35", s=7, linewidths=0, rasterized=True)
         ax.set_yticks(range(k), [_label(e.feature_names[f]) for f in order][::-1], fontsize=8)
@@ -217,7 +227,9 @@ def dependence(e: Explanation, feature: int | str, target: int | str | None = No
     r = _resolve_target(e, target) if target is not None else int(np.argmax(e.importance[:, f]))
     values = feature_values(e, data)
     if values is None:
-        raise AeinterpError("a dependence plot needs the feature values: pass data= (the dataset or the explained rows, samples x features)")
+        raise AeinterpError(
+            "a dependence plot needs the feature values: pass data= (the dataset or the explained rows, samples x features)"
+        )
     fig = _figure(5.2, 3.8)
     ax = fig.add_subplot()
     ax.scatter(values[:, f], local[:, r, f], s=9, color="tab:purple", alpha=0.7, linewidths=0)
@@ -238,12 +250,16 @@ def _sample_images(e: Explanation, data: Any, positions: list[int], grid: tuple[
     if len(x) != len(e.local) and len(ids) == len(e.local) and ids.size and ids.max() < len(x):  # type: ignore[arg-type]
         x = x[ids]
     if len(x) != len(e.local) or x[0].size % (grid[0] * grid[1]):  # type: ignore[arg-type]
-        raise AeinterpError(f"data has {len(x)} rows of {x.shape[1:]}; give the explained rows ({len(e.local)} images of {grid[0]}x{grid[1]})")  # type: ignore[arg-type]
+        raise AeinterpError(
+            f"data has {len(x)} rows of {x.shape[1:]}; give the explained rows ({len(e.local)} images of {grid[0]}x{grid[1]})"  # type: ignore[arg-type]
+        )  # type: ignore[arg-type]
     images = x.reshape(len(x), -1, grid[0], grid[1]).mean(axis=1)
     return [images[p] for p in positions]
 
 
-def image_samples(e: Explanation, samples: Any = (0, 1, 2, 3), target: Any = None, *, data: Any = None, max_targets: int = 6, data_info: Any = None) -> Figure:
+def image_samples(
+    e: Explanation, samples: Any = (0, 1, 2, 3), target: Any = None, *, data: Any = None, max_targets: int = 6, data_info: Any = None
+) -> Figure:
     """Per-sample image overlays: one row per target (latent), one column per sample; each panel is the
     sample's own image in grey (from ``data``) under its signed attribution (red +, blue −), transparent
     where the attribution is small. ``samples``: row labels or positions; ``target``: names or indices

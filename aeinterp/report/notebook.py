@@ -57,7 +57,10 @@ def explanation_html(e: Explanation, *, top_k: int = 5) -> str:
     body = []
     for r in rows[:MAX_TABLE_ROWS]:
         name = e.target_names[r]
-        cells = ", ".join(f"{esc(f)} <small>({v:.3g}{'' if e.std is None or e.std[r, e.feature_names.index(f)] == 0 else f' ± {e.std[r, e.feature_names.index(f)]:.2g}'})</small>" for f, v in top[name])
+        cells = ", ".join(
+            f"{esc(f)} <small>({v:.3g}{'' if e.std is None or e.std[r, e.feature_names.index(f)] == 0 else f' ± {e.std[r, e.feature_names.index(f)]:.2g}'})</small>"
+            for f, v in top[name]
+        )
         body.append(f"<tr><td><b>{esc(name)}</b></td><td style='text-align:left'>{cells}</td></tr>")
     note = shown_note(min(len(rows), MAX_TABLE_ROWS), len(rows), "explained targets", "order")
     extra = f"; {len(e.target_names) - len(rows)} not explained" if len(rows) < len(e.target_names) else ""
@@ -67,7 +70,9 @@ def explanation_html(e: Explanation, *, top_k: int = 5) -> str:
     method = e.extras.get("method")
     method = f" ({esc(str(method))})" if method and method != e.explainer else ""
     views = " ".join(available_views(e))
-    more = '.sel(target="z0") .to_pandas() .save(path)' if e.local is None else '.sel(target="z0", sample=...) .to_pandas("local") .save(path)'
+    more = (
+        '.sel(target="z0") .to_pandas() .save(path)' if e.local is None else '.sel(target="z0", sample=...) .to_pandas("local") .save(path)'
+    )
     return (
         f"<div class='aeinterp-explanation'><b>Explanation</b> {esc(e.explainer or '')}{method} on <code>{esc(e.target)}</code>: "
         f"{len(e.target_names)} targets x {len(e.feature_names)} features{esc(local)}"

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..run.cache import Cache
 from ..errors import AeinterpError
 from ..explanation import Explanation
 from ..plugins.registry import ExplainerRegistry
+from ..run.cache import Cache
 from .figures import bar_summary, importance_figure
 from .layout import layout_of
 from .local_figures import beeswarm, dependence, feature_values, image_samples, waterfall
@@ -64,8 +64,13 @@ def _file(out_dir: Path, alias: str, key: str) -> Path:
 
 
 def write_plots(
-    out_dir: Path, explanations: Mapping[str, Explanation], registry: ExplainerRegistry | None = None,
-    *, data_info: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None, cache: Cache | None = None,
+    out_dir: Path,
+    explanations: Mapping[str, Explanation],
+    registry: ExplainerRegistry | None = None,
+    *,
+    data_info: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
+    cache: Cache | None = None,
 ) -> dict[str, list[Path]]:
     """Write ``<alias>.png``, ``<alias>.<view>.png`` and the explainer's ``<alias>.<key>.png``; paths per alias.
 
@@ -83,7 +88,11 @@ def write_plots(
             import matplotlib
 
             key = cache.figures_key(
-                e, dict(data_info or {}), matplotlib.__version__, DPI, None if entry is None else [entry.distribution, entry.version],
+                e,
+                dict(data_info or {}),
+                matplotlib.__version__,
+                DPI,
+                None if entry is None else [entry.distribution, entry.version],
                 arrays=() if values is None else [values],
             )
             hit = cache.load_figures(key)
@@ -97,7 +106,9 @@ def write_plots(
     return written
 
 
-def _draw(out_dir: Path, alias: str, e: Explanation, entry: Any, data_info: Mapping[str, Any] | None, values: Any) -> tuple[dict[str, Path], bool]:
+def _draw(
+    out_dir: Path, alias: str, e: Explanation, entry: Any, data_info: Mapping[str, Any] | None, values: Any
+) -> tuple[dict[str, Path], bool]:
     """Draw and save one explanation's figures: the files by figure name, and whether any figure failed."""
     files: dict[str, Path] = {}
     failed = False
@@ -115,7 +126,10 @@ def _draw(out_dir: Path, alias: str, e: Explanation, entry: Any, data_info: Mapp
             extra, failed = {}, True
         for key, f in extra.items():
             if not _SAFE_KEY.fullmatch(str(key)):  # a figure name is a file name inside the output folder
-                warnings.warn(f"{e.explainer} ({entry.distribution}) named a figure {str(key)[:60]!r}; figure names are letters, digits, '_', '-' and '.', so it was not saved", stacklevel=3)
+                warnings.warn(
+                    f"{e.explainer} ({entry.distribution}) named a figure {str(key)[:60]!r}; figure names are letters, digits, '_', '-' and '.', so it was not saved",
+                    stacklevel=3,
+                )
                 continue
             files[str(key)] = _save(f, _file(out_dir, alias, str(key)))
     return files, failed

@@ -40,7 +40,9 @@ class ExplanationPlots:
     def _only(self, target: Any) -> Explanation:
         return self._e if target is None else self._e.sel(target=target)
 
-    def importance(self, target: Any = None, *, max_targets: int = _f.MAX_TARGETS, top_k: int = _f.TOP_K, data_info: Mapping[str, Any] | None = None) -> Figure:
+    def importance(
+        self, target: Any = None, *, max_targets: int = _f.MAX_TARGETS, top_k: int = _f.TOP_K, data_info: Mapping[str, Any] | None = None
+    ) -> Figure:
         """The global view that fits the data kind (bars, image maps, feature x time maps, heatmap, top-k);
         ``target``: a name, index or list of them (default: all)."""
         return _f.importance_figure(self._only(target), data_info or self._info, max_targets=max_targets, top_k=top_k)
@@ -60,11 +62,15 @@ class ExplanationPlots:
         """One target's importance as ranked bars."""
         return _f.target_bars(self._e, _lf._resolve_target(self._e, target), top_k=top_k)
 
-    def beeswarm(self, target: int | str | None = None, *, data: Any = None, X: Any = None, max_features: int = 10, max_targets: int = 4) -> Figure:  # noqa: N803
+    def beeswarm(
+        self, target: int | str | None = None, *, data: Any = None, X: Any = None, max_features: int = 10, max_targets: int = 4
+    ) -> Figure:  # noqa: N803
         """Signed per-sample attributions per feature, coloured by feature value when ``data`` is given."""
         return _lf.beeswarm(self._e, target, data=data if data is not None else X, max_features=max_features, max_targets=max_targets)
 
-    def waterfall(self, sample: int | str = 0, target: int | str | None = None, *, top_k: int = 10, data: Any = None, X: Any = None) -> Figure:  # noqa: N803
+    def waterfall(
+        self, sample: int | str = 0, target: int | str | None = None, *, top_k: int = 10, data: Any = None, X: Any = None
+    ) -> Figure:  # noqa: N803
         """One sample (row label or position) and one target (default: the first, z0): its attributions
         from the expected value to its output; with ``data`` each feature's value is shown."""
         return _lf.waterfall(self._e, sample, target, top_k=top_k, data=data if data is not None else X)
@@ -74,15 +80,24 @@ class ExplanationPlots:
         return _lf.dependence(self._e, feature, target, data=data if data is not None else X)
 
     def image(
-        self, target: Any = None, *, samples: Any = None, data: Any = None, X: Any = None, max_targets: int = _f.MAX_TARGETS,  # noqa: N803
-        over: Any = None, data_info: Mapping[str, Any] | None = None,
+        self,
+        target: Any = None,
+        *,
+        samples: Any = None,
+        data: Any = None,
+        X: Any = None,
+        max_targets: int = _f.MAX_TARGETS,  # noqa: N803
+        over: Any = None,
+        data_info: Mapping[str, Any] | None = None,
     ) -> Figure:
         """Per-target maps on the image's H x W grid (signed: diverging colours); with ``over`` (an image)
         a transparent overlay on it. With ``samples`` (row labels or positions): one row of samples per
         target, each sample's attribution over its own image (from ``data``, the explained rows)."""
         e = self._e if samples is not None else self._only(target)
         if samples is not None:
-            return _lf.image_samples(e, samples, target, data=data if data is not None else X, max_targets=min(max_targets, 8), data_info=data_info or self._info)
+            return _lf.image_samples(
+                e, samples, target, data=data if data is not None else X, max_targets=min(max_targets, 8), data_info=data_info or self._info
+            )
         return _f.image_maps(e, max_targets=max_targets, over=over, data_info=data_info or self._info)
 
     def sequence(self, target: Any = None, *, max_targets: int = 12, data_info: Mapping[str, Any] | None = None) -> Figure:

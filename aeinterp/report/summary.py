@@ -16,8 +16,19 @@ import numpy as np
 from ..explanation import Explanation
 
 __all__ = [
-    "RELATIVE_FLOOR", "Verdicts", "verdicts", "redundant_features", "dead_targets", "explained_rows", "unit_of",
-    "measures_inputs", "Agreement", "agreements", "top_columns", "top_rows", "shown_note",
+    "RELATIVE_FLOOR",
+    "Verdicts",
+    "verdicts",
+    "redundant_features",
+    "dead_targets",
+    "explained_rows",
+    "unit_of",
+    "measures_inputs",
+    "Agreement",
+    "agreements",
+    "top_columns",
+    "top_rows",
+    "shown_note",
 ]
 
 RELATIVE_FLOOR = 0.05  # below 5 % of the explanation's largest importance counts as "does not depend on it"
@@ -99,7 +110,11 @@ def verdicts(explanations: Mapping[str, Explanation], latent_dim: int | None = N
     is *redundant* when no explained latent of any such explanation depends on it above 5 % of the
     explanation's peak (all explanations must agree).
     """
-    judges = {a: e for a, e in explanations.items() if e.target == "latent" and measures_inputs(e) and e.importance.size and np.abs(e.importance).max() > 0}
+    judges = {
+        a: e
+        for a, e in explanations.items()
+        if e.target == "latent" and measures_inputs(e) and e.importance.size and np.abs(e.importance).max() > 0
+    }
     names: list[str] = []
     for e in explanations.values():
         if e.target == "latent" and len(e.target_names) > len(names):
@@ -130,8 +145,14 @@ def verdicts(explanations: Mapping[str, Explanation], latent_dim: int | None = N
         "not_explained": "no step explained these latents (they are not judged dead)",
     }
     return Verdicts(
-        latents=names, explained=[n for n in names if n in explained], not_explained=[n for n in names if n not in explained],
-        dead=dead_all, redundant=redundant, basis=basis, judged_by=list(judges), per_explainer=per,
+        latents=names,
+        explained=[n for n in names if n in explained],
+        not_explained=[n for n in names if n not in explained],
+        dead=dead_all,
+        redundant=redundant,
+        basis=basis,
+        judged_by=list(judges),
+        per_explainer=per,
     )
 
 

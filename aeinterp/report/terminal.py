@@ -17,8 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..explanation import Explanation
-from ..text import safe_console
 from ..run.results import RunResults
+from ..text import safe_console
 from .summary import Verdicts, agreeing, agreements, explained_rows, shown_note, top_columns, top_rows, unit_of, verdicts
 
 __all__ = ["print_report", "fmt", "select_targets"]
@@ -78,7 +78,10 @@ def heatmap(e: Explanation, width: int, rows: Sequence[int], max_features: int =
     if len(shown) < len(rows):
         table.caption = f"… {len(rows) - len(shown)} more targets (the {len(shown)} with the largest importance shown; all in report.html / results.json; --targets to choose)"
         table.caption_justify = "left"
-    title = Text(f"importance: {shown_note(len(feats), len(e.feature_names), 'features')} x {len(shown)} of {len(e.target_names)} {e.target} targets", style="italic")
+    title = Text(
+        f"importance: {shown_note(len(feats), len(e.feature_names), 'features')} x {len(shown)} of {len(e.target_names)} {e.target} targets",
+        style="italic",
+    )
     return Group(title, table)
 
 
@@ -105,7 +108,9 @@ def top_table(e: Explanation, k: int, rows: Sequence[int]) -> Group:
     if len(rows) > MAX_ROWS:
         table.caption = f"… {len(rows) - MAX_ROWS} more targets (--targets to choose)"
         table.caption_justify = "left"
-    return Group(Text(f"top features per target ({k} each" + (", importance ± std over repeats)" if spread else ")"), style="italic"), table)
+    return Group(
+        Text(f"top features per target ({k} each" + (", importance ± std over repeats)" if spread else ")"), style="italic"), table
+    )
 
 
 def _headlines(e: Explanation, rows: Sequence[int]) -> Text:
@@ -119,9 +124,13 @@ def _headlines(e: Explanation, rows: Sequence[int]) -> Text:
         text.append(line + "\n")
     if len(lines) > MAX_ROWS:
         text.append(f"… {len(lines) - MAX_ROWS} more lines in report.html\n", style="dim")
-    scalars = {k: v for k, v in e.extras.items() if isinstance(v, (int, float, str, bool)) and len(str(v)) < 80 and k not in ("summary", "unit")}
+    scalars = {
+        k: v for k, v in e.extras.items() if isinstance(v, (int, float, str, bool)) and len(str(v)) < 80 and k not in ("summary", "unit")
+    }
     if scalars:
-        text.append("details: ", style="dim").append(", ".join(f"{k}={fmt(v)}" if isinstance(v, float) else f"{k}={v}" for k, v in scalars.items()), style="dim")
+        text.append("details: ", style="dim").append(
+            ", ".join(f"{k}={fmt(v)}" if isinstance(v, float) else f"{k}={v}" for k, v in scalars.items()), style="dim"
+        )
     return text
 
 
@@ -129,7 +138,13 @@ def _latent_lines(console: Console, results: RunResults, verdict: Verdicts, want
     names = [n for n in verdict.latents if wanted is None or n in wanted]
     if not names:
         return
-    table = Table(title="latents: top 3 inputs by consensus rank over every explainer of the inputs; explainers whose own top input agrees (aeinterp show OUT --latent NAME: one latent's page)", title_justify="left", box=None, padding=(0, 1, 0, 0), show_header=False)
+    table = Table(
+        title="latents: top 3 inputs by consensus rank over every explainer of the inputs; explainers whose own top input agrees (aeinterp show OUT --latent NAME: one latent's page)",
+        title_justify="left",
+        box=None,
+        padding=(0, 1, 0, 0),
+        show_header=False,
+    )
     table.add_column("latent", style="bold", no_wrap=True)
     table.add_column("top inputs", overflow="fold", ratio=3)
     table.add_column("agree", overflow="fold", ratio=1, style="dim")
@@ -158,9 +173,13 @@ def _verdict_text(verdict: Verdicts, members: Mapping[str, Sequence[str]]) -> Te
     if verdict.dead:
         text.append("dead latents: ", style="yellow").append(_list(verdict.dead)).append(f"  — {verdict.basis['dead']}\n", style="dim")
     if verdict.not_explained:
-        text.append("not explained: ", style="cyan").append(_list(verdict.not_explained)).append(f"  — {verdict.basis['not_explained']}\n", style="dim")
+        text.append("not explained: ", style="cyan").append(_list(verdict.not_explained)).append(
+            f"  — {verdict.basis['not_explained']}\n", style="dim"
+        )
     if verdict.redundant:
-        text.append("redundant features: ", style="yellow").append(_list(verdict.redundant)).append(f"  — {verdict.basis['redundant']}\n", style="dim")
+        text.append("redundant features: ", style="yellow").append(_list(verdict.redundant)).append(
+            f"  — {verdict.basis['redundant']}\n", style="dim"
+        )
     for name, ms in list(members.items())[:12]:
         text.append(f"group {name}: ", style="dim").append(_list(list(ms), 12) + "\n", style="dim")
     if len(members) > 12:
@@ -168,7 +187,14 @@ def _verdict_text(verdict: Verdicts, members: Mapping[str, Sequence[str]]) -> Te
     return text
 
 
-def print_report(console: Console, results: RunResults, *, top_k: int = 5, targets: str | Sequence[str] | int | None = None, verdict: Verdicts | None = None) -> None:
+def print_report(
+    console: Console,
+    results: RunResults,
+    *,
+    top_k: int = 5,
+    targets: str | Sequence[str] | int | None = None,
+    verdict: Verdicts | None = None,
+) -> None:
     console = safe_console(console)  # names come from the user's files: control characters are shown, not obeyed
     doc = results.doc
     data, model = doc.get("data", {}), doc.get("model", {})
@@ -193,7 +219,10 @@ def print_report(console: Console, results: RunResults, *, top_k: int = 5, targe
     for alias, e in results.explanations.items():
         rows = select_targets(e, targets) or explained_rows(e)
         skipped = len(e.target_names) - len(explained_rows(e))
-        head = Text(f"unit: {unit_of(e)}" + (f"; {skipped} of {len(e.target_names)} targets not explained by this step" if skipped else ""), style="dim")
+        head = Text(
+            f"unit: {unit_of(e)}" + (f"; {skipped} of {len(e.target_names)} targets not explained by this step" if skipped else ""),
+            style="dim",
+        )
         body = Group(head, heatmap(e, inner, rows), top_table(e, top_k, rows), _headlines(e, rows))
         dash = "—" if (console.encoding or "").lower().startswith("utf") else "-"
         title = escape(f"{alias} {dash} {e.explainer} ({e.distribution} {e.version})".strip())
@@ -211,7 +240,17 @@ def print_report(console: Console, results: RunResults, *, top_k: int = 5, targe
         timing.add_column(col, overflow="fold")
     for entry in results.entries:
         ok = entry.get("status") == "ok"
-        timing.add_row(escape(str(entry["alias"])), escape(str(entry["name"])), escape(str(entry.get("target", ""))), "[green]ok[/green]" if ok else "[red]error[/red]", f"{entry.get('runtime_s') or 0:.2f}" if ok else "-")
+        timing.add_row(
+            escape(str(entry["alias"])),
+            escape(str(entry["name"])),
+            escape(str(entry.get("target", ""))),
+            "[green]ok[/green]" if ok else "[red]error[/red]",
+            f"{entry.get('runtime_s') or 0:.2f}" if ok else "-",
+        )
     console.print(timing)
     for entry in results.failures:
-        console.print(f"[red]{e_(entry['alias'])} failed[/red] ({e_(entry['name'])} from {e_(entry.get('distribution') or '?')} {e_(entry.get('version') or '')}): {e_(entry.get('error'))}", highlight=False, soft_wrap=True)
+        console.print(
+            f"[red]{e_(entry['alias'])} failed[/red] ({e_(entry['name'])} from {e_(entry.get('distribution') or '?')} {e_(entry.get('version') or '')}): {e_(entry.get('error'))}",
+            highlight=False,
+            soft_wrap=True,
+        )

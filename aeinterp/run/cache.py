@@ -47,7 +47,16 @@ from .._version import __version__
 from ..explanation import Explanation, jsonable
 from ..paths import CACHE_ENV, default_cache_dir
 
-__all__ = ["Cache", "CACHE_ENV", "default_cache_dir", "without_run_facts", "fingerprint", "data_fingerprint", "model_fingerprint", "module_fingerprint"]
+__all__ = [
+    "Cache",
+    "CACHE_ENV",
+    "default_cache_dir",
+    "without_run_facts",
+    "fingerprint",
+    "data_fingerprint",
+    "model_fingerprint",
+    "module_fingerprint",
+]
 
 KEY_VERSION = 3  # bump when what goes into a key changes (or the values for a key do), so old entries are never matched
 _CHUNK = 16 * 2**20
@@ -105,9 +114,13 @@ def _update_array(h: Any, arr: Any) -> None:
 def data_fingerprint(data: Any) -> str:
     """Hash of a dataset's samples, names, groups, labels and split."""
     h = _hasher()
-    h.update(fingerprint(
-        getattr(data, "kind", None), list(getattr(data, "feature_names", [])), [g.name for g in getattr(data, "groups", ())],
-    ).encode())
+    h.update(
+        fingerprint(
+            getattr(data, "kind", None),
+            list(getattr(data, "feature_names", [])),
+            [g.name for g in getattr(data, "groups", ())],
+        ).encode()
+    )
     for g in getattr(data, "groups", ()):
         _update_array(h, g.indices)
     x = getattr(data, "x", None)
@@ -232,11 +245,32 @@ class Cache:
 
     @staticmethod
     def step_key(
-        *, name: str, distribution: str, version: str, params: Mapping[str, Any], seed: int, target: str,
-        data_hash: str, model_hash: str, device: str, depends_on: Iterable[str] = (),
+        *,
+        name: str,
+        distribution: str,
+        version: str,
+        params: Mapping[str, Any],
+        seed: int,
+        target: str,
+        data_hash: str,
+        model_hash: str,
+        device: str,
+        depends_on: Iterable[str] = (),
     ) -> str:
         return fingerprint(
-            "step", KEY_VERSION, __version__, name, distribution, version, dict(params), seed, target, data_hash, model_hash, device, sorted(depends_on),
+            "step",
+            KEY_VERSION,
+            __version__,
+            name,
+            distribution,
+            version,
+            dict(params),
+            seed,
+            target,
+            data_hash,
+            model_hash,
+            device,
+            sorted(depends_on),
         )
 
     # --- steps -----------------------------------------------------------------------
@@ -327,7 +361,12 @@ class Cache:
             if not isinstance(names, dict) or not isinstance(hashes, dict):
                 return None
             for name, file in names.items():  # names the entry itself wrote: n.png, each once, and safe figure names
-                if not isinstance(name, str) or not isinstance(file, str) or not (name == "" or safe_figure_name(name)) or not _FIGURE_FILE.fullmatch(file):
+                if (
+                    not isinstance(name, str)
+                    or not isinstance(file, str)
+                    or not (name == "" or safe_figure_name(name))
+                    or not _FIGURE_FILE.fullmatch(file)
+                ):
                     return None
             if len(set(names.values())) != len(names) or set(hashes) != set(names.values()) or not _verify(folder, hashes):
                 return None
@@ -338,6 +377,7 @@ class Cache:
 
     def save_figures(self, key: str, files: Mapping[str, Path]) -> Path | None:
         """Store copies of the PNG ``files`` (by figure name) under ``key``."""
+
         def write(tmp: Path) -> None:
             if not all(name == "" or safe_figure_name(name) for name in files):
                 raise OSError("unsafe figure name")  # never stored (the report refuses such names before)

@@ -46,7 +46,14 @@ def run_explainer(
     naming it and its distribution; the target's outputs are checked to be finite
     and, for gradient methods, to reach the input; the result is checked against the data.
     """
-    kwargs: dict[str, Any] = {"target": target, "seed": seed, "params": params, "progress": progress, "distribution": distribution, "version": version}
+    kwargs: dict[str, Any] = {
+        "target": target,
+        "seed": seed,
+        "params": params,
+        "progress": progress,
+        "distribution": distribution,
+        "version": version,
+    }
     if executor is None:
         return run_step(explainer, model, data, **kwargs)
     instance = explainer if isinstance(explainer, Explainer) else explainer(params, progress=progress)

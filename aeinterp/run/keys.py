@@ -30,10 +30,7 @@ def step_refs(params: Any) -> list[str]:
 def step_dependencies(steps: Sequence[PlannedStep]) -> Mapping[str, frozenset[str]]:
     """For each step's alias, the aliases of the steps its StepRef params name (the dependency graph)."""
     aliases = {s.alias for s in steps}
-    return {
-        s.alias: frozenset(ref for ref in step_refs(s.params) if ref in aliases)
-        for s in steps
-    }
+    return {s.alias: frozenset(ref for ref in step_refs(s.params) if ref in aliases) for s in steps}
 
 
 class StepKeys:
@@ -51,8 +48,16 @@ class StepKeys:
             depends.append(f"{ref}={self.finished[ref]}")
         e = step.explainer
         return self.cache.step_key(
-            name=e.name, distribution=e.distribution, version=e.version, params=step.params.model_dump(mode="json"), seed=self.seed,
-            target=step.target.value, data_hash=self.data_hash, model_hash=self.model_hash, device=self.device, depends_on=depends,
+            name=e.name,
+            distribution=e.distribution,
+            version=e.version,
+            params=step.params.model_dump(mode="json"),
+            seed=self.seed,
+            target=step.target.value,
+            data_hash=self.data_hash,
+            model_hash=self.model_hash,
+            device=self.device,
+            depends_on=depends,
         )
 
     def lookup(self, step: PlannedStep) -> tuple[str | None, Explanation | None]:

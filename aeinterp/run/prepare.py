@@ -34,18 +34,37 @@ def load_data(loaded: LoadedRecipe) -> ArrayDataset:
         raise DataError(f"data.path {path} is a folder; give a data file (.csv, .npy, .npz, .parquet or .h5ad)")
     try:
         return load_dataset(
-            path=path, builtin=d.builtin, kind=d.kind, feature_names=d.feature_names,
-            label=d.label, key=d.key if d.layer is None else d.layer, groups=d.groups, explain_fraction=d.split.explain_fraction,
-            explain_size=d.split.explain_size, split_seed=d.split.seed, standardize=d.standardize, nan=d.nan,
-            max_samples=d.max_samples, encoding=d.encoding, index=d.index, fit_path=resolve(base, d.fit_path), explain_path=resolve(base, d.explain_path),
-            split_column=d.split.column, explain_values=d.split.values("explain") or ("test",), fit_values=d.split.values("fit"),
-            explain_rows=d.split.explain_rows, fit_rows=d.split.fit_rows, base_dir=base,
+            path=path,
+            builtin=d.builtin,
+            kind=d.kind,
+            feature_names=d.feature_names,
+            label=d.label,
+            key=d.key if d.layer is None else d.layer,
+            groups=d.groups,
+            explain_fraction=d.split.explain_fraction,
+            explain_size=d.split.explain_size,
+            split_seed=d.split.seed,
+            standardize=d.standardize,
+            nan=d.nan,
+            max_samples=d.max_samples,
+            encoding=d.encoding,
+            index=d.index,
+            fit_path=resolve(base, d.fit_path),
+            explain_path=resolve(base, d.explain_path),
+            split_column=d.split.column,
+            explain_values=d.split.values("explain") or ("test",),
+            fit_values=d.split.values("fit"),
+            explain_rows=d.split.explain_rows,
+            fit_rows=d.split.fit_rows,
+            base_dir=base,
         )
     except (AeinterpError, KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:  # a reader tripping over a damaged file is still bad input
         where = path if path is not None else f"builtin {d.builtin}"
-        raise DataError(f"cannot read the data {where}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (is the file complete and of the format its name says?)") from None
+        raise DataError(
+            f"cannot read the data {where}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (is the file complete and of the format its name says?)"
+        ) from None
 
 
 def resolve_cache(loaded: LoadedRecipe, override: bool | str | Path | None = None) -> Cache | None:
@@ -70,8 +89,16 @@ def _trained_line(architecture: str, training: Mapping[str, Any]) -> str:
 
 
 def load_model(
-    loaded: LoadedRecipe, data: ArrayDataset, out_dir: Path, *, device: Any = None, cache: Cache | None = None, data_hash: str | None = None,
-    say: Callable[[str], None] = print, progress: Callable[[str], Any] = lambda prefix: NullProgress(), trusted_factories: tuple[str, ...] = (),
+    loaded: LoadedRecipe,
+    data: ArrayDataset,
+    out_dir: Path,
+    *,
+    device: Any = None,
+    cache: Cache | None = None,
+    data_hash: str | None = None,
+    say: Callable[[str], None] = print,
+    progress: Callable[[str], Any] = lambda prefix: NullProgress(),
+    trusted_factories: tuple[str, ...] = (),
 ) -> tuple[TorchAutoencoder, dict[str, Any]]:
     """The recipe's model, adapted to the Model protocol, and what the results say of it.
 
@@ -92,13 +119,20 @@ def load_model(
         if hit is not None:
             module, training = hit
             info.update(source=f"builtin:{getattr(module, 'architecture', m.builtin)}", training=training, cached=True)
-            say(f"model: builtin {getattr(module, 'architecture', m.builtin)} from the cache (cached; trained {training.get('epochs')} epochs earlier)")
+            say(
+                f"model: builtin {getattr(module, 'architecture', m.builtin)} from the cache (cached; trained {training.get('epochs')} epochs earlier)"
+            )
         else:
             bar = progress("model: ")
             with bar:
                 module, trained = build_builtin(
-                    m.builtin, data, latent_dim=int(m.latent_dim or 0), options=m.options,
-                    train=TrainConfig(**m.train.model_dump(), seed=loaded.recipe.seed), progress=bar, device=device,
+                    m.builtin,
+                    data,
+                    latent_dim=int(m.latent_dim or 0),
+                    options=m.options,
+                    train=TrainConfig(**m.train.model_dump(), seed=loaded.recipe.seed),
+                    progress=bar,
+                    device=device,
                 )
             info.update(source=f"builtin:{getattr(module, 'architecture', m.builtin)}", training=trained.to_json())
             say(_trained_line(getattr(module, "architecture", m.builtin), trained.to_json()))
@@ -117,13 +151,28 @@ def load_model(
         path = resolve(loaded.base_dir, m.path)
         assert path is not None  # the recipe schema guarantees path or builtin
         module = load_module(
-            path, format=m.format, factory=m.factory, kwargs=m.kwargs, trust=m.trust, base_dir=loaded.base_dir,
-            device=device, trusted_factories=trusted_factories,
+            path,
+            format=m.format,
+            factory=m.factory,
+            kwargs=m.kwargs,
+            trust=m.trust,
+            base_dir=loaded.base_dir,
+            device=device,
+            trusted_factories=trusted_factories,
         )
         info["source"] = str(path)
     model = adapt(
-        module, data, encoder=m.encoder, decoder=m.decoder, code=m.code, head=m.head, task_dims=m.task_dims,
-        description=type(module).__name__, device=device, base_dir=loaded.base_dir, trusted_factories=trusted_factories,
+        module,
+        data,
+        encoder=m.encoder,
+        decoder=m.decoder,
+        code=m.code,
+        head=m.head,
+        task_dims=m.task_dims,
+        description=type(module).__name__,
+        device=device,
+        base_dir=loaded.base_dir,
+        trusted_factories=trusted_factories,
     )
     info.update(description=model.description, latent_dim=model.latent_dim, input_shape=list(model.input_shape))
     if model.task_dims is not None:

@@ -18,8 +18,8 @@ from rich.markup import escape
 
 from ..errors import AeinterpError
 from ..explanation import Explanation
-from ..text import terminal_safe
 from ..recipe.schema import PlannedStep
+from ..text import terminal_safe
 from .keys import StepKeys
 from .results import ResultsStore
 
@@ -72,20 +72,33 @@ class Recorder:
             self.say(f"{ok_mark} {label} on {step.target.value}: cached{took}")
         elif not self.quiet:
             ok_mark, _ = marks(self.console)
-            self.console.print(f"[green]{ok_mark} {escape(label)}[/green] on {step.target.value} in {explanation.runtime_s:.2f} s", highlight=False)
+            self.console.print(
+                f"[green]{ok_mark} {escape(label)}[/green] on {step.target.value} in {explanation.runtime_s:.2f} s", highlight=False
+            )
 
     def failure(self, step: PlannedStep, exc: BaseException) -> None:
         """Record a failed step (which plugin, which distribution, the error) and say so."""
         entry = step.explainer
-        tb = "".join(traceback.format_exception(exc.__cause__ or exc)) if not isinstance(exc, AeinterpError) or exc.__cause__ or getattr(exc, "__notes__", None) else ""
+        tb = (
+            "".join(traceback.format_exception(exc.__cause__ or exc))
+            if not isinstance(exc, AeinterpError) or exc.__cause__ or getattr(exc, "__notes__", None)
+            else ""
+        )
         failure = self.store.add_error(
-            step.alias, entry.name, step.target.value, exc, params=step.params.model_dump(mode="json"),
-            distribution=entry.distribution, version=entry.version, traceback=tb,
+            step.alias,
+            entry.name,
+            step.target.value,
+            exc,
+            params=step.params.model_dump(mode="json"),
+            distribution=entry.distribution,
+            version=entry.version,
+            traceback=tb,
         )
         self.outcome.failures.append(failure)
         if not self.quiet:
             _, fail_mark = marks(self.console)
             self.console.print(
                 f"[red]{fail_mark} {escape(step.alias)}[/red] ({escape(entry.name)} from {escape(entry.distribution)} {escape(entry.version)}): {escape(terminal_safe(exc))}",
-                highlight=False, soft_wrap=True,
+                highlight=False,
+                soft_wrap=True,
             )

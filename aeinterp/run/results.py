@@ -45,7 +45,7 @@ LAYOUT = "append-v1"
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _dumps(payload: Any) -> str:
@@ -163,19 +163,32 @@ class ResultsStore:
             self._append(entry)
         return entry
 
-    def add_error(self, alias: str, name: str, target: str, error: BaseException, *, params: dict[str, Any], distribution: str = "", version: str = "", traceback: str = "") -> dict[str, Any]:
-        entry = jsonable({
-            "name": name,
-            "alias": alias,
-            "target": target,
-            "status": "error",
-            "error": str(error),
-            "error_type": type(error.__cause__ or error).__name__,
-            "params": params,
-            "distribution": distribution,
-            "version": version,
-            "traceback": traceback,
-        })
+    def add_error(
+        self,
+        alias: str,
+        name: str,
+        target: str,
+        error: BaseException,
+        *,
+        params: dict[str, Any],
+        distribution: str = "",
+        version: str = "",
+        traceback: str = "",
+    ) -> dict[str, Any]:
+        entry = jsonable(
+            {
+                "name": name,
+                "alias": alias,
+                "target": target,
+                "status": "error",
+                "error": str(error),
+                "error_type": type(error.__cause__ or error).__name__,
+                "params": params,
+                "distribution": distribution,
+                "version": version,
+                "traceback": traceback,
+            }
+        )
         with _signals_deferred():
             self._append(entry)
         return entry
@@ -269,5 +282,7 @@ def load_results(out_dir: str | Path) -> RunResults:
             try:
                 explanations[entry["alias"]] = Explanation.from_json(entry, out_dir / arrays)
             except Exception as exc:  # a tampered entry or npz: say which, never a traceback
-                raise AeinterpError(f"{path}: explainers[{i}] ({entry['alias']}) cannot be read back: {type(exc).__name__}: {str(exc)[:300]}") from None
+                raise AeinterpError(
+                    f"{path}: explainers[{i}] ({entry['alias']}) cannot be read back: {type(exc).__name__}: {str(exc)[:300]}"
+                ) from None
     return RunResults(out_dir=out_dir, doc=doc, explanations=explanations)

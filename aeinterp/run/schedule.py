@@ -78,8 +78,16 @@ def with_timeout(fn: Callable[[], Any], timeout: float | None, what: str) -> Any
 
 
 def run_concurrently(
-    steps: list[PlannedStep], executor: Any, model: Model, data: Any, seed: int,
-    recorder: Recorder, progress: Any, keying: StepKeys | None = None, *, timeout: float | None = None,
+    steps: list[PlannedStep],
+    executor: Any,
+    model: Model,
+    data: Any,
+    seed: int,
+    recorder: Recorder,
+    progress: Any,
+    keying: StepKeys | None = None,
+    *,
+    timeout: float | None = None,
 ) -> None:
     """Every step whose dependencies have finished runs at once on ``executor`` (driver threads wait on its tasks).
 
@@ -151,8 +159,14 @@ def run_concurrently(
         results = {a: outcome.explanations[a] for a in needs[step.alias] if a in outcome.explanations}
         instance = entry.cls(step.params, progress=progress.view(f"{step.alias}: "), results=results)
         fut = pool.submit(
-            executor.run_explainer, instance, model, data, target=step.target, seed=seed,
-            distribution=entry.distribution, version=entry.version,
+            executor.run_explainer,
+            instance,
+            model,
+            data,
+            target=step.target,
+            seed=seed,
+            distribution=entry.distribution,
+            version=entry.version,
         )
         running[fut] = step
         seconds = step.timeout if step.timeout is not None else timeout
@@ -172,10 +186,15 @@ def run_concurrently(
                 if hasattr(executor, "cancel_step"):
                     executor.cancel_step(instance)
                 abandoned.add(fut)
-                finish(step, None, StepTimeout(
-                    f"step {step.alias!r} did not finish within its timeout of {seconds:g} s; its tasks were cancelled "
-                    "(raise `timeout:` for this step or --timeout)", plugin=step.alias,
-                ))
+                finish(
+                    step,
+                    None,
+                    StepTimeout(
+                        f"step {step.alias!r} did not finish within its timeout of {seconds:g} s; its tasks were cancelled "
+                        "(raise `timeout:` for this step or --timeout)",
+                        plugin=step.alias,
+                    ),
+                )
 
     pool = ThreadPoolExecutor(max_workers=max(1, min(len(steps), 32)), thread_name_prefix="aeinterp-step")
     try:

@@ -12,13 +12,13 @@ import platform
 import time
 import warnings
 from collections.abc import Mapping
-from importlib.metadata import PackageNotFoundError, version as dist_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as dist_version
 from typing import Any
 
 import numpy as np
 
 from .._version import __version__
-from ..toolkit.checks import check_explanation, check_finite_outputs, check_gradient_path
 from ..data import Dataset
 from ..errors import AeinterpError, ExplainerError
 from ..explainer import Explainer, ExplainerParams
@@ -26,6 +26,7 @@ from ..explanation import Explanation
 from ..model import Model, frozen
 from ..progress import Progress
 from ..targets import Target, with_latent_pca
+from ..toolkit.checks import check_explanation, check_finite_outputs, check_gradient_path
 
 __all__ = ["run_step", "library_versions"]
 
@@ -75,8 +76,10 @@ def training_note(model: Any) -> str | None:
     moving = sorted({type(m).__name__ for root in torch_modules(model) for m in root.modules() if m.training and isinstance(m, kinds)})
     if not moving:
         return None
-    return (f"the model was in training mode; it was explained in eval mode ({', '.join(moving)} behave as at inference: "
-            "dropout off, batch-norm running statistics) and left in training mode afterwards; call model.eval() first to silence this")
+    return (
+        f"the model was in training mode; it was explained in eval mode ({', '.join(moving)} behave as at inference: "
+        "dropout off, batch-norm running statistics) and left in training mode afterwards; call model.eval() first to silence this"
+    )
 
 
 def run_step(
@@ -125,13 +128,23 @@ def run_step(
         ) from exc
     runtime = time.perf_counter() - start
     if not isinstance(result, Explanation):
-        raise ExplainerError(f"explainer {instance.name!r} returned {type(result).__name__}, not an Explanation", plugin=instance.name, distribution=distribution)
+        raise ExplainerError(
+            f"explainer {instance.name!r} returned {type(result).__name__}, not an Explanation",
+            plugin=instance.name,
+            distribution=distribution,
+        )
     if target is Target.LATENT_PCA:  # which directions were explained, and how much of the code each carries
         pca = work.latent_pca  # type: ignore[attr-defined]
         summary = [*result.extras.get("summary", []), pca.summary()]
         result = result.replace(extras={**result.extras, "latent_pca": pca.to_json(), "summary": summary})
     result = check_explanation(
-        result, model, data, target, explainer=instance.name, distribution=distribution, features=instance.capabilities.features,
+        result,
+        model,
+        data,
+        target,
+        explainer=instance.name,
+        distribution=distribution,
+        features=instance.capabilities.features,
         split="fit" if getattr(instance.params, "split", "explain") == "fit" else "explain",
     )
     if note is not None:

@@ -59,8 +59,12 @@ class FailingModel(TorchAutoencoder):
 
     def __init__(self, inner: TorchAutoencoder, fail_after: int = 1) -> None:
         super().__init__(
-            inner.module, inner.input_shape, code=inner.code,
-            head=getattr(inner, "_head", None), task_dims=getattr(inner, "task_dims", None), class_names=getattr(inner, "class_names", None),
+            inner.module,
+            inner.input_shape,
+            code=inner.code,
+            head=getattr(inner, "_head", None),
+            task_dims=getattr(inner, "task_dims", None),
+            class_names=getattr(inner, "class_names", None),
         )
         self.calls = 0
         self.fail_after = fail_after
@@ -123,8 +127,16 @@ class ExplainerConformance:
             pytest.skip(f"{self.explainer.name} does not support {target}")
         planted = self._planted_for(planted, target)
         result = self._run(planted, target)
-        n_targets = {"latent": len(planted.dependencies), "latent_pca": len(planted.dependencies), "reconstruction": planted.data.n_features, "reconstruction_error": 1, "prediction": 2}[target]
-        n_columns = len(planted.dependencies) if target == "reconstruction" and self.reconstruction_inputs == "latent" else len(planted.data.groups)
+        n_targets = {
+            "latent": len(planted.dependencies),
+            "latent_pca": len(planted.dependencies),
+            "reconstruction": planted.data.n_features,
+            "reconstruction_error": 1,
+            "prediction": 2,
+        }[target]
+        n_columns = (
+            len(planted.dependencies) if target == "reconstruction" and self.reconstruction_inputs == "latent" else len(planted.data.groups)
+        )
         assert result.importance.shape == (n_targets, n_columns)
         assert np.isfinite(result.importance).all()
         if target == "reconstruction" and self.reconstruction_inputs == "latent":

@@ -25,7 +25,9 @@ class PlantedAutoencoder(nn.Module):
     hidden block: ``z_j = v_j . tanh(U_j x[S_j])``. The decoder is linear.
     """
 
-    def __init__(self, n_features: int, dependencies: Sequence[Sequence[int]], *, linear: bool = False, hidden_per_latent: int = 4, seed: int = 0) -> None:
+    def __init__(
+        self, n_features: int, dependencies: Sequence[Sequence[int]], *, linear: bool = False, hidden_per_latent: int = 4, seed: int = 0
+    ) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         k = len(dependencies)
@@ -117,8 +119,14 @@ def planted_autoencoder(
         with torch.no_grad():
             labels = np.where(module.encode(torch.as_tensor(x))[:, 0].numpy() > 0, "pos", "neg")
     data = ArrayDataset(
-        x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (n_features,), feature_names=names),
-        fit_index=fit, explain_index=explain, name="planted", labels=labels,
+        x=x,
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (n_features,), feature_names=names),
+        fit_index=fit,
+        explain_index=explain,
+        name="planted",
+        labels=labels,
     )
     head = dict(head="head", task_dims=[0], class_names=["neg", "pos"]) if supervised else {}
     model = TorchAutoencoder(module, (n_features,), description="PlantedAutoencoder", **head)  # type: ignore[arg-type]

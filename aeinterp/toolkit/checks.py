@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -169,7 +169,14 @@ def plain_extras(value: Any, where: str = "extras") -> Any:
 
 
 def check_explanation(
-    result: Any, model: Model, data: Any, target: Target | str, *, explainer: str, distribution: str = "", features: str = "groups",
+    result: Any,
+    model: Model,
+    data: Any,
+    target: Target | str,
+    *,
+    explainer: str,
+    distribution: str = "",
+    features: str = "groups",
     split: str = "explain",
 ) -> Explanation:
     """The explainer's result if it fits the data and target; extras made plain JSON. Raises :class:`ExplainerError`.
@@ -178,7 +185,9 @@ def check_explanation(
     """
 
     def fail(problem: str) -> ExplainerError:
-        return ExplainerError(f"explainer {explainer!r} returned an unusable result: {problem}", plugin=explainer, distribution=distribution)
+        return ExplainerError(
+            f"explainer {explainer!r} returned an unusable result: {problem}", plugin=explainer, distribution=distribution
+        )
 
     if not isinstance(result, Explanation):
         raise fail(f"a {type(result).__name__}, not an Explanation")
@@ -198,7 +207,9 @@ def check_explanation(
         raise fail(f"{len(rows)} target rows {_head(rows)}, but target {target.value!r} has {len(expected)} {_head(expected)}")
     importance = np.asarray(result.importance, dtype=np.float64)
     if importance.size and not np.isfinite(importance).any():
-        raise fail(f"every importance value is NaN or infinite ({importance.shape[0]} targets x {importance.shape[1]} features); that is no result")
+        raise fail(
+            f"every importance value is NaN or infinite ({importance.shape[0]} targets x {importance.shape[1]} features); that is no result"
+        )
     explained = len(data.x_fit) if split == "fit" else len(data.x_explain)
     if result.local is not None and not 1 <= result.local.shape[0] <= explained:
         raise fail(f"local attributions for {result.local.shape[0]} samples, but {explained} samples of the {split} split were explained")

@@ -33,18 +33,30 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from pathlib import Path
-
 from ..explainer import Explainer
 from ..explanation import Explanation
-from .streaming import RowsSink, converged, round_sizes
 from ..targets import Target
+from .streaming import RowsSink, converged, round_sizes
 
-__all__ = ["Partial", "ChunkedExplainer", "Executor", "LocalExecutor", "Stopping", "chunk_rng", "round_seed", "split_units", "chunk_for_workers", "combine", "chunk_size_for", "SPLITS"]
+__all__ = [
+    "Partial",
+    "ChunkedExplainer",
+    "Executor",
+    "LocalExecutor",
+    "Stopping",
+    "chunk_rng",
+    "round_seed",
+    "split_units",
+    "chunk_for_workers",
+    "combine",
+    "chunk_size_for",
+    "SPLITS",
+]
 
 SPLITS = ("none", "samples", "targets")
 Splits = Literal["none", "samples", "targets"]
@@ -73,7 +85,14 @@ class Partial:
         )
 
 
-def combine(partials: Iterable[Partial], *, start: Partial | None = None, sink: RowsSink | None = None, spill: frozenset[str] = frozenset(), offset: int = 0) -> Partial:
+def combine(
+    partials: Iterable[Partial],
+    *,
+    start: Partial | None = None,
+    sink: RowsSink | None = None,
+    spill: frozenset[str] = frozenset(),
+    offset: int = 0,
+) -> Partial:
     """Add partials in the order given (the executor passes them in chunk order) to ``start``.
 
     Rows under the keys in ``spill`` go to ``sink`` at unit offset ``offset``
@@ -154,7 +173,17 @@ class Executor(Protocol):
 
     workers: int
 
-    def map_chunks(self, explainer: ChunkedExplainer, model: Any, data: Any, state: Any, chunks: Sequence[np.ndarray], *, target: Target, base_seed: int) -> Iterator[Partial]: ...
+    def map_chunks(
+        self,
+        explainer: ChunkedExplainer,
+        model: Any,
+        data: Any,
+        state: Any,
+        chunks: Sequence[np.ndarray],
+        *,
+        target: Target,
+        base_seed: int,
+    ) -> Iterator[Partial]: ...
 
 
 class LocalExecutor:
@@ -163,9 +192,21 @@ class LocalExecutor:
     kind = "local"
     workers = 1
 
-    def map_chunks(self, explainer: ChunkedExplainer, model: Any, data: Any, state: Any, chunks: Sequence[np.ndarray], *, target: Target, base_seed: int) -> Iterator[Partial]:
+    def map_chunks(
+        self,
+        explainer: ChunkedExplainer,
+        model: Any,
+        data: Any,
+        state: Any,
+        chunks: Sequence[np.ndarray],
+        *,
+        target: Target,
+        base_seed: int,
+    ) -> Iterator[Partial]:
         label = f"{explainer.capabilities.splits} chunks"
-        tracked = chunks if len(chunks) == 1 else explainer.progress.track(chunks, total=len(chunks), description=label)  # no bar for 1 of 1
+        tracked = (
+            chunks if len(chunks) == 1 else explainer.progress.track(chunks, total=len(chunks), description=label)
+        )  # no bar for 1 of 1
         for i, units in enumerate(tracked):
             yield explainer.explain_chunk(model, data, state, units, target=target, rng=chunk_rng(base_seed, i))
 
@@ -211,7 +252,9 @@ class ChunkedExplainer(Explainer):
         tol = getattr(p, "anytime_tolerance", None)
         if tol is None and getattr(p, "max_samples", None) != "auto":
             return None
-        return Stopping(tolerance=tol if tol is not None else 0.05, top_k=getattr(p, "stable_top_k", 5), first_round=getattr(p, "first_round", 128))
+        return Stopping(
+            tolerance=tol if tol is not None else 0.05, top_k=getattr(p, "stable_top_k", 5), first_round=getattr(p, "first_round", 128)
+        )
 
     def interval(self, model: Any, data: Any, state: Any, total: Partial, *, target: Target) -> tuple[np.ndarray, np.ndarray]:
         """``(importance, 95 % half-width)``, both ``(targets, features)``, from the partials so far (anytime only)."""
@@ -227,7 +270,11 @@ class ChunkedExplainer(Explainer):
             chunk_size = chunk_for_workers(len(units), chunk_size, getattr(self.executor, "workers", 1), minimum)
         base_seed = int(rng.integers(2**62))
         spill, stop = self.spill(state), self.stopping(state)
-        sink = RowsSink(len(units), None if self.rows_dir is None else Path(self.rows_dir) / f".rows-{self.name}-{base_seed:x}") if spill else None
+        sink = (
+            RowsSink(len(units), None if self.rows_dir is None else Path(self.rows_dir) / f".rows-{self.name}-{base_seed:x}")
+            if spill
+            else None
+        )
         rounds = [len(units)] if stop is None else round_sizes(len(units), stop.first_round)
         try:
             return self._explain_rounds(model, data, state, target, units, chunk_size, base_seed, spill, stop, sink, rounds)
@@ -236,8 +283,20 @@ class ChunkedExplainer(Explainer):
                 sink.discard()
             raise
 
-    def _explain_rounds(self, model: Any, data: Any, state: Any, target: Target, units: np.ndarray, chunk_size: int, base_seed: int,
-                        spill: frozenset[str], stop: Any, sink: RowsSink | None, rounds: list[int]) -> Explanation:
+    def _explain_rounds(
+        self,
+        model: Any,
+        data: Any,
+        state: Any,
+        target: Target,
+        units: np.ndarray,
+        chunk_size: int,
+        base_seed: int,
+        spill: frozenset[str],
+        stop: Any,
+        sink: RowsSink | None,
+        rounds: list[int],
+    ) -> Explanation:
         total, done, previous, history = Partial(), 0, None, []
         value = halfwidth = None
         for r, upto in enumerate(rounds):
@@ -259,8 +318,14 @@ class ChunkedExplainer(Explainer):
         if stop is None:
             return result
         facts = {
-            "samples_used": int(done), "samples_available": int(len(units)), "rounds": history, "tolerance": stop.tolerance,
-            "stable_top_k": stop.top_k, "stopped": "converged" if done < len(units) else "all samples used",
+            "samples_used": int(done),
+            "samples_available": int(len(units)),
+            "rounds": history,
+            "tolerance": stop.tolerance,
+            "stable_top_k": stop.top_k,
+            "stopped": "converged" if done < len(units) else "all samples used",
             "interval": "95 % normal interval of the mean over samples (half-width in arrays['importance_halfwidth'])",
         }
-        return result.replace(extras={**result.extras, "anytime": facts}, arrays={**result.arrays, "importance_halfwidth": np.asarray(halfwidth)})
+        return result.replace(
+            extras={**result.extras, "anytime": facts}, arrays={**result.arrays, "importance_halfwidth": np.asarray(halfwidth)}
+        )

@@ -41,8 +41,13 @@ def _group_means(out: np.ndarray, groups: list[np.ndarray] | None) -> np.ndarray
 
 
 def output_effects(
-    model: Any, codes: np.ndarray, *, groups: list[np.ndarray] | None = None, quantiles: tuple[float, float] = EFFECT_QUANTILES,
-    max_rows: int = 128, seed: int = 0,
+    model: Any,
+    codes: np.ndarray,
+    *,
+    groups: list[np.ndarray] | None = None,
+    quantiles: tuple[float, float] = EFFECT_QUANTILES,
+    max_rows: int = 128,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Signed output effects ``(latents, outputs)`` and the ``(latents, 2)`` low/high values each latent moved between.
 

@@ -29,9 +29,24 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "histogram_discretize", "discrete_mutual_info", "discrete_entropy", "mig", "dci", "dci_from_importance", "sap",
-    "sap_from_scores", "gaussian_total_correlation", "pairwise_mutual_info", "pair_bins", "pearson", "dead_latents",
-    "duplicate_pairs", "CodeSummary", "code_summary", "DEAD_RELATIVE_STD", "DUPLICATE_CORRELATION",
+    "histogram_discretize",
+    "discrete_mutual_info",
+    "discrete_entropy",
+    "mig",
+    "dci",
+    "dci_from_importance",
+    "sap",
+    "sap_from_scores",
+    "gaussian_total_correlation",
+    "pairwise_mutual_info",
+    "pair_bins",
+    "pearson",
+    "dead_latents",
+    "duplicate_pairs",
+    "CodeSummary",
+    "code_summary",
+    "DEAD_RELATIVE_STD",
+    "DUPLICATE_CORRELATION",
 ]
 
 DEAD_RELATIVE_STD = 1e-3  # a latent whose SD is below this share of the largest latent SD is dead (collapsed)
@@ -166,7 +181,9 @@ def sap_from_scores(scores: Any) -> dict[str, Any]:
     return {"sap": float(gap.mean()), "per_factor": gap}
 
 
-def sap(codes: Any, factors: Any, *, continuous: bool | None = None, bins: int = 20, test_share: float = 0.3, seed: int = 0) -> dict[str, Any]:
+def sap(
+    codes: Any, factors: Any, *, continuous: bool | None = None, bins: int = 20, test_share: float = 0.3, seed: int = 0
+) -> dict[str, Any]:
     """Separated attribute predictability. ``continuous``: R^2 of a one-latent linear fit per (latent, factor);
     else (discrete factors) the held-out accuracy of a one-latent linear SVM (C=0.01, as disentanglement_lib).
     ``None``: continuous unless every factor column holds few integer values."""
@@ -269,14 +286,20 @@ class CodeSummary:
         return jsonable({k: v for k, v in asdict(self).items()})
 
 
-def code_summary(codes: Any, names: list[str], *, factors: Any = None, factor_names: list[str] | None = None, bins: int = 20, seed: int = 0) -> CodeSummary:
+def code_summary(
+    codes: Any, names: list[str], *, factors: Any = None, factor_names: list[str] | None = None, bins: int = 20, seed: int = 0
+) -> CodeSummary:
     """Everything the code page shows for ``codes`` (samples x latents) and optional ``factors``."""
     z = _matrix(codes, "codes")
     dead = dead_latents(z)
     corr = pearson(z)
     out = CodeSummary(
-        names=list(names), n_samples=int(len(z)), total_correlation=gaussian_total_correlation(z, live=~dead),
-        correlation=corr, mutual_info=pairwise_mutual_info(z), dead=[n for n, d in zip(names, dead) if d],
+        names=list(names),
+        n_samples=int(len(z)),
+        total_correlation=gaussian_total_correlation(z, live=~dead),
+        correlation=corr,
+        mutual_info=pairwise_mutual_info(z),
+        dead=[n for n, d in zip(names, dead) if d],
         duplicates=duplicate_pairs(np.where(np.outer(~dead, ~dead), corr, 0.0), list(names)),
     )
     if factors is not None and z.shape[1] >= 2:
@@ -286,8 +309,13 @@ def code_summary(codes: Any, names: list[str], *, factors: Any = None, factor_na
         d = dci(z, f, bins=bins, seed=seed)
         s = sap(z, f, bins=bins, seed=seed)
         out.scores = {
-            "mig": m["mig"], "mig_per_factor": m["per_factor"], "disentanglement": d["disentanglement"],
-            "completeness": d["completeness"], "informativeness": d["informativeness"], "sap": s["sap"],
-            "sap_continuous": s["continuous"], "factor_mutual_info": m["mutual_info"],
+            "mig": m["mig"],
+            "mig_per_factor": m["per_factor"],
+            "disentanglement": d["disentanglement"],
+            "completeness": d["completeness"],
+            "informativeness": d["informativeness"],
+            "sap": s["sap"],
+            "sap_continuous": s["continuous"],
+            "factor_mutual_info": m["mutual_info"],
         }
     return out

@@ -28,7 +28,6 @@ reference.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -147,7 +146,11 @@ def first_layer_split(model: Any, data: Any, target: Target) -> tuple[FirstLayer
         return None, f"the first layer reads {split.linear.in_features} inputs, the samples have {model.input_shape[0]}"
     if split.tail is not None and split.tail[2] is not None and model.code not in (None, split.tail[2]):
         split = FirstLayer(split.linear, split.rest)  # the code is another output than the one the tail describes
-    what = "the reconstruction error against the constant unperturbed sample" if target is Target.RECONSTRUCTION_ERROR else f"the {target} target"
+    what = (
+        "the reconstruction error against the constant unperturbed sample"
+        if target is Target.RECONSTRUCTION_ERROR
+        else f"the {target} target"
+    )
     return split, f"{what} reads the input only through an affine first layer ({split.linear.in_features} -> {split.width})"
 
 
@@ -173,7 +176,9 @@ class _FromFirstLayer:
         return self.model.predict(z)
 
 
-def layer_target_function(model: TorchAutoencoder, layer: FirstLayer, target: Target) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def layer_target_function(
+    model: TorchAutoencoder, layer: FirstLayer, target: Target
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``g(a, reference) -> (B, n_targets)`` with ``g(A x + b, reference) == evaluate_target(model, target, x, reference)``."""
     proxy = _FromFirstLayer(model, layer)
 

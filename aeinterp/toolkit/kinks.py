@@ -30,8 +30,8 @@ import warnings
 import torch
 from torch import nn
 
-from .first_layer import FirstLayer
 from ..targets import Target
+from .first_layer import FirstLayer
 
 __all__ = ["KINKED", "MIN_SECOND_LAYER", "KinkUpdate", "kink_update_reason"]
 

@@ -15,13 +15,22 @@ import numpy as np
 import torch
 
 from ..data import FeatureGroup, subsample_indices  # re-exported: it lived here first
-from .first_layer import FirstLayer
-from .kinks import KinkUpdate, kink_update_reason
 from ..model import Model, as_tensor
 from ..progress import NullProgress, Progress
 from ..targets import Target, evaluate_target
+from .first_layer import FirstLayer
+from .kinks import KinkUpdate, kink_update_reason
 
-__all__ = ["perturbation_effects", "perturbation_sums", "change_from_sums", "copies_per_batch", "reduce_groups", "sample_background", "subsample", "subsample_indices"]
+__all__ = [
+    "perturbation_effects",
+    "perturbation_sums",
+    "change_from_sums",
+    "copies_per_batch",
+    "reduce_groups",
+    "sample_background",
+    "subsample",
+    "subsample_indices",
+]
 
 Fill = Callable[[torch.Tensor, Sequence[int]], "Sequence[torch.Tensor] | None"]
 
@@ -82,12 +91,23 @@ def perturbation_effects(
     """
     if measure is None:
         sums, count = perturbation_sums(
-            model, target, x, n_copies, fill, copies=copies, memory_mb=memory_mb, batch_size=batch_size,
-            progress=progress, description=description, layer=layer,
+            model,
+            target,
+            x,
+            n_copies,
+            fill,
+            copies=copies,
+            memory_mb=memory_mb,
+            batch_size=batch_size,
+            progress=progress,
+            description=description,
+            layer=layer,
         )
         return change_from_sums(target, sums, count)
     out: torch.Tensor | None = None  # (n_copies, *measure's shape), allocated at the first block
-    for ids, change, base in _perturbed_changes(model, target, x, n_copies, fill, copies, memory_mb, batch_size, progress, description, layer):
+    for ids, change, base in _perturbed_changes(
+        model, target, x, n_copies, fill, copies, memory_mb, batch_size, progress, description, layer
+    ):
         measured = torch.stack([measure(base + v, base) for v in change])
         if out is None:
             out = torch.empty((n_copies, *measured.shape[1:]), dtype=measured.dtype)
@@ -162,8 +182,17 @@ def perturbation_sums(
 
 
 def _perturbed_changes(
-    model: Model, target: Target | str, x: np.ndarray | torch.Tensor, n_copies: int, fill: Fill, copies: int | None,
-    memory_mb: float, batch_size: int, progress: Progress | None, description: str, layer: FirstLayer | None,
+    model: Model,
+    target: Target | str,
+    x: np.ndarray | torch.Tensor,
+    n_copies: int,
+    fill: Fill,
+    copies: int | None,
+    memory_mb: float,
+    batch_size: int,
+    progress: Progress | None,
+    description: str,
+    layer: FirstLayer | None,
     column_sets: Sequence[int] | None = None,
 ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
     """For each block of copies: their ids, the target's change on the copies ``(copies, N, T)``, the target on ``x``."""
@@ -184,7 +213,13 @@ def _perturbed_changes(
             a0 = layer(flat.to(weight_t.dtype))
             if column_sets is not None and kink_update_reason(layer, target) is None:
                 kinks = KinkUpdate(layer, a0)
-        blocks = _blocks(n_copies, column_sets if kinks is not None else None, copies or copies_per_batch(n, d, memory_mb=memory_mb), n * d * flat.element_size(), memory_mb)
+        blocks = _blocks(
+            n_copies,
+            column_sets if kinks is not None else None,
+            copies or copies_per_batch(n, d, memory_mb=memory_mb),
+            n * d * flat.element_size(),
+            memory_mb,
+        )
         c = max(map(len, blocks))
         sharing = Counter(column_sets) if kinks is not None else None
         # only the reconstruction error compares with the unperturbed input
@@ -204,7 +239,9 @@ def _perturbed_changes(
             else:
                 cols = [torch.as_tensor(col) for col in changed]
                 deltas = [(block[k][:, col] - flat[:, col]).to(weight_t.dtype) for k, col in enumerate(cols)]
-                shared = [] if kinks is None else _kink_copies(ids, cols, column_sets, sharing, n * base.shape[1] * a0.element_size(), memory_mb)  # type: ignore[arg-type]
+                shared = (
+                    [] if kinks is None else _kink_copies(ids, cols, column_sets, sharing, n * base.shape[1] * a0.element_size(), memory_mb)  # type: ignore[arg-type]
+                )  # type: ignore[arg-type]
                 plain = [k for k in range(len(ids)) if k not in shared]
                 by_kinks = None
                 if shared:
@@ -230,7 +267,9 @@ def _perturbed_changes(
                     block[k][:, col] = flat[:, col]
 
 
-def _kink_copies(ids: list[int], cols: list[torch.Tensor], column_sets: Sequence[int], sharing: Counter, jacobian_bytes: int, memory_mb: float) -> list[int]:
+def _kink_copies(
+    ids: list[int], cols: list[torch.Tensor], column_sets: Sequence[int], sharing: Counter, jacobian_bytes: int, memory_mb: float
+) -> list[int]:
     """Positions in the block of the copies whose code change :class:`KinkUpdate` gives: their column set is
     perturbed at least twice as often as it has columns (so its Jacobian columns pay), they share the block's
     first copy's columns (blocks hold one column set), and those Jacobian columns fit in ``memory_mb``."""
@@ -251,7 +290,9 @@ def _blocks(n_copies: int, column_sets: Sequence[int] | None, copies: int, copy_
     return [run[s : s + per_block] for run in runs.values() for s in range(0, len(run), per_block)]
 
 
-def _eval_layer_rows(g: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], a: torch.Tensor, reference: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _eval_layer_rows(
+    g: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], a: torch.Tensor, reference: torch.Tensor, batch_size: int
+) -> torch.Tensor:
     return torch.cat([g(a[s : s + batch_size], reference[s : s + batch_size]).float().cpu() for s in range(0, a.shape[0], batch_size)])
 
 
@@ -270,8 +311,10 @@ def reduce_groups(local: np.ndarray | torch.Tensor, groups: Sequence[FeatureGrou
     Sums are the right reduction for additive attributions (SHAP, IG).
     """
     is_torch = isinstance(local, torch.Tensor)
-    if how in ("sum", "mean") and len(groups) == local.shape[-1] and all(
-        g.indices.size == 1 and int(g.indices[0]) == j for j, g in enumerate(groups)
+    if (
+        how in ("sum", "mean")
+        and len(groups) == local.shape[-1]
+        and all(g.indices.size == 1 and int(g.indices[0]) == j for j, g in enumerate(groups))
     ):
         return local  # every element is its own group, in order: nothing to reduce (and no copy)
     arr = local if is_torch else torch.as_tensor(np.asarray(local))

@@ -53,8 +53,14 @@ def _zero_or(t: torch.Tensor | None, constant: Constant) -> torch.Tensor | None:
     return t
 
 
-def _lstm_step(gi: torch.Tensor, h: torch.Tensor | None, c: torch.Tensor | None, w_hh: torch.Tensor, b_hh: torch.Tensor | None,
-               w_hr: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _lstm_step(
+    gi: torch.Tensor,
+    h: torch.Tensor | None,
+    c: torch.Tensor | None,
+    w_hh: torch.Tensor,
+    b_hh: torch.Tensor | None,
+    w_hr: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     gates = gi + F.linear(h, w_hh, b_hh) if h is not None else (gi if b_hh is None else gi + b_hh)
     i, f, g, o = gates.chunk(4, dim=-1)
     i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
@@ -80,13 +86,22 @@ def _gru_step(gi: torch.Tensor, h: torch.Tensor | None, w_hh: torch.Tensor, b_hh
     return n - z * n
 
 
-def _rnn_step(gi: torch.Tensor, h: torch.Tensor | None, w_hh: torch.Tensor, b_hh: torch.Tensor | None, act: Callable[..., Any]) -> torch.Tensor:
+def _rnn_step(
+    gi: torch.Tensor, h: torch.Tensor | None, w_hh: torch.Tensor, b_hh: torch.Tensor | None, act: Callable[..., Any]
+) -> torch.Tensor:
     pre = gi + F.linear(h, w_hh, b_hh) if h is not None else (gi if b_hh is None else gi + b_hh)
     return act(pre)
 
 
-def _layer(kind: str, x: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor | None, weights: Sequence[torch.Tensor],
-           has_biases: bool, reverse: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def _layer(
+    kind: str,
+    x: torch.Tensor,
+    h0: torch.Tensor | None,
+    c0: torch.Tensor | None,
+    weights: Sequence[torch.Tensor],
+    has_biases: bool,
+    reverse: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """One direction of one layer over ``x`` ``(N, T, F)``: outputs ``(N, T, H)``, final ``h`` and ``c``."""
     w_ih, w_hh = weights[0], weights[1]
     b_ih, b_hh = (weights[2], weights[3]) if has_biases else (None, None)
@@ -106,8 +121,20 @@ def _layer(kind: str, x: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor
     return torch.stack(outs, dim=1), h, c  # type: ignore[arg-type, return-value]
 
 
-def unrolled_rnn(kind: str, x: torch.Tensor, hx: Any, params: Sequence[torch.Tensor], has_biases: bool, num_layers: int,
-                 dropout: float, train: bool, bidirectional: bool, batch_first: bool, *, constant: Constant = plain_constant) -> tuple[torch.Tensor, ...]:
+def unrolled_rnn(
+    kind: str,
+    x: torch.Tensor,
+    hx: Any,
+    params: Sequence[torch.Tensor],
+    has_biases: bool,
+    num_layers: int,
+    dropout: float,
+    train: bool,
+    bidirectional: bool,
+    batch_first: bool,
+    *,
+    constant: Constant = plain_constant,
+) -> tuple[torch.Tensor, ...]:
     """What ``torch._VF.<kind>`` returns (``lstm``: output, h_n, c_n; ``gru``/``rnn_*``: output, h_n)."""
     if train and dropout > 0 and num_layers > 1:
         raise UnsupportedRecurrence(f"{kind} with dropout between layers in training mode")
@@ -139,8 +166,17 @@ def unrolled_rnn(kind: str, x: torch.Tensor, hx: Any, params: Sequence[torch.Ten
     return output, h_n, c_n
 
 
-def unrolled_cell(kind: str, x: torch.Tensor, hx: Any, w_ih: torch.Tensor, w_hh: torch.Tensor,
-                  b_ih: torch.Tensor | None = None, b_hh: torch.Tensor | None = None, *, constant: Constant = plain_constant) -> Any:
+def unrolled_cell(
+    kind: str,
+    x: torch.Tensor,
+    hx: Any,
+    w_ih: torch.Tensor,
+    w_hh: torch.Tensor,
+    b_ih: torch.Tensor | None = None,
+    b_hh: torch.Tensor | None = None,
+    *,
+    constant: Constant = plain_constant,
+) -> Any:
     """What ``torch._VF.<kind>_cell`` returns (``lstm_cell``: ``(h, c)``; the others: ``h``)."""
     gi = F.linear(x, w_ih, b_ih)
     if kind == "lstm_cell":

@@ -50,7 +50,19 @@ from ..data import subsample_indices
 from ..explainer import ExplainerParams
 from ..resources import check_free, reserve
 
-__all__ = ["StreamParams", "MaxSamples", "LocalPlan", "local_plan", "parse_local", "RowsSink", "top_k_rows", "round_sizes", "converged", "same_ranking", "Z_95"]
+__all__ = [
+    "StreamParams",
+    "MaxSamples",
+    "LocalPlan",
+    "local_plan",
+    "parse_local",
+    "RowsSink",
+    "top_k_rows",
+    "round_sizes",
+    "converged",
+    "same_ranking",
+    "Z_95",
+]
 
 Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
 _TOP_K = re.compile(r"^top_k:(\d+)$")
@@ -79,10 +91,24 @@ MaxSamples = Annotated[int | Literal["auto"] | None, AfterValidator(_at_least_on
 class StreamParams(ExplainerParams):
     """Params every streamed explainer shares (mix into its ``Params``)."""
 
-    local: str = Field("auto", description="per-sample output: auto (full if it fits in local_max_mb, else each sample's top 20 features or as many as fit, else none), none, full (on disk beyond local_max_mb) or top_k:K")
-    local_max_mb: float = Field(64.0, gt=0, description="largest per-sample array kept in memory, in MiB (auto keeps each sample's top features above it, full writes it to disk)")
-    chunk_size: int | None = Field(None, ge=1, description="samples per chunk handed to the executor (default: the explainer's choice from its memory bound)")
-    anytime_tolerance: float | None = Field(None, gt=0, lt=1, description="anytime: stop drawing sample rounds once every target's 95 % interval half-width is within this share of its largest importance and the top-k ranking is stable (max_samples: auto uses 0.05)")
+    local: str = Field(
+        "auto",
+        description="per-sample output: auto (full if it fits in local_max_mb, else each sample's top 20 features or as many as fit, else none), none, full (on disk beyond local_max_mb) or top_k:K",
+    )
+    local_max_mb: float = Field(
+        64.0,
+        gt=0,
+        description="largest per-sample array kept in memory, in MiB (auto keeps each sample's top features above it, full writes it to disk)",
+    )
+    chunk_size: int | None = Field(
+        None, ge=1, description="samples per chunk handed to the executor (default: the explainer's choice from its memory bound)"
+    )
+    anytime_tolerance: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="anytime: stop drawing sample rounds once every target's 95 % interval half-width is within this share of its largest importance and the top-k ranking is stable (max_samples: auto uses 0.05)",
+    )
     stable_top_k: int = Field(5, ge=1, description="anytime: how many top features per target must keep their order between two rounds")
     first_round: int = Field(128, ge=2, description="anytime: samples in the first round (each next round doubles the total)")
 
@@ -149,8 +175,15 @@ def local_plan(requested: str, n_samples: int, n_targets: int, n_groups: int, ma
     fit = int(max_mb * 2**20 // max(1, n_samples * n_targets * 8))  # int32 index + float32 value per kept entry
     k = min(AUTO_TOP_K, n_groups, fit)
     if k >= 1:  # what the beeswarm and waterfall draw: each sample's largest attributions, within the bound
-        return LocalPlan("top_k", k, note=f"per-sample attributions ({mb:.0f} MiB > local_max_mb = {max_mb:g}) kept for each sample's top {k} features only (arrays local_top_index / local_top_value; local: full writes them all to disk)")
-    return LocalPlan("none", note=f"per-sample attributions not kept: {mb:.0f} MiB > local_max_mb = {max_mb:g} (set local: full to write them to disk, or top_k:K)")
+        return LocalPlan(
+            "top_k",
+            k,
+            note=f"per-sample attributions ({mb:.0f} MiB > local_max_mb = {max_mb:g}) kept for each sample's top {k} features only (arrays local_top_index / local_top_value; local: full writes them all to disk)",
+        )
+    return LocalPlan(
+        "none",
+        note=f"per-sample attributions not kept: {mb:.0f} MiB > local_max_mb = {max_mb:g} (set local: full to write them to disk, or top_k:K)",
+    )
 
 
 def top_k_rows(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -263,10 +296,10 @@ def same_ranking(value: np.ndarray, halfwidth: np.ndarray, other: np.ndarray, to
         cand = np.union1d(now[:k], before[:k])
         rank_now, rank_before = np.empty_like(now), np.empty_like(before)
         rank_now[now], rank_before[before] = np.arange(len(now)), np.arange(len(before))
-        swapped = (np.sign(rank_now[cand][:, None] - rank_now[cand][None, :]) * np.sign(rank_before[cand][:, None] - rank_before[cand][None, :])) < 0
+        swapped = (
+            np.sign(rank_now[cand][:, None] - rank_now[cand][None, :]) * np.sign(rank_before[cand][:, None] - rank_before[cand][None, :])
+        ) < 0
         apart = np.abs(v[cand][:, None] - v[cand][None, :]) > h[cand][:, None] + h[cand][None, :]
         if np.any(swapped & apart):
             return False
     return True
-
-

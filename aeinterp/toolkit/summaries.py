@@ -42,7 +42,18 @@ from pydantic import Field
 
 from ..explainer import ExplainerParams
 
-__all__ = ["SUMMARIES", "Summary", "SummaryParams", "SummaryPlan", "summary_plan", "chunk_sums", "summarise", "ranking_key", "topk_overlap", "FOLDS"]
+__all__ = [
+    "SUMMARIES",
+    "Summary",
+    "SummaryParams",
+    "SummaryPlan",
+    "summary_plan",
+    "chunk_sums",
+    "summarise",
+    "ranking_key",
+    "topk_overlap",
+    "FOLDS",
+]
 
 SUMMARIES = ("variance_share", "mean_abs", "direction")
 Summary = Literal["variance_share", "mean_abs", "direction"]
@@ -66,11 +77,15 @@ class SummaryParams(ExplainerParams):
     """The summary params every explainer with per-sample attributions shares (mix into its ``Params``)."""
 
     summary: Literal["auto", "variance_share", "mean_abs", "direction"] = Field(
-        "auto", description="how per-sample attributions become one importance per target and feature: variance_share (Cov(phi, z) / Var z), "
+        "auto",
+        description="how per-sample attributions become one importance per target and feature: variance_share (Cov(phi, z) / Var z), "
         "mean_abs (mean |phi|) or direction (corr(phi, x)); auto: variance_share for additive methods, mean_abs otherwise. All three are kept in arrays",
     )
     stability_k: int = Field(20, ge=1, description="top-k whose split-half overlap says how stable each target's ranking is")
-    by_group: Literal["auto", "off"] = Field("auto", description="auto: with dataset labels (at most 64 classes), also summarise each label group's rows alone (importance_by_group)")
+    by_group: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: with dataset labels (at most 64 classes), also summarise each label group's rows alone (importance_by_group)",
+    )
 
 
 def ranking_key(summary: str, values: np.ndarray) -> np.ndarray:
@@ -87,12 +102,17 @@ def topk_overlap(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
     return np.array([len(np.intersect1d(x, y)) / k for x, y in zip(ta, tb)])
 
 
-def chunk_sums(phi: np.ndarray, z: np.ndarray, x: np.ndarray, cells: np.ndarray, n_cells: int, stats: tuple[str, ...] = _STATS) -> dict[str, np.ndarray]:
+def chunk_sums(
+    phi: np.ndarray, z: np.ndarray, x: np.ndarray, cells: np.ndarray, n_cells: int, stats: tuple[str, ...] = _STATS
+) -> dict[str, np.ndarray]:
     """The running sums ``stats`` of one chunk, per cell (fold or label): ``phi`` (B, T, G), ``z`` (B, T), ``x`` (B, G), ``cells`` (B,) in ``[0, n_cells)``."""
     rows = max(1, int(BLOCK_MB * 2**20 // max(1, 8 * int(np.prod(np.shape(phi)[1:])))))
     if np.shape(phi)[0] > rows:  # bound the float64 temporaries (phi * z, phi * x, ...) to a few blocks of BLOCK_MB
-        parts = [chunk_sums(phi[s : s + rows], z[s : s + rows], x[s : s + rows], cells[s : s + rows], n_cells, stats) for s in range(0, np.shape(phi)[0], rows)]
-        return {k: sum(p[k] for p in parts) for k in parts[0]}
+        parts = [
+            chunk_sums(phi[s : s + rows], z[s : s + rows], x[s : s + rows], cells[s : s + rows], n_cells, stats)
+            for s in range(0, np.shape(phi)[0], rows)
+        ]
+        return {k: sum(p[k] for p in parts) for k in parts[0]}  # type: ignore[misc]
     phi = np.asarray(phi, dtype=np.float64)
     z = np.asarray(z, dtype=np.float64).reshape(phi.shape[0], phi.shape[1])
     x = np.asarray(x, dtype=np.float64).reshape(phi.shape[0], phi.shape[2])
@@ -103,10 +123,16 @@ def chunk_sums(phi: np.ndarray, z: np.ndarray, x: np.ndarray, cells: np.ndarray,
         return np.tensordot(onehot, values, axes=(0, 0))
 
     terms = {
-        "n": lambda: np.ones(phi.shape[0]), "z1": lambda: z, "z2": lambda: z * z,
-        "p1": lambda: phi, "p2": lambda: phi * phi, "pa": lambda: np.abs(phi),
-        "pz": lambda: phi * z[:, :, None], "px": lambda: phi * x[:, None, :],
-        "x1": lambda: x, "x2": lambda: x * x,
+        "n": lambda: np.ones(phi.shape[0]),
+        "z1": lambda: z,
+        "z2": lambda: z * z,
+        "p1": lambda: phi,
+        "p2": lambda: phi * phi,
+        "pa": lambda: np.abs(phi),
+        "pz": lambda: phi * z[:, :, None],
+        "px": lambda: phi * x[:, None, :],
+        "x1": lambda: x,
+        "x2": lambda: x * x,
     }
     return {k: per_cell(terms[k]()) for k in stats}
 
@@ -127,7 +153,9 @@ def summarise(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if all(k in s for k in NEEDS["variance_share"]):
         mz, mp = s["z1"] / n, s["p1"] / nn
         var_z = np.clip(s["z2"] / n - mz**2, 0.0, None)
-        tiny_z = 1e-12 * np.maximum(s["z2"] / n, 1e-300)  # a variance within rounding of zero (a constant target) gives 0, not noise over noise
+        tiny_z = 1e-12 * np.maximum(
+            s["z2"] / n, 1e-300
+        )  # a variance within rounding of zero (a constant target) gives 0, not noise over noise
         out["variance_share"] = _ratio(s["pz"] / nn - mp * mz[..., None], np.where(var_z > tiny_z, var_z, 0.0)[..., None])
         out["residual"] = np.where(var_z > tiny_z, 1.0 - out["variance_share"].sum(axis=-1), 0.0)
     if all(k in s for k in NEEDS["direction"]):
@@ -169,7 +197,10 @@ class SummaryPlan:
         explained order (they set the folds), ``rows`` their indices into the split (they give the labels)."""
         phi, z, x = (np.asarray(a.detach().cpu() if hasattr(a, "detach") else a) for a in (phi, z, x_groups))
         need = NEEDS[self.summary]
-        out = {f"sum_all_{k}": v for k, v in chunk_sums(phi, z, x, np.zeros(phi.shape[0], dtype=np.int64), 1, tuple(k for k in _STATS if k not in need)).items()}
+        out = {
+            f"sum_all_{k}": v
+            for k, v in chunk_sums(phi, z, x, np.zeros(phi.shape[0], dtype=np.int64), 1, tuple(k for k in _STATS if k not in need)).items()
+        }
         out.update({f"sum_fold_{k}": v for k, v in chunk_sums(phi, z, x, np.asarray(positions) % FOLDS, FOLDS, need).items()})
         if self.labels is not None:
             cells = self.labels[np.asarray(rows)]
@@ -180,7 +211,11 @@ class SummaryPlan:
         """``(importance, arrays, extras)`` from the combined sums."""
         every = summarise({**_cell_total(sums, "sum_all_"), **_cell_total(sums, "sum_fold_")})
         arrays = {f"importance_{name}": every[name] for name in SUMMARIES}
-        extras: dict[str, Any] = {"importance_summary": self.summary, "importance_summary_reason": self.reason(), "unit": DESCRIPTIONS[self.summary]}
+        extras: dict[str, Any] = {
+            "importance_summary": self.summary,
+            "importance_summary_reason": self.reason(),
+            "unit": DESCRIPTIONS[self.summary],
+        }
         if self.summary == "variance_share" or self.additive:
             arrays["variance_share_residual"] = every["residual"]
             extras["variance_share_residual_max"] = float(np.abs(every["residual"]).max(initial=0.0))
@@ -192,12 +227,17 @@ class SummaryPlan:
         overlap = np.mean(halves, axis=0)
         k = max(1, min(self.k, every[self.summary].shape[-1]))
         arrays["stability_topk_overlap"] = overlap
-        extras["stability"] = {"method": f"split-half top-k overlap: rows dealt into {FOLDS} folds by position, mean over the 3 ways to split them in halves",
-                               "topk": k, "overlap": [float(v) for v in overlap]}
+        extras["stability"] = {
+            "method": f"split-half top-k overlap: rows dealt into {FOLDS} folds by position, mean over the 3 ways to split them in halves",
+            "topk": k,
+            "overlap": [float(v) for v in overlap],
+        }
         weak = [t for t, v in zip(target_names, overlap) if v < UNSTABLE]
         if weak:
-            extras["stability"]["warning"] = (f"{len(weak)} of {len(target_names)} targets have top-{k} rankings that half the rows do not reproduce "
-                                              f"(overlap < {UNSTABLE}): {', '.join(weak[:10])}{' ...' if len(weak) > 10 else ''}; explain more samples")
+            extras["stability"]["warning"] = (
+                f"{len(weak)} of {len(target_names)} targets have top-{k} rankings that half the rows do not reproduce "
+                f"(overlap < {UNSTABLE}): {', '.join(weak[:10])}{' ...' if len(weak) > 10 else ''}; explain more samples"
+            )
         if self.labels is not None and "sum_label_n" in sums:
             by = summarise({k_: sums[f"sum_label_{k_}"] for k_ in NEEDS[self.summary]})
             arrays["importance_by_group"] = by[self.summary]
@@ -207,8 +247,16 @@ class SummaryPlan:
 
     def reason(self) -> str:
         if self.summary == "variance_share":
-            return "the attributions add up to the target's change, so their covariances with the target split its variance exactly" if self.additive else "requested"
-        return "requested" if self.additive or self.summary != "mean_abs" else "the attributions do not add up to the target, so variance shares would not decompose it"
+            return (
+                "the attributions add up to the target's change, so their covariances with the target split its variance exactly"
+                if self.additive
+                else "requested"
+            )
+        return (
+            "requested"
+            if self.additive or self.summary != "mean_abs"
+            else "the attributions do not add up to the target, so variance shares would not decompose it"
+        )
 
 
 #: the largest per-label-group sums kept (groups x targets x features x the summary's sums, float64), in MiB

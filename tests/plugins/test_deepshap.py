@@ -13,12 +13,12 @@ from aeinterp_deepshap.explainer import DeepShap
 from torch import nn
 
 from aeinterp import ArrayDataset, TorchAutoencoder, explain
-from aeinterp.models.architectures import build_architecture
 from aeinterp.data import element_names, make_groups, split_indices
 from aeinterp.errors import CapabilityError, ExplainerError
 from aeinterp.explanation import Explanation
-from aeinterp.testing import ExplainerConformance, model_state
+from aeinterp.models.architectures import build_architecture
 from aeinterp.models.training import TrainConfig, train_autoencoder
+from aeinterp.testing import ExplainerConformance, model_state
 
 FAST = {"n_background": 16, "max_samples": 12}
 
@@ -44,7 +44,14 @@ def tabular(n_features: int = 8, n: int = 160, seed: int = 0) -> ArrayDataset:
     x = np.random.default_rng(seed).normal(size=(n, n_features)).astype(np.float32)
     names = element_names("tabular", (n_features,))
     fit, exp = split_indices(n, seed=seed)
-    return ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (n_features,), feature_names=names), fit_index=fit, explain_index=exp)
+    return ArrayDataset(
+        x=x,
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (n_features,), feature_names=names),
+        fit_index=fit,
+        explain_index=exp,
+    )
 
 
 def trained_mlp(data: ArrayDataset, activation: str, hidden: list[int], latent: int = 4) -> TorchAutoencoder:
@@ -97,7 +104,11 @@ def test_native_equals_shap_on_conv_autoencoder(image_model) -> None:  # noqa: A
     native, ref = both(model, patches)
     assert native.local.shape == (FAST["max_samples"], 5, 4)  # 4 x 4 patches
     assert native.arrays["phi"].shape == (FAST["max_samples"], 5, 1, 8, 8)  # per pixel
-    np.testing.assert_allclose(native.local, native.arrays["phi"].reshape(FAST["max_samples"], 5, 2, 4, 2, 4).sum(axis=(3, 5)).reshape(FAST["max_samples"], 5, 4), atol=1e-6)
+    np.testing.assert_allclose(
+        native.local,
+        native.arrays["phi"].reshape(FAST["max_samples"], 5, 2, 4, 2, 4).sum(axis=(3, 5)).reshape(FAST["max_samples"], 5, 4),
+        atol=1e-6,
+    )
     np.testing.assert_allclose(phi(native), phi(ref), atol=1e-5, rtol=0)
     assert native.extras["additivity"]["max_rel"] < 1e-8
 
@@ -105,8 +116,16 @@ def test_native_equals_shap_on_conv_autoencoder(image_model) -> None:  # noqa: A
 def test_native_equals_shap_with_maxpool_and_batchnorm() -> None:
     torch.manual_seed(0)
     enc = nn.Sequential(
-        nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(3, 4, 3, padding=1), nn.ELU(), nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.3), nn.Linear(16, 3),
+        nn.Conv2d(1, 3, 3, padding=1),
+        nn.BatchNorm2d(3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ELU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(0.3),
+        nn.Linear(16, 3),
     )
     enc[1].running_mean.normal_()
     enc[1].running_var.uniform_(0.5, 2.0)
@@ -114,7 +133,14 @@ def test_native_equals_shap_with_maxpool_and_batchnorm() -> None:
     x = np.random.default_rng(1).normal(size=(60, 1, 8, 8)).astype(np.float32)
     fit, exp = split_indices(60)
     names = element_names("image", (1, 8, 8))
-    data = ArrayDataset(x=x, kind="image", feature_names=names, groups=make_groups("image", (1, 8, 8), feature_names=names), fit_index=fit, explain_index=exp)
+    data = ArrayDataset(
+        x=x,
+        kind="image",
+        feature_names=names,
+        groups=make_groups("image", (1, 8, 8), feature_names=names),
+        fit_index=fit,
+        explain_index=exp,
+    )
     native, ref = both(model, data, max_samples=5, n_background=8)
     assert native.extras["rules"]["max_pool2d"] == 2
     np.testing.assert_allclose(phi(native), phi(ref), atol=1e-5, rtol=0)
@@ -132,7 +158,9 @@ def test_additivity_on_smooth_activations(activation: str) -> None:
     assert native.extras["method"] == "deeplift_rescale"
     assert add["max_rel"] < 1e-5 and add["ok"]
     assert native.arrays["additivity_max_rel"].shape == (4,)
-    np.testing.assert_allclose(native.local.sum(axis=2), native.arrays["target_values"] - native.arrays["expected_value"], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(
+        native.local.sum(axis=2), native.arrays["target_values"] - native.arrays["expected_value"], rtol=1e-5, atol=1e-8
+    )
     if activation == "silu":  # shap has no SiLU rule, falls back to gradients and loses additivity
         assert ref.extras["additivity"]["max_rel"] > 1e-3
 

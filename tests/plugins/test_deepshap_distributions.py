@@ -33,8 +33,9 @@ def dataset(d: int = 8, n: int = 60) -> ArrayDataset:
     x = np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)
     names = element_names("tabular", (d,))
     fit, exp = split_indices(n, seed=0)
-    return ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (d,), feature_names=names),
-                        fit_index=fit, explain_index=exp)
+    return ArrayDataset(
+        x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (d,), feature_names=names), fit_index=fit, explain_index=exp
+    )
 
 
 class GaussianEncoder(nn.Module):

@@ -9,7 +9,6 @@ engine, or closed-form values).
 from __future__ import annotations
 
 import copy
-
 import sys
 import warnings
 from pathlib import Path
@@ -22,9 +21,9 @@ from aeinterp_deepshap.explainer import DeepShap
 from torch import nn
 
 from aeinterp import ArrayDataset, TorchAutoencoder, explain
-from aeinterp.models.architectures import build_architecture
 from aeinterp.data import element_names, make_groups, split_indices
 from aeinterp.errors import CapabilityError
+from aeinterp.models.architectures import build_architecture
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from _lstm import TwoStackLSTMAE, trained  # noqa: E402
@@ -51,7 +50,9 @@ def dataset(shape: tuple[int, ...] = (8,), n: int = 60, seed: int = 0, kind: str
     x = np.random.default_rng(seed).normal(size=(n, *shape)).astype(np.float32)
     names = element_names(kind, shape)
     fit, exp = split_indices(n, seed=seed)
-    return ArrayDataset(x=x, kind=kind, feature_names=names, groups=make_groups(kind, shape, feature_names=names), fit_index=fit, explain_index=exp)
+    return ArrayDataset(
+        x=x, kind=kind, feature_names=names, groups=make_groups(kind, shape, feature_names=names), fit_index=fit, explain_index=exp
+    )
 
 
 def ae(encoder: nn.Module, latent: int, shape: tuple[int, ...] = (8,)) -> TorchAutoencoder:
@@ -71,8 +72,18 @@ def per_element(result) -> np.ndarray:  # noqa: ANN001
 class LSTMEncoder(nn.Module):
     """Sequence (T, F) -> code, with the recurrent layer's options and its output read as h_n, the last step or all steps."""
 
-    def __init__(self, cell: type[nn.Module] = nn.LSTM, features: int = 2, hidden: int = 5, layers: int = 1,
-                 batch_first: bool = True, bidirectional: bool = False, read: str = "h_n", latent: int = 3, steps: int = 4) -> None:
+    def __init__(
+        self,
+        cell: type[nn.Module] = nn.LSTM,
+        features: int = 2,
+        hidden: int = 5,
+        layers: int = 1,
+        batch_first: bool = True,
+        bidirectional: bool = False,
+        read: str = "h_n",
+        latent: int = 3,
+        steps: int = 4,
+    ) -> None:
         super().__init__()
         self.rnn = cell(features, hidden, num_layers=layers, batch_first=batch_first, bidirectional=bidirectional)
         self.batch_first, self.read = batch_first, read
@@ -98,17 +109,31 @@ ZOO = {
     "softmax": lambda: nn.Sequential(nn.Linear(8, 6), nn.Softmax(dim=1), nn.Linear(6, 3)),
     "log_softmax": lambda: nn.Sequential(nn.Linear(8, 6), nn.Tanh(), Lambda(lambda h: F.log_softmax(h, dim=-1)), nn.Linear(6, 3)),
     "prelu": lambda: nn.Sequential(nn.Linear(8, 6), nn.PReLU(6), nn.Linear(6, 3)),
-    "adaptive_max_pool1d": lambda: nn.Sequential(nn.Linear(8, 12), nn.Unflatten(1, (2, 6)), nn.AdaptiveMaxPool1d(4), nn.Flatten(), nn.Linear(8, 3)),
-    "adaptive_max_pool2d": lambda: nn.Sequential(nn.Linear(8, 18), nn.Unflatten(1, (2, 3, 3)), nn.AdaptiveMaxPool2d(2), nn.Flatten(), nn.Linear(8, 3)),
-    "max_dim": lambda: nn.Sequential(nn.Linear(8, 12), nn.Unflatten(1, (3, 4)), Lambda(lambda h: torch.max(h, dim=1).values), nn.Linear(4, 3)),
+    "adaptive_max_pool1d": lambda: nn.Sequential(
+        nn.Linear(8, 12), nn.Unflatten(1, (2, 6)), nn.AdaptiveMaxPool1d(4), nn.Flatten(), nn.Linear(8, 3)
+    ),
+    "adaptive_max_pool2d": lambda: nn.Sequential(
+        nn.Linear(8, 18), nn.Unflatten(1, (2, 3, 3)), nn.AdaptiveMaxPool2d(2), nn.Flatten(), nn.Linear(8, 3)
+    ),
+    "max_dim": lambda: nn.Sequential(
+        nn.Linear(8, 12), nn.Unflatten(1, (3, 4)), Lambda(lambda h: torch.max(h, dim=1).values), nn.Linear(4, 3)
+    ),
     "amax": lambda: nn.Sequential(nn.Linear(8, 12), nn.Unflatten(1, (3, 4)), Lambda(lambda h: h.amax(dim=-1)), nn.Linear(3, 3)),
     "min_dim": lambda: nn.Sequential(nn.Linear(8, 12), nn.Unflatten(1, (3, 4)), Lambda(lambda h: h.min(2).values), nn.Linear(3, 3)),
     "lp_pool1d": lambda: nn.Sequential(nn.Linear(8, 12), nn.Unflatten(1, (2, 6)), nn.LPPool1d(2, 3), nn.Flatten(), nn.Linear(4, 3)),
     "lp_pool2d": lambda: nn.Sequential(nn.Linear(8, 32), nn.Unflatten(1, (2, 4, 4)), nn.LPPool2d(2, 2), nn.Flatten(), nn.Linear(8, 3)),
-    "group_norm": lambda: nn.Sequential(nn.Linear(8, 12), nn.Unflatten(1, (4, 3)), nn.GroupNorm(2, 4), nn.Flatten(), nn.ReLU(), nn.Linear(12, 3)),
-    "instance_norm": lambda: nn.Sequential(nn.Linear(8, 12), nn.Unflatten(1, (4, 3)), nn.InstanceNorm1d(4, affine=True), nn.Flatten(), nn.Linear(12, 3)),
-    "ones_cat": lambda: nn.Sequential(Lambda(lambda x: torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype)], dim=1)), nn.Linear(9, 6), nn.ReLU(), nn.Linear(6, 3)),
-    "buffer_expand": lambda: nn.Sequential(nn.Linear(8, 6), Lambda(lambda h: torch.relu(h + torch.linspace(-1, 1, 6, dtype=h.dtype).expand(h.shape[0], -1))), nn.Linear(6, 3)),
+    "group_norm": lambda: nn.Sequential(
+        nn.Linear(8, 12), nn.Unflatten(1, (4, 3)), nn.GroupNorm(2, 4), nn.Flatten(), nn.ReLU(), nn.Linear(12, 3)
+    ),
+    "instance_norm": lambda: nn.Sequential(
+        nn.Linear(8, 12), nn.Unflatten(1, (4, 3)), nn.InstanceNorm1d(4, affine=True), nn.Flatten(), nn.Linear(12, 3)
+    ),
+    "ones_cat": lambda: nn.Sequential(
+        Lambda(lambda x: torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype)], dim=1)), nn.Linear(9, 6), nn.ReLU(), nn.Linear(6, 3)
+    ),
+    "buffer_expand": lambda: nn.Sequential(
+        nn.Linear(8, 6), Lambda(lambda h: torch.relu(h + torch.linspace(-1, 1, 6, dtype=h.dtype).expand(h.shape[0], -1))), nn.Linear(6, 3)
+    ),
     "floor_divide": lambda: nn.Sequential(nn.Linear(8, 6), Lambda(lambda h: torch.div(h, 0.3, rounding_mode="floor")), nn.Linear(6, 3)),
     "maximum": lambda: nn.Sequential(nn.Linear(8, 6), Lambda(lambda h: torch.maximum(h[:, :3], torch.tanh(h[:, 3:])))),
     "lstm": lambda: nn.Sequential(nn.Unflatten(1, (4, 2)), LSTMEncoder()),
@@ -183,7 +208,9 @@ def test_group_and_instance_norm_equal_their_decomposition() -> None:
         c = g - g.mean(2, keepdim=True)
         return (c * torch.rsqrt((c * c).mean(2, keepdim=True) + inorm.eps)).flatten(1)
 
-    same_values(nn.Sequential(first, nn.Unflatten(1, (4, 3)), inorm, nn.Flatten(), last), nn.Sequential(first, Lambda(instance_by_hand), last))
+    same_values(
+        nn.Sequential(first, nn.Unflatten(1, (4, 3)), inorm, nn.Flatten(), last), nn.Sequential(first, Lambda(instance_by_hand), last)
+    )
 
 
 def test_lp_pool_equals_its_decomposition() -> None:
@@ -293,16 +320,26 @@ def test_multihead_attention_is_refused_with_its_true_reason() -> None:
 RNN_CASES = [
     (cell, layers, batch_first, bidirectional, read)
     for cell in (nn.LSTM, nn.GRU)
-    for layers, batch_first, bidirectional, read in [(1, True, False, "h_n"), (2, False, True, "last"), (2, True, True, "all"), (1, False, False, "h_n")]
+    for layers, batch_first, bidirectional, read in [
+        (1, True, False, "h_n"),
+        (2, False, True, "last"),
+        (2, True, True, "all"),
+        (1, False, False, "h_n"),
+    ]
 ]
 
 
-@pytest.mark.parametrize("cell,layers,batch_first,bidirectional,read", RNN_CASES,
-                         ids=[f"{c.__name__}-{n}l-{'bf' if b else 'tf'}-{'bi' if d else 'uni'}-{r}" for c, n, b, d, r in RNN_CASES])
+@pytest.mark.parametrize(
+    "cell,layers,batch_first,bidirectional,read",
+    RNN_CASES,
+    ids=[f"{c.__name__}-{n}l-{'bf' if b else 'tf'}-{'bi' if d else 'uni'}-{r}" for c, n, b, d, r in RNN_CASES],
+)
 def test_recurrent_layers_are_exact(cell, layers: int, batch_first: bool, bidirectional: bool, read: str) -> None:  # noqa: ANN001
     torch.manual_seed(8)
     encoder = LSTMEncoder(cell, layers=layers, batch_first=batch_first, bidirectional=bidirectional, read=read)
-    result = run(TorchAutoencoder(SeqAE(encoder, nn.Sequential(nn.Linear(3, 8), nn.Unflatten(1, (4, 2)))), (4, 2)), dataset((4, 2), kind="sequence"))
+    result = run(
+        TorchAutoencoder(SeqAE(encoder, nn.Sequential(nn.Linear(3, 8), nn.Unflatten(1, (4, 2)))), (4, 2)), dataset((4, 2), kind="sequence")
+    )
     assert result.extras["method"] == "deeplift_rescale", result.extras["method_reason"]
     assert result.extras["additivity"]["max_rel"] < 1e-9
 
@@ -372,7 +409,14 @@ def test_user_two_stack_lstm_from_a_state_dict(tmp_path) -> None:  # noqa: ANN00
     module.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
     names = element_names("sequence", x.shape[1:])
     fit, exp = split_indices(len(x), seed=0)
-    data = ArrayDataset(x=x, kind="sequence", feature_names=names, groups=make_groups("sequence", x.shape[1:], feature_names=names), fit_index=fit, explain_index=exp)
+    data = ArrayDataset(
+        x=x,
+        kind="sequence",
+        feature_names=names,
+        groups=make_groups("sequence", x.shape[1:], feature_names=names),
+        fit_index=fit,
+        explain_index=exp,
+    )
     model = TorchAutoencoder(module, x.shape[1:])
     result = explain(DeepShap, model, data, params={"n_background": 10, "max_samples": 4})
     assert result.extras["method"] == "deeplift_rescale"

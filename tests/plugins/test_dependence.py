@@ -13,6 +13,9 @@ from importlib.metadata import entry_points
 import numpy as np
 import pytest
 import torch
+from aeinterp_dependence.explainers import MutualInformation
+from aeinterp_dependence.hsic import hsic_matrix
+from aeinterp_dependence.ksg import detect_discrete, has_numba, mi_matrix, prepare
 from sklearn.feature_selection import mutual_info_regression
 from torch import nn
 
@@ -20,9 +23,6 @@ from aeinterp import ArrayDataset, TorchAutoencoder, explain
 from aeinterp.data import element_names, make_groups, split_indices
 from aeinterp.errors import DataError
 from aeinterp.testing import ExplainerConformance, planted_autoencoder
-from aeinterp_dependence.explainers import MutualInformation
-from aeinterp_dependence.hsic import hsic_matrix
-from aeinterp_dependence.ksg import detect_discrete, has_numba, mi_matrix, prepare
 
 
 class TestMutualInformationConformance(ExplainerConformance):
@@ -45,8 +45,14 @@ def _latents(planted) -> np.ndarray:  # noqa: ANN001
 def _tabular(x: np.ndarray) -> ArrayDataset:
     names = element_names("tabular", (x.shape[1],))
     fit, explain_idx = split_indices(len(x), seed=0)
-    return ArrayDataset(x=x.astype(np.float32), kind="tabular", feature_names=names,
-                        groups=make_groups("tabular", (x.shape[1],), feature_names=names), fit_index=fit, explain_index=explain_idx)
+    return ArrayDataset(
+        x=x.astype(np.float32),
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (x.shape[1],), feature_names=names),
+        fit_index=fit,
+        explain_index=explain_idx,
+    )
 
 
 def test_registered_through_the_entry_point() -> None:
@@ -56,7 +62,9 @@ def test_registered_through_the_entry_point() -> None:
 
 def test_ksg_equals_sklearn_with_the_same_noise() -> None:
     planted = planted_autoencoder()
-    result = explain(MutualInformation, planted.model, planted.data, seed=1, params={"split": "all"})  # compared with scikit-learn on every row
+    result = explain(
+        MutualInformation, planted.model, planted.data, seed=1, params={"split": "all"}
+    )  # compared with scikit-learn on every row
     z = _latents(planted)
     seed = result.extras["noise_seed"]
     x = planted.data.x.astype(np.float64)
@@ -163,7 +171,9 @@ def _sequences(n: int = 300, steps: int = 12, seed: int = 0) -> ArrayDataset:
     names = element_names("sequence", (steps, 3), base)
     fit, explain_idx = split_indices(n, seed=0)
     groups = make_groups("sequence", (steps, 3), feature_names=names, base_names=base)
-    return ArrayDataset(x=x.astype(np.float32), kind="sequence", feature_names=names, groups=groups, fit_index=fit, explain_index=explain_idx)
+    return ArrayDataset(
+        x=x.astype(np.float32), kind="sequence", feature_names=names, groups=groups, fit_index=fit, explain_index=explain_idx
+    )
 
 
 def test_sequence_groups_use_the_feature_over_all_steps() -> None:
@@ -233,8 +243,7 @@ def test_hsic_caps_the_samples() -> None:
 
 def test_reconstruction_error_target_and_splits() -> None:
     planted = planted_autoencoder()
-    result = explain(MutualInformation, planted.model, planted.data, seed=0, target="reconstruction_error",
-                     params={"split": "explain"})
+    result = explain(MutualInformation, planted.model, planted.data, seed=0, target="reconstruction_error", params={"split": "explain"})
     assert result.importance.shape == (1, 10)
     assert result.extras["n_samples"] == len(planted.data.explain_index)
 
@@ -261,7 +270,7 @@ def test_few_samples_never_make_continuous_columns_discrete(n: int) -> None:
     rng = np.random.default_rng(3)
     x = rng.normal(size=(n, 4))
     assert not detect_discrete(x, 20).any()
-    labels = np.repeat([0.0, 1.0, 2.0], n)[: n]
+    labels = np.repeat([0.0, 1.0, 2.0], n)[:n]
     assert detect_discrete(np.c_[x, labels], 20).tolist() == [False] * 4 + [True]
     module = planted_autoencoder(n_features=4, dependencies=((0,), (1, 2))).model.module
     data = _tabular(x.astype(np.float32))
@@ -314,7 +323,12 @@ def test_only_the_first_run_compiles_and_says_so(tmp_path) -> None:  # noqa: ANN
         "r = explain(MutualInformation, p.model, p.data, seed=0); print(json.dumps([r.extras['numba_kernels'], r.extras.get('summary')]))"
     )
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    first, second = (json.loads(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout.splitlines()[-1]) for _ in range(2))
+    first, second = (
+        json.loads(
+            subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+        )
+        for _ in range(2)
+    )
     assert first[0]["compiled"] and first[0]["cache_misses"] > 0 and "compiled the KSG kernels" in first[1][0]
     assert not second[0]["compiled"] and second[0]["cache_hits"] > 0 and second[1] is None
     assert first[0]["cache_dir"] == str(tmp_path / "numba")

@@ -8,21 +8,25 @@ weights are re-initialised.
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-import yaml
-
 import aeinterp_faithfulness
 import aeinterp_gradients
 import aeinterp_perturbation
-from aeinterp import Explanation, RecipeError, Runner
-from aeinterp import run_explainer
-from aeinterp.testing import planted_autoencoder
+import numpy as np
+import pytest
+import yaml
 from aeinterp_faithfulness.explainer import Faithfulness, spearman_rows
+
+from aeinterp import Explanation, RecipeError, Runner, run_explainer
+from aeinterp.testing import planted_autoencoder
 
 
 def _ranking(planted, importance: np.ndarray) -> Explanation:  # noqa: ANN001
-    return Explanation(importance=importance, feature_names=planted.data.group_names, target_names=[f"z{j}" for j in range(len(planted.dependencies))], target="latent")
+    return Explanation(
+        importance=importance,
+        feature_names=planted.data.group_names,
+        target_names=[f"z{j}" for j in range(len(planted.dependencies))],
+        target="latent",
+    )
 
 
 @pytest.mark.parametrize("replace", ["baseline", "permutation"])
@@ -74,18 +78,32 @@ def test_spearman_rows_matches_scipy() -> None:
 
 def _recipe(tmp_path, explainers: list) -> dict:  # noqa: ANN001
     return {
-        "seed": 0, "data": {"builtin": "synthetic_tabular"},
-        "model": {"builtin": "mlp", "latent_dim": 3, "options": {"hidden": [16], "activation": "tanh"}, "train": {"epochs": 60, "lr": 0.01}},
-        "explainers": explainers, "output": str(tmp_path / "out"), "report": {"terminal": False, "html": False, "plots": False},
+        "seed": 0,
+        "data": {"builtin": "synthetic_tabular"},
+        "model": {
+            "builtin": "mlp",
+            "latent_dim": 3,
+            "options": {"hidden": [16], "activation": "tanh"},
+            "train": {"epochs": 60, "lr": 0.01},
+        },
+        "explainers": explainers,
+        "output": str(tmp_path / "out"),
+        "report": {"terminal": False, "html": False, "plots": False},
     }
 
 
 def test_randomisation_drops_rank_correlation_of_a_gradient_explainer(run_recipe, tmp_path) -> None:  # noqa: ANN001
-    doc = run_recipe(_recipe(tmp_path, [
-        {"name": "jacobian", "alias": "saliency"},
-        {"name": "permutation", "params": {"repeats": 2}},
-        {"name": "faithfulness", "params": {"explanations": ["saliency", "permutation"], "random_orders": 10, "steps": 8}},
-    ]), plugins=[aeinterp_gradients, aeinterp_perturbation, aeinterp_faithfulness])
+    doc = run_recipe(
+        _recipe(
+            tmp_path,
+            [
+                {"name": "jacobian", "alias": "saliency"},
+                {"name": "permutation", "params": {"repeats": 2}},
+                {"name": "faithfulness", "params": {"explanations": ["saliency", "permutation"], "random_orders": 10, "steps": 8}},
+            ],
+        ),
+        plugins=[aeinterp_gradients, aeinterp_perturbation, aeinterp_faithfulness],
+    )
     step = next(e for e in doc["explainers"] if e["alias"] == "faithfulness")
     assert step["status"] == "ok", step.get("error")
     info = step["extras"]["randomization"]["saliency"]
@@ -97,10 +115,13 @@ def test_randomisation_drops_rank_correlation_of_a_gradient_explainer(run_recipe
 
 
 def test_explanations_list_is_validated_alias_by_alias(tmp_path) -> None:  # noqa: ANN001
-    recipe = _recipe(tmp_path, [
-        {"name": "jacobian", "alias": "saliency"},
-        {"name": "faithfulness", "params": {"explanations": ["saliency", "salincy"]}},
-    ])
+    recipe = _recipe(
+        tmp_path,
+        [
+            {"name": "jacobian", "alias": "saliency"},
+            {"name": "faithfulness", "params": {"explanations": ["saliency", "salincy"]}},
+        ],
+    )
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     runner = Runner(autoload=False, plugins=[aeinterp_gradients, aeinterp_faithfulness])
@@ -112,8 +133,9 @@ def test_explanations_list_is_validated_alias_by_alias(tmp_path) -> None:  # noq
 
 
 def test_randomisation_runs_on_a_copy_and_leaves_the_model_as_it_was() -> None:
-    from aeinterp.testing.conformance import assert_same_state, model_state
     from aeinterp_perturbation.explainers import Permutation
+
+    from aeinterp.testing.conformance import assert_same_state, model_state
 
     planted = planted_autoencoder(n_features=10)
     module = planted.model.module

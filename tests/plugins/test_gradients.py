@@ -12,16 +12,16 @@ from importlib.metadata import entry_points
 import numpy as np
 import pytest
 import torch
+from aeinterp_gradients.explainers import IntegratedGradients, Jacobian
+from aeinterp_gradients.paths import quadrature
 from captum.attr import IntegratedGradients as CaptumIG
 
 from aeinterp import TorchAutoencoder, explain
-from aeinterp.models.architectures import build_architecture
 from aeinterp.io.datasets import load_dataset
-from aeinterp.toolkit.perturb import reduce_groups, subsample
-from aeinterp.testing import ExplainerConformance, planted_autoencoder
+from aeinterp.models.architectures import build_architecture
 from aeinterp.models.training import TrainConfig, train_autoencoder
-from aeinterp_gradients.explainers import IntegratedGradients, Jacobian
-from aeinterp_gradients.paths import quadrature
+from aeinterp.testing import ExplainerConformance, planted_autoencoder
+from aeinterp.toolkit.perturb import reduce_groups, subsample
 
 
 class TestSaliencyConformance(ExplainerConformance):
@@ -207,8 +207,13 @@ def test_conv2d_jacobian_and_integrated_gradients(conv, mode: str) -> None:  # n
 def test_sample_baselines_are_averaged() -> None:
     planted = planted_autoencoder(linear=True)
     w = planted.model.module.encoder.weight.detach().numpy()
-    result = explain(IntegratedGradients, planted.model, planted.data, seed=4,
-                     params={"steps": 2, "baseline": "sample", "n_baselines": 3, "max_samples": 7})
+    result = explain(
+        IntegratedGradients,
+        planted.model,
+        planted.data,
+        seed=4,
+        params={"steps": 2, "baseline": "sample", "n_baselines": 3, "max_samples": 7},
+    )
     rng = np.random.default_rng(4)
     x = subsample(planted.data.x_explain, 7, np.random.default_rng(int(rng.integers(2**63))))  # the sample index: the first draw
     base = planted.data.x_fit[rng.choice(len(planted.data.x_fit), size=3, replace=False)]
@@ -281,11 +286,20 @@ def _assert_same(fast, slow) -> None:  # noqa: ANN001
     np.testing.assert_allclose(fast.arrays["completeness_gap"], slow.arrays["completeness_gap"], rtol=1e-3, atol=1e-5 * scale)
 
 
-@pytest.mark.parametrize(("name", "target"), [
-    ("mlp", "latent"), ("mlp", "reconstruction"), ("mlp", "reconstruction_error"),
-    ("mlp1", "latent"), ("mlp1", "reconstruction"), ("vae", "latent"), ("vae", "reconstruction_error"),
-    ("supervised_vae", "latent"), ("supervised_vae", "prediction"),
-])
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [
+        ("mlp", "latent"),
+        ("mlp", "reconstruction"),
+        ("mlp", "reconstruction_error"),
+        ("mlp1", "latent"),
+        ("mlp1", "reconstruction"),
+        ("vae", "latent"),
+        ("vae", "reconstruction_error"),
+        ("supervised_vae", "latent"),
+        ("supervised_vae", "prediction"),
+    ],
+)
 def test_first_layer_factorisation_matches_the_generic_path(tabular_models, name: str, target: str) -> None:  # noqa: ANN001
     models, data = tabular_models
     fast, slow = _both_paths(models[name], data, target)
@@ -295,7 +309,13 @@ def test_first_layer_factorisation_matches_the_generic_path(tabular_models, name
     closed_form = name != "mlp" and target == "latent"
     assert (fast.extras["mode"] == "none") == closed_form and ("slope" in fast.extras["path_reason"]) == closed_form
     if closed_form:  # and autodiff from the first layer's output agrees with it
-        mid = explain(IntegratedGradients, models[name], data, target=target, params={"steps": 8, "max_samples": 40, "baseline": "mean", "factorize": "first_layer"})
+        mid = explain(
+            IntegratedGradients,
+            models[name],
+            data,
+            target=target,
+            params={"steps": 8, "max_samples": 40, "baseline": "mean", "factorize": "first_layer"},
+        )
         assert mid.extras["path"] == "first-layer factorised" and mid.extras["mode"] == "rev"
         _assert_same(mid, slow)
 
@@ -398,7 +418,9 @@ class _SequentialCodeAE(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.encoder = torch.nn.Sequential(torch.nn.Linear(16, 12), torch.nn.Tanh(), torch.nn.Linear(12, 8), torch.nn.Tanh(), torch.nn.Linear(8, 20))
+        self.encoder = torch.nn.Sequential(
+            torch.nn.Linear(16, 12), torch.nn.Tanh(), torch.nn.Linear(12, 8), torch.nn.Tanh(), torch.nn.Linear(8, 20)
+        )
         self.decoder = torch.nn.Linear(20, 16)
 
 
@@ -410,8 +432,14 @@ def _code_data(kind: str, dtype: torch.dtype, n: int = 12, steps: int = 6, featu
     shape = (steps, features) if kind == "sequence" else (16,)
     x = rng.normal(size=(n, *shape)).astype(np.float64 if dtype == torch.float64 else np.float32)
     names = element_names(kind, shape)
-    return ArrayDataset(x=x, kind=kind, feature_names=names, groups=make_groups(kind, shape, feature_names=names),
-                        fit_index=np.arange(n // 2, n), explain_index=np.arange(n // 2))
+    return ArrayDataset(
+        x=x,
+        kind=kind,
+        feature_names=names,
+        groups=make_groups(kind, shape, feature_names=names),
+        fit_index=np.arange(n // 2, n),
+        explain_index=np.arange(n // 2),
+    )
 
 
 def _code_model(module: torch.nn.Module, data, dtype: torch.dtype) -> TorchAutoencoder:  # noqa: ANN001
@@ -429,8 +457,15 @@ def _head_and_plain(explainer, model, data, params):  # noqa: ANN001, ANN202
 
 
 def _assert_close(split, plain, tol: float) -> None:  # noqa: ANN001
-    pairs = {"local": (split.local, plain.local), "importance": (split.importance, plain.importance),
-             **{k: (split.arrays[k], plain.arrays[k]) for k in plain.arrays if k not in ("sample_index", "completeness_gap", "variance_share_residual", "importance_direction")}}
+    pairs = {
+        "local": (split.local, plain.local),
+        "importance": (split.importance, plain.importance),
+        **{
+            k: (split.arrays[k], plain.arrays[k])
+            for k in plain.arrays
+            if k not in ("sample_index", "completeness_gap", "variance_share_residual", "importance_direction")
+        },
+    }
     for key, (a, b) in pairs.items():
         b = np.asarray(b, dtype=np.float64)
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * max(np.abs(b).max(), 1e-30), err_msg=key)
@@ -474,8 +509,12 @@ def test_code_head_split_equals_the_plain_path_on_an_mlp(shape: str, mode: str, 
         _assert_close(jsplit, jplain, _TOL[dtype])
     x = torch.as_tensor(_explained(data), dtype=dtype)
     ref = _autograd_jacobian(model.encode, x)
-    np.testing.assert_allclose(explain(Jacobian, model, data, params={"mode": mode}).arrays["jacobian_mean"], ref.mean(dim=0).numpy(),
-                               rtol=_TOL[dtype], atol=_TOL[dtype] * float(ref.abs().max()))
+    np.testing.assert_allclose(
+        explain(Jacobian, model, data, params={"mode": mode}).arrays["jacobian_mean"],
+        ref.mean(dim=0).numpy(),
+        rtol=_TOL[dtype],
+        atol=_TOL[dtype] * float(ref.abs().max()),
+    )
 
 
 def test_code_head_split_is_chunked_like_the_rest() -> None:
@@ -492,9 +531,10 @@ def test_code_head_split_is_chunked_like_the_rest() -> None:
 @pytest.mark.parametrize("kind", ["sequence", "tabular"])
 def test_code_head_weighted_jacobian_is_exact(kind: str, mode: str, dtype: torch.dtype) -> None:
     """The weighted Jacobian over path points through the head's input, times its weight, is the code's own."""
-    from aeinterp.targets import Target
     from aeinterp_gradients.autodiff import target_function, weighted_jacobian
     from aeinterp_gradients.code_head import code_head_split, resolve_code_head
+
+    from aeinterp.targets import Target
 
     data = _code_data(kind, dtype, n=6)
     model = _code_model(_SeqCodeAE(latent=64) if kind == "sequence" else _MLPCodeAE(), data, dtype)
@@ -541,8 +581,18 @@ def test_code_head_split_is_not_taken_where_it_saves_nothing_or_does_not_hold() 
 class _RecurrentEncoder(torch.nn.Module):
     """An LSTM (or GRU) anywhere in a module: initial states from the input, output, h_n and c_n all read by a non-linear head."""
 
-    def __init__(self, kind: str = "lstm", layers: int = 2, bidirectional: bool = False, batch_first: bool = True, states: bool = True,
-                 latent: int = 5, hidden: int = 7, features: int = 3, **extra) -> None:  # noqa: ANN003
+    def __init__(
+        self,
+        kind: str = "lstm",
+        layers: int = 2,
+        bidirectional: bool = False,
+        batch_first: bool = True,
+        states: bool = True,
+        latent: int = 5,
+        hidden: int = 7,
+        features: int = 3,
+        **extra,
+    ) -> None:  # noqa: ANN003
         super().__init__()
         cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind]
         self.kind, self.batch_first, self.states, self.dirs = kind, batch_first, states, 2 if bidirectional else 1
@@ -569,8 +619,9 @@ class _RecurrentEncoder(torch.nn.Module):
 
 
 def _path_jacobians(module: torch.nn.Module, dtype: torch.dtype, modes: tuple[str, ...] = ("batched", "loop"), n: int = 5, steps: int = 6):  # noqa: ANN202
-    from aeinterp.targets import Target
     from aeinterp_gradients.autodiff import target_function, weighted_jacobian
+
+    from aeinterp.targets import Target
 
     torch.manual_seed(0)
     for p in module.parameters():
@@ -588,7 +639,9 @@ def _path_jacobians(module: torch.nn.Module, dtype: torch.dtype, modes: tuple[st
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("batch_first", [True, False])
-def test_batched_recurrent_backward_equals_the_loop_of_backward_passes(kind: str, layers: int, bidirectional: bool, batch_first: bool) -> None:
+def test_batched_recurrent_backward_equals_the_loop_of_backward_passes(
+    kind: str, layers: int, bidirectional: bool, batch_first: bool
+) -> None:
     """float64, every shape nn.LSTM/GRU allow in eval mode, with input-dependent initial states and output, h_n (c_n) all used."""
     batched, loop = _path_jacobians(_RecurrentEncoder(kind, layers, bidirectional, batch_first), torch.float64)
     assert batched.shape == loop.shape == (5, 5, 8, 3)
@@ -619,7 +672,10 @@ def test_batched_lstm_is_chosen_and_equals_loop_on_the_sequence_engineers_model(
 def test_batched_backward_falls_back_to_the_loop_where_it_does_not_apply() -> None:
     """nn.RNN and proj_size keep the loop (the reason says why); a packed sequence, seen only at call time, falls back too."""
     data = _code_data("sequence", torch.float32, n=6, steps=8, features=3)
-    for module, why in [(_RecurrentEncoder("rnn"), "RNN has no batched backward"), (_RecurrentEncoder("lstm", states=False, proj_size=4), "proj_size")]:
+    for module, why in [
+        (_RecurrentEncoder("rnn"), "RNN has no batched backward"),
+        (_RecurrentEncoder("lstm", states=False, proj_size=4), "proj_size"),
+    ]:
         model = TorchAutoencoder(module.eval(), (8, 3))
         auto = explain(IntegratedGradients, model, data, params={"steps": 4})
         assert auto.extras["mode"] == "loop" and why in auto.extras["mode_reason"], auto.extras["mode_reason"]

@@ -11,14 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from aeinterp_gradients.explainers import IntegratedGradients
+from aeinterp_interactions.explainer import Interactions
+from aeinterp_interactions.hessians import log_weight_rule
 from torch import nn
 
 from aeinterp import Explanation, TorchAutoencoder, explain
 from aeinterp.data import ArrayDataset, FeatureGroup, element_names, make_groups, split_indices
 from aeinterp.testing import ExplainerConformance
-from aeinterp_gradients.explainers import IntegratedGradients
-from aeinterp_interactions.explainer import Interactions
-from aeinterp_interactions.hessians import log_weight_rule
 
 
 class TestIntegratedHessiansConformance(ExplainerConformance):
@@ -48,8 +48,15 @@ class PairsEncoder(nn.Module):
 def _data(x: np.ndarray, groups=None) -> ArrayDataset:  # noqa: ANN001
     names = element_names("tabular", (x.shape[1],))
     fit, ex = split_indices(x.shape[0], seed=0)
-    return ArrayDataset(x=x, kind="tabular", feature_names=names, groups=groups or make_groups("tabular", (x.shape[1],), feature_names=names),
-                        fit_index=fit, explain_index=ex, name="pairs")
+    return ArrayDataset(
+        x=x,
+        kind="tabular",
+        feature_names=names,
+        groups=groups or make_groups("tabular", (x.shape[1],), feature_names=names),
+        fit_index=fit,
+        explain_index=ex,
+        name="pairs",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +135,13 @@ def _fd_reference(f, x: torch.Tensor, base: torch.Tensor, n: int = 24, h: float 
 
     points = base + ab[:, None] * d
     grad = grads(points)  # (P, T, E)
-    hess = torch.stack([(grads(points + h * torch.eye(e, dtype=torch.float64)[i]) - grads(points - h * torch.eye(e, dtype=torch.float64)[i])) / (2 * h) for i in range(e)], dim=-1)
+    hess = torch.stack(
+        [
+            (grads(points + h * torch.eye(e, dtype=torch.float64)[i]) - grads(points - h * torch.eye(e, dtype=torch.float64)[i])) / (2 * h)
+            for i in range(e)
+        ],
+        dim=-1,
+    )
     h_int = torch.einsum("p,p,ptij->tij", wab, ab, hess)
     g_int = torch.einsum("p,pti->ti", wab, grad)
     out = h_int * torch.outer(d, d)
@@ -170,8 +183,20 @@ def test_completeness_rows_sum_to_integrated_gradients() -> None:
 
 def test_groups_are_block_sums_and_memory_bound_changes_nothing(pairs) -> None:  # noqa: ANN001
     model, data = pairs
-    groups = (FeatureGroup("g12", np.array([1, 2])), FeatureGroup("g3", np.array([3])), FeatureGroup("g45", np.array([4, 5])), FeatureGroup("g67", np.array([6, 7])))
-    grouped = ArrayDataset(x=data.x, kind="tabular", feature_names=data.feature_names, groups=groups, fit_index=data.fit_index, explain_index=data.explain_index)
+    groups = (
+        FeatureGroup("g12", np.array([1, 2])),
+        FeatureGroup("g3", np.array([3])),
+        FeatureGroup("g45", np.array([4, 5])),
+        FeatureGroup("g67", np.array([6, 7])),
+    )
+    grouped = ArrayDataset(
+        x=data.x,
+        kind="tabular",
+        feature_names=data.feature_names,
+        groups=groups,
+        fit_index=data.fit_index,
+        explain_index=data.explain_index,
+    )
     elem = explain(Interactions, model, data, params={"max_samples": None, "steps": 4})
     g = explain(Interactions, model, grouped, params={"max_samples": None, "steps": 4, "memory_mb": 0.01})  # one sample per block
     full = elem.arrays["local_interaction"]

@@ -20,20 +20,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from aeinterp_invariance.attribution import _class_grads, class_integrated_gradients, stable_importance
+from aeinterp_invariance.diagnostics import leakage_probe
+from aeinterp_invariance.explainers import Invariance
+from aeinterp_invariance.sampling import invariant_codes, nuisance_draws
 from torch import nn
 
 from aeinterp import explain
 from aeinterp.data import ArrayDataset, element_names, make_groups, split_indices
 from aeinterp.errors import CapabilityError
 from aeinterp.explanation import Explanation
-from aeinterp.models.loading import adapt, build_builtin
 from aeinterp.model import TorchAutoencoder
-from aeinterp.testing import ExplainerConformance, planted_autoencoder
+from aeinterp.models.loading import adapt, build_builtin
 from aeinterp.models.training import TrainConfig
-from aeinterp_invariance.attribution import _class_grads, class_integrated_gradients, stable_importance
-from aeinterp_invariance.diagnostics import leakage_probe
-from aeinterp_invariance.explainers import Invariance
-from aeinterp_invariance.sampling import invariant_codes, nuisance_draws
+from aeinterp.testing import ExplainerConformance, planted_autoencoder
 
 FAST = {"max_samples": 8, "n_draws": 4, "ig_steps": 8, "classifier_epochs": 1, "probe_samples": 200}
 
@@ -66,21 +66,30 @@ def test_registered_through_the_entry_point() -> None:
 
 # --- a supervised VAE on synthetic labelled data ---------------------------------------------------
 
+
 def _synthetic(n: int = 1000, d: int = 8, seed: int = 0) -> ArrayDataset:
     """Label = [x0 + x1 > 0]; x2..x7 are independent of it (and of each other)."""
     x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
     names = element_names("tabular", (d,))
     fit, held = split_indices(n, seed=seed)
     return ArrayDataset(
-        x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (d,), feature_names=names),
-        fit_index=fit, explain_index=held, name="synthetic", labels=np.where(x[:, 0] + x[:, 1] > 0, "pos", "neg"),
+        x=x,
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (d,), feature_names=names),
+        fit_index=fit,
+        explain_index=held,
+        name="synthetic",
+        labels=np.where(x[:, 0] + x[:, 1] > 0, "pos", "neg"),
     )
 
 
 @pytest.fixture(scope="module")
 def synthetic() -> tuple[TorchAutoencoder, ArrayDataset]:
     data = _synthetic()
-    module, _ = build_builtin("supervised_vae", data, latent_dim=6, options={"task_dims": 2, "hidden": [64]}, train=TrainConfig(epochs=10, lr=3e-3, alpha=5.0))
+    module, _ = build_builtin(
+        "supervised_vae", data, latent_dim=6, options={"task_dims": 2, "hidden": [64]}, train=TrainConfig(epochs=10, lr=3e-3, alpha=5.0)
+    )
     return adapt(module, data), data
 
 
@@ -170,6 +179,7 @@ def test_check_refuses_models_without_task_dims(synthetic) -> None:  # noqa: ANN
 
 # --- building blocks against references ------------------------------------------------------------
 
+
 def test_integrated_gradients_match_captum() -> None:
     captum_attr = pytest.importorskip("captum.attr")
     torch.manual_seed(0)
@@ -238,16 +248,23 @@ def test_leakage_probe_detects_class_information() -> None:
 
 # --- digits through a recipe -------------------------------------------------------------------------
 
+
 def test_digits_recipe_writes_grids_and_diagnostics(run_recipe, tmp_path: Path) -> None:  # noqa: ANN001
     import aeinterp_invariance
 
     recipe = {
         "seed": 0,
         "data": {"builtin": "digits", "max_samples": 500},
-        "model": {"builtin": "supervised_vae", "latent_dim": 8, "options": {"task_dims": 3, "channels": [4, 8]},
-                  "train": {"epochs": 8, "lr": 0.003, "beta": 0.2, "alpha": 10.0}},
+        "model": {
+            "builtin": "supervised_vae",
+            "latent_dim": 8,
+            "options": {"task_dims": 3, "channels": [4, 8]},
+            "train": {"epochs": 8, "lr": 0.003, "beta": 0.2, "alpha": 10.0},
+        },
         "targets": ["prediction"],
-        "explainers": [{"name": "invariance", "params": {"max_samples": 6, "n_draws": 5, "ig_steps": 8, "classifier_epochs": 2, "n_figures": 2}}],
+        "explainers": [
+            {"name": "invariance", "params": {"max_samples": 6, "n_draws": 5, "ig_steps": 8, "classifier_epochs": 2, "n_figures": 2}}
+        ],
         "output": "out",
     }
     results = run_recipe(recipe, plugins=[aeinterp_invariance])
@@ -255,7 +272,15 @@ def test_digits_recipe_writes_grids_and_diagnostics(run_recipe, tmp_path: Path) 
     assert entry["status"] == "ok" and entry["target"] == "prediction"
     assert entry["target_names"] == [str(c) for c in range(10)] and len(entry["feature_names"]) == 64
     extras = entry["extras"]
-    for key in ("label_preservation", "diversity", "leakage", "leakage_probe_accuracy", "leakage_chance", "head_accuracy", "plain_classifier_accuracy"):
+    for key in (
+        "label_preservation",
+        "diversity",
+        "leakage",
+        "leakage_probe_accuracy",
+        "leakage_chance",
+        "head_accuracy",
+        "plain_classifier_accuracy",
+    ):
         assert isinstance(extras[key], float), key
     assert 0.0 <= extras["label_preservation"] <= 1.0 and extras["leakage_chance"] < 0.2
     pngs = {p.name for p in (tmp_path / "out").glob("*.png")}
@@ -265,6 +290,7 @@ def test_digits_recipe_writes_grids_and_diagnostics(run_recipe, tmp_path: Path) 
 
 
 # --- the real posterior and collapsed nuisance dims ------------------------------------------------
+
 
 class CollapsedVAE(nn.Module):
     """A supervised VAE whose nuisance dims z2, z3 collapsed: posterior = prior, and the decoder ignores them."""
@@ -373,10 +399,21 @@ def test_digits_preservation_over_five_seeds_with_the_cycle_term() -> None:
     data = load_dataset(builtin="digits", max_samples=1000)
     preserved, informative = [], []
     for seed in range(5):
-        module, _ = build_builtin("supervised_vae", data, latent_dim=10, options={"task_dims": 4, "channels": [8, 16], "cycle": 1.0},
-                                  train=TrainConfig(epochs=20, lr=0.003, beta=0.2, alpha=10.0, seed=seed))
-        r = explain(Invariance, adapt(module, data), data, target="prediction", seed=seed,
-                    params={"max_samples": 16, "n_draws": 8, "ig_steps": 4, "classifier_epochs": 0, "probe_samples": 300})
+        module, _ = build_builtin(
+            "supervised_vae",
+            data,
+            latent_dim=10,
+            options={"task_dims": 4, "channels": [8, 16], "cycle": 1.0},
+            train=TrainConfig(epochs=20, lr=0.003, beta=0.2, alpha=10.0, seed=seed),
+        )
+        r = explain(
+            Invariance,
+            adapt(module, data),
+            data,
+            target="prediction",
+            seed=seed,
+            params={"max_samples": 16, "n_draws": 8, "ig_steps": 4, "classifier_epochs": 0, "probe_samples": 300},
+        )
         preserved.append(r.extras["label_preservation"])
         informative.append(r.extras["label_preservation_informative"])
     assert np.mean(preserved) >= 0.75 and min(preserved) >= 0.6, preserved

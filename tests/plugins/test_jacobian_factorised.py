@@ -20,8 +20,14 @@ def _model(act: type[nn.Module], dtype: torch.dtype) -> tuple[TorchAutoencoder, 
     module.to(dtype).eval()
     x = np.random.default_rng(0).normal(size=(40, 12)).astype(np.float32 if dtype == torch.float32 else np.float64)
     names = element_names("tabular", (12,))
-    data = ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (12,), feature_names=names),
-                        fit_index=np.arange(20), explain_index=np.arange(20, 40))
+    data = ArrayDataset(
+        x=x,
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (12,), feature_names=names),
+        fit_index=np.arange(20),
+        explain_index=np.arange(20, 40),
+    )
     return TorchAutoencoder(module, (12,)), data
 
 

@@ -59,16 +59,22 @@ class LinkAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         h = self.decoder(z)
-        return {"identity": h, "exp": torch.exp(0.3 * h), "softmax": torch.softmax(h, dim=-1),
-                "sigmoid": torch.sigmoid(h), "mlp": torch.tanh(h) * h}[self.link]
+        return {
+            "identity": h,
+            "exp": torch.exp(0.3 * h),
+            "softmax": torch.softmax(h, dim=-1),
+            "sigmoid": torch.sigmoid(h),
+            "mlp": torch.tanh(h) * h,
+        }[self.link]
 
 
 def tabular(n: int = 300, seed: int = 0) -> ArrayDataset:
     x = np.random.default_rng(seed).normal(size=(n, D)).astype(np.float32)
     names = [f"g{i}" for i in range(D)]
     fit, exp = split_indices(n, seed=seed)
-    return ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (D,), feature_names=names),
-                        fit_index=fit, explain_index=exp)
+    return ArrayDataset(
+        x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (D,), feature_names=names), fit_index=fit, explain_index=exp
+    )
 
 
 def model_of(link: str) -> tuple[TorchAutoencoder, LinkAE]:
@@ -207,13 +213,19 @@ def _dataset(kind: str, shape: tuple[int, ...], n: int = 40) -> ArrayDataset:
     x = np.random.default_rng(1).normal(size=(n, *shape)).astype(np.float32)
     names = element_names(kind, shape)
     fit, exp = split_indices(n, seed=0)
-    return ArrayDataset(x=x, kind=kind, feature_names=names, groups=make_groups(kind, shape, feature_names=names), fit_index=fit, explain_index=exp)
+    return ArrayDataset(
+        x=x, kind=kind, feature_names=names, groups=make_groups(kind, shape, feature_names=names), fit_index=fit, explain_index=exp
+    )
 
 
-@pytest.mark.parametrize("kind, shape, arch, options", [
-    ("image", (1, 8, 8), "conv2d", {}),
-    ("sequence", (6, 2), "lstm", {"hidden": 8}),
-], ids=["conv-image", "lstm-sequence"])
+@pytest.mark.parametrize(
+    "kind, shape, arch, options",
+    [
+        ("image", (1, 8, 8), "conv2d", {}),
+        ("sequence", (6, 2), "lstm", {"hidden": 8}),
+    ],
+    ids=["conv-image", "lstm-sequence"],
+)
 def test_images_and_sequences_keep_their_shape_and_draw(kind, shape, arch, options, tmp_path) -> None:  # noqa: ANN001
     torch.manual_seed(0)
     data = _dataset(kind, shape)
@@ -319,8 +331,14 @@ def test_linear_scvi_signed_log_effects_rank_genes_like_its_loadings() -> None:
         n = len(counts)
         fit, exp = split_indices(n, seed=0)
         names = list(ad.var_names)
-        data = ArrayDataset(x=counts, kind="tabular", feature_names=names, groups=make_groups("tabular", (len(names),), feature_names=names),
-                            fit_index=fit, explain_index=exp)
+        data = ArrayDataset(
+            x=counts,
+            kind="tabular",
+            feature_names=names,
+            groups=make_groups("tabular", (len(names),), feature_names=names),
+            fit_index=fit,
+            explain_index=exp,
+        )
         model = TorchAutoencoder(LinearScviAdapter(module), (len(names),))
         log_fx = explain(OutputEffects, model, data, params={"scale": "log", "others": "rows"})
         plain = explain(OutputEffects, model, data)

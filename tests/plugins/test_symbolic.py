@@ -12,6 +12,12 @@ import numpy as np
 import pytest
 import sympy
 import torch
+from aeinterp_symbolic import formulas as F
+from aeinterp_symbolic.backends import SearchSettings
+from aeinterp_symbolic.explainer import SymbolicRegression
+from aeinterp_symbolic.inputs import screen
+from aeinterp_symbolic.julia import PySRUnavailableError, find_julia, pysr_problems, require_pysr
+from aeinterp_symbolic.search import choose
 from torch import nn
 
 from aeinterp import TorchAutoencoder, explain
@@ -20,12 +26,6 @@ from aeinterp.errors import AeinterpError, DataError
 from aeinterp.explanation import Explanation
 from aeinterp.model import evaluate
 from aeinterp.testing import ExplainerConformance
-from aeinterp_symbolic import formulas as F
-from aeinterp_symbolic.backends import SearchSettings
-from aeinterp_symbolic.explainer import SymbolicRegression
-from aeinterp_symbolic.inputs import screen
-from aeinterp_symbolic.julia import PySRUnavailableError, find_julia, pysr_problems, require_pysr
-from aeinterp_symbolic.search import choose
 
 FAST = {"population_size": 100, "generations": 15, "max_size": 15, "threads": 2, "time_budget": None, "seed": 1}
 
@@ -85,7 +85,9 @@ def _tabular(x: np.ndarray, names: list[str] | None = None) -> ArrayDataset:
     d = x.shape[1]
     names = names or element_names("tabular", (d,))
     fit, ex = split_indices(len(x), seed=0)
-    return ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (d,), feature_names=names), fit_index=fit, explain_index=ex)
+    return ArrayDataset(
+        x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (d,), feature_names=names), fit_index=fit, explain_index=ex
+    )
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +184,16 @@ def test_pyoperon_predict_gets_float64(formulas_case) -> None:  # noqa: ANN001
     assert x32.dtype == np.float32
     y = 2 * x32[:, 3].astype(np.float64) - x32[:, 0]
     syms = F.make_symbols(4)
-    settings = SearchSettings(operators=("add", "sub", "mul"), max_size=10, generations=10, population_size=100, time_budget=None, threads=1, seed=0, optimizer_iterations=5)
+    settings = SearchSettings(
+        operators=("add", "sub", "mul"),
+        max_size=10,
+        generations=10,
+        population_size=100,
+        time_budget=None,
+        threads=1,
+        seed=0,
+        optimizer_iterations=5,
+    )
     result = OperonBackend().search(x32.astype(np.float64), y, syms, ["a", "b", "c", "d"], settings)
     for cand in result.candidates:
         via_engine = cand.predict(x32)  # float32 in
@@ -195,7 +206,6 @@ def test_pyoperon_predict_gets_float64(formulas_case) -> None:  # noqa: ANN001
 def test_operon_trees_translate_to_sympy_exactly() -> None:
     """Each operator, operand order of sub/div/pow, n-ary nodes and variable weights, against Operon's evaluator."""
     import pyoperon as op
-
     from aeinterp_symbolic._operon import tree_to_sympy
 
     rng = np.random.default_rng(0)
@@ -217,9 +227,15 @@ def test_operon_trees_translate_to_sympy_exactly() -> None:
         return n
 
     trees = [[var(0, 1.5), var(1), node(k)] for k in ("Add", "Sub", "Mul", "Div", "Pow", "Aq", "Powabs")]
-    trees += [[var(1, 0.7), node(k)] for k in ("Square", "Exp", "Sin", "Cos", "Tan", "Tanh", "Sinh", "Cosh", "Atan", "Abs", "Logabs", "Sqrtabs")]
+    trees += [
+        [var(1, 0.7), node(k)] for k in ("Square", "Exp", "Sin", "Cos", "Tan", "Tanh", "Sinh", "Cosh", "Atan", "Abs", "Logabs", "Sqrtabs")
+    ]
     trees += [[var(0), node(k)] for k in ("Sqrt", "Log")]
-    trees += [[var(0), var(1), op.Node.Constant(3.0), node("Sub", 3)], [var(0), var(1), op.Node.Constant(3.0), node("Div", 3)], [var(0), node("Sub", 1)]]
+    trees += [
+        [var(0), var(1), op.Node.Constant(3.0), node("Sub", 3)],
+        [var(0), var(1), op.Node.Constant(3.0), node("Div", 3)],
+        [var(0), node("Sub", 1)],
+    ]
     dt = op.DispatchTable()
     for nodes in trees:
         tree = op.Tree(nodes).UpdateNodes()
@@ -264,13 +280,22 @@ def test_progress_reports_each_target(formulas_case) -> None:  # noqa: ANN001
 
     model, data = formulas_case
     rec = Recorder()
-    SymbolicRegression({**FAST, "dims": [0, 2], "operators": ["add", "sub", "mul"]}, progress=rec).explain(model, data, target="latent", rng=np.random.default_rng(0))
+    SymbolicRegression({**FAST, "dims": [0, 2], "operators": ["add", "sub", "mul"]}, progress=rec).explain(
+        model, data, target="latent", rng=np.random.default_rng(0)
+    )
     assert rec.steps == [("symbolic regression (latent)", 2)] * 2
 
 
 def test_reconstruction_target_gives_decoder_formulas(formulas_case) -> None:  # noqa: ANN001
     model, data = formulas_case
-    r = explain(SymbolicRegression, model, data, target="reconstruction", seed=0, params={**FAST, "dims": [0, 5], "operators": ["add", "sub", "mul"]})
+    r = explain(
+        SymbolicRegression,
+        model,
+        data,
+        target="reconstruction",
+        seed=0,
+        params={**FAST, "dims": [0, 5], "operators": ["add", "sub", "mul"]},
+    )
     assert r.feature_names == ["z0", "z1", "z2", "z3"] and r.target_names[0] == "x0^"
     for rec in r.extras["formulas"]:
         assert set(rec["features"]) == {"z0", "z1", "z2", "z3"} and rec["r2"] > 0.99
@@ -290,7 +315,9 @@ def test_sequences_are_explained_through_group_means() -> None:
     fit, ex = split_indices(300, seed=0)
     groups = make_groups("sequence", (6, 3), feature_names=names, base_names=["temp", "flow", "load"])
     data = ArrayDataset(x=x, kind="sequence", feature_names=names, groups=groups, fit_index=fit, explain_index=ex)
-    r = explain(SymbolicRegression, TorchAutoencoder(SeqEncoder(), (6, 3)), data, seed=0, params={**FAST, "operators": ["add", "sub", "mul"]})
+    r = explain(
+        SymbolicRegression, TorchAutoencoder(SeqEncoder(), (6, 3)), data, seed=0, params={**FAST, "operators": ["add", "sub", "mul"]}
+    )
     assert r.feature_names == ["temp", "flow", "load"]
     assert r.extras["formulas"][0]["formula"] == "2*flow"
     assert set(r.extras["formulas"][1]["features"]) == {"temp", "load"} and r.arrays["r2"].min() > 0.999
@@ -324,7 +351,13 @@ def test_screening_by_name_and_by_prescreen(formulas_case) -> None:  # noqa: ANN
     assert [list(c) for c in screen(x, y, names, features=["x7", "x3"], max_features=None, method="variance", rng=rng)] == [[3, 7]] * 2
     with pytest.raises(DataError, match="did you mean 'x3'"):
         screen(x, y, names, features=["x33"], max_features=None, method="variance", rng=rng)
-    r = explain(SymbolicRegression, model, data, seed=0, params={**FAST, "dims": [0], "features": ["x3", "x7", "x1"], "operators": ["add", "sub", "mul"]})
+    r = explain(
+        SymbolicRegression,
+        model,
+        data,
+        seed=0,
+        params={**FAST, "dims": [0], "features": ["x3", "x7", "x1"], "operators": ["add", "sub", "mul"]},
+    )
     assert r.extras["formulas"][0]["inputs_considered"] == 3 and r.extras["formulas"][0]["features"] == ["x3", "x7"]
 
 
@@ -367,7 +400,10 @@ def test_find_julia_respects_the_environment(tmp_path: Path) -> None:
     assert find_julia(base).source == "juliapkg install"
     offline = find_julia({"PATH": "", "PYTHON_JULIAPKG_PROJECT": str(tmp_path / "none"), "PYTHON_JULIAPKG_OFFLINE": "yes"})
     assert offline.offline and not offline.available
-    assert any("offline" in p.lower() for p in pysr_problems(environ={"PATH": "", "PYTHON_JULIAPKG_PROJECT": str(tmp_path), "PYTHON_JULIAPKG_OFFLINE": "yes"}))
+    assert any(
+        "offline" in p.lower()
+        for p in pysr_problems(environ={"PATH": "", "PYTHON_JULIAPKG_PROJECT": str(tmp_path), "PYTHON_JULIAPKG_OFFLINE": "yes"})
+    )
 
 
 def test_missing_julia_fails_with_a_clear_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, formulas_case) -> None:  # noqa: ANN001
@@ -375,7 +411,14 @@ def test_missing_julia_fails_with_a_clear_message(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(PySRUnavailableError) as info:
         require_pysr()
     msg = str(info.value)
-    for needle in ("no Julia runtime was found", "julialang.org", "PYTHON_JULIAPKG_EXE", "PYTHON_JULIACALL_BINDIR", "PYTHON_JULIAPKG_OFFLINE", "backend: pyoperon"):
+    for needle in (
+        "no Julia runtime was found",
+        "julialang.org",
+        "PYTHON_JULIAPKG_EXE",
+        "PYTHON_JULIACALL_BINDIR",
+        "PYTHON_JULIAPKG_OFFLINE",
+        "backend: pyoperon",
+    ):
         assert needle in msg
     assert isinstance(info.value, AeinterpError) and info.value.plugin == "symbolic_regression"
     model, data = formulas_case
@@ -387,7 +430,15 @@ def test_missing_julia_fails_with_a_clear_message(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.skipif(bool(pysr_problems()), reason="pysr backend unavailable: " + "; ".join(pysr_problems())[:300])
 def test_pysr_backend_recovers_a_planted_formula(formulas_case) -> None:  # noqa: ANN001
     model, data = formulas_case
-    params = {"backend": "pysr", "dims": [0, 2], "generations": 20, "population_size": 30, "threads": 1, "seed": 0, "operators": ["add", "sub", "mul", "square"]}
+    params = {
+        "backend": "pysr",
+        "dims": [0, 2],
+        "generations": 20,
+        "population_size": 30,
+        "threads": 1,
+        "seed": 0,
+        "operators": ["add", "sub", "mul", "square"],
+    }
     r = explain(SymbolicRegression, model, data, seed=0, params=params)
     for t, deps in ((0, {3, 7}), (2, {5})):
         rec = next(f for f in r.extras["formulas"] if f["target"] == f"z{t}")
@@ -432,8 +483,13 @@ def test_latent_size_law() -> None:
     from aeinterp_symbolic.law import latent_size_law
 
     x = np.random.default_rng(0).normal(size=(200, 6)).astype(np.float32)
-    law = latent_size_law(_tabular(x), sizes=[1, 2, 3, 6], options={"hidden": [8]}, train={"epochs": 8, "lr": 3e-3},
-                          params={"generations": 10, "population_size": 50, "threads": 2})
+    law = latent_size_law(
+        _tabular(x),
+        sizes=[1, 2, 3, 6],
+        options={"hidden": [8]},
+        train={"epochs": 8, "lr": 3e-3},
+        params={"generations": 10, "population_size": 50, "threads": 2},
+    )
     assert law.sizes == [1, 2, 3, 6] and len(law.errors) == 4 and all(e > 0 for e in law.errors)
     syms = {"latent_size": sympy.Symbol("latent_size")}
     f = sympy.lambdify(list(syms.values()), sympy.sympify(law.formula, locals=syms), "numpy")
@@ -451,7 +507,7 @@ def test_law_recovers_a_known_power_law_and_its_plateau() -> None:
     from aeinterp_symbolic.lawfit import fit_law
 
     sizes = np.array([1, 2, 4, 8, 16, 32, 64])
-    truth = 0.01 + 0.5 * sizes ** -1.2
+    truth = 0.01 + 0.5 * sizes**-1.2
     noisy = truth * np.exp(np.random.default_rng(0).normal(0, 0.03, size=len(sizes)))
     law = fit_law(sizes, noisy)
     assert law.family == "power+plateau" and law.plateau == pytest.approx(0.01, rel=0.1)
@@ -510,9 +566,10 @@ def fit(module, x_fit, *, epochs, lr, batch_size, seed):
 
 
 def test_law_trains_the_users_own_architecture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from aeinterp.errors import ModelError
     from aeinterp_symbolic.law import latent_size_law
     from aeinterp_symbolic.law_explainer import LatentSizeLawExplainer
+
+    from aeinterp.errors import ModelError
 
     (tmp_path / "my_models.py").write_text(USER_MODEL)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -526,22 +583,37 @@ def test_law_trains_the_users_own_architecture(tmp_path: Path, monkeypatch: pyte
     assert law.errors[0] > 3 * law.errors[2] and law.errors[3] < law.errors[1]
     import my_models  # noqa: PLC0415 - the module the factory named
 
-    explained = explain(LatentSizeLawExplainer, None, data, target="reconstruction_error",
-                        params={**common, "trainer": "my_models:fit", "sizes": [1, 2, 4], "epochs": 30, "lr": 1e-2, "symbolic": False})
+    explained = explain(
+        LatentSizeLawExplainer,
+        None,
+        data,
+        target="reconstruction_error",
+        params={**common, "trainer": "my_models:fit", "sizes": [1, 2, 4], "epochs": 30, "lr": 1e-2, "symbolic": False},
+    )
     assert my_models.CALLS and {c[:2] for c in my_models.CALLS} == {(30, 1e-2)} and len(my_models.CALLS) == 3
     assert explained.extras["architecture"] == "my_models:TinyAE" and explained.extras["trainer"] == "my_models:fit"
     assert explained.extras["feature_axis"] == "latent size" and explained.arrays["errors"].shape == (3,)
     with pytest.raises(ModelError, match="code of 8 dims, not 1"):
-        latent_size_law(data, sizes=[1, 2, 4], factory="my_models:TinyAE", kwargs={"n_in": 8, "code": 8}, latent_kwarg="width", symbolic=False,
-                        train={"epochs": 1}, encoder="compress", decoder="expand")
+        latent_size_law(
+            data,
+            sizes=[1, 2, 4],
+            factory="my_models:TinyAE",
+            kwargs={"n_in": 8, "code": 8},
+            latent_kwarg="width",
+            symbolic=False,
+            train={"epochs": 1},
+            encoder="compress",
+            decoder="expand",
+        )
     with pytest.raises(ModelError, match="no attribute"):
         latent_size_law(data, sizes=[1, 2, 4], factory="my_models:Nope", symbolic=False)
 
 
 def test_features_from_an_earlier_step_limits_each_search(formulas_case) -> None:  # noqa: ANN001
     """`features_from` reads another step's importance: each latent searches only its top inputs."""
-    from aeinterp import run_explainer
     from aeinterp_perturbation.explainers import ZeroAblation
+
+    from aeinterp import run_explainer
 
     model, data = formulas_case
     earlier = run_explainer(ZeroAblation, model, data)
@@ -554,10 +626,11 @@ def test_features_from_an_earlier_step_limits_each_search(formulas_case) -> None
 
 
 def test_latent_size_law_step_reports_errors_and_a_law(tmp_path: Path) -> None:
+    from aeinterp_symbolic.law_explainer import LatentSizeLawExplainer
+
     from aeinterp.io.datasets import load_dataset
     from aeinterp.report.plots import write_plots
     from aeinterp.runner import Runner
-    from aeinterp_symbolic.law_explainer import LatentSizeLawExplainer
 
     data = load_dataset(builtin="wine")
     params = {"sizes": [1, 2, 4, 8], "epochs": 15, "generations": 10, "population_size": 50, "time_budget": None, "threads": 1}

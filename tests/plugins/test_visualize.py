@@ -14,25 +14,24 @@ import json
 import os
 from importlib.metadata import entry_points
 
+import aeinterp_visualize
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-from aeinterp import TorchAutoencoder, explain
-from aeinterp.models.architectures import build_architecture
-from aeinterp.data import ArrayDataset, element_names, make_groups, split_indices
-from aeinterp.io.datasets import load_dataset
-from aeinterp.explanation import Explanation
-from aeinterp.plugins.registry import ExplainerRegistry
-from aeinterp.testing import ExplainerConformance
-from aeinterp.models.training import TrainConfig, train_autoencoder
-
-import aeinterp_visualize
 from aeinterp_visualize._penalties import Mahalanobis
 from aeinterp_visualize.atlas import ActivationAtlas, bin_plane
 from aeinterp_visualize.feature_visualization import FeatureVisualization
 from aeinterp_visualize.traversal import ComponentContributions, LatentTraversal, traversal_codes
+from torch import nn
+
+from aeinterp import TorchAutoencoder, explain
+from aeinterp.data import ArrayDataset, element_names, make_groups, split_indices
+from aeinterp.explanation import Explanation
+from aeinterp.io.datasets import load_dataset
+from aeinterp.models.architectures import build_architecture
+from aeinterp.models.training import TrainConfig, train_autoencoder
+from aeinterp.plugins.registry import ExplainerRegistry
+from aeinterp.testing import ExplainerConformance
 
 ALL = (FeatureVisualization, ActivationAtlas, LatentTraversal, ComponentContributions)
 FAST = {
@@ -91,8 +90,14 @@ class _LinearAE(nn.Module):
 def _tabular(x: np.ndarray, seed: int = 0) -> ArrayDataset:
     names = element_names("tabular", x.shape[1:])
     fit, exp = split_indices(len(x), seed=seed)
-    return ArrayDataset(x=x.astype(np.float32), kind="tabular", feature_names=names,
-                        groups=make_groups("tabular", x.shape[1:], feature_names=names), fit_index=fit, explain_index=exp)
+    return ArrayDataset(
+        x=x.astype(np.float32),
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", x.shape[1:], feature_names=names),
+        fit_index=fit,
+        explain_index=exp,
+    )
 
 
 def test_feature_visualization_pushes_exactly_the_used_features_to_their_box_edges() -> None:
@@ -166,7 +171,9 @@ def test_feature_visualization_of_principal_directions_reaches_their_box_optima(
     w = rng.normal(size=(3, d))
     data = _tabular(x)
     model = with_latent_pca(TorchAutoencoder(_LinearAE(torch.tensor(w, dtype=torch.float32)), (d,)), data)
-    result = explain(FeatureVisualization, model, data, target="latent_pca", params={"steps": 250, "starts": 3, "l2": 0.05, "mahalanobis": 0.05}, seed=0)
+    result = explain(
+        FeatureVisualization, model, data, target="latent_pca", params={"steps": 250, "starts": 3, "l2": 0.05, "mahalanobis": 0.05}, seed=0
+    )
     assert result.target_names == ["pc0", "pc1", "pc2"]
     lo, hi = result.arrays["box_lo"], result.arrays["box_hi"]
     v = model.latent_pca.components @ w  # (3, d): pc_j = x @ v_j - const
@@ -233,7 +240,10 @@ def test_every_point_is_in_exactly_one_half_open_cell() -> None:
     assert np.all(clipped >= [ex[0], ey[0]]) and np.all(clipped <= [ex[-1], ey[-1]])
     for edges, axis, col in ((ex, 0, 1), (ey, 1, 0)):
         inside = np.stack(
-            [(clipped[:, axis] >= edges[i]) & ((clipped[:, axis] < edges[i + 1]) | ((i == grid - 1) & (clipped[:, axis] <= edges[-1]))) for i in range(grid)],
+            [
+                (clipped[:, axis] >= edges[i]) & ((clipped[:, axis] < edges[i + 1]) | ((i == grid - 1) & (clipped[:, axis] <= edges[-1])))
+                for i in range(grid)
+            ],
             axis=1,
         )
         assert np.all(inside.sum(axis=1) == 1)
@@ -279,7 +289,12 @@ def test_traversal_codes_sweep_one_latent_and_hold_the_rest() -> None:
 
 
 def test_traversal_importance_is_the_decoded_range_of_a_linear_decoder(planted) -> None:  # noqa: ANN001
-    result = explain(LatentTraversal, planted.model, planted.data, params={"steps": 5, "reference": "samples", "n_references": 3, "normalize": "input_spread"})
+    result = explain(
+        LatentTraversal,
+        planted.model,
+        planted.data,
+        params={"steps": 5, "reference": "samples", "n_references": 3, "normalize": "input_spread"},
+    )
     dec = planted.model.module.decoder.weight.detach().numpy().astype(np.float64)
     codes = planted.model.encode(torch.as_tensor(planted.data.x_explain)).detach().numpy().astype(np.float64)
     q_lo, q_hi = np.quantile(codes, [0.05, 0.95], axis=0)
@@ -290,7 +305,9 @@ def test_traversal_importance_is_the_decoded_range_of_a_linear_decoder(planted) 
 
 
 def test_centred_sweep_sits_on_the_reference(planted) -> None:  # noqa: ANN001
-    result = explain(LatentTraversal, planted.model, planted.data, params={"steps": 5, "reference": "samples", "n_references": 2, "sweep": "centred"})
+    result = explain(
+        LatentTraversal, planted.model, planted.data, params={"steps": 5, "reference": "samples", "n_references": 2, "sweep": "centred"}
+    )
     refs, values = result.arrays["references"], result.arrays["sweep_values"]
     np.testing.assert_allclose(values[:, :, 2], refs, rtol=1e-6, atol=1e-6)  # the middle step (median) is the reference's own value
 
@@ -418,8 +435,12 @@ def test_tabular_and_sequence_models_run_through_every_explainer(builtin, arch, 
         for key, fig in figs.items():
             fig.savefig(tmp_path / f"{cls.name}.{key}.png")
         figures[cls.name] = figs
-    expected = {"feature_visualization": {"optimized", "top_samples"}, "activation_atlas": {"atlas"}, "latent_traversal": {"grid"},
-                "component_contributions": {"over_time", "decomposition"} if data.kind == "sequence" else set()}
+    expected = {
+        "feature_visualization": {"optimized", "top_samples"},
+        "activation_atlas": {"atlas"},
+        "latent_traversal": {"grid"},
+        "component_contributions": {"over_time", "decomposition"} if data.kind == "sequence" else set(),
+    }
     assert {k: set(v) for k, v in figures.items()} == expected
     if data.kind == "sequence":  # panels: rows = latents, columns = the 3 sequence features (+ the colour bar)
         assert len(figures["latent_traversal"]["grid"].axes) == 3 * 3 + 1

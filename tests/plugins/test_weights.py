@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from aeinterp_weights.explainer import WeightImportance
 from torch import nn
 
 from aeinterp import CapabilityError, TorchAutoencoder, explain
-from aeinterp.models.architectures import build_architecture
 from aeinterp.data import ArrayDataset, FeatureGroup, element_names, make_groups, split_indices
+from aeinterp.models.architectures import build_architecture
 from aeinterp.testing import ExplainerConformance, planted_autoencoder
-from aeinterp_weights.explainer import WeightImportance
 
 
 class TestOldenConformance(ExplainerConformance):
@@ -27,7 +27,14 @@ def _data(n_features: int, n: int = 60) -> ArrayDataset:
     x = np.random.default_rng(0).normal(size=(n, n_features)).astype(np.float32)
     names = element_names("tabular", (n_features,))
     fit, ex = split_indices(n, seed=0)
-    return ArrayDataset(x=x, kind="tabular", feature_names=names, groups=make_groups("tabular", (n_features,), feature_names=names), fit_index=fit, explain_index=ex)
+    return ArrayDataset(
+        x=x,
+        kind="tabular",
+        feature_names=names,
+        groups=make_groups("tabular", (n_features,), feature_names=names),
+        fit_index=fit,
+        explain_index=ex,
+    )
 
 
 class ThreeLayer(nn.Module):
@@ -56,8 +63,16 @@ def test_hand_computation_on_a_three_layer_mlp() -> None:
     w2 = np.array([[2.0, -1.0], [0.5, 1.0]])
     w3 = np.array([[1.0, 1.0], [-3.0, 0.0]])
     # Olden: the product of the weight matrices, by hand
-    o = np.array([[1 * (2 * 1 + -1 * 0) + 1 * (0.5 * 1 + 1 * 0), 1 * (2 * -2 + -1 * 3) + 1 * (0.5 * -2 + 1 * 3), 1 * (2 * 0.5 + -1 * -1) + 1 * (0.5 * 0.5 + 1 * -1)],
-                  [-3 * (2 * 1 + -1 * 0), -3 * (2 * -2 + -1 * 3), -3 * (2 * 0.5 + -1 * -1)]])
+    o = np.array(
+        [
+            [
+                1 * (2 * 1 + -1 * 0) + 1 * (0.5 * 1 + 1 * 0),
+                1 * (2 * -2 + -1 * 3) + 1 * (0.5 * -2 + 1 * 3),
+                1 * (2 * 0.5 + -1 * -1) + 1 * (0.5 * 0.5 + 1 * -1),
+            ],
+            [-3 * (2 * 1 + -1 * 0), -3 * (2 * -2 + -1 * 3), -3 * (2 * 0.5 + -1 * -1)],
+        ]
+    )
     np.testing.assert_allclose(o, w3 @ w2 @ w1)
     np.testing.assert_allclose(result.arrays["olden"], o, rtol=1e-6)
     np.testing.assert_allclose(result.importance, np.abs(o), rtol=1e-6)
@@ -101,10 +116,16 @@ def test_planted_sparse_weights_rank_exactly_and_groups_add() -> None:
             assert set(np.flatnonzero(result.importance[j] > 0)) == set(deps)
     groups = (FeatureGroup("a", np.array([0, 1])), FeatureGroup("b", np.array([2, 3, 4])), FeatureGroup("c", np.array([5, 6, 7, 8, 9])))
     d = planted.data
-    grouped = ArrayDataset(x=d.x, kind="tabular", feature_names=d.feature_names, groups=groups, fit_index=d.fit_index, explain_index=d.explain_index)
+    grouped = ArrayDataset(
+        x=d.x, kind="tabular", feature_names=d.feature_names, groups=groups, fit_index=d.fit_index, explain_index=d.explain_index
+    )
     per = explain(WeightImportance, planted.model, d, params={"method": "garson"})
     g = explain(WeightImportance, planted.model, grouped, params={"method": "garson"})
-    np.testing.assert_allclose(g.importance, np.stack([per.importance[:, [0, 1]].sum(1), per.importance[:, [2, 3, 4]].sum(1), per.importance[:, 5:].sum(1)], axis=1), rtol=1e-6)
+    np.testing.assert_allclose(
+        g.importance,
+        np.stack([per.importance[:, [0, 1]].sum(1), per.importance[:, [2, 3, 4]].sum(1), per.importance[:, 5:].sum(1)], axis=1),
+        rtol=1e-6,
+    )
     assert np.argmax(g.importance, axis=1).tolist() == [0, 1, 2]
 
 
@@ -121,7 +142,14 @@ def test_other_architectures_are_a_capability_error() -> None:
     images = np.random.default_rng(0).normal(size=(20, 1, 8, 8)).astype(np.float32)
     fit, ex = split_indices(20, seed=0)
     names = element_names("image", (1, 8, 8))
-    data = ArrayDataset(x=images, kind="image", feature_names=names, groups=make_groups("image", (1, 8, 8), feature_names=names), fit_index=fit, explain_index=ex)
+    data = ArrayDataset(
+        x=images,
+        kind="image",
+        feature_names=names,
+        groups=make_groups("image", (1, 8, 8), feature_names=names),
+        fit_index=fit,
+        explain_index=ex,
+    )
     with pytest.raises(CapabilityError, match="image data|nn.Linear layers and elementwise"):
         explain(WeightImportance, TorchAutoencoder(module, (1, 8, 8)), data)
 

@@ -75,5 +75,11 @@ def make_executor(spec: Executor | ExecutorConfig | Mapping[str, Any] | str | No
         return LocalExecutor()
     from .ray import RayExecutor
 
-    return RayExecutor(address=spec.address, num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_retries=spec.max_retries, data_from_path=spec.data_from_path,  # type: ignore[return-value]
-                       connect_timeout=spec.connect_timeout)
+    return RayExecutor(
+        address=spec.address,
+        num_cpus=spec.num_cpus,
+        num_gpus=spec.num_gpus,
+        max_retries=spec.max_retries,
+        data_from_path=spec.data_from_path,  # type: ignore[return-value]
+        connect_timeout=spec.connect_timeout,
+    )

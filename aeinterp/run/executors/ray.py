@@ -58,12 +58,12 @@ from typing import Any
 
 import numpy as np
 
-from ...toolkit.chunks import ChunkedExplainer, Partial, chunk_rng
 from ...data import ArrayDataset
 from ...errors import AeinterpError, StepTimeout, require
 from ...explainer import Explainer
 from ...explanation import Explanation
 from ...targets import Target
+from ...toolkit.chunks import ChunkedExplainer, Partial, chunk_rng
 from .transfer import ByPath, file_region, on_cpu, tensors_to
 
 __all__ = ["RayExecutor", "ChunkLostError", "RayConnectionError"]
@@ -91,7 +91,14 @@ def _host_port(address: str) -> tuple[str, int] | None:
 def _LOST(ray: Any) -> tuple[type[BaseException], ...]:  # noqa: N802 - a tuple of exception classes
     """Ray's errors that mean a task's worker (or its node, or its result) was lost."""
     x = ray.exceptions
-    return tuple(c for c in (getattr(x, n, None) for n in ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "LocalRayletDiedError", "RayActorError")) if c is not None)
+    return tuple(
+        c
+        for c in (
+            getattr(x, n, None)
+            for n in ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "LocalRayletDiedError", "RayActorError")
+        )
+        if c is not None
+    )
 
 
 def _threads(cpus: float | None) -> int:
@@ -112,7 +119,9 @@ def _in_worker(cpus: float | None, gpus: float | None, model: Any, state: Any = 
         torch.set_num_threads(threads)
     if gpus:
         if not torch.cuda.is_available():
-            raise RuntimeError(f"the task asked for {gpus} GPU(s) (executor num_gpus) but torch {torch.__version__} on {os.uname().nodename} sees no CUDA GPU")
+            raise RuntimeError(
+                f"the task asked for {gpus} GPU(s) (executor num_gpus) but torch {torch.__version__} on {os.uname().nodename} sees no CUDA GPU"
+            )
         module = getattr(model, "module", None)
         if isinstance(module, torch.nn.Module):
             module.to("cuda")  # in place: the adapter's encoder and decoder are this module's parts
@@ -121,8 +130,16 @@ def _in_worker(cpus: float | None, gpus: float | None, model: Any, state: Any = 
 
 
 def _chunk_task(
-    spec: tuple[type[ChunkedExplainer], Any], model: Any, data: Any, state: Any, units: np.ndarray, index: int, base_seed: int, target: str,
-    cpus: float | None, gpus: float | None = None,
+    spec: tuple[type[ChunkedExplainer], Any],
+    model: Any,
+    data: Any,
+    state: Any,
+    units: np.ndarray,
+    index: int,
+    base_seed: int,
+    target: str,
+    cpus: float | None,
+    gpus: float | None = None,
 ) -> Partial:
     """One chunk, in a Ray worker: a fresh explainer with the step's params, the chunk's own generator."""
     cls, params = spec
@@ -132,8 +149,16 @@ def _chunk_task(
 
 
 def _step_task(
-    spec: tuple[type[Explainer], Any], model: Any, data: Any, target: str, seed: int, distribution: str, version: str,
-    results: Mapping[str, Explanation], cpus: float | None, gpus: float | None = None,
+    spec: tuple[type[Explainer], Any],
+    model: Any,
+    data: Any,
+    target: str,
+    seed: int,
+    distribution: str,
+    version: str,
+    results: Mapping[str, Explanation],
+    cpus: float | None,
+    gpus: float | None = None,
 ) -> Explanation:
     """A whole step, in a Ray worker, through the same ``run_explainer`` as locally."""
     from ..step import run_step
@@ -151,8 +176,14 @@ class RayExecutor:
     concurrent_steps = True
 
     def __init__(
-        self, address: str = "auto", num_cpus: float | None = None, num_gpus: float | None = None, max_retries: int = 2,
-        max_in_flight: int | None = None, data_from_path: bool = True, connect_timeout: float = 30.0,
+        self,
+        address: str = "auto",
+        num_cpus: float | None = None,
+        num_gpus: float | None = None,
+        max_retries: int = 2,
+        max_in_flight: int | None = None,
+        data_from_path: bool = True,
+        connect_timeout: float = 30.0,
     ) -> None:
         self.address = address
         self.connect_timeout = float(connect_timeout)
@@ -190,7 +221,12 @@ class RayExecutor:
                     ray.init(address=None if self.address == "auto" else self.address, **kwargs)
                 except (ConnectionError, TimeoutError) as exc:
                     raise RayConnectionError(f"cannot connect to the Ray cluster at {self.address}: {exc}") from None
-            options = {"num_cpus": self.num_cpus or 1, "num_gpus": self.num_gpus or 0, "max_retries": self.max_retries, "retry_exceptions": False}
+            options = {
+                "num_cpus": self.num_cpus or 1,
+                "num_gpus": self.num_gpus or 0,
+                "max_retries": self.max_retries,
+                "retry_exceptions": False,
+            }
             self._chunk_remote = ray.remote(_chunk_task).options(**options)
             self._step_remote = ray.remote(_step_task).options(**options)
             self._ray = ray
@@ -221,7 +257,7 @@ class RayExecutor:
 
     def put(self, obj: Any) -> Any:
         """A reference to ``obj`` in the object store, put there once for this executor's lifetime."""
-        ray = self.connect()
+        self.connect()
         with self._lock:
             hit = self._puts.get(id(obj))
             if hit is not None and hit[0] is obj:
@@ -243,14 +279,18 @@ class RayExecutor:
         if self.num_gpus:
             have = self.connect().cluster_resources().get("GPU", 0)
             if have < self.num_gpus:
-                raise RuntimeError(f"executor num_gpus is {self.num_gpus:g}, but the Ray cluster has {have:g} GPU(s): its tasks would never start; lower num_gpus or add GPU nodes")
+                raise RuntimeError(
+                    f"executor num_gpus is {self.num_gpus:g}, but the Ray cluster has {have:g} GPU(s): its tasks would never start; lower num_gpus or add GPU nodes"
+                )
         return self.put(model)
 
     def _put_new(self, obj: Any) -> Any:
         try:
             return self.connect().put(obj)
         except Exception as exc:
-            raise TypeError(f"{type(obj).__name__} cannot be sent to Ray workers ({type(exc).__name__}: {exc}); run with the local executor") from exc
+            raise TypeError(
+                f"{type(obj).__name__} cannot be sent to Ray workers ({type(exc).__name__}: {exc}); run with the local executor"
+            ) from exc
 
     def release(self) -> None:
         """Forget the objects put for earlier steps (the runner calls it at the end of a run)."""
@@ -288,7 +328,10 @@ class RayExecutor:
             if self._cancelled:
                 raise KeyboardInterrupt
             if owner is not None and id(owner) in self._stopped:
-                raise StepTimeout(f"step {getattr(owner, 'name', '?')!r} ran past its timeout; its tasks were cancelled", plugin=getattr(owner, "name", None))
+                raise StepTimeout(
+                    f"step {getattr(owner, 'name', '?')!r} ran past its timeout; its tasks were cancelled",
+                    plugin=getattr(owner, "name", None),
+                )
             ref = remote.remote(*args)
             self._inflight.add(ref)
             if owner is not None:
@@ -326,11 +369,26 @@ class RayExecutor:
                     refs.discard(ref)
 
     # --- the Executor protocol ---------------------------------------------------------
-    def map_chunks(self, explainer: ChunkedExplainer, model: Any, data: Any, state: Any, chunks: Sequence[np.ndarray], *, target: Target, base_seed: int) -> Iterator[Partial]:
+    def map_chunks(
+        self,
+        explainer: ChunkedExplainer,
+        model: Any,
+        data: Any,
+        state: Any,
+        chunks: Sequence[np.ndarray],
+        *,
+        target: Target,
+        base_seed: int,
+    ) -> Iterator[Partial]:
         """Every chunk as a task (at most ``max_in_flight`` queued at once); partials yielded in chunk order."""
         ray = self.connect()
         n = len(chunks)
-        refs = (self._put_new((type(explainer), explainer.params)), self._model_ref(model), self.put(data), self._put_new(tensors_to(state, "cpu")))
+        refs = (
+            self._put_new((type(explainer), explainer.params)),
+            self._model_ref(model),
+            self.put(data),
+            self._put_new(tensors_to(state, "cpu")),
+        )
         window = self.max_in_flight or max(2, 2 * self.workers)
         pending: dict[Any, int] = {}
         ready: dict[int, Partial] = {}
@@ -341,7 +399,19 @@ class RayExecutor:
             while submitted < n or pending:
                 while submitted < n and len(pending) < window:
                     units = np.asarray(chunks[submitted])
-                    pending[self._submit(self._chunk_remote, *refs, units, submitted, int(base_seed), Target(target).value, self.num_cpus, self.num_gpus, owner=explainer)] = submitted
+                    pending[
+                        self._submit(
+                            self._chunk_remote,
+                            *refs,
+                            units,
+                            submitted,
+                            int(base_seed),
+                            Target(target).value,
+                            self.num_cpus,
+                            self.num_gpus,
+                            owner=explainer,
+                        )
+                    ] = submitted
                     submitted += 1
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
@@ -364,7 +434,9 @@ class RayExecutor:
             with self._lock:
                 self._inflight.difference_update(pending)
 
-    def run_explainer(self, explainer: Explainer, model: Any, data: Any, *, target: Target, seed: int, distribution: str = "", version: str = "") -> Explanation:
+    def run_explainer(
+        self, explainer: Explainer, model: Any, data: Any, *, target: Target, seed: int, distribution: str = "", version: str = ""
+    ) -> Explanation:
         """One step: a chunked explainer fans its chunks out from here; any other runs whole as one task."""
         from ..step import run_step
 
@@ -373,8 +445,18 @@ class RayExecutor:
             return run_step(explainer, model, data, target=target, seed=seed, distribution=distribution, version=version)
         self.connect()
         ref = self._submit(
-            self._step_remote, self._put_new((type(explainer), explainer.params)), self._model_ref(model), self.put(data),
-            Target(target).value, int(seed), distribution, version, dict(explainer.results), self.num_cpus, self.num_gpus, owner=explainer,
+            self._step_remote,
+            self._put_new((type(explainer), explainer.params)),
+            self._model_ref(model),
+            self.put(data),
+            Target(target).value,
+            int(seed),
+            distribution,
+            version,
+            dict(explainer.results),
+            self.num_cpus,
+            self.num_gpus,
+            owner=explainer,
         )
         for _ in explainer.progress.track([ref], total=1, description="on ray"):
             return self._get(ref, f"step {explainer.name}")

@@ -30,7 +30,14 @@ def file_region(x: np.ndarray) -> dict[str, Any] | None:
     map_start = x.offset - x.offset % mmap.ALLOCATIONGRANULARITY  # where numpy began the map in the file
     offset = map_start + (x.ctypes.data - np.frombuffer(x._mmap, dtype=np.uint8).ctypes.data)  # type: ignore[attr-defined]
     stat = os.stat(x.filename)
-    return {"path": str(x.filename), "offset": int(offset), "dtype": x.dtype.str, "shape": tuple(x.shape), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {
+        "path": str(x.filename),
+        "offset": int(offset),
+        "dtype": x.dtype.str,
+        "shape": tuple(x.shape),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+    }
 
 
 def _reopen(region: dict[str, Any], fields: dict[str, Any]) -> ArrayDataset:
@@ -44,7 +51,9 @@ def _reopen(region: dict[str, Any], fields: dict[str, Any]) -> ArrayDataset:
             "this path (a shared filesystem), or set `data_from_path: false` in the executor section to send the samples through Ray's object store"
         ) from None
     if (stat.st_size, stat.st_mtime_ns) != (region["size"], region["mtime_ns"]):
-        raise DataError(f"the data file {path} seen by a Ray worker on {os.uname().nodename} is not the one the run read (size or modification time differ)")
+        raise DataError(
+            f"the data file {path} seen by a Ray worker on {os.uname().nodename} is not the one the run read (size or modification time differ)"
+        )
     x = np.memmap(path, dtype=np.dtype(region["dtype"]), mode="r", offset=region["offset"], shape=region["shape"])
     return ArrayDataset(x=x, check_finite=False, **fields)
 
@@ -56,7 +65,9 @@ class ByPath:
         self.data, self.region = data, region
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        fields = {f.name: getattr(self.data, f.name) for f in dataclasses.fields(self.data) if f.init and f.name not in ("x", "check_finite")}
+        fields = {
+            f.name: getattr(self.data, f.name) for f in dataclasses.fields(self.data) if f.init and f.name not in ("x", "check_finite")
+        }
         return _reopen, (self.region, fields)
 
 

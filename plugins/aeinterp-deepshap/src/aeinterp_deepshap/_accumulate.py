@@ -25,8 +25,14 @@ def _numpy(t: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def chunk_summaries(
-    phi: np.ndarray | torch.Tensor, f_x: np.ndarray, state: dict[str, Any], data: Any, *, anytime: bool,
-    x: torch.Tensor | None = None, units: np.ndarray | None = None,
+    phi: np.ndarray | torch.Tensor,
+    f_x: np.ndarray,
+    state: dict[str, Any],
+    data: Any,
+    *,
+    anytime: bool,
+    x: torch.Tensor | None = None,
+    units: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """``(sums, rows)`` of one chunk of ``phi`` ``(samples, targets, elements)``.
 
@@ -42,8 +48,12 @@ def chunk_summaries(
     local = reduce_groups(phi, data.groups)  # phi itself when every element is its own group
     delta = f_x - state["f_bg"].mean(axis=0)
     err = np.abs(row_sums(phi) - delta)
-    sums = {**magnitude_sums(local, squares=anytime), "err": err.sum(axis=0), "delta": np.abs(delta).sum(axis=0),
-            "err_max": err.max(axis=0) if n else np.zeros(k)}
+    sums = {
+        **magnitude_sums(local, squares=anytime),
+        "err": err.sum(axis=0),
+        "delta": np.abs(delta).sum(axis=0),
+        "err_max": err.max(axis=0) if n else np.zeros(k),
+    }
     summary = state.get("summary")
     if summary is not None and x is not None and units is not None:
         x_groups = reduce_groups(x.reshape(n, -1).double(), data.groups, "mean")

@@ -151,8 +151,10 @@ def _recurrent(name: str, args: tuple, kwargs: dict, dependent: Callable[[Any], 
     return run
 
 
-DECOMPOSED = frozenset({"softmax", "log_softmax", "group_norm", "instance_norm", "lp_pool1d", "lp_pool2d",
-                        "maximum", "minimum", "max", "min", "fmax", "fmin"} | KERNELS)
+DECOMPOSED = frozenset(
+    {"softmax", "log_softmax", "group_norm", "instance_norm", "lp_pool1d", "lp_pool2d", "maximum", "minimum", "max", "min", "fmax", "fmin"}
+    | KERNELS
+)
 
 
 def decompose(name: str, args: tuple, kwargs: dict, dependent: Callable[[Any], bool]) -> Callable[[], Any] | str | None:

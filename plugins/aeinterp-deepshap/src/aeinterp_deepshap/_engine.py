@@ -100,7 +100,9 @@ def _per_sample(tape: Tape, plan: _Plan, k: int, b: int, d: int) -> int:
     """Approximate peak elements per explained sample for ``k`` targets at once."""
     feats = [_numel(tape.feat(v)) for v in range(len(tape.values))]
     pair_cot = max((k * b * feats[v] for v in plan.pair), default=0)
-    unary = max((b * feats[n.inputs[0]] for n in tape.nodes if n.kind in ("unary", "maxpool", "maxreduce") and tape.used[n.index]), default=0)
+    unary = max(
+        (b * feats[n.inputs[0]] for n in tape.nodes if n.kind in ("unary", "maxpool", "maxreduce") and tape.used[n.index]), default=0
+    )
     fact = max((feats[tape.nodes[i].inputs[0]] * (d + k) for i in plan.factored), default=0)
     return 3 * pair_cot + 5 * unary + fact + 3 * k * d + sum(feats) + 2 * b * d
 
@@ -152,7 +154,9 @@ def _contract(g: torch.Tensor, u: int, plan: _Plan, x: torch.Tensor) -> torch.Te
     return first.sub_(second.div_(b))
 
 
-def _backward(tape: Tape, probe: Tape, plan: _Plan, n: int, x: torch.Tensor, bg: torch.Tensor, kidx: torch.Tensor, eps: float) -> torch.Tensor:
+def _backward(
+    tape: Tape, probe: Tape, plan: _Plan, n: int, x: torch.Tensor, bg: torch.Tensor, kidx: torch.Tensor, eps: float
+) -> torch.Tensor:
     out_feat = tape.feat(tape.output)
     k = len(kidx)
     eye = torch.eye(_numel(out_feat), dtype=x.dtype, device=x.device)[kidx]
@@ -200,7 +204,9 @@ def _backward(tape: Tape, probe: Tape, plan: _Plan, n: int, x: torch.Tensor, bg:
     return phi.expand(k, n, x.shape[1])
 
 
-def _setup(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, background: torch.Tensor, memory_mb: float) -> tuple[Tape, Tape, _Plan, int, int, int, int]:
+def _setup(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, background: torch.Tensor, memory_mb: float
+) -> tuple[Tape, Tape, _Plan, int, int, int, int]:
     """What every chunk shares: the recorded probe and first tapes, the plan, its first-layer maps, the block sizes."""
     b, d = background.shape[0], _numel(tuple(x.shape[1:]))
     probe = record(fn, x[:1])

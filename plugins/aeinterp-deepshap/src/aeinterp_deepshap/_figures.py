@@ -19,7 +19,9 @@ def figures(explanation: Explanation) -> dict[str, Any]:
     out: dict[str, Any] = {}
     arrays, extras = explanation.arrays, explanation.extras
     if "additivity_max_rel" in arrays:
-        out["additivity"] = _additivity(explanation, np.asarray(arrays["additivity_max_rel"]), np.asarray(arrays["additivity_mean_rel"]), extras)
+        out["additivity"] = _additivity(
+            explanation, np.asarray(arrays["additivity_max_rel"]), np.asarray(arrays["additivity_mean_rel"]), extras
+        )
     if "importance_steps" in arrays:
         out["steps"] = _steps(explanation, np.asarray(arrays["importance_steps"]))
     return out

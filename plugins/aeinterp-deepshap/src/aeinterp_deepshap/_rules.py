@@ -76,7 +76,13 @@ def _elementwise_linear(node: Node, tape: Tape, g: torch.Tensor) -> list[tuple[i
     out_ndim = tape.values[node.outputs[0]].dim()
     if name in ("add", "__add__", "__radd__", "sub", "__sub__", "__rsub__", "rsub", "subtract"):
         alpha = kwargs.get("alpha", 1)
-        signs = {"sub": [1.0, -alpha], "__sub__": [1.0, -1.0], "subtract": [1.0, -alpha], "__rsub__": [-1.0, 1.0], "rsub": [-alpha, 1.0]}.get(name, [1.0, alpha])
+        signs = {
+            "sub": [1.0, -alpha],
+            "__sub__": [1.0, -1.0],
+            "subtract": [1.0, -alpha],
+            "__rsub__": [-1.0, 1.0],
+            "rsub": [-alpha, 1.0],
+        }.get(name, [1.0, alpha])
         result = []
         for a, s in zip(args, signs):
             if isinstance(a, Ref):
@@ -209,7 +215,6 @@ def maxreduce(node: Node, tape: Tape, n: int, g: torch.Tensor, eps: float = 1e-7
     u = node.inputs[0]
     h = tape.values[u]
     dim = node.arg(1, keyword="dim")
-    keepdim = bool(node.arg(2, False, keyword="keepdim"))
     dims = sorted({d % h.dim() for d in (dim if isinstance(dim, (tuple, list)) else (dim,))})
     kept = [d for d in range(1, h.dim()) if d not in dims]
     kept_shape = [h.shape[d] for d in kept]

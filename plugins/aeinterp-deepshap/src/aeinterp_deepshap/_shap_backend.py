@@ -39,7 +39,9 @@ def _to_contract(values: object, n: int, k: int) -> np.ndarray:
     return arr.reshape(n, -1, k).transpose(0, 2, 1)
 
 
-def shap_deep(module: TargetModule, x: torch.Tensor, background: torch.Tensor, *, chunk: int = 16, progress: Progress | None = None) -> np.ndarray:
+def shap_deep(
+    module: TargetModule, x: torch.Tensor, background: torch.Tensor, *, chunk: int = 16, progress: Progress | None = None
+) -> np.ndarray:
     """``(N, K, D)`` from ``shap.DeepExplainer`` (additivity is checked by the caller)."""
     shap = require("shap", "shap", "the shap backend of the deepshap explainer")
     progress = progress or NullProgress()
@@ -55,7 +57,15 @@ def shap_deep(module: TargetModule, x: torch.Tensor, background: torch.Tensor, *
     return np.concatenate(parts)
 
 
-def shap_gradient(module: TargetModule, x: torch.Tensor, background: torch.Tensor, seeds: np.ndarray, *, samples: int = 200, progress: Progress | None = None) -> np.ndarray:
+def shap_gradient(
+    module: TargetModule,
+    x: torch.Tensor,
+    background: torch.Tensor,
+    seeds: np.ndarray,
+    *,
+    samples: int = 200,
+    progress: Progress | None = None,
+) -> np.ndarray:
     """``(N, K, D)`` from ``shap.GradientExplainer``, one sample per call seeded with ``seeds[j]``.
 
     shap reseeds NumPy's global generator; its state is restored afterwards.

@@ -137,9 +137,26 @@ class Tape:
 # --- op classification ------------------------------------------------------------------
 
 _PASS = {  # calls that return metadata, not tensors
-    "size", "dim", "ndimension", "numel", "nelement", "__len__", "stride", "is_contiguous",
-    "data_ptr", "element_size", "get_device", "is_floating_point", "is_complex",
-    "__format__", "__repr__", "__str__", "__hash__", "storage_offset", "__setstate__", "__reduce_ex__",
+    "size",
+    "dim",
+    "ndimension",
+    "numel",
+    "nelement",
+    "__len__",
+    "stride",
+    "is_contiguous",
+    "data_ptr",
+    "element_size",
+    "get_device",
+    "is_floating_point",
+    "is_complex",
+    "__format__",
+    "__repr__",
+    "__str__",
+    "__hash__",
+    "storage_offset",
+    "__setstate__",
+    "__reduce_ex__",
 }
 _DATA_DEPENDENT = {"item", "tolist", "__bool__", "__float__", "__int__", "__index__", "numpy", "__array__", "equal", "allclose"}
 
@@ -147,41 +164,183 @@ _IDENTITY = {"contiguous", "clone", "detach", "alias", "requires_grad_", "float"
 _DROPOUT = {"dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d"}
 _RESHAPE = {"reshape", "view", "flatten", "unflatten", "view_as", "reshape_as", "squeeze", "unsqueeze"}
 _AFFINE_FIRST = _RESHAPE | {  # affine in the first argument, the only one that may depend on the input
-    "permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis", "t", "expand", "expand_as", "repeat", "tile",
-    "__getitem__", "narrow", "select", "index_select", "gather", "flip", "roll", "split", "chunk", "unbind",
-    "tensor_split", "split_with_sizes", "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-    "conv_transpose3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
-    "adaptive_avg_pool3d", "pad", "interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle", "sum", "mean",
-    "cumsum", "trace", "diagonal", "tril", "triu", "neg", "negative", "__neg__", "positive", "__pos__", "batch_norm",
-    "mT", "mH", "T", "H",
+    "permute",
+    "transpose",
+    "swapaxes",
+    "swapdims",
+    "movedim",
+    "moveaxis",
+    "t",
+    "expand",
+    "expand_as",
+    "repeat",
+    "tile",
+    "__getitem__",
+    "narrow",
+    "select",
+    "index_select",
+    "gather",
+    "flip",
+    "roll",
+    "split",
+    "chunk",
+    "unbind",
+    "tensor_split",
+    "split_with_sizes",
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "avg_pool1d",
+    "avg_pool2d",
+    "avg_pool3d",
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d",
+    "pad",
+    "interpolate",
+    "upsample",
+    "pixel_shuffle",
+    "pixel_unshuffle",
+    "sum",
+    "mean",
+    "cumsum",
+    "trace",
+    "diagonal",
+    "tril",
+    "triu",
+    "neg",
+    "negative",
+    "__neg__",
+    "positive",
+    "__pos__",
+    "batch_norm",
+    "mT",
+    "mH",
+    "T",
+    "H",
 }
-_AFFINE_ALL = {"add", "__add__", "__radd__", "sub", "__sub__", "__rsub__", "rsub", "subtract", "cat", "concat",
-               "concatenate", "stack", "hstack", "vstack", "dstack", "where"}
+_AFFINE_ALL = {
+    "add",
+    "__add__",
+    "__radd__",
+    "sub",
+    "__sub__",
+    "__rsub__",
+    "rsub",
+    "subtract",
+    "cat",
+    "concat",
+    "concatenate",
+    "stack",
+    "hstack",
+    "vstack",
+    "dstack",
+    "where",
+}
 _MUL = {"mul", "__mul__", "__rmul__", "multiply"}
 _DIV = {"div", "__truediv__", "divide", "true_divide"}
 _MATMUL = {"matmul", "__matmul__", "mm", "bmm", "einsum"}
 _UNARY = {
-    "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "softplus", "softsign", "tanh",
-    "sigmoid", "hardtanh", "hardsigmoid", "hardswish", "logsigmoid", "tanhshrink", "exp", "expm1", "log", "log1p",
-    "log2", "log10", "sqrt", "rsqrt", "reciprocal", "square", "pow", "__pow__", "__rpow__", "abs", "sin", "cos",
-    "erf", "clamp", "clip", "threshold", "sinh", "cosh", "atan", "asinh", "softshrink", "hardshrink",
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "celu",
+    "gelu",
+    "silu",
+    "mish",
+    "softplus",
+    "softsign",
+    "tanh",
+    "sigmoid",
+    "hardtanh",
+    "hardsigmoid",
+    "hardswish",
+    "logsigmoid",
+    "tanhshrink",
+    "exp",
+    "expm1",
+    "log",
+    "log1p",
+    "log2",
+    "log10",
+    "sqrt",
+    "rsqrt",
+    "reciprocal",
+    "square",
+    "pow",
+    "__pow__",
+    "__rpow__",
+    "abs",
+    "sin",
+    "cos",
+    "erf",
+    "clamp",
+    "clip",
+    "threshold",
+    "sinh",
+    "cosh",
+    "atan",
+    "asinh",
+    "softshrink",
+    "hardshrink",
 }
 # elementwise but piecewise constant (or with jumps): the rescale rule splits f(x) - f(ref) exactly;
 # their derivative (used only at near-ties) is 0 where autograd has none
-_PIECEWISE = {"floor", "ceil", "round", "trunc", "fix", "frac", "sign", "sgn", "floor_divide", "__floordiv__",
-              "__rfloordiv__", "remainder", "__mod__", "__rmod__", "fmod", "div_rounded"}
+_PIECEWISE = {
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "fix",
+    "frac",
+    "sign",
+    "sgn",
+    "floor_divide",
+    "__floordiv__",
+    "__rfloordiv__",
+    "remainder",
+    "__mod__",
+    "__rmod__",
+    "fmod",
+    "div_rounded",
+}
 _UNARY |= _PIECEWISE | {"prelu", "rrelu", "maximum", "minimum", "fmax", "fmin"}  # the last four with a constant
 _MAXPOOL = {"max_pool1d", "max_pool2d", "max_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"}
 _MAXREDUCE = {"max", "amax", "min", "amin"}
 _INPLACE_DUNDER = {"__iadd__": "add", "__isub__": "sub", "__imul__": "mul", "__itruediv__": "div", "__ipow__": "pow"}
-_FACTORY_LIKE = {"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like",
-                 "new_zeros", "new_ones", "new_empty", "new_full", "new_tensor", "size"}
+_FACTORY_LIKE = {
+    "zeros_like",
+    "ones_like",
+    "empty_like",
+    "full_like",
+    "rand_like",
+    "randn_like",
+    "randint_like",
+    "new_zeros",
+    "new_ones",
+    "new_empty",
+    "new_full",
+    "new_tensor",
+    "size",
+}
 
 
 _HINTS = {
-    "lstm": "the recurrent kernel of nn.LSTM", "gru": "the recurrent kernel of nn.GRU", "rnn_tanh": "nn.RNN",
-    "rnn_relu": "nn.RNN", "embedding": "nn.Embedding", "softmax": "softmax mixes elements",
-    "log_softmax": "log_softmax mixes elements", "group_norm": "nn.GroupNorm", "instance_norm": "nn.InstanceNorm",
+    "lstm": "the recurrent kernel of nn.LSTM",
+    "gru": "the recurrent kernel of nn.GRU",
+    "rnn_tanh": "nn.RNN",
+    "rnn_relu": "nn.RNN",
+    "embedding": "nn.Embedding",
+    "softmax": "softmax mixes elements",
+    "log_softmax": "log_softmax mixes elements",
+    "group_norm": "nn.GroupNorm",
+    "instance_norm": "nn.InstanceNorm",
     "scaled_dot_product_attention": "attention multiplies two input-dependent tensors (q k^T, then the weights by v)",
     "multi_head_attention_forward": "nn.MultiheadAttention: its fused kernel multiplies input-dependent queries, keys and values; "
     "no rule for it yet",
@@ -213,7 +372,10 @@ def classify(name: str, args: tuple, kwargs: dict, dep: list[int], leaves: list[
         return ("affine", "") if first_only else ("unsupported", f"{name} with a dependent probability")
     if name in _IDENTITY:
         if isinstance(out, torch.Tensor) and not out.is_floating_point():
-            return "unsupported", f"{name} casts an input-dependent tensor to {out.dtype} (integer values have no gradient and no DeepLIFT rule)"
+            return (
+                "unsupported",
+                f"{name} casts an input-dependent tensor to {out.dtype} (integer values have no gradient and no DeepLIFT rule)",
+            )
         return ("affine", "") if first_only else ("unsupported", f"{name} of a dependent argument")
     if name == "batch_norm":
         training = kwargs.get("training", args[5] if len(args) > 5 else False)
@@ -239,7 +401,11 @@ def classify(name: str, args: tuple, kwargs: dict, dep: list[int], leaves: list[
             return "unsupported", f"{name} that broadcasts its input"
         return "unary", ""
     if name in _MAXPOOL:
-        if kwargs.get("return_indices") or (name.startswith("max") and len(args) > 6 and args[6]) or (name.startswith("adaptive") and len(args) > 2 and args[2]):
+        if (
+            kwargs.get("return_indices")
+            or (name.startswith("max") and len(args) > 6 and args[6])
+            or (name.startswith("adaptive") and len(args) > 2 and args[2])
+        ):
             return "unsupported", f"{name} with return_indices"
         return ("maxpool", "") if first_only else ("unsupported", f"{name} of a non-input argument")
     if name in _MAXREDUCE:
@@ -280,7 +446,8 @@ class _Recorder(TorchFunctionMode):
                 self.checks += 1
             else:
                 self.data_dependent = self.data_dependent or _with_location(
-                    f"the model calls .{name}() on an input-dependent tensor (data-dependent control flow)")
+                    f"the model calls .{name}() on an input-dependent tensor (data-dependent control flow)"
+                )
             return func(*args, **kwargs)
         if name in _FACTORY_LIKE:  # values do not depend on the input
             return func(*args, **kwargs)

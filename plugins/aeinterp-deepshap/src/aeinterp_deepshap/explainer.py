@@ -41,16 +41,16 @@ import torch
 from pydantic import Field
 
 from aeinterp import Capabilities, Explanation
-from aeinterp.toolkit.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.errors import CapabilityError
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import torch_modules
+from aeinterp.targets import Target, evaluate_target, target_names, target_names_for
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.toolkit.perturb import sample_background, subsample_indices
 from aeinterp.toolkit.streaming import Z_95, MaxSamples, StreamParams, local_plan, sample_index
 from aeinterp.toolkit.summaries import SummaryParams, summary_plan
 
 from ._accumulate import chunk_summaries
-from aeinterp.targets import Target, evaluate_target, target_names, target_names_for
 
 METHOD_RESCALE = "deeplift_rescale"
 METHOD_EG = "expected_gradients"
@@ -72,20 +72,46 @@ class DeepShap(ChunkedExplainer):
     name = "deepshap"
 
     class Params(StreamParams, SummaryParams):
-        backend: Literal["native", "shap"] = Field("native", description="native: vectorised rules for all targets at once; shap: shap.DeepExplainer / GradientExplainer as the reference")
-        method: Literal["auto", "rescale", "expected_gradients"] = Field("auto", description="auto: DeepLIFT rescale rules where every operation has one, else expected gradients; or force either")
-        background: Literal["random", "kmeans", "all"] = Field("random", description="background from the fit split: a random sample, a k-means summary, or all of it")
+        backend: Literal["native", "shap"] = Field(
+            "native",
+            description="native: vectorised rules for all targets at once; shap: shap.DeepExplainer / GradientExplainer as the reference",
+        )
+        method: Literal["auto", "rescale", "expected_gradients"] = Field(
+            "auto", description="auto: DeepLIFT rescale rules where every operation has one, else expected gradients; or force either"
+        )
+        background: Literal["random", "kmeans", "all"] = Field(
+            "random", description="background from the fit split: a random sample, a k-means summary, or all of it"
+        )
         n_background: int = Field(100, ge=1, description="background size (random rows or k-means centres)")
-        max_samples: MaxSamples = Field(None, description="explain at most this many samples of the explain split (random, seeded); auto: rounds of samples until the importance is within tolerance")
-        dtype: Literal["model", "float32", "float64"] = Field("model", description="precision of the computation; a different one runs on a converted copy of the model")
-        tolerance: float = Field(1e-3, gt=0, description="warn when the additivity error of a target, relative to its mean |f(x) - E f(background)|, exceeds this")
-        eg_samples: int = Field(200, ge=1, description="expected gradients: draws (background sample, interpolation point) per explained sample")
-        memory_mb: float = Field(1024.0, gt=0, description="approximate bound on the working memory of the native backend; samples and targets are chunked to fit")
+        max_samples: MaxSamples = Field(
+            None,
+            description="explain at most this many samples of the explain split (random, seeded); auto: rounds of samples until the importance is within tolerance",
+        )
+        dtype: Literal["model", "float32", "float64"] = Field(
+            "model", description="precision of the computation; a different one runs on a converted copy of the model"
+        )
+        tolerance: float = Field(
+            1e-3,
+            gt=0,
+            description="warn when the additivity error of a target, relative to its mean |f(x) - E f(background)|, exceeds this",
+        )
+        eg_samples: int = Field(
+            200, ge=1, description="expected gradients: draws (background sample, interpolation point) per explained sample"
+        )
+        memory_mb: float = Field(
+            1024.0,
+            gt=0,
+            description="approximate bound on the working memory of the native backend; samples and targets are chunked to fit",
+        )
         batch_rows: int = Field(8192, ge=1, description="expected gradients: rows per forward/backward pass")
 
     capabilities = Capabilities(
         targets=ALL_TARGETS | {"prediction"},
-        needs_gradients=True, deterministic=True, local=True, splits="samples", chunk_invariant=True,
+        needs_gradients=True,
+        deterministic=True,
+        local=True,
+        splits="samples",
+        chunk_invariant=True,
     )
 
     def check(self, model: Any, data: Any, target: Target | str) -> None:
@@ -94,7 +120,8 @@ class DeepShap(ChunkedExplainer):
         if (p.backend == "shap" or p.dtype != "model") and not torch_modules(model):
             raise CapabilityError(
                 f"deepshap with backend={p.backend} and dtype={p.dtype} needs a torch module behind the model; "
-                "use backend: native, dtype: model for other models", plugin=self.name,
+                "use backend: native, dtype: model for other models",
+                plugin=self.name,
             )
 
     # --- the chunk seam ----------------------------------------------------------------
@@ -119,7 +146,9 @@ class DeepShap(ChunkedExplainer):
         from ._tape import Unsupported, check_tape, record
 
         p = self.params
-        self._engine_setup: dict[str, Any] = {}  # the engine's recordings and plan, shared by this step's chunks (one model, one background)
+        self._engine_setup: dict[
+            str, Any
+        ] = {}  # the engine's recordings and plan, shared by this step's chunks (one model, one background)
         total = data.x_explain.shape[0]
         index = sample_index(self, total, p.max_samples, rng, "explain")
         if p.background == "random":  # recorded: the step's npz says which fit rows formed the background
@@ -143,7 +172,10 @@ class DeepShap(ChunkedExplainer):
             except Unsupported as exc:
                 method, reason = METHOD_EG, str(exc)
             if method == METHOD_RESCALE and _recurrent(work):
-                method, reason = METHOD_EG, "shap's DeepExplainer has no rule for nn.LSTM / GRU / RNN (the native backend writes them out exactly)"
+                method, reason = (
+                    METHOD_EG,
+                    "shap's DeepExplainer has no rule for nn.LSTM / GRU / RNN (the native backend writes them out exactly)",
+                )
         else:
             from ._engine import deeplift_shap
 
@@ -160,9 +192,20 @@ class DeepShap(ChunkedExplainer):
             names = target_names(target, f_bg.shape[1], data.feature_names)
         n, k, d = len(index), f_bg.shape[1], int(np.prod(data.x_explain.shape[1:]))
         plan = local_plan(p.local, n, k, len(data.groups), p.local_max_mb)
-        return {"index": index, "bg": bg_np, "seeds": seeds, "method": method, "reason": reason, "f_bg": f_bg, "names": names,
-                "plan": plan, "k": k, "d": d, "grouped": not _identity_groups(data.groups, d),
-                "summary": summary_plan(p, data, "explain", additive=True, n_targets=k)}
+        return {
+            "index": index,
+            "bg": bg_np,
+            "seeds": seeds,
+            "method": method,
+            "reason": reason,
+            "f_bg": f_bg,
+            "names": names,
+            "plan": plan,
+            "k": k,
+            "d": d,
+            "grouped": not _identity_groups(data.groups, d),
+            "summary": summary_plan(p, data, "explain", additive=True, n_targets=k),
+        }
 
     def units(self, model, data, state, *, target):  # noqa: ANN001, ANN201
         n = len(state["index"])
@@ -200,7 +243,9 @@ class DeepShap(ChunkedExplainer):
     def finish(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
         return _explanation(self, data, state, total, target, getattr(self, "_last_info", {}))
 
-    def _attribute(self, work: Any, fn, x: torch.Tensor, bg: torch.Tensor, seeds: np.ndarray, method: str, target: Target) -> tuple[np.ndarray | torch.Tensor, dict[str, Any]]:  # noqa: ANN001
+    def _attribute(
+        self, work: Any, fn, x: torch.Tensor, bg: torch.Tensor, seeds: np.ndarray, method: str, target: Target
+    ) -> tuple[np.ndarray | torch.Tensor, dict[str, Any]]:  # noqa: ANN001
         from ._engine import deeplift_shap
 
         p = self.params
@@ -295,8 +340,11 @@ def _explanation(explainer: DeepShap, data, state, total, target, info) -> Expla
     }
     if not additivity["ok"]:
         bad = int((~(max_rel <= p.tolerance)).sum())  # a NaN error fails too (NaN compares false)
-        cure = "load a state dict with `factory:` for exact values" if reason == TORCHSCRIPT_REASON else (
-            f"for exact values replace that operation; raising eg_samples (now {p.eg_samples}) only narrows the sampling error")
+        cure = (
+            "load a state dict with `factory:` for exact values"
+            if reason == TORCHSCRIPT_REASON
+            else (f"for exact values replace that operation; raising eg_samples (now {p.eg_samples}) only narrows the sampling error")
+        )
         hint = f"; expected gradients is approximate and ran because {reason.split(';')[0]}: {cure}" if method == METHOD_EG else ""
         warnings.warn(
             f"deepshap: attributions of {bad} of {k} targets do not add up to f(x) - E[f(background)]: "

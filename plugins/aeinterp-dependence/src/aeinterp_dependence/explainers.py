@@ -28,8 +28,8 @@ from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
 from aeinterp.errors import DataError, ModelError
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import evaluate
-from aeinterp.toolkit.perturb import subsample
 from aeinterp.targets import Target, evaluate_target, target_names_for
+from aeinterp.toolkit.perturb import subsample
 
 __all__ = ["MutualInformation"]
 
@@ -40,17 +40,27 @@ class MutualInformation(Explainer):
     name = "mutual_information"
 
     class Params(ExplainerParams):
-        method: Literal["ksg", "hsic"] = Field("ksg", description="ksg: Kraskov k-NN mutual information in nats (as scikit-learn); hsic: normalised HSIC in [0, 1] with Gaussian kernels")
+        method: Literal["ksg", "hsic"] = Field(
+            "ksg",
+            description="ksg: Kraskov k-NN mutual information in nats (as scikit-learn); hsic: normalised HSIC in [0, 1] with Gaussian kernels",
+        )
         n_neighbors: int = Field(3, ge=1, description="k of the KSG estimator (scikit-learn's n_neighbors)")
-        split: Literal["explain", "fit", "all"] = Field("explain", description="samples to use: the explain split (default, as every explainer), the fit split, or all of them")
-        max_samples: int | None = Field(None, ge=5, description="use at most this many samples (random, seeded); hsic uses at most 500 unless set")
+        split: Literal["explain", "fit", "all"] = Field(
+            "explain", description="samples to use: the explain split (default, as every explainer), the fit split, or all of them"
+        )
+        max_samples: int | None = Field(
+            None, ge=5, description="use at most this many samples (random, seeded); hsic uses at most 500 unless set"
+        )
         discrete_features: Literal["auto", "none"] | list[str] = Field(
-            "auto", description="auto: single features with at most discrete_max_levels distinct values are discrete; none; or a list of feature names"
+            "auto",
+            description="auto: single features with at most discrete_max_levels distinct values are discrete; none; or a list of feature names",
         )
         discrete_max_levels: int = Field(20, ge=1, description="most distinct values a feature may have to be detected as discrete")
         threshold: float = Field(0.05, ge=0, description="dependence below which a feature / latent counts as uninformative (nats for ksg)")
         top: int = Field(5, ge=1, description="top features per target listed in the extras")
-        backend: Literal["auto", "numba", "torch"] = Field("auto", description="KSG kernels: numba (compiled, fast) if installed, else torch brute force (O(N^2) per pair)")
+        backend: Literal["auto", "numba", "torch"] = Field(
+            "auto", description="KSG kernels: numba (compiled, fast) if installed, else torch brute force (O(N^2) per pair)"
+        )
         memory_mb: float = Field(256.0, gt=0, description="bound on the work arrays, in MiB")
         batch_size: int = Field(2048, ge=1, description="rows per forward pass when evaluating the model")
 
@@ -88,7 +98,9 @@ class MutualInformation(Explainer):
             noise_seed = int(rng.integers(0, 2**31 - 1))
             prepared = prepare(flat, values, discrete, noise_seed)
             kernels: dict[str, Any] = {}
-            dep, backend = mi_matrix(prepared, groups, p.n_neighbors, backend=p.backend, progress=self.progress, memory_mb=p.memory_mb, status=kernels)
+            dep, backend = mi_matrix(
+                prepared, groups, p.n_neighbors, backend=p.backend, progress=self.progress, memory_mb=p.memory_mb, status=kernels
+            )
             if kernels:
                 extras["numba_kernels"] = kernels
                 # facts about this run, not the result: a cached copy of it must not repeat them
@@ -100,7 +112,10 @@ class MutualInformation(Explainer):
                 if len(g) == 1 and discrete[g[0]]:
                     entropy[gi] = entropy_discrete(prepared.codes[g[0]])
             extras.update(
-                unit="mutual information (nats)", n_neighbors=p.n_neighbors, backend=backend, noise_seed=noise_seed,
+                unit="mutual information (nats)",
+                n_neighbors=p.n_neighbors,
+                backend=backend,
+                noise_seed=noise_seed,
                 discrete_features=[data.feature_names[i] for i in np.flatnonzero(discrete)],
                 multivariate_groups=int(sum(len(g) > 1 for g in groups)),
             )

@@ -89,9 +89,19 @@ def kernel_status(kernels: Sequence[Any], seconds: float, cache_dir: str, before
     compiled = misses > 0
     note = (
         f"numba compiled the KSG kernels in this run ({seconds:.1f} s, once per machine); later runs load them from {cache_dir}"
-        if compiled else f"KSG kernels loaded from numba's cache ({cache_dir})" if hits else "KSG kernels already loaded in this process"
+        if compiled
+        else f"KSG kernels loaded from numba's cache ({cache_dir})"
+        if hits
+        else "KSG kernels already loaded in this process"
     )
-    return {"compiled": compiled, "cache_hits": hits, "cache_misses": misses, "seconds": round(seconds, 3), "cache_dir": cache_dir, "note": note}
+    return {
+        "compiled": compiled,
+        "cache_hits": hits,
+        "cache_misses": misses,
+        "seconds": round(seconds, 3),
+        "cache_dir": cache_dir,
+        "note": note,
+    }
 
 
 def has_numba() -> bool:
@@ -269,7 +279,9 @@ def _target_chunk(n: int, memory_mb: float) -> int:
     return max(1, int(memory_mb * 2**20 // (3 * 8 * n * n)))
 
 
-def _cc_torch(prepared: Prepared, groups: Sequence[np.ndarray], k: int, psi: np.ndarray, progress: Progress, memory_mb: float) -> np.ndarray:
+def _cc_torch(
+    prepared: Prepared, groups: Sequence[np.ndarray], k: int, psi: np.ndarray, progress: Progress, memory_mb: float
+) -> np.ndarray:
     """Multivariate KSG by brute force: max-norm distances, k-th neighbour, marginal counts."""
     x = torch.from_numpy(prepared.x)
     z = torch.from_numpy(prepared.z)

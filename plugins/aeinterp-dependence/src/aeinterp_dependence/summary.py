@@ -54,9 +54,7 @@ def summarise(
     if constant_targets is not None:
         dead_mask |= constant_targets
     extras: dict[str, Any] = {
-        "top_features": {
-            t: [[feature_names[i], float(dep[r, i])] for i in order[r, : min(top, n_f)]] for r, t in enumerate(target_names)
-        },
+        "top_features": {t: [[feature_names[i], float(dep[r, i])] for i in order[r, : min(top, n_f)]] for r, t in enumerate(target_names)},
         "gaps": gaps,
         "mean_relative_gap": float(np.nanmean(relative)) if np.isfinite(relative).any() else None,
         "mig": float(np.nanmean(normalised)) if np.isfinite(normalised).any() else None,

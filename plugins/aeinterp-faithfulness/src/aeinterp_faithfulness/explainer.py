@@ -46,8 +46,8 @@ from torch import nn
 from aeinterp import Capabilities, CapabilityError, Explainer, ExplainerParams, Explanation, StepRef
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import as_tensor, torch_modules
-from aeinterp.toolkit.perturb import perturbation_effects, subsample
 from aeinterp.targets import Target, target_names_for
+from aeinterp.toolkit.perturb import perturbation_effects, subsample
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -64,18 +64,26 @@ class Faithfulness(Explainer):
 
     class Params(ExplainerParams):
         explanations: list[StepRef] = Field(min_length=1, description="aliases of the earlier steps to assess")
-        replace: Literal["baseline", "permutation"] = Field("baseline", description="removed groups take the baseline value, or another sample's value (one fixed permutation)")
+        replace: Literal["baseline", "permutation"] = Field(
+            "baseline", description="removed groups take the baseline value, or another sample's value (one fixed permutation)"
+        )
         baseline: Literal["zero", "mean", "median"] = Field("mean", description="the baseline of `replace: baseline`, from the fit split")
         steps: int = Field(10, ge=2, le=200, description="points of each curve (fractions of the groups removed)")
         random_orders: int = Field(20, ge=2, le=1000, description="random orders giving the chance reference")
         margin: float = Field(0.05, ge=0, description="an AUC gain over random of at most this is flagged not faithful")
         max_samples: int | None = Field(256, ge=1, description="samples the curves are measured on (random, seeded)")
         randomization: bool = Field(True, description="run the cascading model-randomisation check")
-        randomization_stages: int = Field(3, ge=1, le=16, description="at most this many cascading stages (the last randomises every encoder layer)")
-        insensitive_above: float = Field(0.5, ge=-1, le=1, description="a mean rank correlation above this after full randomisation is flagged")
+        randomization_stages: int = Field(
+            3, ge=1, le=16, description="at most this many cascading stages (the last randomises every encoder layer)"
+        )
+        insensitive_above: float = Field(
+            0.5, ge=-1, le=1, description="a mean rank correlation above this after full randomisation is flagged"
+        )
         memory_mb: float = Field(256.0, gt=0, description="bound on the perturbed copies evaluated at once, in MiB")
 
-    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"}, deterministic=True, local=False, features="own")  # columns: the explainers compared
+    capabilities = Capabilities(
+        targets=ALL_TARGETS | {"prediction"}, deterministic=True, local=False, features="own"
+    )  # columns: the explainers compared
 
     def explain(self, model, data, *, target, rng):  # noqa: ANN001 - signature fixed by Explainer
         p = self.params
@@ -157,14 +165,24 @@ class Faithfulness(Explainer):
                 if ok[t] and not faithful:
                     flagged.append([alias, name])
                 rows[name] = {
-                    "deletion_auc": float(a_del[t]), "insertion_auc": float(a_ins[t]), "auc": float(score[t]), "gain": gain,
-                    "random_auc": float(rand_mean[t]), "random_auc_std": float(rand_std[t]),
-                    "beats_random_fraction": float((rand_auc[:, t] < score[t]).mean()), "faithful": faithful if ok[t] else None,
+                    "deletion_auc": float(a_del[t]),
+                    "insertion_auc": float(a_ins[t]),
+                    "auc": float(score[t]),
+                    "gain": gain,
+                    "random_auc": float(rand_mean[t]),
+                    "random_auc_std": float(rand_std[t]),
+                    "beats_random_fraction": float((rand_auc[:, t] < score[t]).mean()),
+                    "faithful": faithful if ok[t] else None,
                 }
             table[alias] = rows
         extras: dict[str, Any] = {
-            "table": table, "not_faithful": flagged, "replace": p.replace, "baseline": p.baseline if p.replace == "baseline" else None,
-            "n_samples": int(x.shape[0]), "copies": len(removed), "random_orders": p.random_orders,
+            "table": table,
+            "not_faithful": flagged,
+            "replace": p.replace,
+            "baseline": p.baseline if p.replace == "baseline" else None,
+            "n_samples": int(x.shape[0]),
+            "copies": len(removed),
+            "random_orders": p.random_orders,
             "constant_targets": [names[t] for t in range(len(names)) if not ok[t]],
             "unit": "AUC of the deletion / insertion curve over the fraction of groups removed (0..1, larger = more faithful); last column: random order",
         }
@@ -174,7 +192,9 @@ class Faithfulness(Explainer):
             good = [name for name in names if table[alias][name]["faithful"]]
             line = f"{alias}: faithful for {', '.join(good) or 'no target'}"
             if bad:
-                line += "; not faithful for " + ", ".join(f"{n} (AUC {table[alias][n]['auc']:.2f} vs random {table[alias][n]['random_auc']:.2f})" for n in bad)
+                line += "; not faithful for " + ", ".join(
+                    f"{n} (AUC {table[alias][n]['auc']:.2f} vs random {table[alias][n]['random_auc']:.2f})" for n in bad
+                )
             summary.append(line)
         if p.randomization:
             rand_info = {alias: self._randomization(model, data, target, e) for alias, e in sources.items()}
@@ -184,12 +204,25 @@ class Faithfulness(Explainer):
                     summary.append(f"{alias}: randomisation check skipped ({info['skipped']})")
                     continue
                 rho = info["rank_correlation"][-1]
-                verdict = "does not depend on the learned weights" if rho is not None and rho > p.insensitive_above else "changes with the weights"
-                summary.append(f"{alias}: rank correlation after randomising all {info['layers'][-1]} encoder layers {rho:.2f} ({verdict})" if rho is not None else f"{alias}: rank correlation undefined (constant importance)")
+                verdict = (
+                    "does not depend on the learned weights"
+                    if rho is not None and rho > p.insensitive_above
+                    else "changes with the weights"
+                )
+                summary.append(
+                    f"{alias}: rank correlation after randomising all {info['layers'][-1]} encoder layers {rho:.2f} ({verdict})"
+                    if rho is not None
+                    else f"{alias}: rank correlation undefined (constant importance)"
+                )
                 info["insensitive"] = bool(rho is not None and rho > p.insensitive_above)
         extras["summary"] = summary
         return Explanation(
-            importance=aucs, feature_names=[*sources, RANDOM], target_names=names, target=target.value, arrays=arrays, extras=extras,
+            importance=aucs,
+            feature_names=[*sources, RANDOM],
+            target_names=names,
+            target=target.value,
+            arrays=arrays,
+            extras=extras,
             std=np.concatenate([np.zeros((len(names), len(sources))), rand_std[:, None]], axis=1),
         )
 
@@ -197,12 +230,20 @@ class Faithfulness(Explainer):
     def _source(self, alias: str, data, target: Target, n_targets: int) -> Explanation:  # noqa: ANN001
         e = self.result_of(alias)
         if e.target != target.value:
-            raise CapabilityError(f"faithfulness of target {target.value!r} cannot assess step {alias!r}, which explains {e.target!r}; give this step `targets: [{e.target}]`", plugin=self.name)
+            raise CapabilityError(
+                f"faithfulness of target {target.value!r} cannot assess step {alias!r}, which explains {e.target!r}; give this step `targets: [{e.target}]`",
+                plugin=self.name,
+            )
         if list(e.feature_names) != list(data.group_names) or e.importance.shape[0] != n_targets:
-            raise CapabilityError(f"step {alias!r} does not rank this data's feature groups for every target (its columns are {e.feature_names[:5]}...); faithfulness needs a targets x groups importance", plugin=self.name)
+            raise CapabilityError(
+                f"step {alias!r} does not rank this data's feature groups for every target (its columns are {e.feature_names[:5]}...); faithfulness needs a targets x groups importance",
+                plugin=self.name,
+            )
         return e
 
-    def _changes(self, model, data, target: Target, x: np.ndarray, cols: list[np.ndarray], removed: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:  # noqa: ANN001
+    def _changes(
+        self, model, data, target: Target, x: np.ndarray, cols: list[np.ndarray], removed: list[np.ndarray], rng: np.random.Generator
+    ) -> np.ndarray:  # noqa: ANN001
         p = self.params
         flat = as_tensor(x, model).reshape(x.shape[0], -1)
         if p.replace == "permutation":
@@ -211,7 +252,9 @@ class Faithfulness(Explainer):
             fit = np.asarray(data.x_fit).reshape(len(data.x_fit), -1)
             value = {"zero": np.zeros(fit.shape[1]), "mean": fit.mean(axis=0), "median": np.median(fit, axis=0)}[p.baseline]
             source = as_tensor(value, model).reshape(1, -1).expand_as(flat)
-        columns = [torch.as_tensor(np.concatenate([cols[g] for g in groups]) if len(groups) else np.zeros(0, dtype=np.int64)) for groups in removed]
+        columns = [
+            torch.as_tensor(np.concatenate([cols[g] for g in groups]) if len(groups) else np.zeros(0, dtype=np.int64)) for groups in removed
+        ]
 
         def fill(block: torch.Tensor, ids) -> list[torch.Tensor]:  # noqa: ANN001
             for k, i in enumerate(ids):
@@ -219,7 +262,13 @@ class Faithfulness(Explainer):
                 block[k][:, c] = source[:, c].to(block.dtype)
             return [columns[i] for i in ids]
 
-        return perturbation_effects(model, target, x, len(removed), fill, memory_mb=p.memory_mb, progress=self.progress, description="deletion / insertion").double().numpy()
+        return (
+            perturbation_effects(
+                model, target, x, len(removed), fill, memory_mb=p.memory_mb, progress=self.progress, description="deletion / insertion"
+            )
+            .double()
+            .numpy()
+        )
 
     def _randomization(self, model, data, target: Target, source: Explanation) -> dict[str, Any]:  # noqa: ANN001
         from aeinterp import find_explainer, run_explainer
@@ -235,7 +284,9 @@ class Faithfulness(Explainer):
         if not layers:
             return {"skipped": "no encoder layer with parameters was found"}
         n = len(layers)
-        cuts = sorted({max(1, round(n * (k + 1) / min(self.params.randomization_stages, n))) for k in range(min(self.params.randomization_stages, n))})
+        cuts = sorted(
+            {max(1, round(n * (k + 1) / min(self.params.randomization_stages, n))) for k in range(min(self.params.randomization_stages, n))}
+        )
         seed = 0 if source.seed is None else int(source.seed)
         done, corr, per_target = 0, [], []
         with torch.random.fork_rng(devices=[]):
@@ -244,13 +295,28 @@ class Faithfulness(Explainer):
                 for layer in reversed(layers[n - cut : n - done]):
                     _reinitialise(layer)
                 done = cut
-                again = run_explainer(entry.cls, work, data, target=target, seed=seed, params=source.params, distribution=entry.distribution, version=entry.version)
+                again = run_explainer(
+                    entry.cls,
+                    work,
+                    data,
+                    target=target,
+                    seed=seed,
+                    params=source.params,
+                    distribution=entry.distribution,
+                    version=entry.version,
+                )
                 rho = spearman_rows(source.importance, again.importance)
                 per_target.append([None if np.isnan(r) else float(r) for r in rho])
                 finite = rho[np.isfinite(rho)]
                 corr.append(float(finite.mean()) if finite.size else None)
-        return {"layers": [int(c) for c in cuts], "of_layers": n, "rank_correlation": corr, "rank_correlation_per_target": per_target,
-                "explainer": entry.name, "method": "cascading re-initialisation of the encoder's layers from the top (Adebayo et al. 2018), Spearman per target"}
+        return {
+            "layers": [int(c) for c in cuts],
+            "of_layers": n,
+            "rank_correlation": corr,
+            "rank_correlation_per_target": per_target,
+            "explainer": entry.name,
+            "method": "cascading re-initialisation of the encoder's layers from the top (Adebayo et al. 2018), Spearman per target",
+        }
 
     # --- figures ----------------------------------------------------------------------------------
     @classmethod

@@ -96,10 +96,11 @@ from typing import Literal
 import torch
 from torch.func import jacfwd, jacrev
 
-from aeinterp.toolkit.recurrent import Unrolled
 from aeinterp.targets import Target, evaluate_target
+from aeinterp.toolkit.recurrent import Unrolled
 
-from .recurrent_vjp import RoutedRecurrent, batched_grad, is_recurrent as _is_recurrent
+from .recurrent_vjp import RoutedRecurrent, batched_grad
+from .recurrent_vjp import is_recurrent as _is_recurrent
 
 __all__ = ["target_function", "weighted_jacobian", "choose_mode", "has_recurrent_layers", "scripted_recurrent", "Mode"]
 
@@ -139,11 +140,14 @@ def scripted_recurrent(model) -> bool:  # noqa: ANN001 - any Model
 
     return any(
         isinstance(m, torch.jit.ScriptModule) and any(_is_recurrent(s) for s in m.modules())
-        for root in torch_modules(model) for m in root.modules()
+        for root in torch_modules(model)
+        for m in root.modules()
     )
 
 
-def choose_mode(mode: Mode, n_inputs: int, n_targets: int, recurrent: bool = False, batched: bool = False) -> Literal["rev", "fwd", "loop", "batched"]:
+def choose_mode(
+    mode: Mode, n_inputs: int, n_targets: int, recurrent: bool = False, batched: bool = False
+) -> Literal["rev", "fwd", "loop", "batched"]:
     """``auto``: for recurrent models ``batched`` where every recurrent layer takes it (``batched``, measured faster than
     ``loop`` for 1, 4 and 32 cotangents), else ``loop``; for the others forward mode when the input has fewer elements
     than there are targets."""

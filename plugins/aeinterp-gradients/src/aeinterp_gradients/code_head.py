@@ -42,8 +42,9 @@ __all__ = ["CodeHead", "code_head_split", "resolve_code_head"]
 
 
 def _hooked(module: nn.Module) -> bool:
-    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
-                or getattr(module, "_backward_pre_hooks", None))
+    return bool(
+        module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or getattr(module, "_backward_pre_hooks", None)
+    )
 
 
 def _global_hooks() -> bool:
@@ -75,7 +76,9 @@ class CodeHead:
             finally:
                 handle.remove()
             if len(seen) != 1:
-                raise RuntimeError(f"the code head ran {len(seen)} times in this call, once on the probe sample: the encoder's control flow depends on its input")
+                raise RuntimeError(
+                    f"the code head ran {len(seen)} times in this call, once on the probe sample: the encoder's control flow depends on its input"
+                )
             return seen[0]
 
         return u
@@ -90,8 +93,14 @@ class CodeHead:
 def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
     if a is b:
         return True
-    return (a.device == b.device and a.dtype == b.dtype and a.shape == b.shape and a.stride() == b.stride()
-            and a.storage_offset() == b.storage_offset() and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr())
+    return (
+        a.device == b.device
+        and a.dtype == b.dtype
+        and a.shape == b.shape
+        and a.stride() == b.stride()
+        and a.storage_offset() == b.storage_offset()
+        and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    )
 
 
 def code_head_split(model: Any, target: Target, x0: torch.Tensor, n_targets: int) -> tuple[tuple[int, str] | None, str]:
@@ -126,7 +135,10 @@ def code_head_split(model: Any, target: Target, x0: torch.Tensor, n_targets: int
         with torch.no_grad():
             z = model.encode(x0)
     except Exception as exc:  # noqa: BLE001 - the plain path will report it if it is real
-        return None, f"probing the encoder on one sample failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+        return (
+            None,
+            f"probing the encoder on one sample failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})",
+        )
     finally:
         for handle in handles:
             handle.remove()

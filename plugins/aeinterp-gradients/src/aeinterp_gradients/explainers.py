@@ -54,15 +54,14 @@ import torch
 from pydantic import Field
 
 from aeinterp import Capabilities, Explanation
-from aeinterp.toolkit.accumulate import moments, sample_sum
-from aeinterp.toolkit.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import as_tensor
-from aeinterp.toolkit.summaries import SummaryParams, SummaryPlan, summary_plan
-from aeinterp.toolkit.streaming import Z_95, LocalPlan, MaxSamples, StreamParams, local_plan, sample_index, top_k_rows
 from aeinterp.targets import Target, target_names_for
-
+from aeinterp.toolkit.accumulate import moments, sample_sum
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.toolkit.recurrent import UnsupportedRecurrence
+from aeinterp.toolkit.streaming import Z_95, LocalPlan, MaxSamples, StreamParams, local_plan, sample_index, top_k_rows
+from aeinterp.toolkit.summaries import SummaryParams, SummaryPlan, summary_plan
 
 from .autodiff import choose_mode, has_recurrent_layers, scripted_recurrent, target_function, weighted_jacobian
 from .code_head import code_head_split, resolve_code_head
@@ -75,17 +74,26 @@ __all__ = ["Jacobian", "IntegratedGradients"]
 
 class _GradientParams(StreamParams, SummaryParams):
     split: Literal["explain", "fit"] = Field("explain", description="which split to explain: the held-out explain split or the fit split")
-    max_samples: MaxSamples = Field(None, description="explain at most this many samples (random, seeded); auto: rounds of samples until the importance is within tolerance")
+    max_samples: MaxSamples = Field(
+        None,
+        description="explain at most this many samples (random, seeded); auto: rounds of samples until the importance is within tolerance",
+    )
     mode: Literal["auto", "rev", "fwd", "loop", "batched"] = Field(
-        "auto", description="autodiff: rev (vmap, cost ~ targets), fwd (vmap, cost ~ input elements), loop (one backward per target, for RNNs), "
-        "batched (nn.LSTM/nn.GRU models: one hand-written backward carrying every target); auto picks"
+        "auto",
+        description="autodiff: rev (vmap, cost ~ targets), fwd (vmap, cost ~ input elements), loop (one backward per target, for RNNs), "
+        "batched (nn.LSTM/nn.GRU models: one hand-written backward carrying every target); auto picks",
     )
     code_head: Literal["auto", "off"] = Field(
-        "auto", description="auto: when the latent code is the output of one nn.Linear with fewer inputs than latents, differentiate its inputs and apply its weight "
+        "auto",
+        description="auto: when the latent code is the output of one nn.Linear with fewer inputs than latents, differentiate its inputs and apply its weight "
         "(fewer backward passes or cotangents in loop, batched and rev modes); off: differentiate the code itself",
     )
     keep_local: bool = Field(True, description="keep per-sample group attributions at all (false is local: none)")
-    memory_mb: float = Field(32.0, gt=0, description="bound on the Jacobian blocks computed at once, in MiB; blocks that stay in cache are faster on a CPU (32 vs 256: 1.9-3.8x faster at 10**5 x 64 and n = 1000, equal at n = 5000)")
+    memory_mb: float = Field(
+        32.0,
+        gt=0,
+        description="bound on the Jacobian blocks computed at once, in MiB; blocks that stay in cache are faster on a CPU (32 vs 256: 1.9-3.8x faster at 10**5 x 64 and n = 1000, equal at n = 5000)",
+    )
 
 
 class _Sums:
@@ -119,7 +127,9 @@ class _Sums:
         out.index_add_(values.dim() - 1, self.elem_group, values)
         return out[..., : self.n_g]
 
-    def add(self, element_values: torch.Tensor, group_values: torch.Tensor, score: torch.Tensor, element_abs: torch.Tensor | None = None) -> None:
+    def add(
+        self, element_values: torch.Tensor, group_values: torch.Tensor, score: torch.Tensor, element_abs: torch.Tensor | None = None
+    ) -> None:
         """``element_values`` (B, T, E) for the maps (``element_abs`` their absolute values if already computed),
         ``group_values`` (B, T, G) local, ``score`` (B, T, G) importance terms."""
         self.elem += sample_sum(element_values)
@@ -139,7 +149,9 @@ class _Sums:
             self.rows.setdefault("local_top_value", []).append(value)
         self.count += b
 
-    def add_summary(self, plan: SummaryPlan, group_values: torch.Tensor, z: torch.Tensor, x: torch.Tensor, positions: np.ndarray, rows: np.ndarray) -> None:
+    def add_summary(
+        self, plan: SummaryPlan, group_values: torch.Tensor, z: torch.Tensor, x: torch.Tensor, positions: np.ndarray, rows: np.ndarray
+    ) -> None:
         """Add a block's summary sums (:mod:`aeinterp.toolkit.summaries`): ``z`` (B, T) the targets, ``x`` (B, ...) the inputs."""
         x_groups = self.group_sum(x.reshape(x.shape[0], -1).double().cpu()) / self.sizes
         for k, v in plan.sums(group_values, z, x_groups, positions, rows).items():
@@ -192,17 +204,29 @@ def _setup(explainer: ChunkedExplainer, model, data, target: Target, rng: np.ran
         chunk = max(1, int(p.memory_mb * 2**20 // (4.0 * 3 * copies * n_e)))
     n_g = len(data.groups)
     plan = local_plan("none" if not p.keep_local else p.local, n, n_t, n_g, p.local_max_mb)
-    info: dict[str, Any] = {"n_samples": n, "split": p.split, "mode": mode, "samples_per_block": rows, "recurrent_layers": recurrent,
-                            "recurrent_unrolled": recurrent and not fused and mode == "fwd", **plan.info()}
+    info: dict[str, Any] = {
+        "n_samples": n,
+        "split": p.split,
+        "mode": mode,
+        "samples_per_block": rows,
+        "recurrent_layers": recurrent,
+        "recurrent_unrolled": recurrent and not fused and mode == "fwd",
+        **plan.info(),
+    }
     if p.mode == "auto" and recurrent and mode == "batched":
         info["mode_reason"] = batch_why + "; measured faster than one backward pass per target"
     elif p.mode == "auto" and recurrent:
-        info["mode_reason"] = "recurrent layers: vmap has no batched RNN backward on CPU, one backward pass per target is faster" + (
-            " (inside TorchScript)" if fused else "") + f"; no batched backward: {batch_why}"
+        info["mode_reason"] = (
+            "recurrent layers: vmap has no batched RNN backward on CPU, one backward pass per target is faster"
+            + (" (inside TorchScript)" if fused else "")
+            + f"; no batched backward: {batch_why}"
+        )
     if mode == "batched" and not batchable:  # asked for explicitly
         mode = _without_batched(info, batch_why)
     if info["recurrent_unrolled"]:
-        info["mode_reason"] = "forward mode: the recurrent layers run as written-out gates (aeinterp.toolkit.recurrent), the fused kernel has no forward-mode derivative"
+        info["mode_reason"] = (
+            "forward mode: the recurrent layers run as written-out gates (aeinterp.toolkit.recurrent), the fused kernel has no forward-mode derivative"
+        )
     if p.keep_local and plan.mode == "none" and plan.note:
         info["local_skipped"] = plan.note
     return {"index": index, "names": names, "mode": mode, "rows": rows, "chunk": chunk, "plan": plan, "info": info, "n_e": n_e}
@@ -226,7 +250,9 @@ def _probe_mode(f, x: torch.Tensor, state: dict[str, Any], key: str = "mode") ->
 class _GradientExplainer(ChunkedExplainer):
     """Shared chunk plumbing of the gradient family."""
 
-    capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"}, needs_gradients=True, deterministic=True, local=True, splits="samples", chunk_invariant=True)
+    capabilities = Capabilities(
+        targets=ALL_TARGETS | {"prediction"}, needs_gradients=True, deterministic=True, local=True, splits="samples", chunk_invariant=True
+    )
 
     def units(self, model, data, state, *, target):  # noqa: ANN001, ANN201
         n = len(state["index"])
@@ -256,19 +282,29 @@ class _GradientExplainer(ChunkedExplainer):
         mean = total.sums["score"] / n
         var = np.clip((total.sums["score_sq"] - n * mean**2) / max(1, n - 1), 0.0, None)
         local = total.rows.get("local")
-        arrays = {**arrays, "attribution_mean": (total.sums["elem"] / n).astype(np.float32), "attribution_abs_mean": (total.sums["elem_abs"] / n).astype(np.float32)}
+        arrays = {
+            **arrays,
+            "attribution_mean": (total.sums["elem"] / n).astype(np.float32),
+            "attribution_abs_mean": (total.sums["elem_abs"] / n).astype(np.float32),
+        }
         importance = mean
         if "summary" in state and "sum_fold_n" in total.sums:
             importance, summary_arrays, summary_extras = state["summary"].finish(total.sums, state["names"])
             arrays.update(summary_arrays)
-            extras = {**extras, **summary_extras, "unit": summary_extras["unit"] if state["summary"].summary != "mean_abs" else extras.get("unit", summary_extras["unit"])}
+            extras = {
+                **extras,
+                **summary_extras,
+                "unit": summary_extras["unit"] if state["summary"].summary != "mean_abs" else extras.get("unit", summary_extras["unit"]),
+            }
         if "local_top_index" in total.rows:
             arrays.update(local_top_index=total.rows["local_top_index"], local_top_value=total.rows["local_top_value"])
         if local is not None or "local_top_index" in total.rows:  # which rows of the split the per-sample arrays are
             arrays["sample_index"] = np.asarray(state["index"][: total.count], dtype=np.int64)
         return Explanation(
             importance=importance,
-            std=np.sqrt(var) if importance is mean or state["summary"].summary == "mean_abs" else None,  # the spread of |local| over samples
+            std=np.sqrt(var)
+            if importance is mean or state["summary"].summary == "mean_abs"
+            else None,  # the spread of |local| over samples
             local=local,
             feature_names=data.group_names,
             target_names=state["names"],
@@ -306,7 +342,10 @@ def _factorised_plan(p, model, data, target: Target, n_t: int, n_e: int, info: d
     else:
         layer, reason = first_layer_split(model, data, target)
         if layer is not None and layer.width > n_e and n_t > n_e:
-            layer, reason = None, f"the first layer widens the input ({n_e} -> {layer.width}) and there are more targets than inputs: no saving"
+            layer, reason = (
+                None,
+                f"the first layer widens the input ({n_e} -> {layer.width}) and there are more targets than inputs: no saving",
+            )
     info["path"] = "generic" if layer is None else "first-layer factorised"
     info["path_reason"] = reason
     if layer is None:
@@ -318,7 +357,9 @@ def _factorised_plan(p, model, data, target: Target, n_t: int, n_e: int, info: d
     per_sample = 4.0 * (3 * p.steps * n_t * h + 2 * n_t * n_e)  # the Jacobian w.r.t. the layer's output over the steps, then x A
     if layer.tail is not None:
         mode = "none"
-        info["path_reason"] += f"; the code is an affine map of an elementwise {type(layer.tail[0]).__name__}: its Jacobian is the weight times the activation's slope"
+        info["path_reason"] += (
+            f"; the code is an affine map of an elementwise {type(layer.tail[0]).__name__}: its Jacobian is the weight times the activation's slope"
+        )
         per_sample = 4.0 * (2 * p.steps * h + 2 * n_t * h + 2 * n_t * n_e)  # slopes over the steps, weight x slope, then x A
     rows = max(1, int(p.memory_mb * 2**20 // per_sample))
     chunk = max(1, int(p.memory_mb * 2**20 // (4.0 * 3 * p.steps * h))) if rows == 1 and mode == "rev" else None
@@ -340,7 +381,9 @@ def _head_plan(p, model, target: Target, x0: torch.Tensor, state: dict[str, Any]
         info["code_head_reason"] = "code_head: off"
         return
     if mode not in ("loop", "rev", "batched"):
-        info["code_head_reason"] = f"{mode} mode: its cost does not grow with the number of targets" if mode == "fwd" else "no autodiff on this path"
+        info["code_head_reason"] = (
+            f"{mode} mode: its cost does not grow with the number of targets" if mode == "fwd" else "no autodiff on this path"
+        )
         return
     where, reason = code_head_split(model, target, x0, n_t)
     info["code_head_reason"] = reason
@@ -350,7 +393,9 @@ def _head_plan(p, model, target: Target, x0: torch.Tensor, state: dict[str, Any]
     n_in = n_e if n_in is None else n_in
     per_sample = 4.0 * (3 * copies * h * n_in + 2 * n_t * n_in + (2 * n_t * n_e if n_in != n_e else 0))  # head-input Jacobian, x W, (x A)
     rows = max(1, int(p.memory_mb * 2**20 // per_sample))
-    state.update(head=where, rows=rows, chunk=max(1, int(p.memory_mb * 2**20 // (4.0 * 3 * copies * n_in))) if rows == 1 and mode == "rev" else None)
+    state.update(
+        head=where, rows=rows, chunk=max(1, int(p.memory_mb * 2**20 // (4.0 * 3 * copies * n_in))) if rows == 1 and mode == "rev" else None
+    )
     info.update(code_head=[h, n_t], samples_per_block=rows)
 
 
@@ -360,7 +405,9 @@ class Jacobian(_GradientExplainer):
     name = "jacobian"
 
     class Params(_GradientParams):
-        method: Literal["saliency", "input_x_gradient"] = Field("saliency", description="saliency: mean |dz/dx| per group; input_x_gradient: mean |sum of x * dz/dx| per group")
+        method: Literal["saliency", "input_x_gradient"] = Field(
+            "saliency", description="saliency: mean |dz/dx| per group; input_x_gradient: mean |sum of x * dz/dx| per group"
+        )
 
     def prepare(self, model, data, *, target, rng):  # noqa: ANN001, ANN201
         state = _setup(self, model, data, target, rng, copies=1)
@@ -425,8 +472,13 @@ class IntegratedGradients(_GradientExplainer):
 
     class Params(_GradientParams):
         steps: int = Field(32, ge=1, le=1024, description="quadrature points on the path from the baseline to the sample")
-        rule: Rule = Field("gausslegendre", description="quadrature rule (Captum's names): gausslegendre or riemann_middle/left/right/trapezoid")
-        baseline: Baseline = Field("auto", description="path start: zero, the fit split's mean, or random fit samples (averaged, expected-gradients style); auto: zero for images, mean otherwise")
+        rule: Rule = Field(
+            "gausslegendre", description="quadrature rule (Captum's names): gausslegendre or riemann_middle/left/right/trapezoid"
+        )
+        baseline: Baseline = Field(
+            "auto",
+            description="path start: zero, the fit split's mean, or random fit samples (averaged, expected-gradients style); auto: zero for images, mean otherwise",
+        )
         n_baselines: int = Field(1, ge=1, le=64, description="random fit samples averaged over when baseline is 'sample'")
         factorize: Literal["auto", "first_layer", "off"] = Field(
             "auto",

@@ -42,10 +42,17 @@ from typing import Any
 import torch
 
 from aeinterp.targets import Target
-
 from aeinterp.toolkit.first_layer import ELEMENTWISE, FirstLayer, first_layer_split, layer_target_function
 
-__all__ = ["ELEMENTWISE", "FirstLayer", "first_layer_split", "layer_target_function", "summed_code_jacobian", "jacobian_factorised", "code_jacobian"]
+__all__ = [
+    "ELEMENTWISE",
+    "FirstLayer",
+    "first_layer_split",
+    "layer_target_function",
+    "summed_code_jacobian",
+    "jacobian_factorised",
+    "code_jacobian",
+]
 
 #: per-sample products over the active units only when one dense product is at least this many multiply-adds and at
 #: least a quarter of the slopes are exactly 0 (ReLU): the zero columns cost half the work of a dense product
@@ -77,9 +84,14 @@ def jacobian_factorised(p, model, data, target: Target, state: dict[str, Any]) -
     n_t, n_e, h = len(state["names"]), state["n_e"], layer.width
     rows = max(1, int(p.memory_mb * 2**20 // (4.0 * (2 * n_t * h + 3 * n_t * n_e))))  # weight x slope, the Jacobian and its |.|
     state.update(mode="none", rows=rows, chunk=None, head=None)
-    info.update(mode="none", samples_per_block=rows, path="first-layer factorised", first_layer=[int(layer.linear.in_features), h],
-                path_reason=f"{reason}; the code is an affine map of an elementwise {type(layer.tail[0]).__name__}: "
-                "its Jacobian is the weight times the activation's slope times the first layer's weight, no autodiff")
+    info.update(
+        mode="none",
+        samples_per_block=rows,
+        path="first-layer factorised",
+        first_layer=[int(layer.linear.in_features), h],
+        path_reason=f"{reason}; the code is an affine map of an elementwise {type(layer.tail[0]).__name__}: "
+        "its Jacobian is the weight times the activation's slope times the first layer's weight, no autodiff",
+    )
     return True
 
 

@@ -15,7 +15,7 @@ Baseline = Literal["auto", "zero", "mean", "sample"]
 AUTO_REASON = {
     "zero": "image data: a black image is the conventional absence of signal",
     "mean": "tabular / sequence data: zero is an arbitrary point for unscaled features (log expression 0 is 'not expressed', far from every cell); "
-            "the fit split's mean is a typical sample and costs one path like zero (expected-gradients-style sampling costs one per baseline)",
+    "the fit split's mean is a typical sample and costs one path like zero (expected-gradients-style sampling costs one per baseline)",
 }
 
 

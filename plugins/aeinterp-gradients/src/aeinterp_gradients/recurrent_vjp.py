@@ -190,8 +190,16 @@ class _Direction:
     ``c0`` ``(H, N)`` its initial states.
     """
 
-    def __init__(self, kind: str, x: torch.Tensor, weights: Sequence[torch.Tensor], has_biases: bool, reverse: bool,
-                 h0: torch.Tensor, c0: torch.Tensor | None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        x: torch.Tensor,
+        weights: Sequence[torch.Tensor],
+        has_biases: bool,
+        reverse: bool,
+        h0: torch.Tensor,
+        c0: torch.Tensor | None,
+    ) -> None:
         w_ih, w_hh = weights[0], weights[1]
         self.kind, self.x, self.reverse, self.h0, self.c0 = kind, x, reverse, h0, c0
         self.w_ih, self.w_hh = w_ih, w_hh
@@ -224,7 +232,9 @@ class _Direction:
         return self.outs[s], None if self.cell_steps is None else self.cell_steps[s]
 
 
-def _lstm_weights(w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor | None, b_hh: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, None]:
+def _lstm_weights(
+    w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor | None, b_hh: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, None]:
     """``[W_ih | b_ih + b_hh]`` ``(4H, F + 1)`` and ``W_hh`` ``(4H, H)`` with the g rows doubled (exact in floating point).
 
     One sigmoid over all four gates then gives ``s = sigmoid(2 g)``,
@@ -255,7 +265,9 @@ def _tanh_from_sigmoid_(s: torch.Tensor, minus_one: torch.Tensor) -> torch.Tenso
     return torch.add(minus_one, s, alpha=2.0, out=s)
 
 
-def _forward_direction(d: _Direction, scratch: _Scratch, out: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward_direction(
+    d: _Direction, scratch: _Scratch, out: torch.Tensor, rows: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Runs one LSTM direction, writing ``h_t`` into ``out[t]`` ``(H, N)`` (and, transposed, into ``rows[t]`` ``(N, H)``
     while it is in cache: the stack's returned output) and ``c_t`` into ``d.cells[t]``; the final ``h``, ``c``.
 
@@ -352,7 +364,9 @@ class _Backward:
         return self.dh.clone(), self.dc
 
 
-def _gru_weights(w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor | None, b_hh: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _gru_weights(
+    w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor | None, b_hh: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``[W_ih | b]`` ``(3H, F + 1)``, ``W_hh`` ``(3H, H)`` and ``b_hn`` ``(H, 1)``, the n rows doubled (one sigmoid of ``2 n_pre`` gives ``tanh(n_pre)``).
 
     The input bias, and the recurrent one of r and z, come out of the input
@@ -459,8 +473,16 @@ class _GRUBackward:
         return self.dh, None
 
 
-def _backward_stack(directions: list[_Direction], num_layers: int, dirs: int, k: int, d_out: torch.Tensor | None,
-                    d_hn: torch.Tensor | None, d_cn: torch.Tensor | None, d_x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+def _backward_stack(
+    directions: list[_Direction],
+    num_layers: int,
+    dirs: int,
+    k: int,
+    d_out: torch.Tensor | None,
+    d_hn: torch.Tensor | None,
+    d_cn: torch.Tensor | None,
+    d_x: torch.Tensor,
+) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
     """The per-direction initial-state gradients ``(H, k, N)`` of a stack; the input gradient goes into ``d_x``.
 
     ``d_out`` ``(T, D H, k, N)``, ``d_hn``/``d_cn`` ``(L D, H, k, N)`` (ours:
@@ -508,8 +530,15 @@ class _Recurrent(torch.autograd.Function):
     """``torch._VF.lstm`` / ``gru`` on padded input, as one node with a batched backward for its input and initial states."""
 
     @staticmethod
-    def forward(ctx: Any, kind: str, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor | None, layout: tuple,  # noqa: ANN401
-                *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        ctx: Any,
+        kind: str,
+        x: torch.Tensor,
+        h0: torch.Tensor,
+        c0: torch.Tensor | None,
+        layout: tuple,  # noqa: ANN401
+        *weights: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
         num_layers, bidirectional, batch_first, has_biases = layout
         dirs = 2 if bidirectional else 1
         stride = len(weights) // (num_layers * dirs)
@@ -529,8 +558,9 @@ class _Recurrent(torch.autograd.Function):
             out = _with_ones(steps, dirs * hid, n, x)  # the next layer's input columns
             for d in range(dirs):
                 idx = layer * dirs + d
-                direction = _Direction(kind, layer_in, weights[idx * stride : (idx + 1) * stride], has_biases, d == 1,
-                                       h0[idx], None if c0 is None else c0[idx])
+                direction = _Direction(
+                    kind, layer_in, weights[idx * stride : (idx + 1) * stride], has_biases, d == 1, h0[idx], None if c0 is None else c0[idx]
+                )
                 block = out[:, d * hid : (d + 1) * hid]
                 rows_out = output[..., d * hid : (d + 1) * hid] if layer == num_layers - 1 else None
                 if kind == "lstm":
@@ -583,8 +613,14 @@ class _Recurrent(torch.autograd.Function):
             return res
 
         lstm = ctx.directions[0].kind == "lstm"
-        return (None, _rebatch(d_x) if need[1] else None, _rebatch(rows_of(d_h0)) if need[2] else None,
-                _rebatch(rows_of(d_c0)) if need[3] and lstm else None, None, *([None] * ctx.n_weights))
+        return (
+            None,
+            _rebatch(d_x) if need[1] else None,
+            _rebatch(rows_of(d_h0)) if need[2] else None,
+            _rebatch(rows_of(d_c0)) if need[3] and lstm else None,
+            None,
+            *([None] * ctx.n_weights),
+        )
 
 
 def _check(name: str, args: tuple, kwargs: dict) -> None:
@@ -633,7 +669,6 @@ class RoutedRecurrent(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-
 _RECURRENT_NAMES = {"LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"}
 
 
@@ -668,4 +703,7 @@ def batched_support(model: Any) -> tuple[bool, str]:
                 return False, f"{label}: nn.LSTM with proj_size"
             if m.training and m.dropout > 0 and m.num_layers > 1:
                 return False, f"{label}: {type(m).__name__} with dropout between layers in training mode"
-    return True, "nn.LSTM/GRU layers: one hand-written backward pass carries every target's cotangent at once (aeinterp_gradients.recurrent_vjp)"
+    return (
+        True,
+        "nn.LSTM/GRU layers: one hand-written backward pass carries every target's cotangent at once (aeinterp_gradients.recurrent_vjp)",
+    )

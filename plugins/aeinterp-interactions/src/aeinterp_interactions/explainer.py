@@ -29,8 +29,8 @@ from pydantic import Field
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import as_tensor, evaluate
-from aeinterp.toolkit.perturb import reduce_groups, subsample
 from aeinterp.targets import Target, evaluate_target, target_names_for
+from aeinterp.toolkit.perturb import reduce_groups, subsample
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -48,20 +48,30 @@ class Interactions(Explainer):
 
     class Params(ExplainerParams):
         method: Literal["integrated_hessians", "h_statistic"] = Field(
-            "integrated_hessians", description="integrated_hessians (gradients, per sample) or h_statistic (model-agnostic partial dependence)"
+            "integrated_hessians",
+            description="integrated_hessians (gradients, per sample) or h_statistic (model-agnostic partial dependence)",
         )
-        steps: int = Field(8, ge=1, le=64, description="integrated_hessians: points of the Gauss rule for the path integral (exact to degree 2*steps-1)")
+        steps: int = Field(
+            8, ge=1, le=64, description="integrated_hessians: points of the Gauss rule for the path integral (exact to degree 2*steps-1)"
+        )
         baseline: Literal["zero", "mean"] = Field("zero", description="integrated_hessians: path start, zero or the fit split's mean")
         max_samples: int | None = Field(256, ge=1, description="integrated_hessians: explain at most this many samples (random, seeded)")
-        grid_samples: int = Field(40, ge=2, le=2000, description="h_statistic: samples used as grid and background (copies = samples x (groups + pairs))")
+        grid_samples: int = Field(
+            40, ge=2, le=2000, description="h_statistic: samples used as grid and background (copies = samples x (groups + pairs))"
+        )
         pair_groups: int = Field(30, ge=2, description="h_statistic: pairs among at most this many groups with the largest main effects")
         top_pairs: int = Field(5, ge=1, description="strongest pairs listed per target")
         factorize: Literal["auto", "off"] = Field(
-            "auto", description="integrated_hessians, auto: when the code is W act(A x + b) + c (a Linear-activation-Linear encoder on tabular data), "
+            "auto",
+            description="integrated_hessians, auto: when the code is W act(A x + b) + c (a Linear-activation-Linear encoder on tabular data), "
             "integrate the activation's slope and curvature and apply A once per sample instead of differentiating the network; off: always torch.func Hessians",
         )
-        keep_local: bool = Field(True, description="integrated_hessians: keep per-sample interaction sums (samples x targets x groups) as local")
-        local_max_mb: float = Field(64.0, gt=0, description="largest per-sample array kept (local; full per-sample matrices in arrays when they fit)")
+        keep_local: bool = Field(
+            True, description="integrated_hessians: keep per-sample interaction sums (samples x targets x groups) as local"
+        )
+        local_max_mb: float = Field(
+            64.0, gt=0, description="largest per-sample array kept (local; full per-sample matrices in arrays when they fit)"
+        )
         memory_mb: float = Field(256.0, gt=0, description="bound on the Hessian blocks / perturbed copies computed at once, in MiB")
 
     capabilities = Capabilities(targets=ALL_TARGETS | {"prediction"}, needs_gradients=True, deterministic=True, local=True)
@@ -81,8 +91,13 @@ class Interactions(Explainer):
         arrays = {k: np.asarray(v, dtype=np.float32) for k, v in result["arrays"].items()}
         arrays.update(interaction=inter.astype(np.float32), main_effect=main.astype(np.float32))
         return Explanation(
-            importance=importance, feature_names=groups, target_names=names, target=target.value,
-            local=result.get("local"), arrays=arrays, extras=extras,
+            importance=importance,
+            feature_names=groups,
+            target_names=names,
+            target=target.value,
+            local=result.get("local"),
+            arrays=arrays,
+            extras=extras,
         )
 
     # --- Integrated Hessians ---------------------------------------------------------------
@@ -150,8 +165,12 @@ class Interactions(Explainer):
         inter[:, np.arange(n_g), np.arange(n_g)] = 0.0
         scale = np.abs(fx.double().numpy() - fb.double().numpy()).max(axis=0)
         extras: dict[str, Any] = {
-            "n_samples": n, "steps": p.steps, "baseline": p.baseline, "mode": "none" if plan is not None else mode,
-            "path": "generic" if plan is None else "factorised", "path_reason": reason,
+            "n_samples": n,
+            "steps": p.steps,
+            "baseline": p.baseline,
+            "mode": "none" if plan is not None else mode,
+            "path": "generic" if plan is None else "factorised",
+            "path_reason": reason,
             "quadrature": f"{p.steps}-point Gauss rule for the weight -ln t (t = a*b), exact to degree {2 * p.steps - 1}",
             "unit": "mean |Integrated Hessian| over samples, in the target's units; diagonal = main effect",
             "completeness_gap": gap.tolist(),
@@ -182,11 +201,18 @@ class Interactions(Explainer):
         _, pair_pd, _ = partial_dependences(model, target, x, columns, pairs, memory_mb=p.memory_mb, progress=self.progress, mains=False)
         stats = h_statistics(main_pd, pair_pd, pairs, n_g)
         extras = {
-            "n_samples": int(x.shape[0]), "n_pairs": len(pairs), "paired_groups": [data.group_names[i] for i in chosen],
+            "n_samples": int(x.shape[0]),
+            "n_pairs": len(pairs),
+            "paired_groups": [data.group_names[i] for i in chosen],
             "copies": int(x.shape[0] * (n_g + len(pairs))),
             "unit": "Friedman's unnormalised H: RMS over samples of PD_jk - PD_j - PD_k, in the target's units; main effect = RMS of PD_j",
         }
-        return {"interaction": stats["interaction"], "main_effect": stats["main_effect"], "arrays": {"h_squared": stats["h_squared"]}, "extras": extras}
+        return {
+            "interaction": stats["interaction"],
+            "main_effect": stats["main_effect"],
+            "arrays": {"h_squared": stats["h_squared"]},
+            "extras": extras,
+        }
 
     # --- figures -------------------------------------------------------------------------------
     @classmethod
@@ -194,8 +220,10 @@ class Interactions(Explainer):
         inter = explanation.arrays.get("interaction")
         if inter is None or inter.ndim != 3:
             return {}
-        return {"heatmap": interaction_heatmaps(inter, explanation.feature_names, explanation.target_names),
-                "top_pairs": top_pairs_figure(inter, explanation.feature_names, explanation.target_names)}
+        return {
+            "heatmap": interaction_heatmaps(inter, explanation.feature_names, explanation.target_names),
+            "top_pairs": top_pairs_figure(inter, explanation.feature_names, explanation.target_names),
+        }
 
 
 def _factorised_plan(model, data, target: Target) -> tuple[tuple[Any, Any, torch.Tensor] | None, str]:  # noqa: ANN001
@@ -216,7 +244,11 @@ def _factorised_plan(model, data, target: Target) -> tuple[tuple[Any, Any, torch
     weight = out.weight.detach()
     if target is Target.LATENT_PCA:  # pc = C (z - mean): another affine map of the same activation
         weight = torch.as_tensor(model.latent_pca.components, dtype=weight.dtype, device=weight.device) @ weight
-    return (layer.linear, act, weight), reason + f"; the code is an affine map of an elementwise {type(act).__name__}: its Hessian is A^T diag(W act'') A"
+    return (
+        layer.linear,
+        act,
+        weight,
+    ), reason + f"; the code is an affine map of an elementwise {type(act).__name__}: its Hessian is A^T diag(W act'') A"
 
 
 def top_pairs(inter: np.ndarray, groups: list[str], targets: list[str], k: int) -> dict[str, list[dict[str, Any]]]:
@@ -232,9 +264,7 @@ def top_pairs(inter: np.ndarray, groups: list[str], targets: list[str], k: int) 
     floor = ZERO * max(float(np.abs(inter).max()), 1e-300)
     out: dict[str, list[dict[str, Any]]] = {}
     for t, name in enumerate(targets):  # formatting only: the numbers are computed above for all targets
-        out[name] = [
-            {"pair": [groups[iu[q]], groups[ju[q]]], "value": float(values[t, q])} for q in order[t] if values[t, q] > floor
-        ]
+        out[name] = [{"pair": [groups[iu[q]], groups[ju[q]]], "value": float(values[t, q])} for q in order[t] if values[t, q] > floor]
     return out
 
 
@@ -283,7 +313,11 @@ def top_pairs_figure(inter: np.ndarray, groups: list[str], targets: list[str], p
     iu, ju = np.triu_indices(n_g, k=1)
     values = inter[:, iu, ju]
     per_target = min(per_target, values.shape[1])
-    best = np.argpartition(-values, per_target - 1, axis=1)[:, :per_target] if 0 < per_target < values.shape[1] else np.tile(np.arange(values.shape[1]), (n_t, 1))
+    best = (
+        np.argpartition(-values, per_target - 1, axis=1)[:, :per_target]
+        if 0 < per_target < values.shape[1]
+        else np.tile(np.arange(values.shape[1]), (n_t, 1))
+    )
     floor = ZERO * max(float(np.abs(inter).max()), 1e-300)
     keep = [q for q in dict.fromkeys(best.ravel().tolist()) if values[:, q].max() > floor][:limit]
     fig = Figure(figsize=(max(4.0, 0.5 * n_t + 2.5), max(2.5, 0.3 * len(keep) + 1.5)), constrained_layout=True)

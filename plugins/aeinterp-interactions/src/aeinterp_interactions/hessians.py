@@ -121,7 +121,12 @@ def integrated_hessians(
 
 
 def factorised_integrated_hessians(
-    linear: torch.nn.Linear, act: torch.nn.Module, out_weight: torch.Tensor, x: torch.Tensor, baseline: torch.Tensor, steps: int,
+    linear: torch.nn.Linear,
+    act: torch.nn.Module,
+    out_weight: torch.Tensor,
+    x: torch.Tensor,
+    baseline: torch.Tensor,
+    steps: int,
 ) -> torch.Tensor:
     """Integrated Hessians of ``z = W act(A x + b) + c`` (``W`` = ``out_weight``, ``(T, h)``) for a block ``x`` ``(B, E)``.
 

@@ -22,15 +22,22 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from aeinterp.toolkit.perturb import perturbation_effects
 from aeinterp.progress import Progress
+from aeinterp.toolkit.perturb import perturbation_effects
 
 __all__ = ["partial_dependences", "h_statistics"]
 
 
 def partial_dependences(
-    model, target, x: np.ndarray, columns: Sequence[np.ndarray], pairs: Sequence[tuple[int, int]], *,
-    memory_mb: float, progress: Progress | None = None, mains: bool = True,
+    model,
+    target,
+    x: np.ndarray,
+    columns: Sequence[np.ndarray],
+    pairs: Sequence[tuple[int, int]],
+    *,
+    memory_mb: float,
+    progress: Progress | None = None,
+    mains: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
     """``(G, S, T)`` main (``(0, S, T)`` unless ``mains``) and ``(P, S, T)`` pairwise partial dependences (uncentred),
     and each group's total effect ``(G, T)``: the RMS change of the targets when the group alone takes another sample's value."""
@@ -54,8 +61,15 @@ def partial_dependences(
         return torch.cat([perturbed.double().mean(dim=0), (perturbed - original).double().pow(2).mean(dim=0)])
 
     out = perturbation_effects(
-        model, target, x, s * (g + len(pairs)), fill, memory_mb=memory_mb, progress=progress,
-        description="partial dependence", measure=measure,
+        model,
+        target,
+        x,
+        s * (g + len(pairs)),
+        fill,
+        memory_mb=memory_mb,
+        progress=progress,
+        description="partial dependence",
+        measure=measure,
     ).numpy()
     n_t = out.shape[1] // 2
     main = out[: g * s].reshape(g, s, 2, n_t)

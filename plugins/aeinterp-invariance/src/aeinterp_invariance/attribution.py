@@ -27,7 +27,9 @@ __all__ = ["class_integrated_gradients", "stable_importance"]
 EPS = 1e-12
 
 
-def _class_grads(f: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor, weights: torch.Tensor, n_classes: int, info: dict[str, Any]) -> torch.Tensor:
+def _class_grads(
+    f: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor, weights: torch.Tensor, n_classes: int, info: dict[str, Any]
+) -> torch.Tensor:
     """``(classes, rows, *shape)``: ``weights[row] * d logit_c / d points[row]`` for every class."""
     eye = torch.eye(n_classes, dtype=points.dtype, device=points.device)
     cotangents = eye[:, None, :] * weights[None, :, None]  # (C, rows, C)
@@ -45,7 +47,14 @@ def _class_grads(f: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor
             info["ig_backward"] = "stacked"
             info["ig_backward_reason"] = str(exc).splitlines()[0][:160]
     rows = points.shape[0]
-    x = points.detach().unsqueeze(0).expand(n_classes, *points.shape).reshape(n_classes * rows, *points.shape[1:]).clone().requires_grad_(True)
+    x = (
+        points.detach()
+        .unsqueeze(0)
+        .expand(n_classes, *points.shape)
+        .reshape(n_classes * rows, *points.shape[1:])
+        .clone()
+        .requires_grad_(True)
+    )
     with torch.enable_grad():
         out = f(x).reshape(n_classes, rows, n_classes)
         (grads,) = torch.autograd.grad(out, x, grad_outputs=cotangents)

@@ -74,7 +74,9 @@ class _Classifier(nn.Module):
         super().__init__()
         self.model = model
         (self.backbone,) = torch_modules(model)
-        self.linear = nn.Linear(model.latent_dim, n_classes, dtype=getattr(model, "dtype", torch.float32), device=getattr(model, "device", None))
+        self.linear = nn.Linear(
+            model.latent_dim, n_classes, dtype=getattr(model, "dtype", torch.float32), device=getattr(model, "device", None)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.model.encode(x))

@@ -38,8 +38,8 @@ from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
 from aeinterp.data import Dataset
 from aeinterp.errors import CapabilityError
 from aeinterp.model import Model, as_tensor, evaluate, is_supervised
-from aeinterp.toolkit.perturb import reduce_groups
 from aeinterp.targets import Target, target_names_for
+from aeinterp.toolkit.perturb import reduce_groups
 
 from .attribution import class_integrated_gradients, stable_importance
 from .diagnostics import dataset_labels, leakage_probe, plain_classifier_accuracy
@@ -76,22 +76,43 @@ class Invariance(Explainer):
 
     class Params(ExplainerParams):
         max_samples: int = Field(16, ge=1, description="explain at most this many samples of the explain split (random, seeded)")
-        sampling: Sampling = Field("prior", description="how nuisance codes are drawn: prior (N(0, I)), posterior (other fit samples' codes) or traverse (one nuisance dim at a time)")
+        sampling: Sampling = Field(
+            "prior",
+            description="how nuisance codes are drawn: prior (N(0, I)), posterior (other fit samples' codes) or traverse (one nuisance dim at a time)",
+        )
         n_draws: int = Field(8, ge=1, description="invariant samples per explained sample (prior and posterior sampling)")
         traverse_steps: int = Field(5, ge=2, description="values per nuisance dim when sampling is traverse")
-        traverse_range: float = Field(2.0, gt=0, description="traverse each nuisance dim over mean +- this many standard deviations of its fit-split codes")
+        traverse_range: float = Field(
+            2.0, gt=0, description="traverse each nuisance dim over mean +- this many standard deviations of its fit-split codes"
+        )
         ig_steps: int = Field(16, ge=1, description="Gauss-Legendre points of the integrated-gradients path integral")
-        ig_baseline: Literal["zeros", "mean"] = Field("zeros", description="integrated-gradients baseline: all zeros or the fit split's mean sample")
-        probe_samples: int = Field(1000, ge=10, description="fit-split samples for the leakage probe and for posterior / traverse statistics")
-        leakage_threshold: float = Field(0.5, ge=0, le=1, description="flag leakage when the probe's (accuracy - chance) / (1 - chance) exceeds this")
+        ig_baseline: Literal["zeros", "mean"] = Field(
+            "zeros", description="integrated-gradients baseline: all zeros or the fit split's mean sample"
+        )
+        probe_samples: int = Field(
+            1000, ge=10, description="fit-split samples for the leakage probe and for posterior / traverse statistics"
+        )
+        leakage_threshold: float = Field(
+            0.5, ge=0, le=1, description="flag leakage when the probe's (accuracy - chance) / (1 - chance) exceeds this"
+        )
         classifier_epochs: int = Field(20, ge=0, description="epochs to train the plain classifier compared with the head (0 skips it)")
         classifier_lr: float = Field(1e-3, gt=0, description="Adam learning rate of the plain classifier")
-        diversity_threshold: float = Field(0.25, ge=0, le=1, description="invariance map: scaled change under nuisance sampling at or above which a group varies freely")
-        attribution_threshold: float = Field(0.25, ge=0, le=1, description="invariance map: scaled stable attribution at or above which a group drives the decision")
+        diversity_threshold: float = Field(
+            0.25, ge=0, le=1, description="invariance map: scaled change under nuisance sampling at or above which a group varies freely"
+        )
+        attribution_threshold: float = Field(
+            0.25, ge=0, le=1, description="invariance map: scaled stable attribution at or above which a group drives the decision"
+        )
         n_figures: int = Field(4, ge=0, description="image data: how many explained samples get a grid figure")
         memory_mb: float = Field(256.0, gt=0, description="bound on the gradient blocks computed at once, in MiB")
-        kl_threshold: float = Field(0.01, ge=0, description="collapse check: a nuisance dim whose mean KL to the prior is below this (nats) is collapsed")
-        variation_threshold: float = Field(0.02, ge=0, description="collapse check: a nuisance dim whose move from -2 to +2 changes the decoded sample by less than this share of the data's mean absolute deviation is collapsed")
+        kl_threshold: float = Field(
+            0.01, ge=0, description="collapse check: a nuisance dim whose mean KL to the prior is below this (nats) is collapsed"
+        )
+        variation_threshold: float = Field(
+            0.02,
+            ge=0,
+            description="collapse check: a nuisance dim whose move from -2 to +2 changes the decoded sample by less than this share of the data's mean absolute deviation is collapsed",
+        )
 
     capabilities = Capabilities(
         targets=frozenset({"prediction"}), data_kinds=frozenset({"tabular", "image"}), needs_gradients=True, deterministic=True, local=True
@@ -130,9 +151,19 @@ class Invariance(Explainer):
         codes, pool = own_post.mean, pool_post.mean
         pred = evaluate(logits_of, x, model=model).argmax(dim=1).numpy()
         pool_std = pool_post.std[:, nuisance] if pool_post.std is not None else None
-        draws = nuisance_draws(p.sampling, codes[:, nuisance], pool[:, nuisance], rng, n_draws=p.n_draws, steps=p.traverse_steps,
-                               span=p.traverse_range, pool_std=pool_std)
-        collapse = collapse_check(model, pool_post, x_pool, nuisance, kl_threshold=p.kl_threshold, variation_threshold=p.variation_threshold)
+        draws = nuisance_draws(
+            p.sampling,
+            codes[:, nuisance],
+            pool[:, nuisance],
+            rng,
+            n_draws=p.n_draws,
+            steps=p.traverse_steps,
+            span=p.traverse_range,
+            pool_std=pool_std,
+        )
+        collapse = collapse_check(
+            model, pool_post, x_pool, nuisance, kl_threshold=p.kl_threshold, variation_threshold=p.variation_threshold
+        )
         k = draws.shape[1]
         x_gen = evaluate(model.decode, invariant_codes(codes, nuisance, draws).reshape(s * k, -1), model=model)
         x_rec = evaluate(model.decode, codes, model=model)
@@ -155,7 +186,9 @@ class Invariance(Explainer):
         importance, magnitude, stability, spread = stable_importance(original, invariant)
         own = torch.as_tensor(pred)
         ig_pred = torch.cat([ig[torch.arange(s), own].unsqueeze(1), ig[s:].reshape(s, k, n_classes, d)[torch.arange(s), :, own]], dim=1)
-        status, score, _, _ = invariance_map(change, importance, diversity_threshold=p.diversity_threshold, attribution_threshold=p.attribution_threshold)
+        status, score, _, _ = invariance_map(
+            change, importance, diversity_threshold=p.diversity_threshold, attribution_threshold=p.attribution_threshold
+        )
         if collapse["all_collapsed"]:  # any "free" variation is decoder noise, not an invariance of the decision
             status[status == 1] = STATUS.index("not informative")
 
@@ -169,7 +202,8 @@ class Invariance(Explainer):
 
         posterior_note = (
             f"aggregate posterior: a random fit sample's N(mu, std^2) on the nuisance dims, std from {pool_post.source}"
-            if pool_post.std is not None else f"other fit samples' posterior means (no posterior spread: {pool_post.source})"
+            if pool_post.std is not None
+            else f"other fit samples' posterior means (no posterior spread: {pool_post.source})"
         )
         extras: dict[str, Any] = {
             "label_preservation": float(preserved.mean()),
@@ -201,7 +235,8 @@ class Invariance(Explainer):
         }
         summary = [
             f"label preservation {preserved.mean():.3f} over {s} samples x {k} draws ({p.sampling} sampling"
-            + (f"; {posterior_note}" if p.sampling == "posterior" else "") + ")"
+            + (f"; {posterior_note}" if p.sampling == "posterior" else "")
+            + ")"
         ]
         if collapse["all_collapsed"]:
             extras["label_preservation_verdict"] = "not informative: every nuisance dim is collapsed"
@@ -257,8 +292,16 @@ class Invariance(Explainer):
         accuracy["head"] = float((head_pred == labels[1]).mean())
         if p.classifier_epochs > 0:
             acc, reason = plain_classifier_accuracy(
-                model, data.x_fit, labels[0], data.x_explain, labels[1], n_classes,
-                epochs=p.classifier_epochs, lr=p.classifier_lr, seed=seed, progress=self.progress,
+                model,
+                data.x_fit,
+                labels[0],
+                data.x_explain,
+                labels[1],
+                n_classes,
+                epochs=p.classifier_epochs,
+                lr=p.classifier_lr,
+                seed=seed,
+                progress=self.progress,
             )
             accuracy.update(plain_classifier=acc, plain_classifier_epochs=p.classifier_epochs, plain_classifier_lr=p.classifier_lr)
             if reason:

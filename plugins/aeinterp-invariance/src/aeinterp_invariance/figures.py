@@ -78,7 +78,9 @@ def _sample_grid(explanation: Explanation, i: int) -> Figure:
     images = [original] + [invariant[j] for j in cols]
     maps = [attribution[0]] + [attribution[1 + j] for j in cols]
     lo, hi = float(np.min(_to_image(original, shape))), float(np.max(_to_image(original, shape)))  # the data's range
-    scale = max(float(np.abs(np.stack([_to_image(m, [1, *shape[1:]]) if shape[0] != 3 else _to_image(m, shape) for m in maps])).max()), 1e-12)
+    scale = max(
+        float(np.abs(np.stack([_to_image(m, [1, *shape[1:]]) if shape[0] != 3 else _to_image(m, shape) for m in maps])).max()), 1e-12
+    )
     fig = Figure(figsize=(1.45 * n + 0.9, 3.6), layout="constrained")
     axes = fig.subplots(2, n, squeeze=False)
     for col, (img, amap) in enumerate(zip(images, maps)):
@@ -92,7 +94,11 @@ def _sample_grid(explanation: Explanation, i: int) -> Figure:
         else:
             p = int(pred_inv[cols[col - 1]])
             kept = p == pred
-            top.set_title(f"draw {cols[col - 1] + 1}\npred {classes[p]}" + ("" if kept else " (changed)"), fontsize=9, color="black" if kept else "#c62828")
+            top.set_title(
+                f"draw {cols[col - 1] + 1}\npred {classes[p]}" + ("" if kept else " (changed)"),
+                fontsize=9,
+                color="black" if kept else "#c62828",
+            )
         for ax in (top, bottom):
             ax.set_xticks([])
             ax.set_yticks([])

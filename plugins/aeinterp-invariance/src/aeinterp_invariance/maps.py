@@ -16,7 +16,9 @@ def _unit(values: np.ndarray) -> np.ndarray:
     return values / top if top > 0 else np.zeros_like(values)
 
 
-def invariance_map(change: np.ndarray, importance: np.ndarray, *, diversity_threshold: float, attribution_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def invariance_map(
+    change: np.ndarray, importance: np.ndarray, *, diversity_threshold: float, attribution_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Classify each group from how much nuisance sampling changes it and how much the decision uses it.
 
     ``change`` is ``(groups,)``, the mean absolute change the nuisance draws

@@ -66,7 +66,12 @@ def _spread(output: Any) -> tuple[torch.Tensor | None, str]:
                 std = torch.exp(0.5 * v) if kind == "logvar" else torch.exp(v) if kind == "log_std" else v
                 return std, f"encoder output[{key!r}] ({kind})"
         return None, ""
-    if isinstance(output, Sequence) and not isinstance(output, str) and len(output) >= 2 and all(isinstance(o, torch.Tensor) for o in output[:2]):
+    if (
+        isinstance(output, Sequence)
+        and not isinstance(output, str)
+        and len(output) >= 2
+        and all(isinstance(o, torch.Tensor) for o in output[:2])
+    ):
         mu, logvar = output[0], output[1]
         if logvar.shape == mu.shape:
             return torch.exp(0.5 * logvar), "encoder output (mu, logvar)"
@@ -79,6 +84,7 @@ def encode_posterior(model: Any, x: np.ndarray) -> Posterior:
     raw = getattr(model, "encoder_fn", None)
     code = getattr(model, "code", None)
     if callable(custom):
+
         def both(xb: torch.Tensor) -> torch.Tensor:
             mean, std = custom(xb)
             return torch.cat([mean, std], dim=1)

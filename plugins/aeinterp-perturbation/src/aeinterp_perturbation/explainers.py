@@ -35,17 +35,16 @@ import torch
 from pydantic import Field, field_validator
 
 from aeinterp import Capabilities, Explanation
-from aeinterp.toolkit.chunks import ChunkedExplainer, Partial
 from aeinterp.explainer import ALL_TARGETS
+from aeinterp.model import as_tensor
+from aeinterp.resources import available_bytes, check_fits, human_bytes
+from aeinterp.targets import Target, evaluate_target, target_names_for
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial
 from aeinterp.toolkit.first_layer import first_layer_split
 from aeinterp.toolkit.kinks import kink_update_reason
-from aeinterp.resources import available_bytes, check_fits, human_bytes
-from aeinterp.toolkit.perturb import change_from_sums, perturbation_sums
-from aeinterp.model import as_tensor
-from aeinterp.toolkit.perturb import reduce_groups
+from aeinterp.toolkit.perturb import change_from_sums, perturbation_sums, reduce_groups
 from aeinterp.toolkit.streaming import Z_95, MaxSamples, StreamParams, sample_index
 from aeinterp.toolkit.summaries import SummaryParams, summary_plan
-from aeinterp.targets import Target, evaluate_target, target_names_for
 
 __all__ = ["Permutation", "ZeroAblation", "donors"]
 
@@ -55,7 +54,11 @@ _M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np
 def donors(seed: int, copies: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
     """``(len(copies), len(positions))`` donor positions in ``[0, n)``: splitmix64 of (seed, copy, position)."""
     with np.errstate(over="ignore"):
-        z = np.uint64(seed % 2**64) + np.asarray(copies, dtype=np.uint64)[:, None] * _M1 + np.asarray(positions, dtype=np.uint64)[None, :] * _M3
+        z = (
+            np.uint64(seed % 2**64)
+            + np.asarray(copies, dtype=np.uint64)[:, None] * _M1
+            + np.asarray(positions, dtype=np.uint64)[None, :] * _M3
+        )
         z = (z ^ (z >> np.uint64(30))) * _M2
         z = (z ^ (z >> np.uint64(27))) * _M3
         z = z ^ (z >> np.uint64(31))
@@ -64,13 +67,17 @@ def donors(seed: int, copies: np.ndarray, positions: np.ndarray, n: int) -> np.n
 
 class _PerturbationParams(StreamParams, SummaryParams):
     summary: Literal["rms_change", "variance_share", "mean_abs", "direction"] = Field(  # type: ignore[assignment]
-        "rms_change", description="rms_change: how much each target moves (the mean increase for the reconstruction error); variance_share, mean_abs, "
+        "rms_change",
+        description="rms_change: how much each target moves (the mean increase for the reconstruction error); variance_share, mean_abs, "
         "direction: summaries (aeinterp.toolkit.summaries) of the per-sample effects phi_g(x) = z(x) - mean over copies of z(x with g replaced), "
         "which need a samples x targets x features array per chunk",
     )
     normalize: bool = Field(False, description="scale each target's importances to sum to 1 (negative values count as 0)")
     split: Literal["explain", "fit"] = Field("explain", description="which split to perturb: the held-out explain split or the fit split")
-    max_samples: MaxSamples = Field(None, description="use at most this many samples of the split (random, seeded); auto: rounds of samples until the importance is within tolerance")
+    max_samples: MaxSamples = Field(
+        None,
+        description="use at most this many samples of the split (random, seeded); auto: rounds of samples until the importance is within tolerance",
+    )
     copies_per_batch: int | None = Field(None, ge=1, description="perturbed copies per forward pass; default: enough for ~512 rows")
     memory_mb: float = Field(256.0, gt=0, description="bound on the stacked perturbed inputs, in MiB")
     batch_size: int = Field(4096, ge=1, description="rows per forward pass")
@@ -113,8 +120,10 @@ class _Perturbation(ChunkedExplainer):
         kinks = layer is not None and p.first_layer == "auto" and per_group > 1 and kink_update_reason(layer, target) is None
         if kinks:
             path["path"] = "first-layer rank update, code changes from shared Jacobian columns and kink crossings"
-            path["path_reason"] = (f"{reason}; then one ReLU-like activation and an nn.Linear give the code, and feature groups of up to "
-                                   f"{per_group // 2} columns are perturbed at least twice per column ({per_group} repeats)")
+            path["path_reason"] = (
+                f"{reason}; then one ReLU-like activation and an nn.Linear give the code, and feature groups of up to "
+                f"{per_group // 2} columns are perturbed at least twice per column ({per_group} repeats)"
+            )
         n_groups, n_targets, squares = len(data.groups), len(target_names_for(model, data, target)), self.stopping(None) is not None
         n_copies = self._n_copies(n_groups)
         check_fits(  # the sums (float64, one per copy and target) and, on the kink path, one group id per copy: refused before allocating
@@ -125,8 +134,16 @@ class _Perturbation(ChunkedExplainer):
         summary = None
         if p.summary != "rms_change":
             summary = summary_plan(p, data, p.split, additive=True, n_targets=n_targets)
-        return {"index": index, "seed": int(rng.integers(2**62)), "path": path, "use_layer": layer is not None,
-                "kinks": kinks, "squares": self.stopping(None) is not None, "summary": summary, **self._prepare_extra(model, data, rng)}
+        return {
+            "index": index,
+            "seed": int(rng.integers(2**62)),
+            "path": path,
+            "use_layer": layer is not None,
+            "kinks": kinks,
+            "squares": self.stopping(None) is not None,
+            "summary": summary,
+            **self._prepare_extra(model, data, rng),
+        }
 
     def _prepare_extra(self, model, data, rng) -> dict[str, Any]:  # noqa: ANN001
         return {}
@@ -135,7 +152,9 @@ class _Perturbation(ChunkedExplainer):
         n = len(state["index"])
         if self.params.chunk_size or state.get("summary") is None:
             return np.arange(n), self.params.chunk_size or n
-        per = 8.0 * 8 * len(target_names_for(model, data, target)) * len(data.groups)  # the per-sample effects and the summary's products, float64
+        per = (
+            8.0 * 8 * len(target_names_for(model, data, target)) * len(data.groups)
+        )  # the per-sample effects and the summary's products, float64
         return np.arange(n), max(64, int(self.params.memory_mb * 2**20 // per))
 
     def _sums(self, model, data, state, units, target: Target, fill_for) -> Partial:  # noqa: ANN001
@@ -153,10 +172,21 @@ class _Perturbation(ChunkedExplainer):
                 z = evaluate_target(model, target, as_tensor(chunk, model)).reshape(len(units), -1).double().cpu()
             signed = torch.zeros((len(units), z.shape[1], n_groups), dtype=torch.float64)
         sums, count = perturbation_sums(
-            model, target, chunk, n_copies, fill_for(flat_all, units), copies=p.copies_per_batch, memory_mb=p.memory_mb,
-            batch_size=p.batch_size, progress=self.progress, description=f"{self.name} ({target})", layer=layer, squares=state["squares"],
+            model,
+            target,
+            chunk,
+            n_copies,
+            fill_for(flat_all, units),
+            copies=p.copies_per_batch,
+            memory_mb=p.memory_mb,
+            batch_size=p.batch_size,
+            progress=self.progress,
+            description=f"{self.name} ({target})",
+            layer=layer,
+            squares=state["squares"],
             column_sets=[cid % n_groups for cid in range(n_copies)] if state["kinks"] else None,
-            signed=signed, signed_group=[cid % n_groups for cid in range(n_copies)],
+            signed=signed,
+            signed_group=[cid % n_groups for cid in range(n_copies)],
         )
         extra = {}
         if plan is not None and signed is not None and z is not None:  # phi_g(x) = z(x) - mean over g's copies of z(perturbed x)
@@ -182,7 +212,9 @@ class _Perturbation(ChunkedExplainer):
             se = np.divide(se, 2 * root, out=np.sqrt(se), where=root > 0)
         return Z_95 * se
 
-    def _explanation(self, model, data, state, total: Partial, target: Target, imp: np.ndarray, sd: np.ndarray | None, extras: dict[str, Any]) -> Explanation:  # noqa: ANN001
+    def _explanation(
+        self, model, data, state, total: Partial, target: Target, imp: np.ndarray, sd: np.ndarray | None, extras: dict[str, Any]
+    ) -> Explanation:  # noqa: ANN001
         p = self.params
         arrays: dict[str, np.ndarray] = {}
         names = target_names_for(model, data, target)
@@ -191,7 +223,9 @@ class _Perturbation(ChunkedExplainer):
         if plan is not None:
             imp, arrays, summary_extras = plan.finish(total.sums, names)
             sd = None
-            summary_extras["unit"] = summary_extras["unit"] + " (per-sample effect: z(x) - mean over copies of z(x with the feature replaced))"
+            summary_extras["unit"] = (
+                summary_extras["unit"] + " (per-sample effect: z(x) - mean over copies of z(x with the feature replaced))"
+            )
         elif p.normalize:
             tot = np.clip(imp, 0.0, None).sum(axis=1, keepdims=True)
             scale = np.divide(1.0, tot, out=np.zeros_like(tot), where=tot > 0)
@@ -204,8 +238,14 @@ class _Perturbation(ChunkedExplainer):
             target_names=names,
             target=target.value,
             arrays=arrays,
-            extras={"unit": "share of the target's total" if p.normalize else _unit(target), "n_samples": int(total.count), "split": p.split,
-                    **state["path"], **extras, **summary_extras},
+            extras={
+                "unit": "share of the target's total" if p.normalize else _unit(target),
+                "n_samples": int(total.count),
+                "split": p.split,
+                **state["path"],
+                **extras,
+                **summary_extras,
+            },
         )
 
 
@@ -215,14 +255,18 @@ class Permutation(_Perturbation):
     name = "permutation"
 
     class Params(_PerturbationParams):
-        repeats: int = Field(5, ge=1, description="independent draws of donor samples per feature group; importance is their mean, std their spread")
+        repeats: int = Field(
+            5, ge=1, description="independent draws of donor samples per feature group; importance is their mean, std their spread"
+        )
 
         @field_validator("repeats")
         @classmethod
         def _repeats_fit(cls, value: int) -> int:  # each copy keeps at least one float64 sum: refuse at validate time what can never fit
             if 8.0 * value > 0.9 * available_bytes():
-                raise ValueError(f"repeats: {value:,} keeps at least {human_bytes(8.0 * value)} of sums (8 bytes per copy, feature group and target), "
-                                 f"more than the {human_bytes(available_bytes())} of memory available; lower repeats")
+                raise ValueError(
+                    f"repeats: {value:,} keeps at least {human_bytes(8.0 * value)} of sums (8 bytes per copy, feature group and target), "
+                    f"more than the {human_bytes(available_bytes())} of memory available; lower repeats"
+                )
             return value
 
     def _n_copies(self, n_groups: int) -> int:
@@ -260,7 +304,16 @@ class Permutation(_Perturbation):
         effects = self._effects(target, total).reshape(p.repeats, len(data.groups), -1)
         std = effects.std(dim=0, correction=1) if p.repeats > 1 else torch.zeros_like(effects[0])
         imp, sd = effects.mean(dim=0).T.double().numpy(), std.T.double().numpy()
-        return self._explanation(model, data, state, total, target, imp, sd, {"repeats": p.repeats, "donors": "uniform over the samples, with replacement, seeded per copy and sample"})
+        return self._explanation(
+            model,
+            data,
+            state,
+            total,
+            target,
+            imp,
+            sd,
+            {"repeats": p.repeats, "donors": "uniform over the samples, with replacement, seeded per copy and sample"},
+        )
 
 
 class ZeroAblation(_Perturbation):
@@ -269,7 +322,9 @@ class ZeroAblation(_Perturbation):
     name = "zero_ablation"
 
     class Params(_PerturbationParams):
-        baseline: Literal["zero", "mean", "median"] = Field("zero", description="value that replaces the feature: 0, or the fit split's mean or median")
+        baseline: Literal["zero", "mean", "median"] = Field(
+            "zero", description="value that replaces the feature: 0, or the fit split's mean or median"
+        )
 
     def _n_copies(self, n_groups: int) -> int:
         return n_groups

@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version as dist_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as dist_version
 
 import numpy as np
 import sympy
@@ -28,9 +29,23 @@ __all__ = ["OperonBackend", "tree_to_sympy", "operon_symbols"]
 
 # our operator vocabulary -> Operon's allowed_symbols names
 _OPERON_NAMES = {
-    "add": "add", "sub": "sub", "mul": "mul", "div": "div", "pow": "pow", "square": "square",
-    "sqrt": "sqrt", "exp": "exp", "log": "log", "sin": "sin", "cos": "cos", "tan": "tan",
-    "tanh": "tanh", "sinh": "sinh", "cosh": "cosh", "atan": "atan", "abs": "abs",
+    "add": "add",
+    "sub": "sub",
+    "mul": "mul",
+    "div": "div",
+    "pow": "pow",
+    "square": "square",
+    "sqrt": "sqrt",
+    "exp": "exp",
+    "log": "log",
+    "sin": "sin",
+    "cos": "cos",
+    "tan": "tan",
+    "tanh": "tanh",
+    "sinh": "sinh",
+    "cosh": "cosh",
+    "atan": "atan",
+    "abs": "abs",
 }
 
 
@@ -58,11 +73,23 @@ def _apply(op, node_type, args: list[sympy.Expr]) -> sympy.Expr:  # noqa: ANN001
     if node_type == t.Aq:
         return a / sympy.sqrt(1 + args[1] ** 2)
     unary = {
-        t.Square: lambda u: u**2, t.Sqrt: sympy.sqrt, t.Sqrtabs: lambda u: sympy.sqrt(sympy.Abs(u)),
-        t.Exp: sympy.exp, t.Log: sympy.log, t.Logabs: lambda u: sympy.log(sympy.Abs(u)),
-        t.Log1p: lambda u: sympy.log(1 + u), t.Sin: sympy.sin, t.Cos: sympy.cos, t.Tan: sympy.tan,
-        t.Tanh: sympy.tanh, t.Sinh: sympy.sinh, t.Cosh: sympy.cosh, t.Asin: sympy.asin,
-        t.Acos: sympy.acos, t.Atan: sympy.atan, t.Abs: sympy.Abs,
+        t.Square: lambda u: u**2,
+        t.Sqrt: sympy.sqrt,
+        t.Sqrtabs: lambda u: sympy.sqrt(sympy.Abs(u)),
+        t.Exp: sympy.exp,
+        t.Log: sympy.log,
+        t.Logabs: lambda u: sympy.log(sympy.Abs(u)),
+        t.Log1p: lambda u: sympy.log(1 + u),
+        t.Sin: sympy.sin,
+        t.Cos: sympy.cos,
+        t.Tan: sympy.tan,
+        t.Tanh: sympy.tanh,
+        t.Sinh: sympy.sinh,
+        t.Cosh: sympy.cosh,
+        t.Asin: sympy.asin,
+        t.Acos: sympy.acos,
+        t.Atan: sympy.atan,
+        t.Abs: sympy.Abs,
     }
     if node_type in unary:
         return unary[node_type](a)
@@ -105,7 +132,9 @@ class OperonBackend:
         except PackageNotFoundError:
             return ""
 
-    def search(self, x: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol], names: Sequence[str], settings: SearchSettings) -> SearchResult:
+    def search(
+        self, x: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol], names: Sequence[str], settings: SearchSettings
+    ) -> SearchResult:
         require("pyoperon", "symbolic", "the pyoperon symbolic regression backend")
         from pyoperon.sklearn import SymbolicRegressor
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version as dist_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as dist_version
 
 import numpy as np
 import sympy
@@ -45,7 +46,9 @@ class PySRBackend:
         except PackageNotFoundError:
             return ""
 
-    def search(self, x: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol], names: Sequence[str], settings: SearchSettings) -> SearchResult:
+    def search(
+        self, x: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol], names: Sequence[str], settings: SearchSettings
+    ) -> SearchResult:
         pysr = require("pysr", "pysr", "the pysr symbolic regression backend")
         binary, unary = pysr_operators(settings.operators)
         var_names = [f"v{i}" for i in range(x.shape[1])]
@@ -76,7 +79,13 @@ class PySRBackend:
             raw = sympy.sympify(row.sympy_format)
             expr = raw.xreplace({s: by_name[s.name] for s in raw.free_symbols if s.name in by_name})
             candidates.append(
-                Candidate(expr=expr, complexity=int(row.complexity), loss=float(row.loss), predict=_predictor(model, index), engine_text=str(row.equation))
+                Candidate(
+                    expr=expr,
+                    complexity=int(row.complexity),
+                    loss=float(row.loss),
+                    predict=_predictor(model, index),
+                    engine_text=str(row.equation),
+                )
             )
         return SearchResult(candidates, {"iterations": settings.generations})
 

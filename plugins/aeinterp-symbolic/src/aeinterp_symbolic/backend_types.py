@@ -26,8 +26,23 @@ if TYPE_CHECKING:  # sympy is imported only when a search runs
 __all__ = ["OPERATORS", "BINARY", "Operator", "SearchSettings", "Candidate", "SearchResult", "Backend"]
 
 Operator = Literal[
-    "add", "sub", "mul", "div", "pow", "square", "sqrt", "exp", "log",
-    "sin", "cos", "tan", "tanh", "sinh", "cosh", "atan", "abs",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "square",
+    "sqrt",
+    "exp",
+    "log",
+    "sin",
+    "cos",
+    "tan",
+    "tanh",
+    "sinh",
+    "cosh",
+    "atan",
+    "abs",
 ]
 OPERATORS: tuple[str, ...] = Operator.__args__  # type: ignore[attr-defined]
 BINARY = frozenset({"add", "sub", "mul", "div", "pow"})
@@ -71,4 +86,6 @@ class Backend(Protocol):
 
     def version(self) -> str: ...
 
-    def search(self, x: np.ndarray, y: np.ndarray, symbols: Sequence["sympy.Symbol"], names: Sequence[str], settings: SearchSettings) -> SearchResult: ...
+    def search(
+        self, x: np.ndarray, y: np.ndarray, symbols: Sequence["sympy.Symbol"], names: Sequence[str], settings: SearchSettings
+    ) -> SearchResult: ...

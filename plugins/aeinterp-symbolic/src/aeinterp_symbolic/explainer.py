@@ -41,9 +41,9 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from aeinterp import Capabilities, ExplainerParams, Explanation, StepRef
-from aeinterp.toolkit.chunks import ChunkedExplainer, Partial
 from aeinterp.errors import CapabilityError, DataError, require
 from aeinterp.targets import Target
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial
 
 from .backends import BINARY, Operator, SearchSettings, make_backend
 from .result import IMPORTANCE_RULES, SELECTION_RULE
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["SymbolicRegression", "SELECTION_RULE", "IMPORTANCE_RULES"]
 
 DEFAULT_OPERATORS: list[str] = ["add", "sub", "mul", "div", "square", "sin", "cos", "exp", "tanh"]
-
 
 
 def available_cpus() -> int:
@@ -79,29 +78,71 @@ class SymbolicRegression(ChunkedExplainer):
     name = "symbolic_regression"
 
     class Params(ExplainerParams):
-        backend: Literal["pyoperon", "pysr"] = Field("pyoperon", description="search engine: pyoperon (no extra runtime) or pysr (needs Julia)")
-        dims: list[int] | None = Field(None, description="explain only these target rows (e.g. latent indices); default all. Rows left out get importance 0 and no formula")
-        operators: list[Operator] = Field(default_factory=lambda: list(DEFAULT_OPERATORS), min_length=1, description="operators formulas may use (same names for both backends)")
-        max_size: int = Field(25, ge=5, le=200, description="largest formula, in nodes (Operon max_length, PySR maxsize), of the first search round")
-        grow_size: bool = Field(True, description="repeat the search with max_size doubled while the best validation R^2 of its Pareto front improves by more than grow_tol, within time_budget")
+        backend: Literal["pyoperon", "pysr"] = Field(
+            "pyoperon", description="search engine: pyoperon (no extra runtime) or pysr (needs Julia)"
+        )
+        dims: list[int] | None = Field(
+            None,
+            description="explain only these target rows (e.g. latent indices); default all. Rows left out get importance 0 and no formula",
+        )
+        operators: list[Operator] = Field(
+            default_factory=lambda: list(DEFAULT_OPERATORS),
+            min_length=1,
+            description="operators formulas may use (same names for both backends)",
+        )
+        max_size: int = Field(
+            25, ge=5, le=200, description="largest formula, in nodes (Operon max_length, PySR maxsize), of the first search round"
+        )
+        grow_size: bool = Field(
+            True,
+            description="repeat the search with max_size doubled while the best validation R^2 of its Pareto front improves by more than grow_tol, within time_budget",
+        )
         max_size_limit: int = Field(100, ge=5, le=400, description="largest max_size growing may reach")
         grow_tol: float = Field(0.002, ge=0.0, description="validation R^2 gain below which growing the size cap stops")
-        linear_baseline: bool = Field(True, description="fit the sparse linear baseline (relaxed lasso path + least squares) on the same rows; its candidates join the Pareto front and no formula less faithful than it is chosen")
+        linear_baseline: bool = Field(
+            True,
+            description="fit the sparse linear baseline (relaxed lasso path + least squares) on the same rows; its candidates join the Pareto front and no formula less faithful than it is chosen",
+        )
         generations: int = Field(100, ge=1, description="generations (Operon) / iterations (PySR) per target")
         population_size: int = Field(500, ge=10, description="population size per target")
-        time_budget: float | None = Field(60.0, gt=0, description="seconds each target's search may take, all size rounds together (Operon: whole seconds, checked once per generation); None for no limit. A search cut short by it is not reproducible")
-        threads: int | None = Field(None, ge=1, description="CPU threads for all searches together; default all available. Targets are fitted in parallel within it")
+        time_budget: float | None = Field(
+            60.0,
+            gt=0,
+            description="seconds each target's search may take, all size rounds together (Operon: whole seconds, checked once per generation); None for no limit. A search cut short by it is not reproducible",
+        )
+        threads: int | None = Field(
+            None, ge=1, description="CPU threads for all searches together; default all available. Targets are fitted in parallel within it"
+        )
         seed: int | None = Field(None, description="search seed; default drawn from the run's seed")
         optimizer_iterations: int = Field(10, ge=0, description="iterations of constant optimisation per formula (both backends)")
-        max_samples: int | None = Field(1000, ge=20, description="rows of the fit split used for searching and selecting formulas (random, seeded)")
-        validation_fraction: float = Field(0.25, gt=0.0, lt=0.9, description="part of those rows held back to choose among the Pareto front")
-        parsimony: float = Field(0.01, ge=0.0, description="choose the least complex formula whose validation R^2 is within this of the best")
+        max_samples: int | None = Field(
+            1000, ge=20, description="rows of the fit split used for searching and selecting formulas (random, seeded)"
+        )
+        validation_fraction: float = Field(
+            0.25, gt=0.0, lt=0.9, description="part of those rows held back to choose among the Pareto front"
+        )
+        parsimony: float = Field(
+            0.01, ge=0.0, description="choose the least complex formula whose validation R^2 is within this of the best"
+        )
         fidelity_threshold: float = Field(0.9, le=1.0, description="formulas with held-out R^2 below this are flagged 'not explained'")
-        importance: Literal["fidelity_usage", "usage", "sensitivity"] = Field("fidelity_usage", description="how usage becomes importance: fidelity-weighted usage, 0/1 usage, or fidelity-weighted mean |df/dx|")
-        features: list[str] | None = Field(None, description="use only these inputs (feature group names, or latent names for target reconstruction), e.g. the top features of another explainer")
-        features_from: StepRef | None = Field(None, description="alias of an earlier step: each target keeps its top `max_features` inputs (default 10) by that step's importance")
-        max_features: int | None = Field(None, ge=1, description="when there are more inputs, each target keeps its top ones by `prescreen` (or by `features_from`)")
-        prescreen: Literal["mutual_info", "correlation", "variance"] = Field("mutual_info", description="how to pick max_features inputs per target")
+        importance: Literal["fidelity_usage", "usage", "sensitivity"] = Field(
+            "fidelity_usage",
+            description="how usage becomes importance: fidelity-weighted usage, 0/1 usage, or fidelity-weighted mean |df/dx|",
+        )
+        features: list[str] | None = Field(
+            None,
+            description="use only these inputs (feature group names, or latent names for target reconstruction), e.g. the top features of another explainer",
+        )
+        features_from: StepRef | None = Field(
+            None,
+            description="alias of an earlier step: each target keeps its top `max_features` inputs (default 10) by that step's importance",
+        )
+        max_features: int | None = Field(
+            None, ge=1, description="when there are more inputs, each target keeps its top ones by `prescreen` (or by `features_from`)"
+        )
+        prescreen: Literal["mutual_info", "correlation", "variance"] = Field(
+            "mutual_info", description="how to pick max_features inputs per target"
+        )
         precision: int = Field(4, ge=1, le=15, description="significant digits of numbers in the printed formulas")
         allow_julia_install: bool = Field(False, description="pysr only: let juliapkg download Julia when none is found (needs internet)")
 
@@ -149,7 +190,7 @@ class SymbolicRegression(ChunkedExplainer):
         backend = make_backend(p.backend, allow_julia_install=p.allow_julia_install)
         target = Target(target)
         inputs = build_inputs(model, data, target, rng, p.max_samples)
-        n_targets, n_inputs = inputs.n_targets, len(inputs.names)
+        n_targets = inputs.n_targets
         dims = _dims(p.dims, n_targets, target)
         n = inputs.x_fit.shape[0]
         if n < 20:
@@ -161,29 +202,56 @@ class SymbolicRegression(ChunkedExplainer):
         if p.features_from is not None:
             screened = self._top_from_earlier(inputs.names, inputs.target_names, dims)
         else:
-            screened = screen(x_train, inputs.y_fit[train][:, dims], inputs.names, features=p.features, max_features=p.max_features, method=p.prescreen, rng=rng)
+            screened = screen(
+                x_train,
+                inputs.y_fit[train][:, dims],
+                inputs.names,
+                features=p.features,
+                max_features=p.max_features,
+                method=p.prescreen,
+                rng=rng,
+            )
         columns = dict(zip(dims, screened))
         base_seed = p.seed if p.seed is not None else int(rng.integers(0, 2**31 - 1))
         seeds = np.random.default_rng(base_seed).integers(0, 2**31 - 1, size=n_targets)
         settings = SearchSettings(
-            operators=tuple(p.operators), max_size=p.max_size, generations=p.generations, population_size=p.population_size,
-            time_budget=p.time_budget, threads=1, seed=0, optimizer_iterations=p.optimizer_iterations,
+            operators=tuple(p.operators),
+            max_size=p.max_size,
+            generations=p.generations,
+            population_size=p.population_size,
+            time_budget=p.time_budget,
+            threads=1,
+            seed=0,
+            optimizer_iterations=p.optimizer_iterations,
         )
         jobs = [
             Job(
-                index=t, columns=columns[t],
-                x_train=x_train, y_train=inputs.y_fit[train, t],
-                x_val=x_val, y_val=inputs.y_fit[val, t],
-                x_test=inputs.x_test, y_test=inputs.y_test[:, t],
+                index=t,
+                columns=columns[t],
+                x_train=x_train,
+                y_train=inputs.y_fit[train, t],
+                x_val=x_val,
+                y_val=inputs.y_fit[val, t],
+                x_test=inputs.x_test,
+                y_test=inputs.y_test[:, t],
                 settings=replace(settings, seed=int(seeds[t])),
-                parsimony=p.parsimony, precision=p.precision,
-                linear=p.linear_baseline, grow=p.grow_size, max_size_limit=p.max_size_limit, grow_tol=p.grow_tol,
+                parsimony=p.parsimony,
+                precision=p.precision,
+                linear=p.linear_baseline,
+                grow=p.grow_size,
+                max_size_limit=p.max_size_limit,
+                grow_tol=p.grow_tol,
             )
             for t in dims
         ]
         return {
-            "jobs": {job.index: job for job in jobs}, "dims": dims, "names": inputs.names, "target_names": inputs.target_names,
-            "backend": backend.name, "backend_version": backend.version(), "considered": {t: len(c) for t, c in columns.items()},
+            "jobs": {job.index: job for job in jobs},
+            "dims": dims,
+            "names": inputs.names,
+            "target_names": inputs.target_names,
+            "backend": backend.name,
+            "backend_version": backend.version(),
+            "considered": {t: len(c) for t, c in columns.items()},
         }
 
     def units(self, model, data, state, *, target):  # noqa: ANN001 - signature fixed by ChunkedExplainer
@@ -203,7 +271,15 @@ class SymbolicRegression(ChunkedExplainer):
             threads = min(threads, self.cpus)
         jobs = [_writable(state["jobs"][int(t)]) for t in units]
         symbols = make_symbols(len(state["names"]))
-        fits = run_jobs(backend, jobs, symbols, state["names"], threads=threads, progress=self.progress, description=f"symbolic regression ({Target(target).value})")
+        fits = run_jobs(
+            backend,
+            jobs,
+            symbols,
+            state["names"],
+            threads=threads,
+            progress=self.progress,
+            description=f"symbolic regression ({Target(target).value})",
+        )
         row = np.empty(len(jobs), dtype=object)
         for i, job in enumerate(jobs):
             row[i] = fits[job.index]
@@ -216,8 +292,15 @@ class SymbolicRegression(ChunkedExplainer):
         fits = {int(f.index): f for f in total.rows.get("fits", [])}
         target = Target(target)
         return build_explanation(
-            fits, state["names"], state["target_names"], target, self.params, state["backend"], state["backend_version"],
-            state["considered"], REDUCTION[target.value],
+            fits,
+            state["names"],
+            state["target_names"],
+            target,
+            self.params,
+            state["backend"],
+            state["backend_version"],
+            state["considered"],
+            REDUCTION[target.value],
         )
 
     @classmethod

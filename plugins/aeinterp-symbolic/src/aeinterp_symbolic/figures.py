@@ -32,7 +32,15 @@ def fidelity_figure(explanation: Explanation) -> Figure:
     ax.set_title("Symbolic regression fidelity")
     linear = explanation.arrays.get("linear_r2")
     if linear is not None and len(linear) == len(r2) and np.isfinite(linear).any():
-        ax.scatter(np.arange(len(names)), np.clip(np.nan_to_num(linear, nan=0.0), 0.0, 1.0), marker="_", s=120, color="black", label="sparse linear baseline", zorder=3)
+        ax.scatter(
+            np.arange(len(names)),
+            np.clip(np.nan_to_num(linear, nan=0.0), 0.0, 1.0),
+            marker="_",
+            s=120,
+            color="black",
+            label="sparse linear baseline",
+            zorder=3,
+        )
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig

@@ -134,7 +134,19 @@ def render_text(expr: sympy.Expr, names: Mapping[sympy.Symbol, str]) -> str:
     return _NamedPrinter({s: _text_name(names[s]) for s in expr.free_symbols if s in names}).doprint(expr)
 
 
-_LATEX_ESCAPES = {"\\": r"\backslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "^": r"\^{}", "#": r"\#", "$": r"\$", "%": r"\%", "&": r"\&", "~": r"\sim{}", " ": r"\ "}
+_LATEX_ESCAPES = {
+    "\\": r"\backslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "_": r"\_",
+    "^": r"\^{}",
+    "#": r"\#",
+    "$": r"\$",
+    "%": r"\%",
+    "&": r"\&",
+    "~": r"\sim{}",
+    " ": r"\ ",
+}
 
 
 def latex_name(name: str) -> str:

@@ -28,8 +28,8 @@ import numpy as np
 from aeinterp.data import Dataset
 from aeinterp.errors import DataError
 from aeinterp.model import Model, evaluate
-from aeinterp.toolkit.perturb import reduce_groups, subsample
 from aeinterp.targets import Target, evaluate_target, target_names
+from aeinterp.toolkit.perturb import reduce_groups, subsample
 
 __all__ = ["Inputs", "build_inputs", "screen", "REDUCTION"]
 
@@ -79,15 +79,22 @@ def build_inputs(model: Model, data: Dataset, target: Target, rng: np.random.Gen
         y_test = evaluate(model.decode, z_test, model=model).reshape(len(x_test), -1)
         k = int(z_fit.shape[1])
         return Inputs(
-            x_fit=z_fit.double().numpy(), y_fit=y_fit.double().numpy(),
-            x_test=z_test.double().numpy(), y_test=y_test.double().numpy(),
-            names=target_names(Target.LATENT, k, []), target_names=target_names(target, k, list(data.feature_names)),
+            x_fit=z_fit.double().numpy(),
+            y_fit=y_fit.double().numpy(),
+            x_test=z_test.double().numpy(),
+            y_test=y_test.double().numpy(),
+            names=target_names(Target.LATENT, k, []),
+            target_names=target_names(target, k, list(data.feature_names)),
         )
     y_fit = evaluate(lambda xb: evaluate_target(model, target, xb), x_fit, model=model).double().numpy()
     y_test = evaluate(lambda xb: evaluate_target(model, target, xb), x_test, model=model).double().numpy()
     return Inputs(
-        x_fit=_group_means(x_fit, data), y_fit=y_fit, x_test=_group_means(x_test, data), y_test=y_test,
-        names=list(data.group_names), target_names=target_names(target, int(y_fit.shape[1]), list(data.feature_names)),
+        x_fit=_group_means(x_fit, data),
+        y_fit=y_fit,
+        x_test=_group_means(x_test, data),
+        y_test=y_test,
+        names=list(data.group_names),
+        target_names=target_names(target, int(y_fit.shape[1]), list(data.feature_names)),
     )
 
 

@@ -133,7 +133,9 @@ def pysr_problems(*, allow_julia_install: bool = False, environ: Mapping[str, st
     return problems
 
 
-def require_pysr(*, allow_julia_install: bool = False, environ: Mapping[str, str] | None = None, plugin: str = "symbolic_regression") -> None:
+def require_pysr(
+    *, allow_julia_install: bool = False, environ: Mapping[str, str] | None = None, plugin: str = "symbolic_regression"
+) -> None:
     """Raise :class:`PySRUnavailableError` with install instructions unless the pysr backend can run."""
     problems = pysr_problems(allow_julia_install=allow_julia_install, environ=environ)
     if problems:

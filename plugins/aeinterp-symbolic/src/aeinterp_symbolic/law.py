@@ -46,14 +46,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from aeinterp.models.architectures import DEFAULT_FOR_KIND
 from aeinterp.data import ArrayDataset
 from aeinterp.errors import DataError, ModelError, require
 from aeinterp.explanation import jsonable
-from aeinterp.models.loading import build_builtin, import_factory
 from aeinterp.model import TorchAutoencoder, evaluate
-from aeinterp.progress import NullProgress, Progress
+from aeinterp.models.architectures import DEFAULT_FOR_KIND
+from aeinterp.models.loading import build_builtin, import_factory
 from aeinterp.models.training import TrainConfig, train_autoencoder
+from aeinterp.progress import NullProgress, Progress
 
 from .backends import SearchSettings, make_backend
 from .explainer import SymbolicRegression, available_cpus
@@ -179,7 +179,9 @@ def train_size(
     return _held_out_error(adapter, data.x_explain), float(loss)
 
 
-def _symbolic_candidate(p: SymbolicRegression.Params, seed: int, sizes: Sequence[int], errors: Sequence[float]) -> tuple[Any, Any, dict[str, Any], str]:
+def _symbolic_candidate(
+    p: SymbolicRegression.Params, seed: int, sizes: Sequence[int], errors: Sequence[float]
+) -> tuple[Any, Any, dict[str, Any], str]:
     """``(refit, full, kept, backend name)`` for :func:`fit_law`: a formula for log(error) of the latent size.
 
     ``kept["fit"]`` holds the search result on all sizes once ``full()`` ran.
@@ -192,8 +194,13 @@ def _symbolic_candidate(p: SymbolicRegression.Params, seed: int, sizes: Sequence
     backend = make_backend(p.backend, allow_julia_install=p.allow_julia_install)
     symbols = make_symbols(1)
     settings = SearchSettings(
-        operators=tuple(p.operators), max_size=p.max_size, generations=p.generations, population_size=p.population_size,
-        time_budget=p.time_budget, threads=p.threads or available_cpus(), seed=p.seed if p.seed is not None else seed,
+        operators=tuple(p.operators),
+        max_size=p.max_size,
+        generations=p.generations,
+        population_size=p.population_size,
+        time_budget=p.time_budget,
+        threads=p.threads or available_cpus(),
+        seed=p.seed if p.seed is not None else seed,
         optimizer_iterations=p.optimizer_iterations,
     )
     kept: dict[str, Any] = {}
@@ -201,8 +208,21 @@ def _symbolic_candidate(p: SymbolicRegression.Params, seed: int, sizes: Sequence
     def search(k: np.ndarray, e: np.ndarray):  # noqa: ANN202
         x = np.asarray(k, dtype=np.float64)[:, None]
         y = np.log(np.asarray(e, dtype=np.float64))
-        job = Job(index=0, columns=np.array([0]), x_train=x, y_train=y, x_val=x, y_val=y, x_test=x, y_test=y,
-                  settings=settings, parsimony=p.parsimony, precision=p.precision, linear=False, grow=False)
+        job = Job(
+            index=0,
+            columns=np.array([0]),
+            x_train=x,
+            y_train=y,
+            x_val=x,
+            y_val=y,
+            x_test=x,
+            y_test=y,
+            settings=settings,
+            parsimony=p.parsimony,
+            precision=p.precision,
+            linear=False,
+            grow=False,
+        )
         return fit_target(backend, job, symbols, ["latent_size"])
 
     def predictor(fit):  # noqa: ANN001, ANN202
@@ -277,8 +297,17 @@ def latent_size_law(
     errors, losses = [], []
     for k in progress.track(sizes, total=len(sizes), description="latent-size law: training"):
         if factory is not None:
-            err, loss = train_size(data, k, factory=build, kwargs=kwargs, latent_kwarg=latent_kwarg, trainer=trainer,
-                                   config=config, encoder=encoder, decoder=decoder)
+            err, loss = train_size(
+                data,
+                k,
+                factory=build,
+                kwargs=kwargs,
+                latent_kwarg=latent_kwarg,
+                trainer=trainer,
+                config=config,
+                encoder=encoder,
+                decoder=decoder,
+            )
         else:
             _, result = build_builtin(arch, data, latent_dim=k, options=options, train=config)  # seeded initial weights
             err = float(result.val_error)
@@ -307,9 +336,25 @@ def latent_size_law(
         except Exception:  # noqa: BLE001 - the text is still right
             pass
     return LatentSizeLaw(
-        sizes=sizes, errors=errors, train_losses=losses, formula=law.formula, latex=latex,
-        r2_in_sample=law.r2_log, rmse_in_sample=rmse_log, r2_displayed=law.r2_raw, backend=backend_name, architecture=arch,
-        pareto_front=front, family=law.family, plateau=law.plateau, plateau_above=law.plateau_above, fitted=law.fitted,
-        fit_ratio=law.fit_ratio, loso_ratio=law.loso_ratio, loso_rms_log=law.loso_rms_log, warnings=law.warnings,
-        candidates=law.candidates, trainer=trainer_name,
+        sizes=sizes,
+        errors=errors,
+        train_losses=losses,
+        formula=law.formula,
+        latex=latex,
+        r2_in_sample=law.r2_log,
+        rmse_in_sample=rmse_log,
+        r2_displayed=law.r2_raw,
+        backend=backend_name,
+        architecture=arch,
+        pareto_front=front,
+        family=law.family,
+        plateau=law.plateau,
+        plateau_above=law.plateau_above,
+        fitted=law.fitted,
+        fit_ratio=law.fit_ratio,
+        loso_ratio=law.loso_ratio,
+        loso_rms_log=law.loso_rms_log,
+        warnings=law.warnings,
+        candidates=law.candidates,
+        trainer=trainer_name,
     )

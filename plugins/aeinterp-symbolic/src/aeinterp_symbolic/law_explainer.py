@@ -45,10 +45,20 @@ class LatentSizeLawExplainer(Explainer):
         sizes: list[int] = Field(default_factory=lambda: [2, 4, 8, 16, 32], min_length=3, description="latent sizes to train (at least 3)")
         architecture: str | None = Field(None, description="built-in architecture (default: the one for the data's kind)")
         options: dict[str, Any] = Field(default_factory=dict, description="architecture options, e.g. {hidden: [32]}")
-        factory: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", description="your own model instead: package.module:Class (importable), called with kwargs plus the latent size under latent_kwarg")
+        factory: str | None = Field(
+            None,
+            pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
+            description="your own model instead: package.module:Class (importable), called with kwargs plus the latent size under latent_kwarg",
+        )
         kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the factory (besides the latent size)")
-        latent_kwarg: str = Field("latent_dim", pattern=r"^[A-Za-z_]\w*$", description="the factory's keyword argument that sets the latent size")
-        trainer: str = Field("builtin", pattern=r"^(builtin|[A-Za-z_][\w.]*:[A-Za-z_][\w.]*)$", description="builtin, or package.module:fn called as fn(module, x_fit, epochs=, lr=, batch_size=, seed=) to train your factory's model in place")
+        latent_kwarg: str = Field(
+            "latent_dim", pattern=r"^[A-Za-z_]\w*$", description="the factory's keyword argument that sets the latent size"
+        )
+        trainer: str = Field(
+            "builtin",
+            pattern=r"^(builtin|[A-Za-z_][\w.]*:[A-Za-z_][\w.]*)$",
+            description="builtin, or package.module:fn called as fn(module, x_fit, epochs=, lr=, batch_size=, seed=) to train your factory's model in place",
+        )
         encoder: str | None = Field(None, description="attribute name of the factory model's encoder (default encode/encoder)")
         decoder: str | None = Field(None, description="attribute name of the factory model's decoder (default decode/decoder)")
         symbolic: bool = Field(True, description="also search a symbolic formula for log(error) beside the parametric families")
@@ -70,13 +80,32 @@ class LatentSizeLawExplainer(Explainer):
 
         p = self.params
         seed = int(rng.integers(0, 2**31 - 1))
-        search = {"backend": p.backend, "generations": p.generations, "population_size": p.population_size, "time_budget": p.time_budget, "threads": p.threads, "seed": seed}
+        search = {
+            "backend": p.backend,
+            "generations": p.generations,
+            "population_size": p.population_size,
+            "time_budget": p.time_budget,
+            "threads": p.threads,
+            "seed": seed,
+        }
         if p.operators is not None:
             search["operators"] = list(p.operators)
         law = latent_size_law(
-            data, sizes=p.sizes, architecture=p.architecture, options=p.options,
-            factory=p.factory, kwargs=p.kwargs, latent_kwarg=p.latent_kwarg, trainer=p.trainer, encoder=p.encoder, decoder=p.decoder,
-            train=TrainConfig(epochs=p.epochs, lr=p.lr, seed=seed), params=search, symbolic=p.symbolic, seed=seed, progress=self.progress,
+            data,
+            sizes=p.sizes,
+            architecture=p.architecture,
+            options=p.options,
+            factory=p.factory,
+            kwargs=p.kwargs,
+            latent_kwarg=p.latent_kwarg,
+            trainer=p.trainer,
+            encoder=p.encoder,
+            decoder=p.decoder,
+            train=TrainConfig(epochs=p.epochs, lr=p.lr, seed=seed),
+            params=search,
+            symbolic=p.symbolic,
+            seed=seed,
+            progress=self.progress,
         )
         errors = np.asarray(law.errors)
         gain = (errors[0] - errors) / errors[0] if errors[0] > 0 else np.zeros_like(errors)
@@ -131,14 +160,24 @@ class LatentSizeLawExplainer(Explainer):
             k = sympy.Symbol("latent_size")
             f = sympy.lambdify(k, sympy.sympify(explanation.extras["law"], locals={"latent_size": k}), "numpy")
             with np.errstate(all="ignore"):
-                ax.plot(grid, np.broadcast_to(f(grid), grid.shape), "-", label=f"law ({explanation.extras.get('law_family', '')}, log R$^2$ {explanation.extras.get('r2_in_sample', float('nan')):.3f})")
+                ax.plot(
+                    grid,
+                    np.broadcast_to(f(grid), grid.shape),
+                    "-",
+                    label=f"law ({explanation.extras.get('law_family', '')}, log R$^2$ {explanation.extras.get('r2_in_sample', float('nan')):.3f})",
+                )
         except Exception:  # noqa: BLE001 - the points alone are still worth drawing
             pass
         plateau = explanation.extras.get("plateau")
         if plateau:
             above = bool(explanation.extras.get("plateau_above"))
-            ax.axhline(plateau, color="tab:red" if above else "gray", linestyle=":", linewidth=1,
-                       label=f"plateau {plateau:.3g}" + (" (above measured errors)" if above else ""))
+            ax.axhline(
+                plateau,
+                color="tab:red" if above else "gray",
+                linestyle=":",
+                linewidth=1,
+                label=f"plateau {plateau:.3g}" + (" (above measured errors)" if above else ""),
+            )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("latent size")

@@ -194,8 +194,16 @@ def fit_law(
         pred = _model(fam, theta, s)
         plateau = float(theta[0]) if fam != "power" else 0.0
         names = ("c", "a", "b") if n_params == 3 else ("a", "b")
-        ff = FamilyFit(fam, _formula(fam, theta), plateau, _r2(log_e, np.log(np.maximum(pred, 1e-300))), ratios, rms, n_params,
-                       dict(zip(names, map(float, theta))))
+        ff = FamilyFit(
+            fam,
+            _formula(fam, theta),
+            plateau,
+            _r2(log_e, np.log(np.maximum(pred, 1e-300))),
+            ratios,
+            rms,
+            n_params,
+            dict(zip(names, map(float, theta))),
+        )
         fits.append((ff, lambda x, fam=fam, theta=theta: _model(fam, theta, x)))
     if symbolic is not None:
         refit, full = symbolic
@@ -219,8 +227,18 @@ def fit_law(
     if bad:
         warnings.append(f"left out of the fit, latent size {', '.join(map(str, bad))} is predicted more than 2x off")
     return LawFit(
-        sizes=[int(k) for k in sizes], errors=[float(v) for v in e], family=best.family, formula=best.formula, plateau=best.plateau,
-        r2_log=best.r2_log, r2_raw=_r2(e, fitted), fitted=fitted.tolist(), fit_ratio=(fitted / e).tolist(),
-        loso_ratio=best.loso_ratio, loso_rms_log=best.loso_rms_log, plateau_above=above, warnings=warnings,
+        sizes=[int(k) for k in sizes],
+        errors=[float(v) for v in e],
+        family=best.family,
+        formula=best.formula,
+        plateau=best.plateau,
+        r2_log=best.r2_log,
+        r2_raw=_r2(e, fitted),
+        fitted=fitted.tolist(),
+        fit_ratio=(fitted / e).tolist(),
+        loso_ratio=best.loso_ratio,
+        loso_rms_log=best.loso_rms_log,
+        plateau_above=above,
+        warnings=warnings,
         candidates=[asdict(ff) for ff, _ in fits],
     )

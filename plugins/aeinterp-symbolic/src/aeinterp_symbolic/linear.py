@@ -65,8 +65,11 @@ def _candidate(x: np.ndarray, y: np.ndarray, cols: np.ndarray, symbols: Sequence
         return np.asarray(z, dtype=np.float64)[:, cols] @ coef + intercept
 
     return Candidate(
-        expr=_affine(coef, intercept, [int(c) for c in cols], symbols), complexity=linear_size(len(cols)), loss=loss,
-        predict=predict, engine_text=f"{label} in {len(cols)} inputs",
+        expr=_affine(coef, intercept, [int(c) for c in cols], symbols),
+        complexity=linear_size(len(cols)),
+        loss=loss,
+        predict=predict,
+        engine_text=f"{label} in {len(cols)} inputs",
     )
 
 

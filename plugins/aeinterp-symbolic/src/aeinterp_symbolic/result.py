@@ -73,7 +73,9 @@ def usage_table(usage: np.ndarray, r2: np.ndarray, names: list[str]) -> dict[str
 
 def _usage_line(table: dict[str, Any]) -> str:
     used = [row for row in table["table"] if row["formulas"] > 0]
-    shown = ", ".join(f"{row['feature']} {row['formulas']}" for row in used[:MAX_LISTED]) + (f" (+{len(used) - MAX_LISTED} more)" if len(used) > MAX_LISTED else "")
+    shown = ", ".join(f"{row['feature']} {row['formulas']}" for row in used[:MAX_LISTED]) + (
+        f" (+{len(used) - MAX_LISTED} more)" if len(used) > MAX_LISTED else ""
+    )
     never = table["never_used"]
     never_text = ", ".join(never[:MAX_LISTED]) + (f" (+{len(never) - MAX_LISTED} more)" if len(never) > MAX_LISTED else "")
     line = f"feature usage (formulas using each input, of {table['n_formulas']}): {shown or 'none'}"
@@ -97,8 +99,15 @@ def _headline(name: str, fit: TargetFit, explained: bool, used_names: list[str])
 
 
 def build_explanation(
-    fits: dict[int, TargetFit], names: list[str], tnames: list[str], target: Target, p: Any,
-    backend: str, backend_version: str, n_considered: dict[int, int], reduction: str,
+    fits: dict[int, TargetFit],
+    names: list[str],
+    tnames: list[str],
+    target: Target,
+    p: Any,
+    backend: str,
+    backend_version: str,
+    n_considered: dict[int, int],
+    reduction: str,
 ) -> Explanation:
     """The Explanation of the searched targets (rows in ``sorted(fits)`` order)."""
     dims = sorted(fits)
@@ -113,7 +122,13 @@ def build_explanation(
         fit = fits[t]
         usage[row, fit.used] = 1.0
         sens[row] = fit.sensitivity
-        r2[row], rmse[row], r2_val[row], r2_shown[row], complexity[row] = fit.r2, fit.rmse, fit.r2_validation, fit.r2_displayed, fit.complexity
+        r2[row], rmse[row], r2_val[row], r2_shown[row], complexity[row] = (
+            fit.r2,
+            fit.rmse,
+            fit.r2_validation,
+            fit.r2_displayed,
+            fit.complexity,
+        )
         if fit.baseline:
             lin_r2[row], lin_k[row] = fit.baseline["r2"], fit.baseline["n_inputs"]
             ols_r2[row] = fit.baseline["ols_r2"] if fit.baseline.get("ols_r2") is not None else np.nan
@@ -122,14 +137,30 @@ def build_explanation(
             front_c[row, i], front_r2[row, i] = entry["complexity"], entry["r2_validation"]
         explained = fit.r2 >= p.fidelity_threshold
         used_names = [names[j] for j in fit.used]
-        records.append({
-            "target": tnames[t], "index": t, "formula": fit.text, "latex": fit.latex, "r2": fit.r2, "rmse": fit.rmse,
-            "r2_validation": fit.r2_validation, "r2_displayed": fit.r2_displayed, "explained": explained,
-            "features": used_names, "complexity": fit.complexity, "simplified": fit.simplified, "family": fit.family,
-            "linear_baseline": fit.baseline, "closed_form": fit.closed_form,
-            "engine_formula": fit.engine_text, "inputs_considered": n_considered[t], "runtime_s": fit.runtime_s,
-            "pareto_front": fit.front, **fit.info,
-        })
+        records.append(
+            {
+                "target": tnames[t],
+                "index": t,
+                "formula": fit.text,
+                "latex": fit.latex,
+                "r2": fit.r2,
+                "rmse": fit.rmse,
+                "r2_validation": fit.r2_validation,
+                "r2_displayed": fit.r2_displayed,
+                "explained": explained,
+                "features": used_names,
+                "complexity": fit.complexity,
+                "simplified": fit.simplified,
+                "family": fit.family,
+                "linear_baseline": fit.baseline,
+                "closed_form": fit.closed_form,
+                "engine_formula": fit.engine_text,
+                "inputs_considered": n_considered[t],
+                "runtime_s": fit.runtime_s,
+                "pareto_front": fit.front,
+                **fit.info,
+            }
+        )
         summary.append(_headline(tnames[t], fit, explained, used_names))
     table = usage_table(usage, r2, list(names))
     summary.append(_usage_line(table))
@@ -142,18 +173,37 @@ def build_explanation(
         target_names=[tnames[t] for t in dims],
         target=target.value,
         arrays={
-            "r2": r2, "rmse": rmse, "r2_validation": r2_val, "r2_displayed": r2_shown, "complexity": complexity,
-            "usage": usage, "sensitivity": sens, "pareto_complexity": front_c, "pareto_r2_validation": front_r2,
-            "linear_r2": lin_r2, "linear_inputs": lin_k, "ols_r2": ols_r2, "closed_form_r2": closed_r2,
-            "usage_count": count.astype(np.int64), "usage_weighted": weighted,
+            "r2": r2,
+            "rmse": rmse,
+            "r2_validation": r2_val,
+            "r2_displayed": r2_shown,
+            "complexity": complexity,
+            "usage": usage,
+            "sensitivity": sens,
+            "pareto_complexity": front_c,
+            "pareto_r2_validation": front_r2,
+            "linear_r2": lin_r2,
+            "linear_inputs": lin_k,
+            "ols_r2": ols_r2,
+            "closed_form_r2": closed_r2,
+            "usage_count": count.astype(np.int64),
+            "usage_weighted": weighted,
         },
         extras={
-            "backend": backend, "backend_version": backend_version, "formulas": records, "summary": summary,
-            "dims": dims, "n_rows_total": len(tnames), "fidelity_threshold": p.fidelity_threshold,
+            "backend": backend,
+            "backend_version": backend_version,
+            "formulas": records,
+            "summary": summary,
+            "dims": dims,
+            "n_rows_total": len(tnames),
+            "fidelity_threshold": p.fidelity_threshold,
             "not_explained": [tnames[t] for t in dims if not fits[t].r2 >= p.fidelity_threshold],
-            "feature_usage": table, "never_used": table["never_used"],
+            "feature_usage": table,
+            "never_used": table["never_used"],
             "redundant_features": table["never_used"],
             "redundant_rule": "inputs that no searched formula uses (the same list as never_used)",
-            "selection_rule": SELECTION_RULE, "importance_rule": IMPORTANCE_RULES[p.importance], "inputs": reduction,
+            "selection_rule": SELECTION_RULE,
+            "importance_rule": IMPORTANCE_RULES[p.importance],
+            "inputs": reduction,
         },
     )

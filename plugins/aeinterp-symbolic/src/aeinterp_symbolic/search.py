@@ -146,7 +146,9 @@ def _finish(raw: sympy.Expr, symbols: Sequence[sympy.Symbol], job: Job, engine_r
     return expr, expr != raw
 
 
-def _search_rounds(backend: Backend, job: Job, xt: np.ndarray, xv: np.ndarray, symbols: Sequence[sympy.Symbol], names: Sequence[str], start: float) -> tuple[list[Candidate], list[float], dict[str, Any]]:
+def _search_rounds(
+    backend: Backend, job: Job, xt: np.ndarray, xv: np.ndarray, symbols: Sequence[sympy.Symbol], names: Sequence[str], start: float
+) -> tuple[list[Candidate], list[float], dict[str, Any]]:
     """Run the backend, growing ``max_size`` while the validation front improves; all rounds' candidates."""
     settings = job.settings
     budget = settings.time_budget
@@ -231,8 +233,14 @@ def fit_target(backend: Backend, job: Job, all_symbols: Sequence[sympy.Symbol], 
     family = ["closed form"] * len(gp) + ["linear"] * len(lin_cands)
     base = choose(lin_val, [c.complexity for c in lin_cands], job.parsimony) if lin_cands else None
     floor = lin_val[base] if base is not None else None
-    pick = choose(val_r2, [c.complexity for c in candidates], job.parsimony, floor=floor, n_inputs=n_inputs,
-                  floor_inputs=lin_inputs[base] if base is not None else None)
+    pick = choose(
+        val_r2,
+        [c.complexity for c in candidates],
+        job.parsimony,
+        floor=floor,
+        n_inputs=n_inputs,
+        floor_inputs=lin_inputs[base] if base is not None else None,
+    )
     if pick is None:  # nothing usable: the honest fallback is the mean
         mean = float(np.mean(job.y_train))
         chosen = Candidate(sympy.Float(mean), 1, float(np.var(job.y_train)), lambda x: np.full(len(x), mean), str(mean))
@@ -261,8 +269,10 @@ def fit_target(backend: Backend, job: Job, all_symbols: Sequence[sympy.Symbol], 
         b = lin_cands[base]
         baseline = {
             "method": "relaxed lasso (LARS path, least-squares refit), fewest inputs within parsimony of the best linear validation R^2",
-            "r2": F.r2_rmse(job.y_test, b.predict(xh))[0], "r2_validation": lin_val[base],
-            "n_inputs": lin_inputs[base], "complexity": b.complexity,
+            "r2": F.r2_rmse(job.y_test, b.predict(xh))[0],
+            "r2_validation": lin_val[base],
+            "n_inputs": lin_inputs[base],
+            "complexity": b.complexity,
             "ols_r2": F.r2_rmse(job.y_test, lin.ols.predict(xh))[0] if lin is not None and lin.ols is not None else None,
             "ols_inputs": lin_inputs[-1] if lin_cands else None,
         }
@@ -270,7 +280,9 @@ def fit_target(backend: Backend, job: Job, all_symbols: Sequence[sympy.Symbol], 
     finite_gp = [i for i, v in enumerate(gp_val) if math.isfinite(v)]
     if finite_gp:
         g = max(finite_gp, key=lambda i: (gp_val[i], -gp[i].complexity))
-        closed.update(r2=F.r2_rmse(job.y_test, gp[g].predict(xh))[0], r2_validation=gp_val[g], complexity=gp[g].complexity, n_inputs=n_inputs[g])
+        closed.update(
+            r2=F.r2_rmse(job.y_test, gp[g].predict(xh))[0], r2_validation=gp_val[g], complexity=gp[g].complexity, n_inputs=n_inputs[g]
+        )
     present = expr.free_symbols
     sens = np.zeros(len(all_symbols))
     sens[cols] = F.sensitivity(expr, symbols, xh)

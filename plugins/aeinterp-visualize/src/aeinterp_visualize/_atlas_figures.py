@@ -76,8 +76,15 @@ def atlas_figure(explanation: Any) -> Any:
             edge = colours[label] if label is not None else "0.5"
             if geo.kind == "image":
                 pw, ph = 0.04 * w, 0.04 * h
-                ax.imshow(as_image(decoded[r, c], geo.sample_shape, vmin, vmax), cmap=IMAGE_CMAP, vmin=vmin, vmax=vmax,
-                          extent=(x0 + pw, x1 - pw, y0 + ph, y1 - ph), interpolation="nearest", aspect="auto")
+                ax.imshow(
+                    as_image(decoded[r, c], geo.sample_shape, vmin, vmax),
+                    cmap=IMAGE_CMAP,
+                    vmin=vmin,
+                    vmax=vmax,
+                    extent=(x0 + pw, x1 - pw, y0 + ph, y1 - ph),
+                    interpolation="nearest",
+                    aspect="auto",
+                )
                 ax.add_patch(Rectangle((x0 + pw, y0 + ph), w - 2 * pw, h - 2 * ph, fill=False, edgecolor=edge, linewidth=1.6))
                 continue
             if label is not None:
@@ -106,16 +113,26 @@ def atlas_figure(explanation: Any) -> Any:
     ax.grid(color="0.85", linewidth=0.4)
     ax.set_xlabel(f"{method} 1")
     ax.set_ylabel(f"{method} 2")
-    what = {"image": "tile = the decoded mean code of the cell's samples", "tabular": "bars = decoded features of the cell's mean code, standardized (red > mean, blue < mean)",
-            "sequence": "lines = decoded features of the cell's mean code over time, standardized"}[geo.kind] + "; grey = fewer samples"
+    what = {
+        "image": "tile = the decoded mean code of the cell's samples",
+        "tabular": "bars = decoded features of the cell's mean code, standardized (red > mean, blue < mean)",
+        "sequence": "lines = decoded features of the cell's mean code over time, standardized",
+    }[geo.kind] + "; grey = fewer samples"
     what = textwrap.fill(what, 80)
     ax.set_title(f"Activation atlas: {int(rendered.sum())} cells with >= {extras.get('min_density', '?')} samples\n{what}", fontsize=10)
     if geo.kind == "sequence":
         from matplotlib.lines import Line2D
 
         feats = geo.sequence_features or [f"f{j}" for j in range(geo.sample_shape[1])]
-        ax.legend([Line2D([], [], color=f"C{j % 10}") for j in range(len(feats))], feats, fontsize=8, loc="upper left",
-                  bbox_to_anchor=(0.0, -0.08), ncol=min(len(feats), 6), frameon=False)
+        ax.legend(
+            [Line2D([], [], color=f"C{j % 10}") for j in range(len(feats))],
+            feats,
+            fontsize=8,
+            loc="upper left",
+            bbox_to_anchor=(0.0, -0.08),
+            ncol=min(len(feats), 6),
+            frameon=False,
+        )
 
     pts = np.asarray(arrays["embedding_clipped"])
     if "labels" in arrays and label_names:

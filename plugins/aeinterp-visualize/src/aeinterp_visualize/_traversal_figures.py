@@ -38,7 +38,9 @@ def traversal_figures(explanation: Any) -> dict[str, Any]:
     for ref in range(min(r, MAX_REFERENCE_FIGURES)):
         which = "the mean code" if ref_index[ref] < 0 else f"explain sample #{int(ref_index[ref])}"
         names = [_row_label(explanation.target_names[j], values[ref, j]) for j in shown]
-        title = f"Latent traversal around {which}: each row sweeps one latent, the others held{shown_of(shown, len(explanation.target_names))}"
+        title = (
+            f"Latent traversal around {which}: each row sweeps one latent, the others held{shown_of(shown, len(explanation.target_names))}"
+        )
         if geo.kind == "image":
             lo, hi = float(np.min(arrays["data_lo"])), float(np.max(arrays["data_hi"]))
             fig = new_figure(0.85 * s + 1.6, 0.85 * len(shown) + 1.0)
@@ -47,7 +49,9 @@ def traversal_figures(explanation: Any) -> dict[str, Any]:
                 delta = decoded[ref, shown] - ref_out[ref]
                 lim = float(np.percentile(np.abs(delta), 99)) or 1.0
                 dfig = new_figure(0.85 * s + 1.6, 0.85 * len(shown) + 1.0)
-                image_grid(dfig, delta, geo.sample_shape, row_labels=names, col_labels=step_labels, vmin=-lim, vmax=lim, cmap=DIVERGING_CMAP)
+                image_grid(
+                    dfig, delta, geo.sample_shape, row_labels=names, col_labels=step_labels, vmin=-lim, vmax=lim, cmap=DIVERGING_CMAP
+                )
                 dfig.suptitle(f"Traversal minus the decoding of {which}: red = higher value, blue = lower (+-{lim:.2g})", fontsize=10)
                 figs["delta"] = dfig
         elif geo.kind == "tabular":
@@ -77,7 +81,14 @@ def _tabular_multiples(delta: np.ndarray, names: list[str], step_labels: list[st
         if i >= n_rows:
             ax.set_axis_off()
             continue
-        im = ax.imshow(np.clip(delta[i][:, cols_idx].T, -vmax, vmax), cmap=DIVERGING_CMAP, vmin=-vmax, vmax=vmax, aspect="auto", interpolation="nearest")
+        im = ax.imshow(
+            np.clip(delta[i][:, cols_idx].T, -vmax, vmax),
+            cmap=DIVERGING_CMAP,
+            vmin=-vmax,
+            vmax=vmax,
+            aspect="auto",
+            interpolation="nearest",
+        )
         ax.set_title(names[i].replace("\n", "  "), fontsize=9)
         ax.set_xticks(range(len(step_labels)), labels=step_labels, fontsize=6, rotation=90)
         ax.set_yticks(range(len(labels)), labels=labels, fontsize=7)
@@ -106,7 +117,9 @@ def _sequence_sweeps(decoded: np.ndarray, names: list[str], levels: np.ndarray, 
     fig = new_figure(2.6 * n_feat + 2.0, 1.4 * len(names) + 1.0)
     axes = panel_grid(fig, names, feats, draw, xlabel="time step")
     share_y(axes)
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="sweep quantile of the latent (one y-scale for all panels)", shrink=0.6)
+    fig.colorbar(
+        ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="sweep quantile of the latent (one y-scale for all panels)", shrink=0.6
+    )
     return fig
 
 
@@ -133,12 +146,19 @@ def contribution_figures(explanation: Any) -> dict[str, Any]:
         fig = new_figure(0.95 * len(shown) + 1.8, 4.4)
         top, bottom = fig.subfigures(2, 1)
         hi = float(mean_abs[shown].max()) or 1.0
-        image_grid(top, mean_abs[shown][None], geo.sample_shape, row_labels=["mean |c|"], col_labels=names, vmin=0.0, vmax=hi, cmap="magma_r")
+        image_grid(
+            top, mean_abs[shown][None], geo.sample_shape, row_labels=["mean |c|"], col_labels=names, vmin=0.0, vmax=hi, cmap="magma_r"
+        )
         lim = float(np.abs(signed[shown]).max()) or 1.0
-        image_grid(bottom, signed[shown][None], geo.sample_shape, row_labels=["mean c"], col_labels=names, vmin=-lim, vmax=lim, cmap=DIVERGING_CMAP)
+        image_grid(
+            bottom, signed[shown][None], geo.sample_shape, row_labels=["mean c"], col_labels=names, vmin=-lim, vmax=lim, cmap=DIVERGING_CMAP
+        )
         top.suptitle(f"Mean |contribution| per latent (dark = large; max {hi:.2g} {unit})", fontsize=9)
         bottom.suptitle(f"Mean signed contribution (red +, blue -; +-{lim:.2g} {unit})", fontsize=9)
-        fig.suptitle(f"Component contributions: decode(z) - decode(z with z_j at its mean); non-linear, reference-dependent{shown_of(shown, k)}", fontsize=10)
+        fig.suptitle(
+            f"Component contributions: decode(z) - decode(z with z_j at its mean); non-linear, reference-dependent{shown_of(shown, k)}",
+            fontsize=10,
+        )
         out = {"maps": fig}
         if "example_contribution" in arrays:
             out["decomposition"] = decomposition_figure(explanation)
@@ -159,7 +179,10 @@ def contribution_figures(explanation: Any) -> dict[str, Any]:
 
         fig = new_figure(2.6 * n_feat + 1.0, 1.4 * len(shown) + 1.0)
         share_y(panel_grid(fig, names, feats, draw, xlabel="time step"))
-        fig.suptitle(f"Component contributions over time ({unit}, one y-scale for all panels); non-linear, reference-dependent{shown_of(shown, k)}", fontsize=10)
+        fig.suptitle(
+            f"Component contributions over time ({unit}, one y-scale for all panels); non-linear, reference-dependent{shown_of(shown, k)}",
+            fontsize=10,
+        )
         out = {"over_time": fig}
         if "example_contribution" in arrays:
             out["decomposition"] = decomposition_figure(explanation)
@@ -167,8 +190,10 @@ def contribution_figures(explanation: Any) -> dict[str, Any]:
     return {}
 
 
-NOTE = ("contributions are non-linear and reference-dependent: c_j = decode(z) - decode(z with z_j at its {baseline}); "
-        "they need not add up to the reconstruction")
+NOTE = (
+    "contributions are non-linear and reference-dependent: c_j = decode(z) - decode(z with z_j at its {baseline}); "
+    "they need not add up to the reconstruction"
+)
 
 
 def decomposition_figure(explanation: Any, samples: int = 4, max_latents: int = 8) -> Any:
@@ -192,16 +217,44 @@ def decomposition_figure(explanation: Any, samples: int = 4, max_latents: int = 
         rows = fig.subfigures(m, 1, squeeze=False)[:, 0]
         for i in range(m):
             flat_c = contrib[i, shown].reshape(len(shown), -1)
-            at_ref = (recon[i].reshape(1, -1) - flat_c)
+            at_ref = recon[i].reshape(1, -1) - flat_c
             top = np.concatenate([orig[i].reshape(1, -1), recon[i].reshape(1, -1), np.full_like(flat_c, np.nan)])
             bottom = np.concatenate([np.full((2, flat_c.shape[1]), np.nan), at_ref])
             sub = rows[i].subfigures(1, 2, width_ratios=[2, len(shown)], squeeze=False)[0]
-            image_grid(sub[0], np.stack([top[:2], bottom[:2]]), geo.sample_shape, row_labels=[f"#{int(index[i])}", ""], col_labels=["original", "reconstruction"], vmin=lo, vmax=hi)
+            image_grid(
+                sub[0],
+                np.stack([top[:2], bottom[:2]]),
+                geo.sample_shape,
+                row_labels=[f"#{int(index[i])}", ""],
+                col_labels=["original", "reconstruction"],
+                vmin=lo,
+                vmax=hi,
+            )
             right = sub[1].subfigures(2, 1, squeeze=False)[:, 0]
             names = [f"c of {explanation.target_names[j]}" for j in shown]
-            image_grid(right[0], flat_c[None], geo.sample_shape, row_labels=["contribution"], col_labels=names, vmin=-lim, vmax=lim, cmap=DIVERGING_CMAP)
-            image_grid(right[1], at_ref[None], geo.sample_shape, row_labels=["latent at ref."], col_labels=[f"{explanation.target_names[j]} at ref." for j in shown], vmin=lo, vmax=hi)
-        fig.suptitle(f"Per-sample decomposition (contributions: red +, blue -, one scale +-{lim:.2g} in data units){shown_of(shown, contrib.shape[1])}\n{note}", fontsize=9)
+            image_grid(
+                right[0],
+                flat_c[None],
+                geo.sample_shape,
+                row_labels=["contribution"],
+                col_labels=names,
+                vmin=-lim,
+                vmax=lim,
+                cmap=DIVERGING_CMAP,
+            )
+            image_grid(
+                right[1],
+                at_ref[None],
+                geo.sample_shape,
+                row_labels=["latent at ref."],
+                col_labels=[f"{explanation.target_names[j]} at ref." for j in shown],
+                vmin=lo,
+                vmax=hi,
+            )
+        fig.suptitle(
+            f"Per-sample decomposition (contributions: red +, blue -, one scale +-{lim:.2g} in data units){shown_of(shown, contrib.shape[1])}\n{note}",
+            fontsize=9,
+        )
         return fig
     steps, n_feat = geo.sample_shape
     feats = geo.sequence_features or [f"f{j}" for j in range(n_feat)]
@@ -213,8 +266,14 @@ def decomposition_figure(explanation: Any, samples: int = 4, max_latents: int = 
         panels = [orig[i], recon[i]] + [contrib[i, j] for j in shown]
         for c, (ax, panel) in enumerate(zip(axes[i], panels)):
             signed = c >= 2
-            im_ = ax.imshow(np.asarray(panel).reshape(steps, n_feat).T, aspect="auto", interpolation="nearest",
-                            cmap=DIVERGING_CMAP if signed else "viridis", vmin=-lim if signed else v_lo, vmax=lim if signed else v_hi)
+            im_ = ax.imshow(
+                np.asarray(panel).reshape(steps, n_feat).T,
+                aspect="auto",
+                interpolation="nearest",
+                cmap=DIVERGING_CMAP if signed else "viridis",
+                vmin=-lim if signed else v_lo,
+                vmax=lim if signed else v_hi,
+            )
             im = im_ if signed else im
             ax.set_yticks(range(n_feat), feats if c == 0 else [""] * n_feat, fontsize=7)
             ax.tick_params(axis="x", labelsize=6)
@@ -223,5 +282,7 @@ def decomposition_figure(explanation: Any, samples: int = 4, max_latents: int = 
         axes[i, 0].set_ylabel(f"#{int(index[i])}", fontsize=8)
     if im is not None:
         fig.colorbar(im, ax=axes[:, 2:], shrink=0.7, label="contribution (data units)")
-    fig.suptitle(f"Per-sample decomposition, feature x time (one signed scale +-{lim:.2g}){shown_of(shown, contrib.shape[1])}\n{note}", fontsize=9)
+    fig.suptitle(
+        f"Per-sample decomposition, feature x time (one signed scale +-{lim:.2g}){shown_of(shown, contrib.shape[1])}\n{note}", fontsize=9
+    )
     return fig

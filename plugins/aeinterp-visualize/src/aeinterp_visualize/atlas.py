@@ -25,11 +25,11 @@ from pydantic import Field, model_validator
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
 from aeinterp.errors import require
-from aeinterp.toolkit.perturb import subsample_indices
 from aeinterp.targets import Target, target_names
+from aeinterp.toolkit.perturb import subsample_indices
 
-from ._common import Geometry, decode, encode, fit_stats, group_mean, label_codes
 from ._atlas_figures import atlas_figure
+from ._common import Geometry, decode, encode, fit_stats, group_mean, label_codes
 
 __all__ = ["ActivationAtlas", "bin_plane", "project"]
 
@@ -68,7 +68,9 @@ def project(codes: np.ndarray, method: Method, seed: int, *, n_neighbors: int = 
         return np.asarray(reducer.fit_transform(codes), dtype=np.float64), "umap"
 
 
-def bin_plane(points: np.ndarray, grid: int, clip_percentiles: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def bin_plane(
+    points: np.ndarray, grid: int, clip_percentiles: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Clip ``(N, 2)`` points per axis and assign each to one of ``grid x grid`` cells.
 
     Returns ``(clipped points, cell (row, col) per point (N, 2), x edges, y edges)``;
@@ -108,13 +110,19 @@ class ActivationAtlas(Explainer):
     name = "activation_atlas"
 
     class Params(ExplainerParams):
-        method: Method = Field("pca", description="2-D projection of the codes: pca, umap (needs umap-learn), tsne, or auto (umap if installed, else pca)")
+        method: Method = Field(
+            "pca", description="2-D projection of the codes: pca, umap (needs umap-learn), tsne, or auto (umap if installed, else pca)"
+        )
         grid: int | None = Field(
             None, ge=2, le=64, description="cells per side of the atlas grid; default about sqrt(samples / min_density), between 3 and 20"
         )
         min_density: int = Field(8, ge=1, description="a cell is rendered (its mean code decoded) when it holds at least this many samples")
-        clip_percentiles: tuple[float, float] = Field((1.0, 99.0), description="the projection is clipped to these percentiles per axis before gridding")
-        split: Literal["explain", "fit", "all"] = Field("explain", description="samples to encode: the explain split, the fit split, or both")
+        clip_percentiles: tuple[float, float] = Field(
+            (1.0, 99.0), description="the projection is clipped to these percentiles per axis before gridding"
+        )
+        split: Literal["explain", "fit", "all"] = Field(
+            "explain", description="samples to encode: the explain split, the fit split, or both"
+        )
         max_samples: int | None = Field(5000, ge=2, description="encode at most this many samples (random, seeded)")
         standardize_codes: bool = Field(False, description="scale each latent to unit variance before projecting")
         n_neighbors: int = Field(15, ge=2, description="UMAP neighbourhood size")

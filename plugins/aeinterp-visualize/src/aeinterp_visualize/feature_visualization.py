@@ -35,12 +35,12 @@ import torch
 from pydantic import Field
 
 from aeinterp import Capabilities, ExplainerParams, Explanation
-from aeinterp.toolkit.chunks import ChunkedExplainer, Partial
 from aeinterp.model import as_tensor, evaluate
-from aeinterp.toolkit.perturb import subsample, subsample_indices
 from aeinterp.targets import Target, evaluate_target, target_names
+from aeinterp.toolkit.chunks import ChunkedExplainer, Partial
+from aeinterp.toolkit.perturb import subsample, subsample_indices
 
-from ._common import Geometry, FitStats, columns_to_show, fit_stats, group_mean, rows_to_show, torch_seed
+from ._common import Geometry, columns_to_show, fit_stats, group_mean, rows_to_show, torch_seed
 from ._penalties import CovarianceMode, Mahalanobis, time_smoothness, total_variation
 from ._plots import DIVERGING_CMAP, heatmap, image_grid, new_figure, panel_grid
 
@@ -68,17 +68,27 @@ class FeatureVisualization(ChunkedExplainer):
         smoothness: float = Field(0.5, ge=0, description="weight of the squared step-to-step change penalty (sequences only)")
         mahalanobis: float = Field(0.5, ge=0, description="weight of the squared Mahalanobis distance to the fit split, per element")
         covariance: CovarianceMode = Field(
-            "auto", description="covariance for the Mahalanobis penalty: Ledoit-Wolf full, low-rank PPCA, diagonal, or auto (full up to 512 elements)"
+            "auto",
+            description="covariance for the Mahalanobis penalty: Ledoit-Wolf full, low-rank PPCA, diagonal, or auto (full up to 512 elements)",
         )
         covariance_rank: int = Field(64, ge=1, description="principal directions kept by the low-rank covariance")
         box_quantile: float = Field(0.0, ge=0, lt=0.5, description="box = fit split's [q, 1-q] quantiles per element; 0 = its min and max")
         n_top: int = Field(5, ge=1, description="top- and bottom-activating real samples recorded per target")
-        max_samples: int | None = Field(None, ge=2, description="explain-split samples scanned for top/bottom samples (random subset, indices refer to the explain split)")
+        max_samples: int | None = Field(
+            None,
+            ge=2,
+            description="explain-split samples scanned for top/bottom samples (random subset, indices refer to the explain split)",
+        )
         max_fit_samples: int | None = Field(2000, ge=2, description="fit-split samples used for the target scale and the covariance")
         batch_size: int = Field(1024, ge=1, description="rows per forward pass when scanning samples")
 
     capabilities = Capabilities(
-        targets=frozenset({"latent", "latent_pca", "reconstruction_error"}), needs_gradients=True, deterministic=True, local=False, splits="targets", chunk_invariant=True,
+        targets=frozenset({"latent", "latent_pca", "reconstruction_error"}),
+        needs_gradients=True,
+        deterministic=True,
+        local=False,
+        splits="targets",
+        chunk_invariant=True,
     )
 
     def prepare(self, model: Any, data: Any, *, target: Target, rng: np.random.Generator) -> dict[str, Any]:
@@ -98,15 +108,24 @@ class FeatureVisualization(ChunkedExplainer):
         else:
             x0 = (stats.lo + (stats.hi - stats.lo) * torch.rand(p.starts, flat_fit.shape[1], generator=gen).numpy()).astype(flat_fit.dtype)
         explain_idx = subsample_indices(len(data.x_explain), p.max_samples, rng)
-        return {"geo": Geometry.of(data), "stats": stats, "x_fit": x_fit, "spread": np.where(dead, 1.0, spread), "dead": dead,
-                "x0": x0, "explain_idx": explain_idx}
+        return {
+            "geo": Geometry.of(data),
+            "stats": stats,
+            "x_fit": x_fit,
+            "spread": np.where(dead, 1.0, spread),
+            "dead": dead,
+            "x0": x0,
+            "explain_idx": explain_idx,
+        }
 
     def units(self, model: Any, data: Any, state: dict[str, Any], *, target: Target) -> tuple[np.ndarray, int]:
         """The targets, all in one chunk (a parallel executor cuts them: the rows of one Adam loop do not interact)."""
         n = len(state["spread"])
         return np.arange(n), n
 
-    def explain_chunk(self, model: Any, data: Any, state: dict[str, Any], units: np.ndarray, *, target: Target, rng: np.random.Generator) -> Partial:
+    def explain_chunk(
+        self, model: Any, data: Any, state: dict[str, Any], units: np.ndarray, *, target: Target, rng: np.random.Generator
+    ) -> Partial:
         """Optimize the inputs of the chunk's targets: rows ``(target, sign, start)`` in target order, and the loss summed per step."""
         x_opt, achieved, trace = self._optimize(model, target, state, np.asarray(units))
         return Partial(rows={"x_opt": x_opt, "achieved": achieved}, sums={"trace": trace}, count=len(units))
@@ -167,7 +186,9 @@ class FeatureVisualization(ChunkedExplainer):
             extras=extras,
         )
 
-    def _optimize(self, model: Any, target: Target, state: dict[str, Any], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _optimize(
+        self, model: Any, target: Target, state: dict[str, Any], targets: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One Adam loop over the rows of ``targets``: inputs ``(rows, D)``, target values ``(rows,)``, loss summed per step."""
         p = self.params
         geo, stats = state["geo"], state["stats"]
@@ -250,7 +271,9 @@ class FeatureVisualization(ChunkedExplainer):
                 k = top.shape[1]
                 cols = [f"top {i + 1}" for i in range(k)] + [f"bottom {i + 1}" for i in range(k)]
                 fig = new_figure(0.85 * len(cols) + 1.0, 0.85 * t + 1.0)
-                image_grid(fig, np.concatenate([top, bottom], axis=1), geo.sample_shape, row_labels=names, col_labels=cols, vmin=vmin, vmax=vmax)
+                image_grid(
+                    fig, np.concatenate([top, bottom], axis=1), geo.sample_shape, row_labels=names, col_labels=cols, vmin=vmin, vmax=vmax
+                )
                 fig.suptitle("Real samples with the highest (left) and lowest (right) value of each target", fontsize=10)
                 figs["top_samples"] = fig
         elif geo.kind == "tabular":
@@ -259,29 +282,62 @@ class FeatureVisualization(ChunkedExplainer):
             labels = [geo.element_names[i] if i < len(geo.element_names) else f"x{i}" for i in cols_idx]
             rows = [f"{n} {w}" for n in names for w in ("max", "min")]
             figs["optimized"] = _tabular_heatmap(
-                std_opt.reshape(2 * t, -1)[:, cols_idx], rows, labels,
+                std_opt.reshape(2 * t, -1)[:, cols_idx],
+                rows,
+                labels,
                 "Optimized inputs (mean over starts), standardized: (x - mean) / SD",
             )
             if have_samples:
                 profile = np.stack([(top.mean(axis=1) - mean) / scale, (bottom.mean(axis=1) - mean) / scale], axis=1)
                 rows = [f"{n} {w}" for n in names for w in ("top", "bottom")]
                 figs["top_samples"] = _tabular_heatmap(
-                    profile.reshape(2 * t, -1)[:, cols_idx], rows, labels,
+                    profile.reshape(2 * t, -1)[:, cols_idx],
+                    rows,
+                    labels,
                     f"Mean of the {top.shape[1]} real samples with the highest / lowest value of each target, standardized",
                 )
         elif geo.kind == "sequence":
-            figs["optimized"] = _sequence_lines(geo, names, opt[:, 0], opt[:, 1], mean, lo, hi, "maximising", "minimising",
-                                                "Optimized inputs per feature: maximising (red) and minimising (blue); grey band = box, dashed = fit mean")
+            figs["optimized"] = _sequence_lines(
+                geo,
+                names,
+                opt[:, 0],
+                opt[:, 1],
+                mean,
+                lo,
+                hi,
+                "maximising",
+                "minimising",
+                "Optimized inputs per feature: maximising (red) and minimising (blue); grey band = box, dashed = fit mean",
+            )
             if have_samples:
-                figs["top_samples"] = _sequence_lines(geo, names, top, bottom, mean, lo, hi, "top", "bottom",
-                                                      "Real samples with the highest (red) and lowest (blue) value of each target")
+                figs["top_samples"] = _sequence_lines(
+                    geo,
+                    names,
+                    top,
+                    bottom,
+                    mean,
+                    lo,
+                    hi,
+                    "top",
+                    "bottom",
+                    "Real samples with the highest (red) and lowest (blue) value of each target",
+                )
         return figs
 
 
 def _tabular_heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title: str) -> Any:
     fig = new_figure(0.22 * len(cols) + 3.0, 0.28 * len(rows) + 2.2)
     ax = fig.add_subplot()
-    heatmap(fig, ax, matrix, row_labels=rows, col_labels=cols, colorbar_label="standardized value", limit=max(1.0, float(np.nanpercentile(np.abs(matrix), 98))), cmap=DIVERGING_CMAP)
+    heatmap(
+        fig,
+        ax,
+        matrix,
+        row_labels=rows,
+        col_labels=cols,
+        colorbar_label="standardized value",
+        limit=max(1.0, float(np.nanpercentile(np.abs(matrix), 98))),
+        cmap=DIVERGING_CMAP,
+    )
     for y in range(1, len(rows) // 2):
         ax.axhline(2 * y - 0.5, color="0.3", linewidth=0.6)
     ax.set_title(title, fontsize=10)
@@ -289,8 +345,16 @@ def _tabular_heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title
 
 
 def _sequence_lines(
-    geo: Geometry, names: list[str], up: np.ndarray, down: np.ndarray, mean: np.ndarray,
-    lo: np.ndarray, hi: np.ndarray, up_label: str, down_label: str, title: str,
+    geo: Geometry,
+    names: list[str],
+    up: np.ndarray,
+    down: np.ndarray,
+    mean: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    up_label: str,
+    down_label: str,
+    title: str,
 ) -> Any:
     """Rows = targets, columns = sequence features; ``up`` / ``down`` are ``(T, n_lines, D)``."""
     steps, n_feat = geo.sample_shape

@@ -48,10 +48,19 @@ class OutputEffects(Explainer):
     name = "output_effects"
 
     class Params(ExplainerParams):
-        quantiles: tuple[float, float] = Field((0.05, 0.95), description="the latent moves from the first to the second quantile of its values over the explained rows")
-        others: Literal["rows", "median"] = Field("rows", description="the other latents: each explained row's own values (effects averaged over rows), or the median code")
-        scale: Literal["output", "log"] = Field("output", description="output: differences of the decoded values; log: differences of their natural log (log fold changes; outputs must be positive)")
-        max_samples: int | None = Field(2000, ge=1, description="explain-split rows encoded for the quantiles and used as references (random, seeded)")
+        quantiles: tuple[float, float] = Field(
+            (0.05, 0.95), description="the latent moves from the first to the second quantile of its values over the explained rows"
+        )
+        others: Literal["rows", "median"] = Field(
+            "rows", description="the other latents: each explained row's own values (effects averaged over rows), or the median code"
+        )
+        scale: Literal["output", "log"] = Field(
+            "output",
+            description="output: differences of the decoded values; log: differences of their natural log (log fold changes; outputs must be positive)",
+        )
+        max_samples: int | None = Field(
+            2000, ge=1, description="explain-split rows encoded for the quantiles and used as references (random, seeded)"
+        )
         top: int = Field(10, ge=1, le=200, description="outputs listed per latent in extras.top_up / top_down")
         batch_size: int = Field(2048, ge=1, description="codes per decoder forward pass")
         memory_mb: float = Field(256.0, gt=0, description="bound on the decoded values held at once (rows are streamed in chunks)")
@@ -79,19 +88,25 @@ class OutputEffects(Explainer):
 
         def positive(out: np.ndarray) -> None:
             if not (out > 0).all():
-                raise CapabilityError(f"output_effects with scale: log needs positive decoder outputs; the smallest is {float(out.min()):.3g} "
-                                      "(use scale: output, or decode to a positive quantity such as a mean)", plugin=self.name)
+                raise CapabilityError(
+                    f"output_effects with scale: log needs positive decoder outputs; the smallest is {float(out.min()):.3g} "
+                    "(use scale: output, or decode to a positive quantity such as a mean)",
+                    plugin=self.name,
+                )
 
         def track(starts: Any, total: int) -> Any:
             return self.progress.track(starts, total=total, description="output effects")
 
         d = decode(model, codes[:1], 1).shape[1]
         if d != geo.n_elements:
-            raise CapabilityError(f"output_effects needs a decoder whose output has the input's shape {geo.sample_shape} "
-                                  f"({geo.n_elements} elements, named like the data); this decoder gives {d} values per code",
-                                  plugin=self.name)
-        eff = signed_effects(model, rows, values, log=p.scale == "log", batch_size=p.batch_size, memory_mb=p.memory_mb,
-                             track=track, positive_check=positive)
+            raise CapabilityError(
+                f"output_effects needs a decoder whose output has the input's shape {geo.sample_shape} "
+                f"({geo.n_elements} elements, named like the data); this decoder gives {d} values per code",
+                plugin=self.name,
+            )
+        eff = signed_effects(
+            model, rows, values, log=p.scale == "log", batch_size=p.batch_size, memory_mb=p.memory_mb, track=track, positive_check=positive
+        )
         shape = geo.sample_shape
         latents = target_names(target, k, list(data.feature_names))
         signed_groups = group_mean(eff.effect, data.groups)
@@ -131,7 +146,14 @@ class OutputEffects(Explainer):
             "summary": [_summary_line(j, up, down) for j in latents],
             "reference": "DRVI (Moinfar & Theis 2024): traverse one latent with the others held, split + and - effects",
         }
-        return Explanation(importance=importance, feature_names=list(data.group_names), target_names=latents, target=target.value, arrays=arrays, extras=extras)
+        return Explanation(
+            importance=importance,
+            feature_names=list(data.group_names),
+            target_names=latents,
+            target=target.value,
+            arrays=arrays,
+            extras=extras,
+        )
 
     @classmethod
     def figures(cls, explanation: Explanation) -> dict[str, Any]:
@@ -157,7 +179,9 @@ def effect_figures(explanation: Explanation) -> dict[str, Any]:
     lim = float(np.abs(flat[shown]).max()) or 1.0
     if geo.kind == "image" and flat.shape[1] == geo.n_elements:
         fig = new_figure(1.0 * len(shown) + 1.8, 2.6)
-        image_grid(fig, flat[shown][None], geo.sample_shape, row_labels=["effect"], col_labels=names, vmin=-lim, vmax=lim, cmap=DIVERGING_CMAP)
+        image_grid(
+            fig, flat[shown][None], geo.sample_shape, row_labels=["effect"], col_labels=names, vmin=-lim, vmax=lim, cmap=DIVERGING_CMAP
+        )
         fig.suptitle(f"Signed output effect per latent (red +, blue -; +-{lim:.2g} {unit}){shown_of(shown, k)}", fontsize=9)
         return {"effects": fig}
     cols = columns_to_show(np.abs(flat[shown]).max(axis=0), MAX_COLUMNS)
@@ -170,5 +194,8 @@ def effect_figures(explanation: Explanation) -> dict[str, Any]:
     ax = fig.subplots()
     heatmap(fig, ax, flat[shown][:, cols], row_labels=names, col_labels=labels, colorbar_label=f"signed effect ({unit})", limit=lim)
     span = explanation.extras.get("span", "q_low->q_high")
-    fig.suptitle(f"What each latent does to the outputs: latent moved {span}, others held (red: output rises, blue: falls){shown_of(shown, k)}", fontsize=9)
+    fig.suptitle(
+        f"What each latent does to the outputs: latent moved {span}, others held (red: output rises, blue: falls){shown_of(shown, k)}",
+        fontsize=9,
+    )
     return {"effects": fig}

@@ -40,8 +40,8 @@ import torch
 from pydantic import Field, model_validator
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation
-from aeinterp.toolkit.perturb import subsample, subsample_indices
 from aeinterp.targets import Target, target_names
+from aeinterp.toolkit.perturb import subsample, subsample_indices
 
 from ._common import Geometry, decode, encode, fit_stats, group_mean
 from ._traversal_figures import contribution_figures, traversal_figures
@@ -50,8 +50,10 @@ __all__ = ["LatentTraversal", "ComponentContributions", "traversal_codes"]
 
 MAX_LOCAL_VALUES = 20_000_000
 MAX_EXAMPLES = 6  # samples kept decomposed in full (original, reconstruction, each contribution)
-NORMALIZE_DOC = ("none: importance in the decoder output's own units (signed effect q_low -> q_high, its absolute value ranks); "
-                 "input_spread: divided by the fit split's kind-aware SD of the input (the definition before signed effects)")
+NORMALIZE_DOC = (
+    "none: importance in the decoder output's own units (signed effect q_low -> q_high, its absolute value ranks); "
+    "input_spread: divided by the fit split's kind-aware SD of the input (the definition before signed effects)"
+)
 
 
 def _span(quantiles: tuple[float, float]) -> str:
@@ -77,11 +79,16 @@ class LatentTraversal(Explainer):
 
     class Params(ExplainerParams):
         steps: int = Field(7, ge=2, le=64, description="values of each latent in the sweep")
-        quantiles: tuple[float, float] = Field((0.05, 0.95), description="the sweep runs between these quantiles of the explained split's codes")
-        reference: Literal["mean", "samples"] = Field("mean", description="hold the other latents at the mean code, or at the codes of a few random real samples")
+        quantiles: tuple[float, float] = Field(
+            (0.05, 0.95), description="the sweep runs between these quantiles of the explained split's codes"
+        )
+        reference: Literal["mean", "samples"] = Field(
+            "mean", description="hold the other latents at the mean code, or at the codes of a few random real samples"
+        )
         n_references: int = Field(3, ge=1, le=16, description="real samples used as references when reference=samples")
         sweep: Literal["quantiles", "centred"] = Field(
-            "quantiles", description="quantiles: sweep the quantile values themselves; centred: reference value + (quantile - median), e.g. for a VAE posterior"
+            "quantiles",
+            description="quantiles: sweep the quantile values themselves; centred: reference value + (quantile - median), e.g. for a VAE posterior",
         )
         max_samples: int | None = Field(5000, ge=2, description="explain-split samples encoded for the quantiles (random, seeded)")
         batch_size: int = Field(1024, ge=1, description="rows per forward pass")
@@ -183,11 +190,17 @@ class ComponentContributions(Explainer):
 
     class Params(ExplainerParams):
         max_samples: int | None = Field(256, ge=1, description="explain-split samples whose contributions are computed (random, seeded)")
-        baseline: Literal["mean", "median"] = Field("mean", description="the value latent j is set to: its mean or median over the explained samples")
-        keep_local: bool = Field(True, description="keep the per-sample contributions as Explanation.local (skipped when larger than 2e7 numbers)")
+        baseline: Literal["mean", "median"] = Field(
+            "mean", description="the value latent j is set to: its mean or median over the explained samples"
+        )
+        keep_local: bool = Field(
+            True, description="keep the per-sample contributions as Explanation.local (skipped when larger than 2e7 numbers)"
+        )
         batch_size: int = Field(2048, ge=1, description="decoded rows per forward pass")
         normalize: Literal["none", "input_spread"] = Field("none", description=NORMALIZE_DOC)
-        quantiles: tuple[float, float] = Field((0.05, 0.95), description="arrays.effect: the signed effect of moving the latent between these quantiles of its values")
+        quantiles: tuple[float, float] = Field(
+            (0.05, 0.95), description="arrays.effect: the signed effect of moving the latent between these quantiles of its values"
+        )
 
         @model_validator(mode="after")
         def _quantiles_ordered(self) -> ComponentContributions.Params:
@@ -268,10 +281,15 @@ class ComponentContributions(Explainer):
             "baseline": p.baseline,
             "n_samples": int(n),
             "local": (f"signed contribution in {unit}, averaged per feature group" if keep_local else "not kept"),
-            "importance": (f"mean over samples of |decode(z) - decode(z with z_j := baseline)| in {unit}"
-                           f"{' (/ data scale)' if p.normalize == 'input_spread' else ''}, averaged per feature group"),
-            "unit": ("data SDs: mean |decode(z) - decode(z with z_j at its baseline)| / the fit split's SD" if p.normalize == "input_spread"
-                     else "output units: mean |decode(z) - decode(z with z_j at its baseline)| in the decoder's own values"),
+            "importance": (
+                f"mean over samples of |decode(z) - decode(z with z_j := baseline)| in {unit}"
+                f"{' (/ data scale)' if p.normalize == 'input_spread' else ''}, averaged per feature group"
+            ),
+            "unit": (
+                "data SDs: mean |decode(z) - decode(z with z_j at its baseline)| / the fit split's SD"
+                if p.normalize == "input_spread"
+                else "output units: mean |decode(z) - decode(z with z_j at its baseline)| in the decoder's own values"
+            ),
             "unit_short": unit,
             "normalize": p.normalize,
             "effect": f"signed output effect, output units, {span}: least-squares slope of each output's contribution on "

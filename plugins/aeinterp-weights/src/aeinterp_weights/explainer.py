@@ -29,14 +29,30 @@ from torch import nn
 
 from aeinterp import Capabilities, CapabilityError, Explainer, ExplainerParams, Explanation
 from aeinterp.model import as_tensor, evaluate
-from aeinterp.toolkit.perturb import reduce_groups
 from aeinterp.targets import Target, target_names_for
+from aeinterp.toolkit.perturb import reduce_groups
 
 __all__ = ["WeightImportance", "linear_chain", "garson", "olden"]
 
 ELEMENTWISE = (
-    nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Softplus, nn.Mish,
-    nn.Hardtanh, nn.ReLU6, nn.Softsign, nn.Tanhshrink, nn.Identity, nn.Dropout, nn.AlphaDropout,
+    nn.ReLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Softplus,
+    nn.Mish,
+    nn.Hardtanh,
+    nn.ReLU6,
+    nn.Softsign,
+    nn.Tanhshrink,
+    nn.Identity,
+    nn.Dropout,
+    nn.AlphaDropout,
 )
 
 
@@ -114,16 +130,26 @@ class WeightImportance(Explainer):
     name = "weight_importance"
 
     class Params(ExplainerParams):
-        method: Literal["olden", "garson"] = Field("olden", description="which method gives `importance` (the other is kept in arrays): olden (|product of weights|) or garson (normalised |weight| shares)")
-        max_samples: int | None = Field(None, ge=1, description="samples for the mean |activation| of hidden units (default all of the explain split)")
+        method: Literal["olden", "garson"] = Field(
+            "olden",
+            description="which method gives `importance` (the other is kept in arrays): olden (|product of weights|) or garson (normalised |weight| shares)",
+        )
+        max_samples: int | None = Field(
+            None, ge=1, description="samples for the mean |activation| of hidden units (default all of the explain split)"
+        )
 
-    capabilities = Capabilities(targets=frozenset({"latent"}), data_kinds=frozenset({"tabular"}), needs_gradients=False, deterministic=True, local=False)
+    capabilities = Capabilities(
+        targets=frozenset({"latent"}), data_kinds=frozenset({"tabular"}), needs_gradients=False, deterministic=True, local=False
+    )
 
     def check(self, model, data, target) -> None:  # noqa: ANN001
         super().check(model, data, target)
         linears, modules = linear_chain(model)
         if linears[0].in_features != int(np.prod(model.input_shape)):
-            raise CapabilityError(f"the encoder's first Linear layer reads {linears[0].in_features} inputs, the samples have {int(np.prod(model.input_shape))}", plugin=self.name)
+            raise CapabilityError(
+                f"the encoder's first Linear layer reads {linears[0].in_features} inputs, the samples have {int(np.prod(model.input_shape))}",
+                plugin=self.name,
+            )
         x = data.x_explain[:16]
         z_chain, _ = self._run_chain(modules, as_tensor(x, model).reshape(x.shape[0], -1))
         z_model = evaluate(model.encode, as_tensor(x, model), model=model)
@@ -156,12 +182,23 @@ class WeightImportance(Explainer):
             "dead_units": {k: int((v <= 1e-8).sum()) for k, v in activations.items()},
             "unit": "olden: |sum over the group of (W_L ... W_1)|, in latent units per input unit; garson: share of each latent's |weights| (rows sum to 1)",
         }
-        summary = [f"{k}: {int((v <= 1e-8).sum())} of {v.numel()} hidden units never active on these samples" for k, v in activations.items() if (v <= 1e-8).any()]
+        summary = [
+            f"{k}: {int((v <= 1e-8).sum())} of {v.numel()} hidden units never active on these samples"
+            for k, v in activations.items()
+            if (v <= 1e-8).any()
+        ]
         if summary:
             extras["summary"] = summary
         arrays = {"olden": olden_groups.numpy().astype(np.float32), "garson": garson_groups.numpy().astype(np.float32)}
         arrays.update({f"activation_{k}": v.numpy().astype(np.float32) for k, v in activations.items()})
-        return Explanation(importance=importance.numpy(), feature_names=data.group_names, target_names=names, target=target.value, arrays=arrays, extras=extras)
+        return Explanation(
+            importance=importance.numpy(),
+            feature_names=data.group_names,
+            target_names=names,
+            target=target.value,
+            arrays=arrays,
+            extras=extras,
+        )
 
     @staticmethod
     def _run_chain(modules: list[nn.Module], x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
