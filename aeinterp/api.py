@@ -194,7 +194,7 @@ def as_dataset(
     grp = make_groups(kind, x.shape[1:], groups, feature_names=element, x=x[fit_index], base_names=names)  # type: ignore[arg-type]
     return ArrayDataset(
         x=x,
-        kind=kind,
+        kind=kind,  # type: ignore[arg-type]
         feature_names=element,
         groups=grp,
         fit_index=fit_index,

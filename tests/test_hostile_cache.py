@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from aeinterp.run.runner import Runner
+from aeinterp.runner import Runner
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation, hookimpl
 from aeinterp.explainer import ALL_TARGETS

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from aeinterp.run.runner import Runner
+from aeinterp.runner import Runner
 from rich.console import Console
 
 from aeinterp import Explainer, hookimpl

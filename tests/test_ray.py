@@ -447,7 +447,7 @@ def test_local_runs_import_no_ray_and_missing_ray_names_the_extra(monkeypatch: p
 
 
 def test_steps_depend_on_the_steps_their_step_refs_name(tmp_path: Path) -> None:
-    from aeinterp.runner import step_dependencies
+    from aeinterp.run.keys import step_dependencies
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE)

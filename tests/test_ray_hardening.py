@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from aeinterp.run.runner import Runner
+from aeinterp.runner import Runner
 from rich.console import Console
 
 from aeinterp.cli import main

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..data import ArrayDataset, element_names, make_groups
 from ..errors import DataError, require
+from .checks import check_unique_names
 from .rows import LazyRows, is_sparse
 from .table import RawTable
 
@@ -172,7 +173,9 @@ def read_h5ad(path: Path, layer: str | None = None, *, backed: bool | str = "aut
         "n_obs": int(rows.shape[0]),
         "n_vars": int(rows.shape[1]),
     }
-    return RawTable(x=rows, feature_names=[str(v) for v in var.index], columns=columns, info=info)
+    names = [str(v) for v in var.index]
+    check_unique_names(names, f"the var_names of {path}")
+    return RawTable(x=rows, feature_names=names, columns=columns, info=info)
 
 
 # --- objects -----------------------------------------------------------------------------
@@ -200,6 +203,7 @@ def anndata_dataset(
     background unless ``split`` names an ``obs`` column; ``extra`` columns (per-cell covariates) are appended
     to every row but left out of the feature groups (they are held fixed, not attributed)."""
     matrix, names, which = select_matrix(adata, layer)
+    check_unique_names(names, f"the AnnData's {which} var_names")
     description = f"AnnData {which}"
     x = matrix_rows(matrix, description, extra=extra)
     n = int(x.shape[0])

@@ -26,12 +26,11 @@ import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..errors import DataError, require
-from .checks import check_dense_fits, check_unique_names, open_npy
+from .checks import open_npy
 from .table import RawTable  # noqa: F401  (read_file's result; re-exported)
 
 __all__ = ["RawTable", "read_file", "SUFFIXES", "MISSING"]
@@ -252,30 +251,6 @@ def _read_parquet(path: Path, keep: Sequence[str]) -> RawTable:
         )
     x = frame[names].to_numpy(dtype=np.float32, na_value=np.nan)
     return RawTable(x=x, feature_names=names, columns={k: frame[k].astype(str).to_numpy(dtype=str) for k in keep})
-
-
-# --- AnnData -----------------------------------------------------------------------------
-def _read_h5ad(path: Path, layer: str | None) -> RawTable:
-    anndata = require("anndata", "anndata", "reading .h5ad files")
-    try:
-        adata = anndata.read_h5ad(path)
-    except Exception as exc:  # h5py / anndata errors for damaged files
-        raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
-    if layer is None:
-        matrix: Any = adata.X
-        if matrix is None:
-            raise DataError(f"{path} has no X matrix; name a layer with `key:` ({', '.join(adata.layers) or 'none'})")
-    else:
-        if layer not in adata.layers:
-            raise DataError(f"{path} has no layer {layer!r}; it has {', '.join(adata.layers) or 'none'} (omit `key:` for X)")
-        matrix = adata.layers[layer]
-    check_unique_names([str(v) for v in adata.var_names], f"the var_names of {path}")
-    check_dense_fits(getattr(matrix, "shape", ()), np.float32, f"X of {path}" if layer is None else f"layer {layer!r} of {path}")
-    if hasattr(matrix, "toarray"):  # scipy sparse: the explainers need dense rows
-        matrix = matrix.toarray()
-    x = np.asarray(matrix, dtype=np.float32)
-    columns = {str(c): adata.obs[c].astype(str).to_numpy(dtype=str) for c in adata.obs.columns}
-    return RawTable(x=x, feature_names=[str(v) for v in adata.var_names], columns=columns)
 
 
 # --- numpy -------------------------------------------------------------------------------

@@ -168,7 +168,9 @@ def test_completeness_rows_sum_to_integrated_gradients() -> None:
     model = TorchAutoencoder(module, (4,), encoder="encoder", decoder="decoder")
     data = _data(np.random.default_rng(2).normal(size=(40, 4)))
     ih = explain(Interactions, model, data, params={"max_samples": None, "steps": 12})
-    ig = explain(IntegratedGradients, model, data, params={"steps": 64, "factorize": "off"})
+    ig = explain(
+        IntegratedGradients, model, data, params={"steps": 64, "factorize": "off", "baseline": "zero"}
+    )  # the Hessians start at zero too
     full = ih.arrays["local_interaction"]  # (N, T, G, G), signed
     np.testing.assert_allclose(full.sum(axis=-1), ig.local, rtol=1e-3, atol=1e-5)
     # Explanation.local is the interaction part: IG attribution minus the main effect
