@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from aeinterp.runner import Runner
 
 from aeinterp import Capabilities, Explainer, ExplainerParams, Explanation, hookimpl
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import evaluate
 from aeinterp.run.cache import Cache, file_hash, module_fingerprint
 from aeinterp.run.results import load_results
+from aeinterp.runner import Runner
 from aeinterp.targets import Target, evaluate_target, target_names_for
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from aeinterp.runner import Runner
 from rich.console import Console
 
 from aeinterp import Explainer, hookimpl
 from aeinterp.cli import main
+from aeinterp.runner import Runner
 from aeinterp.text import UNSAFE, safe_console, script_json, terminal_safe
 
 OSC_TITLE = "\x1b]0;PWNED\x07"

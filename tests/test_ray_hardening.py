@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-from aeinterp.runner import Runner
 from rich.console import Console
 
 from aeinterp.cli import main
 from aeinterp.run.executors import make_executor
 from aeinterp.run.executors.ray import RayConnectionError, RayExecutor
+from aeinterp.runner import Runner
 from tests.fixtures import hostile_plugins as hp
 
 ROOT = Path(__file__).resolve().parent.parent
