@@ -411,7 +411,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from .models.loading import build_builtin
     from .models.training import TrainConfig
     from .progress import NullProgress, RichProgress
-    from .recipe.schema import SEED_MAX
+    from .recipe.sections import SEED_MAX
 
     for flag, value, ok in (
         ("--epochs", args.epochs, args.epochs >= 1),

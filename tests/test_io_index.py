@@ -9,7 +9,7 @@ import pytest
 
 from aeinterp.errors import DataError
 from aeinterp.io.datasets import load_dataset
-from aeinterp.recipe.schema import DataSection
+from aeinterp.recipe.sections import DataSection
 
 pd = pytest.importorskip("pandas")
 
