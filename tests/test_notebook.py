@@ -116,3 +116,37 @@ def test_a_notebook_shows_progress_without_widget_warnings_readable_figures_and_
     shown = png_out["metadata"]["image/png"]["width"]
     assert shown == width // 2 <= 1150  # drawn at 220 dpi, shown at 110 px per inch: not scaled down
     assert 500 < shown  # a 7.5-inch waterfall, not a 640-px thumbnail
+
+
+def _execute(path: Path, tmp_path: Path):  # noqa: ANN202
+    """Run a notebook in a real kernel as a user's Jupyter would (inline figures), and return it with outputs."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    nb = nbformat.read(path, as_version=4)
+    env_backup = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    try:
+        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        if env_backup is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = env_backup
+    return nb
+
+
+@pytest.mark.slow  # a real Jupyter kernel importing torch and training a model for a few seconds: ~20-40 s on 2 shared cores
+@pytest.mark.parametrize(("name", "frame_rows", "frame_columns"), [("image", 4, 64), ("sequence", 3, 60)])
+def test_example_notebook_runs_and_shows_figures_and_the_dataframe(name: str, frame_rows: int, frame_columns: int, tmp_path: Path) -> None:
+    """examples/image.ipynb and examples/sequence.ipynb run clean: no error, drawn figures, no widget or
+    user warnings in the streams, and the DataFrame view with one row per latent and one column per pixel/cell."""
+    nb = _execute(ROOT / "examples" / f"{name}.ipynb", tmp_path)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    streams = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert "ipywidgets" not in streams and "UserWarning" not in streams
+    frame_cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.strip() == "exp.to_pandas()")
+    plain = frame_cell.outputs[0]["data"]["text/plain"]
+    assert f"[{frame_rows} rows x {frame_columns} columns]" in plain
