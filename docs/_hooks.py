@@ -232,7 +232,9 @@ def include_section(file: str, heading: str) -> str:
             fence = not fence
         if not fence and re.match(r"^#+\s", line) and level > 1:
             body[i] = line[level - 1 :]
-    return "\n".join(body).strip() + "\n"
+    text = "\n".join(body).strip() + "\n"
+    # links written from the repository's root (README: `docs/singlecell.md`) point inside the site from docs/
+    return re.sub(r"\]\(docs/", "](", text)
 
 
 # --- MkDocs events ------------------------------------------------------------------------------
