@@ -22,19 +22,7 @@ def _text(cell) -> str:  # noqa: ANN001
 
 
 def test_quickstart_notebook_executes_and_explains_every_latent_on_the_test_rows(tmp_path: Path) -> None:
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    env_backup = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    try:
-        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    finally:
-        if env_backup is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = env_backup
+    nb = _execute(NOTEBOOK, tmp_path)
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     texts = [_text(c) for c in code_cells]
     joined = "\n".join(texts)
