@@ -186,13 +186,17 @@ def local_plan(requested: str, n_samples: int, n_targets: int, n_groups: int, ma
     )
 
 
-def top_k_rows(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(index, value)`` of the ``k`` largest ``|values|`` along the last axis, largest first."""
-    mag = np.abs(values)
-    part = np.argpartition(-mag, kth=min(k, mag.shape[-1]) - 1, axis=-1)[..., :k]
-    order = np.argsort(-np.take_along_axis(mag, part, axis=-1), axis=-1, kind="stable")
-    index = np.take_along_axis(part, order, axis=-1)
-    return index.astype(np.int32), np.take_along_axis(values, index, axis=-1).astype(np.float32)
+def top_k_rows(values: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(index, value)`` of the ``k`` largest ``|values|`` along the last axis, largest first.
+
+    ``values``: a numpy array or a torch tensor (a chunk stays in torch: one ``topk``, no host copy of the whole chunk)."""
+    import torch
+
+    t = values.detach() if isinstance(values, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(values))
+    k = min(int(k), t.shape[-1])
+    index = t.abs().topk(k, dim=-1, largest=True, sorted=True).indices
+    value = t.gather(-1, index)
+    return index.to(torch.int32).cpu().numpy(), value.to(torch.float32).cpu().numpy()
 
 
 class RowsSink:

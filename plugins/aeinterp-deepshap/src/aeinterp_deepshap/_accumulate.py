@@ -70,5 +70,5 @@ def chunk_summaries(
         if state["grouped"]:
             rows["phi"] = _numpy(phi.reshape(n, k, *shape).to(torch.float32))
     elif plan.mode == "top_k":
-        rows["local_top_index"], rows["local_top_value"] = top_k_rows(_numpy(local), plan.k or 1)
+        rows["local_top_index"], rows["local_top_value"] = top_k_rows(local, plan.k or 1)
     return sums, rows
