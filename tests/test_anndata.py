@@ -153,6 +153,7 @@ def test_anndata_options_and_their_errors(cells) -> None:  # noqa: ANN001
     assert exp.extras["data"]["matrix"] == "raw.X"
     np.testing.assert_array_equal(exp.arrays["explain_index"], np.arange(0, N_CELLS, 4))  # obs['set'] == 'test'
     assert len(exp.local) == N_CELLS // 4
+    assert exp.sample_names == [f"cell{i}" for i in range(0, N_CELLS, 4)]  # the explained cells by their obs_names
     on_counts = aeinterp.explain(net, adata, "deepshap", progress=False, layer="counts")
     assert on_counts.extras["data"]["matrix"] == "layers['counts']"
     assert not np.allclose(on_counts.importance, exp.importance)

@@ -108,9 +108,6 @@ def as_dataset(
         X, background=background, feature_names=feature_names, kind=kind, groups=groups, layer=layer, labels=labels, split=split
     )
     if lazy is not None:
-        cells = getattr(X, "obs_names", None)
-        if lazy.row_names is None and cells is not None and len(cells) == lazy.x.shape[0]:
-            object.__setattr__(lazy, "row_names", [str(v) for v in cells])  # an AnnData's cell names label its rows
         return lazy
     rows = row_labels(X, sample_names)
     x, df_names = _to_array(X, "X")

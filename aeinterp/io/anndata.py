@@ -260,4 +260,5 @@ def anndata_dataset(
         info=info,
         split_info=split_info,
         check_finite=False,
+        row_names=[str(v) for v in adata.obs_names],  # the cells' names label every per-sample view
     )
