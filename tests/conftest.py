@@ -14,6 +14,18 @@ from aeinterp.models.training import TrainConfig
 torch.set_num_threads(1)  # small models: one thread is faster and does not oversubscribe 2 cores
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _seeded_module() -> None:
+    """Module fixtures that build models start from the same random state on every xdist worker."""
+    torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    """Each test starts from the same random state, whichever tests its worker ran before it."""
+    torch.manual_seed(0)
+
+
 @pytest.fixture(autouse=True)
 def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets an empty result cache of its own (never ~/.cache/aeinterp)."""
