@@ -189,14 +189,32 @@ def local_plan(requested: str, n_samples: int, n_targets: int, n_groups: int, ma
 def top_k_rows(values: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(index, value)`` of the ``k`` largest ``|values|`` along the last axis, largest first.
 
-    ``values``: a numpy array or a torch tensor (a chunk stays in torch: one ``topk``, no host copy of the whole chunk)."""
+    ``values``: a numpy array or a torch tensor (a chunk stays in torch, no host copy of the whole chunk). Long rows
+    take two exact stages: the rows are cut into blocks of :data:`TOPK_BLOCK`, the ``k`` blocks with the largest
+    maxima hold the ``k`` largest values (any other block's largest value is below ``k`` block maxima), and only their
+    ``k * TOPK_BLOCK`` candidates are ranked, instead of a partial sort of every row (4-5x faster at 1,000 features).
+    """
     import torch
 
     t = values.detach() if isinstance(values, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(values))
-    k = min(int(k), t.shape[-1])
-    index = t.abs().topk(k, dim=-1, largest=True, sorted=True).indices
+    n = t.shape[-1]
+    k = min(int(k), n)
+    mag = t.abs()
+    if n >= 4 * k * TOPK_BLOCK and k >= 1:
+        blocks = -(-n // TOPK_BLOCK)
+        padded = mag if n % TOPK_BLOCK == 0 else torch.nn.functional.pad(mag, (0, blocks * TOPK_BLOCK - n), value=-1.0)  # -1: below every |value|
+        top_blocks = padded.unflatten(-1, (blocks, TOPK_BLOCK)).amax(-1).topk(k, dim=-1, sorted=False).indices
+        cand = (top_blocks.unsqueeze(-1) * TOPK_BLOCK + torch.arange(TOPK_BLOCK, device=t.device)).flatten(-2)
+        best = padded.gather(-1, cand).topk(k, dim=-1, largest=True, sorted=True).indices
+        index = cand.gather(-1, best)
+    else:
+        index = mag.topk(k, dim=-1, largest=True, sorted=True).indices
     value = t.gather(-1, index)
     return index.to(torch.int32).cpu().numpy(), value.to(torch.float32).cpu().numpy()
+
+
+#: the block length of :func:`top_k_rows`' first stage
+TOPK_BLOCK = 8
 
 
 class RowsSink:

@@ -49,6 +49,7 @@ __all__ = [
     "SummaryPlan",
     "summary_plan",
     "chunk_sums",
+    "partition_sums",
     "summarise",
     "ranking_key",
     "topk_overlap",
@@ -102,39 +103,65 @@ def topk_overlap(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
     return np.array([len(np.intersect1d(x, y)) / k for x, y in zip(ta, tb)])
 
 
-def chunk_sums(
-    phi: np.ndarray, z: np.ndarray, x: np.ndarray, cells: np.ndarray, n_cells: int, stats: tuple[str, ...] = _STATS
-) -> dict[str, np.ndarray]:
+def chunk_sums(phi: Any, z: Any, x: Any, cells: np.ndarray, n_cells: int, stats: tuple[str, ...] = _STATS) -> dict[str, np.ndarray]:
     """The running sums ``stats`` of one chunk, per cell (fold or label): ``phi`` (B, T, G), ``z`` (B, T), ``x`` (B, G), ``cells`` (B,) in ``[0, n_cells)``."""
-    rows = max(1, int(BLOCK_MB * 2**20 // max(1, 8 * int(np.prod(np.shape(phi)[1:])))))
-    if np.shape(phi)[0] > rows:  # bound the float64 temporaries (phi * z, phi * x, ...) to a few blocks of BLOCK_MB
-        parts = [
-            chunk_sums(phi[s : s + rows], z[s : s + rows], x[s : s + rows], cells[s : s + rows], n_cells, stats)
-            for s in range(0, np.shape(phi)[0], rows)
-        ]
-        return {k: sum(p[k] for p in parts) for k in parts[0]}  # type: ignore[misc]
-    phi = np.asarray(phi, dtype=np.float64)
-    z = np.asarray(z, dtype=np.float64).reshape(phi.shape[0], phi.shape[1])
-    x = np.asarray(x, dtype=np.float64).reshape(phi.shape[0], phi.shape[2])
-    onehot = np.zeros((phi.shape[0], n_cells))
-    onehot[np.arange(phi.shape[0]), np.asarray(cells, dtype=np.int64)] = 1.0
+    return partition_sums(phi, z, x, {"": (cells, n_cells, stats)})
 
-    def per_cell(values: np.ndarray) -> np.ndarray:
-        return np.tensordot(onehot, values, axes=(0, 0))
 
-    terms = {
-        "n": lambda: np.ones(phi.shape[0]),
-        "z1": lambda: z,
-        "z2": lambda: z * z,
-        "p1": lambda: phi,
-        "p2": lambda: phi * phi,
-        "pa": lambda: np.abs(phi),
-        "pz": lambda: phi * z[:, :, None],
-        "px": lambda: phi * x[:, None, :],
-        "x1": lambda: x,
-        "x2": lambda: x * x,
-    }
-    return {k: per_cell(terms[k]()) for k in stats}
+def partition_sums(phi: Any, z: Any, x: Any, partitions: dict[str, tuple[np.ndarray, int, tuple[str, ...]]]) -> dict[str, np.ndarray]:
+    """Running sums of one chunk for several partitions of its rows at once: ``{prefix: (cells, n_cells, stats)}``
+    gives ``{prefix + stat: (n_cells, ...)}``.
+
+    Inputs may be numpy arrays or torch tensors (a chunk stays in torch: no host copy of ``phi``). Each product
+    (``phi * z``, ...) is formed once, in float64, a block of rows at a time, and summed per cell of every partition
+    by one matrix product with that partition's one-hot cell matrix; the sums come back as float64 numpy arrays.
+    """
+    import torch
+
+    def f64(a: Any) -> Any:
+        return (a.detach() if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))).to(torch.float64)
+
+    phi = f64(phi)
+    b, t, g = phi.shape
+    z, x = f64(z).reshape(b, t), f64(x).reshape(b, g)
+    parts = {pre: (torch.as_tensor(np.asarray(c, dtype=np.int64)).to(phi.device), int(m), st) for pre, (c, m, st) in partitions.items()}
+    out = {pre + k: torch.zeros((m, *_SHAPES[k](t, g)), dtype=torch.float64, device=phi.device) for pre, (_, m, st) in parts.items() for k in st}
+    wanted = {k for _, _, st in parts.values() for k in st}
+    rows = max(1, int(BLOCK_MB * 2**20 // max(1, 8 * t * g)))  # bound the float64 temporaries (phi * z, ...) to BLOCK_MB each
+    for s in range(0, b, rows):
+        p, zb, xb = phi[s : s + rows], z[s : s + rows], x[s : s + rows]
+        onehots = {pre: torch.nn.functional.one_hot(c[s : s + rows], m).to(torch.float64).T for pre, (c, m, _) in parts.items()}
+        terms = {
+            "n": lambda: torch.ones(len(p), dtype=torch.float64, device=p.device),
+            "z1": lambda: zb,
+            "z2": lambda: zb * zb,
+            "p1": lambda: p,
+            "p2": lambda: p * p,
+            "pa": lambda: p.abs(),
+            "pz": lambda: p * zb[:, :, None],
+            "px": lambda: p * xb[:, None, :],
+            "x1": lambda: xb,
+            "x2": lambda: xb * xb,
+        }
+        for k in _STATS:
+            if k not in wanted:
+                continue
+            v = terms[k]().reshape(len(p), -1)
+            for pre, (_, _, st) in parts.items():
+                if k in st:
+                    out[pre + k] += (onehots[pre] @ v).reshape(out[pre + k].shape)
+    return {k: v.cpu().numpy() for k, v in out.items()}
+
+
+#: the shape of each running sum per cell, from (targets, groups)
+_SHAPES = {
+    "n": lambda t, g: (),
+    "z1": lambda t, g: (t,),
+    "z2": lambda t, g: (t,),
+    "x1": lambda t, g: (g,),
+    "x2": lambda t, g: (g,),
+    **{k: (lambda t, g: (t, g)) for k in ("p1", "p2", "pa", "pz", "px")},
+}
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -195,16 +222,14 @@ class SummaryPlan:
     def sums(self, phi: Any, z: Any, x_groups: Any, positions: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
         """The chunk's sums under ``sum_fold_*`` (and ``sum_label_*``): ``positions`` are the rows' places in the
         explained order (they set the folds), ``rows`` their indices into the split (they give the labels)."""
-        phi, z, x = (np.asarray(a.detach().cpu() if hasattr(a, "detach") else a) for a in (phi, z, x_groups))
         need = NEEDS[self.summary]
-        out = {
-            f"sum_all_{k}": v
-            for k, v in chunk_sums(phi, z, x, np.zeros(phi.shape[0], dtype=np.int64), 1, tuple(k for k in _STATS if k not in need)).items()
+        parts = {
+            "sum_all_": (np.zeros(len(positions), dtype=np.int64), 1, tuple(k for k in _STATS if k not in need)),
+            "sum_fold_": (np.asarray(positions) % FOLDS, FOLDS, need),
         }
-        out.update({f"sum_fold_{k}": v for k, v in chunk_sums(phi, z, x, np.asarray(positions) % FOLDS, FOLDS, need).items()})
         if self.labels is not None:
-            cells = self.labels[np.asarray(rows)]
-            out.update({f"sum_label_{k}": v for k, v in chunk_sums(phi, z, x, cells, len(self.label_names), need).items()})
+            parts["sum_label_"] = (self.labels[np.asarray(rows)], len(self.label_names), need)
+        out = partition_sums(phi, z, x_groups, parts)
         return out
 
     def finish(self, sums: dict[str, np.ndarray], target_names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:

@@ -153,8 +153,9 @@ def rescale(node: Node, tape: Tape, n: int, eps: float = 1e-6) -> torch.Tensor:
             deriv = torch.zeros_like(hx) if deriv is None else deriv
         else:  # piecewise constant (rounding): slope 0 between its jumps
             deriv = torch.zeros_like(hx)
-    ratio = torch.sub(yx.unsqueeze(1), yb.unsqueeze(0)).div_(hx.unsqueeze(1) - hb.unsqueeze(0))
-    small = torch.isclose(hx.unsqueeze(1), hb.unsqueeze(0), rtol=0.0, atol=eps)  # |x - ref| <= eps, one pass over the pairs
+    gap = hx.unsqueeze(1) - hb.unsqueeze(0)
+    ratio = torch.sub(yx.unsqueeze(1), yb.unsqueeze(0)).div_(gap)
+    small = gap.abs_() <= eps  # |x - ref| <= eps (a NaN gap is not small: it stays NaN, as the data were)
     if not bool(small.any()):  # continuous data rarely tie: no pass to patch them
         return ratio
     return torch.where(small, deriv.unsqueeze(1), ratio, out=ratio)  # in place: one (n, b, row) buffer fewer
