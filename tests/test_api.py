@@ -133,7 +133,7 @@ def test_torchscript_module_is_accepted(net: AE, xy) -> None:  # noqa: ANN001
     x = xy[0]
     a = aeinterp.explain(scripted, x, "permutation", progress=False)
     b = aeinterp.explain(net, x, "permutation", progress=False)
-    np.testing.assert_allclose(a.importance, b.importance, rtol=1e-6)
+    np.testing.assert_allclose(a.importance, b.importance, rtol=1e-5, atol=1e-7)  # float32 paths (scripted: no first-layer update)
 
 
 def test_errors_are_clear(net: AE, xy) -> None:  # noqa: ANN001

@@ -36,12 +36,19 @@ def test_permutation_on_a_linear_encoder_matches_the_expected_scale() -> None:
     planted = planted_autoencoder(linear=True, n_samples=2000)
     w = planted.model.module.encoder.weight.detach().double().numpy()
     x = planted.data.x_explain.astype(np.float64)
-    result = explain(Permutation, planted.model, planted.data, params={"repeats": 20})
+    result = explain(Permutation, planted.model, planted.data, params={"repeats": 20, "summary": "rms_change"})
     # E[(x_perm - x)^2] = 2 var(x_i) for independent shuffles
     expected = np.abs(w) * np.sqrt(2 * x.var(axis=0))[None, :]
     np.testing.assert_allclose(result.importance, expected, rtol=0.08, atol=1e-6)
     assert result.std is not None and (result.std[np.abs(w) > 0] > 0).all()
     assert (result.importance[np.abs(w) == 0] == 0).all()
+    # the default on a code: phi_g(x) = w_g (x_g - mean of the donors' x_g), so the share is w_g Cov(x_g, z) / Var(z)
+    default = explain(Permutation, planted.model, planted.data, params={"repeats": 20})
+    assert default.extras["importance_summary"] == "variance_share" and "auto" in default.extras["importance_summary_reason"]
+    z = x @ w.T
+    share = w * ((x - x.mean(axis=0)).T @ (z - z.mean(axis=0))).T / len(x) / z.var(axis=0)[:, None]
+    np.testing.assert_allclose(default.importance, share, atol=0.02)
+    assert (default.importance[np.abs(w) == 0] == 0).all()
 
 
 def test_normalize_gives_rows_that_sum_to_one(planted) -> None:  # noqa: ANN001
@@ -71,7 +78,11 @@ def test_all_model_kinds_and_targets(request, fixture: str, target: str) -> None
         result = explain(cls, model, data, target=target, params=params)
         assert result.importance.shape == (n_targets, len(data.groups))
         assert np.isfinite(result.importance).all()
-        if target != "reconstruction_error":
+        summary = result.extras["importance_summary"]
+        assert summary == ("variance_share" if cls is Permutation and target == "latent" else "rms_change")
+        if summary == "variance_share":  # shares of each code's variance: mostly positive, summing to about 1 less the residual
+            np.testing.assert_allclose(result.importance.sum(axis=1) + result.arrays["variance_share_residual"], 1.0, atol=1e-9)
+        elif target != "reconstruction_error":
             assert (result.importance >= 0).all() and result.importance.max() > 0
 
 

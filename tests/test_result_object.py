@@ -96,7 +96,9 @@ def test_sel_and_indexing_by_target_name_row_label_and_feature(exp: Explanation)
 
 
 def test_selection_on_a_result_without_local_takes_targets_only(frame: pd.DataFrame) -> None:
-    perm = aeinterp.explain(LinearAE(), frame.iloc[:40], "permutation", background=frame.iloc[40:], progress=False, repeats=2)
+    perm = aeinterp.explain(
+        LinearAE(), frame.iloc[:40], "permutation", background=frame.iloc[40:], progress=False, repeats=2, summary="rms_change"
+    )  # rms_change: a std to select
     assert perm.local is None and perm.sample_names is None
     np.testing.assert_array_equal(perm[:, ["z2", "z0"]].importance, perm.importance[[2, 0]])
     np.testing.assert_array_equal(perm[:, "z2"].std, perm.std[[2]])

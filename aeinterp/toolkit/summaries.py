@@ -218,6 +218,7 @@ class SummaryPlan:
     additive: bool
     labels: np.ndarray | None = None
     label_names: list[str] = field(default_factory=list)
+    why: str | None = None
 
     def sums(self, phi: Any, z: Any, x_groups: Any, positions: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
         """The chunk's sums under ``sum_fold_*`` (and ``sum_label_*``): ``positions`` are the rows' places in the
@@ -271,6 +272,8 @@ class SummaryPlan:
         return every[self.summary], arrays, extras
 
     def reason(self) -> str:
+        if self.why:
+            return self.why
         if self.summary == "variance_share":
             return (
                 "the attributions add up to the target's change, so their covariances with the target split its variance exactly"
@@ -288,10 +291,13 @@ class SummaryPlan:
 BY_GROUP_MAX_MB = 256.0
 
 
-def summary_plan(params: Any, data: Any, split: str, *, additive: bool, n_targets: int = 1) -> SummaryPlan:
+def summary_plan(
+    params: Any, data: Any, split: str, *, additive: bool, n_targets: int = 1, choice: str | None = None, why: str | None = None
+) -> SummaryPlan:
     """The :class:`SummaryPlan` for an explainer's params (a :class:`SummaryParams`), the data, the explained split
-    and the number of targets (per-group sums beyond :data:`BY_GROUP_MAX_MB` are not kept)."""
-    choice = getattr(params, "summary", "auto")
+    and the number of targets (per-group sums beyond :data:`BY_GROUP_MAX_MB` are not kept). ``choice`` overrides
+    ``params.summary`` (an explainer that resolves its own ``auto``), ``why`` the stated reason for it."""
+    choice = choice or getattr(params, "summary", "auto")
     if choice == "auto":
         choice = "variance_share" if additive else "mean_abs"
     labels, names = None, []
@@ -303,4 +309,6 @@ def summary_plan(params: Any, data: Any, split: str, *, additive: bool, n_target
             labels = np.asarray(codes)[np.asarray(index)]
         else:
             names = []
-    return SummaryPlan(summary=choice, k=int(getattr(params, "stability_k", 20)), additive=additive, labels=labels, label_names=names)
+    return SummaryPlan(
+        summary=choice, k=int(getattr(params, "stability_k", 20)), additive=additive, labels=labels, label_names=names, why=why
+    )
