@@ -411,16 +411,18 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     from types import SimpleNamespace
 
     from .report import render_reports
+    from .run.lock import OutputLock
     from .run.results import load_results
 
     results = load_results(args.out)
     runner = _runner(args, console, quiet=True)
-    paths = render_reports(
-        results,
-        runner.registry,
-        console=console,
-        options=SimpleNamespace(terminal=True, plots=True, html=not args.no_html, top_k=args.top_k, targets=args.targets),
-    )
+    with OutputLock(results.out_dir):  # it rewrites the figures and report.html: never under a run still writing there
+        paths = render_reports(
+            results,
+            runner.registry,
+            console=console,
+            options=SimpleNamespace(terminal=True, plots=True, html=not args.no_html, top_k=args.top_k, targets=args.targets),
+        )
     console.print(f"wrote {len(paths)} files in {args.out}", markup=False, highlight=False)
     return EXIT_FAILED_STEPS if results.failures else EXIT_OK
 

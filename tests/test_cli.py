@@ -263,6 +263,11 @@ def test_report_re_renders_a_finished_run(recipe: Path) -> None:
     assert run_cli("run", str(recipe), "--quiet")[0] == 0
     html = recipe.parent / "out/report.html"
     html.unlink()
+    from aeinterp.run.lock import OutputLock
+
+    with OutputLock(recipe.parent / "out"):  # a run still writing there: the report waits for it, never writes beside it
+        code, out = run_cli("report", str(recipe.parent / "out"))
+    assert code != 0 and "another aeinterp run" in out and not html.exists()
     code, out = run_cli("report", str(recipe.parent / "out"))
     assert code == 0 and "top features per target" in out and html.exists()
 
