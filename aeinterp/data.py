@@ -120,6 +120,10 @@ class ArrayDataset:
     #: a label per sample (a CSV's ``index:`` column, a DataFrame's index, AnnData obs names), or None;
     #: explanations name their per-sample rows with it (``Explanation.sample_names``)
     row_names: list[str] | None = field(default=None, repr=False, compare=False)
+    #: known generating factors per sample (samples x factors, a recipe's ``factors:`` columns), or None: the code
+    #: page scores the latents against them (MIG, DCI, SAP)
+    factors: np.ndarray | None = field(default=None, repr=False, compare=False)
+    factor_names: list[str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -131,6 +135,8 @@ class ArrayDataset:
             raise DataError(f"{len(self.feature_names)} feature names for {self.n_features} features")
         if self.check_finite and not finite_rows(self.x).all():
             raise DataError("the data contains NaN or infinite values")
+        if self.factors is not None and len(self.factors) != self.x.shape[0]:
+            raise DataError(f"{len(self.factors)} rows of factors for {self.x.shape[0]} samples")
         for g in self.groups:
             if g.indices.size == 0:
                 raise DataError(f"feature group {g.name!r} is empty; give it at least one feature (or remove it)")

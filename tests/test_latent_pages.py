@@ -273,3 +273,54 @@ def test_notebook_renders_a_latent_page(tmp_path: Path) -> None:
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     html = "".join(o.get("data", {}).get("text/html", "") for o in nb.cells[1].outputs)
     assert "data-latent-page='z1'" in html and "What drives it" in html and "font:14px" in html
+
+
+def _factor_recipe(tmp_path: Path, size: list[str] | None = None) -> Path:
+    """Six columns driven by two known factors (a number and a category) that are kept out of the features."""
+    rng = np.random.default_rng(0)
+    n = 240
+    size_values = rng.normal(size=n)
+    kind = rng.choice(["round", "square"], size=n)
+    k = (kind == "square").astype(float)
+    x = np.column_stack([size_values, 2 * size_values, k, -k, rng.normal(size=n) * 0.1, rng.normal(size=n) * 0.1])
+    x = x + 0.05 * rng.normal(size=x.shape)
+    rows = [",".join([*(f"{v:.5f}" for v in r), (size or [f"{s:.5f}" for s in size_values])[i], kind[i]]) for i, r in enumerate(x)]
+    (tmp_path / "d.csv").write_text("a,b,c,d,e,f,size,kind\n" + "\n".join(rows) + "\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "data: {path: d.csv, factors: [size, kind]}\n"
+        "model: {builtin: mlp, latent_dim: 2, options: {hidden: [8]}, train: {epochs: 60}}\n"
+        "cache: false\nreport: {terminal: false, plots: false, html: true}\n"
+        "explainers:\n  - name: permutation\noutput: out\n"
+    )
+    return recipe
+
+
+def test_recipe_factors_are_kept_out_of_the_features_and_score_the_code(tmp_path: Path) -> None:
+    recipe = _factor_recipe(tmp_path)
+    code = main(["run", str(recipe), "--quiet"], console=Console(file=StringIO(), width=120))
+    assert code == 0
+    results = load_results(tmp_path / "out")
+    assert results.explanations["permutation"].feature_names == ["a", "b", "c", "d", "e", "f"]
+    codes = load_codes(tmp_path / "out")
+    assert codes is not None and codes.factor_names == ["size", "kind"]
+    assert codes.factors.shape == (len(codes.codes), 2)
+    table = np.genfromtxt(tmp_path / "d.csv", delimiter=",", skip_header=1, dtype=str)
+    rows = np.asarray(codes.sample_index)  # the explained rows, in the codes' order
+    np.testing.assert_allclose(codes.factors[:, 0], table[rows, 6].astype(float))
+    np.testing.assert_array_equal(codes.factors[:, 1], (table[rows, 7] == "square").astype(float))  # sorted categories: round 0
+    from aeinterp.report.code_page import build_code_page
+
+    from aeinterp.report import latent_source
+
+    page = build_code_page(latent_source(results))
+    assert page.factor_source == "the data's factors" and page.summary.factor_names == ["size", "kind"]
+    assert 0.0 <= page.summary.scores["mig"] <= 1.0 and page.summary.scores["informativeness"] > 0.6  # the code carries both factors
+    assert "MIG" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_a_factor_with_a_missing_value_is_refused(tmp_path: Path) -> None:
+    recipe = _factor_recipe(tmp_path, size=["1.0"] * 239 + [""])
+    buf = StringIO()
+    code = main(["run", str(recipe), "--quiet"], console=Console(file=buf, width=200))
+    assert code != 0 and "factor column 'size' has missing" in buf.getvalue() and "Traceback" not in buf.getvalue()

@@ -167,6 +167,28 @@ def _labels(table: RawTable, label: str | None, name: str, suffix: str) -> np.nd
     return table.columns.get("y") if suffix == ".npz" else None  # an .npz's `y` is its labels unless told otherwise
 
 
+def _factors(table: RawTable, factors: Sequence[str] | None, name: str) -> np.ndarray | None:
+    """The ``factors`` columns as one (samples, factors) object array (coded by :func:`_factor_codes` once both files
+    of a split are joined, so a category gets one code)."""
+    if not factors:
+        return None
+    return np.stack([np.asarray(table.column(c, name, "factors"), dtype=object) for c in factors], axis=1)
+
+
+def _factor_codes(values: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Numeric columns as float64, other columns as integer codes of their sorted values; a missing value is refused."""
+    out = np.empty(values.shape, dtype=np.float64)
+    for j, col in enumerate(values.T):
+        text = np.char.lower(np.char.strip(col.astype(str)))
+        try:
+            out[:, j] = col.astype(np.float64)
+        except (TypeError, ValueError):
+            out[:, j] = np.unique(text, return_inverse=True)[1]
+        if np.isin(text, ["", "nan", "na", "none", "null"]).any() or not np.isfinite(out[:, j]).all():
+            raise DataError(f"factor column {names[j]!r} has missing or infinite values; factors must be known for every row")
+    return out
+
+
 def _user_split(
     n: int,
     table: RawTable,
@@ -218,6 +240,7 @@ def load_dataset(
     kind: str | None = None,
     feature_names: Sequence[str] | None = None,
     label: str | None = None,
+    factors: Sequence[str] | None = None,
     key: str | None = None,
     groups: str | Mapping[str, Sequence[str]] = "auto",
     explain_fraction: float = 0.25,
@@ -253,6 +276,9 @@ def load_dataset(
     those rows with a warning). ``encoding`` is the text encoding of a CSV;
     ``index`` names the CSV column (or its position) holding row labels: the
     dataset's ``row_names``, which name the rows of per-sample results.
+    ``factors`` names columns (or ``.npz`` arrays) of known generating factors,
+    kept out of the features as the dataset's ``factors`` (categorical values
+    become integer codes).
     """
     sources = sum(v is not None for v in (path, builtin, fit_path))
     if explain_path is None and fit_path is not None:
@@ -262,12 +288,15 @@ def load_dataset(
     labels: np.ndarray | None = None
     base_names: list[str] | None = None
     user: tuple[np.ndarray, np.ndarray, dict[str, Any]] | None = None
-    keep = [c for c in dict.fromkeys((label, split_column)) if c is not None]
+    keep = [c for c in dict.fromkeys((label, split_column, *(factors or ()))) if c is not None]
+    factor_values: np.ndarray | None = None
     if builtin is not None:
         if explain_path is not None or split_column is not None:
             raise DataError(
                 "a bundled dataset has no split column and no separate explain file; use `split.explain_rows` for your own split"
             )
+        if factors:
+            raise DataError("`factors` names columns of your own file; a bundled dataset has none (its label is used as a factor)")
         x, base_names, labels, builtin_kind = _builtin(builtin)
         if kind is not None and kind != builtin_kind:
             raise DataError(f"builtin dataset {builtin!r} is {builtin_kind} data, not {kind}")
@@ -280,6 +309,7 @@ def load_dataset(
         fit_source = fit_path if fit_path is not None else path
         table, name = _read(fit_source, key, keep, encoding, index)  # type: ignore[arg-type]
         labels = _labels(table, label, name, Path(fit_source).suffix)  # type: ignore[arg-type]
+        factor_values = _factors(table, factors, name)
         if explain_path is not None:
             if split_column is not None or explain_rows is not None or fit_rows is not None:
                 raise DataError("`explain_path` is the split already; drop `split.column` / `split.explain_rows`")
@@ -290,6 +320,9 @@ def load_dataset(
             if other.x.shape[1:] != table.x.shape[1:]:
                 raise DataError(f"{other_name} has samples of shape {other.x.shape[1:]}, but {name} has {table.x.shape[1:]}")
             other_labels = _labels(other, label, other_name, Path(explain_path).suffix)
+            other_factors = _factors(other, factors, other_name)
+            if factor_values is not None and other_factors is not None:
+                factor_values = np.concatenate([factor_values, other_factors])
             n_fit = table.x.shape[0]
             if labels is not None and other_labels is not None:
                 labels = np.concatenate([np.asarray(labels), np.asarray(other_labels)])
@@ -343,6 +376,7 @@ def load_dataset(
         row_ids = np.flatnonzero(finite)
         x = _take(x, finite)
         labels = labels[finite] if labels is not None else None
+        factor_values = factor_values[finite] if factor_values is not None else None
     split_info: dict[str, Any]
     if user is not None:
         if max_samples is not None:
@@ -358,6 +392,7 @@ def load_dataset(
         if max_samples is not None and x.shape[0] > max_samples:
             keep_rows = np.sort(np.random.default_rng(split_seed).choice(x.shape[0], size=max_samples, replace=False))
             x, labels, row_ids = _take(x, keep_rows), (labels[keep_rows] if labels is not None else None), row_ids[keep_rows]
+            factor_values = factor_values[keep_rows] if factor_values is not None else None
         fit_idx, explain_idx = split_indices(x.shape[0], explain_fraction=explain_fraction, explain_size=explain_size, seed=split_seed)
         split_info = {"method": "random", "seed": split_seed, "explain_fraction": explain_fraction, "explain_size": explain_size}
     info: dict[str, Any] = dict(table.info)
@@ -389,4 +424,6 @@ def load_dataset(
         split_info=split_info,
         check_finite=False,  # checked above (and standardizing keeps it finite)
         row_names=None if table.index is None else [str(table.index[r]) for r in row_ids],
+        factors=None if factor_values is None else _factor_codes(factor_values, list(factors or ())),
+        factor_names=list(factors) if factor_values is not None and factors else None,
     )

@@ -105,6 +105,11 @@ class DataSection(_Section):
     kind: Literal["tabular", "image", "sequence"] | None = Field(None, description="needed when the array shape is ambiguous")
     feature_names: list[str] | None = Field(None, description="names of the columns (tabular) or of the last axis (sequences)")
     label: str | None = Field(None, description="CSV column / .npz array holding labels (not a feature)")
+    factors: list[str] | None = Field(
+        None,
+        description="CSV columns / .npz arrays holding known generating factors (not features, numeric or categorical): "
+        "the code page scores the latents against them (MIG, DCI, SAP); default: the label, if any, as one factor",
+    )
     index: int | str | None = Field(
         None,
         description="CSV column holding row labels (not a feature): its name, or its position (0: the first, e.g. the unnamed index pandas' df.to_csv() writes)",

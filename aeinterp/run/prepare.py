@@ -39,6 +39,7 @@ def load_data(loaded: LoadedRecipe) -> ArrayDataset:
             kind=d.kind,
             feature_names=d.feature_names,
             label=d.label,
+            factors=d.factors,
             key=d.key if d.layer is None else d.layer,
             groups=d.groups,
             explain_fraction=d.split.explain_fraction,
