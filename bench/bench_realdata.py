@@ -188,7 +188,14 @@ def with_summaries(prefix: str, e, extra_abs: bool = True) -> dict[str, np.ndarr
 #: Every one reconstructs held-out cells as well as a 10-component PCA (held-out MSE 0.834-0.842 against PCA's 0.829).
 CONFIGS = ((128, 0.0, 1e-3), (128, 0.5, 1e-3), (32, 0.2, 1e-3), (512, 0.5, 1e-3))
 #: the rankings the many-model table scores (default summaries and the baselines)
-CORE = ("correlation |r(x, z)|", "deepshap variance_share", "deepshap mean_abs", "ig auto", "permutation (default)", "permutation rms change")
+CORE = (
+    "correlation |r(x, z)|",
+    "deepshap variance_share",
+    "deepshap mean_abs",
+    "ig auto",
+    "permutation (default)",
+    "permutation rms change",
+)
 
 
 def core_rankings(model: TorchAutoencoder, data: ArrayDataset, z: np.ndarray) -> dict[str, np.ndarray]:
@@ -202,7 +209,14 @@ def core_rankings(model: TorchAutoencoder, data: ArrayDataset, z: np.ndarray) ->
     return dict(
         zip(
             CORE,
-            (correlation(data.x_explain, z), ds.importance, ds.arrays["importance_mean_abs"], ig.importance, perm.importance, rms.importance),
+            (
+                correlation(data.x_explain, z),
+                ds.importance,
+                ds.arrays["importance_mean_abs"],
+                ig.importance,
+                perm.importance,
+                rms.importance,
+            ),
         )
     )
 

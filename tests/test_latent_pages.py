@@ -309,9 +309,8 @@ def test_recipe_factors_are_kept_out_of_the_features_and_score_the_code(tmp_path
     rows = np.asarray(codes.sample_index)  # the explained rows, in the codes' order
     np.testing.assert_allclose(codes.factors[:, 0], table[rows, 6].astype(float))
     np.testing.assert_array_equal(codes.factors[:, 1], (table[rows, 7] == "square").astype(float))  # sorted categories: round 0
-    from aeinterp.report.code_page import build_code_page
-
     from aeinterp.report import latent_source
+    from aeinterp.report.code_page import build_code_page
 
     page = build_code_page(latent_source(results))
     assert page.factor_source == "the data's factors" and page.summary.factor_names == ["size", "kind"]

@@ -202,7 +202,9 @@ def top_k_rows(values: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     mag = t.abs()
     if n >= 4 * k * TOPK_BLOCK and k >= 1:
         blocks = -(-n // TOPK_BLOCK)
-        padded = mag if n % TOPK_BLOCK == 0 else torch.nn.functional.pad(mag, (0, blocks * TOPK_BLOCK - n), value=-1.0)  # -1: below every |value|
+        padded = (
+            mag if n % TOPK_BLOCK == 0 else torch.nn.functional.pad(mag, (0, blocks * TOPK_BLOCK - n), value=-1.0)
+        )  # -1: below every |value|
         top_blocks = padded.unflatten(-1, (blocks, TOPK_BLOCK)).amax(-1).topk(k, dim=-1, sorted=False).indices
         cand = (top_blocks.unsqueeze(-1) * TOPK_BLOCK + torch.arange(TOPK_BLOCK, device=t.device)).flatten(-2)
         best = padded.gather(-1, cand).topk(k, dim=-1, largest=True, sorted=True).indices

@@ -126,32 +126,43 @@ def partition_sums(phi: Any, z: Any, x: Any, partitions: dict[str, tuple[np.ndar
     b, t, g = phi.shape
     z, x = f64(z).reshape(b, t), f64(x).reshape(b, g)
     parts = {pre: (torch.as_tensor(np.asarray(c, dtype=np.int64)).to(phi.device), int(m), st) for pre, (c, m, st) in partitions.items()}
-    out = {pre + k: torch.zeros((m, *_SHAPES[k](t, g)), dtype=torch.float64, device=phi.device) for pre, (_, m, st) in parts.items() for k in st}
+    out = {
+        pre + k: torch.zeros((m, *_SHAPES[k](t, g)), dtype=torch.float64, device=phi.device)
+        for pre, (_, m, st) in parts.items()
+        for k in st
+    }
     wanted = {k for _, _, st in parts.values() for k in st}
     rows = max(1, int(BLOCK_MB * 2**20 // max(1, 8 * t * g)))  # bound the float64 temporaries (phi * z, ...) to BLOCK_MB each
     for s in range(0, b, rows):
         p, zb, xb = phi[s : s + rows], z[s : s + rows], x[s : s + rows]
         onehots = {pre: torch.nn.functional.one_hot(c[s : s + rows], m).to(torch.float64).T for pre, (c, m, _) in parts.items()}
-        terms = {
-            "n": lambda: torch.ones(len(p), dtype=torch.float64, device=p.device),
-            "z1": lambda: zb,
-            "z2": lambda: zb * zb,
-            "p1": lambda: p,
-            "p2": lambda: p * p,
-            "pa": lambda: p.abs(),
-            "pz": lambda: p * zb[:, :, None],
-            "px": lambda: p * xb[:, None, :],
-            "x1": lambda: xb,
-            "x2": lambda: xb * xb,
-        }
         for k in _STATS:
             if k not in wanted:
                 continue
-            v = terms[k]().reshape(len(p), -1)
+            v = _term(k, p, zb, xb).reshape(len(p), -1)
             for pre, (_, _, st) in parts.items():
                 if k in st:  # in place: no (cells, targets x groups) temporary (10 label groups of a 37,000 x 128 model: 380 MB)
                     out[pre + k].view(len(onehots[pre]), -1).addmm_(onehots[pre], v)
     return {k: v.cpu().numpy() for k, v in out.items()}
+
+
+def _term(k: str, p: Any, z: Any, x: Any) -> Any:
+    """The per-row values whose sum is the running sum ``k``, for a block ``p`` (rows, T, G), ``z`` (rows, T), ``x`` (rows, G)."""
+    import torch
+
+    if k == "n":
+        return torch.ones(len(p), dtype=torch.float64, device=p.device)
+    return {
+        "z1": lambda: z,
+        "z2": lambda: z * z,
+        "p1": lambda: p,
+        "p2": lambda: p * p,
+        "pa": lambda: p.abs(),
+        "pz": lambda: p * z[:, :, None],
+        "px": lambda: p * x[:, None, :],
+        "x1": lambda: x,
+        "x2": lambda: x * x,
+    }[k]()
 
 
 #: the shape of each running sum per cell, from (targets, groups)
@@ -298,7 +309,7 @@ def summary_plan(
     """The :class:`SummaryPlan` for an explainer's params (a :class:`SummaryParams`), the data, the explained split
     and the number of targets (per-group sums beyond :data:`BY_GROUP_MAX_MB` are not kept). ``choice`` overrides
     ``params.summary`` (an explainer that resolves its own ``auto``), ``why`` the stated reason for it."""
-    choice = choice or getattr(params, "summary", "auto")
+    choice = choice or str(getattr(params, "summary", "auto"))
     if choice == "auto":
         choice = "variance_share" if additive else "mean_abs"
     labels, names = None, []

@@ -236,7 +236,10 @@ class _Perturbation(ChunkedExplainer):
         arrays: dict[str, np.ndarray] = {}
         names = target_names_for(model, data, target)
         plan = state.get("summary")
-        summary_extras: dict[str, Any] = {"importance_summary": "rms_change", "importance_summary_reason": state.get("summary_why", "requested")}
+        summary_extras: dict[str, Any] = {
+            "importance_summary": "rms_change",
+            "importance_summary_reason": state.get("summary_why", "requested"),
+        }
         if plan is not None:
             imp, arrays, summary_extras = plan.finish(total.sums, names)
             sd = None
