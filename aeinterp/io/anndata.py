@@ -189,7 +189,7 @@ def read_store(
         "source": source,
         "path": str(path),
         "matrix": which,
-        "storage": _storage(matrix),
+        "storage": _storage(rows.source if isinstance(rows, LazyRows) else matrix),  # a CSC read into memory is CSR now
         "n_obs": int(rows.shape[0]),
         "n_vars": int(rows.shape[1]),
     }
@@ -226,7 +226,7 @@ def anndata_dataset(
     check_unique_names(names, f"the AnnData's {which} var_names")
     description = f"AnnData {which}"
     x = matrix_rows(matrix, description, extra=extra)
-    info = {"source": "AnnData", "matrix": which, "storage": _storage(matrix)}
+    info = {"source": "AnnData", "matrix": which, "storage": _storage(x.source if isinstance(x, LazyRows) else matrix)}
     return cells_dataset(
         x,
         names,
