@@ -105,23 +105,28 @@ def topk_overlap(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
 def chunk_sums(
     phi: np.ndarray, z: np.ndarray, x: np.ndarray, cells: np.ndarray, n_cells: int, stats: tuple[str, ...] = _STATS
 ) -> dict[str, np.ndarray]:
-    """The running sums ``stats`` of one chunk, per cell (fold or label): ``phi`` (B, T, G), ``z`` (B, T), ``x`` (B, G), ``cells`` (B,) in ``[0, n_cells)``."""
+    """The running sums ``stats`` of one chunk, per cell (fold or label): ``phi`` (B, T, G), ``z`` (B, T), ``x`` (B, G), ``cells`` (B,) in ``[0, n_cells)``.
+
+    Rows are taken in blocks whose float64 products (``phi * z``, ``phi * x``, ...) stay within
+    :data:`BLOCK_MB`, and each block is added straight into the sums: the memory is the sums themselves
+    plus one block's product (a list of per-block sums, or a one-hot product per cell, once held 2.4 GB
+    for 8 cells of a 37,000 -> 128 model).
+    """
     rows = max(1, int(BLOCK_MB * 2**20 // max(1, 8 * int(np.prod(np.shape(phi)[1:])))))
-    if np.shape(phi)[0] > rows:  # bound the float64 temporaries (phi * z, phi * x, ...) to a few blocks of BLOCK_MB
-        parts = [
-            chunk_sums(phi[s : s + rows], z[s : s + rows], x[s : s + rows], cells[s : s + rows], n_cells, stats)
-            for s in range(0, np.shape(phi)[0], rows)
-        ]
-        return {k: sum(p[k] for p in parts) for k in parts[0]}  # type: ignore[misc]
+    cells = np.asarray(cells, dtype=np.int64)
+    total: dict[str, np.ndarray] = {}
+    for s in range(0, np.shape(phi)[0], rows):
+        _add_block(total, phi[s : s + rows], z[s : s + rows], x[s : s + rows], cells[s : s + rows], n_cells, stats)
+    return total
+
+
+def _add_block(
+    total: dict[str, np.ndarray], phi: Any, z: Any, x: Any, cells: np.ndarray, n_cells: int, stats: tuple[str, ...]
+) -> None:
     phi = np.asarray(phi, dtype=np.float64)
     z = np.asarray(z, dtype=np.float64).reshape(phi.shape[0], phi.shape[1])
     x = np.asarray(x, dtype=np.float64).reshape(phi.shape[0], phi.shape[2])
-    onehot = np.zeros((phi.shape[0], n_cells))
-    onehot[np.arange(phi.shape[0]), np.asarray(cells, dtype=np.int64)] = 1.0
-
-    def per_cell(values: np.ndarray) -> np.ndarray:
-        return np.tensordot(onehot, values, axes=(0, 0))
-
+    present = np.unique(cells)
     terms = {
         "n": lambda: np.ones(phi.shape[0]),
         "z1": lambda: z,
@@ -134,7 +139,13 @@ def chunk_sums(
         "x1": lambda: x,
         "x2": lambda: x * x,
     }
-    return {k: per_cell(terms[k]()) for k in stats}
+    for k in stats:
+        values = terms[k]()
+        acc = total.get(k)
+        if acc is None:
+            acc = total[k] = np.zeros((n_cells, *values.shape[1:]))
+        for c in present:  # the rows of each cell summed into its slot
+            acc[c] += values.sum(axis=0) if len(present) == 1 else values[cells == c].sum(axis=0)
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
