@@ -145,7 +145,8 @@ def test_layer_raw_labels_and_split_of_a_zarr_store(cells, stores, monkeypatch) 
 
 def test_a_chunk_reads_only_its_rows_when_the_matrix_is_over_the_dense_budget(cells, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """X dense (2,400 x 24 float32 = 225 KiB) is over a 64 KiB dense budget: whole-matrix reads are refused,
-    chunked explainers stream it from the backed store, and their result equals the in-memory one."""
+    chunked explainers (and output effects, on a sample of cells) read their rows from the backed store,
+    and their results equal the in-memory ones."""
     counts, net = cells
     big = np.tile(counts, (15, 1))
     adata = _adata(big)
@@ -162,6 +163,12 @@ def test_a_chunk_reads_only_its_rows_when_the_matrix_is_over_the_dense_budget(ce
     np.testing.assert_array_equal(data.x[100:164], np.log1p(big[100:164]))  # one chunk's rows, read from indptr/indices/data slices
     got = aeinterp.explain(net, tmp_path / "big.zarr", "deepshap", progress=False, seed=1, chunk_size=64, n_background=40, local="none")
     np.testing.assert_allclose(got.importance, reference.importance, rtol=1e-5, atol=1e-7)
+    # the signed output effects read only their sampled cells (they once densified the whole explain split)
+    effects = aeinterp.explain(net, tmp_path / "big.zarr", "output_effects", progress=False, seed=1, max_samples=200)
+    monkeypatch.setenv("AEINTERP_DENSE_BUDGET_MB", "2048")
+    dense = aeinterp.explain(net, np.log1p(big), "output_effects", progress=False, seed=1, max_samples=200)
+    np.testing.assert_allclose(effects.arrays["effect"], dense.arrays["effect"], rtol=1e-6, atol=1e-9)
+    assert effects.extras["n_samples"] == 200
 
 
 RECIPE = (
