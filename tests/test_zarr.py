@@ -135,6 +135,9 @@ def test_layer_raw_labels_and_split_of_a_zarr_store(cells, stores, monkeypatch) 
     on_object = aeinterp.explain(net, _adata(counts), "deepshap", progress=False, layer="counts", split="set", labels="cell_type")
     np.testing.assert_allclose(on_path.importance, on_object.importance, rtol=1e-5, atol=1e-7)
     assert on_path.sample_names == [f"cell{i}" for i in range(0, N_CELLS, 4)]
+    _adata(counts).write_h5ad(stores["sparse"].with_name("cells.h5ad"))  # an .h5ad path is read the same way
+    on_h5ad = aeinterp.explain(net, stores["sparse"].with_name("cells.h5ad"), "deepshap", progress=False, layer="counts", split="set")
+    np.testing.assert_allclose(on_h5ad.importance, on_object.importance, rtol=1e-5, atol=1e-7)
     with pytest.raises(DataError, match=r"no layer 'spliced'; it has: X, raw, counts"):
         load_dataset(path=stores["sparse"], key="spliced")
     with pytest.raises(DataError, match=r"sparse.zarr's obs has no column 'donor' for the labels \(obs columns: cell_type, set\)"):
