@@ -170,7 +170,10 @@ def main() -> None:
     parser.add_argument("case", choices=sorted(CASES))
     parser.add_argument("--scale", type=float, default=0.02, help="share of the cells generated (genes and model stay full size)")
     parser.add_argument(
-        "--cells", type=int, default=None, help="cells explained per explainer (max_samples; default 64, with --anytime the caps in ANYTIME_CAPS)"
+        "--cells",
+        type=int,
+        default=None,
+        help="cells explained per explainer (max_samples; default 64, with --anytime the caps in ANYTIME_CAPS)",
     )
     parser.add_argument(
         "--anytime", action="store_true", help="anytime estimates with 95 %% intervals (rounds up to the cap), output effects included"

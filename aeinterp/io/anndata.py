@@ -36,7 +36,16 @@ from .checks import check_unique_names
 from .rows import LazyRows, is_sparse
 from .table import RawTable
 
-__all__ = ["is_anndata", "select_matrix", "read_h5ad", "read_store", "cells_dataset", "anndata_dataset", "matrix_rows", "backed_threshold_bytes"]
+__all__ = [
+    "is_anndata",
+    "select_matrix",
+    "read_h5ad",
+    "read_store",
+    "cells_dataset",
+    "anndata_dataset",
+    "matrix_rows",
+    "backed_threshold_bytes",
+]
 
 
 def is_anndata(obj: Any) -> bool:

@@ -103,7 +103,7 @@ def store_dataset(
         description=f"{path.name} {info.get('matrix', 'X')}",
         info=info,
         obs_column=obs_column,
-        obs_names=table.index if table.index is not None else [str(i) for i in range(len(table.x))],
+        obs_names=[str(v) for v in table.index] if table.index is not None else [str(i) for i in range(len(table.x))],
         labels=labels,
         split=split,
         groups=groups,

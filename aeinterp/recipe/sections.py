@@ -94,7 +94,8 @@ class SplitSection(_Section):
 
 class DataSection(_Section):
     path: str | None = Field(
-        None, description="CSV with a header row, Parquet, AnnData .h5ad or .zarr store, .npy (memory-mapped) or .npz (relative to the recipe)"
+        None,
+        description="CSV with a header row, Parquet, AnnData .h5ad or .zarr store, .npy (memory-mapped) or .npz (relative to the recipe)",
     )
     explain_path: str | None = Field(
         None, description="your own split: a file of the rows to explain (the fit rows come from `path` or `fit_path`)"
@@ -113,7 +114,8 @@ class DataSection(_Section):
         None, description="which array of an .npz holds the samples (default x), or which layer of an .h5ad / .zarr (default X)"
     )
     layer: str | None = Field(
-        None, description="which matrix of an .h5ad or .zarr: X (default), raw (adata.raw.X) or a layer name; the results say which was read"
+        None,
+        description="which matrix of an .h5ad or .zarr: X (default), raw (adata.raw.X) or a layer name; the results say which was read",
     )
     groups: str | dict[str, list[str]] = Field(
         "auto", description="auto | elements | features | steps | pixels | channels | patches:K | correlation:R | {group: [features]}"

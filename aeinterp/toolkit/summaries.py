@@ -120,9 +120,7 @@ def chunk_sums(
     return total
 
 
-def _add_block(
-    total: dict[str, np.ndarray], phi: Any, z: Any, x: Any, cells: np.ndarray, n_cells: int, stats: tuple[str, ...]
-) -> None:
+def _add_block(total: dict[str, np.ndarray], phi: Any, z: Any, x: Any, cells: np.ndarray, n_cells: int, stats: tuple[str, ...]) -> None:
     phi = np.asarray(phi, dtype=np.float64)
     z = np.asarray(z, dtype=np.float64).reshape(phi.shape[0], phi.shape[1])
     x = np.asarray(x, dtype=np.float64).reshape(phi.shape[0], phi.shape[2])
