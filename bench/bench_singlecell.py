@@ -27,6 +27,19 @@ auto`` (anytime, with intervals) is for.
 
     python bench/bench_singlecell.py drvi --scale 0.02 --cells 64
     python bench/bench_singlecell.py scvi3383 --scale 0.1 --cells 256
+
+``--anytime`` runs each explainer as an anytime estimate with its 95 % intervals
+(``anytime_tolerance: 0.05``, rounds of cap/4, cap/2, cap cells: the rounds stop early
+once the intervals are tight, else at the cap, a sample budget that keeps the whole case
+within ~25 minutes on 2 shared cores; ``ANYTIME_CAPS`` or ``--cells``), adds the signed
+output effects (on ``max_samples`` reference cells; their interval is 1.96 SD / sqrt(n)
+of the mean effect), and prints the cells used and the interval half-width relative to
+each latent's largest importance (median and max over every latent's top 20 features).
+``--keep DIR`` keeps the generated file (1.8 GB at full size) and reuses it next time;
+``--delete`` removes it at the end:
+
+    python bench/bench_singlecell.py drvi --scale 1 --anytime --keep /tmp/sc
+    python bench/bench_singlecell.py scvi3383 --scale 1 --anytime --keep /tmp/sc --delete
 """
 
 from __future__ import annotations
