@@ -196,9 +196,13 @@ def main() -> None:
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--keep", help="folder to keep the generated .h5ad in and reuse on the next run (default: a temporary folder)")
     parser.add_argument("--delete", action="store_true", help="delete the kept .h5ad at the end")
+    parser.add_argument("--caps", default="", help="--anytime caps per explainer, e.g. output_effects=256,permutation=16")
     args = parser.parse_args()
     if args.cells is None:
         args.cells = 0 if args.anytime else 64
+    for item in filter(None, args.caps.split(",")):
+        name, _, cap = item.partition("=")
+        ANYTIME_CAPS[name.strip()] = int(cap)
     if args.one:
         one(args)
         return
@@ -237,6 +241,7 @@ def main() -> None:
     for method in methods:
         cmd = [sys.executable, __file__, args.case, "--one", method, "--path", str(path), "--cells", str(args.cells)]
         cmd += ["--anytime"] if args.anytime else []
+        cmd += ["--caps", args.caps] if args.caps else []
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = next((ln for ln in proc.stdout.splitlines()[::-1] if ln.startswith("{")), None)
         if proc.returncode != 0 or line is None:
