@@ -230,7 +230,7 @@ class Runner:
                     f"writing the reports failed ({type(exc).__name__}: {exc}); the results are in {out_dir / 'results.json'}, retry with `aeinterp report {out_dir}`",
                     stacklevel=2,
                 )
-            if data.info.get("source") == "h5ad" and outcome.explanations:  # scverse users read results back into their AnnData
+            if data.info.get("source") in ("h5ad", "zarr") and outcome.explanations:  # scverse users read results back into their AnnData
                 from .io.anndata_out import RESULTS_H5AD, write_results_h5ad
 
                 try:

@@ -27,6 +27,19 @@ auto`` (anytime, with intervals) is for.
 
     python bench/bench_singlecell.py drvi --scale 0.02 --cells 64
     python bench/bench_singlecell.py scvi3383 --scale 0.1 --cells 256
+
+``--anytime`` runs each explainer as an anytime estimate with its 95 % intervals
+(``anytime_tolerance: 0.05``, rounds of cap/4, cap/2, cap cells: the rounds stop early
+once the intervals are tight, else at the cap, a sample budget that keeps the whole case
+within ~25 minutes on 2 shared cores; ``ANYTIME_CAPS`` or ``--cells``), adds the signed
+output effects (on ``max_samples`` reference cells; their interval is 1.96 SD / sqrt(n)
+of the mean effect), and prints the cells used and the interval half-width relative to
+each latent's largest importance (median and max over every latent's top 20 features).
+``--keep DIR`` keeps the generated file (1.8 GB at full size) and reuses it next time;
+``--delete`` removes it at the end:
+
+    python bench/bench_singlecell.py drvi --scale 1 --anytime --keep /tmp/sc
+    python bench/bench_singlecell.py scvi3383 --scale 1 --anytime --keep /tmp/sc --delete
 """
 
 from __future__ import annotations
@@ -51,7 +64,12 @@ METHODS = {
     "deepshap": {"n_background": 50, "local": "none"},
     "integrated_gradients": {"local": "none", "steps": 16},
     "permutation": {"repeats": 1, "local": "none"},
+    "output_effects": {},
 }
+#: --anytime: the most cells each explainer may use (a sample budget the anytime rounds stop at; a full pass takes days on 2 cores)
+ANYTIME_CAPS = {"deepshap": 128, "integrated_gradients": 128, "permutation": 32, "output_effects": 2000}
+STREAMED = ("deepshap", "integrated_gradients", "permutation")  # the explainers with anytime rounds and intervals
+TOP = 20  # interval widths are summarised over each latent's top features
 
 
 def peak_rss_mb() -> float:
@@ -94,6 +112,37 @@ def write_h5ad(path: Path, n_cells: int, n_genes: int, density: float, seed: int
     return nnz
 
 
+def interval_summary(exp: object, method: str) -> dict:
+    """Cells used and the 95 % interval half-width relative to each latent's largest importance (median and max
+    over every latent's top features): anytime's ``importance_halfwidth``; for output effects the standard error
+    of the mean effect over its reference cells (1.96 SD / sqrt(n))."""
+    if method == "output_effects":
+        effect = np.asarray(exp.arrays["effect"], dtype=np.float64).reshape(exp.arrays["effect"].shape[0], -1)
+        n = int(exp.extras["n_references"])
+        half = 1.96 * np.asarray(exp.arrays["effect_sd"], dtype=np.float64).reshape(effect.shape) / np.sqrt(max(1, n))
+        value, used, stopped = np.abs(effect), int(exp.extras["n_samples"]), "fixed sample"
+    else:
+        facts = exp.extras.get("anytime")
+        if facts is None:
+            return {"cells_used": None}
+        value, half = np.asarray(exp.importance, dtype=np.float64), np.asarray(exp.arrays["importance_halfwidth"], dtype=np.float64)
+        used, stopped = int(facts["samples_used"]), str(facts["stopped"])
+    scale = np.abs(value).max(axis=1, keepdims=True)
+    rel = np.divide(half, scale, out=np.zeros_like(half), where=scale > 0)
+    top = np.argsort(-np.abs(value), axis=1)[:, :TOP]
+    rel_top = np.take_along_axis(rel, top, axis=1)
+    return {"cells_used": used, "rel_hw_median": float(np.median(rel_top)), "rel_hw_max": float(rel_top.max()), "stopped": stopped}
+
+
+def method_params(method: str, cells: int, anytime: bool) -> dict:
+    params = dict(METHODS[method])
+    cap = ANYTIME_CAPS[method] if anytime and cells <= 0 else cells
+    params["max_samples"] = cap
+    if anytime and method in STREAMED:  # anytime rounds (cap/4, cap/2, cap) with their interval, stopping early if it is tight
+        params.update(anytime_tolerance=0.05, first_round=max(2, cap // 4))
+    return params
+
+
 def one(args: argparse.Namespace) -> None:
     """One explainer in this (fresh) process: prints a JSON line with time and peak RSS."""
     os.environ["AEINTERP_BACKED_MB"] = "0"
@@ -111,7 +160,7 @@ def one(args: argparse.Namespace) -> None:
     adata = anndata.read_h5ad(args.path, backed="r")
     rss_before = peak_rss_mb()
     start = time.perf_counter()
-    exp = aeinterp.explain(net, adata, args.one, progress=False, max_samples=args.cells, **METHODS[args.one])
+    exp = aeinterp.explain(net, adata, args.one, progress=False, **method_params(args.one, args.cells, args.anytime))
     wall = time.perf_counter() - start
     print(
         json.dumps(
@@ -123,6 +172,7 @@ def one(args: argparse.Namespace) -> None:
                 "importance": list(exp.importance.shape),
                 "explained": args.cells,
                 "storage": exp.extras["data"]["storage"],
+                **interval_summary(exp, args.one),
             }
         )
     )
@@ -132,52 +182,89 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("case", choices=sorted(CASES))
     parser.add_argument("--scale", type=float, default=0.02, help="share of the cells generated (genes and model stay full size)")
-    parser.add_argument("--cells", type=int, default=64, help="cells explained per explainer (max_samples)")
-    parser.add_argument("--only", default=",".join(METHODS), help="comma-separated explainers")
+    parser.add_argument(
+        "--cells",
+        type=int,
+        default=None,
+        help="cells explained per explainer (max_samples; default 64, with --anytime the caps in ANYTIME_CAPS)",
+    )
+    parser.add_argument(
+        "--anytime", action="store_true", help="anytime estimates with 95 %% intervals (rounds up to the cap), output effects included"
+    )
+    parser.add_argument("--only", default=None, help="comma-separated explainers (default: all; output_effects only with --anytime)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
-    parser.add_argument("--keep", help="folder to keep the generated .h5ad in (default: a temporary folder)")
+    parser.add_argument("--keep", help="folder to keep the generated .h5ad in and reuse on the next run (default: a temporary folder)")
+    parser.add_argument("--delete", action="store_true", help="delete the kept .h5ad at the end")
+    parser.add_argument("--caps", default="", help="--anytime caps per explainer, e.g. output_effects=256,permutation=16")
     args = parser.parse_args()
+    if args.cells is None:
+        args.cells = 0 if args.anytime else 64
+    for item in filter(None, args.caps.split(",")):
+        name, _, cap = item.partition("=")
+        ANYTIME_CAPS[name.strip()] = int(cap)
     if args.one:
         one(args)
         return
     case = CASES[args.case]
+    methods = (args.only or ",".join(m for m in METHODS if args.anytime or m != "output_effects")).split(",")
     n_cells = max(args.cells + 1, int(round(case["cells"] * args.scale)))
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="aeinterp-sc-"))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{args.case}-{n_cells}.h5ad"
+    done = path.with_suffix(".nnz")  # written last: a kept file is complete
     t = time.perf_counter()
-    nnz = write_h5ad(path, n_cells, case["genes"], case["density"])
+    if args.keep and done.exists() and path.exists():
+        nnz, reused = int(done.read_text()), True
+    else:
+        nnz, reused = write_h5ad(path, n_cells, case["genes"], case["density"]), False
+        done.write_text(str(nnz))
     gen_s = time.perf_counter() - t
     full_dense_gb = case["cells"] * case["genes"] * 4 / 1e9
     print(
         f"case {args.case}: {n_cells:,} of {case['cells']:,} cells (scale {args.scale}) x {case['genes']:,} genes, {nnz:,} stored values, "
-        f"file {path.stat().st_size / 2**20:.0f} MiB written in {gen_s:.0f} s"
+        f"file {path.stat().st_size / 2**20:.0f} MiB " + ("reused" if reused else f"written in {gen_s:.0f} s")
     )
     print(
         f"dense float32: {n_cells * case['genes'] * 4 / 1e9:.2f} GB at this scale, {full_dense_gb:.1f} GB at full size; "
         f"model {case['genes']} -> {case['hidden']} -> {case['latent']}; budget {case['budget_gb']} GB peak RSS"
     )
-    print(
-        f"{'explainer':22s} {'cells':>6s} {'time s':>8s} {'s/cell':>8s} {'full size (extrap.)':>20s} {'peak RSS MiB':>13s}  within budget"
-    )
+    if args.anytime:
+        print(
+            f"{'explainer':22s} {'cells used':>10s} {'cap':>6s} {'95% half-width / max (top-20: median, max)':>44s} {'time s':>8s} {'peak RSS MiB':>13s}  within budget"
+        )
+    else:
+        print(
+            f"{'explainer':22s} {'cells':>6s} {'time s':>8s} {'s/cell':>8s} {'full size (extrap.)':>20s} {'peak RSS MiB':>13s}  within budget"
+        )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for method in args.only.split(","):
+    for method in methods:
         cmd = [sys.executable, __file__, args.case, "--one", method, "--path", str(path), "--cells", str(args.cells)]
+        cmd += ["--anytime"] if args.anytime else []
+        cmd += ["--caps", args.caps] if args.caps else []
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = next((ln for ln in proc.stdout.splitlines()[::-1] if ln.startswith("{")), None)
         if proc.returncode != 0 or line is None:
             print(f"{method:22s} FAILED: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
             continue
         r = json.loads(line)
+        ok = r["peak_rss_mb"] * 2**20 <= case["budget_gb"] * 1e9
+        if args.anytime:
+            cap = method_params(method, args.cells, True)["max_samples"]
+            width = f"{r['rel_hw_median']:.3f}, {r['rel_hw_max']:.3f} ({r['stopped']})" if r.get("cells_used") is not None else "-"
+            print(
+                f"{method:22s} {r.get('cells_used') or 0:10d} {cap:6d} {width:>44s} {r['wall_s']:8.1f} {r['peak_rss_mb']:13.0f}  {'yes' if ok else 'NO'}",
+                flush=True,
+            )
+            continue
         per_cell = r["wall_s"] / args.cells
         full_h = per_cell * case["cells"] / 3600
-        ok = r["peak_rss_mb"] * 2**20 <= case["budget_gb"] * 1e9
         print(
             f"{method:22s} {args.cells:6d} {r['wall_s']:8.1f} {per_cell:8.2f} {full_h:17.1f} h {r['peak_rss_mb']:13.0f}  {'yes' if ok else 'NO'}"
         )
-    if not args.keep:
+    if not args.keep or args.delete:
         path.unlink()
+        done.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

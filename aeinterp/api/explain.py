@@ -125,7 +125,9 @@ def explain(
         the samples to explain: numpy array, torch tensor or pandas DataFrame
         (feature names from its columns, row labels from its index: the
         result's ``sample_names``, ``to_pandas("local")``'s index and
-        ``exp.sel(sample=...)``).
+        ``exp.sel(sample=...)``), a scipy sparse matrix, an AnnData, or the path of an
+        ``.h5ad`` file or an AnnData ``.zarr`` store (read as a recipe reads it: sparse
+        stays sparse, large stores are read backed; see ``docs/singlecell.md``).
     method:
         a registered explainer name (``aeinterp plugins`` lists them), e.g.
         ``"deepshap"``, ``"permutation"``, ``"integrated_gradients"``.

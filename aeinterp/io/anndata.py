@@ -36,7 +36,16 @@ from .checks import check_unique_names
 from .rows import LazyRows, is_sparse
 from .table import RawTable
 
-__all__ = ["is_anndata", "select_matrix", "read_h5ad", "anndata_dataset", "matrix_rows", "backed_threshold_bytes"]
+__all__ = [
+    "is_anndata",
+    "select_matrix",
+    "read_h5ad",
+    "read_store",
+    "cells_dataset",
+    "anndata_dataset",
+    "matrix_rows",
+    "backed_threshold_bytes",
+]
 
 
 def is_anndata(obj: Any) -> bool:
@@ -86,7 +95,9 @@ def _storage(matrix: Any) -> str:
     return "dense on disk (backed), read a chunk of rows at a time"
 
 
-def matrix_rows(matrix: Any, description: str, fingerprint: str | None = None, extra: np.ndarray | None = None) -> Any:
+def matrix_rows(
+    matrix: Any, description: str, fingerprint: str | None = None, extra: np.ndarray | None = None, writer: str = "write_h5ad"
+) -> Any:
     """The samples of ``matrix``: a float32 ndarray when it is dense in memory, else a :class:`LazyRows`."""
     if isinstance(matrix, np.ndarray) and extra is None:
         if not np.issubdtype(matrix.dtype, np.number) and matrix.dtype != bool:
@@ -100,7 +111,7 @@ def matrix_rows(matrix: Any, description: str, fingerprint: str | None = None, e
     elif getattr(matrix, "format", None) == "csc":
         raise DataError(
             f"{description} is stored CSC on disk: reading rows would read the whole file each time; "
-            "rewrite it as CSR (adata.X = adata.X.tocsr(); adata.write_h5ad(...)) or read it into memory (backed=False)"
+            f"rewrite it as CSR (adata.X = adata.X.tocsr(); adata.{writer}(...)) or read it into memory (backed=False, or AEINTERP_BACKED_MB above its size)"
         )
     elif isinstance(matrix, np.ndarray) or hasattr(matrix, "__array__"):
         matrix = matrix if hasattr(matrix, "shape") and len(matrix.shape) == 2 else np.asarray(matrix)
@@ -120,62 +131,80 @@ def read_h5ad(path: Path, layer: str | None = None, *, backed: bool | str = "aut
     """A :class:`~aeinterp.io.table.RawTable` of an ``.h5ad`` file's chosen matrix (sparse stays sparse;
     backed: the matrix stays on disk), its ``var_names`` and its ``obs`` columns."""
 
-    anndata = require("anndata", "anndata", "reading .h5ad files")
+    require("anndata", "anndata", "reading .h5ad files")
     h5py = require("h5py", "anndata", "reading .h5ad files")
-    read_elem, sparse_dataset = _io(anndata)
     if backed == "auto":
         backed = path.stat().st_size > backed_threshold_bytes()
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
         raise DataError(f"cannot read {path}: not an HDF5 .h5ad file ({exc})") from None
+    stat = path.stat()
+    return read_store(
+        f, path, layer, backed=bool(backed), source="h5ad", fingerprint=f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}", close=f.close
+    )
+
+
+def _is_sparse_elem(elem: Any) -> bool:
+    """Whether a stored AnnData element (an h5py or zarr group / array) is a sparse matrix (AnnData's encoding)."""
+    kind = elem.attrs.get("encoding-type", "")
+    return str(kind) in ("csr_matrix", "csc_matrix") or (kind == "" and hasattr(elem, "keys") and "indptr" in elem)
+
+
+def read_store(
+    root: Any, path: Path, layer: str | None, *, backed: bool, source: str, fingerprint: str, close: Any, writer: str = "write_h5ad"
+) -> Any:
+    """A :class:`~aeinterp.io.table.RawTable` of an open AnnData store's chosen matrix: ``root`` is the
+    ``.h5ad``'s h5py file or the ``.zarr``'s zarr group (both laid out the same by AnnData); ``close``
+    closes it (called on failure, and after reading unless ``backed``); ``writer`` is the AnnData method
+    that rewrites the store (named in the CSC message)."""
+    anndata = require("anndata", "anndata", f"reading {path.suffix or 'AnnData'} stores")
+    read_elem, sparse_dataset = _io(anndata)
     try:
-        layers = list(f["layers"].keys()) if "layers" in f else []
-        has_raw = "raw" in f and "X" in f["raw"]
+        layers = list(root["layers"].keys()) if "layers" in root else []
+        has_raw = "raw" in root and "X" in root["raw"]
         if layer in (None, "X"):
-            if "X" not in f:
+            if "X" not in root:
                 raise DataError(f"{path} has no X matrix; choose one with `layer:` ({_layer_help(layers, has_raw)})")
-            elem, which, var_group = f["X"], "X", f["var"]
+            elem, which, var_group = root["X"], "X", root["var"]
         elif layer == "raw":
             if not has_raw:
                 raise DataError(f"{path} has no raw matrix; choose one with `layer:` ({_layer_help(layers, has_raw)})")
-            elem, which, var_group = f["raw"]["X"], "raw.X", f["raw"]["var"]
+            elem, which, var_group = root["raw"]["X"], "raw.X", root["raw"]["var"]
         elif layer in layers:
-            elem, which, var_group = f["layers"][layer], f"layers[{layer!r}]", f["var"]
+            elem, which, var_group = root["layers"][layer], f"layers[{layer!r}]", root["var"]
         else:
             raise DataError(f"{path} has no layer {layer!r}; it has: {_layer_help(layers, has_raw)}")
         var = read_elem(var_group)
-        obs = read_elem(f["obs"])
-        sparse = isinstance(elem, h5py.Group)
+        obs = read_elem(root["obs"])
         if backed:
-            matrix = sparse_dataset(elem) if sparse else elem
+            matrix = sparse_dataset(elem) if _is_sparse_elem(elem) else elem
         else:
             matrix = read_elem(elem)
+        description = f"{path.name} {which}"
+        rows = matrix_rows(matrix, description, fingerprint=f"{fingerprint}:{which}", writer=writer)
     except DataError:
-        f.close()
+        close()
         raise
-    except Exception as exc:  # h5py / anndata errors for damaged files
-        f.close()
+    except Exception as exc:  # h5py / zarr / anndata errors for damaged files
+        close()
         raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
-    stat = path.stat()
-    description = f"{path.name} {which}"
-    rows = matrix_rows(matrix, description, fingerprint=f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{which}")
     if backed:
-        rows.keepalive = f  # the file stays open while its rows are read
+        rows.keepalive = root  # the file stays open while its rows are read
     else:
-        f.close()
+        close()
     columns = {str(c): obs[c].astype(str).to_numpy(dtype=str) for c in obs.columns}
     info = {
-        "source": "h5ad",
+        "source": source,
         "path": str(path),
         "matrix": which,
-        "storage": _storage(matrix),
+        "storage": _storage(rows.source if isinstance(rows, LazyRows) else matrix),  # a CSC read into memory is CSR now
         "n_obs": int(rows.shape[0]),
         "n_vars": int(rows.shape[1]),
     }
     names = [str(v) for v in var.index]
     check_unique_names(names, f"the var_names of {path}")
-    return RawTable(x=rows, feature_names=names, columns=columns, info=info)
+    return RawTable(x=rows, feature_names=names, columns=columns, info=info, index=np.asarray([str(v) for v in obs.index]))
 
 
 # --- objects -----------------------------------------------------------------------------
@@ -206,16 +235,53 @@ def anndata_dataset(
     check_unique_names(names, f"the AnnData's {which} var_names")
     description = f"AnnData {which}"
     x = matrix_rows(matrix, description, extra=extra)
+    info = {"source": "AnnData", "matrix": which, "storage": _storage(x.source if isinstance(x, LazyRows) else matrix)}
+    return cells_dataset(
+        x,
+        names,
+        description=description,
+        info=info,
+        obs_column=lambda name, role: _obs_column(adata, name, role),
+        obs_names=adata.obs_names,
+        labels=labels,
+        split=split,
+        explain_values=explain_values,
+        fit_values=fit_values,
+        groups=groups,
+        extra_names=extra_names,
+        check_finite=check_finite,
+    )
+
+
+def cells_dataset(
+    x: Any,
+    names: list[str],
+    *,
+    description: str,
+    info: dict[str, Any],
+    obs_column: Any,
+    obs_names: Sequence[Any],
+    labels: str | None = None,
+    split: str | None = None,
+    explain_values: Sequence[Any] = ("test",),
+    fit_values: Sequence[Any] | None = None,
+    groups: str | Mapping[str, Sequence[str]] = "auto",
+    extra_names: Sequence[str] = (),
+    check_finite: bool = True,
+) -> ArrayDataset:
+    """The dataset of cells ``x`` (genes ``names``, then extra columns) with ``obs_column(name, role)`` the
+    obs column reader: what :func:`anndata_dataset` builds for an object and :func:`aeinterp.io.inputs.lazy_dataset`
+    for an ``.h5ad`` / ``.zarr`` path."""
     n = int(x.shape[0])
     if n == 0:
         raise DataError("the AnnData holds no cells (obs)")
     if x.shape[1] == 0:
         raise DataError("the AnnData holds no genes (var)")
-    y = _obs_column(adata, labels, "labels") if labels is not None else None
+    y = obs_column(labels, "labels") if labels is not None else None
     explain_index = fit_index = np.arange(n)
     split_info: dict[str, Any] = {"method": "all rows"}
     if split is not None:
-        values = _obs_column(adata, split, "split")
+        values = obs_column(split, "split")
         want = [str(v) for v in explain_values]
         explain_index = np.flatnonzero(np.isin(values, want))
         fit_index = np.flatnonzero(np.isin(values, [str(v) for v in fit_values]) if fit_values is not None else ~np.isin(values, want))
@@ -234,7 +300,7 @@ def anndata_dataset(
         finite = x.finite_rows() if isinstance(x, LazyRows) else np.isfinite(x).all(axis=1)
         if not finite.all():
             raise DataError(
-                f"{description} has NaN or infinite values (first in cell {adata.obs_names[int(np.flatnonzero(~finite)[0])]!r}); clean or drop those cells"
+                f"{description} has NaN or infinite values (first in cell {str(obs_names[int(np.flatnonzero(~finite)[0])])!r}); clean or drop those cells"
             )
     genes = element_names("tabular", (len(names),), names)
     all_names = genes + [str(e) for e in extra_names]
@@ -245,7 +311,7 @@ def anndata_dataset(
             "correlation groups are not computed on AnnData (they need a dense genes x genes correlation); give groups as a mapping"
         )
     grp = make_groups("tabular", (len(names),), groups, feature_names=genes)
-    info = {"source": "AnnData", "matrix": which, "storage": _storage(matrix), "n_obs": n, "n_vars": len(names), "row_names": "obs_names"}
+    info = {**info, "n_obs": n, "n_vars": len(names), "row_names": "obs_names"}
     if extra_names:
         info["held_fixed"] = [str(e) for e in extra_names]
     return ArrayDataset(
@@ -260,5 +326,5 @@ def anndata_dataset(
         info=info,
         split_info=split_info,
         check_finite=False,
-        row_names=[str(v) for v in adata.obs_names],  # the cells' names label every per-sample view
+        row_names=[str(v) for v in obs_names],  # the cells' names label every per-sample view
     )

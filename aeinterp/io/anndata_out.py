@@ -139,20 +139,35 @@ def write_explanations(adata: Any, explanations: Mapping[str, Explanation], run:
 RESULTS_H5AD = "results.h5ad"
 
 
+def _obs_and_genes(anndata: Any, info: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The input store's ``obs`` and the explained matrix's genes, without reading any matrix."""
+    raw = info.get("matrix") == "raw.X"
+    if info.get("source") == "zarr":
+        from pathlib import Path
+
+        from .anndata import _io
+        from .anndata_zarr import open_zarr
+
+        root = open_zarr(Path(info["path"]))
+        read_elem = _io(anndata)[0]
+        var = read_elem(root["raw"]["var"] if raw and "raw" in root else root["var"])
+        return read_elem(root["obs"]), var.index
+    source = anndata.read_h5ad(info["path"], backed="r")
+    try:
+        return source.obs.copy(), (source.raw.var_names if raw and source.raw is not None else source.var_names)
+    finally:
+        source.file.close()
+
+
 def write_results_h5ad(out_path: Any, data: Any, explanations: Mapping[str, Explanation], run: Mapping[str, Any] | None = None) -> Any:
-    """``results.h5ad`` of a recipe run on an ``.h5ad`` file: the input's ``obs`` and the explained
+    """``results.h5ad`` of a recipe run on an ``.h5ad`` file or a ``.zarr`` store: the input's ``obs`` and the explained
     matrix's genes as ``var``, **no expression matrix** (join it to your data by ``obs_names`` /
     ``var_names``), and the explanations under the keys above. Returns the path."""
     anndata = require("anndata", "scverse", "to write results.h5ad")
     pd = require("pandas", "scverse", "to write results.h5ad")
     info = getattr(data, "info", {})
-    source = anndata.read_h5ad(info["path"], backed="r")
-    try:
-        obs = source.obs.copy()
-        var_names = source.raw.var_names if info.get("matrix") == "raw.X" and source.raw is not None else source.var_names
-        var = pd.DataFrame(index=pd.Index([str(v) for v in var_names]))
-    finally:
-        source.file.close()
+    obs, var_names = _obs_and_genes(anndata, info)
+    var = pd.DataFrame(index=pd.Index([str(v) for v in var_names]))
     row_ids = getattr(data, "row_ids", None)
     rows = np.arange(len(obs)) if row_ids is None else np.asarray(row_ids)
     fixed = {}

@@ -12,16 +12,17 @@ that reads its own matrix and appends per-row covariates
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..data import ArrayDataset, element_names, make_groups
 from ..errors import DataError
-from .anndata import anndata_dataset, is_anndata
+from .anndata import anndata_dataset, cells_dataset, is_anndata
 from .rows import LazyRows, is_sparse
 
-__all__ = ["lazy_dataset", "adapter_dataset"]
+__all__ = ["lazy_dataset", "adapter_dataset", "store_dataset", "STORE_SUFFIXES"]
 
 
 def _no_anndata_options(what: str, layer: Any, labels: Any, split: Any) -> None:
@@ -42,6 +43,15 @@ def lazy_dataset(
     split: str | None = None,
 ) -> ArrayDataset | None:
     """The dataset of an AnnData or a scipy sparse ``X`` (None for anything else; see the module docstring)."""
+    if isinstance(X, (str, Path)) and Path(X).suffix in STORE_SUFFIXES:
+        if kind not in (None, "tabular"):
+            raise DataError(f"an AnnData store is tabular data (cells x genes), not {kind}")
+        if background is not None or feature_names is not None:
+            raise DataError(
+                "background= / feature_names= with an AnnData store: mark the explained cells in an obs column and pass "
+                "split=<column>; the genes are named by its var_names"
+            )
+        return store_dataset(Path(X), layer=layer, labels=labels, split=split, groups=groups)
     if kind not in (None, "tabular") and (is_anndata(X) or is_sparse(X)):
         raise DataError(f"an AnnData or sparse matrix is tabular data (cells x genes), not {kind}")
     if is_anndata(X):
@@ -60,6 +70,44 @@ def lazy_dataset(
         return None
     _no_anndata_options("a sparse matrix", layer, labels, split)
     return _sparse_dataset(X, background, feature_names, groups)
+
+
+#: paths ``aeinterp.explain`` reads itself: AnnData stores (other files go through a recipe or your own reader)
+STORE_SUFFIXES = (".h5ad", ".zarr")
+
+
+def store_dataset(
+    path: Path,
+    *,
+    layer: str | None = None,
+    labels: str | None = None,
+    split: str | None = None,
+    groups: str | Mapping[str, Sequence[str]] = "auto",
+) -> ArrayDataset:
+    """The dataset of an ``.h5ad`` file or an AnnData ``.zarr`` store, read as a recipe reads it (sparse stays
+    sparse, large stores backed) and used as an AnnData object is (every cell explained unless ``split``)."""
+    from .readers import read_file
+
+    table = read_file(path, key=layer)
+    columns = table.columns
+
+    def obs_column(name: str, role: str) -> Any:
+        if not isinstance(name, str) or name not in columns:
+            raise DataError(f"{path.name}'s obs has no column {name!r} for the {role} (obs columns: {', '.join(columns) or 'none'})")
+        return columns[name]
+
+    info = dict(table.info)
+    return cells_dataset(
+        table.x,
+        list(table.feature_names or []),
+        description=f"{path.name} {info.get('matrix', 'X')}",
+        info=info,
+        obs_column=obs_column,
+        obs_names=[str(v) for v in table.index] if table.index is not None else [str(i) for i in range(len(table.x))],
+        labels=labels,
+        split=split,
+        groups=groups,
+    )
 
 
 def _sparse_dataset(X: Any, background: Any, feature_names: Sequence[str] | None, groups: Any) -> ArrayDataset:

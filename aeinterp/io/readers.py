@@ -1,4 +1,4 @@
-"""Reading data files into arrays: CSV, Parquet, AnnData ``.h5ad``, ``.npy`` and ``.npz``.
+"""Reading data files into arrays: CSV, Parquet, AnnData ``.h5ad`` and ``.zarr``, ``.npy`` and ``.npz``.
 
 Every reader returns a :class:`RawTable`: the samples ``x`` (rows first), the
 feature names when the file has them, and the file's *other* columns by name
@@ -14,6 +14,8 @@ array), so the label and the split can be read from any of them.
   ``X``, ``raw`` or a layer (``layer:`` / ``key:``), sparse kept sparse and
   large files read backed, ``var_names`` as feature names, ``obs`` columns as
   labels or split.
+- ``.zarr``: AnnData's Zarr store (a directory, ``adata.write_zarr``), read like
+  ``.h5ad`` (see :mod:`aeinterp.io.anndata_zarr`).
 - ``.npy`` memory-mapped (``mmap_mode="r"``): rows are read when they are
   used, so explaining a few rows of a large file does not load all of it.
 """
@@ -36,19 +38,27 @@ from .table import RawTable  # noqa: F401  (read_file's result; re-exported)
 __all__ = ["RawTable", "read_file", "SUFFIXES", "MISSING"]
 
 MISSING = ("", "NA", "nan", "NaN")  # CSV cells read as NaN
-SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".h5ad", ".npy", ".npz")
+SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".h5ad", ".zarr", ".npy", ".npz")
 
 
 def read_file(
     path: Path, *, key: str | None = None, keep: Sequence[str] = (), encoding: str = "utf-8", index: int | str | None = None
 ) -> RawTable:
     """Read ``path`` by its suffix. ``keep`` names columns that are not features
-    (the label, the split column); ``key`` picks the ``.npz`` array or the ``.h5ad`` layer;
+    (the label, the split column); ``key`` picks the ``.npz`` array or the ``.h5ad`` / ``.zarr`` layer;
     ``index`` names a CSV's row-label column (or gives its position: 0 is the first)."""
     if index is not None and path.suffix not in (".csv", ".tsv"):
         raise DataError(f"`index:` reads a CSV's row-label column; {path.name} is not a CSV")
+    if path.suffix.lower() == ".zarr" or (path.is_dir() and _zarr_store(path)):
+        if path.suffix != ".zarr" and path.suffix.lower() == ".zarr":
+            raise DataError(f"data store {path.name}: write the suffix in lower case (.zarr), as aeinterp recognises formats by it")
+        from .anndata_zarr import read_zarr  # AnnData's zarr store: read like .h5ad (aeinterp.io.anndata_zarr)
+
+        return read_zarr(path, key)
     if path.is_dir():
-        raise DataError(f"data path {path} is a folder, not a file; name the file ({', '.join(SUFFIXES)})")
+        raise DataError(
+            f"data path {path} is a folder, not a file or an AnnData .zarr store; name the file ({', '.join(s for s in SUFFIXES if s != '.zarr')})"
+        )
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     suffix = path.suffix
@@ -68,6 +78,12 @@ def read_file(
         except (OSError, ValueError, EOFError) as exc:
             raise DataError(f"cannot read {path}: {exc}") from None
     raise DataError(f"unsupported data file {path.name}: use {', '.join(SUFFIXES)}")
+
+
+def _zarr_store(path: Path) -> bool:
+    from .anndata_zarr import is_zarr_store
+
+    return is_zarr_store(path)
 
 
 # --- CSV ---------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ class SplitSection(_Section):
     seed: int = Field(0, ge=0, le=SEED_MAX, description="seed of the shuffle that makes the random split")
     column: str | None = Field(
         None,
-        description="your own split: a column (CSV/Parquet column, .h5ad obs column, .npz array) whose values say which rows are explained",
+        description="your own split: a column (CSV/Parquet column, .h5ad / .zarr obs column, .npz array) whose values say which rows are explained",
     )
     explain: str | list[str] = Field("test", description="with `column`: the value(s) marking the rows to explain")
     fit: str | list[str] | None = Field(
@@ -94,7 +94,8 @@ class SplitSection(_Section):
 
 class DataSection(_Section):
     path: str | None = Field(
-        None, description="CSV with a header row, Parquet, AnnData .h5ad, .npy (memory-mapped) or .npz (relative to the recipe)"
+        None,
+        description="CSV with a header row, Parquet, AnnData .h5ad or .zarr store, .npy (memory-mapped) or .npz (relative to the recipe)",
     )
     explain_path: str | None = Field(
         None, description="your own split: a file of the rows to explain (the fit rows come from `path` or `fit_path`)"
@@ -115,10 +116,11 @@ class DataSection(_Section):
         description="CSV column holding row labels (not a feature): its name, or its position (0: the first, e.g. the unnamed index pandas' df.to_csv() writes)",
     )
     key: str | None = Field(
-        None, description="which array of an .npz holds the samples (default x), or which layer of an .h5ad (default X)"
+        None, description="which array of an .npz holds the samples (default x), or which layer of an .h5ad / .zarr (default X)"
     )
     layer: str | None = Field(
-        None, description="which matrix of an .h5ad: X (default), raw (adata.raw.X) or a layer name; the results say which was read"
+        None,
+        description="which matrix of an .h5ad or .zarr: X (default), raw (adata.raw.X) or a layer name; the results say which was read",
     )
     groups: str | dict[str, list[str]] = Field(
         "auto", description="auto | elements | features | steps | pixels | channels | patches:K | correlation:R | {group: [features]}"

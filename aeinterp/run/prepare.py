@@ -30,8 +30,8 @@ def load_data(loaded: LoadedRecipe) -> ArrayDataset:
     d = loaded.recipe.data
     base = loaded.base_dir
     path = resolve(base, d.path)
-    if path is not None and path.is_dir():
-        raise DataError(f"data.path {path} is a folder; give a data file (.csv, .npy, .npz, .parquet or .h5ad)")
+    if path is not None and path.is_dir() and path.suffix != ".zarr":  # an AnnData .zarr store is a folder
+        raise DataError(f"data.path {path} is a folder; give a data file (.csv, .npy, .npz, .parquet or .h5ad) or an AnnData .zarr store")
     try:
         return load_dataset(
             path=path,

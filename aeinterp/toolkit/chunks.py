@@ -85,6 +85,24 @@ class Partial:
         )
 
 
+def _add_sums(total: Partial, p: Partial) -> Partial:
+    """``total`` plus ``p``'s sums, count and maxima (not rows), adding into ``total``'s own arrays where it can:
+    a sum of a 37,000-feature x 128-target step is ~400 MB, and ``total + p`` held a third copy at every chunk."""
+    if not total.sums and not total.count and not total.maxima:
+        own = {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in p.sums.items()}  # a copy: a chunk's sums may be shared
+        return Partial(sums=own, count=p.count, maxima=dict(p.maxima))
+    if set(total.sums) != set(p.sums) or set(total.maxima) != set(p.maxima):
+        raise ValueError("partials with different keys cannot be combined")
+    sums = dict(total.sums)
+    for k, v in p.sums.items():
+        a = sums[k]
+        if isinstance(a, np.ndarray) and a.flags.writeable and np.shape(v) == a.shape and np.result_type(a, v) == a.dtype:
+            a += v  # in place: arrays from an executor's store may be read-only, and the first is the first partial's own
+        else:
+            sums[k] = a + v
+    return Partial(sums=sums, count=total.count + p.count, maxima={k: np.maximum(total.maxima[k], p.maxima[k]) for k in total.maxima})
+
+
 def combine(
     partials: Iterable[Partial],
     *,
@@ -111,7 +129,7 @@ def combine(
             raise ValueError("partials with different keys cannot be combined")
         for k, rows in p.rows.items():
             pending.setdefault(k, []).append(rows)
-        total = total + Partial(sums=p.sums, count=p.count, maxima=p.maxima)
+        total = _add_sums(total, p)
     total.rows = {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in pending.items()}
     return total
 

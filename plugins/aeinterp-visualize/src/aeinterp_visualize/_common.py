@@ -54,7 +54,7 @@ class Geometry:
 
     @classmethod
     def of(cls, data: Any) -> Geometry:
-        shape = tuple(int(s) for s in np.asarray(data.x_explain).shape[1:])
+        shape = tuple(int(s) for s in data.x_explain.shape[1:])  # the shape only: a lazily read matrix is not read
         names = list(data.feature_names)
         elements = names if data.kind == "tabular" and len(names) <= MAX_NAMED_ELEMENTS else []
         features: list[str] = []

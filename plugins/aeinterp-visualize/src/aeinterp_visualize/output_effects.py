@@ -78,9 +78,9 @@ class OutputEffects(Explainer):
         p = self.params
         target = Target(target)
         geo = Geometry.of(data)
-        x = np.asarray(data.x_explain)
+        x = data.x_explain  # a lazily read matrix (sparse / backed AnnData) stays lazy: only the picked rows are read
         pick = subsample_indices(len(x), p.max_samples, rng)
-        codes = encode(model, x[pick], p.batch_size)
+        codes = encode(model, np.asarray(x[pick]), p.batch_size)
         n, k = codes.shape
         levels = np.array([p.quantiles[0], 0.5, p.quantiles[1]])
         values = np.quantile(codes, levels, axis=0)  # (3, K): low, median, high
