@@ -120,7 +120,8 @@ def partition_sums(phi: Any, z: Any, x: Any, partitions: dict[str, tuple[np.ndar
     import torch
 
     def f64(a: Any) -> Any:
-        return (a.detach() if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))).to(torch.float64)
+        t = a.detach() if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
+        return (t.cpu() if t.device.type == "mps" else t).to(torch.float64)  # MPS has no float64: its sums are made on the CPU
 
     phi = f64(phi)
     b, t, g = phi.shape
@@ -242,8 +243,7 @@ class SummaryPlan:
         }
         if self.labels is not None:
             parts["sum_label_"] = (self.labels[np.asarray(rows)], len(self.label_names), need)
-        out = partition_sums(phi, z, x_groups, parts)
-        return out
+        return partition_sums(phi, z, x_groups, parts)
 
     def finish(self, sums: dict[str, np.ndarray], target_names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
         """``(importance, arrays, extras)`` from the combined sums."""
