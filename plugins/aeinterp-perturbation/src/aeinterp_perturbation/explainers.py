@@ -94,6 +94,20 @@ def _source(data, split: str) -> np.ndarray:  # noqa: ANN001
     return data.x_explain if split == "explain" else data.x_fit
 
 
+def _auto_summary(target: Target, for_codes: str) -> tuple[str, str]:
+    """What ``summary: auto`` means for ``target``: ``for_codes`` (the explainer's choice) on a code, else the RMS change."""
+    if target.is_loss:
+        return "rms_change", "auto: the mean increase of the loss is what matters for reconstruction"
+    if target not in (Target.LATENT, Target.LATENT_PCA):
+        return "rms_change", "auto: the size of each output's change (variance shares were measured on codes only)"
+    if for_codes == "rms_change":
+        return "rms_change", "auto: the size of each code's change, the analytic ablation effect"
+    return for_codes, (
+        "auto: per-sample effects summarised by their covariance with the target rank the features the target varies with "
+        "(measured on real expression data: bench/bench_realdata.py); the effects do not add up, so the residual is reported"
+    )
+
+
 def _unit(target: Target) -> str:
     return "mean increase of reconstruction error" if target.is_loss else "root mean squared change of the target"
 
@@ -136,18 +150,7 @@ class _Perturbation(ChunkedExplainer):
         )
         summary, choice, why = None, p.summary, None
         if choice == "auto":
-            code = target in (Target.LATENT, Target.LATENT_PCA)
-            choice = self.auto_summary if code else "rms_change"
-            why = (
-                "auto: the mean increase of the loss is what matters for reconstruction"
-                if target.is_loss
-                else "auto: the size of each output's change (variance shares were measured on codes only)"
-                if not code
-                else "auto: the size of each code's change, the analytic ablation effect"
-                if choice == "rms_change"
-                else "auto: per-sample effects summarised by their covariance with the target rank the features the target varies with "
-                "(measured on real expression data: bench/bench_realdata.py); the effects do not add up, so the residual is reported"
-            )
+            choice, why = _auto_summary(target, self.auto_summary)
         if choice != "rms_change":
             summary = summary_plan(p, data, p.split, additive=False, n_targets=n_targets, choice=choice, why=why)
         return {
@@ -273,7 +276,7 @@ class _Perturbation(ChunkedExplainer):
 class Permutation(_Perturbation):
     """Replace each feature group by another sample's values. Importance: the share of each target's variance that
     the features' per-sample effects carry (``summary: variance_share``, the default for codes), or how much each
-    target moves (``rms_change``, the default for the reconstruction error)."""
+    target moves (``rms_change``, the default for outputs and the reconstruction error)."""
 
     name = "permutation"
     auto_summary = "variance_share"
