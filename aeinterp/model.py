@@ -122,6 +122,23 @@ def _resolve(module: nn.Module, names: Sequence[str], role: str) -> Callable[...
     )
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """Where ``module`` lives: its first parameter's (or buffer's) device, the CPU for an empty module."""
+    for t in module.parameters():
+        return t.device
+    for b in module.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def module_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype ``module`` computes in: its first floating-point parameter's, float32 without one."""
+    for t in module.parameters():
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
 class TorchAutoencoder:
     """Adapter from a ``torch.nn.Module`` (or TorchScript module) to :class:`Model`.
 
@@ -189,18 +206,11 @@ class TorchAutoencoder:
 
     @property
     def device(self) -> torch.device:
-        for p in self.module.parameters():
-            return p.device
-        for b in self.module.buffers():
-            return b.device
-        return torch.device("cpu")
+        return module_device(self.module)
 
     @property
     def dtype(self) -> torch.dtype:
-        for p in self.module.parameters():
-            if p.is_floating_point():
-                return p.dtype
-        return torch.float32
+        return module_dtype(self.module)
 
     @property
     def latent_dim(self) -> int:

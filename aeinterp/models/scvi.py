@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..errors import DataError, ModelError
+from ..model import module_device, module_dtype
 
 __all__ = ["is_scvi_model", "ScviAutoencoder", "COVARIATE_NAMES"]
 
@@ -141,16 +142,11 @@ class ScviAutoencoder:
 
     @property
     def device(self) -> torch.device:
-        for p in self.module.parameters():
-            return p.device
-        return torch.device("cpu")
+        return module_device(self.module)
 
     @property
     def dtype(self) -> torch.dtype:
-        for p in self.module.parameters():
-            if p.is_floating_point():
-                return p.dtype
-        return torch.float32
+        return module_dtype(self.module)
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if x.dim() != 2 or x.shape[1] != self._input_shape[0]:
