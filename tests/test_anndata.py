@@ -16,58 +16,16 @@ from aeinterp.errors import DataError
 from aeinterp.io.anndata import anndata_dataset
 from aeinterp.io.datasets import load_dataset
 from aeinterp.io.rows import LazyRows, column_stats
+from tests.fixtures.cells import GENES, N_CELLS, CellAE, cells_adata, planted_cells
 
 anndata = pytest.importorskip("anndata", reason="AnnData support needs the [scverse] extra (anndata)")
 pd = pytest.importorskip("pandas")
 sp = pytest.importorskip("scipy.sparse")
 
-N_CELLS, N_GENES, N_LATENT = 160, 24, 3
-GENES = [f"G{i}" for i in range(N_GENES)]
-
-
-class _AE(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.encoder = torch.nn.Sequential(torch.nn.Linear(N_GENES, 16), torch.nn.ReLU(), torch.nn.Linear(16, N_LATENT))
-        self.decoder = torch.nn.Sequential(torch.nn.Linear(N_LATENT, 16), torch.nn.ReLU(), torch.nn.Linear(16, N_GENES))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
-
 
 @pytest.fixture(scope="module")
-def cells() -> tuple[np.ndarray, _AE]:
-    """Sparse counts with three planted programmes (genes 0-3, 4-7, 8-11 co-expressed), and an AE trained on them."""
-    rng = np.random.default_rng(0)
-    programme = rng.integers(0, 3, size=N_CELLS)
-    rate = np.full((N_CELLS, N_GENES), 0.05)
-    for k in range(3):
-        rate[programme == k, 4 * k : 4 * k + 4] = 3.0
-    counts = rng.poisson(rate).astype(np.float32)
-    torch.manual_seed(0)
-    net = _AE()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    x = torch.as_tensor(np.log1p(counts))
-    for _ in range(150):
-        opt.zero_grad()
-        loss = ((net(x) - x) ** 2).mean()
-        loss.backward()
-        opt.step()
-    return counts, net
-
-
-def _adata(counts: np.ndarray, *, sparse: bool = True) -> object:
-    obs = pd.DataFrame(
-        {
-            "cell_type": [["T", "B", "NK"][i % 3] for i in range(len(counts))],
-            "set": ["test" if i % 4 == 0 else "train" for i in range(len(counts))],
-        },
-        index=[f"cell{i}" for i in range(len(counts))],
-    )
-    logged = np.log1p(counts)
-    adata = anndata.AnnData(X=sp.csr_matrix(logged) if sparse else logged, obs=obs, var=pd.DataFrame(index=GENES))
-    adata.layers["counts"] = sp.csr_matrix(counts)
-    return adata
+def cells() -> tuple[np.ndarray, CellAE]:
+    return planted_cells()
 
 
 METHODS = [("deepshap", {"chunk_size": 16}), ("integrated_gradients", {}), ("permutation", {"repeats": 2, "max_samples": 50})]
@@ -78,7 +36,7 @@ def test_sparse_anndata_and_backed_equal_dense(cells, tmp_path: Path, method: st
     counts, net = cells
     logged = np.log1p(counts)
     dense = aeinterp.explain(net, logged, method, progress=False, seed=3, **params)
-    adata = _adata(counts)
+    adata = cells_adata(counts)
     adata.write_h5ad(tmp_path / "cells.h5ad")
     backed = anndata.read_h5ad(tmp_path / "cells.h5ad", backed="r")
     for name, X in [
@@ -86,7 +44,7 @@ def test_sparse_anndata_and_backed_equal_dense(cells, tmp_path: Path, method: st
         ("csc", sp.csc_matrix(logged)),
         ("anndata", adata),
         ("backed", backed),
-        ("dense anndata", _adata(counts, sparse=False)),
+        ("dense anndata", cells_adata(counts, sparse=False)),
     ]:
         got = aeinterp.explain(net, X, method, progress=False, seed=3, **params)
         np.testing.assert_allclose(got.importance, dense.importance, rtol=1e-5, atol=1e-7, err_msg=name)
@@ -97,7 +55,7 @@ def test_sparse_anndata_and_backed_equal_dense(cells, tmp_path: Path, method: st
 
 def test_h5ad_files_read_sparse_or_backed_equal_dense_with_standardisation(cells, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     counts, _ = cells
-    adata = _adata(counts)
+    adata = cells_adata(counts)
     adata.raw = anndata.AnnData(X=sp.csr_matrix(counts * 2), var=pd.DataFrame(index=[g.lower() for g in GENES]))
     adata.write_h5ad(tmp_path / "c.h5ad")
     np.save(tmp_path / "c.npy", np.log1p(counts))
@@ -147,7 +105,7 @@ def test_lazy_rows_behave_like_the_dense_array(monkeypatch) -> None:  # noqa: AN
 
 def test_anndata_options_and_their_errors(cells) -> None:  # noqa: ANN001
     counts, net = cells
-    adata = _adata(counts)
+    adata = cells_adata(counts)
     adata.raw = adata.copy()
     exp = aeinterp.explain(net, adata, "deepshap", progress=False, layer="raw", split="set", labels="cell_type")
     assert exp.extras["data"]["matrix"] == "raw.X"
@@ -173,7 +131,7 @@ def test_anndata_options_and_their_errors(cells) -> None:  # noqa: ANN001
 
 def test_to_anndata_round_trip(cells, tmp_path: Path) -> None:  # noqa: ANN001
     counts, net = cells
-    adata = _adata(counts)
+    adata = cells_adata(counts)
     results = aeinterp.explain_all(net, adata, ["deepshap", ("permutation", {"repeats": 2})], progress=False, split="set")
     results.to_anndata(adata)
     adata.write_h5ad(tmp_path / "out.h5ad")
@@ -194,11 +152,11 @@ def test_to_anndata_round_trip(cells, tmp_path: Path) -> None:  # noqa: ANN001
     assert meta["method"] == "deeplift_rescale" and meta["varm"] == "aeinterp_deepshap" and list(meta["targets"]) == ["z0", "z1", "z2"]
     record = json.loads(meta["record"])
     assert record["extras"]["data"]["matrix"] == "X" and record["params"]["n_background"] == 100 and "torch" in record["library_versions"]
-    single = _adata(counts)
+    single = cells_adata(counts)
     shap.to_anndata(single, key="mine")
     assert "aeinterp_mine" in single.varm
     with pytest.raises(DataError, match="computed on 160 cells, but this AnnData has 10"):
-        shap.to_anndata(_adata(counts[:10]))
+        shap.to_anndata(cells_adata(counts[:10]))
     with pytest.raises(DataError, match="backed"):
         shap.to_anndata(anndata.read_h5ad(tmp_path / "out.h5ad", backed="r"))
 
@@ -209,7 +167,7 @@ def test_scanpy_dotplot_of_the_top_genes_per_latent(cells, tmp_path: Path) -> No
 
     matplotlib.use("Agg")
     counts, net = cells
-    adata = _adata(counts)
+    adata = cells_adata(counts)
     aeinterp.explain(net, adata, "deepshap", progress=False).to_anndata(adata)
     table = adata.varm["aeinterp_deepshap"]
     markers = {z: table[z].nlargest(3).index.tolist() for z in table.columns}
@@ -221,7 +179,7 @@ def test_scanpy_dotplot_of_the_top_genes_per_latent(cells, tmp_path: Path) -> No
 
 def test_recipe_on_h5ad_reads_the_named_matrix_and_writes_results_h5ad(cells, tmp_path: Path) -> None:  # noqa: ANN001
     counts, _ = cells
-    adata = _adata(counts)
+    adata = cells_adata(counts)
     adata.raw = adata.copy()
     adata.write_h5ad(tmp_path / "cells.h5ad")
     (tmp_path / "r.yaml").write_text(

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from rich.console import Console
 
 import aeinterp
@@ -20,6 +19,7 @@ from aeinterp import cli
 from aeinterp.errors import DataError, MissingDependencyError
 from aeinterp.io.datasets import load_dataset
 from aeinterp.io.rows import LazyRows
+from tests.fixtures.cells import GENES, N_CELLS, CellAE, cells_adata, planted_cells
 
 anndata = pytest.importorskip("anndata", reason="AnnData support needs the [scverse] extra (anndata)")
 zarr = pytest.importorskip("zarr", reason="reading .zarr stores needs zarr (installed with anndata)")
@@ -28,55 +28,10 @@ sp = pytest.importorskip("scipy.sparse")
 
 pytestmark = pytest.mark.filterwarnings("ignore:Writing zarr v2 data:UserWarning")  # anndata's notice on write_zarr
 
-N_CELLS, N_GENES, N_LATENT = 160, 24, 3
-GENES = [f"G{i}" for i in range(N_GENES)]
-
-
-class _AE(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.encoder = torch.nn.Sequential(torch.nn.Linear(N_GENES, 16), torch.nn.ReLU(), torch.nn.Linear(16, N_LATENT))
-        self.decoder = torch.nn.Sequential(torch.nn.Linear(N_LATENT, 16), torch.nn.ReLU(), torch.nn.Linear(16, N_GENES))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
-
 
 @pytest.fixture(scope="module")
-def cells() -> tuple[np.ndarray, _AE]:
-    """Sparse counts with three planted programmes (genes 0-3, 4-7, 8-11 co-expressed), and an AE trained on them."""
-    rng = np.random.default_rng(0)
-    programme = rng.integers(0, 3, size=N_CELLS)
-    rate = np.full((N_CELLS, N_GENES), 0.05)
-    for k in range(3):
-        rate[programme == k, 4 * k : 4 * k + 4] = 3.0
-    counts = rng.poisson(rate).astype(np.float32)
-    torch.manual_seed(0)
-    net = _AE()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    x = torch.as_tensor(np.log1p(counts))
-    for _ in range(150):
-        opt.zero_grad()
-        loss = ((net(x) - x) ** 2).mean()
-        loss.backward()
-        opt.step()
-    return counts, net
-
-
-def _adata(counts: np.ndarray, *, sparse: bool = True, raw: bool = False) -> object:
-    obs = pd.DataFrame(
-        {
-            "cell_type": [["T", "B", "NK"][i % 3] for i in range(len(counts))],
-            "set": ["test" if i % 4 == 0 else "train" for i in range(len(counts))],
-        },
-        index=[f"cell{i}" for i in range(len(counts))],
-    )
-    logged = np.log1p(counts)
-    adata = anndata.AnnData(X=sp.csr_matrix(logged) if sparse else logged, obs=obs, var=pd.DataFrame(index=GENES))
-    adata.layers["counts"] = sp.csr_matrix(counts)
-    if raw:
-        adata.raw = anndata.AnnData(X=sp.csr_matrix(counts * 2), var=pd.DataFrame(index=[g.lower() for g in GENES]))
-    return adata
+def cells() -> tuple[np.ndarray, CellAE]:
+    return planted_cells()
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +39,8 @@ def stores(cells, tmp_path_factory) -> dict[str, Path]:  # noqa: ANN001
     counts, _ = cells
     folder = tmp_path_factory.mktemp("zarr")
     out = {"sparse": folder / "sparse.zarr", "dense": folder / "dense.zarr"}
-    _adata(counts, raw=True).write_zarr(out["sparse"])
-    _adata(counts, sparse=False).write_zarr(out["dense"])
+    cells_adata(counts, raw=True).write_zarr(out["sparse"])
+    cells_adata(counts, sparse=False).write_zarr(out["dense"])
     return out
 
 
@@ -132,10 +87,10 @@ def test_layer_raw_labels_and_split_of_a_zarr_store(cells, stores, monkeypatch) 
         np.testing.assert_array_equal(np.asarray(layer.x), counts)
     # the API on a path: layer, split and labels as for an AnnData object, the same result as on the object
     on_path = aeinterp.explain(net, stores["sparse"], "deepshap", progress=False, layer="counts", split="set", labels="cell_type")
-    on_object = aeinterp.explain(net, _adata(counts), "deepshap", progress=False, layer="counts", split="set", labels="cell_type")
+    on_object = aeinterp.explain(net, cells_adata(counts), "deepshap", progress=False, layer="counts", split="set", labels="cell_type")
     np.testing.assert_allclose(on_path.importance, on_object.importance, rtol=1e-5, atol=1e-7)
     assert on_path.sample_names == [f"cell{i}" for i in range(0, N_CELLS, 4)]
-    _adata(counts).write_h5ad(stores["sparse"].with_name("cells.h5ad"))  # an .h5ad path is read the same way
+    cells_adata(counts).write_h5ad(stores["sparse"].with_name("cells.h5ad"))  # an .h5ad path is read the same way
     on_h5ad = aeinterp.explain(net, stores["sparse"].with_name("cells.h5ad"), "deepshap", progress=False, layer="counts", split="set")
     np.testing.assert_allclose(on_h5ad.importance, on_object.importance, rtol=1e-5, atol=1e-7)
     with pytest.raises(DataError, match=r"no layer 'spliced'; it has: X, raw, counts"):
@@ -152,7 +107,7 @@ def test_a_chunk_reads_only_its_rows_when_the_matrix_is_over_the_dense_budget(ce
     and their results equal the in-memory ones."""
     counts, net = cells
     big = np.tile(counts, (15, 1))
-    adata = _adata(big)
+    adata = cells_adata(big)
     adata.obs_names = [f"c{i}" for i in range(len(big))]
     adata.write_zarr(tmp_path / "big.zarr")
     reference = aeinterp.explain(net, np.log1p(big), "deepshap", progress=False, seed=1, chunk_size=64, n_background=40, local="none")
@@ -208,7 +163,7 @@ def test_bad_stores_are_clear_errors_through_the_cli(cells, tmp_path: Path, monk
     zarr.open_group(str(tmp_path / "plain.zarr"), mode="w").create_array("x", shape=(4, 4), dtype="f4")  # a zarr, not AnnData
     (tmp_path / "empty.zarr").mkdir()
     (tmp_path / "file.zarr").write_text("not a store")
-    csc = _adata(counts)
+    csc = cells_adata(counts)
     csc.X = sp.csc_matrix(csc.X)
     csc.write_zarr(tmp_path / "csc.zarr")
     cases = {
