@@ -244,13 +244,15 @@ def test_integrated_gradients_baseline_auto_is_the_mean_for_tables_and_zero_for_
     assert resolve_baseline("auto", "image")[0] == "zero" and resolve_baseline("sample", "image") == ("sample", "requested")
 
 
-def test_row_blocks_bound_the_temporaries_without_changing_the_sums(monkeypatch) -> None:  # noqa: ANN001
+def test_tiles_bound_the_temporaries_without_changing_the_sums(monkeypatch) -> None:  # noqa: ANN001
     from aeinterp.toolkit import summaries
 
     rng = np.random.default_rng(2)
-    phi, z, x, cells = rng.normal(size=(37, 2, 5)), rng.normal(size=(37, 2)), rng.normal(size=(37, 5)), np.arange(37) % 3
+    phi, z, x, cells = rng.normal(size=(37, 4, 5)), rng.normal(size=(37, 4)), rng.normal(size=(37, 5)), np.arange(37) % 3
     whole = chunk_sums(phi, z, x, cells, 3)
-    monkeypatch.setattr(summaries, "BLOCK_MB", 8 * 2 * 5 * 4 / 2**20)  # four rows per block
-    blocked = chunk_sums(phi, z, x, cells, 3)
-    for k in whole:
-        np.testing.assert_allclose(blocked[k], whole[k], rtol=1e-12, atol=1e-12)
+    # every row and two targets per tile; then eight rows and one target per tile (one target of every row is too big)
+    for elements in (2 * 37 * 5, 8 * 5):
+        monkeypatch.setattr(summaries, "BLOCK_MB", elements * 8 / 2**20)
+        tiled = chunk_sums(phi, z, x, cells, 3)
+        for k in whole:
+            np.testing.assert_allclose(tiled[k], whole[k], rtol=1e-12, atol=1e-12)
