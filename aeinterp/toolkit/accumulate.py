@@ -64,14 +64,16 @@ def moments(values: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 _CAST_ELEMENTS = 2**18
 
 
-def magnitude_sums(local: np.ndarray | torch.Tensor, *, squares: bool = False) -> dict[str, np.ndarray]:
+def magnitude_sums(
+    local: np.ndarray | torch.Tensor, *, squares: bool = False, magnitude: torch.Tensor | None = None
+) -> dict[str, np.ndarray]:
     """``{"abs": sum |local|, "abs_sq": sum local**2}`` over the samples (axis 0), float64 numpy.
 
     ``abs_sq`` (the variance of an anytime interval; both sums then in
     float64: see :func:`moments`) only when ``squares``: it is a second pass over the chunk.
+    ``magnitude``: ``|local|`` when the caller has it already (it also ranks the chunk's top-k rows).
     """
-    t = _tensor(local)
-    mag = t.abs()
+    mag = _tensor(local).abs() if magnitude is None else magnitude
     if not squares:
         return {"abs": sample_sum(mag)}
     first, second = moments(mag)

@@ -186,20 +186,21 @@ def local_plan(requested: str, n_samples: int, n_targets: int, n_groups: int, ma
     )
 
 
-def top_k_rows(values: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k_rows(values: Any, k: int, *, magnitude: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """``(index, value)`` of the ``k`` largest ``|values|`` along the last axis, largest first.
 
     ``values``: a numpy array or a torch tensor (a chunk stays in torch, no host copy of the whole chunk). Long rows
     take two exact stages: the rows are cut into blocks of :data:`TOPK_BLOCK`, the ``k`` blocks with the largest
     maxima hold the ``k`` largest values (any other block's largest value is below ``k`` block maxima), and only their
     ``k * TOPK_BLOCK`` candidates are ranked, instead of a partial sort of every row (1.6x faster at 1,000 features).
+    ``magnitude``: ``|values|`` as a tensor when the caller has it already.
     """
     import torch
 
     t = values.detach() if isinstance(values, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(values))
     n = t.shape[-1]
     k = min(int(k), n)
-    mag = t.abs()
+    mag = t.abs() if magnitude is None else magnitude
     if n >= 4 * k * TOPK_BLOCK and k >= 1:
         blocks = -(-n // TOPK_BLOCK)
         padded = (

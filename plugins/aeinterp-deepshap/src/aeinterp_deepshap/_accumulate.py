@@ -48,8 +48,9 @@ def chunk_summaries(
     local = reduce_groups(phi, data.groups)  # phi itself when every element is its own group
     delta = f_x - state["f_bg"].mean(axis=0)
     err = np.abs(row_sums(phi) - delta)
+    magnitude = local.abs()  # summed here and ranked for the top-k rows: computed once
     sums = {
-        **magnitude_sums(local, squares=anytime),
+        **magnitude_sums(local, squares=anytime, magnitude=magnitude),
         "err": err.sum(axis=0),
         "delta": np.abs(delta).sum(axis=0),
         "err_max": err.max(axis=0) if n else np.zeros(k),
@@ -70,5 +71,5 @@ def chunk_summaries(
         if state["grouped"]:
             rows["phi"] = _numpy(phi.reshape(n, k, *shape).to(torch.float32))
     elif plan.mode == "top_k":
-        rows["local_top_index"], rows["local_top_value"] = top_k_rows(local, plan.k or 1)
+        rows["local_top_index"], rows["local_top_value"] = top_k_rows(local, plan.k or 1, magnitude=magnitude)
     return sums, rows
