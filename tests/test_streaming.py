@@ -258,3 +258,26 @@ def test_ranking_is_stable_up_to_ties_within_the_intervals() -> None:
     ok, worst = converged(now, wide, before, tolerance=0.1, top_k=2)
     assert ok and worst == pytest.approx(0.06)
     assert not converged(now, narrow, before, tolerance=0.1, top_k=2)[0]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+@pytest.mark.parametrize("n", [12, 700])  # one stage, and the two-stage block path (n >= 4 k TOPK_BLOCK)
+def test_top_k_rows_equal_a_full_sort_of_the_magnitudes(dtype: str, n: int) -> None:
+    import torch
+
+    from aeinterp.toolkit.streaming import top_k_rows
+
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(3, 5, n)) * rng.choice([1e-3, 1.0, 1e3], size=(3, 5, n))  # signs and magnitudes spread
+    values[0, 0, :4] = 0.0  # zeros (and -0.0) rank below every non-zero magnitude
+    values[0, 1, :4] = -0.0
+    values = values.astype(dtype)
+    k = 4 if n == 12 else 9
+    index, value = top_k_rows(torch.from_numpy(values), k)
+    mag = np.abs(values.astype(np.float64))
+    expected = -np.sort(-mag, axis=-1)[..., :k]
+    np.testing.assert_array_equal(np.abs(value), expected.astype(np.float32))  # largest first, exact (kept as float32)
+    np.testing.assert_array_equal(value, np.take_along_axis(values, index.astype(np.int64), -1).astype(np.float32))
+    assert index.dtype == np.int32 and value.dtype == np.float32
+    ref_index, _ = top_k_rows(values, k)  # numpy in, the same answer
+    np.testing.assert_array_equal(ref_index, index)
