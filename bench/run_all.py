@@ -3,6 +3,7 @@
     python bench/run_all.py                 # run, append to bench/trail.jsonl, compare with the last figures
     python bench/run_all.py --only deepshap # one bench script (by its name after bench_)
     python bench/run_all.py --markdown      # the latest figure of each kind as a Markdown table (runs nothing)
+    python bench/run_all.py --tables        # that table written into README.md and docs/performance.md (runs nothing)
     python bench/run_all.py --full          # the issue-size runs instead (n = 200 and 1000; tens of minutes on a quiet machine)
 
 Each bench script is run with ``--quick --json``; it prints its usual report
@@ -193,10 +194,34 @@ def markdown(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+#: the markers around a generated table in a Markdown file (README.md, docs/performance.md)
+TABLE_START, TABLE_END = "<!-- trail-table -->", "<!-- /trail-table -->"
+
+
+def write_tables(records: list[dict[str, Any]], paths: list[Path]) -> None:
+    """Replace the table between :data:`TABLE_START` and :data:`TABLE_END` in each file by :func:`markdown`'s."""
+    table = markdown(records)
+    for path in paths:
+        text = path.read_text()
+        start, end = text.find(TABLE_START), text.find(TABLE_END)
+        if start < 0 or end < start:
+            raise SystemExit(f"{path}: no {TABLE_START} ... {TABLE_END} markers to put the table between")
+        path.write_text(text[: start + len(TABLE_START)] + "\n" + table + "\n" + text[end:])
+        print(f"table of {table.count(chr(10)) - 1} figures written to {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", choices=sorted(BENCHES), help="run only these bench scripts")
     ap.add_argument("--markdown", action="store_true", help="print the latest figures as a Markdown table and exit")
+    ap.add_argument(
+        "--tables",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="write the latest figures' table between the trail-table markers of these files (default README.md and "
+        "docs/performance.md) and exit",
+    )
     ap.add_argument(
         "--full", action="store_true", help="the issue-size runs (FULL: n = 200 and 1000; tens of minutes) instead of the quick ones"
     )
@@ -207,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     trail = read_trail(args.trail)
     if args.markdown:
         print(markdown(trail))
+        return 0
+    if args.tables is not None:
+        write_tables(trail, args.tables or [HERE.parent / "README.md", HERE.parent / "docs" / "performance.md"])
         return 0
     meta = {"commit": commit(), "machine": machine(), "python": platform.python_version()}
     try:

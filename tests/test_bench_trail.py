@@ -79,6 +79,20 @@ def test_trail_round_trip_and_markdown(run_all, tmp_path: Path) -> None:  # noqa
     assert len(table) == 3 and "12.50x" in table[2] and "c2" in table[2]  # only the latest line per figure
 
 
+def test_tables_are_rewritten_between_their_markers_only(run_all, tmp_path: Path) -> None:  # noqa: ANN001
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"# Bench\n\nbefore\n{run_all.TABLE_START}\n| old | table |\n{run_all.TABLE_END}\nafter\n")
+    run_all.write_tables([rec(10.0, commit="c1"), rec(20.0, commit="c2", figure="jacobian/n200")], [doc])
+    text = doc.read_text()
+    assert text.startswith("# Bench\n\nbefore\n") and text.endswith(f"{run_all.TABLE_END}\nafter\n")
+    assert "old" not in text and "| jacobian/n200 |" in text and "20.00x" in text and "10.00x" in text
+    bare = tmp_path / "bare.md"
+    bare.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="markers"):
+        run_all.write_tables([rec(1.0)], [bare])
+    assert bare.read_text() == "no markers\n"
+
+
 def test_figures_are_picked_out_of_a_scripts_output(run_all) -> None:  # noqa: ANN001
     out = "some report\n" + run_all.MARK + json.dumps({"figure": "f", "ratio": 2.0}) + "\nmore\n"
     assert run_all.parse_figures(out) == [{"figure": "f", "ratio": 2.0}]
