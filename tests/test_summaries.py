@@ -256,3 +256,16 @@ def test_tiles_bound_the_temporaries_without_changing_the_sums(monkeypatch) -> N
         tiled = chunk_sums(phi, z, x, cells, 3)
         for k in whole:
             np.testing.assert_allclose(tiled[k], whole[k], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("summary", ["variance_share", "mean_abs", "direction"])
+def test_row_total_is_the_sum_over_every_row_whichever_partition_holds_it(summary: str) -> None:
+    from aeinterp.toolkit.summaries import SummaryPlan, row_total
+
+    rng = np.random.default_rng(4)
+    phi, z, x = rng.normal(size=(11, 3, 4)), rng.normal(size=(11, 3)), rng.normal(size=(11, 4))
+    sums = SummaryPlan(summary=summary, k=2, additive=True).sums(phi, z, x, np.arange(11), np.arange(11))
+    np.testing.assert_allclose(row_total(sums, "pa"), np.abs(phi).sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(row_total(sums, "p2"), (phi**2).sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(row_total(sums, "pz"), (phi * z[:, :, None]).sum(axis=0), rtol=1e-12)
+    assert row_total(sums, "n") == 11

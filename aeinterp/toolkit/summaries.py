@@ -53,6 +53,7 @@ __all__ = [
     "summarise",
     "ranking_key",
     "topk_overlap",
+    "row_total",
     "FOLDS",
 ]
 
@@ -219,6 +220,12 @@ def summarise(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tiny = 1e-12 * np.sqrt(np.maximum(s["p2"] / nn, 0.0) * np.maximum(s["x2"] / n, 0.0)[..., None, :])
         out["direction"] = np.clip(_ratio(s["px"] / nn - mp * mx[..., None, :], np.where(scale > tiny, scale, 0.0)), -1.0, 1.0)
     return out
+
+
+def row_total(sums: dict[str, np.ndarray], stat: str) -> np.ndarray:
+    """The sum of ``stat`` over every row of a chunk's (or a step's) summary sums, from whichever partition holds it
+    (``sum_abs = row_total(sums, "pa")``: a caller that needs the same sum takes it here instead of a second pass)."""
+    return sums[f"sum_all_{stat}"][0] if f"sum_all_{stat}" in sums else sums[f"sum_fold_{stat}"].sum(axis=0)
 
 
 def _cell_total(sums: dict[str, np.ndarray], prefix: str, cells: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:

@@ -61,7 +61,7 @@ from aeinterp.toolkit.accumulate import moments, sample_sum
 from aeinterp.toolkit.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.toolkit.recurrent import UnsupportedRecurrence
 from aeinterp.toolkit.streaming import Z_95, LocalPlan, MaxSamples, StreamParams, local_plan, sample_index, top_k_rows
-from aeinterp.toolkit.summaries import SummaryParams, SummaryPlan, summary_plan
+from aeinterp.toolkit.summaries import SummaryParams, SummaryPlan, row_total, summary_plan
 
 from .autodiff import choose_mode, has_recurrent_layers, scripted_recurrent, target_function, weighted_jacobian
 from .code_head import code_head_split, resolve_code_head
@@ -128,12 +128,21 @@ class _Sums:
         return out[..., : self.n_g]
 
     def add(
-        self, element_values: torch.Tensor, group_values: torch.Tensor, score: torch.Tensor, element_abs: torch.Tensor | None = None
+        self,
+        element_values: torch.Tensor,
+        group_values: torch.Tensor,
+        score: torch.Tensor,
+        element_abs: torch.Tensor | None = None,
+        summary: dict[str, np.ndarray] | None = None,
     ) -> None:
         """``element_values`` (B, T, E) for the maps (``element_abs`` their absolute values if already computed),
-        ``group_values`` (B, T, G) local, ``score`` (B, T, G) importance terms."""
+        ``group_values`` (B, T, G) local, ``score`` (B, T, G) importance terms: ``|local|``, whose sum and sum of
+        squares the block's ``summary`` sums (:meth:`add_summary`) already hold when given."""
         self.elem += sample_sum(element_values)
-        first, second = moments(score)  # float64: the spread cancels (see moments)
+        if summary is not None:  # sum |local| and sum local**2, in float64 (no second pass over the block)
+            first, second = row_total(summary, "pa"), row_total(summary, "p2")
+        else:
+            first, second = moments(score)  # float64: the spread cancels (see moments)
         self.score += first
         self.score_sq += second
         if score is element_abs:  # saliency on single-element groups: the same sum
@@ -151,11 +160,14 @@ class _Sums:
 
     def add_summary(
         self, plan: SummaryPlan, group_values: torch.Tensor, z: torch.Tensor, x: torch.Tensor, positions: np.ndarray, rows: np.ndarray
-    ) -> None:
-        """Add a block's summary sums (:mod:`aeinterp.toolkit.summaries`): ``z`` (B, T) the targets, ``x`` (B, ...) the inputs."""
+    ) -> dict[str, np.ndarray]:
+        """Add a block's summary sums (:mod:`aeinterp.toolkit.summaries`): ``z`` (B, T) the targets, ``x`` (B, ...) the
+        inputs. Returns the block's sums."""
         x_groups = self.group_sum(x.reshape(x.shape[0], -1).double().cpu()) / self.sizes
-        for k, v in plan.sums(group_values, z, x_groups, positions, rows).items():
+        sums = plan.sums(group_values, z, x_groups, positions, rows)
+        for k, v in sums.items():
             self.summary[k] = self.summary[k] + v if k in self.summary else v
+        return sums
 
     def partial(self) -> Partial:
         sums = {"score": self.score, "score_sq": self.score_sq, "elem": self.elem, "elem_abs": self.elem_abs, **self.extra, **self.summary}
@@ -442,15 +454,14 @@ class Jacobian(_GradientExplainer):
             jac = jac.detach().reshape(xb.shape[0], n_t, -1).cpu()
             if p.method == "saliency":
                 absj = jac.abs()
-                local = acc.group_sum(absj)
-                acc.add(jac, local, local, element_abs=absj)
+                elem, local = jac, acc.group_sum(absj)
             else:
                 elem = jac * xb.reshape(xb.shape[0], 1, -1).cpu()
-                local = acc.group_sum(elem)
-                acc.add(elem, local, local.abs())
+                absj, local = None, acc.group_sum(elem)
             with torch.no_grad():
                 fx = target_function(model, target)(xb, xb).reshape(xb.shape[0], -1).cpu().double()
-            acc.add_summary(state["summary"], local, fx, xb, units[s : s + rows], state["index"][units[s : s + rows]])
+            sums = acc.add_summary(state["summary"], local, fx, xb, units[s : s + rows], state["index"][units[s : s + rows]])
+            acc.add(elem, local, local if absj is not None else local.abs(), element_abs=absj, summary=sums)
         return acc.partial()
 
     def finish(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
@@ -555,8 +566,8 @@ class IntegratedGradients(_GradientExplainer):
             ig /= base_t.shape[0]
             delta /= base_t.shape[0]
             local = acc.group_sum(ig)
-            acc.add(ig, local, local.abs())
-            acc.add_summary(state["summary"], local, delta, xb, units[s : s + rows], state["index"][units[s : s + rows]])
+            sums = acc.add_summary(state["summary"], local, delta, xb, units[s : s + rows], state["index"][units[s : s + rows]])
+            acc.add(ig, local, local.abs(), summary=sums)
             gap_sum += (ig.sum(dim=2).double() - delta).abs().sum(dim=0)
             scale_sum += delta.abs().sum(dim=0)
         acc.extra = {"gap": gap_sum.numpy(), "scale": scale_sum.numpy()}
