@@ -79,3 +79,14 @@ def test_ctrl_c_during_an_append_keeps_that_entry(tmp_path, monkeypatch: pytest.
     doc = json.loads((tmp_path / "results.json").read_text())
     assert [e["alias"] for e in doc["explainers"]] == ["first", "second"] and doc["status"] == "interrupted"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
+
+
+def test_library_versions_name_what_ran_and_what_is_installed_alike() -> None:
+    from importlib.metadata import version
+
+    from aeinterp.run.step import library_versions
+
+    versions = library_versions("scikit-learn", "no-such-package-aeinterp")
+    assert versions["torch"] == version("torch") and versions["numpy"] == version("numpy")
+    assert versions["scikit-learn"] == version("scikit-learn")  # not imported under that name: read from the metadata
+    assert "no-such-package-aeinterp" not in versions and versions["aeinterp"]
