@@ -65,9 +65,11 @@ _STATS = ("n", "z1", "z2", "p1", "p2", "pa", "pz", "px", "x1", "x2")
 #: the sums each summary needs: folds and label groups keep only the chosen summary's (targets x features arrays cost memory)
 NEEDS = {"mean_abs": ("n", "pa"), "variance_share": ("n", "z1", "z2", "p1", "pz"), "direction": ("n", "p1", "p2", "px", "x1", "x2")}
 UNSTABLE = 0.5
-#: rows of a chunk summed at once: their float64 copy and products stay within this many MiB each, so they stay in
-#: a core's L2 cache (2 MiB blocks: 8.8 ms per reference-scenario chunk of 95 x 100 x 200, 32 MiB blocks: 31 ms)
+#: the tile of a chunk (rows x targets) summed at once on a CPU: its float64 copy and products stay within this many
+#: MiB each, so they stay in a core's L2 cache (2 MiB tiles: 8.8 ms per reference-scenario chunk of 95 x 100 x 200;
+#: one 32 MiB block: 31 ms). On an accelerator, where each tile is a few kernel launches, tiles are DEVICE_BLOCK_MB.
 BLOCK_MB = 2.0
+DEVICE_BLOCK_MB = 64.0
 
 DESCRIPTIONS = {
     "mean_abs": "mean |attribution| per sample, in the target's units",
@@ -139,7 +141,7 @@ def partition_sums(phi: Any, z: Any, x: Any, partitions: dict[str, tuple[np.ndar
     wanted = {k for _, _, st in parts.values() for k in st}
     # tiles of (rows, targets) whose float64 copy and products stay in a core's cache: all rows and a few targets,
     # or, where one target of every row is already too large (tens of thousands of genes), fewer rows
-    budget = max(1, int(BLOCK_MB * 2**20 // 8))
+    budget = max(1, int((BLOCK_MB if phi.device.type == "cpu" else DEVICE_BLOCK_MB) * 2**20 // 8))
     cols = max(1, min(t, budget // max(1, b * g)))
     rows = b if cols > 1 else max(1, min(b, budget // max(1, g)))
     for s in range(0, b, rows):
