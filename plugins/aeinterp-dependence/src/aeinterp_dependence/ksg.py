@@ -242,14 +242,17 @@ def mi_matrix(
 
         zsrt, zord, zrank = _sorted(zt)
         zrow = np.ascontiguousarray(prepared.z)
-        step = max(1, min(64, int(memory_mb * 2**20 // (16 * n * n_t))))
+        # work arrays (eps float64 + nx int32 per feature, target and sample) allocated once and reused:
+        # fresh ones per chunk spent ~10 % of the run on first-touch page faults; 16 MiB stays in cache
+        step = max(1, min(64, int(min(memory_mb, 16.0) * 2**20 // (12 * n * n_t))))
         chunks = _chunks(len(cont_rows), step)
+        eps_buf = np.empty((min(step, len(cont_rows)), n_t, n))
+        nx_buf = np.empty((min(step, len(cont_rows)), n_t, n), dtype=np.int32)
         for rows in progress.track(chunks, total=len(chunks), description="KSG (continuous)"):
             ids = cont_rows[rows]
             xt = np.ascontiguousarray(prepared.x[:, cols[ids]].T)
             xsrt, xord, xrank = _sorted(xt)
-            eps = np.empty((len(ids), n_t, n))
-            nx = np.empty((len(ids), n_t, n), dtype=np.int64)
+            eps, nx = eps_buf[: len(ids)], nx_buf[: len(ids)]
             ksg_eps(xt, xsrt, xord, xrank, zrow, k, eps, nx)
             block = np.empty((len(ids), n_t))
             ksg_finish(eps, nx, zsrt, zord, k, psi, block)
