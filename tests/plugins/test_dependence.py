@@ -138,13 +138,20 @@ def test_torch_backend_equals_numba_backend() -> None:
 
 @pytest.mark.skipif(not has_numba(), reason="the compiled backend needs numba")
 @pytest.mark.parametrize("k", [1, 2, 5])
-def test_numba_search_equals_sklearn_for_many_targets(k: int) -> None:
+@pytest.mark.parametrize("route", [0.0, None, float("inf")], ids=["all-along-z", "routed", "all-along-x"])
+def test_numba_search_equals_sklearn_for_many_targets(k: int, route: float | None, monkeypatch: pytest.MonkeyPatch) -> None:
     """The joint search retires targets as they settle and packs the rest: every target still gets scikit-learn's value.
 
     37 targets of every kind side by side (strongly dependent, independent,
     heavy-tailed, tied values), so that some settle after a few samples and
     others (Cauchy tails: far in z, crowded in x) search most of the data.
+    Each (target, sample) is searched along x or along z (``ROUTE``): both
+    walks alone, and the default split, give the same values.
     """
+    from aeinterp_dependence import ksg
+
+    if route is not None:
+        monkeypatch.setattr(ksg, "ROUTE", route)
     rng = np.random.default_rng(7)
     n = 160
     x = rng.normal(size=(n, 4))

@@ -47,8 +47,30 @@ def _count_within(srt: np.ndarray, pos: int, v: float, eps: float) -> int:
 RETIRE = 2  # pack the searching targets once at least 1/RETIRE of them are done
 
 
+@njit(cache=True, inline="always")
+def _strip(srt, j, pos, v, eps):  # noqa: ANN001
+    """Samples other than ``pos`` within ``< eps`` of ``v = srt[j, pos]`` in the sorted row ``srt[j]``."""
+    n = srt.shape[1]
+    lo, hi = 0, pos
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if v - srt[j, mid] < eps:
+            hi = mid
+        else:
+            lo = mid + 1
+    left = lo
+    lo, hi = pos, n - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if srt[j, mid] - v < eps:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo - left
+
+
 @njit(parallel=True, cache=True)
-def ksg_eps(x, xsrt, xord, xrank, zrow, k, eps_out, nx_out):  # noqa: ANN001 - numba kernel
+def ksg_eps(x, xsrt, xord, xrank, zrow, k, rows_on, drop, eps_out, nx_out, zsrt, zrank, psi, acc_out):  # noqa: ANN001, PLR0913
     """Joint k-th neighbour distances for every feature row of ``x`` (F, N) and every target.
 
     ``zrow`` is the targets as ``(N, T)`` (row-major, one sample per row);
@@ -71,9 +93,23 @@ def ksg_eps(x, xsrt, xord, xrank, zrow, k, eps_out, nx_out):  # noqa: ANN001 - n
     (independent, so the processor overlaps them).
     The loops index the 2-d arrays directly: a view per visited sample (an
     array object with a reference count) cost more than the distances.
+
+    ``rows_on`` (F, N) uint8, or no rows for all: compute row ``f`` at sample
+    ``s`` only where set. ``drop`` (T, N) uint8, or no rows for none: targets
+    ``j`` to give up at sample ``s`` when the searching ones are first packed
+    (their entries are then left unfinished; the caller computes them with
+    the roles of x and z swapped, see :func:`aeinterp_dependence.ksg.mi_matrix`).
+    ``zsrt``, ``zrank`` (T, N), when they have rows: instead of writing
+    ``eps_out`` and ``nx_out``, count ``|z_j - z_j[s]| < eps`` too (binary
+    searches in the sorted target rows) and add ``psi[nx + 1] + psi[ny + 1]``
+    to ``acc_out[f, j]``: for the few rows ``rows_on`` selects this is cheaper
+    than :func:`ksg_finish`, whose shared neighbour list pays for every sample.
     """
     n_f, n = x.shape
     n_t = zrow.shape[1]
+    all_rows = rows_on.shape[0] == 0
+    direct = zsrt.shape[0] > 0
+    no_drop = drop.shape[0] == 0
     for f in prange(n_f):
         best = np.empty((k, n_t), dtype=np.float64)
         zsa = np.empty(n_t, dtype=np.float64)
@@ -82,6 +118,8 @@ def ksg_eps(x, xsrt, xord, xrank, zrow, k, eps_out, nx_out):  # noqa: ANN001 - n
         base = np.empty(n_t, dtype=np.int64)
         visited = np.empty(n, dtype=np.float64)
         for s in range(n):
+            if not all_rows and rows_on[f, s] == 0:
+                continue
             vx = x[f, s]
             px = xrank[f, s]
             best[:, :] = np.inf
@@ -153,7 +191,7 @@ def ksg_eps(x, xsrt, xord, xrank, zrow, k, eps_out, nx_out):  # noqa: ANN001 - n
                     w = 0
                     for a in range(na):
                         e = best[k - 1, a]
-                        if e <= dx:
+                        if e <= dx or (not packed and not no_drop and drop[idx[a], s] != 0):
                             done[idx[a]] = e
                         else:
                             for q in range(k):
@@ -177,10 +215,13 @@ def ksg_eps(x, xsrt, xord, xrank, zrow, k, eps_out, nx_out):  # noqa: ANN001 - n
                 size -= half
             for j in range(n_t):
                 e = done[j]
-                eps_out[f, j, s] = e
                 m = base[j]
                 m += size == 1 and visited[m] < e
-                nx_out[f, j, s] = m
+                if direct:  # both counts here: the other one in the target's own sorted row
+                    acc_out[f, j] += psi[m + 1] + psi[_strip(zsrt, j, zrank[j, s], zrow[s, j], e) + 1]
+                else:
+                    eps_out[f, j, s] = e
+                    nx_out[f, j, s] = m
 
 
 @njit(cache=True)
@@ -192,44 +233,47 @@ def _count_near(near, m, e):  # noqa: ANN001
 
 
 @njit(parallel=True, cache=True)
-def ksg_finish(eps, nx, zsrt, zord, k, psi, out):  # noqa: ANN001 - numba kernel
-    """MI from the joint radii: count ``|z_j - z_j[s]| < eps`` per pair and average the digammas.
+def ksg_finish(eps, nx, zsrt, zord, psi, use, acc_out):  # noqa: ANN001 - numba kernel
+    """Digamma sums from the joint radii: count ``|z_j - z_j[s]| < eps`` per pair.
 
     ``eps``, ``nx``: ``(F, T, N)`` from :func:`ksg_eps`; ``zsrt``, ``zord``:
-    each target row sorted and its argsort. Writes ``out[f, j]`` (clamped at
-    0). For each target and sample, the distances to the samples nearer than
-    the largest radius over the features are collected once (walking outwards
-    in the sorted order), then counted against every feature's radius.
+    each target row sorted and its argsort. Adds ``psi[nx + 1] + psi[ny + 1]``
+    over the samples ``s`` with ``use[j, s]`` (uint8 (T, N); no rows: all) to
+    ``acc_out[f, j]``. For each target and sample, the distances to the
+    samples nearer than the largest radius over the features are collected
+    once (walking outwards in the sorted order), then counted against every
+    feature's radius.
     """
     n_f, n_t, n = eps.shape
-    base = psi[n] + psi[k]
+    masked = use.shape[0] > 0
     for j in prange(n_t):
-        zs_, zo = zsrt[j], zord[j]
         acc = np.zeros(n_f, dtype=np.float64)
         near = np.empty(n, dtype=np.float64)
         for p in range(n):
-            s = zo[p]
-            v = zs_[p]
+            s = zord[j, p]
+            if masked and use[j, s] == 0:
+                continue
+            v = zsrt[j, p]
             emax = 0.0
             for f in range(n_f):
                 e = eps[f, j, s]
                 emax = e if e > emax else emax
             m = 0
             lo = p - 1
-            while lo >= 0 and v - zs_[lo] < emax:
-                near[m] = v - zs_[lo]
+            while lo >= 0 and v - zsrt[j, lo] < emax:
+                near[m] = v - zsrt[j, lo]
                 m += 1
                 lo -= 1
             hi = p + 1
-            while hi < n and zs_[hi] - v < emax:
-                near[m] = zs_[hi] - v
+            while hi < n and zsrt[j, hi] - v < emax:
+                near[m] = zsrt[j, hi] - v
                 m += 1
                 hi += 1
             for f in range(n_f):
                 ny = _count_near(near, m, eps[f, j, s])
                 acc[f] += psi[nx[f, j, s] + 1] + psi[ny + 1]
         for f in range(n_f):
-            out[f, j] = max(0.0, base - acc[f] / n)
+            acc_out[f, j] += acc[f]
 
 
 @njit(parallel=True, cache=True)
