@@ -147,7 +147,7 @@ def main() -> None:
 
         explain(MutualInformation, model, data, params={"split": "all"})
         print(f"numba kernels ready in {time.perf_counter() - start:.1f} s (JIT compile on first use, cached on disk)")
-    print(f"torch threads: {torch.get_num_threads()}; timings depend on machine load")
+    print(f"torch threads: {torch.get_num_threads()}, numba threads: {_threads()} (NUMBA_NUM_THREADS); timings depend on machine load")
     for n, ref in zip(args.n, refs):
         run(n, args.samples, ref, "ksg")
         if args.hsic:

@@ -44,187 +44,184 @@ def _count_within(srt: np.ndarray, pos: int, v: float, eps: float) -> int:
     return lo - left + 1
 
 
-@njit(cache=True)
-def _distances(d, zt, zs, dx):  # noqa: ANN001
-    """``d[j] = max(dx, |zt[j] - zs[j]|)`` (written with selects so that it vectorises)."""
-    for j in range(d.shape[0]):
-        a = abs(zt[j] - zs[j])
-        d[j] = a if a > dx else dx
+RETIRE = 2  # pack the searching targets once at least 1/RETIRE of them are done
 
 
-@njit(cache=True)
-def _insert_row(bq, bp, d):  # noqa: ANN001
-    """One rank of the branch-free insertion: ``bq = min(bq, max(bp, d))``."""
-    for j in range(d.shape[0]):
-        m = bp[j]
-        dj = d[j]
-        m = m if m > dj else dj
-        b = bq[j]
-        bq[j] = b if b < m else m
-
-
-@njit(cache=True)
-def _insert_first(b0, d):  # noqa: ANN001
-    for j in range(d.shape[0]):
-        b = b0[j]
-        dj = d[j]
-        b0[j] = b if b < dj else dj
-
-
-@njit(cache=True)
-def _insert3(b0, b1, b2, zt, zs, dx):  # noqa: ANN001
-    """Distances and insertion fused for the default k = 3 (one pass, vectorised)."""
-    for j in range(b0.shape[0]):
-        a = abs(zt[j] - zs[j])
-        dj = a if a > dx else dx
-        x0 = b0[j]
-        x1 = b1[j]
-        x2 = b2[j]
-        m1 = x1 if x1 > dj else dj
-        b2[j] = x2 if x2 < m1 else m1
-        m0 = x0 if x0 > dj else dj
-        b1[j] = x1 if x1 < m0 else m0
-        b0[j] = x0 if x0 < dj else dj
-
-
-@njit(cache=True)
-def _row_max(a):  # noqa: ANN001
-    m = a[0]
-    for j in range(1, a.shape[0]):
-        v = a[j]
-        m = v if v > m else m
-    return m
-
-
-@njit(cache=True)
-def _count_below(cnt, visited, steps, bk):  # noqa: ANN001
-    """``cnt[j] = #{q < steps: visited[q] < bk[j]}``."""
-    for j in range(cnt.shape[0]):
-        e = bk[j]
-        c = 0
-        for q in range(steps):
-            c += visited[q] < e
-        cnt[j] = c
-
-
-@njit(cache=True)
-def _lower_bound(a, n, v):  # noqa: ANN001
-    """Number of entries of the ascending ``a[:n]`` below ``v`` (branch-free binary search)."""
-    base = 0
-    size = n
-    while size > 1:
-        half = size // 2
-        base = base + half if a[base + half - 1] < v else base
-        size -= half
-    if size == 1 and a[base] < v:
-        base += 1
-    return base
+@njit(cache=True, inline="always")
+def _strip(srt, j, pos, v, eps):  # noqa: ANN001
+    """Samples other than ``pos`` within ``< eps`` of ``v = srt[j, pos]`` in the sorted row ``srt[j]``."""
+    n = srt.shape[1]
+    lo, hi = 0, pos
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if v - srt[j, mid] < eps:
+            hi = mid
+        else:
+            lo = mid + 1
+    left = lo
+    lo, hi = pos, n - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if srt[j, mid] - v < eps:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo - left
 
 
 @njit(parallel=True, cache=True)
-def ksg_eps(x, xsrt, xord, xrank, zrow, k, eps_out, nx_out):  # noqa: ANN001 - numba kernel
+def ksg_eps(x, xsrt, xord, xrank, zrow, k, rows_on, drop, eps_out, nx_out, zsrt, zrank, psi, acc_out):  # noqa: ANN001, PLR0913
     """Joint k-th neighbour distances for every feature row of ``x`` (F, N) and every target.
 
-    ``zrow`` is the targets as ``(N, T)`` (row-major, one sample per row).
-    Writes ``eps_out[f, j, s]`` (the max-norm distance from sample ``s`` to its
-    k-th neighbour in the (x_f, z_j) plane) and ``nx_out[f, j, s]`` (how many
-    other samples have ``|x_f - x_f[s]| < eps``).
+    ``zrow`` is the targets as ``(N, T)`` (row-major, one sample per row);
+    ``xsrt``, ``xord``, ``xrank``: each feature row sorted, its argsort and
+    its ranks. Writes
+    ``eps_out[f, j, s]`` (the max-norm distance from sample ``s`` to its k-th
+    neighbour in the (x_f, z_j) plane) and ``nx_out[f, j, s]`` (how many other
+    samples have ``|x_f - x_f[s]| < eps``).
 
-    For each feature and sample, the other samples are visited once, by
-    increasing ``|x_f - x_f[s]|``, and the k best distances of every target
-    still searching are updated together. A target is done once its k-th best
-    is no larger than the current x-distance (no unvisited sample can be
-    closer); the sweep ends when all are. While most targets search, the
-    update runs over all of them (a branch-free insertion that vectorises);
-    once fewer than half do, it runs over the list of those still searching.
+    For each feature and sample, the other samples are visited by increasing
+    ``|x_f - x_f[s]|``, and the k best distances of the targets still
+    searching are updated together (a branch-free insertion that vectorises).
+    A target is done once its k-th best is no larger than the current
+    x-distance (no unvisited sample can be closer). Done targets are retired
+    and the searching ones packed together (their k best, their own value,
+    their index; each visit gathers their values of the visited sample), so
+    each target costs about the samples its own k-th neighbour needs, not the
+    slowest target's. ``nx`` is a lower bound in the ascending x-distances
+    visited, the binary searches of all targets run level by level
+    (independent, so the processor overlaps them).
+    The loops index the 2-d arrays directly: a view per visited sample (an
+    array object with a reference count) cost more than the distances.
+
+    ``rows_on`` (F, N) uint8, or no rows for all: compute row ``f`` at sample
+    ``s`` only where set. ``drop`` (T, N) uint8, or no rows for none: targets
+    ``j`` to give up at sample ``s`` when the searching ones are first packed
+    (their entries are then left unfinished; the caller computes them with
+    the roles of x and z swapped, see :func:`aeinterp_dependence.ksg.mi_matrix`).
+    ``zsrt``, ``zrank`` (T, N), when they have rows: instead of writing
+    ``eps_out`` and ``nx_out``, count ``|z_j - z_j[s]| < eps`` too (binary
+    searches in the sorted target rows) and add ``psi[nx + 1] + psi[ny + 1]``
+    to ``acc_out[f, j]``: for the few rows ``rows_on`` selects this is cheaper
+    than :func:`ksg_finish`, whose shared neighbour list pays for every sample.
     """
     n_f, n = x.shape
     n_t = zrow.shape[1]
+    all_rows = rows_on.shape[0] == 0
+    direct = zsrt.shape[0] > 0
+    no_drop = drop.shape[0] == 0
     for f in prange(n_f):
-        xf, xs_, xo, xr = x[f], xsrt[f], xord[f], xrank[f]
         best = np.empty((k, n_t), dtype=np.float64)
-        d = np.empty(n_t, dtype=np.float64)
-        active = np.empty(n_t, dtype=np.int64)
+        zsa = np.empty(n_t, dtype=np.float64)
+        idx = np.empty(n_t, dtype=np.int64)
+        done = np.empty(n_t, dtype=np.float64)
+        base = np.empty(n_t, dtype=np.int64)
         visited = np.empty(n, dtype=np.float64)
         for s in range(n):
-            vx = xf[s]
-            px = xr[s]
-            zs = zrow[s]
+            if not all_rows and rows_on[f, s] == 0:
+                continue
+            vx = x[f, s]
+            px = xrank[f, s]
             best[:, :] = np.inf
-            n_act = n_t
-            dense = True
+            for j in range(n_t):
+                zsa[j] = zrow[s, j]
+                idx[j] = j
+            na = n_t
+            packed = False
             lo, hi = px - 1, px + 1
-            umax = np.inf
             steps = 0
-            while True:
-                dl = vx - xs_[lo] if lo >= 0 else np.inf
-                dr = xs_[hi] - vx if hi < n else np.inf
+            while na > 0:
+                dl = vx - xsrt[f, lo] if lo >= 0 else np.inf
+                dr = xsrt[f, hi] - vx if hi < n else np.inf
                 if dl <= dr:
-                    if dl >= umax:
-                        break
-                    t = xo[lo]
+                    if lo < 0:
+                        break  # every sample visited
+                    t = xord[f, lo]
                     lo -= 1
                     dx = dl
                 else:
-                    if dr >= umax:
-                        break
-                    t = xo[hi]
+                    t = xord[f, hi]
                     hi += 1
                     dx = dr
                 visited[steps] = dx
                 steps += 1
-                zt = zrow[t]
-                if dense:
-                    if k == 3:
-                        _insert3(best[0], best[1], best[2], zt, zs, dx)
+                if k == 3:
+                    if packed:
+                        for a in range(na):
+                            c = abs(zrow[t, idx[a]] - zsa[a])
+                            dj = c if c > dx else dx
+                            x0 = best[0, a]
+                            x1 = best[1, a]
+                            x2 = best[2, a]
+                            m1 = x1 if x1 > dj else dj
+                            best[2, a] = x2 if x2 < m1 else m1
+                            m0 = x0 if x0 > dj else dj
+                            best[1, a] = x1 if x1 < m0 else m0
+                            best[0, a] = x0 if x0 < dj else dj
                     else:
-                        _distances(d, zt, zs, dx)
-                        for q in range(k - 1, 0, -1):
-                            _insert_row(best[q], best[q - 1], d)
-                        _insert_first(best[0], d)
+                        for a in range(na):
+                            c = abs(zrow[t, a] - zsa[a])
+                            dj = c if c > dx else dx
+                            x0 = best[0, a]
+                            x1 = best[1, a]
+                            x2 = best[2, a]
+                            m1 = x1 if x1 > dj else dj
+                            best[2, a] = x2 if x2 < m1 else m1
+                            m0 = x0 if x0 > dj else dj
+                            best[1, a] = x1 if x1 < m0 else m0
+                            best[0, a] = x0 if x0 < dj else dj
                 else:
-                    for a in range(n_act):
-                        j = active[a]
-                        dj = abs(zt[j] - zs[j])
-                        dj = dj if dj > dx else dx
+                    for a in range(na):
+                        c = abs(zrow[t, idx[a]] - zsa[a])
+                        dj = c if c > dx else dx
                         for q in range(k - 1, 0, -1):
-                            m = best[q - 1, j]
-                            m = m if m > dj else dj
-                            b = best[q, j]
-                            best[q, j] = b if b < m else m
-                        b = best[0, j]
-                        best[0, j] = b if b < dj else dj
-                if steps >= k and ((steps & 7) == 0 or steps == k):
+                            c = best[q - 1, a]
+                            c = c if c > dj else dj
+                            e = best[q, a]
+                            best[q, a] = e if e < c else c
+                        e = best[0, a]
+                        best[0, a] = e if e < dj else dj
+                if steps >= k and ((steps & 3) == 0 or steps == k):
                     # targets whose k-th best is within the current x-distance are done
-                    um = 0.0
-                    na = 0
-                    if dense:
-                        bk = best[k - 1]
-                        for j in range(n_t):
-                            b = bk[j]
-                            na += b > dx
-                            um = b if b > um else um
-                        if 2 * na < n_t:
-                            dense = False
-                            na = 0
-                            for j in range(n_t):
-                                if bk[j] > dx:
-                                    active[na] = j
-                                    na += 1
-                    else:
-                        for a in range(n_act):
-                            j = active[a]
-                            b = best[k - 1, j]
-                            if b > dx:
-                                active[na] = j
-                                na += 1
-                                um = b if b > um else um
-                    n_act = na
-                    umax = um if na > 0 else dx
-            bk = best[k - 1]
+                    settled = 0
+                    for a in range(na):
+                        settled += best[k - 1, a] <= dx
+                    if RETIRE * settled < na:
+                        continue
+                    w = 0
+                    for a in range(na):
+                        e = best[k - 1, a]
+                        if e <= dx or (not packed and not no_drop and drop[idx[a], s] != 0):
+                            done[idx[a]] = e
+                        else:
+                            for q in range(k):
+                                best[q, w] = best[q, a]
+                            zsa[w] = zsa[a]
+                            idx[w] = idx[a]
+                            w += 1
+                    na = w
+                    packed = True
+            for a in range(na):  # still searching when every sample was visited
+                done[idx[a]] = best[k - 1, a]
+            # nx: lower bounds in the ascending x-distances visited, all targets' searches level by level
             for j in range(n_t):
-                eps_out[f, j, s] = bk[j]
-                nx_out[f, j, s] = _lower_bound(visited, steps, bk[j])
+                base[j] = 0
+            size = steps
+            while size > 1:
+                half = size // 2
+                for j in range(n_t):
+                    b = base[j]
+                    base[j] = b + half if visited[b + half - 1] < done[j] else b
+                size -= half
+            for j in range(n_t):
+                e = done[j]
+                m = base[j]
+                m += size == 1 and visited[m] < e
+                if direct:  # both counts here: the other one in the target's own sorted row
+                    acc_out[f, j] += psi[m + 1] + psi[_strip(zsrt, j, zrank[j, s], zrow[s, j], e) + 1]
+                else:
+                    eps_out[f, j, s] = e
+                    nx_out[f, j, s] = m
 
 
 @njit(cache=True)
@@ -236,44 +233,47 @@ def _count_near(near, m, e):  # noqa: ANN001
 
 
 @njit(parallel=True, cache=True)
-def ksg_finish(eps, nx, zsrt, zord, k, psi, out):  # noqa: ANN001 - numba kernel
-    """MI from the joint radii: count ``|z_j - z_j[s]| < eps`` per pair and average the digammas.
+def ksg_finish(eps, nx, zsrt, zord, psi, use, acc_out):  # noqa: ANN001 - numba kernel
+    """Digamma sums from the joint radii: count ``|z_j - z_j[s]| < eps`` per pair.
 
     ``eps``, ``nx``: ``(F, T, N)`` from :func:`ksg_eps`; ``zsrt``, ``zord``:
-    each target row sorted and its argsort. Writes ``out[f, j]`` (clamped at
-    0). For each target and sample, the distances to the samples nearer than
-    the largest radius over the features are collected once (walking outwards
-    in the sorted order), then counted against every feature's radius.
+    each target row sorted and its argsort. Adds ``psi[nx + 1] + psi[ny + 1]``
+    over the samples ``s`` with ``use[j, s]`` (uint8 (T, N); no rows: all) to
+    ``acc_out[f, j]``. For each target and sample, the distances to the
+    samples nearer than the largest radius over the features are collected
+    once (walking outwards in the sorted order), then counted against every
+    feature's radius.
     """
     n_f, n_t, n = eps.shape
-    base = psi[n] + psi[k]
+    masked = use.shape[0] > 0
     for j in prange(n_t):
-        zs_, zo = zsrt[j], zord[j]
         acc = np.zeros(n_f, dtype=np.float64)
         near = np.empty(n, dtype=np.float64)
         for p in range(n):
-            s = zo[p]
-            v = zs_[p]
+            s = zord[j, p]
+            if masked and use[j, s] == 0:
+                continue
+            v = zsrt[j, p]
             emax = 0.0
             for f in range(n_f):
                 e = eps[f, j, s]
                 emax = e if e > emax else emax
             m = 0
             lo = p - 1
-            while lo >= 0 and v - zs_[lo] < emax:
-                near[m] = v - zs_[lo]
+            while lo >= 0 and v - zsrt[j, lo] < emax:
+                near[m] = v - zsrt[j, lo]
                 m += 1
                 lo -= 1
             hi = p + 1
-            while hi < n and zs_[hi] - v < emax:
-                near[m] = zs_[hi] - v
+            while hi < n and zsrt[j, hi] - v < emax:
+                near[m] = zsrt[j, hi] - v
                 m += 1
                 hi += 1
             for f in range(n_f):
                 ny = _count_near(near, m, eps[f, j, s])
                 acc[f] += psi[nx[f, j, s] + 1] + psi[ny + 1]
         for f in range(n_f):
-            out[f, j] = max(0.0, base - acc[f] / n)
+            acc_out[f, j] += acc[f]
 
 
 @njit(parallel=True, cache=True)
