@@ -65,6 +65,10 @@ def _ours(cls, model, data, params):  # noqa: ANN001, ANN202
     return result, time.perf_counter() - start, peak_rss_mb() - before
 
 
+#: runs faster than this many seconds are timed twice (ours and vmap alike) and the faster counts: one-off costs of a
+#: first call on a new model (allocator growth, library thread pools) are a large part of them
+FAST = 1.0
+
 #: CPU seconds of our last run (on a loaded machine wall clocks mostly measure the wait for a core)
 CPU: dict[str, float] = {}
 
@@ -99,6 +103,10 @@ def run(
         p.requires_grad_(False)
 
     sal, ours, grew = _ours(Jacobian, model, data, {})
+    if ours < FAST:  # a fast run: its first call on a new model carries one-off costs; best of two (vmap's below too)
+        cpu = CPU["ours"]
+        _, again, _ = _ours(Jacobian, model, data, {})
+        ours, CPU["ours"] = (again, CPU["ours"]) if again < ours else (ours, cpu)
     n_t = sal.importance.shape[0]
     m = min(ref_targets, n_t)
     ref = diff = None
@@ -133,6 +141,12 @@ def run(
         full = jr(x)
         t_vmap = time.perf_counter() - start
         vmap_cpu = time.process_time() - cpu
+        if t_vmap < FAST:
+            del full
+            start, cpu = time.perf_counter(), time.process_time()
+            full = jr(x)
+            again, again_cpu = time.perf_counter() - start, time.process_time() - cpu
+            t_vmap, vmap_cpu = (again, again_cpu) if again < t_vmap else (t_vmap, vmap_cpu)
         grew_vmap = peak_rss_mb() - before
         rel = float((torch.as_tensor(sal.arrays["jacobian_mean"]) - full.mean(0)).abs().max() / full.abs().max())
         print(
