@@ -269,3 +269,11 @@ def test_row_total_is_the_sum_over_every_row_whichever_partition_holds_it(summar
     np.testing.assert_allclose(row_total(sums, "p2"), (phi**2).sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(row_total(sums, "pz"), (phi * z[:, :, None]).sum(axis=0), rtol=1e-12)
     assert row_total(sums, "n") == 11
+
+
+def test_sums_of_a_chunk_without_rows_or_targets_keep_their_shapes_and_counts() -> None:
+    rng = np.random.default_rng(5)
+    for b, t, g in ((0, 3, 4), (6, 0, 4), (6, 3, 0)):
+        sums = chunk_sums(rng.normal(size=(b, t, g)), rng.normal(size=(b, t)), rng.normal(size=(b, g)), np.arange(b) % 2, 2)
+        assert sums["n"].tolist() == [(b + 1) // 2, b // 2]  # rows are counted even with no target to sum
+        assert sums["pz"].shape == (2, t, g) and sums["x1"].shape == (2, g) and sums["z1"].shape == (2, t)

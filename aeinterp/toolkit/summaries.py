@@ -143,29 +143,37 @@ def partition_sums(phi: Any, z: Any, x: Any, partitions: dict[str, tuple[np.ndar
     # or, where one target of every row is already too large (tens of thousands of genes), fewer rows
     budget = max(1, int((BLOCK_MB if phi.device.type == "cpu" else DEVICE_BLOCK_MB) * 2**20 // 8))
     cols = max(1, min(t, budget // max(1, b * g)))
-    rows = b if cols > 1 else max(1, min(b, budget // max(1, g)))
+    rows = max(1, b if cols > 1 else min(b, budget // max(1, g)))
     for s in range(0, b, rows):
         onehots = {pre: torch.nn.functional.one_hot(c[s : s + rows], m).to(torch.float64).T for pre, (c, m, _) in parts.items()}
+        xb = x[s : s + rows]
+        for k in _ROW_STATS:  # the sums that do not depend on the targets: once per block of rows
+            if k in wanted:
+                _add(out, parts, onehots, k, _term(k, None, None, xb))
         for c0 in range(0, t, cols):
             tile = slice(c0, c0 + cols)
-            p, zb, xb = phi[s : s + rows, tile].to(torch.float64), z[s : s + rows, tile], x[s : s + rows]
+            p, zb = phi[s : s + rows, tile].to(torch.float64), z[s : s + rows, tile]
             for k in _STATS:
-                if k not in wanted or (k in _ROW_STATS and c0 > 0):  # per-row sums (counts, inputs): once per row block
-                    continue
-                v = _term(k, p, zb, xb).reshape(len(p), -1)
-                for pre, (_, m, st) in parts.items():
-                    if k in st:  # in place: no (cells, targets x groups) temporary (10 label groups of a 37,000 x 128 model: 380 MB)
-                        acc = out[pre + k] if k in _ROW_STATS else out[pre + k][:, tile]
-                        acc.view(m, -1).addmm_(onehots[pre], v)
+                if k in wanted and k not in _ROW_STATS:
+                    _add(out, parts, onehots, k, _term(k, p, zb, xb), tile)
     return {k: v.cpu().numpy() for k, v in out.items()}
 
 
+def _add(out: dict[str, Any], parts: dict[str, Any], onehots: dict[str, Any], k: str, v: Any, tile: slice | None = None) -> None:
+    """Add the per-row values ``v`` of sum ``k`` (of the targets in ``tile``) to every partition's cells that keep it."""
+    for pre, (_, m, st) in parts.items():
+        if k in st:  # in place: no (cells, targets x groups) temporary (10 label groups of a 37,000 x 128 model: 380 MB)
+            acc = out[pre + k] if tile is None else out[pre + k][:, tile]
+            acc.view(m, -1).addmm_(onehots[pre], v.reshape(len(v), -1))
+
+
 def _term(k: str, p: Any, z: Any, x: Any) -> Any:
-    """The per-row values whose sum is the running sum ``k``, for a block ``p`` (rows, T, G), ``z`` (rows, T), ``x`` (rows, G)."""
+    """The per-row values whose sum is the running sum ``k``, for a block ``p`` (rows, T, G), ``z`` (rows, T), ``x`` (rows, G)
+    (``p`` and ``z`` are not needed by :data:`_ROW_STATS`)."""
     import torch
 
     if k == "n":
-        return torch.ones(len(p), dtype=torch.float64, device=p.device)
+        return torch.ones(len(x), dtype=torch.float64, device=x.device)
     return {
         "z1": lambda: z,
         "z2": lambda: z * z,
