@@ -214,11 +214,15 @@ def test_ctrl_c_while_training_does_not_claim_results_exist(tmp_path: Path) -> N
     recipe = recipe_with(tmp_path)
     recipe.write_text(recipe.read_text().replace("epochs: 3", "epochs: 100000000"))
     buf = io.StringIO()
+    # Ctrl-C raises KeyboardInterrupt even where this process started with SIGINT ignored (a background job of a
+    # shell without job control, `cmd &` in a script): without this the training below would never stop
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = _send_later(signal.SIGINT, 3.0)
     try:
         code = cli.main(["run", str(recipe)], console=Console(file=buf, width=200))
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     out = buf.getvalue()
     assert code == 130, out
     assert "no results were written" in out and "results.json" not in out
