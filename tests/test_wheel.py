@@ -7,16 +7,33 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSTRAINTS = ROOT / ".ci" / "constraints.txt"
+#: what the wheel's private source copy leaves out: environments, build output, caches, run outputs
+_NOT_SOURCES = (
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+    "out",
+    "site",
+    "test-artifacts",
+    "node_modules",
+    ".hypothesis",
+)
 BUILTINS = {
     "permutation",
     "zero_ablation",
@@ -50,10 +67,16 @@ def _run(cmd: list[str | Path], cwd: Path, **kw) -> subprocess.CompletedProcess:
 def user_env(tmp_path_factory) -> Path:  # noqa: ANN001
     """A fresh venv holding torch (pinned CPU build) and the aeinterp wheel built from this checkout."""
     work = tmp_path_factory.mktemp("wheel")
-    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", work / "dist", ROOT], cwd=work)
+    # built from a private copy of the sources: setuptools builds in the source tree's build/ folder, and with xdist
+    # every worker that runs a test of this module builds at once; two builds in one tree packed an empty wheel
+    source = work / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*_NOT_SOURCES))
+    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", work / "dist", source], cwd=work)
     assert built.returncode == 0, built.stderr
     wheels = list((work / "dist").glob("aeinterp-*.whl"))
     assert len(wheels) == 1
+    with zipfile.ZipFile(wheels[0]) as whl:
+        assert "aeinterp/cli.py" in whl.namelist() and "aeinterp_deepshap/__init__.py" in whl.namelist()
     venv.EnvBuilder(with_pip=True).create(work / "venv")
     bin_ = work / "venv" / "bin"
     pip = [bin_ / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", CONSTRAINTS]
