@@ -44,6 +44,20 @@ def _count_within(srt: np.ndarray, pos: int, v: float, eps: float) -> int:
     return lo - left + 1
 
 
+@njit(cache=True, inline="always")
+def _keep3(best, a, c, dx):  # noqa: ANN001
+    """Insert the joint distance ``max(c, dx)`` into target ``a``'s three best (``best[:, a]``, ascending), branch-free."""
+    dj = c if c > dx else dx
+    x0 = best[0, a]
+    x1 = best[1, a]
+    x2 = best[2, a]
+    m1 = x1 if x1 > dj else dj
+    best[2, a] = x2 if x2 < m1 else m1
+    m0 = x0 if x0 > dj else dj
+    best[1, a] = x1 if x1 < m0 else m0
+    best[0, a] = x0 if x0 < dj else dj
+
+
 RETIRE = 2  # pack the searching targets once at least 1/RETIRE of them are done
 
 
@@ -148,28 +162,10 @@ def ksg_eps(x, xsrt, xord, xrank, zrow, k, rows_on, drop, eps_out, nx_out, zsrt,
                 if k == 3:
                     if packed:
                         for a in range(na):
-                            c = abs(zrow[t, idx[a]] - zsa[a])
-                            dj = c if c > dx else dx
-                            x0 = best[0, a]
-                            x1 = best[1, a]
-                            x2 = best[2, a]
-                            m1 = x1 if x1 > dj else dj
-                            best[2, a] = x2 if x2 < m1 else m1
-                            m0 = x0 if x0 > dj else dj
-                            best[1, a] = x1 if x1 < m0 else m0
-                            best[0, a] = x0 if x0 < dj else dj
+                            _keep3(best, a, abs(zrow[t, idx[a]] - zsa[a]), dx)
                     else:
                         for a in range(na):
-                            c = abs(zrow[t, a] - zsa[a])
-                            dj = c if c > dx else dx
-                            x0 = best[0, a]
-                            x1 = best[1, a]
-                            x2 = best[2, a]
-                            m1 = x1 if x1 > dj else dj
-                            best[2, a] = x2 if x2 < m1 else m1
-                            m0 = x0 if x0 > dj else dj
-                            best[1, a] = x1 if x1 < m0 else m0
-                            best[0, a] = x0 if x0 < dj else dj
+                            _keep3(best, a, abs(zrow[t, a] - zsa[a]), dx)
                 else:
                     for a in range(na):
                         c = abs(zrow[t, idx[a]] - zsa[a])
