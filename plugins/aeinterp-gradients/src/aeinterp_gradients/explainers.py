@@ -57,7 +57,7 @@ from aeinterp import Capabilities, Explanation
 from aeinterp.explainer import ALL_TARGETS
 from aeinterp.model import as_tensor
 from aeinterp.targets import Target, target_names_for
-from aeinterp.toolkit.accumulate import moments, sample_sum
+from aeinterp.toolkit.accumulate import sample_sum
 from aeinterp.toolkit.chunks import ChunkedExplainer, Partial, chunk_size_for
 from aeinterp.toolkit.recurrent import UnsupportedRecurrence
 from aeinterp.toolkit.streaming import Z_95, LocalPlan, MaxSamples, StreamParams, local_plan, sample_index, top_k_rows
@@ -131,25 +131,21 @@ class _Sums:
         self,
         element_values: torch.Tensor,
         group_values: torch.Tensor,
-        score: torch.Tensor,
+        summary: dict[str, np.ndarray],
         element_abs: torch.Tensor | None = None,
-        summary: dict[str, np.ndarray] | None = None,
     ) -> None:
         """``element_values`` (B, T, E) for the maps (``element_abs`` their absolute values if already computed),
-        ``group_values`` (B, T, G) local, ``score`` (B, T, G) importance terms: ``|local|``, whose sum and sum of
-        squares the block's ``summary`` sums (:meth:`add_summary`) already hold when given."""
+        ``group_values`` (B, T, G) local, ``summary`` the block's summary sums (:meth:`add_summary`): they hold the
+        importance terms' sums, ``sum |local|`` and ``sum local**2`` (float64), so the block is not read again."""
         self.elem += sample_sum(element_values)
-        if summary is not None:  # sum |local| and sum local**2, in float64 (no second pass over the block)
-            first, second = row_total(summary, "pa"), row_total(summary, "p2")
-        else:
-            first, second = moments(score)  # float64: the spread cancels (see moments)
+        first = row_total(summary, "pa")
         self.score += first
-        self.score_sq += second
-        if score is element_abs:  # saliency on single-element groups: the same sum
+        self.score_sq += row_total(summary, "p2")
+        if group_values is element_abs:  # saliency on single-element groups: local is |J| itself, the same sum
             self.elem_abs += first
         else:
             self.elem_abs += sample_sum(element_values.abs() if element_abs is None else element_abs)
-        b = score.shape[0]
+        b = group_values.shape[0]
         if self.local is not None:
             self.local[self.count : self.count + b] = group_values.detach().cpu().numpy()
         elif self.plan.mode == "top_k":
@@ -461,7 +457,7 @@ class Jacobian(_GradientExplainer):
             with torch.no_grad():
                 fx = target_function(model, target)(xb, xb).reshape(xb.shape[0], -1).cpu().double()
             sums = acc.add_summary(state["summary"], local, fx, xb, units[s : s + rows], state["index"][units[s : s + rows]])
-            acc.add(elem, local, local if absj is not None else local.abs(), element_abs=absj, summary=sums)
+            acc.add(elem, local, sums, element_abs=absj)
         return acc.partial()
 
     def finish(self, model, data, state, total, *, target):  # noqa: ANN001, ANN201
@@ -567,7 +563,7 @@ class IntegratedGradients(_GradientExplainer):
             delta /= base_t.shape[0]
             local = acc.group_sum(ig)
             sums = acc.add_summary(state["summary"], local, delta, xb, units[s : s + rows], state["index"][units[s : s + rows]])
-            acc.add(ig, local, local.abs(), summary=sums)
+            acc.add(ig, local, sums)
             gap_sum += (ig.sum(dim=2).double() - delta).abs().sum(dim=0)
             scale_sum += delta.abs().sum(dim=0)
         acc.extra = {"gap": gap_sum.numpy(), "scale": scale_sum.numpy()}
